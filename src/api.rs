@@ -1,0 +1,1024 @@
+//! api.rs makes REST calls; it never retries except the one token refresh on 401.
+//!
+//! It speaks the Genesys Notifications REST API of protocol.md "Channels" and "Subscriptions"
+//! plus `GET /api/v2/tokens/me` ("OAuth"), with one `ureq::Agent` whose global timeout bounds
+//! every call (DNS, connect, TLS, request and response body). Every status is mapped to an
+//! [`ApiError`] here, with the Genesys error body's `code` and `message` when present; the
+//! caller owns backoff, retry budgets and `Retry-After` (protocol.md "Rate limits"), helped by
+//! [`ApiError::is_transient`] and [`ApiError::retry_after`].
+//!
+//! Channel ids are credentials (protocol.md "The WebSocket"): they appear in logs, `Debug` and
+//! error messages only shortened (redact.rs), and a server message quoting one is shortened too.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use ureq::http::Response;
+use ureq::Body;
+
+use crate::auth::{
+    http_agent, json_error, parse_retry_after, shorten, transport_message, TokenError, TokenManager,
+};
+use crate::redact::{short_id, short_uri};
+
+/// Response bodies larger than this are refused as [`ApiError::Decode`]. The largest expected
+/// body, a subscription result for 1 000 topics with reasons, is well under 1 MiB.
+const MAX_BODY: u64 = 4 * 1024 * 1024;
+
+// ---------------------------------------------------------------------------------------------
+// Public types
+// ---------------------------------------------------------------------------------------------
+
+/// A notification channel as returned by `POST /api/v2/notifications/channels`
+/// (protocol.md "Channels").
+///
+/// `Debug` shows the id and `connect_uri` shortened: either one is enough to take the channel
+/// over.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ChannelInfo {
+    /// The channel id (`id`).
+    pub id: String,
+    /// The WebSocket URL to connect to, as given (`connectUri`), e.g.
+    /// `wss://streaming.<domain>/channels/<id>`.
+    pub connect_uri: String,
+    /// When the channel expires unless re-subscribed (`expires`, ISO-8601; channels live 24 h).
+    /// `None` when the server sent none or an unparseable one.
+    pub expires: Option<SystemTime>,
+}
+
+impl fmt::Debug for ChannelInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChannelInfo")
+            .field("id", &short_id(&self.id))
+            .field("connect_uri", &short_uri(&self.connect_uri))
+            .field(
+                "expires",
+                &self.expires.map(humantime::format_rfc3339_seconds),
+            )
+            .finish()
+    }
+}
+
+/// Whether Genesys accepted a topic (`state` of a subscription result).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TopicState {
+    /// `"Permitted"`: the topic is subscribed.
+    Permitted,
+    /// `"Rejected"`: the topic is not subscribed; see [`TopicResult::rejection_reason`] and
+    /// [`TopicResult::missing_permissions`].
+    Rejected,
+}
+
+/// The outcome for one topic of `PUT .../subscriptions?ignoreErrors=true`
+/// (protocol.md "Subscriptions": `{"id", "state", "rejectionReason", "missingPermissions"}`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicResult {
+    /// The topic name as the server returned it (`id`).
+    pub topic: String,
+    /// Permitted or rejected. An entity without `state` is taken as permitted (the server
+    /// listed it as subscribed); a `state` other than `Permitted`/`Rejected` (any case) is
+    /// taken as rejected, with the state named in `rejection_reason` if none was given.
+    pub state: TopicState,
+    /// `rejectionReason`, when given.
+    pub rejection_reason: Option<String>,
+    /// `missingPermissions`: the permissions the token's client or user lacks; empty when none
+    /// were listed.
+    pub missing_permissions: Vec<String>,
+}
+
+/// Why a REST call failed. No variant carries a token; channel ids in server messages are
+/// shortened.
+#[non_exhaustive]
+#[derive(Debug, Clone)]
+pub enum ApiError {
+    /// 401 again after the one token refresh (protocol.md "OAuth": expired or revoked tokens
+    /// get 401). Not transient: the token source keeps producing tokens Genesys refuses.
+    Unauthorized {
+        /// The error body's `message`, or empty.
+        message: String,
+    },
+    /// 403, e.g. `notification.unauthorized.topic` (protocol.md "Subscriptions").
+    /// Not transient.
+    Forbidden {
+        /// The error body's `code`, or empty.
+        code: String,
+        /// The error body's `message`, or empty.
+        message: String,
+    },
+    /// 404: the channel does not exist (any more): evicted, expired, or never was
+    /// (protocol.md "Channels"). Not transient: make a new channel.
+    NotFound,
+    /// 429 (protocol.md "Rate limits"). Transient.
+    RateLimited {
+        /// The `Retry-After` header (whole seconds on the wire), a lower bound for the next
+        /// attempt; `None` when absent or unparseable.
+        retry_after: Option<Duration>,
+    },
+    /// 400, e.g. more than 1 000 topics on a channel or a malformed topic (protocol.md
+    /// "Subscriptions"). Not transient.
+    BadRequest {
+        /// The error body's `code`, or empty.
+        code: String,
+        /// The error body's `message`, or empty.
+        message: String,
+    },
+    /// 5xx or any other status this call does not expect (3xx, 405, 409, ...).
+    /// Transient for 5xx and 408, not for the others.
+    Server {
+        /// HTTP status.
+        status: u16,
+        /// The error body's `message` (or its text), shortened, or empty.
+        message: String,
+    },
+    /// The call did not complete: DNS, connect, TLS, I/O, or the request timeout. Transient.
+    Transport(String),
+    /// The token source failed; transient unless [`TokenError::is_permanent`].
+    Token(TokenError),
+    /// A 2xx body that is not what protocol.md says (bad JSON, missing `id`/`connectUri`,
+    /// larger than 4 MiB). Transient, so it counts against the caller's retry budget rather than
+    /// stopping the client on one odd response.
+    Decode(String),
+}
+
+impl ApiError {
+    /// Whether retrying later (with backoff) may succeed: [`ApiError::RateLimited`],
+    /// [`ApiError::Transport`], [`ApiError::Decode`], [`ApiError::Server`] with a 5xx or 408
+    /// status, and [`ApiError::Token`] with a non-permanent [`TokenError`]
+    /// (protocol.md "Rate limits": 5xx and network errors are transient; 400/403/404 are not
+    /// retried blindly).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ApiError::RateLimited { .. } | ApiError::Transport(_) | ApiError::Decode(_) => true,
+            ApiError::Server { status, .. } => *status >= 500 || *status == 408,
+            ApiError::Token(e) => !e.is_permanent(),
+            ApiError::Unauthorized { .. }
+            | ApiError::Forbidden { .. }
+            | ApiError::NotFound
+            | ApiError::BadRequest { .. } => false,
+        }
+    }
+
+    /// The `Retry-After` of a 429 from the API or from the token endpoint: a lower bound for the
+    /// next attempt, uncapped (the caller caps it). `None` otherwise.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ApiError::RateLimited { retry_after } => *retry_after,
+            ApiError::Token(e) => e.retry_after(),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fn code_message(f: &mut fmt::Formatter<'_>, code: &str, message: &str) -> fmt::Result {
+            if !code.is_empty() {
+                write!(f, " ({code})")?;
+            }
+            if !message.is_empty() {
+                write!(f, ": {message}")?;
+            }
+            Ok(())
+        }
+        match self {
+            ApiError::Unauthorized { message } => {
+                f.write_str("unauthorized (401) after refreshing the token")?;
+                code_message(f, "", message)
+            }
+            ApiError::Forbidden { code, message } => {
+                f.write_str("forbidden (403)")?;
+                code_message(f, code, message)
+            }
+            ApiError::NotFound => f.write_str("channel not found (404)"),
+            ApiError::RateLimited {
+                retry_after: Some(d),
+            } => write!(
+                f,
+                "rate limited (429), retry after {}",
+                humantime::format_duration(*d)
+            ),
+            ApiError::RateLimited { retry_after: None } => f.write_str("rate limited (429)"),
+            ApiError::BadRequest { code, message } => {
+                f.write_str("bad request (400)")?;
+                code_message(f, code, message)
+            }
+            ApiError::Server { status, message } => {
+                write!(f, "unexpected status {status}")?;
+                code_message(f, "", message)
+            }
+            ApiError::Transport(message) => write!(f, "request failed: {message}"),
+            ApiError::Token(e) => write!(f, "no access token: {e}"),
+            ApiError::Decode(message) => write!(f, "unexpected response body: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for ApiError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ApiError::Token(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Wire shapes
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ChannelBody {
+    id: Option<String>,
+    connect_uri: Option<String>,
+    expires: Option<String>,
+}
+
+#[derive(Serialize)]
+struct TopicRef<'a> {
+    id: &'a str,
+}
+
+#[derive(Deserialize)]
+struct Entities<T> {
+    #[serde(default = "Vec::new")]
+    entities: Vec<T>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TopicEntity {
+    id: String,
+    state: Option<String>,
+    rejection_reason: Option<String>,
+    #[serde(default)]
+    missing_permissions: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[cfg(test)]
+struct TopicId {
+    id: String,
+}
+
+/// The Genesys error body: `{"message", "code", "status", "contextId", ...}`.
+#[derive(Deserialize, Default)]
+struct ErrorBody {
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Api
+// ---------------------------------------------------------------------------------------------
+
+/// The REST client: one `ureq::Agent`, the API base URL and the token manager.
+pub(crate) struct Api {
+    base: String,
+    agent: ureq::Agent,
+    tokens: Arc<TokenManager>,
+    request_timeout: Duration,
+}
+
+impl fmt::Debug for Api {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Api")
+            .field("base", &self.base)
+            .field("request_timeout", &self.request_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The HTTP methods this module uses.
+#[derive(Clone, Copy, Debug)]
+enum Method {
+    Get,
+    Head,
+    Post,
+    Put,
+    Delete,
+}
+
+impl Method {
+    fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Delete => "DELETE",
+        }
+    }
+}
+
+impl Api {
+    /// Creates the client. `api_base` is e.g. `https://api.mypurecloud.com` (a trailing `/` is
+    /// ignored; `http://` is accepted, the caller restricts it to loopback). `request_timeout`
+    /// bounds each HTTP exchange end to end (DNS, connect, TLS, request, response body); a call
+    /// that refreshes its token after a 401 makes up to two exchanges plus a token fetch.
+    pub(crate) fn new(api_base: &str, tokens: Arc<TokenManager>, request_timeout: Duration) -> Api {
+        Api {
+            base: api_base.trim_end_matches('/').to_owned(),
+            agent: http_agent(request_timeout),
+            tokens,
+            request_timeout,
+        }
+    }
+
+    /// `POST /api/v2/notifications/channels` (no body): a new channel.
+    ///
+    /// Each call creates a channel; at most 20 exist per user + OAuth client and a 21st evicts
+    /// the least recently used one (protocol.md "Channels"), so callers must not leak them.
+    ///
+    /// # Errors
+    /// The common mapping (see [`ApiError`]); [`ApiError::Decode`] when the body lacks `id` or
+    /// `connectUri`. An unparseable `expires` is logged and becomes `None`.
+    pub(crate) fn create_channel(&self) -> Result<ChannelInfo, ApiError> {
+        let path = "/api/v2/notifications/channels";
+        let mut response = self.call(Method::Post, path, path, None, None)?;
+        let body: ChannelBody = read_json(&mut response)?;
+        let id = body
+            .id
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| ApiError::Decode("channel without id".into()))?;
+        let connect_uri = body
+            .connect_uri
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| ApiError::Decode("channel without connectUri".into()))?;
+        let expires = body.expires.as_deref().and_then(|text| {
+            let parsed = parse_expires(text);
+            if parsed.is_none() {
+                log::warn!(
+                    "channel {} has an unparseable expires {text:?}",
+                    short_id(&id)
+                );
+            }
+            parsed
+        });
+        log::info!("created channel {}", short_id(&id));
+        Ok(ChannelInfo {
+            id,
+            connect_uri,
+            expires,
+        })
+    }
+
+    /// `HEAD /api/v2/notifications/channels/{id}`: 200 → `true`, 404 → `false`
+    /// (protocol.md "Channels").
+    ///
+    /// # Errors
+    /// The common mapping (see [`ApiError`]) for any status but 2xx and 404.
+    pub(crate) fn channel_exists(&self, id: &str) -> Result<bool, ApiError> {
+        let (path, shown) = channel_path(id, "");
+        match self.call(Method::Head, &path, &shown, None, Some(id)) {
+            Ok(_) => Ok(true),
+            Err(ApiError::NotFound) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `PUT /api/v2/notifications/channels/{id}/subscriptions?ignoreErrors=true` with body
+    /// `[{"id": topic}, ...]`: replaces the channel's whole topic list and extends its life.
+    /// With `ignoreErrors=true` a topic lacking permission is reported in its [`TopicResult`]
+    /// instead of failing the request (protocol.md "Subscriptions"). An empty `topics` clears
+    /// the list. Topics are sent as given; validation, normalisation and the 1 000-topic limit
+    /// belong to the caller.
+    ///
+    /// # Errors
+    /// The common mapping (see [`ApiError`]); notably 400 → [`ApiError::BadRequest`] (more
+    /// than 1 000 topics), 404 → [`ApiError::NotFound`], and [`ApiError::Decode`] when the body
+    /// is not `{"entities": [...]}`.
+    pub(crate) fn put_subscriptions(
+        &self,
+        id: &str,
+        topics: &[String],
+    ) -> Result<Vec<TopicResult>, ApiError> {
+        let (path, shown) = channel_path(id, "/subscriptions?ignoreErrors=true");
+        let body: Vec<TopicRef<'_>> = topics.iter().map(|t| TopicRef { id: t }).collect();
+        let body = serde_json::to_vec(&body)
+            .map_err(|e| ApiError::Decode(format!("cannot encode topics: {e}")))?;
+        let mut response = self.call(Method::Put, &path, &shown, Some(&body), Some(id))?;
+        let parsed: Entities<TopicEntity> = read_json(&mut response)?;
+        Ok(parsed.entities.into_iter().map(topic_result).collect())
+    }
+
+    /// `DELETE /api/v2/notifications/channels/{id}/subscriptions`: removes every topic.
+    ///
+    /// # Errors
+    /// The common mapping (see [`ApiError`]); 404 → [`ApiError::NotFound`] (the channel is
+    /// already gone, which a caller cleaning up may treat as success).
+    pub(crate) fn delete_subscriptions(&self, id: &str) -> Result<(), ApiError> {
+        let (path, shown) = channel_path(id, "/subscriptions");
+        self.call(Method::Delete, &path, &shown, None, Some(id))
+            .map(drop)
+    }
+
+    /// `GET /api/v2/notifications/channels/{id}/subscriptions`: the topic names the channel
+    /// has, as the server spells them.
+    ///
+    /// # Errors
+    /// The common mapping (see [`ApiError`]); [`ApiError::Decode`] when the body is not
+    /// `{"entities": [{"id": ...}, ...]}`.
+    #[cfg(test)]
+    pub(crate) fn get_subscriptions(&self, id: &str) -> Result<Vec<String>, ApiError> {
+        let (path, shown) = channel_path(id, "/subscriptions");
+        let mut response = self.call(Method::Get, &path, &shown, None, Some(id))?;
+        let parsed: Entities<TopicId> = read_json(&mut response)?;
+        Ok(parsed.entities.into_iter().map(|t| t.id).collect())
+    }
+
+    /// `GET /api/v2/tokens/me`: checks that the current token is accepted. Works for
+    /// client-credentials tokens, unlike `/api/v2/users/me` (protocol.md "OAuth"). The body is
+    /// not read.
+    ///
+    /// # Errors
+    /// The common mapping (see [`ApiError`]).
+    pub(crate) fn token_me(&self) -> Result<(), ApiError> {
+        let path = "/api/v2/tokens/me";
+        self.call(Method::Get, path, path, None, None).map(drop)
+    }
+
+    /// Sends one request with the current token; on 401, invalidates that token, obtains a new
+    /// one and sends the request once more. Returns the 2xx response or the mapped error.
+    /// `shown` is the path as it may be logged; `channel` is the channel id to hide in messages.
+    fn call(
+        &self,
+        method: Method,
+        path: &str,
+        shown: &str,
+        body: Option<&[u8]>,
+        channel: Option<&str>,
+    ) -> Result<Response<Body>, ApiError> {
+        let url = format!("{}{path}", self.base);
+        let token = self.tokens.token().map_err(ApiError::Token)?;
+        let mut response = self.send(method, &url, shown, &token, body)?;
+        if response.status().as_u16() == 401 {
+            log::debug!(
+                "{} {shown} -> 401; refreshing the token once",
+                method.as_str()
+            );
+            self.tokens.invalidate(&token);
+            let token = self.tokens.token().map_err(ApiError::Token)?;
+            response = self.send(method, &url, shown, &token, body)?;
+        }
+        let status = response.status().as_u16();
+        if (200..300).contains(&status) {
+            return Ok(response);
+        }
+        Err(map_status(&mut response, channel))
+    }
+
+    fn send(
+        &self,
+        method: Method,
+        url: &str,
+        shown: &str,
+        token: &str,
+        body: Option<&[u8]>,
+    ) -> Result<Response<Body>, ApiError> {
+        let bearer = format!("Bearer {token}");
+        let started = Instant::now();
+        let result = match method {
+            Method::Get => self.agent.get(url).header("Authorization", &bearer).call(),
+            Method::Head => self.agent.head(url).header("Authorization", &bearer).call(),
+            Method::Delete => self
+                .agent
+                .delete(url)
+                .header("Authorization", &bearer)
+                .call(),
+            Method::Post | Method::Put => {
+                let request = match method {
+                    Method::Post => self.agent.post(url),
+                    _ => self.agent.put(url),
+                }
+                .header("Authorization", &bearer);
+                match body {
+                    Some(bytes) => request
+                        .header("Content-Type", "application/json")
+                        .send(bytes),
+                    None => request.send_empty(),
+                }
+            }
+        };
+        match result {
+            Ok(response) => {
+                log::debug!(
+                    "{} {shown} -> {} in {:?}",
+                    method.as_str(),
+                    response.status().as_u16(),
+                    started.elapsed()
+                );
+                Ok(response)
+            }
+            Err(e) => {
+                let message = transport_message(&e);
+                log::debug!(
+                    "{} {shown} failed after {:?}: {message}",
+                    method.as_str(),
+                    started.elapsed()
+                );
+                Err(ApiError::Transport(message))
+            }
+        }
+    }
+}
+
+/// `/api/v2/notifications/channels/{id}{suffix}` for the request and for logs (id shortened).
+fn channel_path(id: &str, suffix: &str) -> (String, String) {
+    (
+        format!(
+            "/api/v2/notifications/channels/{}{suffix}",
+            encode_segment(id)
+        ),
+        format!("/api/v2/notifications/channels/{}{suffix}", short_id(id)),
+    )
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters, so an id can never change the
+/// path or add a query. Genesys channel ids are plain ASCII and pass unchanged.
+fn encode_segment(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for byte in segment.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// Maps a non-2xx response (after the 401 retry) to an [`ApiError`].
+fn map_status(response: &mut Response<Body>, channel: Option<&str>) -> ApiError {
+    let status = response.status().as_u16();
+    if status == 429 {
+        return ApiError::RateLimited {
+            retry_after: parse_retry_after(response.headers()),
+        };
+    }
+    if status == 404 {
+        return ApiError::NotFound;
+    }
+    // The error body is a courtesy: a failure to read it leaves code and message empty.
+    let text = response
+        .body_mut()
+        .with_config()
+        .limit(64 * 1024)
+        .read_to_string()
+        .unwrap_or_default();
+    let parsed: ErrorBody = serde_json::from_str(&text).unwrap_or_default();
+    let hide = |s: String| {
+        let s = match channel {
+            Some(id) if !id.is_empty() => s.replace(id, &short_id(id)),
+            _ => s,
+        };
+        shorten(s)
+    };
+    let code = hide(parsed.code.unwrap_or_default());
+    let message = hide(parsed.message.unwrap_or_default());
+    match status {
+        400 => ApiError::BadRequest { code, message },
+        401 => ApiError::Unauthorized { message },
+        403 => ApiError::Forbidden { code, message },
+        _ => ApiError::Server {
+            status,
+            message: if message.is_empty() {
+                hide(text.trim().to_owned())
+            } else {
+                message
+            },
+        },
+    }
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(response: &mut Response<Body>) -> Result<T, ApiError> {
+    let text = response
+        .body_mut()
+        .with_config()
+        .limit(MAX_BODY)
+        .read_to_string()
+        .map_err(|e| match e {
+            ureq::Error::BodyExceedsLimit(_) => ApiError::Decode("response body too large".into()),
+            other => ApiError::Transport(transport_message(&other)),
+        })?;
+    serde_json::from_str(&text).map_err(|e| ApiError::Decode(json_error(&e)))
+}
+
+fn topic_result(entity: TopicEntity) -> TopicResult {
+    let (state, rejection_reason) = match entity.state.as_deref() {
+        None => (TopicState::Permitted, entity.rejection_reason),
+        Some(s) if s.eq_ignore_ascii_case("permitted") => {
+            (TopicState::Permitted, entity.rejection_reason)
+        }
+        Some(s) if s.eq_ignore_ascii_case("rejected") => {
+            (TopicState::Rejected, entity.rejection_reason)
+        }
+        Some(other) => (
+            TopicState::Rejected,
+            entity
+                .rejection_reason
+                .or_else(|| Some(format!("unknown subscription state {other:?}"))),
+        ),
+    };
+    TopicResult {
+        topic: entity.id,
+        state,
+        rejection_reason,
+        missing_permissions: entity.missing_permissions.unwrap_or_default(),
+    }
+}
+
+/// Parses the channel's `expires`, e.g. `2024-05-01T12:00:00.000Z` (UTC; `Z` or `+00:00`).
+fn parse_expires(text: &str) -> Option<SystemTime> {
+    humantime::parse_rfc3339(text.trim()).ok()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------------------
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::{AccessToken, AuthEvent, StaticToken, TokenSource};
+    use mockito::Matcher;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    const CHANNEL: &str = "streaming-CHANNELMARKER-0123456789";
+    const TOKEN: &str = "TOKEN-MARKER-51ab";
+
+    fn no_events() -> Arc<dyn Fn(AuthEvent) + Send + Sync> {
+        Arc::new(|_| {})
+    }
+
+    fn api_with(url: &str, source: Box<dyn TokenSource>) -> Api {
+        Api::new(
+            url,
+            TokenManager::new(source, no_events()),
+            Duration::from_secs(5),
+        )
+    }
+
+    fn api(url: &str) -> Api {
+        api_with(url, Box::new(StaticToken::new(TOKEN)))
+    }
+
+    fn subs_path() -> String {
+        format!("/api/v2/notifications/channels/{CHANNEL}/subscriptions")
+    }
+
+    #[test]
+    fn create_channel_parses_the_channel() {
+        let mut server = mockito::Server::new();
+        let mock = server
+            .mock("POST", "/api/v2/notifications/channels")
+            .match_header("authorization", format!("Bearer {TOKEN}").as_str())
+            .with_status(200)
+            .with_body(format!(
+                r#"{{"id":"{CHANNEL}","connectUri":"wss://streaming.example.test/channels/{CHANNEL}","expires":"2024-05-01T12:00:00.000Z"}}"#
+            ))
+            .expect(1)
+            .create();
+        let channel = api(&format!("{}/", server.url())).create_channel().unwrap();
+        mock.assert();
+        assert_eq!(channel.id, CHANNEL);
+        assert_eq!(
+            channel.connect_uri,
+            format!("wss://streaming.example.test/channels/{CHANNEL}")
+        );
+        assert_eq!(
+            channel.expires,
+            Some(humantime::parse_rfc3339("2024-05-01T12:00:00Z").unwrap())
+        );
+    }
+
+    #[test]
+    fn channel_without_connect_uri_is_a_decode_error() {
+        let mut server = mockito::Server::new();
+        let _m = server
+            .mock("POST", "/api/v2/notifications/channels")
+            .with_status(200)
+            .with_body(r#"{"id":"abc"}"#)
+            .create();
+        let err = api(&server.url()).create_channel().unwrap_err();
+        assert!(matches!(err, ApiError::Decode(_)), "{err:?}");
+        let _m = server
+            .mock("POST", "/api/v2/notifications/channels")
+            .with_status(200)
+            .with_body("<html>proxy</html>")
+            .create();
+        let err = api(&server.url()).create_channel().unwrap_err();
+        assert!(matches!(err, ApiError::Decode(_)), "{err:?}");
+    }
+
+    #[test]
+    fn channel_exists_maps_200_and_404() {
+        let mut server = mockito::Server::new();
+        let path = format!("/api/v2/notifications/channels/{CHANNEL}");
+        let found = server.mock("HEAD", path.as_str()).with_status(200).create();
+        assert!(api(&server.url()).channel_exists(CHANNEL).unwrap());
+        found.remove();
+        let _gone = server.mock("HEAD", path.as_str()).with_status(404).create();
+        assert!(!api(&server.url()).channel_exists(CHANNEL).unwrap());
+    }
+
+    #[test]
+    fn unauthorized_call_refreshes_the_token_once_and_retries_once() {
+        let mut server = mockito::Server::new();
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let f = Arc::clone(&fetches);
+        let source = Box::new(move || {
+            let n = f.fetch_add(1, Ordering::SeqCst) + 1;
+            Ok(AccessToken::new(
+                format!("token-{n}"),
+                Some(Duration::from_secs(3600)),
+            ))
+        });
+        let stale = server
+            .mock("GET", "/api/v2/tokens/me")
+            .match_header("authorization", "Bearer token-1")
+            .with_status(401)
+            .with_body(r#"{"message":"Authentication failed","code":"authentication.required","status":401}"#)
+            .expect(1)
+            .create();
+        let fresh = server
+            .mock("GET", "/api/v2/tokens/me")
+            .match_header("authorization", "Bearer token-2")
+            .with_status(200)
+            .with_body("{}")
+            .expect(1)
+            .create();
+        let api = api_with(&server.url(), source);
+        api.token_me().unwrap();
+        stale.assert();
+        fresh.assert();
+        assert_eq!(fetches.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn second_401_is_unauthorized_without_more_retries() {
+        let mut server = mockito::Server::new();
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let f = Arc::clone(&fetches);
+        let source = Box::new(move || {
+            let n = f.fetch_add(1, Ordering::SeqCst) + 1;
+            Ok(AccessToken::new(format!("token-{n}"), None))
+        });
+        let mock = server
+            .mock("DELETE", subs_path().as_str())
+            .with_status(401)
+            .with_body(
+                r#"{"message":"token revoked","code":"authentication.required","status":401}"#,
+            )
+            .expect(2)
+            .create();
+        let err = api_with(&server.url(), source)
+            .delete_subscriptions(CHANNEL)
+            .unwrap_err();
+        mock.assert();
+        assert_eq!(fetches.load(Ordering::SeqCst), 2);
+        assert!(
+            matches!(&err, ApiError::Unauthorized { message } if message == "token revoked"),
+            "{err:?}"
+        );
+        assert!(!err.is_transient());
+    }
+
+    #[test]
+    fn put_subscriptions_sends_topics_and_parses_results() {
+        let mut server = mockito::Server::new();
+        let mock = server
+            .mock("PUT", subs_path().as_str())
+            .match_query(Matcher::UrlEncoded("ignoreErrors".into(), "true".into()))
+            .match_header("content-type", "application/json")
+            .match_body(Matcher::Json(serde_json::json!([
+                {"id": "v2.users.u1.presence"},
+                {"id": "v2.routing.queues.q1.conversations"}
+            ])))
+            .with_status(200)
+            .with_body(
+                r#"{"entities":[
+                    {"id":"v2.users.u1.presence","state":"Permitted"},
+                    {"id":"v2.routing.queues.q1.conversations","state":"Rejected",
+                     "rejectionReason":"Missing permissions",
+                     "missingPermissions":["routing:queue:view","conversation:communication:view"]}
+                ]}"#,
+            )
+            .expect(1)
+            .create();
+        let topics = vec![
+            "v2.users.u1.presence".to_owned(),
+            "v2.routing.queues.q1.conversations".to_owned(),
+        ];
+        let results = api(&server.url())
+            .put_subscriptions(CHANNEL, &topics)
+            .unwrap();
+        mock.assert();
+        assert_eq!(
+            results,
+            vec![
+                TopicResult {
+                    topic: "v2.users.u1.presence".into(),
+                    state: TopicState::Permitted,
+                    rejection_reason: None,
+                    missing_permissions: vec![],
+                },
+                TopicResult {
+                    topic: "v2.routing.queues.q1.conversations".into(),
+                    state: TopicState::Rejected,
+                    rejection_reason: Some("Missing permissions".into()),
+                    missing_permissions: vec![
+                        "routing:queue:view".into(),
+                        "conversation:communication:view".into()
+                    ],
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn get_subscriptions_lists_topic_names() {
+        let mut server = mockito::Server::new();
+        let _m = server
+            .mock("GET", subs_path().as_str())
+            .with_status(200)
+            .with_body(r#"{"entities":[{"id":"v2.users.u1.presence","selfUri":"/x"},{"id":"v2.users.u2.presence"}]}"#)
+            .create();
+        assert_eq!(
+            api(&server.url()).get_subscriptions(CHANNEL).unwrap(),
+            vec!["v2.users.u1.presence", "v2.users.u2.presence"]
+        );
+    }
+
+    #[test]
+    fn statuses_map_to_errors() {
+        let mut server = mockito::Server::new();
+        // (status, Retry-After, body)
+        let cases: Vec<(usize, Option<&str>, String)> = vec![
+            (404, None, String::new()),
+            (429, Some("12"), String::new()),
+            (
+                400,
+                None,
+                r#"{"message":"Too many topics","code":"bad.request","status":400}"#.into(),
+            ),
+            (
+                403,
+                None,
+                format!(
+                    r#"{{"message":"no access to channel {CHANNEL}","code":"notification.unauthorized.topic","status":403}}"#
+                ),
+            ),
+            (503, None, r#"{"message":"try later","status":503}"#.into()),
+            (500, None, "plain failure".into()),
+            (409, None, String::new()),
+        ];
+        for (status, retry_after, body) in cases {
+            server.reset();
+            let mut mock = server.mock("PUT", Matcher::Any).with_status(status);
+            if let Some(seconds) = retry_after {
+                mock = mock.with_header("Retry-After", seconds);
+            }
+            let _m = mock.with_body(body).create();
+            let err = api(&server.url())
+                .put_subscriptions(CHANNEL, &["v2.users.u1.presence".to_owned()])
+                .unwrap_err();
+            let shown = format!("{err} {err:?}");
+            assert!(!shown.contains(CHANNEL), "{shown}");
+            assert!(!shown.contains(TOKEN), "{shown}");
+            match status {
+                404 => assert!(matches!(err, ApiError::NotFound) && !err.is_transient()),
+                429 => {
+                    assert!(err.is_transient());
+                    assert_eq!(err.retry_after(), Some(Duration::from_secs(12)));
+                    assert!(matches!(err, ApiError::RateLimited { .. }));
+                }
+                400 => assert!(
+                    matches!(&err, ApiError::BadRequest { code, message }
+                        if code == "bad.request" && message == "Too many topics")
+                        && !err.is_transient()
+                ),
+                403 => {
+                    assert!(!err.is_transient());
+                    let ApiError::Forbidden { code, message } = &err else {
+                        panic!("{err:?}")
+                    };
+                    assert_eq!(code, "notification.unauthorized.topic");
+                    assert!(message.contains(&short_id(CHANNEL)), "{message}");
+                }
+                503 => assert!(
+                    matches!(&err, ApiError::Server { status: 503, message } if message == "try later")
+                        && err.is_transient()
+                ),
+                500 => assert!(
+                    matches!(&err, ApiError::Server { status: 500, message } if message == "plain failure")
+                        && err.is_transient()
+                ),
+                409 => assert!(
+                    matches!(&err, ApiError::Server { status: 409, .. }) && !err.is_transient()
+                ),
+                _ => unreachable!(),
+            }
+        }
+    }
+
+    #[test]
+    fn token_failure_is_reported_as_token_error() {
+        let api = api_with(
+            "http://127.0.0.1:9",
+            Box::new(|| {
+                Err(TokenError::RateLimited {
+                    retry_after: Some(Duration::from_secs(3)),
+                })
+            }),
+        );
+        let err = api.token_me().unwrap_err();
+        assert!(matches!(
+            err,
+            ApiError::Token(TokenError::RateLimited { .. })
+        ));
+        assert!(err.is_transient());
+        assert_eq!(err.retry_after(), Some(Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn hung_server_gives_transport_error_at_the_timeout() {
+        // Accepts connections and never answers.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (release, released) = crossbeam_channel::bounded::<()>(1);
+        let holder = std::thread::spawn(move || {
+            let (socket, _) = listener.accept().unwrap();
+            let _ = released.recv_timeout(Duration::from_secs(10));
+            drop(socket);
+        });
+        let api = Api::new(
+            &url,
+            TokenManager::new(Box::new(StaticToken::new(TOKEN)), no_events()),
+            Duration::from_millis(500),
+        );
+        let started = Instant::now();
+        let err = api.create_channel().unwrap_err();
+        let took = started.elapsed();
+        assert!(matches!(err, ApiError::Transport(_)), "{err:?}");
+        assert!(err.is_transient());
+        assert!(took >= Duration::from_millis(450), "{took:?}");
+        assert!(took < Duration::from_millis(1500), "{took:?}");
+        release.send(()).unwrap();
+        holder.join().unwrap();
+    }
+
+    #[test]
+    fn refused_connection_is_transport() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        drop(listener);
+        let err = api(&url).channel_exists(CHANNEL).unwrap_err();
+        assert!(matches!(err, ApiError::Transport(_)), "{err:?}");
+        assert!(!err.to_string().contains(CHANNEL));
+    }
+
+    #[test]
+    fn channel_info_debug_shortens_id_and_uri() {
+        let info = ChannelInfo {
+            id: CHANNEL.into(),
+            connect_uri: format!("wss://streaming.example.test/channels/{CHANNEL}"),
+            expires: None,
+        };
+        let shown = format!("{info:?}");
+        assert!(!shown.contains(CHANNEL), "{shown}");
+        assert!(shown.contains(&short_id(CHANNEL)), "{shown}");
+        assert!(
+            shown.contains("wss://streaming.example.test/channels/"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn unusual_channel_ids_cannot_escape_the_path() {
+        assert_eq!(encode_segment("abc-DEF_1.2~"), "abc-DEF_1.2~");
+        assert_eq!(encode_segment("a/b?c#d e"), "a%2Fb%3Fc%23d%20e");
+    }
+
+    #[test]
+    fn odd_subscription_states_are_interpreted() {
+        let entity = |state: Option<&str>| TopicEntity {
+            id: "t".into(),
+            state: state.map(str::to_owned),
+            rejection_reason: None,
+            missing_permissions: None,
+        };
+        assert_eq!(topic_result(entity(None)).state, TopicState::Permitted);
+        assert_eq!(
+            topic_result(entity(Some("PERMITTED"))).state,
+            TopicState::Permitted
+        );
+        let odd = topic_result(entity(Some("Pending")));
+        assert_eq!(odd.state, TopicState::Rejected);
+        assert!(odd.rejection_reason.unwrap().contains("Pending"));
+    }
+}

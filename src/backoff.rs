@@ -1,0 +1,198 @@
+//! backoff.rs decides how long to wait before the next attempt (exponential backoff with full
+//! jitter, `Retry-After` as a lower bound, a retry budget); it never sleeps and never does I/O.
+//!
+//! Full jitter: the n-th retry waits a uniform draw from `[0, min(cap, base × 2^(n-1))]`
+//! (the "Exponential Backoff And Jitter" analysis of the AWS architecture blog; gRPC's
+//! connection-backoff protocol uses the same shape). A `Retry-After` from a 429 (protocol.md,
+//! "Rate limits") raises the delay to at least that many seconds, itself capped.
+
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use std::time::Duration;
+
+/// Retry policy for channel setup, reconnection and REST calls.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Backoff {
+    /// The first retry's upper bound. Default 1 s.
+    pub base: Duration,
+    /// The largest upper bound. Default 60 s.
+    pub cap: Duration,
+    /// The largest `Retry-After` honoured; a larger value is cut to this. Default 300 s.
+    pub retry_after_cap: Duration,
+    /// How many retries in a row before giving up with
+    /// [`Lifecycle::RetryBudgetExhausted`](crate::Lifecycle). `None` (the default): never give up.
+    pub max_retries: Option<u32>,
+    /// A connection that stays healthy this long resets the retry count. Default 30 s.
+    pub reset_after: Duration,
+    /// A fixed seed for the jitter's random source, for reproducible tests. Default `None`
+    /// (seeded from the operating system).
+    pub seed: Option<u64>,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            base: Duration::from_secs(1),
+            cap: Duration::from_secs(60),
+            retry_after_cap: Duration::from_secs(300),
+            max_retries: None,
+            reset_after: Duration::from_secs(30),
+            seed: None,
+        }
+    }
+}
+
+impl Backoff {
+    /// The upper bound of the `retry`-th retry (1-based): `min(cap, base × 2^(retry-1))`.
+    pub fn ceiling(&self, retry: u32) -> Duration {
+        let shift = retry.saturating_sub(1).min(31);
+        self.base
+            .checked_mul(1u32 << shift)
+            .map_or(self.cap, |d| d.min(self.cap))
+    }
+}
+
+/// The state of one retry loop: how many retries so far, and the random source.
+pub(crate) struct Retry {
+    policy: Backoff,
+    retries: u32,
+    rng: StdRng,
+}
+
+impl Retry {
+    pub(crate) fn new(policy: Backoff) -> Retry {
+        let rng = match policy.seed {
+            Some(seed) => StdRng::seed_from_u64(seed),
+            None => rand::make_rng(),
+        };
+        Retry {
+            policy,
+            retries: 0,
+            rng,
+        }
+    }
+
+    /// Retries made since the last reset.
+    pub(crate) fn retries(&self) -> u32 {
+        self.retries
+    }
+
+    /// Counts one more retry and says how long to wait first, or `None` when the budget is spent.
+    pub(crate) fn next_delay(&mut self, retry_after: Option<Duration>) -> Option<Duration> {
+        if let Some(max) = self.policy.max_retries {
+            if self.retries >= max {
+                return None;
+            }
+        }
+        self.retries += 1;
+        let ceiling = self.policy.ceiling(self.retries);
+        let nanos = ceiling.as_nanos().min(u64::MAX as u128) as u64;
+        let jittered = Duration::from_nanos(self.rng.random_range(0..=nanos));
+        let floor = retry_after
+            .map(|d| d.min(self.policy.retry_after_cap))
+            .unwrap_or_default();
+        Some(jittered.max(floor))
+    }
+
+    /// Forgets past failures (after a connection stayed healthy for `reset_after`).
+    pub(crate) fn reset(&mut self) {
+        self.retries = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(seed: u64) -> Backoff {
+        Backoff {
+            base: Duration::from_millis(100),
+            cap: Duration::from_secs(10),
+            seed: Some(seed),
+            ..Backoff::default()
+        }
+    }
+
+    #[test]
+    fn ceiling_doubles_up_to_the_cap() {
+        let p = policy(1);
+        let ceilings: Vec<u64> = (1..=9).map(|n| p.ceiling(n).as_millis() as u64).collect();
+        assert_eq!(
+            ceilings,
+            [100, 200, 400, 800, 1600, 3200, 6400, 10_000, 10_000]
+        );
+        assert_eq!(p.ceiling(1000), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn same_seed_gives_same_delays() {
+        let a: Vec<_> = {
+            let mut r = Retry::new(policy(7));
+            (0..20).map(|_| r.next_delay(None).unwrap()).collect()
+        };
+        let mut r = Retry::new(policy(7));
+        let b: Vec<_> = (0..20).map(|_| r.next_delay(None).unwrap()).collect();
+        assert_eq!(a, b);
+        let mut other = Retry::new(policy(8));
+        let c: Vec<_> = (0..20).map(|_| other.next_delay(None).unwrap()).collect();
+        assert_ne!(a, c);
+    }
+
+    /// Full jitter: every delay lies in [0, ceiling], and over many draws the delays spread over
+    /// the whole range (mean near ceiling / 2, some in the lowest and highest tenths).
+    #[test]
+    fn delays_are_uniform_between_zero_and_the_ceiling() {
+        let p = policy(42);
+        let mut r = Retry::new(p.clone());
+        for retry in 1..=12u32 {
+            let ceiling = p.ceiling(retry);
+            let mut samples = Vec::new();
+            for _ in 0..2000 {
+                r.retries = retry - 1;
+                samples.push(r.next_delay(None).unwrap());
+            }
+            assert!(samples.iter().all(|d| *d <= ceiling));
+            let mean = samples.iter().map(|d| d.as_secs_f64()).sum::<f64>() / 2000.0;
+            let half = ceiling.as_secs_f64() / 2.0;
+            assert!(
+                (mean - half).abs() < half * 0.1,
+                "retry {retry}: mean {mean} vs {half}"
+            );
+            let low = samples
+                .iter()
+                .filter(|d| d.as_secs_f64() < ceiling.as_secs_f64() * 0.1);
+            let high = samples
+                .iter()
+                .filter(|d| d.as_secs_f64() > ceiling.as_secs_f64() * 0.9);
+            assert!(low.count() > 100 && high.count() > 100);
+        }
+    }
+
+    #[test]
+    fn retry_after_is_a_lower_bound_and_is_capped() {
+        let mut r = Retry::new(policy(3));
+        for _ in 0..50 {
+            r.reset();
+            assert!(r.next_delay(Some(Duration::from_secs(2))).unwrap() >= Duration::from_secs(2));
+        }
+        let mut p = policy(3);
+        p.retry_after_cap = Duration::from_secs(5);
+        let mut r = Retry::new(p);
+        let d = r.next_delay(Some(Duration::from_secs(3600))).unwrap();
+        assert_eq!(d, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn budget_is_spent_after_max_retries_and_reset_restores_it() {
+        let mut p = policy(5);
+        p.max_retries = Some(3);
+        let mut r = Retry::new(p);
+        assert!(r.next_delay(None).is_some());
+        assert!(r.next_delay(None).is_some());
+        assert!(r.next_delay(None).is_some());
+        assert_eq!(r.next_delay(None), None);
+        assert_eq!(r.retries(), 3);
+        r.reset();
+        assert!(r.next_delay(None).is_some());
+    }
+}

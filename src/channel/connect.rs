@@ -1,0 +1,210 @@
+//! connect.rs opens one WebSocket to a channel's `connectUri` within a deadline covering DNS,
+//! TCP connect, TLS and the WebSocket handshake; it never reads notifications.
+//!
+//! No `Authorization` header is sent: the channel id in the URI is the credential
+//! (protocol.md, "The WebSocket"). `wss` uses rustls with the webpki root certificates
+//! (verified); plain `ws` is refused unless the host is a loopback address.
+
+use crate::config::{host_of, is_loopback};
+use crate::redact;
+use std::fmt;
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tungstenite::client::IntoClientRequest;
+use tungstenite::handshake::HandshakeError;
+use tungstenite::protocol::WebSocketConfig;
+use tungstenite::stream::MaybeTlsStream;
+use tungstenite::WebSocket;
+
+/// A connected socket.
+pub(crate) type Socket = WebSocket<MaybeTlsStream<TcpStream>>;
+
+/// Why a connection attempt failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum ConnectError {
+    /// A stage did not finish before the deadline.
+    Timeout { stage: &'static str },
+    /// The host name could not be resolved.
+    Dns(String),
+    /// TCP connect failed (refused, unreachable).
+    Tcp(String),
+    /// TLS or WebSocket handshake failed.
+    Handshake(String),
+    /// The server answered the upgrade request with an HTTP status instead of 101
+    /// (404: the channel does not exist).
+    Rejected { status: u16 },
+    /// The URI cannot be used (bad syntax, plain `ws` to a non-loopback host). Permanent.
+    BadUri(String),
+}
+
+impl ConnectError {
+    /// Whether the answer says the channel no longer exists.
+    pub(crate) fn channel_gone(&self) -> bool {
+        matches!(self, ConnectError::Rejected { status: 404 | 410 })
+    }
+}
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnectError::Timeout { stage } => write!(f, "{stage} did not finish in time"),
+            ConnectError::Dns(e) => write!(f, "DNS lookup failed: {e}"),
+            ConnectError::Tcp(e) => write!(f, "TCP connect failed: {e}"),
+            ConnectError::Handshake(e) => write!(f, "handshake failed: {e}"),
+            ConnectError::Rejected { status } => {
+                write!(
+                    f,
+                    "the server answered the WebSocket upgrade with HTTP {status}"
+                )
+            }
+            ConnectError::BadUri(e) => write!(f, "unusable connectUri: {e}"),
+        }
+    }
+}
+
+/// The rustls configuration for `wss`: webpki roots, certificates verified.
+pub(crate) fn tls_config() -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
+/// Resolves `host:port` on a helper thread so that a hung resolver cannot outlast `timeout`.
+fn resolve(host: &str, port: u16, timeout: Duration) -> Result<Vec<SocketAddr>, ConnectError> {
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let name = format!("{host}:{port}");
+    std::thread::Builder::new()
+        .name("genesys-dns".into())
+        .spawn(move || {
+            let _ = tx.send(name.to_socket_addrs().map(|a| a.collect::<Vec<_>>()));
+        })
+        .map_err(|e| ConnectError::Dns(e.to_string()))?;
+    match rx.recv_timeout(timeout) {
+        Ok(Ok(addrs)) if !addrs.is_empty() => Ok(addrs),
+        Ok(Ok(_)) => Err(ConnectError::Dns(format!("{host} has no address"))),
+        Ok(Err(e)) => Err(ConnectError::Dns(e.to_string())),
+        Err(_) => Err(ConnectError::Timeout {
+            stage: "DNS lookup",
+        }),
+    }
+}
+
+/// Opens a socket to `connect_uri`, all stages within `timeout`. Returns the socket and a clone
+/// of its TCP stream (used to interrupt a blocked read from another thread).
+pub(crate) fn connect(
+    connect_uri: &str,
+    timeout: Duration,
+    max_message_size: usize,
+    tls: &Arc<rustls::ClientConfig>,
+) -> Result<(Socket, TcpStream), ConnectError> {
+    let deadline = Instant::now() + timeout;
+    let remaining = |stage| {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            Err(ConnectError::Timeout { stage })
+        } else {
+            Ok(left)
+        }
+    };
+    let (scheme, rest) = connect_uri
+        .split_once("://")
+        .ok_or_else(|| ConnectError::BadUri(redact::short_uri(connect_uri)))?;
+    let secure = match scheme.to_ascii_lowercase().as_str() {
+        "wss" => true,
+        "ws" => false,
+        other => return Err(ConnectError::BadUri(format!("scheme {other:?}"))),
+    };
+    let host = host_of(rest).to_owned();
+    if !secure && !is_loopback(&host) {
+        return Err(ConnectError::BadUri(format!(
+            "plain ws is allowed only to loopback hosts, not {host:?}"
+        )));
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let port = authority
+        .rsplit_once(':')
+        .filter(|(_, p)| !p.contains(']'))
+        .and_then(|(_, p)| p.parse::<u16>().ok())
+        .unwrap_or(if secure { 443 } else { 80 });
+
+    let addrs = resolve(&host, port, remaining("DNS lookup")?)?;
+    let mut last_error = ConnectError::Tcp("no address".into());
+    let mut stream = None;
+    for addr in addrs {
+        match TcpStream::connect_timeout(&addr, remaining("TCP connect")?) {
+            Ok(s) => {
+                stream = Some(s);
+                break;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                last_error = ConnectError::Timeout {
+                    stage: "TCP connect",
+                }
+            }
+            Err(e) => last_error = ConnectError::Tcp(e.to_string()),
+        }
+    }
+    let stream = stream.ok_or(last_error)?;
+    let io = |e: std::io::Error| ConnectError::Tcp(e.to_string());
+    stream.set_nodelay(true).map_err(io)?;
+    let left = remaining("TLS and WebSocket handshake")?;
+    stream.set_read_timeout(Some(left)).map_err(io)?;
+    stream.set_write_timeout(Some(left)).map_err(io)?;
+    let interrupt = stream.try_clone().map_err(io)?;
+
+    let request = connect_uri
+        .into_client_request()
+        .map_err(|e| ConnectError::BadUri(e.to_string()))?;
+    let ws_config = WebSocketConfig::default()
+        .max_message_size(Some(max_message_size))
+        .max_frame_size(Some(max_message_size));
+    let connector = if secure {
+        tungstenite::Connector::Rustls(tls.clone())
+    } else {
+        tungstenite::Connector::Plain
+    };
+    let socket = match tungstenite::client_tls_with_config(
+        request,
+        stream,
+        Some(ws_config),
+        Some(connector),
+    ) {
+        Ok((socket, _response)) => socket,
+        Err(HandshakeError::Interrupted(_)) => {
+            return Err(ConnectError::Timeout {
+                stage: "TLS and WebSocket handshake",
+            })
+        }
+        Err(HandshakeError::Failure(e)) => return Err(classify_handshake(e)),
+    };
+    Ok((socket, interrupt))
+}
+
+fn classify_handshake(e: tungstenite::Error) -> ConnectError {
+    match e {
+        tungstenite::Error::Http(response) => ConnectError::Rejected {
+            status: response.status().as_u16(),
+        },
+        tungstenite::Error::Io(io)
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            ConnectError::Timeout {
+                stage: "TLS and WebSocket handshake",
+            }
+        }
+        other => ConnectError::Handshake(other.to_string()),
+    }
+}

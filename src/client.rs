@@ -1,0 +1,803 @@
+//! client.rs is the public face: [`Client`] and [`ClientBuilder`]. It owns the listener
+//! registry, the dispatcher, the token manager and the channel slots, and packs topics into
+//! channels; it never reads a socket itself.
+//!
+//! Packing (protocol.md, "Channels" and "Subscriptions"): at most `max_topics_per_channel`
+//! (1 000) topics per channel and at most `max_channels` (20) channels, filling existing channels
+//! before creating new ones. Exceeding the limit is an error, never a silent eviction of one of
+//! our own channels. Subscribe and unsubscribe calls are serialised by one lock; each channel's
+//! topic updates are also serialised with its own thread's re-application.
+
+use crate::api::{Api, ApiError, TopicResult, TopicState};
+use crate::auth::{
+    AuthEvent, ClientCredentials, RefresherHandle, StaticToken, TokenManager, TokenSource,
+};
+use crate::backoff::{Backoff, Retry};
+use crate::channel::{connect, SetupFailure, Shared, Slot};
+use crate::config::{Backpressure, Config, ConfigError, Region};
+use crate::dispatch::Dispatcher;
+use crate::error::Error;
+use crate::event::{Event, Lifecycle};
+use crate::health::Health;
+use crate::listener::{ListenerGuard, Registry};
+use crate::redact::Redacted;
+use crate::topic::{Pattern, Topic};
+use parking_lot::{Mutex, RwLock};
+use std::collections::{BTreeSet, HashSet};
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// What [`Client::subscribe`] did with each topic it was given.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SubscribeReport {
+    /// Topics now subscribed (state `Permitted`).
+    pub permitted: Vec<Topic>,
+    /// Topics the service refused, with `rejectionReason` and `missingPermissions`. They are not
+    /// kept: subscribe them again once the permission is granted.
+    pub rejected: Vec<TopicResult>,
+    /// Topics that were already subscribed: nothing was sent for them.
+    pub duplicates: Vec<Topic>,
+}
+
+enum TokenChoice {
+    ClientCredentials { client_id: String, secret: String },
+    Static(String),
+    Source(Box<dyn TokenSource>),
+}
+
+/// Builds a [`Client`]: where to connect, how to authenticate, and the settings of
+/// [`Config`]. Every setter takes the unit named in its docs.
+pub struct ClientBuilder {
+    config: Config,
+    token: Option<TokenChoice>,
+    error: Option<ConfigError>,
+}
+
+impl fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let token = match &self.token {
+            Some(TokenChoice::ClientCredentials { client_id, .. }) => {
+                format!("client credentials (client id {client_id}, secret {Redacted:?})")
+            }
+            Some(TokenChoice::Static(_)) => format!("static token {Redacted:?}"),
+            Some(TokenChoice::Source(_)) => "custom token source".to_owned(),
+            None => "none".to_owned(),
+        };
+        f.debug_struct("ClientBuilder")
+            .field("config", &self.config)
+            .field("token", &token)
+            .finish()
+    }
+}
+
+macro_rules! setter {
+    ($(#[$doc:meta])* $name:ident: $ty:ty) => {
+        $(#[$doc])*
+        pub fn $name(mut self, value: $ty) -> Self {
+            self.config.$name = value;
+            self
+        }
+    };
+}
+
+impl ClientBuilder {
+    /// Uses the region's `api.<domain>` and `login.<domain>` hosts.
+    pub fn region(mut self, region: Region) -> Self {
+        self.config.api_base = region.api_base();
+        self.config.login_base = region.login_base();
+        self
+    }
+
+    /// Uses the region named like `eu-west-1` (or its domain, like `mypurecloud.ie`).
+    /// An unknown name makes [`ClientBuilder::build`] fail with a [`ConfigError`].
+    pub fn region_name(self, name: &str) -> Self {
+        match Region::from_name(name) {
+            Some(region) => self.region(region),
+            None => ClientBuilder {
+                error: Some(ConfigError {
+                    field: "region",
+                    reason: format!("unknown region {name:?}"),
+                }),
+                ..self
+            },
+        }
+    }
+
+    /// The REST base URL, e.g. `https://api.mypurecloud.com` (emulators, test servers, new
+    /// regions). Plain `http` is accepted only for loopback hosts.
+    pub fn api_base(mut self, url: impl Into<String>) -> Self {
+        self.config.api_base = url.into().trim_end_matches('/').to_owned();
+        self
+    }
+
+    /// The OAuth base URL, e.g. `https://login.mypurecloud.com`. Plain `http` is accepted only
+    /// for loopback hosts.
+    pub fn login_base(mut self, url: impl Into<String>) -> Self {
+        self.config.login_base = url.into().trim_end_matches('/').to_owned();
+        self
+    }
+
+    /// Authenticates with the OAuth client credentials grant (`POST {login_base}/oauth/token`).
+    /// The secret never appears in `Debug` output or logs.
+    pub fn client_credentials(
+        mut self,
+        client_id: impl Into<String>,
+        client_secret: impl Into<String>,
+    ) -> Self {
+        self.token = Some(TokenChoice::ClientCredentials {
+            client_id: client_id.into(),
+            secret: client_secret.into(),
+        });
+        self
+    }
+
+    /// Uses an access token obtained elsewhere (implicit or code grant). It is never refreshed;
+    /// once it expires, REST calls fail with 401 (sockets already connected keep working).
+    pub fn access_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(TokenChoice::Static(token.into()));
+        self
+    }
+
+    /// Uses any [`TokenSource`], including a closure returning
+    /// `Result<AccessToken, TokenError>`.
+    pub fn token_source(mut self, source: impl TokenSource) -> Self {
+        self.token = Some(TokenChoice::Source(Box::new(source)));
+        self
+    }
+
+    /// Replaces every setting at once (the token choice is kept).
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    setter!(
+        /// Dispatcher threads running callbacks (1..=256, default 2).
+        dispatcher_threads: usize
+    );
+    setter!(
+        /// Capacity of each dispatcher queue, in events (default 1024).
+        queue_capacity: usize
+    );
+    setter!(
+        /// What happens when a dispatcher queue is full (default [`Backpressure::Block`]).
+        backpressure: Backpressure
+    );
+    setter!(
+        /// Silence after which the application ping is sent (default 30 s).
+        ping_interval: Duration
+    );
+    setter!(
+        /// Wait for the pong before the socket is presumed dead (default 15 s).
+        pong_timeout: Duration
+    );
+    setter!(
+        /// Silence after which the socket is presumed dead, ping or not (default 60 s).
+        liveness_timeout: Duration
+    );
+    setter!(
+        /// Deadline for DNS + TCP + TLS + WebSocket handshake of one socket (default 20 s).
+        connect_timeout: Duration
+    );
+    setter!(
+        /// Deadline for one REST call (default 30 s).
+        request_timeout: Duration
+    );
+    setter!(
+        /// Most channels this client creates (1..=20, default 20).
+        max_channels: usize
+    );
+    setter!(
+        /// Most topics per channel (1..=1000, default 1000).
+        max_topics_per_channel: usize
+    );
+    setter!(
+        /// Largest WebSocket message accepted, in bytes (default 4 MiB).
+        max_message_size: usize
+    );
+    setter!(
+        /// Listener count above which [`Lifecycle::TooManyListeners`] fires (default 10 000).
+        listener_warning_threshold: usize
+    );
+    setter!(
+        /// How long `Drop` waits for a clean shutdown (default 5 s).
+        drop_timeout: Duration
+    );
+    setter!(
+        /// Retry policy for reconnection and REST failures.
+        backoff: Backoff
+    );
+
+    /// Validates the settings and starts the client's threads (dispatchers, lifecycle, token
+    /// refresher). No channel is created until the first [`Client::subscribe`].
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a setting out of range (see [`Config::validate`]), an unknown region
+    /// name, no token source, or threads that could not be started.
+    pub fn build(self) -> Result<Client, Error> {
+        if let Some(error) = self.error {
+            return Err(Error::Config(error));
+        }
+        let config = self.config;
+        config.validate()?;
+        let source: Box<dyn TokenSource> = match self.token {
+            Some(TokenChoice::ClientCredentials { client_id, secret }) => {
+                Box::new(ClientCredentials::new(
+                    &config.login_base,
+                    client_id,
+                    secret,
+                    config.request_timeout,
+                ))
+            }
+            Some(TokenChoice::Static(token)) => Box::new(StaticToken::new(token)),
+            Some(TokenChoice::Source(source)) => source,
+            None => {
+                return Err(Error::Config(ConfigError {
+                    field: "token",
+                    reason:
+                        "no token source: call client_credentials, access_token or token_source"
+                            .into(),
+                }))
+            }
+        };
+        let thread_error = |e: std::io::Error| {
+            Error::Config(ConfigError {
+                field: "dispatcher_threads",
+                reason: format!("could not start a thread: {e}"),
+            })
+        };
+        let registry = Arc::new(Registry::new(config.listener_warning_threshold));
+        let dispatcher = Dispatcher::start(
+            registry.clone(),
+            config.dispatcher_threads,
+            config.queue_capacity,
+            config.backpressure,
+        )
+        .map_err(thread_error)?;
+        let sink = dispatcher.lifecycle.clone();
+        let tokens = TokenManager::new(
+            source,
+            Arc::new(move |event| {
+                sink.emit(match event {
+                    AuthEvent::Refreshed { expires_in } => Lifecycle::TokenRefreshed { expires_in },
+                    AuthEvent::RefreshFailed { error, retry_in } => {
+                        Lifecycle::TokenRefreshFailed { error, retry_in }
+                    }
+                })
+            }),
+        );
+        let refresher = tokens.start_refresher();
+        let api = Api::new(&config.api_base, tokens.clone(), config.request_timeout);
+        let shared = Arc::new(Shared {
+            config,
+            api,
+            dispatcher,
+            tls: connect::tls_config(),
+            epoch: (Instant::now(), SystemTime::now()),
+        });
+        Ok(Client {
+            inner: Arc::new(Inner {
+                shared,
+                registry,
+                refresher: Mutex::new(Some(refresher)),
+                updates: Mutex::new(()),
+                slots: RwLock::new(Vec::new()),
+                shut_down: AtomicBool::new(false),
+            }),
+        })
+    }
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    registry: Arc<Registry>,
+    refresher: Mutex<Option<RefresherHandle>>,
+    /// Held for the whole of a subscribe or unsubscribe call.
+    updates: Mutex<()>,
+    slots: RwLock<Vec<Arc<Slot>>>,
+    shut_down: AtomicBool,
+}
+
+/// A connection to Genesys Cloud notifications: topics, channels and listeners.
+///
+/// `Client` is `Send + Sync`; share it with `Arc` or by reference. Dropping it shuts it down
+/// (waiting at most [`Config::drop_timeout`]).
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let channels: Vec<_> = self
+            .inner
+            .slots
+            .read()
+            .iter()
+            .map(|s| s.channel_id())
+            .collect();
+        f.debug_struct("Client")
+            .field("config", &self.inner.shared.config)
+            .field("channels", &channels)
+            .field("shut_down", &self.inner.shut_down.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+fn parse_topics<I, S>(topics: I) -> Result<Vec<Topic>, Error>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for name in topics {
+        let name = name.as_ref();
+        let topic = Topic::parse(name).map_err(|error| Error::Topic {
+            name: name.to_owned(),
+            error,
+        })?;
+        if seen.insert(topic.clone()) {
+            out.push(topic);
+        }
+    }
+    Ok(out)
+}
+
+impl Client {
+    /// Starts building a client.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder {
+            config: Config::default(),
+            token: None,
+            error: None,
+        }
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &Config {
+        &self.inner.shared.config
+    }
+
+    fn check_open(&self) -> Result<(), Error> {
+        if self.inner.shut_down.load(Ordering::Acquire) {
+            Err(Error::Shutdown)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Subscribes topics, packing them into as few channels as the limits allow, and returns
+    /// once each is `Permitted` or `Rejected` by the service (or the deadline passes).
+    ///
+    /// Topic names are validated and lower-cased; combined topics
+    /// (`v2.users.<id>?presence&routingStatus`) count as one. Topics already subscribed are
+    /// reported as duplicates ([`Lifecycle::DuplicateSubscription`]) and nothing is sent for
+    /// them. Subscriptions use `ignoreErrors=true`, so a topic lacking a permission is reported
+    /// in [`SubscribeReport::rejected`] with its reason and missing permissions while the others
+    /// work. A new channel's socket is connected before its topics are subscribed, so no event
+    /// published after this returns is missed.
+    ///
+    /// # Errors
+    /// - [`Error::Topic`] for an invalid name (nothing is subscribed);
+    /// - [`Error::TooManyTopics`] when the topics would not fit in `max_channels` channels of
+    ///   `max_topics_per_channel` topics (nothing is subscribed);
+    /// - [`Error::Token`] when the token source fails permanently (bad client credentials);
+    /// - [`Error::Api`] when the service refuses a request or keeps failing until the deadline
+    ///   (`connect_timeout + 2 × request_timeout`);
+    /// - [`Error::Timeout`] when a new channel is not ready by the deadline: its topics stay
+    ///   wanted and its thread keeps trying, reporting through lifecycle events;
+    /// - [`Error::Shutdown`] after [`Client::shutdown`].
+    ///
+    /// When an error happens after some channels were updated, those updates stay.
+    pub fn subscribe<I, S>(&self, topics: I) -> Result<SubscribeReport, Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.subscribe_with(topics, false)
+    }
+
+    /// Like [`Client::subscribe`], but puts these topics on channels of their own, shared with
+    /// no other topics (for example to keep a high-volume group away from the rest).
+    ///
+    /// # Errors
+    /// As [`Client::subscribe`].
+    pub fn subscribe_isolated<I, S>(&self, topics: I) -> Result<SubscribeReport, Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.subscribe_with(topics, true)
+    }
+
+    fn deadline(&self) -> (Instant, Duration) {
+        let c = &self.inner.shared.config;
+        let budget = c.connect_timeout + c.request_timeout * 2;
+        (Instant::now() + budget, budget)
+    }
+
+    fn subscribe_with<I, S>(&self, topics: I, isolated: bool) -> Result<SubscribeReport, Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.check_open()?;
+        let wanted = parse_topics(topics)?;
+        let shared = &self.inner.shared;
+        let config = &shared.config;
+        let _updates = self.inner.updates.lock();
+        self.check_open()?;
+        let slots: Vec<Arc<Slot>> = self.inner.slots.read().clone();
+
+        let mut report = SubscribeReport::default();
+        let current: HashSet<Topic> = slots
+            .iter()
+            .flat_map(|s| s.topics.lock().iter().cloned().collect::<Vec<_>>())
+            .collect();
+        let mut new = Vec::new();
+        for topic in wanted {
+            if current.contains(&topic) {
+                shared
+                    .dispatcher
+                    .lifecycle
+                    .emit(Lifecycle::DuplicateSubscription {
+                        topic: topic.clone(),
+                    });
+                report.duplicates.push(topic);
+            } else {
+                new.push(topic);
+            }
+        }
+        if new.is_empty() {
+            return Ok(report);
+        }
+
+        // Plan: fill the room left on shared channels, then open new channels.
+        let per = config.max_topics_per_channel;
+        let mut to_existing: Vec<(Arc<Slot>, Vec<Topic>)> = Vec::new();
+        let mut rest = new.as_slice();
+        if !isolated {
+            for slot in slots.iter().filter(|s| !s.isolated && !s.is_stopping()) {
+                let room = per.saturating_sub(slot.topics.lock().len());
+                if room > 0 && !rest.is_empty() {
+                    let (now, later) = rest.split_at(room.min(rest.len()));
+                    to_existing.push((slot.clone(), now.to_vec()));
+                    rest = later;
+                }
+            }
+        }
+        let chunks: Vec<Vec<Topic>> = rest.chunks(per).map(<[Topic]>::to_vec).collect();
+        if slots.len() + chunks.len() > config.max_channels {
+            return Err(Error::TooManyTopics {
+                requested: current.len() + new.len(),
+                capacity: config.max_channels * per,
+            });
+        }
+
+        let (deadline, budget) = self.deadline();
+        let mut results: Vec<TopicResult> = Vec::new();
+        for (slot, add) in to_existing {
+            let generation = slot.setup_generation();
+            {
+                let mut set = slot.topics.lock();
+                set.extend(add.iter().cloned());
+                slot.stats.status.lock().topics = set.len();
+            }
+            match self.apply_with_retry(&slot, deadline) {
+                Ok(r) => results.extend(r),
+                Err(ApiError::NotFound) => {
+                    // The channel is gone: its thread makes a new one with every topic.
+                    slot.interrupt();
+                    match slot.wait_setup(generation, deadline) {
+                        Some(Ok(r)) => results.extend(r),
+                        Some(Err(failure)) => return Err(setup_error(failure)),
+                        None => {
+                            return Err(Error::Timeout {
+                                operation: "subscribe",
+                                after: budget,
+                            })
+                        }
+                    }
+                }
+                Err(error) => {
+                    let mut set = slot.topics.lock();
+                    for topic in &add {
+                        set.remove(topic);
+                    }
+                    slot.stats.status.lock().topics = set.len();
+                    return Err(error.into());
+                }
+            }
+        }
+        for chunk in chunks {
+            let slot = Slot::new(isolated, chunk.into_iter().collect());
+            let index = self.inner.slots.read().len();
+            slot.start(shared, index).map_err(|e| {
+                Error::Config(ConfigError {
+                    field: "max_channels",
+                    reason: format!("could not start a channel thread: {e}"),
+                })
+            })?;
+            self.inner.slots.write().push(slot.clone());
+            match slot.wait_setup(0, deadline) {
+                Some(Ok(r)) => results.extend(r),
+                Some(Err(failure)) => {
+                    slot.stop(false);
+                    slot.join_until(Instant::now() + Duration::from_secs(1));
+                    self.inner.slots.write().retain(|s| !Arc::ptr_eq(s, &slot));
+                    return Err(setup_error(failure));
+                }
+                None => {
+                    return Err(Error::Timeout {
+                        operation: "subscribe",
+                        after: budget,
+                    })
+                }
+            }
+        }
+
+        let new_set: HashSet<&Topic> = new.iter().collect();
+        let mut answered = HashSet::new();
+        for result in results {
+            let Ok(topic) = Topic::parse(&result.topic) else {
+                continue;
+            };
+            if !new_set.contains(&topic) || !answered.insert(topic.clone()) {
+                continue;
+            }
+            match result.state {
+                TopicState::Permitted => report.permitted.push(topic),
+                TopicState::Rejected => report.rejected.push(result),
+            }
+        }
+        // A topic the service did not list is taken as permitted (it stays in the desired set).
+        for topic in new {
+            if !answered.contains(&topic) {
+                report.permitted.push(topic);
+            }
+        }
+        Ok(report)
+    }
+
+    fn apply_with_retry(
+        &self,
+        slot: &Slot,
+        deadline: Instant,
+    ) -> Result<Vec<TopicResult>, ApiError> {
+        let shared = &self.inner.shared;
+        let mut retry = Retry::new(shared.config.backoff.clone());
+        loop {
+            match slot.apply_topics(shared) {
+                Ok(results) => return Ok(results),
+                Err(error) if error.is_transient() => {
+                    let Some(delay) = retry.next_delay(error.retry_after()) else {
+                        return Err(error);
+                    };
+                    if Instant::now() + delay > deadline {
+                        return Err(error);
+                    }
+                    shared.dispatcher.lifecycle.emit(Lifecycle::RequestFailed {
+                        channel: slot.channel_id(),
+                        operation: "subscribe",
+                        error,
+                    });
+                    std::thread::sleep(delay);
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    /// Removes topics. Topics not subscribed are ignored; the ones removed are returned.
+    /// The channel's remaining topics are sent with `PUT` (or `DELETE` when none remain); a
+    /// channel left empty stays open for later topics.
+    ///
+    /// # Errors
+    /// [`Error::Topic`] for an invalid name (nothing is removed); [`Error::Api`] or
+    /// [`Error::Token`] when the service refuses the update (the topics are removed client-side
+    /// all the same and their events, if any still arrive, are unrouted); [`Error::Shutdown`].
+    pub fn unsubscribe<I, S>(&self, topics: I) -> Result<Vec<Topic>, Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.check_open()?;
+        let unwanted = parse_topics(topics)?;
+        let _updates = self.inner.updates.lock();
+        let slots: Vec<Arc<Slot>> = self.inner.slots.read().clone();
+        let (deadline, _) = self.deadline();
+        let mut removed = Vec::new();
+        let mut first_error = None;
+        for slot in slots {
+            let gone: Vec<Topic> = {
+                let mut set = slot.topics.lock();
+                let gone: Vec<Topic> = unwanted
+                    .iter()
+                    .filter(|t| set.remove(*t))
+                    .cloned()
+                    .collect();
+                slot.stats.status.lock().topics = set.len();
+                gone
+            };
+            if gone.is_empty() {
+                continue;
+            }
+            match self.apply_with_retry(&slot, deadline) {
+                Ok(_) | Err(ApiError::NotFound) => {}
+                Err(error) => {
+                    first_error.get_or_insert(error);
+                }
+            }
+            if let Some(channel) = slot.channel_id() {
+                self.inner
+                    .shared
+                    .dispatcher
+                    .lifecycle
+                    .emit(Lifecycle::Unsubscribed {
+                        channel,
+                        topics: gone.clone(),
+                    });
+            }
+            removed.extend(gone);
+        }
+        match first_error {
+            Some(error) => Err(error.into()),
+            None => Ok(removed),
+        }
+    }
+
+    /// Checks that the token source works and the service accepts its token
+    /// (`GET /api/v2/tokens/me`, protocol.md "OAuth"): a quick way to fail fast on bad
+    /// credentials before subscribing.
+    ///
+    /// # Errors
+    /// [`Error::Token`] when no token can be obtained (for example bad client credentials),
+    /// [`Error::Api`] when the service refuses the token or cannot be reached.
+    pub fn verify_token(&self) -> Result<(), Error> {
+        self.check_open()?;
+        self.inner.shared.api.token_me().map_err(Error::from)
+    }
+
+    /// Every topic subscribed now, sorted.
+    pub fn topics(&self) -> Vec<Topic> {
+        let set: BTreeSet<Topic> = self
+            .inner
+            .slots
+            .read()
+            .iter()
+            .flat_map(|s| s.topics.lock().iter().cloned().collect::<Vec<_>>())
+            .collect();
+        set.into_iter().collect()
+    }
+
+    /// Registers `callback` for notifications whose `topicName` matches `pattern` (`*` matches
+    /// one dot-separated segment, case is ignored: `v2.users.*.presence`). Many listeners may
+    /// share a topic; each gets every matching event of a topic in the order received.
+    ///
+    /// Callbacks run on the dispatcher threads; a panic is caught and reported
+    /// ([`Lifecycle::ListenerPanicked`]). Keep the returned guard: dropping it unregisters the
+    /// callback, and once the drop returns the callback is not running and never runs again.
+    /// Registering does not subscribe: call [`Client::subscribe`] for the topics.
+    ///
+    /// # Errors
+    /// [`Error::Topic`] for an invalid pattern; [`Error::Shutdown`].
+    pub fn on<F>(&self, pattern: &str, callback: F) -> Result<ListenerGuard, Error>
+    where
+        F: Fn(&Event) + Send + Sync + 'static,
+    {
+        self.check_open()?;
+        let parsed = Pattern::parse(pattern).map_err(|error| Error::Topic {
+            name: pattern.to_owned(),
+            error,
+        })?;
+        let (listener, registered) = self.inner.registry.add_event(parsed, Box::new(callback));
+        self.warn_listeners(registered);
+        Ok(ListenerGuard::for_event(&self.inner.registry, listener))
+    }
+
+    /// Registers `callback` for [`Lifecycle`] events, which run on the client's lifecycle thread
+    /// in the order they happened. The guard works as for [`Client::on`].
+    ///
+    /// # Errors
+    /// [`Error::Shutdown`].
+    pub fn on_lifecycle<F>(&self, callback: F) -> Result<ListenerGuard, Error>
+    where
+        F: Fn(&Lifecycle) + Send + Sync + 'static,
+    {
+        self.check_open()?;
+        let (listener, registered) = self.inner.registry.add_lifecycle(Box::new(callback));
+        self.warn_listeners(registered);
+        Ok(ListenerGuard::for_lifecycle(&self.inner.registry, listener))
+    }
+
+    fn warn_listeners(&self, registered: crate::listener::Registered) {
+        if registered.crossed_threshold {
+            self.inner
+                .shared
+                .dispatcher
+                .lifecycle
+                .emit(Lifecycle::TooManyListeners {
+                    count: registered.total,
+                    threshold: self.inner.shared.config.listener_warning_threshold,
+                });
+        }
+    }
+
+    /// A snapshot of every channel's state and counters, the queues and the listeners.
+    pub fn health(&self) -> Health {
+        let shared = &self.inner.shared;
+        let sink = &shared.dispatcher.lifecycle;
+        Health {
+            channels: self
+                .inner
+                .slots
+                .read()
+                .iter()
+                .map(|s| s.stats.snapshot(shared.epoch))
+                .collect(),
+            queue_depths: shared.dispatcher.queue_depths(),
+            listeners: self.inner.registry.counts(),
+            dropped: sink.dropped_total.load(Ordering::Relaxed),
+            listener_panics: sink.listener_panics.load(Ordering::Relaxed),
+            lifecycle_dropped: sink.lost.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Shuts down: every socket gets a close frame, the server-side subscriptions are removed
+    /// (`DELETE .../subscriptions`), events already queued are delivered, and every thread is
+    /// joined, all within `timeout`. Later calls return at once. Listeners are unregistered.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] when some thread did not finish in time (a callback that does not
+    /// return, a REST call that hangs): those threads are left to end by themselves.
+    pub fn shutdown(&self, timeout: Duration) -> Result<(), Error> {
+        if self.inner.shut_down.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let deadline = Instant::now() + timeout;
+        let slots: Vec<Arc<Slot>> = self.inner.slots.read().clone();
+        for slot in &slots {
+            slot.stop(true);
+        }
+        let mut clean = true;
+        for slot in &slots {
+            clean &= slot.join_until(deadline);
+        }
+        if let Some(refresher) = self.inner.refresher.lock().take() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            clean &= refresher.stop_within(left);
+        }
+        clean &= self.inner.shared.dispatcher.shutdown(deadline);
+        self.inner.registry.clear();
+        if clean {
+            Ok(())
+        } else {
+            Err(Error::Timeout {
+                operation: "shutdown",
+                after: timeout,
+            })
+        }
+    }
+}
+
+fn setup_error(failure: SetupFailure) -> Error {
+    match failure {
+        SetupFailure::Api(error) => error.into(),
+        SetupFailure::Stopped(reason) => Error::Api(ApiError::Server {
+            status: 0,
+            message: format!("the channel stopped: {reason}"),
+        }),
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let timeout = self.inner.shared.config.drop_timeout;
+        if let Err(error) = self.shutdown(timeout) {
+            log::warn!("shutdown on drop: {error}");
+        }
+    }
+}

@@ -1,0 +1,394 @@
+//! config.rs holds every setting of a client, with defaults and validation; it never does I/O.
+
+use crate::backoff::Backoff;
+use std::fmt;
+use std::time::Duration;
+
+/// A Genesys Cloud region. Each region is one domain; the client talks to `api.<domain>` and
+/// `login.<domain>` (protocol.md, "Hosts and regions").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Region {
+    /// us-east-1, `mypurecloud.com`.
+    UsEast1,
+    /// us-east-2 (FedRAMP), `use2.us-gov-pure.cloud`.
+    UsEast2,
+    /// us-west-2, `usw2.pure.cloud`.
+    UsWest2,
+    /// ca-central-1, `cac1.pure.cloud`.
+    CaCentral1,
+    /// sa-east-1, `sae1.pure.cloud`.
+    SaEast1,
+    /// mx-central-1, `mxc1.pure.cloud`.
+    MxCentral1,
+    /// eu-west-1, `mypurecloud.ie`.
+    EuWest1,
+    /// eu-west-2, `euw2.pure.cloud`.
+    EuWest2,
+    /// eu-central-1, `mypurecloud.de`.
+    EuCentral1,
+    /// eu-central-2, `euc2.pure.cloud`.
+    EuCentral2,
+    /// me-central-1, `mec1.pure.cloud`.
+    MeCentral1,
+    /// ap-south-1, `aps1.pure.cloud`.
+    ApSouth1,
+    /// ap-southeast-1, `apse1.pure.cloud`.
+    ApSoutheast1,
+    /// ap-southeast-2, `mypurecloud.com.au`.
+    ApSoutheast2,
+    /// ap-northeast-1, `mypurecloud.jp`.
+    ApNortheast1,
+    /// ap-northeast-2, `apne2.pure.cloud`.
+    ApNortheast2,
+    /// ap-northeast-3, `apne3.pure.cloud`.
+    ApNortheast3,
+}
+
+const REGIONS: [(Region, &str, &str); 17] = [
+    (Region::UsEast1, "us-east-1", "mypurecloud.com"),
+    (Region::UsEast2, "us-east-2", "use2.us-gov-pure.cloud"),
+    (Region::UsWest2, "us-west-2", "usw2.pure.cloud"),
+    (Region::CaCentral1, "ca-central-1", "cac1.pure.cloud"),
+    (Region::SaEast1, "sa-east-1", "sae1.pure.cloud"),
+    (Region::MxCentral1, "mx-central-1", "mxc1.pure.cloud"),
+    (Region::EuWest1, "eu-west-1", "mypurecloud.ie"),
+    (Region::EuWest2, "eu-west-2", "euw2.pure.cloud"),
+    (Region::EuCentral1, "eu-central-1", "mypurecloud.de"),
+    (Region::EuCentral2, "eu-central-2", "euc2.pure.cloud"),
+    (Region::MeCentral1, "me-central-1", "mec1.pure.cloud"),
+    (Region::ApSouth1, "ap-south-1", "aps1.pure.cloud"),
+    (Region::ApSoutheast1, "ap-southeast-1", "apse1.pure.cloud"),
+    (Region::ApSoutheast2, "ap-southeast-2", "mypurecloud.com.au"),
+    (Region::ApNortheast1, "ap-northeast-1", "mypurecloud.jp"),
+    (Region::ApNortheast2, "ap-northeast-2", "apne2.pure.cloud"),
+    (Region::ApNortheast3, "ap-northeast-3", "apne3.pure.cloud"),
+];
+
+impl Region {
+    /// Every region, in the order of protocol.md's table.
+    pub fn all() -> impl Iterator<Item = Region> {
+        REGIONS.iter().map(|(r, _, _)| *r)
+    }
+
+    /// Finds a region by its name (`eu-west-1`) or its domain (`mypurecloud.ie`), ignoring case.
+    pub fn from_name(name: &str) -> Option<Region> {
+        let name = name.trim();
+        REGIONS
+            .iter()
+            .find(|(_, n, d)| n.eq_ignore_ascii_case(name) || d.eq_ignore_ascii_case(name))
+            .map(|(r, _, _)| *r)
+    }
+
+    /// The region's name, e.g. `eu-west-1`.
+    pub fn name(self) -> &'static str {
+        REGIONS.iter().find(|(r, _, _)| *r == self).unwrap().1
+    }
+
+    /// The region's domain, e.g. `mypurecloud.ie`.
+    pub fn domain(self) -> &'static str {
+        REGIONS.iter().find(|(r, _, _)| *r == self).unwrap().2
+    }
+
+    /// `https://api.<domain>`.
+    pub fn api_base(self) -> String {
+        format!("https://api.{}", self.domain())
+    }
+
+    /// `https://login.<domain>`.
+    pub fn login_base(self) -> String {
+        format!("https://login.{}", self.domain())
+    }
+}
+
+impl fmt::Display for Region {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What the socket thread does when a dispatcher queue is full.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Backpressure {
+    /// Wait for room: the socket thread stops reading, so TCP pushes back on the server. Nothing
+    /// is lost by the client; a very slow listener can make the server give up on the socket.
+    /// Time spent waiting is not counted as server silence. The default.
+    #[default]
+    Block,
+    /// Drop the event that does not fit (the newest), counting it.
+    DropNewest,
+    /// Drop the oldest queued event to make room for the new one, counting it.
+    DropOldest,
+}
+
+/// Every setting of a [`Client`](crate::Client). Built by
+/// [`ClientBuilder`](crate::ClientBuilder); read it back with
+/// [`Client::config`](crate::Client::config).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Config {
+    /// REST base URL, e.g. `https://api.mypurecloud.com`.
+    pub api_base: String,
+    /// OAuth base URL, e.g. `https://login.mypurecloud.com`.
+    pub login_base: String,
+    /// Dispatcher threads running callbacks. Default 2. Range 1..=256.
+    pub dispatcher_threads: usize,
+    /// Capacity of each dispatcher thread's queue, in events. Default 1024. Range 1..=1 048 576.
+    pub queue_capacity: usize,
+    /// What happens when a queue is full. Default [`Backpressure::Block`].
+    pub backpressure: Backpressure,
+    /// Send the application ping `{"message":"ping"}` when a socket has been silent this long.
+    /// Default 30 s (the service's heartbeat interval).
+    pub ping_interval: Duration,
+    /// How long to wait for the pong after a ping before the socket is presumed dead.
+    /// Default 15 s.
+    pub pong_timeout: Duration,
+    /// A socket silent for this long is presumed dead even without a ping. Default 60 s (about
+    /// twice the 30 s heartbeat).
+    pub liveness_timeout: Duration,
+    /// Deadline for one socket connection: DNS, TCP connect, TLS and the WebSocket handshake
+    /// together. Default 20 s (gRPC's connection-backoff minimum connect timeout).
+    pub connect_timeout: Duration,
+    /// Deadline for one REST call, connection included. Default 30 s.
+    pub request_timeout: Duration,
+    /// Most channels this client may create (the service allows 20 per user and OAuth client and
+    /// silently evicts beyond that). Default 20. Range 1..=20.
+    pub max_channels: usize,
+    /// Most topics on one channel (the service's limit is 1 000). Default 1000. Range 1..=1000.
+    pub max_topics_per_channel: usize,
+    /// Largest WebSocket message accepted, in bytes; a larger one is reported and the socket is
+    /// replaced. Default 4 MiB.
+    pub max_message_size: usize,
+    /// A [`Lifecycle::TooManyListeners`](crate::Lifecycle) warning fires when more listeners than
+    /// this are registered. Default 10 000.
+    pub listener_warning_threshold: usize,
+    /// How long `Drop` waits for a clean shutdown before leaving threads behind. Default 5 s.
+    pub drop_timeout: Duration,
+    /// Retry policy for connection and REST failures.
+    pub backoff: Backoff,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            api_base: crate::Region::UsEast1.api_base(),
+            login_base: crate::Region::UsEast1.login_base(),
+            dispatcher_threads: 2,
+            queue_capacity: 1024,
+            backpressure: Backpressure::Block,
+            ping_interval: Duration::from_secs(30),
+            pong_timeout: Duration::from_secs(15),
+            liveness_timeout: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(20),
+            request_timeout: Duration::from_secs(30),
+            max_channels: 20,
+            max_topics_per_channel: 1000,
+            max_message_size: 4 << 20,
+            listener_warning_threshold: 10_000,
+            drop_timeout: Duration::from_secs(5),
+            backoff: Backoff::default(),
+        }
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("api_base", &self.api_base)
+            .field("login_base", &self.login_base)
+            .field("dispatcher_threads", &self.dispatcher_threads)
+            .field("queue_capacity", &self.queue_capacity)
+            .field("backpressure", &self.backpressure)
+            .field("ping_interval", &self.ping_interval)
+            .field("pong_timeout", &self.pong_timeout)
+            .field("liveness_timeout", &self.liveness_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("max_channels", &self.max_channels)
+            .field("max_topics_per_channel", &self.max_topics_per_channel)
+            .field("max_message_size", &self.max_message_size)
+            .field(
+                "listener_warning_threshold",
+                &self.listener_warning_threshold,
+            )
+            .field("drop_timeout", &self.drop_timeout)
+            .field("backoff", &self.backoff)
+            .finish()
+    }
+}
+
+/// Why a configuration was refused by [`ClientBuilder::build`](crate::ClientBuilder::build).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The setting, e.g. `"queue_capacity"`.
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid {}: {}", self.field, self.reason)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn bad(field: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        field,
+        reason: reason.into(),
+    }
+}
+
+/// Checks a base URL: `https://` anywhere, plain `http://` only to a loopback host.
+pub(crate) fn check_base_url(field: &'static str, url: &str) -> Result<(), ConfigError> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| bad(field, format!("{url:?} is not an absolute URL")))?;
+    let host = host_of(rest);
+    if host.is_empty() {
+        return Err(bad(field, format!("{url:?} has no host")));
+    }
+    match scheme.to_ascii_lowercase().as_str() {
+        "https" | "wss" => Ok(()),
+        "http" | "ws" if is_loopback(host) => Ok(()),
+        "http" | "ws" => Err(bad(
+            field,
+            format!("plain {scheme} is allowed only to loopback hosts, not {host:?}; use https"),
+        )),
+        _ => Err(bad(field, format!("unsupported scheme {scheme:?}"))),
+    }
+}
+
+/// The host part of `host[:port][/path]`, without brackets for IPv6.
+pub(crate) fn host_of(rest: &str) -> &str {
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let authority = authority.rsplit('@').next().unwrap_or("");
+    if let Some(v6) = authority.strip_prefix('[') {
+        return v6.split(']').next().unwrap_or("");
+    }
+    authority.split(':').next().unwrap_or("")
+}
+
+/// Whether `host` is `localhost`, 127.0.0.0/8 or ::1.
+pub(crate) fn is_loopback(host: &str) -> bool {
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    host.parse::<std::net::IpAddr>()
+        .map(|ip| ip.is_loopback())
+        .unwrap_or(false)
+}
+
+impl Config {
+    /// Checks every setting.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the first setting out of range: a zero or out-of-range count, a
+    /// zero duration, a pong timeout or ping interval not below the liveness timeout, a
+    /// base URL that is not `https` (plain `http` is accepted only for loopback hosts), or a
+    /// backoff whose base is zero or above its cap.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check_base_url("api_base", &self.api_base)?;
+        check_base_url("login_base", &self.login_base)?;
+        let in_range = |field, value: usize, max: usize| {
+            if value == 0 || value > max {
+                Err(bad(field, format!("{value} is outside 1..={max}")))
+            } else {
+                Ok(())
+            }
+        };
+        in_range("dispatcher_threads", self.dispatcher_threads, 256)?;
+        in_range("queue_capacity", self.queue_capacity, 1 << 20)?;
+        in_range("max_channels", self.max_channels, 20)?;
+        in_range("max_topics_per_channel", self.max_topics_per_channel, 1000)?;
+        in_range("max_message_size", self.max_message_size, 1 << 30)?;
+        for (field, value) in [
+            ("ping_interval", self.ping_interval),
+            ("pong_timeout", self.pong_timeout),
+            ("liveness_timeout", self.liveness_timeout),
+            ("connect_timeout", self.connect_timeout),
+            ("request_timeout", self.request_timeout),
+            ("backoff.base", self.backoff.base),
+        ] {
+            if value.is_zero() {
+                return Err(bad(field, "must be longer than zero"));
+            }
+        }
+        if self.ping_interval >= self.liveness_timeout {
+            return Err(bad(
+                "ping_interval",
+                format!(
+                    "{:?} must be shorter than liveness_timeout ({:?}) or no ping is ever sent",
+                    self.ping_interval, self.liveness_timeout
+                ),
+            ));
+        }
+        if self.backoff.base > self.backoff.cap {
+            return Err(bad(
+                "backoff.base",
+                format!(
+                    "{:?} is above backoff.cap ({:?})",
+                    self.backoff.base, self.backoff.cap
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regions_resolve_by_name_and_domain() {
+        assert_eq!(Region::from_name("eu-west-1"), Some(Region::EuWest1));
+        assert_eq!(Region::from_name("MYPURECLOUD.IE"), Some(Region::EuWest1));
+        assert_eq!(Region::from_name("mars-1"), None);
+        assert_eq!(
+            Region::ApNortheast3.api_base(),
+            "https://api.apne3.pure.cloud"
+        );
+        assert_eq!(
+            Region::UsEast2.login_base(),
+            "https://login.use2.us-gov-pure.cloud"
+        );
+        assert_eq!(Region::all().count(), 17);
+        for r in Region::all() {
+            assert_eq!(Region::from_name(r.name()), Some(r));
+        }
+    }
+
+    #[test]
+    fn plain_http_only_to_loopback() {
+        assert!(check_base_url("api_base", "http://127.0.0.1:8080").is_ok());
+        assert!(check_base_url("api_base", "http://localhost").is_ok());
+        assert!(check_base_url("api_base", "http://[::1]:80/x").is_ok());
+        assert!(check_base_url("api_base", "https://api.mypurecloud.com").is_ok());
+        let err = check_base_url("api_base", "http://api.mypurecloud.com").unwrap_err();
+        assert!(err.reason.contains("loopback"), "{err}");
+        assert!(check_base_url("api_base", "http://10.0.0.1").is_err());
+        assert!(check_base_url("api_base", "ftp://x").is_err());
+        assert!(check_base_url("api_base", "api.mypurecloud.com").is_err());
+    }
+
+    #[test]
+    fn defaults_are_valid_and_bad_values_name_their_field() {
+        Config::default().validate().unwrap();
+        let mut c = Config {
+            queue_capacity: 0,
+            ..Config::default()
+        };
+        assert_eq!(c.validate().unwrap_err().field, "queue_capacity");
+        c.queue_capacity = 8;
+        c.max_channels = 21;
+        assert_eq!(c.validate().unwrap_err().field, "max_channels");
+        c.max_channels = 20;
+        c.ping_interval = Duration::from_secs(90);
+        assert_eq!(c.validate().unwrap_err().field, "ping_interval");
+        c.ping_interval = Duration::from_secs(1);
+        c.backoff.base = Duration::from_secs(120);
+        assert_eq!(c.validate().unwrap_err().field, "backoff.base");
+    }
+}

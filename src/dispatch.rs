@@ -1,0 +1,363 @@
+//! dispatch.rs owns the dispatcher threads: bounded queues, the backpressure policy, per-topic
+//! ordering, and the lifecycle thread. It never reads a socket and never blocks a socket thread
+//! except under [`Backpressure::Block`].
+//!
+//! Events are sharded by a case-insensitive hash of their topic, so all events of one topic go
+//! through one queue and one thread, in the order the socket thread pushed them; different
+//! topics run in parallel on different threads. Each thread caches, per topic name, the listeners
+//! that match it, and refreshes the cache when the registry's version changes.
+
+use crate::config::Backpressure;
+use crate::event::{Event, Lifecycle};
+use crate::listener::{Listener, Registry};
+use crossbeam_channel::{
+    bounded, Receiver, RecvTimeoutError, SendTimeoutError, Sender, TrySendError,
+};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How often a socket thread blocked by [`Backpressure::Block`] checks for shutdown.
+const BLOCK_POLL: Duration = Duration::from_millis(50);
+/// The least time between two [`Lifecycle::Dropped`] reports.
+const DROP_REPORT_EVERY: Duration = Duration::from_millis(100);
+/// Capacity of the lifecycle queue.
+const LIFECYCLE_CAPACITY: usize = 4096;
+/// Topic names remembered per dispatcher thread before the route cache is cleared.
+const ROUTE_CACHE_MAX: usize = 65_536;
+
+/// What happened to an event handed to [`Dispatcher::push`].
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Pushed {
+    Queued,
+    /// Queued after waiting this long for room ([`Backpressure::Block`]).
+    QueuedAfter(Duration),
+    /// The event itself was dropped (queue full under `DropNewest`, or shutting down).
+    DroppedNewest,
+    /// An older event was dropped to make room.
+    DroppedOldest,
+}
+
+enum LifecycleMsg {
+    Event(Lifecycle),
+    DropsPending,
+    Stop,
+}
+
+/// Where lifecycle events go: a bounded queue read by the lifecycle thread.
+pub(crate) struct LifecycleSink {
+    tx: Sender<LifecycleMsg>,
+    /// Lifecycle events lost because the queue was full.
+    pub(crate) lost: AtomicU64,
+    drops_pending: AtomicBool,
+    /// Events dropped by the backpressure policy since start.
+    pub(crate) dropped_total: AtomicU64,
+    pub(crate) listener_panics: AtomicU64,
+}
+
+impl LifecycleSink {
+    /// Logs the event and queues it for lifecycle listeners.
+    pub(crate) fn emit(&self, event: Lifecycle) {
+        match &event {
+            Lifecycle::Disconnected { .. }
+            | Lifecycle::Gap { .. }
+            | Lifecycle::Reconnecting { .. }
+            | Lifecycle::TokenRefreshFailed { .. }
+            | Lifecycle::RequestFailed { .. }
+            | Lifecycle::MalformedMessage { .. }
+            | Lifecycle::Dropped { .. }
+            | Lifecycle::ListenerPanicked { .. }
+            | Lifecycle::TooManyListeners { .. } => log::warn!("{event:?}"),
+            Lifecycle::RetryBudgetExhausted { .. } | Lifecycle::PermanentFailure { .. } => {
+                log::error!("{event:?}")
+            }
+            _ => log::info!("{event:?}"),
+        }
+        if let Err(TrySendError::Full(_)) = self.tx.try_send(LifecycleMsg::Event(event)) {
+            self.lost.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn note_dropped(&self) {
+        self.dropped_total.fetch_add(1, Ordering::Relaxed);
+        if !self.drops_pending.swap(true, Ordering::AcqRel) {
+            let _ = self.tx.try_send(LifecycleMsg::DropsPending);
+        }
+    }
+}
+
+/// The dispatcher threads and the lifecycle thread of one client.
+pub(crate) struct Dispatcher {
+    /// Per dispatcher thread; `None` in a queue tells its thread to stop.
+    queues: Vec<(Sender<Option<Event>>, Receiver<Option<Event>>)>,
+    policy: Backpressure,
+    pub(crate) lifecycle: Arc<LifecycleSink>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    lifecycle_thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Dispatcher {
+    pub(crate) fn start(
+        registry: Arc<Registry>,
+        threads: usize,
+        capacity: usize,
+        policy: Backpressure,
+    ) -> std::io::Result<Dispatcher> {
+        let (ltx, lrx) = bounded(LIFECYCLE_CAPACITY);
+        let lifecycle = Arc::new(LifecycleSink {
+            tx: ltx,
+            lost: AtomicU64::new(0),
+            drops_pending: AtomicBool::new(false),
+            dropped_total: AtomicU64::new(0),
+            listener_panics: AtomicU64::new(0),
+        });
+        let lifecycle_thread = {
+            let (registry, sink) = (registry.clone(), lifecycle.clone());
+            std::thread::Builder::new()
+                .name("genesys-lifecycle".into())
+                .spawn(move || run_lifecycle(lrx, registry, sink))?
+        };
+        let mut queues = Vec::with_capacity(threads);
+        let mut handles = Vec::with_capacity(threads);
+        for index in 0..threads {
+            let (tx, rx) = bounded(capacity);
+            let (registry, sink, rx2) = (registry.clone(), lifecycle.clone(), rx.clone());
+            handles.push(
+                std::thread::Builder::new()
+                    .name(format!("genesys-dispatch-{index}"))
+                    .spawn(move || run_shard(rx2, registry, sink))?,
+            );
+            queues.push((tx, rx));
+        }
+        Ok(Dispatcher {
+            queues,
+            policy,
+            lifecycle,
+            threads: Mutex::new(handles),
+            lifecycle_thread: Mutex::new(Some(lifecycle_thread)),
+        })
+    }
+
+    fn shard_of(&self, topic: &str) -> usize {
+        // FNV-1a over the lower-cased bytes: all spellings of a topic share a queue.
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in topic.bytes() {
+            hash ^= u64::from(b.to_ascii_lowercase());
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        (hash % self.queues.len() as u64) as usize
+    }
+
+    /// Queues one event per the backpressure policy. Under `Block`, waits for room unless `stop`
+    /// becomes true (then the event is dropped and counted).
+    pub(crate) fn push(&self, event: Event, stop: &AtomicBool) -> Pushed {
+        let (tx, rx) = &self.queues[self.shard_of(event.topic())];
+        let event = match tx.try_send(Some(event)) {
+            Ok(()) => return Pushed::Queued,
+            // Never disconnected: this struct holds a receiver of every queue.
+            Err(TrySendError::Full(event)) | Err(TrySendError::Disconnected(event)) => event,
+        };
+        match self.policy {
+            Backpressure::DropNewest => {
+                self.count_drop_opt(event);
+                Pushed::DroppedNewest
+            }
+            Backpressure::DropOldest => {
+                let mut event = event;
+                loop {
+                    if let Ok(oldest) = rx.try_recv() {
+                        self.count_drop_opt(oldest);
+                    }
+                    match tx.try_send(event) {
+                        Ok(()) => return Pushed::DroppedOldest,
+                        Err(TrySendError::Full(back)) => event = back,
+                        Err(TrySendError::Disconnected(back)) => {
+                            self.count_drop_opt(back);
+                            return Pushed::DroppedNewest;
+                        }
+                    }
+                }
+            }
+            Backpressure::Block => {
+                let started = Instant::now();
+                let mut event = event;
+                loop {
+                    match tx.send_timeout(event, BLOCK_POLL) {
+                        Ok(()) => return Pushed::QueuedAfter(started.elapsed()),
+                        Err(SendTimeoutError::Timeout(back)) if !stop.load(Ordering::Acquire) => {
+                            event = back
+                        }
+                        Err(SendTimeoutError::Timeout(back))
+                        | Err(SendTimeoutError::Disconnected(back)) => {
+                            self.count_drop_opt(back);
+                            return Pushed::DroppedNewest;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn count_drop_opt(&self, event: Option<Event>) {
+        if let Some(event) = event {
+            event.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            self.lifecycle.note_dropped();
+        }
+    }
+
+    /// Events waiting in each queue.
+    pub(crate) fn queue_depths(&self) -> Vec<usize> {
+        self.queues.iter().map(|(tx, _)| tx.len()).collect()
+    }
+
+    /// Stops the dispatcher threads after they drain their queues, then the lifecycle thread.
+    /// Waits until `deadline`; threads still busy in a callback then are left to finish alone.
+    /// Returns whether every thread was joined.
+    pub(crate) fn shutdown(&self, deadline: Instant) -> bool {
+        // The stop marker goes behind the queued events: each thread drains its queue first.
+        for (tx, _) in &self.queues {
+            let _ = tx.send_deadline(None, deadline);
+        }
+        let mut all = true;
+        for handle in self.threads.lock().drain(..) {
+            all &= join_until(handle, deadline);
+        }
+        let _ = self.lifecycle.tx.send_timeout(
+            LifecycleMsg::Stop,
+            deadline.saturating_duration_since(Instant::now()),
+        );
+        if let Some(handle) = self.lifecycle_thread.lock().take() {
+            all &= join_until(handle, deadline);
+        }
+        all
+    }
+}
+
+/// Joins `handle` if it finishes before `deadline`; otherwise leaves it running.
+pub(crate) fn join_until(handle: JoinHandle<()>, deadline: Instant) -> bool {
+    while !handle.is_finished() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let _ = handle.join();
+    true
+}
+
+type Route = Arc<[Arc<Listener<Event>>]>;
+
+fn run_shard(rx: Receiver<Option<Event>>, registry: Arc<Registry>, sink: Arc<LifecycleSink>) {
+    let mut version = u64::MAX;
+    let mut listeners = registry.event_listeners();
+    let mut routes: HashMap<Box<str>, Route> = HashMap::new();
+    while let Ok(Some(event)) = rx.recv() {
+        let now = registry.version();
+        if now != version {
+            version = now;
+            listeners = registry.event_listeners();
+            routes.clear();
+        }
+        let topic = event.topic();
+        if let Some(route) = routes.get(topic) {
+            deliver(&event, route, &sink);
+            continue;
+        }
+        let route: Route = listeners
+            .iter()
+            .filter(|l| l.pattern.as_ref().is_some_and(|p| p.matches(topic)))
+            .cloned()
+            .collect();
+        if route.is_empty() {
+            sink.emit(Lifecycle::UnroutedMessage {
+                channel: event.channel_id().clone(),
+                topic: topic.to_owned(),
+            });
+        }
+        deliver(&event, &route, &sink);
+        if routes.len() >= ROUTE_CACHE_MAX {
+            routes.clear();
+        }
+        routes.insert(topic.into(), route);
+    }
+}
+
+fn deliver(event: &Event, route: &[Arc<Listener<Event>>], sink: &LifecycleSink) {
+    let mut reached = false;
+    for listener in route {
+        match listener.call(event) {
+            Ok(called) => reached |= called,
+            Err(message) => {
+                reached = true;
+                sink.listener_panics.fetch_add(1, Ordering::Relaxed);
+                sink.emit(Lifecycle::ListenerPanicked {
+                    pattern: listener
+                        .pattern
+                        .as_ref()
+                        .map(|p| p.as_str().to_owned())
+                        .unwrap_or_default(),
+                    topic: event.topic().to_owned(),
+                    message,
+                });
+            }
+        }
+    }
+    let counter = if reached {
+        &event.stats.delivered
+    } else {
+        &event.stats.unrouted
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+fn run_lifecycle(rx: Receiver<LifecycleMsg>, registry: Arc<Registry>, sink: Arc<LifecycleSink>) {
+    let mut report_due: Option<Instant> = None;
+    let mut reported: u64 = 0;
+    loop {
+        let msg = match report_due {
+            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            Some(due) => rx.recv_deadline(due),
+        };
+        match msg {
+            Ok(LifecycleMsg::Event(event)) => deliver_lifecycle(&event, &registry, &sink),
+            Ok(LifecycleMsg::DropsPending) => {
+                report_due.get_or_insert_with(|| Instant::now() + DROP_REPORT_EVERY);
+            }
+            Ok(LifecycleMsg::Stop) | Err(RecvTimeoutError::Disconnected) => {
+                report_drops(&registry, &sink, &mut reported);
+                return;
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+        if report_due.is_some_and(|due| Instant::now() >= due) {
+            report_due = None;
+            report_drops(&registry, &sink, &mut reported);
+        }
+    }
+}
+
+fn report_drops(registry: &Registry, sink: &LifecycleSink, reported: &mut u64) {
+    sink.drops_pending.store(false, Ordering::Release);
+    let total = sink.dropped_total.load(Ordering::Acquire);
+    if total > *reported {
+        let event = Lifecycle::Dropped {
+            count: total - *reported,
+            total,
+        };
+        *reported = total;
+        log::warn!("{event:?}");
+        deliver_lifecycle(&event, registry, sink);
+    }
+}
+
+fn deliver_lifecycle(event: &Lifecycle, registry: &Registry, sink: &LifecycleSink) {
+    for listener in registry.lifecycle_listeners().iter() {
+        if let Err(message) = listener.call(event) {
+            sink.listener_panics.fetch_add(1, Ordering::Relaxed);
+            log::error!("a lifecycle listener panicked: {message}");
+        }
+    }
+}

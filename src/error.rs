@@ -1,0 +1,96 @@
+//! error.rs holds the crate's error type returned by the client's methods; it never logs.
+
+use crate::api::ApiError;
+use crate::auth::TokenError;
+use crate::config::ConfigError;
+use crate::topic::TopicError;
+use std::fmt;
+use std::time::Duration;
+
+/// What a [`Client`](crate::Client) method can fail with.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// [`ClientBuilder::build`](crate::ClientBuilder::build) was given a setting out of range,
+    /// or no token source.
+    Config(ConfigError),
+    /// A topic name or listener pattern is invalid; nothing was subscribed.
+    Topic {
+        /// The name as given.
+        name: String,
+        /// Why it was refused.
+        error: TopicError,
+    },
+    /// The topics would need more than `max_channels × max_topics_per_channel` slots
+    /// (20 × 1 000 on the service); nothing was subscribed. The service would otherwise evict
+    /// our own channels silently (protocol.md, "Channels").
+    TooManyTopics {
+        /// Topics that would be subscribed after this call.
+        requested: usize,
+        /// Topics this client can hold.
+        capacity: usize,
+    },
+    /// A REST call failed (after the retries the backoff policy allows).
+    Api(ApiError),
+    /// The token source failed permanently (for example bad client credentials).
+    Token(TokenError),
+    /// An operation did not finish in time.
+    Timeout {
+        /// What was being done.
+        operation: &'static str,
+        /// How long it was given.
+        after: Duration,
+    },
+    /// The client was shut down.
+    Shutdown,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Config(e) => write!(f, "configuration: {e}"),
+            Error::Topic { name, error } => write!(f, "topic {name:?}: {error}"),
+            Error::TooManyTopics {
+                requested,
+                capacity,
+            } => write!(
+                f,
+                "{requested} topics requested but this client holds at most {capacity} \
+                 (max_channels × max_topics_per_channel)"
+            ),
+            Error::Api(e) => write!(f, "REST call failed: {e}"),
+            Error::Token(e) => write!(f, "access token: {e}"),
+            Error::Timeout { operation, after } => {
+                write!(f, "{operation} did not finish within {after:?}")
+            }
+            Error::Shutdown => f.write_str("the client has been shut down"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Config(e) => Some(e),
+            Error::Topic { error, .. } => Some(error),
+            Error::Api(e) => Some(e),
+            Error::Token(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<ConfigError> for Error {
+    fn from(e: ConfigError) -> Self {
+        Error::Config(e)
+    }
+}
+
+impl From<ApiError> for Error {
+    fn from(e: ApiError) -> Self {
+        match e {
+            ApiError::Token(t) => Error::Token(t),
+            other => Error::Api(other),
+        }
+    }
+}

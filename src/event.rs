@@ -1,0 +1,360 @@
+//! event.rs defines what listeners receive: [`Event`] (one notification) and [`Lifecycle`]
+//! (what happened to the client); it holds data and never does I/O.
+
+use crate::api::{ApiError, TopicResult};
+use crate::auth::TokenError;
+use crate::health::ChannelStats;
+use crate::message::{Located, SystemMessage};
+use crate::redact;
+use crate::topic::Topic;
+use serde::Deserialize;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// A Genesys notification channel id.
+///
+/// The id is a credential (whoever holds it can take the channel's socket over), so `Debug` and
+/// `Display` show only its first 8 characters; [`ChannelId::as_str`] gives the whole id.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct ChannelId(Arc<str>);
+
+impl ChannelId {
+    pub(crate) fn new(id: &str) -> ChannelId {
+        ChannelId(Arc::from(id))
+    }
+
+    /// The whole channel id. Treat it as a secret: do not log it.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ChannelId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ChannelId({})", redact::short_id(&self.0))
+    }
+}
+
+impl fmt::Display for ChannelId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redact::short_id(&self.0))
+    }
+}
+
+/// Storage for a frame's text that is shared, not copied (tungstenite's `Utf8Bytes`).
+pub(crate) type FrameText = tungstenite::Utf8Bytes;
+
+/// One notification: `{"topicName", "eventBody", "metadata": {"CorrelationId"}}` as received on a
+/// channel's socket (protocol.md, "The WebSocket").
+///
+/// The `eventBody` is kept as raw JSON inside the received frame; it is parsed only when a
+/// listener calls [`Event::body`] or [`Event::body_value`], and never copied per listener.
+pub struct Event {
+    frame: FrameText,
+    located: Located,
+    channel: ChannelId,
+    received_at: SystemTime,
+    pub(crate) received_instant: Instant,
+    /// The counters of the channel that read it (delivered, dropped and unrouted are counted
+    /// by the dispatcher).
+    pub(crate) stats: Arc<ChannelStats>,
+}
+
+impl Event {
+    pub(crate) fn new(
+        frame: FrameText,
+        located: Located,
+        channel: ChannelId,
+        stats: Arc<ChannelStats>,
+    ) -> Event {
+        Event {
+            frame,
+            located,
+            channel,
+            received_at: SystemTime::now(),
+            received_instant: Instant::now(),
+            stats,
+        }
+    }
+
+    /// `topicName` exactly as received (for example
+    /// `v2.users.9ed7d9f6-0c59-4360-ac54-40dd35eb9c2f.presence`). Compare it ignoring case.
+    pub fn topic(&self) -> &str {
+        self.located.topic.resolve(self.frame.as_str())
+    }
+
+    /// `metadata.CorrelationId`, when the service sent one.
+    pub fn correlation_id(&self) -> Option<&str> {
+        self.located
+            .correlation_id
+            .as_ref()
+            .map(|id| id.resolve(self.frame.as_str()))
+    }
+
+    /// The channel whose socket delivered the event.
+    pub fn channel_id(&self) -> &ChannelId {
+        &self.channel
+    }
+
+    /// When the frame was read from the socket (wall clock).
+    pub fn received_at(&self) -> SystemTime {
+        self.received_at
+    }
+
+    /// How long ago the frame was read from the socket (monotonic clock): the time the event
+    /// waited in the dispatcher queue plus the time earlier listeners took.
+    pub fn age(&self) -> Duration {
+        self.received_instant.elapsed()
+    }
+
+    /// The raw JSON text of `eventBody`, exactly as received.
+    pub fn body_json(&self) -> &str {
+        &self.frame.as_str()[self.located.body.clone()]
+    }
+
+    /// The whole frame as received.
+    pub fn frame_json(&self) -> &str {
+        self.frame.as_str()
+    }
+
+    /// Deserialises `eventBody` into `T` (which may borrow from the event).
+    ///
+    /// # Errors
+    /// The `serde_json::Error` saying where the body does not fit `T`.
+    pub fn body<'a, T: Deserialize<'a>>(&'a self) -> Result<T, serde_json::Error> {
+        serde_json::from_str(self.body_json())
+    }
+
+    /// `eventBody` as a `serde_json::Value`.
+    ///
+    /// # Errors
+    /// None in practice: the body was checked to be JSON when the frame was read.
+    pub fn body_value(&self) -> Result<serde_json::Value, serde_json::Error> {
+        serde_json::from_str(self.body_json())
+    }
+}
+
+impl fmt::Debug for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Event")
+            .field("topic", &self.topic())
+            .field("channel", &self.channel)
+            .field("correlation_id", &self.correlation_id())
+            .field("received_at", &self.received_at)
+            .field("body_bytes", &self.located.body.len())
+            .finish()
+    }
+}
+
+/// Why a socket stopped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DisconnectCause {
+    /// The server sent a close frame (or the stream ended after one). Close codes are not
+    /// documented by Genesys (protocol.md): any close the user did not ask for is recovered.
+    Closed {
+        /// The close code, `None` when the frame carried none (1005).
+        code: Option<u16>,
+        /// The close reason text.
+        reason: String,
+    },
+    /// The TCP connection failed or ended without a close frame (1006 in RFC 6455 terms).
+    Io(String),
+    /// A WebSocket protocol violation (bad frame, oversize message, ...).
+    Protocol(String),
+    /// No frame and no answer to our ping arrived within the liveness bound.
+    LivenessTimeout {
+        /// How long the socket had been silent.
+        silent_for: Duration,
+    },
+    /// The server announced maintenance with `v2.system.socket_closing` and we switched sockets.
+    ServerMaintenance,
+    /// The channel no longer exists (expired, evicted, or answered 404).
+    ChannelGone,
+    /// The user asked for it (`shutdown`, `Drop`, unsubscribing the channel's last topic).
+    UserRequest,
+}
+
+impl fmt::Display for DisconnectCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DisconnectCause::Closed { code, reason } => match code {
+                Some(code) => write!(f, "closed by the server with code {code} ({reason:?})"),
+                None => write!(f, "closed by the server without a code ({reason:?})"),
+            },
+            DisconnectCause::Io(e) => write!(f, "connection lost: {e}"),
+            DisconnectCause::Protocol(e) => write!(f, "WebSocket protocol error: {e}"),
+            DisconnectCause::LivenessTimeout { silent_for } => {
+                write!(f, "no frame for {silent_for:?}: socket presumed dead")
+            }
+            DisconnectCause::ServerMaintenance => {
+                f.write_str("server maintenance (socket_closing)")
+            }
+            DisconnectCause::ChannelGone => f.write_str("the channel no longer exists"),
+            DisconnectCause::UserRequest => f.write_str("closed at the user's request"),
+        }
+    }
+}
+
+/// Something that happened to the client, delivered to listeners registered with
+/// [`Client::on_lifecycle`](crate::Client::on_lifecycle).
+///
+/// Channel ids inside are [`ChannelId`]s (shown shortened). No variant carries a secret.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Lifecycle {
+    /// A channel was created (`POST /api/v2/notifications/channels`).
+    ChannelCreated {
+        /// The new channel.
+        channel: ChannelId,
+    },
+    /// A channel that no longer existed was replaced by a new one with the same topics.
+    ChannelReplaced {
+        /// The channel that was lost.
+        old: ChannelId,
+        /// Its replacement.
+        new: ChannelId,
+    },
+    /// A socket to the channel is connected and reading.
+    Connected {
+        /// The channel.
+        channel: ChannelId,
+    },
+    /// A socket to the channel stopped.
+    Disconnected {
+        /// The channel.
+        channel: ChannelId,
+        /// Why.
+        cause: DisconnectCause,
+    },
+    /// The channel will try to connect again after `delay`.
+    Reconnecting {
+        /// The channel, `None` while no channel could be created yet.
+        channel: Option<ChannelId>,
+        /// 1 for the first retry after a failure, then 2, 3, ...
+        attempt: u32,
+        /// How long it waits first.
+        delay: Duration,
+        /// The failure that led here.
+        error: String,
+    },
+    /// A period during which a channel had no socket: events for `topics` published between
+    /// `start` and `end` were lost; resynchronise them over the REST API.
+    Gap {
+        /// The channel.
+        channel: ChannelId,
+        /// When the socket was lost (wall clock).
+        start: SystemTime,
+        /// When a socket was connected again with every topic subscribed.
+        end: SystemTime,
+        /// The topics subscribed on that channel.
+        topics: Vec<Topic>,
+    },
+    /// Topics were subscribed on a channel: the per-topic results (`ignoreErrors=true`).
+    Subscribed {
+        /// The channel.
+        channel: ChannelId,
+        /// Every topic of the request with its state (`Permitted` or `Rejected` with reason and
+        /// missing permissions).
+        results: Vec<TopicResult>,
+    },
+    /// Topics were removed from a channel.
+    Unsubscribed {
+        /// The channel.
+        channel: ChannelId,
+        /// The topics removed.
+        topics: Vec<Topic>,
+    },
+    /// A subscribe asked for a topic that was already subscribed; nothing was sent.
+    DuplicateSubscription {
+        /// The topic.
+        topic: Topic,
+    },
+    /// The retry budget ([`Backoff::max_retries`](crate::Backoff)) is spent; the channel stopped.
+    RetryBudgetExhausted {
+        /// The channel.
+        channel: Option<ChannelId>,
+        /// How many attempts were made.
+        attempts: u32,
+        /// The last error.
+        last_error: String,
+    },
+    /// A failure that retrying cannot fix (for example bad credentials); the channel stopped.
+    PermanentFailure {
+        /// The channel, if the failure was a channel's.
+        channel: Option<ChannelId>,
+        /// What failed.
+        error: String,
+    },
+    /// A new access token was obtained ahead of expiry.
+    TokenRefreshed {
+        /// Its `expires_in`, if the source said.
+        expires_in: Option<Duration>,
+    },
+    /// Obtaining a new access token failed; it is retried after `retry_in`.
+    TokenRefreshFailed {
+        /// Why.
+        error: TokenError,
+        /// When the next try happens.
+        retry_in: Duration,
+    },
+    /// A REST call for a channel failed (it is retried per the backoff policy).
+    RequestFailed {
+        /// The channel.
+        channel: Option<ChannelId>,
+        /// What was being done ("create channel", "subscribe", ...).
+        operation: &'static str,
+        /// The error.
+        error: ApiError,
+    },
+    /// A frame could not be understood: not JSON, no `topicName`, a binary frame, or oversize.
+    /// The stream carries on.
+    MalformedMessage {
+        /// The channel.
+        channel: ChannelId,
+        /// What was wrong.
+        reason: String,
+        /// The frame's first 120 characters (empty for binary frames).
+        excerpt: String,
+    },
+    /// A notification arrived that no listener matched (counted in the health snapshot).
+    UnroutedMessage {
+        /// The channel.
+        channel: ChannelId,
+        /// Its `topicName`.
+        topic: String,
+    },
+    /// Events were dropped by the backpressure policy. Reported at most about once every
+    /// 100 ms, with the counts since the previous report.
+    Dropped {
+        /// Events dropped since the previous `Dropped` event.
+        count: u64,
+        /// Events dropped since the client started.
+        total: u64,
+    },
+    /// A listener's callback panicked; the dispatcher caught it and carries on.
+    ListenerPanicked {
+        /// The listener's pattern (or `"lifecycle"`).
+        pattern: String,
+        /// The topic of the event it was handling.
+        topic: String,
+        /// The panic message.
+        message: String,
+    },
+    /// The number of registered listeners passed the configured threshold: a sign that guards
+    /// are being leaked (kept forever) instead of dropped.
+    TooManyListeners {
+        /// Listeners registered now.
+        count: usize,
+        /// The threshold ([`Config::listener_warning_threshold`](crate::Config)).
+        threshold: usize,
+    },
+    /// A `v2.system.*` message arrived on a channel (for example `v2.system.socket_closing`).
+    SystemMessage {
+        /// The channel.
+        channel: ChannelId,
+        /// The message.
+        message: SystemMessage,
+    },
+}

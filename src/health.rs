@@ -1,0 +1,184 @@
+//! health.rs keeps the counters and states behind [`Client::health`](crate::Client::health) and
+//! builds the snapshot; it never blocks a socket or dispatcher thread for long (atomics and
+//! short locks only).
+
+use crate::event::ChannelId;
+use parking_lot::Mutex;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+/// What a channel's thread is doing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ChannelState {
+    /// Creating the channel or applying its topics over REST.
+    Creating,
+    /// Opening the WebSocket (TCP, TLS, handshake).
+    Connecting,
+    /// The socket is connected and read.
+    Connected,
+    /// Waiting before the next attempt, after a failure.
+    Backoff,
+    /// Stopped for good: shut down, or a permanent failure or spent retry budget.
+    Stopped,
+}
+
+/// Counters and state of one channel, shared by its socket thread, the dispatcher and the
+/// health snapshot.
+pub(crate) struct ChannelStats {
+    pub received: AtomicU64,
+    pub delivered: AtomicU64,
+    pub dropped: AtomicU64,
+    pub unrouted: AtomicU64,
+    pub malformed: AtomicU64,
+    pub heartbeats: AtomicU64,
+    pub reconnects: AtomicU64,
+    /// Nanoseconds since `epoch` of the last inbound frame, 0 if none yet.
+    pub last_frame_nanos: AtomicU64,
+    /// Last ping round-trip time in nanoseconds, 0 if none measured yet.
+    pub ping_rtt_nanos: AtomicU64,
+    pub status: Mutex<ChannelStatus>,
+}
+
+/// The slowly changing part of a channel's health.
+#[derive(Clone, Debug)]
+pub(crate) struct ChannelStatus {
+    pub channel: Option<ChannelId>,
+    pub state: ChannelState,
+    pub topics: usize,
+    pub connected_since: Option<SystemTime>,
+}
+
+impl ChannelStats {
+    pub(crate) fn new() -> ChannelStats {
+        ChannelStats {
+            received: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            unrouted: AtomicU64::new(0),
+            malformed: AtomicU64::new(0),
+            heartbeats: AtomicU64::new(0),
+            reconnects: AtomicU64::new(0),
+            last_frame_nanos: AtomicU64::new(0),
+            ping_rtt_nanos: AtomicU64::new(0),
+            status: Mutex::new(ChannelStatus {
+                channel: None,
+                state: ChannelState::Creating,
+                topics: 0,
+                connected_since: None,
+            }),
+        }
+    }
+
+    pub(crate) fn set_state(&self, state: ChannelState) {
+        let mut status = self.status.lock();
+        status.state = state;
+        if state != ChannelState::Connected {
+            status.connected_since = None;
+        } else if status.connected_since.is_none() {
+            status.connected_since = Some(SystemTime::now());
+        }
+    }
+
+    pub(crate) fn snapshot(&self, epoch: (Instant, SystemTime)) -> ChannelHealth {
+        let status = self.status.lock().clone();
+        let last = self.last_frame_nanos.load(Ordering::Relaxed);
+        let rtt = self.ping_rtt_nanos.load(Ordering::Relaxed);
+        ChannelHealth {
+            channel: status.channel,
+            state: status.state,
+            topics: status.topics,
+            connected_since: status.connected_since,
+            last_frame_at: (last > 0).then(|| epoch.1 + Duration::from_nanos(last)),
+            ping_rtt: (rtt > 0).then(|| Duration::from_nanos(rtt)),
+            received: self.received.load(Ordering::Relaxed),
+            delivered: self.delivered.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
+            unrouted: self.unrouted.load(Ordering::Relaxed),
+            malformed: self.malformed.load(Ordering::Relaxed),
+            heartbeats: self.heartbeats.load(Ordering::Relaxed),
+            reconnects: self.reconnects.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// One channel in a [`Health`] snapshot.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ChannelHealth {
+    /// The current channel id (`None` before the first one is created).
+    pub channel: Option<ChannelId>,
+    /// What the channel's thread is doing.
+    pub state: ChannelState,
+    /// Topics subscribed (or to be subscribed) on it.
+    pub topics: usize,
+    /// Since when the current socket is connected.
+    pub connected_since: Option<SystemTime>,
+    /// When the last frame of any kind arrived (wall clock, derived from a monotonic clock).
+    pub last_frame_at: Option<SystemTime>,
+    /// The last measured round trip of the application ping (`{"message":"ping"}` → pong).
+    pub ping_rtt: Option<Duration>,
+    /// Notifications read from the socket (heartbeats, pongs and system messages excluded).
+    pub received: u64,
+    /// Notifications handed to at least one listener.
+    pub delivered: u64,
+    /// Notifications dropped by the backpressure policy.
+    pub dropped: u64,
+    /// Notifications no listener matched.
+    pub unrouted: u64,
+    /// Frames that could not be understood (bad JSON, binary, oversize).
+    pub malformed: u64,
+    /// Heartbeats received.
+    pub heartbeats: u64,
+    /// Sockets opened after the first one.
+    pub reconnects: u64,
+}
+
+/// A point-in-time view of a client, from [`Client::health`](crate::Client::health).
+///
+/// For every channel, `received = delivered + dropped + unrouted + in flight`, where in flight
+/// is what sits in the dispatcher queues.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Health {
+    /// One entry per channel, in creation order.
+    pub channels: Vec<ChannelHealth>,
+    /// Events waiting in each dispatcher thread's queue.
+    pub queue_depths: Vec<usize>,
+    /// Registered listeners per pattern (`"lifecycle"` for lifecycle listeners).
+    pub listeners: BTreeMap<String, usize>,
+    /// Events dropped by the backpressure policy, all channels.
+    pub dropped: u64,
+    /// Callbacks that panicked.
+    pub listener_panics: u64,
+    /// Lifecycle events lost because the lifecycle queue was full (slow lifecycle listener).
+    pub lifecycle_dropped: u64,
+}
+
+impl Health {
+    /// Sum of `received` over the channels.
+    pub fn received(&self) -> u64 {
+        self.channels.iter().map(|c| c.received).sum()
+    }
+
+    /// Sum of `delivered` over the channels.
+    pub fn delivered(&self) -> u64 {
+        self.channels.iter().map(|c| c.delivered).sum()
+    }
+
+    /// Sum of `unrouted` over the channels.
+    pub fn unrouted(&self) -> u64 {
+        self.channels.iter().map(|c| c.unrouted).sum()
+    }
+
+    /// Sum of `malformed` over the channels.
+    pub fn malformed(&self) -> u64 {
+        self.channels.iter().map(|c| c.malformed).sum()
+    }
+
+    /// Total listeners registered.
+    pub fn listener_count(&self) -> usize {
+        self.listeners.values().sum()
+    }
+}

@@ -1,0 +1,55 @@
+//! redact.rs shortens and hides secrets for `Debug`, `Display` and logs; it never stores them.
+//!
+//! Channel ids and `connectUri` are credentials (anyone holding them can take the channel over,
+//! protocol.md "The WebSocket"), client secrets and access tokens are credentials too. Everything
+//! that formats one of them goes through here.
+
+use std::fmt;
+
+/// How many leading characters of a channel id are shown.
+const SHOWN: usize = 8;
+
+/// Shows the first 8 characters of a channel id followed by `…`.
+pub(crate) fn short_id(id: &str) -> String {
+    match id.char_indices().nth(SHOWN) {
+        Some((end, _)) => format!("{}…", &id[..end]),
+        None => id.to_owned(),
+    }
+}
+
+/// Shows a `connectUri` with its channel id (the last path segment) shortened.
+pub(crate) fn short_uri(uri: &str) -> String {
+    match uri.rfind('/') {
+        Some(slash) => format!("{}{}", &uri[..=slash], short_id(&uri[slash + 1..])),
+        None => short_id(uri),
+    }
+}
+
+/// A `Debug`/`Display` stand-in for a secret value.
+pub(crate) struct Redacted;
+
+impl fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channel_id_is_cut_after_eight_characters() {
+        assert_eq!(short_id("streaming-0123456789abcdef"), "streamin…");
+        assert_eq!(short_id("abc"), "abc");
+    }
+
+    #[test]
+    fn connect_uri_keeps_host_and_hides_most_of_the_id() {
+        let uri = "wss://streaming.mypurecloud.com/channels/streaming-0123456789abcdef";
+        assert_eq!(
+            short_uri(uri),
+            "wss://streaming.mypurecloud.com/channels/streamin…"
+        );
+    }
+}

@@ -1,0 +1,394 @@
+//! topic.rs validates and normalises topic names and matches listener patterns; it never does I/O.
+//!
+//! Facts it rests on (protocol.md, "Subscriptions"): topic names are compared case-insensitively
+//! (we lower-case them), a combined topic such as `v2.users.<id>?presence&routingStatus` counts as
+//! one topic of at most 200 characters but its events arrive under the individual names, and
+//! `channel.metadata` and `v2.system.*` arrive without subscribing and must never be subscribed.
+
+use std::fmt;
+
+/// The longest topic name the service accepts, in characters (protocol.md: combined topics are at
+/// most 200 characters).
+pub const MAX_TOPIC_LEN: usize = 200;
+
+/// A validated, normalised (lower-cased) topic name, ready to be subscribed.
+///
+/// Build one with [`Topic::parse`] or `"v2.users.<id>.presence".parse::<Topic>()`.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Topic(String);
+
+/// Why a topic name or a listener pattern was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TopicError {
+    /// The name is empty (or only white space).
+    Empty,
+    /// The name is longer than [`MAX_TOPIC_LEN`] characters.
+    TooLong {
+        /// The name's length in characters.
+        len: usize,
+    },
+    /// The name contains a character that no Genesys topic contains (white space, a quote, a
+    /// slash, a control character, ...).
+    InvalidCharacter {
+        /// The offending character.
+        character: char,
+        /// Its position, in characters from the start.
+        position: usize,
+    },
+    /// A dot-separated segment is empty (`v2..presence`, a leading or trailing dot).
+    EmptySegment,
+    /// The name is `channel.metadata` or starts with `v2.system.`: those arrive on every channel
+    /// without subscribing and must never be subscribed (protocol.md, "Subscriptions").
+    Reserved,
+    /// A `*` wildcard was used in a topic to subscribe (wildcards are for listener patterns
+    /// only), or stood inside a segment (`v2.us*`) in a pattern.
+    Wildcard,
+    /// A combined topic (`base?a&b`) is malformed: empty base or empty suffix.
+    BadCombination,
+}
+
+impl fmt::Display for TopicError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TopicError::Empty => f.write_str("topic name is empty"),
+            TopicError::TooLong { len } => write!(
+                f,
+                "topic name is {len} characters long; the service accepts at most {MAX_TOPIC_LEN}"
+            ),
+            TopicError::InvalidCharacter {
+                character,
+                position,
+            } => write!(
+                f,
+                "topic name has the invalid character {character:?} at position {position}"
+            ),
+            TopicError::EmptySegment => f.write_str("topic name has an empty dot-separated segment"),
+            TopicError::Reserved => f.write_str(
+                "channel.metadata and v2.system.* arrive without subscribing and cannot be subscribed",
+            ),
+            TopicError::Wildcard => f.write_str(
+                "'*' is allowed only as a whole segment of a listener pattern, never in a subscribed topic",
+            ),
+            TopicError::BadCombination => {
+                f.write_str("combined topic must look like 'v2.users.<id>?presence&routingStatus'")
+            }
+        }
+    }
+}
+
+impl std::error::Error for TopicError {}
+
+fn check_chars(name: &str, allow_combination: bool, allow_star: bool) -> Result<(), TopicError> {
+    for (position, character) in name.chars().enumerate() {
+        let ok = character.is_ascii_alphanumeric()
+            || matches!(character, '.' | '-' | '_' | ':')
+            || (allow_combination && matches!(character, '?' | '&'))
+            || (allow_star && character == '*');
+        if !ok {
+            return Err(if character == '*' {
+                TopicError::Wildcard
+            } else {
+                TopicError::InvalidCharacter {
+                    character,
+                    position,
+                }
+            });
+        }
+    }
+    Ok(())
+}
+
+fn check_segments(name: &str) -> Result<(), TopicError> {
+    if name.split('.').any(str::is_empty) {
+        return Err(TopicError::EmptySegment);
+    }
+    Ok(())
+}
+
+/// Whether an inbound topic name is one the service sends without a subscription.
+pub(crate) fn is_reserved(lower: &str) -> bool {
+    lower == "channel.metadata" || lower.starts_with("v2.system.")
+}
+
+impl Topic {
+    /// Validates and lower-cases a topic name.
+    ///
+    /// Accepts plain topics (`v2.users.<uuid>.presence`) and combined ones
+    /// (`v2.users.<uuid>?presence&routingStatus`).
+    ///
+    /// # Errors
+    /// [`TopicError`] when the name is empty, longer than 200 characters, holds characters no
+    /// topic holds, has an empty segment, is reserved (`channel.metadata`, `v2.system.*`), or
+    /// contains a `*` wildcard.
+    pub fn parse(name: &str) -> Result<Topic, TopicError> {
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(TopicError::Empty);
+        }
+        let len = name.chars().count();
+        if len > MAX_TOPIC_LEN {
+            return Err(TopicError::TooLong { len });
+        }
+        check_chars(name, true, false)?;
+        let lower = name.to_ascii_lowercase();
+        let (base, suffix) = match lower.split_once('?') {
+            Some((base, suffix)) => (base, Some(suffix)),
+            None => (lower.as_str(), None),
+        };
+        check_segments(base)?;
+        if let Some(suffix) = suffix {
+            if base.is_empty()
+                || suffix.is_empty()
+                || suffix.contains('?')
+                || suffix.split('&').any(|part| part.is_empty())
+            {
+                return Err(TopicError::BadCombination);
+            }
+        } else if lower.contains('&') {
+            return Err(TopicError::BadCombination);
+        }
+        if is_reserved(&lower) {
+            return Err(TopicError::Reserved);
+        }
+        Ok(Topic(lower))
+    }
+
+    /// The normalised (lower-cased) name, as sent in subscription requests.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The individual topic names whose events this subscription brings: itself for a plain
+    /// topic, `base.a`, `base.b`, ... for a combined topic `base?a&b`.
+    pub fn expand(&self) -> Vec<String> {
+        match self.0.split_once('?') {
+            None => vec![self.0.clone()],
+            Some((base, suffix)) => suffix.split('&').map(|s| format!("{base}.{s}")).collect(),
+        }
+    }
+}
+
+impl fmt::Debug for Topic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Display for Topic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::str::FromStr for Topic {
+    type Err = TopicError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Topic::parse(s)
+    }
+}
+
+impl AsRef<str> for Topic {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A listener pattern: a topic name in which a segment may be `*`, matching exactly one
+/// dot-separated segment (`v2.users.*.presence`). Matching ignores case.
+///
+/// Patterns also match `channel.metadata` and `v2.system.*` names, though those are delivered as
+/// lifecycle events, not notifications.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Pattern {
+    text: String,
+    /// `None` for an exact pattern (no `*`), else the segments with `None` for `*`.
+    segments: Option<Vec<Option<String>>>,
+}
+
+impl Pattern {
+    /// Validates and lower-cases a pattern.
+    ///
+    /// # Errors
+    /// [`TopicError`] when it is empty, too long, has invalid characters or empty segments, or a
+    /// `*` that is not a whole segment ([`TopicError::Wildcard`]).
+    pub fn parse(text: &str) -> Result<Pattern, TopicError> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(TopicError::Empty);
+        }
+        let len = text.chars().count();
+        if len > MAX_TOPIC_LEN {
+            return Err(TopicError::TooLong { len });
+        }
+        check_chars(text, false, true)?;
+        check_segments(text)?;
+        let text = text.to_ascii_lowercase();
+        let segments = if text.contains('*') {
+            let mut segments = Vec::new();
+            for segment in text.split('.') {
+                if segment == "*" {
+                    segments.push(None);
+                } else if segment.contains('*') {
+                    return Err(TopicError::Wildcard);
+                } else {
+                    segments.push(Some(segment.to_owned()));
+                }
+            }
+            Some(segments)
+        } else {
+            None
+        };
+        Ok(Pattern { text, segments })
+    }
+
+    /// The normalised pattern text.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Whether the pattern has a `*` segment.
+    pub fn is_wildcard(&self) -> bool {
+        self.segments.is_some()
+    }
+
+    /// Whether `topic` (any case) matches this pattern.
+    pub fn matches(&self, topic: &str) -> bool {
+        match &self.segments {
+            None => topic.eq_ignore_ascii_case(&self.text),
+            Some(segments) => {
+                let mut parts = topic.split('.');
+                for want in segments {
+                    match (want, parts.next()) {
+                        (_, None) => return false,
+                        (None, Some(_)) => {}
+                        (Some(want), Some(part)) => {
+                            if !part.eq_ignore_ascii_case(want) {
+                                return false;
+                            }
+                        }
+                    }
+                }
+                parts.next().is_none()
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.text, f)
+    }
+}
+
+impl fmt::Display for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl std::str::FromStr for Pattern {
+    type Err = TopicError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Pattern::parse(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const USER: &str = "9ED7D9F6-0c59-4360-ac54-40dd35eb9c2f";
+
+    #[test]
+    fn topic_is_lower_cased_and_trimmed() {
+        let t = Topic::parse(&format!("  v2.users.{USER}.Presence ")).unwrap();
+        assert_eq!(
+            t.as_str(),
+            "v2.users.9ed7d9f6-0c59-4360-ac54-40dd35eb9c2f.presence"
+        );
+    }
+
+    #[test]
+    fn invalid_topics_get_the_reason() {
+        assert_eq!(Topic::parse(""), Err(TopicError::Empty));
+        assert_eq!(Topic::parse("v2..presence"), Err(TopicError::EmptySegment));
+        assert_eq!(Topic::parse("v2.users."), Err(TopicError::EmptySegment));
+        assert_eq!(
+            Topic::parse("v2.users x.presence"),
+            Err(TopicError::InvalidCharacter {
+                character: ' ',
+                position: 8
+            })
+        );
+        assert_eq!(
+            Topic::parse("v2.users.*.presence"),
+            Err(TopicError::Wildcard)
+        );
+        assert_eq!(Topic::parse("channel.metadata"), Err(TopicError::Reserved));
+        assert_eq!(
+            Topic::parse("v2.system.socket_closing"),
+            Err(TopicError::Reserved)
+        );
+        let long = format!("v2.{}", "a".repeat(MAX_TOPIC_LEN));
+        assert_eq!(
+            Topic::parse(&long),
+            Err(TopicError::TooLong {
+                len: MAX_TOPIC_LEN + 3
+            })
+        );
+        assert_eq!(Topic::parse("v2.users.x?"), Err(TopicError::BadCombination));
+        assert_eq!(
+            Topic::parse("v2.users.x?a&&b"),
+            Err(TopicError::BadCombination)
+        );
+        assert_eq!(
+            Topic::parse("v2.users.x&a"),
+            Err(TopicError::BadCombination)
+        );
+    }
+
+    #[test]
+    fn combined_topic_expands_to_the_names_events_arrive_under() {
+        let t = Topic::parse(&format!("v2.users.{USER}?presence&routingStatus")).unwrap();
+        let user = USER.to_ascii_lowercase();
+        assert_eq!(
+            t.expand(),
+            vec![
+                format!("v2.users.{user}.presence"),
+                format!("v2.users.{user}.routingstatus")
+            ]
+        );
+        let plain = Topic::parse("v2.routing.queues.q1.observations").unwrap();
+        assert_eq!(plain.expand(), vec!["v2.routing.queues.q1.observations"]);
+    }
+
+    #[test]
+    fn wildcard_matches_exactly_one_segment_in_any_case() {
+        let p = Pattern::parse("v2.users.*.presence").unwrap();
+        assert!(p.is_wildcard());
+        assert!(p.matches(&format!("v2.users.{USER}.presence")));
+        assert!(p.matches("V2.USERS.abc.PRESENCE"));
+        assert!(!p.matches("v2.users.a.b.presence"));
+        assert!(!p.matches("v2.users.presence"));
+        assert!(!p.matches("v2.users.a.presence.extra"));
+        assert!(!p.matches("v2.users.a.routingstatus"));
+        let all = Pattern::parse("*.*").unwrap();
+        assert!(all.matches("channel.metadata"));
+        assert!(!all.matches("v2.users.x"));
+    }
+
+    #[test]
+    fn exact_pattern_matches_ignoring_case() {
+        let p = Pattern::parse("v2.users.ABC.presence").unwrap();
+        assert!(!p.is_wildcard());
+        assert!(p.matches("v2.users.abc.Presence"));
+        assert!(!p.matches("v2.users.abd.presence"));
+    }
+
+    #[test]
+    fn star_inside_a_segment_is_refused() {
+        assert_eq!(Pattern::parse("v2.us*.x"), Err(TopicError::Wildcard));
+        assert_eq!(Pattern::parse("v2..x"), Err(TopicError::EmptySegment));
+    }
+}
