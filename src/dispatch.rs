@@ -89,10 +89,13 @@ impl LifecycleSink {
     }
 }
 
+/// One dispatcher thread's queue: both ends are kept, the receiver for `DropOldest`.
+type Queue = (Sender<Option<Event>>, Receiver<Option<Event>>);
+
 /// The dispatcher threads and the lifecycle thread of one client.
 pub(crate) struct Dispatcher {
     /// Per dispatcher thread; `None` in a queue tells its thread to stop.
-    queues: Vec<(Sender<Option<Event>>, Receiver<Option<Event>>)>,
+    queues: Vec<Queue>,
     policy: Backpressure,
     pub(crate) lifecycle: Arc<LifecycleSink>,
     threads: Mutex<Vec<JoinHandle<()>>>,

@@ -6,15 +6,20 @@
 
 use std::fmt;
 
-/// How many leading characters of a channel id are shown.
-const SHOWN: usize = 8;
+/// How many characters of each end of a channel id are shown.
+const SHOWN: usize = 4;
 
-/// Shows the first 8 characters of a channel id followed by `…`.
+/// Shows the first and last 4 characters of a channel id around `…` (ids shorter than 12
+/// characters are replaced by `…` alone). Real ids share a long prefix (`streaming-…`), so the
+/// tail is what tells channels apart; the hidden middle keeps the id unusable.
 pub(crate) fn short_id(id: &str) -> String {
-    match id.char_indices().nth(SHOWN) {
-        Some((end, _)) => format!("{}…", &id[..end]),
-        None => id.to_owned(),
+    let chars: Vec<char> = id.chars().collect();
+    if chars.len() < 3 * SHOWN {
+        return "…".to_owned();
     }
+    let head: String = chars[..SHOWN].iter().collect();
+    let tail: String = chars[chars.len() - SHOWN..].iter().collect();
+    format!("{head}…{tail}")
 }
 
 /// Shows a `connectUri` with its channel id (the last path segment) shortened.
@@ -40,8 +45,8 @@ mod tests {
 
     #[test]
     fn channel_id_is_cut_after_eight_characters() {
-        assert_eq!(short_id("streaming-0123456789abcdef"), "streamin…");
-        assert_eq!(short_id("abc"), "abc");
+        assert_eq!(short_id("streaming-0123456789abcdef"), "stre…cdef");
+        assert_eq!(short_id("abc"), "…");
     }
 
     #[test]
@@ -49,7 +54,7 @@ mod tests {
         let uri = "wss://streaming.mypurecloud.com/channels/streaming-0123456789abcdef";
         assert_eq!(
             short_uri(uri),
-            "wss://streaming.mypurecloud.com/channels/streamin…"
+            "wss://streaming.mypurecloud.com/channels/stre…cdef"
         );
     }
 }

@@ -1,0 +1,761 @@
+//! Shared state of the emulator: tokens, channels, subscriptions, pending faults and records,
+//! behind one mutex; plus the janitor thread (channel expiry, delayed closes).
+
+use std::collections::{HashMap, HashSet};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+
+use super::fault::{Endpoint, Fault, Target};
+use super::{
+    ChannelRecord, ChannelRemoval, EmulatorConfig, RequestRecord, SocketEventKind, SocketRecord,
+    CLOSE_CHANNEL_EVICTED, CLOSE_CHANNEL_EXPIRED, CLOSE_GOING_AWAY,
+};
+
+/// Longest topic accepted, in characters (a combined topic counts as one).
+const MAX_TOPIC_CHARS: usize = 200;
+/// Far enough in the future to mean "never" without overflowing `Instant`.
+const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// What a connection's writer thread is asked to do, in order.
+pub(crate) enum Out {
+    /// A published notification (subject to fragmentation and silence).
+    Event(Arc<str>),
+    /// A raw text frame.
+    Text(String),
+    /// A raw binary frame.
+    Binary(Vec<u8>),
+    /// An RFC 6455 ping frame.
+    Ping(Vec<u8>),
+    /// An RFC 6455 pong frame answering a client ping.
+    Pong(Vec<u8>),
+    /// The `channel.metadata` pong answering `{"message":"ping"}`.
+    AppPong,
+    /// Close the socket with a close frame (server-initiated).
+    Close { code: u16, reason: String },
+    /// Close the TCP connection without a close frame.
+    Drop,
+    /// Send nothing from now on.
+    Silent,
+    /// Fragment the next `events` events into frames of `size` bytes.
+    Fragment { events: usize, size: usize },
+    /// The client sent a close frame with this code: answer it.
+    ClientClosed(Option<u16>),
+    /// The reader thread is done: close TCP and stop.
+    ReaderDone,
+    /// The emulator is dropped: close with 1001 and stop.
+    Shutdown,
+}
+
+/// One accepted WebSocket connection.
+pub(crate) struct Conn {
+    pub channel_id: String,
+    pub tx: Sender<Out>,
+    /// A clone of the TCP stream, to cut it on drop.
+    pub stream: TcpStream,
+}
+
+/// One live channel.
+pub(crate) struct Channel {
+    pub id: String,
+    pub connect_uri: String,
+    /// As subscribed (client's spelling), deduplicated case-insensitively.
+    pub topics: Vec<String>,
+    /// Lower-cased individual topic names (combined topics expanded).
+    pub expanded: HashSet<String>,
+    pub created: SystemTime,
+    pub expires: SystemTime,
+    pub deadline: Instant,
+    pub last_used: Instant,
+    pub connections: usize,
+    /// The connection currently attached, if any.
+    pub conn: Option<u64>,
+}
+
+impl Channel {
+    pub fn record(&self) -> ChannelRecord {
+        ChannelRecord {
+            id: self.id.clone(),
+            connect_uri: self.connect_uri.clone(),
+            topics: self.topics.clone(),
+            connected: self.conn.is_some(),
+            connections: self.connections,
+            expires: self.expires,
+            created: self.created,
+            removed: None,
+        }
+    }
+
+    fn extend(&mut self, lifetime: Duration, now: Instant) {
+        self.deadline = later(now, lifetime);
+        self.expires = SystemTime::now()
+            .checked_add(lifetime)
+            .unwrap_or_else(|| SystemTime::now() + FAR_FUTURE);
+    }
+}
+
+/// A counted HTTP fault.
+pub(crate) struct HttpFault {
+    pub endpoint: Endpoint,
+    pub status: u16,
+    pub retry_after: Option<u64>,
+    pub remaining: usize,
+}
+
+/// An error answer of the REST API.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    fn new(status: u16, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Methods of the subscriptions endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SubMethod {
+    Get,
+    Put,
+    Post,
+    Delete,
+}
+
+/// Everything mutable.
+#[derive(Default)]
+pub(crate) struct State {
+    /// Token → instant it stops working.
+    pub tokens: HashMap<String, Instant>,
+    pub token_requests: usize,
+    /// Live channels in creation order.
+    pub channels: Vec<Channel>,
+    pub removed: Vec<ChannelRecord>,
+    /// Lower-cased topic → missing permissions.
+    pub denied: HashMap<String, Vec<String>>,
+    pub requests: Vec<RequestRecord>,
+    pub socket_log: Vec<SocketRecord>,
+    pub http_faults: Vec<HttpFault>,
+    pub refuse_handshakes: usize,
+    pub hang_handshakes: usize,
+    /// Connections past the handshake, by connection number.
+    pub conns: HashMap<u64, Conn>,
+    /// Connections before or without a handshake (to cut them on drop).
+    pub pending: HashMap<u64, TcpStream>,
+    /// Delayed messages to connections.
+    pub scheduled: Vec<(Instant, u64, Out)>,
+    pub next_conn: u64,
+    ws_port: u16,
+    channel_lifetime: Duration,
+    max_channels: usize,
+    max_topics: usize,
+}
+
+/// State plus what threads share.
+pub(crate) struct Shared {
+    pub config: EmulatorConfig,
+    pub state: Mutex<State>,
+    pub shutdown: AtomicBool,
+    /// Wakes the janitor (state changed, or shutdown).
+    pub wake: Sender<()>,
+    /// Connection threads, joined on drop.
+    pub threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Shared {
+    pub fn new(config: EmulatorConfig, ws_port: u16, wake: Sender<()>) -> Shared {
+        let state = State {
+            ws_port,
+            channel_lifetime: config.channel_lifetime,
+            max_channels: config.max_channels,
+            max_topics: config.max_topics_per_channel,
+            ..State::default()
+        };
+        Shared {
+            config,
+            state: Mutex::new(state),
+            shutdown: AtomicBool::new(false),
+            wake,
+            threads: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn is_shutdown(&self) -> bool {
+        self.shutdown.load(Ordering::SeqCst)
+    }
+
+    /// Spawns a connection thread whose handle is joined on drop.
+    pub fn spawn(&self, name: String, f: impl FnOnce() + Send + 'static) -> std::io::Result<()> {
+        let handle = std::thread::Builder::new().name(name).spawn(f)?;
+        let mut threads = self.threads.lock();
+        threads.retain(|t| !t.is_finished());
+        threads.push(handle);
+        Ok(())
+    }
+}
+
+/// `now + d`, saturating far in the future.
+pub(crate) fn later(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d)
+        .or_else(|| now.checked_add(FAR_FUTURE))
+        .unwrap_or(now)
+}
+
+/// A random version-4 UUID, lower-case hex with dashes.
+pub(crate) fn uuid() -> String {
+    let mut v: u128 = rand::random();
+    v = (v & !(0xF << 76)) | (0x4 << 76);
+    v = (v & !(0x3 << 62)) | (0x2 << 62);
+    let h = format!("{v:032x}");
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// The individual lower-cased topic names a subscription stands for:
+/// `v2.users.X?presence&routingStatus` → `v2.users.x.presence`, `v2.users.x.routingstatus`.
+/// Empty for a malformed combined topic.
+pub(crate) fn expand_topic(topic: &str) -> Vec<String> {
+    let lower = topic.to_lowercase();
+    match lower.split_once('?') {
+        None => vec![lower],
+        Some((prefix, parts)) => {
+            if prefix.is_empty() || prefix.ends_with('.') {
+                return Vec::new();
+            }
+            let names: Vec<String> = parts.split('&').map(|p| format!("{prefix}.{p}")).collect();
+            if parts.split('&').any(str::is_empty) {
+                Vec::new()
+            } else {
+                names
+            }
+        }
+    }
+}
+
+/// Why a topic cannot be subscribed at all (400), if so.
+fn topic_problem(topic: &str) -> Option<String> {
+    if topic.is_empty() {
+        return Some("Topic name is empty".into());
+    }
+    if topic.chars().any(char::is_whitespace) {
+        return Some(format!("Topic name contains whitespace: {topic:?}"));
+    }
+    if topic.chars().count() > MAX_TOPIC_CHARS {
+        return Some(format!(
+            "Topic name is longer than {MAX_TOPIC_CHARS} characters"
+        ));
+    }
+    let lower = topic.to_lowercase();
+    if lower == "channel.metadata" || lower.starts_with("v2.system.") {
+        return Some(format!(
+            "Topic {topic} is sent without subscription and cannot be subscribed"
+        ));
+    }
+    if expand_topic(topic).is_empty() {
+        return Some(format!("Malformed combined topic: {topic}"));
+    }
+    None
+}
+
+impl State {
+    pub fn log(&mut self, channel_id: &str, connection: u64, kind: SocketEventKind) {
+        self.socket_log.push(SocketRecord {
+            channel_id: channel_id.to_owned(),
+            connection,
+            at: Instant::now(),
+            kind,
+        });
+    }
+
+    /// Issues a token; returns it and `expires_in` (whole seconds, at least 1).
+    pub fn issue_token(&mut self, config: &EmulatorConfig) -> (String, u64) {
+        let token = format!(
+            "{:032x}{:032x}",
+            rand::random::<u128>(),
+            rand::random::<u128>()
+        );
+        let expiry = later(Instant::now(), config.token_lifetime);
+        self.tokens.insert(token.clone(), expiry);
+        (token, config.token_lifetime.as_secs().max(1))
+    }
+
+    pub fn token_valid(&self, token: &str, now: Instant) -> bool {
+        self.tokens.get(token).is_some_and(|exp| now < *exp)
+    }
+
+    /// Consumes one matching HTTP fault, oldest first: `(status, retry_after)`.
+    pub fn take_http_fault(&mut self, endpoint: Option<Endpoint>) -> Option<(u16, Option<u64>)> {
+        let idx = self.http_faults.iter().position(|f| match endpoint {
+            Some(Endpoint::WebSocketHandshake) => f.endpoint == Endpoint::WebSocketHandshake,
+            Some(e) => f.endpoint == e || f.endpoint == Endpoint::AnyHttp,
+            None => f.endpoint == Endpoint::AnyHttp,
+        })?;
+        let f = &mut self.http_faults[idx];
+        let answer = (f.status, f.retry_after);
+        f.remaining -= 1;
+        if f.remaining == 0 {
+            self.http_faults.remove(idx);
+        }
+        Some(answer)
+    }
+
+    pub fn channel_mut(&mut self, id: &str) -> Option<&mut Channel> {
+        self.channels.iter_mut().find(|c| c.id == id)
+    }
+
+    /// Queues `out` to the socket of channel `id`; false if none.
+    pub fn send_to_channel(&self, id: &str, out: Out) -> bool {
+        let Some(conn) = self
+            .channels
+            .iter()
+            .find(|c| c.id == id)
+            .and_then(|c| c.conn)
+        else {
+            return false;
+        };
+        self.conns
+            .get(&conn)
+            .is_some_and(|c| c.tx.send(out).is_ok())
+    }
+
+    pub fn send_to_conn(&self, conn: u64, out: Out) -> bool {
+        self.conns
+            .get(&conn)
+            .is_some_and(|c| c.tx.send(out).is_ok())
+    }
+
+    /// Removes a live channel, closing its socket.
+    pub fn remove_channel(&mut self, id: &str, why: ChannelRemoval) -> bool {
+        let Some(idx) = self.channels.iter().position(|c| c.id == id) else {
+            return false;
+        };
+        let ch = self.channels.remove(idx);
+        if let Some(conn) = ch.conn {
+            let (code, reason) = match why {
+                ChannelRemoval::Evicted => (CLOSE_CHANNEL_EVICTED, "channel evicted"),
+                ChannelRemoval::Expired => (CLOSE_CHANNEL_EXPIRED, "channel expired"),
+            };
+            self.send_to_conn(
+                conn,
+                Out::Close {
+                    code,
+                    reason: reason.into(),
+                },
+            );
+        }
+        let mut rec = ch.record();
+        rec.connected = false;
+        rec.removed = Some(why);
+        log::debug!("emulator: channel {} removed ({why:?})", short(&ch.id));
+        self.removed.push(rec);
+        true
+    }
+
+    /// Expires channels and runs delayed actions that are due.
+    pub fn sweep(&mut self, now: Instant) {
+        let expired: Vec<String> = self
+            .channels
+            .iter()
+            .filter(|c| c.deadline <= now)
+            .map(|c| c.id.clone())
+            .collect();
+        for id in expired {
+            self.remove_channel(&id, ChannelRemoval::Expired);
+        }
+        if self.scheduled.iter().any(|(at, _, _)| *at <= now) {
+            let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.scheduled)
+                .into_iter()
+                .partition(|(at, _, _)| *at <= now);
+            self.scheduled = later;
+            for (_, conn, out) in due {
+                self.send_to_conn(conn, out);
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let channels = self.channels.iter().map(|c| c.deadline);
+        let scheduled = self.scheduled.iter().map(|(at, _, _)| *at);
+        channels.chain(scheduled).min()
+    }
+
+    /// Creates a channel, evicting one first if the limit is reached.
+    pub fn create_channel(&mut self, now: Instant) -> &Channel {
+        while self.channels.len() >= self.max_channels {
+            let victim = self
+                .channels
+                .iter()
+                .filter(|c| c.conn.is_none())
+                .min_by_key(|c| c.last_used)
+                .or_else(|| self.channels.iter().min_by_key(|c| c.last_used))
+                .map(|c| c.id.clone());
+            match victim {
+                Some(id) => self.remove_channel(&id, ChannelRemoval::Evicted),
+                None => break,
+            };
+        }
+        let id = format!("streaming-0-{:026x}", rand::random::<u128>() >> 24);
+        let mut ch = Channel {
+            connect_uri: format!("ws://127.0.0.1:{}/channels/{id}", self.ws_port),
+            id,
+            topics: Vec::new(),
+            expanded: HashSet::new(),
+            created: SystemTime::now(),
+            expires: SystemTime::now(),
+            deadline: now,
+            last_used: now,
+            connections: 0,
+            conn: None,
+        };
+        ch.extend(self.channel_lifetime, now);
+        self.channels.push(ch);
+        self.channels.last().expect("just pushed")
+    }
+
+    /// The subscriptions endpoint. `Ok(None)` means 200 with an empty body.
+    pub fn subscriptions(
+        &mut self,
+        id: &str,
+        method: SubMethod,
+        body: &str,
+        ignore_errors: bool,
+        now: Instant,
+    ) -> Result<Option<Value>, ApiError> {
+        let max_topics = self.max_topics;
+        let lifetime = self.channel_lifetime;
+        if self.channel_mut(id).is_none() {
+            return Err(ApiError::new(
+                404,
+                "not.found",
+                format!("Channel {id} not found"),
+            ));
+        }
+        let requested = match method {
+            SubMethod::Put | SubMethod::Post => parse_topics(body)?,
+            SubMethod::Get | SubMethod::Delete => Vec::new(),
+        };
+        // Per-topic permission check.
+        let mut permitted = Vec::new();
+        let mut rejected = Vec::new();
+        for topic in requested {
+            let mut missing: Vec<String> = Vec::new();
+            let mut names = expand_topic(&topic);
+            names.push(topic.to_lowercase());
+            for name in &names {
+                if let Some(perms) = self.denied.get(name) {
+                    for p in perms {
+                        if !missing.contains(p) {
+                            missing.push(p.clone());
+                        }
+                    }
+                }
+            }
+            let denied = names.iter().any(|n| self.denied.contains_key(n));
+            if denied {
+                rejected.push((topic, missing));
+            } else {
+                permitted.push(topic);
+            }
+        }
+        if !ignore_errors && !rejected.is_empty() {
+            let names: Vec<&str> = rejected.iter().map(|(t, _)| t.as_str()).collect();
+            return Err(ApiError::new(
+                403,
+                "notification.unauthorized.topic",
+                format!(
+                    "Not authorized to subscribe to topic(s): {}",
+                    names.join(", ")
+                ),
+            ));
+        }
+        let ch = self.channel_mut(id).expect("checked above");
+        ch.last_used = now;
+        let new_topics = match method {
+            SubMethod::Get => return Ok(Some(entities(&ch.topics, &[]))),
+            SubMethod::Delete => {
+                ch.topics.clear();
+                ch.expanded.clear();
+                return Ok(None);
+            }
+            SubMethod::Put => dedup(Vec::new(), permitted),
+            SubMethod::Post => dedup(ch.topics.clone(), permitted),
+        };
+        if new_topics.len() > max_topics {
+            return Err(ApiError::new(
+                400,
+                "notification.subscription.limit.exceeded",
+                format!(
+                    "A channel may subscribe at most {max_topics} topics; this request would make {}",
+                    new_topics.len()
+                ),
+            ));
+        }
+        ch.expanded = new_topics.iter().flat_map(|t| expand_topic(t)).collect();
+        ch.topics = new_topics;
+        ch.extend(lifetime, now);
+        Ok(Some(entities(&ch.topics, &rejected)))
+    }
+
+    /// Connection numbers a socket fault applies to.
+    fn targets(&self, target: &Target) -> Vec<u64> {
+        let found: Vec<u64> = match target {
+            Target::Channel(id) => self
+                .channels
+                .iter()
+                .filter(|c| c.id == *id)
+                .filter_map(|c| c.conn)
+                .collect(),
+            Target::AllSockets => {
+                let mut all: Vec<u64> = self.conns.keys().copied().collect();
+                all.sort_unstable();
+                all
+            }
+        };
+        if found.is_empty() {
+            log::warn!("emulator: fault target {target:?} has no connected socket");
+        }
+        found
+    }
+
+    /// Applies a fault.
+    pub fn inject(&mut self, fault: Fault) {
+        let now = Instant::now();
+        self.sweep(now);
+        match fault {
+            Fault::CloseSocket {
+                target,
+                code,
+                reason,
+            } => {
+                for c in self.targets(&target) {
+                    let reason = truncate_utf8(&reason, 123);
+                    self.send_to_conn(c, Out::Close { code, reason });
+                }
+            }
+            Fault::DropSocket { target } => {
+                for c in self.targets(&target) {
+                    self.send_to_conn(c, Out::Drop);
+                }
+            }
+            Fault::GoSilent { target } => {
+                for c in self.targets(&target) {
+                    if self.send_to_conn(c, Out::Silent) {
+                        let id = self.conns[&c].channel_id.clone();
+                        self.log(&id, c, SocketEventKind::WentSilent);
+                    }
+                }
+            }
+            Fault::SocketClosing {
+                target,
+                close_after,
+            } => {
+                for c in self.targets(&target) {
+                    let id = self.conns[&c].channel_id.clone();
+                    let msg = json!({
+                        "topicName": "v2.system.socket_closing",
+                        "version": "2",
+                        "eventBody": {
+                            "channelId": id,
+                            "systemTopicType": "socket_closing",
+                            "reason": "maintenance",
+                            "message": "The socket will close soon for maintenance; connect a new socket",
+                        },
+                        "metadata": {"CorrelationId": uuid()},
+                    });
+                    self.send_to_conn(c, Out::Text(msg.to_string()));
+                    self.log(&id, c, SocketEventKind::SocketClosingSent);
+                    if let Some(d) = close_after {
+                        let close = Out::Close {
+                            code: CLOSE_GOING_AWAY,
+                            reason: "socket closing for maintenance".into(),
+                        };
+                        self.scheduled.push((later(now, d), c, close));
+                    }
+                }
+            }
+            Fault::ExpireChannel { channel_id } => {
+                if !self.remove_channel(&channel_id, ChannelRemoval::Expired) {
+                    log::warn!("emulator: ExpireChannel: no live channel {channel_id}");
+                }
+            }
+            Fault::EvictChannel { channel_id } => {
+                if !self.remove_channel(&channel_id, ChannelRemoval::Evicted) {
+                    log::warn!("emulator: EvictChannel: no live channel {channel_id}");
+                }
+            }
+            Fault::ExpireTokens => {
+                for exp in self.tokens.values_mut() {
+                    *exp = (*exp).min(now);
+                }
+            }
+            Fault::HttpStatus {
+                endpoint,
+                status,
+                retry_after,
+                times,
+            } => {
+                if times > 0 {
+                    self.http_faults.push(HttpFault {
+                        endpoint,
+                        status,
+                        retry_after,
+                        remaining: times,
+                    });
+                }
+            }
+            Fault::RefuseHandshakes { times } => self.refuse_handshakes += times,
+            Fault::HangHandshakes { times } => self.hang_handshakes += times,
+            Fault::FragmentEvents {
+                target,
+                events,
+                fragment_size,
+            } => {
+                for c in self.targets(&target) {
+                    let size = fragment_size.max(1);
+                    self.send_to_conn(c, Out::Fragment { events, size });
+                }
+            }
+            Fault::OversizeFrame { target, bytes } => {
+                let text = oversize_text(bytes);
+                for c in self.targets(&target) {
+                    self.send_to_conn(c, Out::Text(text.clone()));
+                }
+            }
+            Fault::MalformedJson { target } => {
+                for c in self.targets(&target) {
+                    let text = r#"{"topicName":"v2.emulator.malformed","eventBody":{"oops""#;
+                    self.send_to_conn(c, Out::Text(text.into()));
+                }
+            }
+            Fault::BinaryFrame { target, data } => {
+                for c in self.targets(&target) {
+                    self.send_to_conn(c, Out::Binary(data.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// `{"entities": [...]}`: permitted topics, then rejected ones.
+fn entities(permitted: &[String], rejected: &[(String, Vec<String>)]) -> Value {
+    let mut list: Vec<Value> = permitted
+        .iter()
+        .map(|t| json!({"id": t, "state": "Permitted"}))
+        .collect();
+    for (t, missing) in rejected {
+        list.push(json!({
+            "id": t,
+            "state": "Rejected",
+            "rejectionReason": "The client lacks permissions required by this topic",
+            "missingPermissions": missing,
+        }));
+    }
+    json!({ "entities": list })
+}
+
+/// `base` followed by the topics of `add` not already in it (case-insensitive).
+fn dedup(mut base: Vec<String>, add: Vec<String>) -> Vec<String> {
+    let mut seen: HashSet<String> = base.iter().map(|t| t.to_lowercase()).collect();
+    for t in add {
+        if seen.insert(t.to_lowercase()) {
+            base.push(t);
+        }
+    }
+    base
+}
+
+/// Parses `[{"id": topic}, ...]`, rejecting bad topics with 400; duplicates removed.
+fn parse_topics(body: &str) -> Result<Vec<String>, ApiError> {
+    let bad = |m: String| ApiError::new(400, "bad.request", m);
+    let items: Vec<Value> = serde_json::from_str(if body.trim().is_empty() { "[]" } else { body })
+        .map_err(|e| bad(format!("Request body is not a JSON array of topics: {e}")))?;
+    let mut topics = Vec::with_capacity(items.len());
+    for item in items {
+        let Some(topic) = item.get("id").and_then(Value::as_str) else {
+            return Err(bad(format!("Expected {{\"id\": \"<topic>\"}}, got {item}")));
+        };
+        if let Some(problem) = topic_problem(topic) {
+            return Err(bad(problem));
+        }
+        topics.push(topic.to_owned());
+    }
+    Ok(dedup(Vec::new(), topics))
+}
+
+/// A valid notification JSON padded to exactly `bytes` bytes, or `x`s if too small.
+fn oversize_text(bytes: usize) -> String {
+    let head = r#"{"topicName":"v2.emulator.oversize","eventBody":{"padding":""#;
+    let tail = r#""}}"#;
+    if bytes < head.len() + tail.len() {
+        return "x".repeat(bytes);
+    }
+    let mut s = String::with_capacity(bytes);
+    s.push_str(head);
+    s.extend(std::iter::repeat_n('x', bytes - head.len() - tail.len()));
+    s.push_str(tail);
+    s
+}
+
+fn truncate_utf8(s: &str, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
+}
+
+/// A shortened id for logs (the channel id is a credential).
+pub(crate) fn short(id: &str) -> String {
+    let tail: String = id
+        .chars()
+        .rev()
+        .take(6)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    format!("…{tail}")
+}
+
+/// The janitor thread: expires channels and sends delayed closes on time.
+pub(crate) fn janitor(shared: &Shared, wake: &Receiver<()>) {
+    loop {
+        if shared.is_shutdown() {
+            return;
+        }
+        let now = Instant::now();
+        let next = {
+            let mut st = shared.state.lock();
+            st.sweep(now);
+            st.next_deadline()
+        };
+        let wait = next
+            .map(|d| d.saturating_duration_since(now))
+            .unwrap_or(Duration::from_secs(1))
+            .min(Duration::from_secs(1));
+        // A few ms late rather than early, so the sweep finds the deadline passed.
+        match wake.recv_timeout(wait + Duration::from_millis(1)) {
+            Ok(()) | Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
