@@ -207,6 +207,11 @@ impl ClientBuilder {
         drop_timeout: Duration
     );
     setter!(
+        /// 99th percentile dispatcher queue wait above which
+        /// [`Lifecycle::DispatchLagHigh`] fires (default 50 ms).
+        dispatch_lag_threshold: Duration
+    );
+    setter!(
         /// Retry policy for reconnection and REST failures.
         backoff: Backoff
     );
@@ -255,6 +260,7 @@ impl ClientBuilder {
             config.dispatcher_threads,
             config.queue_capacity,
             config.backpressure,
+            config.dispatch_lag_threshold,
         )
         .map_err(thread_error)?;
         let sink = dispatcher.lifecycle.clone();
@@ -739,6 +745,7 @@ impl Client {
                 .map(|s| s.stats.snapshot(shared.epoch))
                 .collect(),
             queue_depths: shared.dispatcher.queue_depths(),
+            dispatch_wait: crate::lag::summarize(&shared.dispatcher.lag),
             listeners: self.inner.registry.counts(),
             dropped: sink.dropped_total.load(Ordering::Relaxed),
             listener_panics: sink.listener_panics.load(Ordering::Relaxed),

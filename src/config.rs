@@ -163,6 +163,9 @@ pub struct Config {
     pub listener_warning_threshold: usize,
     /// How long `Drop` waits for a clean shutdown before leaving threads behind. Default 5 s.
     pub drop_timeout: Duration,
+    /// [`Lifecycle::DispatchLagHigh`](crate::Lifecycle) fires when the 99th percentile time
+    /// events wait in the dispatcher queues over one second exceeds this. Default 50 ms.
+    pub dispatch_lag_threshold: Duration,
     /// Retry policy for connection and REST failures.
     pub backoff: Backoff,
 }
@@ -185,6 +188,7 @@ impl Default for Config {
             max_message_size: 4 << 20,
             listener_warning_threshold: 10_000,
             drop_timeout: Duration::from_secs(5),
+            dispatch_lag_threshold: Duration::from_millis(50),
             backoff: Backoff::default(),
         }
     }
@@ -211,6 +215,7 @@ impl fmt::Debug for Config {
                 &self.listener_warning_threshold,
             )
             .field("drop_timeout", &self.drop_timeout)
+            .field("dispatch_lag_threshold", &self.dispatch_lag_threshold)
             .field("backoff", &self.backoff)
             .finish()
     }

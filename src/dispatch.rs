@@ -9,6 +9,7 @@
 
 use crate::config::Backpressure;
 use crate::event::{Event, Lifecycle};
+use crate::lag::{LagAlarm, LagRecorder, WINDOW};
 use crate::listener::{Listener, Registry};
 use crossbeam_channel::{
     bounded, Receiver, RecvTimeoutError, SendTimeoutError, Sender, TrySendError,
@@ -69,6 +70,7 @@ impl LifecycleSink {
             | Lifecycle::RequestFailed { .. }
             | Lifecycle::MalformedMessage { .. }
             | Lifecycle::Dropped { .. }
+            | Lifecycle::DispatchLagHigh { .. }
             | Lifecycle::ListenerPanicked { .. }
             | Lifecycle::TooManyListeners { .. } => log::warn!("{event:?}"),
             Lifecycle::RetryBudgetExhausted { .. } | Lifecycle::PermanentFailure { .. } => {
@@ -98,6 +100,8 @@ pub(crate) struct Dispatcher {
     queues: Vec<Queue>,
     policy: Backpressure,
     pub(crate) lifecycle: Arc<LifecycleSink>,
+    /// Queue wait measurements, one per dispatcher thread.
+    pub(crate) lag: Vec<Arc<LagRecorder>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     lifecycle_thread: Mutex<Option<JoinHandle<()>>>,
 }
@@ -108,6 +112,7 @@ impl Dispatcher {
         threads: usize,
         capacity: usize,
         policy: Backpressure,
+        lag_threshold: Duration,
     ) -> std::io::Result<Dispatcher> {
         let (ltx, lrx) = bounded(LIFECYCLE_CAPACITY);
         let lifecycle = Arc::new(LifecycleSink {
@@ -125,20 +130,30 @@ impl Dispatcher {
         };
         let mut queues = Vec::with_capacity(threads);
         let mut handles = Vec::with_capacity(threads);
+        let mut lag = Vec::with_capacity(threads);
         for index in 0..threads {
             let (tx, rx) = bounded(capacity);
-            let (registry, sink, rx2) = (registry.clone(), lifecycle.clone(), rx.clone());
+            let recorder = Arc::new(LagRecorder::new());
+            let shard = Shard {
+                rx: rx.clone(),
+                registry: registry.clone(),
+                sink: lifecycle.clone(),
+                lag: recorder.clone(),
+                lag_threshold,
+            };
             handles.push(
                 std::thread::Builder::new()
                     .name(format!("genesys-dispatch-{index}"))
-                    .spawn(move || run_shard(rx2, registry, sink))?,
+                    .spawn(move || shard.run())?,
             );
             queues.push((tx, rx));
+            lag.push(recorder);
         }
         Ok(Dispatcher {
             queues,
             policy,
             lifecycle,
+            lag,
             threads: Mutex::new(handles),
             lifecycle_thread: Mutex::new(Some(lifecycle_thread)),
         })
@@ -253,11 +268,51 @@ pub(crate) fn join_until(handle: JoinHandle<()>, deadline: Instant) -> bool {
 
 type Route = Arc<[Arc<Listener<Event>>]>;
 
-fn run_shard(rx: Receiver<Option<Event>>, registry: Arc<Registry>, sink: Arc<LifecycleSink>) {
+/// One dispatcher thread's inputs.
+struct Shard {
+    rx: Receiver<Option<Event>>,
+    registry: Arc<Registry>,
+    sink: Arc<LifecycleSink>,
+    lag: Arc<LagRecorder>,
+    lag_threshold: Duration,
+}
+
+impl Shard {
+    fn run(self) {
+        let Shard {
+            rx,
+            registry,
+            sink,
+            lag,
+            lag_threshold,
+        } = self;
+        run_shard(rx, registry, sink, lag, lag_threshold);
+    }
+}
+
+fn run_shard(
+    rx: Receiver<Option<Event>>,
+    registry: Arc<Registry>,
+    sink: Arc<LifecycleSink>,
+    lag: Arc<LagRecorder>,
+    lag_threshold: Duration,
+) {
     let mut version = u64::MAX;
     let mut listeners = registry.event_listeners();
     let mut routes: HashMap<Box<str>, Route> = HashMap::new();
+    let mut alarm = LagAlarm::new(lag_threshold, Instant::now());
     while let Ok(Some(event)) = rx.recv() {
+        let dequeued = Instant::now();
+        lag.record(dequeued.saturating_duration_since(event.received_instant));
+        if dequeued.saturating_duration_since(alarm.window_started) >= WINDOW {
+            alarm.window_started = dequeued;
+            if let Some(p99) = alarm.window_ended(lag.turn().p99) {
+                sink.emit(Lifecycle::DispatchLagHigh {
+                    p99,
+                    threshold: lag_threshold,
+                });
+            }
+        }
         let now = registry.version();
         if now != version {
             version = now;

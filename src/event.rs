@@ -350,6 +350,16 @@ pub enum Lifecycle {
         /// The threshold ([`Config::listener_warning_threshold`](crate::Config)).
         threshold: usize,
     },
+    /// Events waited in the dispatcher queues longer than
+    /// [`Config::dispatch_lag_threshold`](crate::Config) at the 99th percentile over the last
+    /// second: callbacks are too slow for the event rate, and under a drop policy events will
+    /// soon be dropped. Fires once per episode (re-armed after a second below the threshold).
+    DispatchLagHigh {
+        /// The 99th percentile wait of that second.
+        p99: Duration,
+        /// The configured threshold.
+        threshold: Duration,
+    },
     /// A `v2.system.*` message arrived on a channel (for example `v2.system.socket_closing`).
     SystemMessage {
         /// The channel.

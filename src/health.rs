@@ -146,6 +146,9 @@ pub struct Health {
     pub channels: Vec<ChannelHealth>,
     /// Events waiting in each dispatcher thread's queue.
     pub queue_depths: Vec<usize>,
+    /// How long events waited in the dispatcher queues recently (the last one to two seconds):
+    /// the lag that slow callbacks cause, visible before events are dropped.
+    pub dispatch_wait: crate::lag::DispatchWait,
     /// Registered listeners per pattern (`"lifecycle"` for lifecycle listeners).
     pub listeners: BTreeMap<String, usize>,
     /// Events dropped by the backpressure policy, all channels.
