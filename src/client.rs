@@ -388,6 +388,8 @@ impl Client {
     ///
     /// # Errors
     /// - [`Error::Topic`] for an invalid name (nothing is subscribed);
+    /// - [`Error::TooManyChannels`] when they would fit in number but need more channels than
+    ///   `max_channels` (isolated channels do not share their room; nothing is subscribed);
     /// - [`Error::TooManyTopics`] when the topics would not fit in `max_channels` channels of
     ///   `max_topics_per_channel` topics (nothing is subscribed);
     /// - [`Error::Token`] when the token source fails permanently (bad client credentials);
@@ -477,9 +479,19 @@ impl Client {
         }
         let chunks: Vec<Vec<Topic>> = rest.chunks(per).map(<[Topic]>::to_vec).collect();
         if slots.len() + chunks.len() > config.max_channels {
-            return Err(Error::TooManyTopics {
-                requested: current.len() + new.len(),
-                capacity: config.max_channels * per,
+            let requested = current.len() + new.len();
+            let capacity = config.max_channels * per;
+            return Err(if requested > capacity {
+                Error::TooManyTopics {
+                    requested,
+                    capacity,
+                }
+            } else {
+                // The topics would fit, but isolated channels keep their room to themselves.
+                Error::TooManyChannels {
+                    needed: slots.len() + chunks.len(),
+                    max_channels: config.max_channels,
+                }
             });
         }
 
@@ -646,6 +658,13 @@ impl Client {
                         channel,
                         topics: gone.clone(),
                     });
+            }
+            if slot.isolated && slot.topics.lock().is_empty() {
+                // An isolated channel never takes other topics: once empty it is closed and
+                // forgotten, or it would count against `max_channels` for ever.
+                slot.stop(false);
+                slot.join_until(deadline);
+                self.inner.slots.write().retain(|s| !Arc::ptr_eq(s, &slot));
             }
             removed.extend(gone);
         }

@@ -186,8 +186,15 @@ impl Dispatcher {
             Backpressure::DropOldest => {
                 let mut event = event;
                 loop {
-                    if let Ok(oldest) = rx.try_recv() {
-                        self.count_drop_opt(oldest);
+                    match rx.try_recv() {
+                        Ok(Some(oldest)) => self.count_drop_opt(Some(oldest)),
+                        Ok(None) => {
+                            // Took the stop marker of a shutdown: put it back and give up.
+                            let _ = tx.try_send(None);
+                            self.count_drop_opt(event);
+                            return Pushed::DroppedNewest;
+                        }
+                        Err(_) => {}
                     }
                     match tx.try_send(event) {
                         Ok(()) => return Pushed::DroppedOldest,
@@ -329,12 +336,6 @@ fn run_shard(
             .filter(|l| l.pattern.as_ref().is_some_and(|p| p.matches(topic)))
             .cloned()
             .collect();
-        if route.is_empty() {
-            sink.emit(Lifecycle::UnroutedMessage {
-                channel: event.channel_id().clone(),
-                topic: topic.to_owned(),
-            });
-        }
         deliver(&event, &route, &sink);
         if routes.len() >= ROUTE_CACHE_MAX {
             routes.clear();
@@ -363,12 +364,17 @@ fn deliver(event: &Event, route: &[Arc<Listener<Event>>], sink: &LifecycleSink) 
             }
         }
     }
-    let counter = if reached {
-        &event.stats.delivered
+    if reached {
+        event.stats.delivered.fetch_add(1, Ordering::Relaxed);
     } else {
-        &event.stats.unrouted
-    };
-    counter.fetch_add(1, Ordering::Relaxed);
+        // Every unrouted event is reported, not only the first of a topic whose (empty) route
+        // is cached, nor only when no listener matched at all (all of them may be retired).
+        event.stats.unrouted.fetch_add(1, Ordering::Relaxed);
+        sink.emit(Lifecycle::UnroutedMessage {
+            channel: event.channel_id().clone(),
+            topic: event.topic().to_owned(),
+        });
+    }
 }
 
 fn run_lifecycle(rx: Receiver<LifecycleMsg>, registry: Arc<Registry>, sink: Arc<LifecycleSink>) {

@@ -30,6 +30,15 @@ pub enum Error {
         /// Topics this client can hold.
         capacity: usize,
     },
+    /// The topics would need more channels than `max_channels` (20 on the service), because
+    /// isolated channels (`subscribe_isolated`) keep their room to themselves; nothing was
+    /// subscribed.
+    TooManyChannels {
+        /// Channels this call would need in all.
+        needed: usize,
+        /// The limit ([`Config::max_channels`](crate::Config)).
+        max_channels: usize,
+    },
     /// A REST call failed (after the retries the backoff policy allows).
     Api(ApiError),
     /// The token source failed permanently (for example bad client credentials).
@@ -57,6 +66,14 @@ impl fmt::Display for Error {
                 f,
                 "{requested} topics requested but this client holds at most {capacity} \
                  (max_channels × max_topics_per_channel)"
+            ),
+            Error::TooManyChannels {
+                needed,
+                max_channels,
+            } => write!(
+                f,
+                "{needed} channels would be needed but this client may create at most \
+                 {max_channels} (isolated channels do not share their room)"
             ),
             Error::Api(e) => write!(f, "REST call failed: {e}"),
             Error::Token(e) => write!(f, "access token: {e}"),

@@ -18,6 +18,10 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
+/// Listener ids are unique in the process, not per client: a callback of one client may drop
+/// another client's guard, and `RUNNING` must not mistake that listener for its own.
+static NEXT_LISTENER_ID: AtomicU64 = AtomicU64::new(1);
+
 thread_local! {
     /// The id of the listener whose callback this thread is running, 0 if none.
     static RUNNING: Cell<u64> = const { Cell::new(0) };
@@ -73,7 +77,6 @@ impl<T> Listener<T> {
 
 /// The listeners of one client.
 pub(crate) struct Registry {
-    next_id: AtomicU64,
     /// Bumped on every change, so dispatcher threads know to refresh their snapshot.
     version: AtomicU64,
     events: RwLock<Arc<Vec<Arc<Listener<Event>>>>>,
@@ -92,7 +95,6 @@ pub(crate) struct Registered {
 impl Registry {
     pub(crate) fn new(threshold: usize) -> Registry {
         Registry {
-            next_id: AtomicU64::new(1),
             version: AtomicU64::new(0),
             events: RwLock::new(Arc::new(Vec::new())),
             lifecycle: RwLock::new(Arc::new(Vec::new())),
@@ -115,7 +117,7 @@ impl Registry {
 
     fn new_listener<T>(&self, pattern: Option<Pattern>, callback: Callback<T>) -> Arc<Listener<T>> {
         Arc::new(Listener {
-            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            id: NEXT_LISTENER_ID.fetch_add(1, Ordering::Relaxed),
             pattern,
             gate: RwLock::new(()),
             retired: AtomicBool::new(false),
