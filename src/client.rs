@@ -397,6 +397,10 @@ impl Client {
     ///   (`connect_timeout + 2 × request_timeout`);
     /// - [`Error::Timeout`] when a new channel is not ready by the deadline: its topics stay
     ///   wanted and its thread keeps trying, reporting through lifecycle events;
+    /// - [`Error::ChannelStopped`] when a new channel's thread stopped before its topics were
+    ///   subscribed (retry budget spent, unusable `connectUri`);
+    /// - [`Error::Config`] when a channel thread cannot be started (the system is out of
+    ///   threads);
     /// - [`Error::Shutdown`] after [`Client::shutdown`].
     ///
     /// When an error happens after some channels were updated, those updates stay.
@@ -423,8 +427,13 @@ impl Client {
 
     fn deadline(&self) -> (Instant, Duration) {
         let c = &self.inner.shared.config;
-        let budget = c.connect_timeout + c.request_timeout * 2;
-        (Instant::now() + budget, budget)
+        let budget = c
+            .connect_timeout
+            .saturating_add(c.request_timeout.saturating_mul(2));
+        let deadline = Instant::now()
+            .checked_add(budget)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365));
+        (deadline, budget)
     }
 
     fn subscribe_with<I, S>(&self, topics: I, isolated: bool) -> Result<SubscribeReport, Error>
@@ -438,6 +447,10 @@ impl Client {
         let config = &shared.config;
         let _updates = self.inner.updates.lock();
         self.check_open()?;
+        // A channel whose thread stopped for good (retry budget spent, permanent failure) no
+        // longer holds its topics: forget it, so that subscribing them again gives them a new
+        // channel instead of reporting them as duplicates.
+        self.inner.slots.write().retain(|s| !s.is_dead());
         let slots: Vec<Arc<Slot>> = self.inner.slots.read().clone();
 
         let mut report = SubscribeReport::default();
@@ -468,7 +481,10 @@ impl Client {
         let mut to_existing: Vec<(Arc<Slot>, Vec<Topic>)> = Vec::new();
         let mut rest = new.as_slice();
         if !isolated {
-            for slot in slots.iter().filter(|s| !s.isolated && !s.is_stopping()) {
+            for slot in slots
+                .iter()
+                .filter(|s| !s.isolated && !s.is_stopping() && !s.is_dead())
+            {
                 let room = per.saturating_sub(slot.topics.lock().len());
                 if room > 0 && !rest.is_empty() {
                     let (now, later) = rest.split_at(room.min(rest.len()));
@@ -509,9 +525,17 @@ impl Client {
                 Err(ApiError::NotFound) => {
                     // The channel is gone: its thread makes a new one with every topic.
                     slot.interrupt();
+                    slot.nudge();
                     match slot.wait_setup(generation, deadline) {
                         Some(Ok(r)) => results.extend(r),
-                        Some(Err(failure)) => return Err(setup_error(failure)),
+                        Some(Err(failure)) => {
+                            let mut set = slot.topics.lock();
+                            for topic in &add {
+                                set.remove(topic);
+                            }
+                            slot.stats.status.lock().topics = set.len();
+                            return Err(setup_error(failure));
+                        }
                         None => {
                             return Err(Error::Timeout {
                                 operation: "subscribe",
@@ -532,14 +556,19 @@ impl Client {
         }
         for chunk in chunks {
             let slot = Slot::new(isolated, chunk.into_iter().collect());
-            let index = self.inner.slots.read().len();
-            slot.start(shared, index).map_err(|e| {
-                Error::Config(ConfigError {
-                    field: "max_channels",
-                    reason: format!("could not start a channel thread: {e}"),
-                })
-            })?;
-            self.inner.slots.write().push(slot.clone());
+            {
+                // Checked under the list's lock: a `shutdown` running now either sees this slot
+                // (and stops it) or has already marked the client shut down.
+                let mut list = self.inner.slots.write();
+                self.check_open()?;
+                slot.start(shared, list.len()).map_err(|e| {
+                    Error::Config(ConfigError {
+                        field: "max_channels",
+                        reason: format!("could not start a channel thread: {e}"),
+                    })
+                })?;
+                list.push(slot.clone());
+            }
             match slot.wait_setup(0, deadline) {
                 Some(Ok(r)) => results.extend(r),
                 Some(Err(failure)) => {
@@ -780,11 +809,17 @@ impl Client {
     /// [`Error::Timeout`] when some thread did not finish in time (a callback that does not
     /// return, a REST call that hangs): those threads are left to end by themselves.
     pub fn shutdown(&self, timeout: Duration) -> Result<(), Error> {
-        if self.inner.shut_down.swap(true, Ordering::AcqRel) {
-            return Ok(());
-        }
-        let deadline = Instant::now() + timeout;
-        let slots: Vec<Arc<Slot>> = self.inner.slots.read().clone();
+        let slots: Vec<Arc<Slot>> = {
+            // Under the list's lock, so no subscribe adds a slot after this copy (see there).
+            let list = self.inner.slots.write();
+            if self.inner.shut_down.swap(true, Ordering::AcqRel) {
+                return Ok(());
+            }
+            list.clone()
+        };
+        let deadline = Instant::now()
+            .checked_add(timeout)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365));
         for slot in &slots {
             slot.stop(true);
         }
@@ -812,10 +847,7 @@ impl Client {
 fn setup_error(failure: SetupFailure) -> Error {
     match failure {
         SetupFailure::Api(error) => error.into(),
-        SetupFailure::Stopped(reason) => Error::Api(ApiError::Server {
-            status: 0,
-            message: format!("the channel stopped: {reason}"),
-        }),
+        SetupFailure::Stopped(reason) => Error::ChannelStopped { reason },
     }
 }
 

@@ -25,6 +25,8 @@ use std::time::{Duration, Instant};
 const BLOCK_POLL: Duration = Duration::from_millis(50);
 /// The least time between two [`Lifecycle::Dropped`] reports.
 const DROP_REPORT_EVERY: Duration = Duration::from_millis(100);
+/// How long an important lifecycle event waits for room in a full lifecycle queue.
+const IMPORTANT_WAIT: Duration = Duration::from_millis(200);
 /// Capacity of the lifecycle queue.
 const LIFECYCLE_CAPACITY: usize = 4096;
 /// Topic names remembered per dispatcher thread before the route cache is cleared.
@@ -78,15 +80,36 @@ impl LifecycleSink {
             }
             _ => log::info!("{event:?}"),
         }
-        if let Err(TrySendError::Full(_)) = self.tx.try_send(LifecycleMsg::Event(event)) {
+        // Events users act on (resync after a gap, a stopped channel) wait briefly for room;
+        // the rest never hold up a socket thread. Either way a loss is counted.
+        let important = matches!(
+            event,
+            Lifecycle::Gap { .. }
+                | Lifecycle::Disconnected { .. }
+                | Lifecycle::Connected { .. }
+                | Lifecycle::ChannelReplaced { .. }
+                | Lifecycle::RetryBudgetExhausted { .. }
+                | Lifecycle::PermanentFailure { .. }
+        );
+        let sent = if important {
+            self.tx
+                .send_timeout(LifecycleMsg::Event(event), IMPORTANT_WAIT)
+                .is_ok()
+        } else {
+            self.tx.try_send(LifecycleMsg::Event(event)).is_ok()
+        };
+        if !sent {
             self.lost.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     fn note_dropped(&self) {
-        self.dropped_total.fetch_add(1, Ordering::Relaxed);
-        if !self.drops_pending.swap(true, Ordering::AcqRel) {
-            let _ = self.tx.try_send(LifecycleMsg::DropsPending);
+        self.dropped_total.fetch_add(1, Ordering::AcqRel);
+        if !self.drops_pending.swap(true, Ordering::AcqRel)
+            && self.tx.try_send(LifecycleMsg::DropsPending).is_err()
+        {
+            // Not queued: let a later drop try again rather than silence reports for good.
+            self.drops_pending.store(false, Ordering::Release);
         }
     }
 }
@@ -160,6 +183,10 @@ impl Dispatcher {
     }
 
     fn shard_of(&self, topic: &str) -> usize {
+        if self.queues.len() == 1 {
+            // One dispatcher thread: no hash over the topic on the socket thread's hot path.
+            return 0;
+        }
         // FNV-1a over the lower-cased bytes: all spellings of a topic share a queue.
         let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
         for b in topic.bytes() {
@@ -242,20 +269,33 @@ impl Dispatcher {
     /// Waits until `deadline`; threads still busy in a callback then are left to finish alone.
     /// Returns whether every thread was joined.
     pub(crate) fn shutdown(&self, deadline: Instant) -> bool {
+        let me = std::thread::current().id();
+        let mut threads = self.threads.lock();
+        // Shutdown called from a callback runs on one of our threads: that thread cannot wait
+        // for room in its own queue or join itself; it ends after the callback returns.
+        let own = threads.iter().position(|h| h.thread().id() == me);
         // The stop marker goes behind the queued events: each thread drains its queue first.
-        for (tx, _) in &self.queues {
-            let _ = tx.send_deadline(None, deadline);
+        for (index, (tx, _)) in self.queues.iter().enumerate() {
+            if Some(index) == own {
+                let _ = tx.try_send(None);
+            } else {
+                let _ = tx.send_deadline(None, deadline);
+            }
         }
         let mut all = true;
-        for handle in self.threads.lock().drain(..) {
-            all &= join_until(handle, deadline);
+        for handle in threads.drain(..) {
+            if handle.thread().id() != me {
+                all &= join_until(handle, deadline);
+            }
         }
         let _ = self.lifecycle.tx.send_timeout(
             LifecycleMsg::Stop,
             deadline.saturating_duration_since(Instant::now()),
         );
         if let Some(handle) = self.lifecycle_thread.lock().take() {
-            all &= join_until(handle, deadline);
+            if handle.thread().id() != me {
+                all &= join_until(handle, deadline);
+            }
         }
         all
     }
@@ -310,7 +350,6 @@ fn run_shard(
     let mut alarm = LagAlarm::new(lag_threshold, Instant::now());
     while let Ok(Some(event)) = rx.recv() {
         let dequeued = Instant::now();
-        lag.record(dequeued.saturating_duration_since(event.received_instant));
         if dequeued.saturating_duration_since(alarm.window_started) >= WINDOW {
             alarm.window_started = dequeued;
             if let Some(p99) = alarm.window_ended(lag.turn().p99) {
@@ -320,6 +359,7 @@ fn run_shard(
                 });
             }
         }
+        lag.record(dequeued.saturating_duration_since(event.received_instant));
         let now = registry.version();
         if now != version {
             version = now;
@@ -328,7 +368,7 @@ fn run_shard(
         }
         let topic = event.topic();
         if let Some(route) = routes.get(topic) {
-            deliver(&event, route, &sink);
+            deliver(&event, route, false, &sink);
             continue;
         }
         let route: Route = listeners
@@ -336,7 +376,7 @@ fn run_shard(
             .filter(|l| l.pattern.as_ref().is_some_and(|p| p.matches(topic)))
             .cloned()
             .collect();
-        deliver(&event, &route, &sink);
+        deliver(&event, &route, true, &sink);
         if routes.len() >= ROUTE_CACHE_MAX {
             routes.clear();
         }
@@ -344,7 +384,12 @@ fn run_shard(
     }
 }
 
-fn deliver(event: &Event, route: &[Arc<Listener<Event>>], sink: &LifecycleSink) {
+fn deliver(
+    event: &Event,
+    route: &[Arc<Listener<Event>>],
+    first_of_topic: bool,
+    sink: &LifecycleSink,
+) {
     let mut reached = false;
     for listener in route {
         match listener.call(event) {
@@ -367,13 +412,17 @@ fn deliver(event: &Event, route: &[Arc<Listener<Event>>], sink: &LifecycleSink) 
     if reached {
         event.stats.delivered.fetch_add(1, Ordering::Relaxed);
     } else {
-        // Every unrouted event is reported, not only the first of a topic whose (empty) route
-        // is cached, nor only when no listener matched at all (all of them may be retired).
+        // Every unrouted event is counted. The lifecycle event goes out for the first event
+        // of a topic with no listener (`first_of_topic`, when its empty route is cached) and
+        // whenever the matching listeners all turned out to be retired: a busy topic with no
+        // listener cannot flood the lifecycle queue or the log.
         event.stats.unrouted.fetch_add(1, Ordering::Relaxed);
-        sink.emit(Lifecycle::UnroutedMessage {
-            channel: event.channel_id().clone(),
-            topic: event.topic().to_owned(),
-        });
+        if first_of_topic || !route.is_empty() {
+            sink.emit(Lifecycle::UnroutedMessage {
+                channel: event.channel_id().clone(),
+                topic: event.topic().to_owned(),
+            });
+        }
     }
 }
 

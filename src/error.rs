@@ -50,6 +50,12 @@ pub enum Error {
         /// How long it was given.
         after: Duration,
     },
+    /// A channel's thread stopped for good before the request was done (its retry budget was
+    /// spent, or its `connectUri` cannot be used); see the lifecycle events for the cause.
+    ChannelStopped {
+        /// Why it stopped.
+        reason: String,
+    },
     /// The client was shut down.
     Shutdown,
 }
@@ -80,6 +86,7 @@ impl fmt::Display for Error {
             Error::Timeout { operation, after } => {
                 write!(f, "{operation} did not finish within {after:?}")
             }
+            Error::ChannelStopped { reason } => write!(f, "the channel stopped: {reason}"),
             Error::Shutdown => f.write_str("the client has been shut down"),
         }
     }

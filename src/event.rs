@@ -172,7 +172,8 @@ pub enum DisconnectCause {
     ServerMaintenance,
     /// The channel no longer exists (expired, evicted, or answered 404).
     ChannelGone,
-    /// The user asked for it (`shutdown`, `Drop`, unsubscribing the channel's last topic).
+    /// The user asked for it (`shutdown`, `Drop`, or unsubscribing the last topic of an
+    /// isolated channel).
     UserRequest,
 }
 
@@ -318,7 +319,10 @@ pub enum Lifecycle {
         /// The frame's first 120 characters (empty for binary frames).
         excerpt: String,
     },
-    /// A notification arrived that no listener matched (counted in the health snapshot).
+    /// A notification arrived that no listener matched. Every such notification is counted in
+    /// the health snapshot (`unrouted`); this event is sent for the first one of each topic, and
+    /// again after the set of listeners changes, so a busy unlistened topic cannot flood the
+    /// lifecycle queue.
     UnroutedMessage {
         /// The channel.
         channel: ChannelId,
@@ -335,7 +339,8 @@ pub enum Lifecycle {
     },
     /// A listener's callback panicked; the dispatcher caught it and carries on.
     ListenerPanicked {
-        /// The listener's pattern (or `"lifecycle"`).
+        /// The listener's pattern. (A panicking lifecycle listener is logged and counted in
+        /// [`Health::listener_panics`](crate::Health), not reported here, to avoid a loop.)
         pattern: String,
         /// The topic of the event it was handling.
         topic: String,

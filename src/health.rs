@@ -12,9 +12,9 @@ use std::time::{Duration, Instant, SystemTime};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ChannelState {
-    /// Creating the channel or applying its topics over REST.
+    /// Creating the channel over REST.
     Creating,
-    /// Opening the WebSocket (TCP, TLS, handshake).
+    /// Opening the WebSocket (TCP, TLS, handshake), then subscribing a new channel's topics.
     Connecting,
     /// The socket is connected and read.
     Connected,
@@ -131,14 +131,18 @@ pub struct ChannelHealth {
     pub malformed: u64,
     /// Heartbeats received.
     pub heartbeats: u64,
-    /// Sockets opened after the first one.
+    /// Sockets lost (or handed over during a `socket_closing` switch) after which the thread
+    /// went on to connect again.
     pub reconnects: u64,
 }
 
 /// A point-in-time view of a client, from [`Client::health`](crate::Client::health).
 ///
 /// For every channel, `received = delivered + dropped + unrouted + in flight`, where in flight
-/// is what sits in the dispatcher queues.
+/// is what sits in the dispatcher queues or is being handed to listeners right now. Once the
+/// client is idle (queues empty, no callback running), in flight is zero and the equation is
+/// exact. Counters are read one by one, so a snapshot taken while events flow can be off by the
+/// events that moved meanwhile.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct Health {

@@ -36,6 +36,8 @@ fn bucket_floor(bucket: usize) -> u64 {
 struct Window {
     buckets: Vec<AtomicU64>,
     max_us: AtomicU64,
+    /// When the window started, in nanoseconds since the recorder's creation.
+    started_nanos: AtomicU64,
 }
 
 impl Window {
@@ -43,14 +45,16 @@ impl Window {
         Window {
             buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
             max_us: AtomicU64::new(0),
+            started_nanos: AtomicU64::new(0),
         }
     }
 
-    fn clear(&self) {
+    fn clear(&self, started_nanos: u64) {
         for b in &self.buckets {
             b.store(0, Ordering::Relaxed);
         }
         self.max_us.store(0, Ordering::Relaxed);
+        self.started_nanos.store(started_nanos, Ordering::Release);
     }
 }
 
@@ -58,6 +62,7 @@ impl Window {
 pub(crate) struct LagRecorder {
     windows: [Window; 2],
     current: AtomicUsize,
+    created: Instant,
 }
 
 /// What one thread's recorder says when its window turns over.
@@ -71,6 +76,7 @@ impl LagRecorder {
         LagRecorder {
             windows: [Window::new(), Window::new()],
             current: AtomicUsize::new(0),
+            created: Instant::now(),
         }
     }
 
@@ -88,7 +94,7 @@ impl LagRecorder {
         let now = self.current.load(Ordering::Relaxed);
         let ended = Summary::of([&self.windows[now]]);
         let next = 1 - now;
-        self.windows[next].clear();
+        self.windows[next].clear(self.created.elapsed().as_nanos() as u64);
         self.current.store(next, Ordering::Release);
         Turned { p99: ended.p99 }
     }
@@ -149,9 +155,17 @@ impl Summary {
     }
 }
 
-/// Merges the recent windows of every recorder.
+/// Merges the recent windows of every recorder: those started less than two windows ago (an
+/// idle dispatcher thread does not turn its windows, so age is checked here).
 pub(crate) fn summarize(recorders: &[std::sync::Arc<LagRecorder>]) -> DispatchWait {
-    let s = Summary::of(recorders.iter().flat_map(|r| r.windows.iter()));
+    let recent = recorders.iter().flat_map(|r| {
+        let now = r.created.elapsed().as_nanos() as u64;
+        let oldest = now.saturating_sub(2 * WINDOW.as_nanos() as u64);
+        r.windows
+            .iter()
+            .filter(move |w| w.started_nanos.load(Ordering::Acquire) >= oldest)
+    });
+    let s = Summary::of(recent);
     DispatchWait {
         samples: s.samples,
         p50: s.p50,
@@ -220,7 +234,7 @@ mod tests {
         }
         r.record(Duration::from_millis(80));
         r.record(Duration::from_millis(90));
-        let s = summarize(&[r.clone()]);
+        let s = summarize(std::slice::from_ref(&r));
         assert_eq!(s.samples, 100);
         let p50 = s.p50.unwrap().as_micros();
         assert!((80..=100).contains(&p50), "{p50}");

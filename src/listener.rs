@@ -223,6 +223,9 @@ enum Registration {
 /// Once `drop` returns, the callback is not running on any thread and will never run again.
 /// Dropping the guard inside its own callback is allowed and does not deadlock; in that case
 /// only the calls already running on other dispatcher threads may still be finishing.
+/// Dropping, inside a callback, the guard of *another* listener waits for that listener's
+/// running calls like any other drop: two callbacks that drop each other's guards at the same
+/// moment would wait for each other forever, so don't do that.
 /// Call [`ListenerGuard::forget`] to keep the listener for the client's whole life.
 #[must_use = "dropping the guard unregisters the listener at once"]
 pub struct ListenerGuard {

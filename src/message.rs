@@ -49,7 +49,8 @@ pub struct SystemMessage {
     pub reason: Option<String>,
     /// `eventBody.message` when present.
     pub message: Option<String>,
-    /// The raw JSON of `eventBody`.
+    /// The raw JSON of `eventBody`, with the channel id shortened wherever it appears (it is a
+    /// credential).
     pub event_body: String,
 }
 
@@ -178,7 +179,12 @@ pub(crate) fn parse(frame: &str) -> Result<Inbound, MalformedFrame> {
     let body = envelope
         .event_body
         .ok_or_else(|| malformed(frame, format!("no eventBody for topic {topic}")))?;
-    if topic.len() >= 10 && topic[..10].eq_ignore_ascii_case("v2.system.") {
+    // Compare bytes: slicing the str at 10 panics when a multi-byte character straddles it.
+    if topic
+        .as_bytes()
+        .get(..10)
+        .is_some_and(|prefix| prefix.eq_ignore_ascii_case(b"v2.system."))
+    {
         let parsed: SystemBody = serde_json::from_str(body.get()).unwrap_or_default();
         return Ok(Inbound::System(SystemMessage {
             topic: topic.into_owned(),

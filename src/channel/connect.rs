@@ -32,8 +32,12 @@ pub(crate) enum ConnectError {
     /// TLS or WebSocket handshake failed.
     Handshake(String),
     /// The server answered the upgrade request with an HTTP status instead of 101
-    /// (404: the channel does not exist).
-    Rejected { status: u16 },
+    /// (404: the channel does not exist; 429: rate limited).
+    Rejected {
+        status: u16,
+        /// The answer's `Retry-After` (whole seconds), a lower bound for the next attempt.
+        retry_after: Option<Duration>,
+    },
     /// The URI cannot be used (bad syntax, plain `ws` to a non-loopback host). Permanent.
     BadUri(String),
 }
@@ -41,7 +45,21 @@ pub(crate) enum ConnectError {
 impl ConnectError {
     /// Whether the answer says the channel no longer exists.
     pub(crate) fn channel_gone(&self) -> bool {
-        matches!(self, ConnectError::Rejected { status: 404 | 410 })
+        matches!(
+            self,
+            ConnectError::Rejected {
+                status: 404 | 410,
+                ..
+            }
+        )
+    }
+
+    /// The `Retry-After` of a rejected upgrade (protocol.md "Rate limits": wait at least that).
+    pub(crate) fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ConnectError::Rejected { retry_after, .. } => *retry_after,
+            _ => None,
+        }
     }
 }
 
@@ -52,7 +70,7 @@ impl fmt::Display for ConnectError {
             ConnectError::Dns(e) => write!(f, "DNS lookup failed: {e}"),
             ConnectError::Tcp(e) => write!(f, "TCP connect failed: {e}"),
             ConnectError::Handshake(e) => write!(f, "handshake failed: {e}"),
-            ConnectError::Rejected { status } => {
+            ConnectError::Rejected { status, .. } => {
                 write!(
                     f,
                     "the server answered the WebSocket upgrade with HTTP {status}"
@@ -99,13 +117,19 @@ fn resolve(host: &str, port: u16, timeout: Duration) -> Result<Vec<SocketAddr>, 
     }
 }
 
+/// How long one blocking read or write of the handshake may take before the total deadline is
+/// checked again (a peer trickling bytes cannot stretch the handshake past `timeout`).
+const HANDSHAKE_STEP: Duration = Duration::from_millis(100);
+
 /// Opens a socket to `connect_uri`, all stages within `timeout`. Returns the socket and a clone
-/// of its TCP stream (used to interrupt a blocked read from another thread).
+/// of its TCP stream (used to interrupt a blocked read from another thread). `register` is given
+/// another clone as soon as TCP is connected, so that a shutdown can interrupt the handshake.
 pub(crate) fn connect(
     connect_uri: &str,
     timeout: Duration,
     max_message_size: usize,
     tls: &Arc<rustls::ClientConfig>,
+    register: &dyn Fn(TcpStream),
 ) -> Result<(Socket, TcpStream), ConnectError> {
     let deadline = Instant::now() + timeout;
     let remaining = |stage| {
@@ -158,9 +182,12 @@ pub(crate) fn connect(
     let io = |e: std::io::Error| ConnectError::Tcp(e.to_string());
     stream.set_nodelay(true).map_err(io)?;
     let left = remaining("TLS and WebSocket handshake")?;
-    stream.set_read_timeout(Some(left)).map_err(io)?;
+    stream
+        .set_read_timeout(Some(left.min(HANDSHAKE_STEP)))
+        .map_err(io)?;
     stream.set_write_timeout(Some(left)).map_err(io)?;
     let interrupt = stream.try_clone().map_err(io)?;
+    register(stream.try_clone().map_err(io)?);
 
     let request = connect_uri
         .into_client_request()
@@ -173,19 +200,18 @@ pub(crate) fn connect(
     } else {
         tungstenite::Connector::Plain
     };
-    let socket = match tungstenite::client_tls_with_config(
-        request,
-        stream,
-        Some(ws_config),
-        Some(connector),
-    ) {
-        Ok((socket, _response)) => socket,
-        Err(HandshakeError::Interrupted(_)) => {
-            return Err(ConnectError::Timeout {
-                stage: "TLS and WebSocket handshake",
-            })
+    let mut attempt =
+        tungstenite::client_tls_with_config(request, stream, Some(ws_config), Some(connector));
+    let socket = loop {
+        match attempt {
+            Ok((socket, _response)) => break socket,
+            // A read timed out: resume the handshake until the total deadline.
+            Err(HandshakeError::Interrupted(mid)) => {
+                remaining("TLS and WebSocket handshake")?;
+                attempt = mid.handshake();
+            }
+            Err(HandshakeError::Failure(e)) => return Err(classify_handshake(e)),
         }
-        Err(HandshakeError::Failure(e)) => return Err(classify_handshake(e)),
     };
     Ok((socket, interrupt))
 }
@@ -194,6 +220,12 @@ fn classify_handshake(e: tungstenite::Error) -> ConnectError {
     match e {
         tungstenite::Error::Http(response) => ConnectError::Rejected {
             status: response.status().as_u16(),
+            retry_after: response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs),
         },
         tungstenite::Error::Io(io)
             if matches!(

@@ -70,10 +70,14 @@ pub(crate) struct Slot {
     /// The desired topics of this channel: the one source of truth for it.
     pub topics: Mutex<BTreeSet<Topic>>,
     channel: Mutex<Option<ChannelInfo>>,
+    /// When the channel's topics must be `PUT` again so that it does not lapse.
+    renewal: Mutex<Option<Renewal>>,
     /// Serialises topic updates of this channel (user calls and the thread's re-application).
     apply_lock: Mutex<()>,
     pub stats: Arc<ChannelStats>,
     stopping: AtomicBool,
+    /// Set by [`Slot::nudge`]: end the current backoff wait early.
+    nudged: AtomicBool,
     /// Whether to remove the server-side subscriptions when stopping.
     delete_on_stop: AtomicBool,
     sleep_lock: Mutex<()>,
@@ -93,9 +97,11 @@ impl Slot {
             isolated,
             topics: Mutex::new(topics),
             channel: Mutex::new(None),
+            renewal: Mutex::new(None),
             apply_lock: Mutex::new(()),
             stats,
             stopping: AtomicBool::new(false),
+            nudged: AtomicBool::new(false),
             delete_on_stop: AtomicBool::new(true),
             sleep_lock: Mutex::new(()),
             wake: Condvar::new(),
@@ -115,7 +121,28 @@ impl Slot {
         let (slot, shared) = (self.clone(), shared.clone());
         let handle = std::thread::Builder::new()
             .name(format!("genesys-channel-{index}"))
-            .spawn(move || Worker { slot, shared }.run())?;
+            .spawn(move || {
+                let worker = Worker {
+                    slot: slot.clone(),
+                    shared: shared.clone(),
+                };
+                // A bug in this thread must not leave `subscribe` callers waiting or go unseen.
+                if let Err(panic) =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| worker.run()))
+                {
+                    let message = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "panic".to_owned());
+                    shared.emit(Lifecycle::PermanentFailure {
+                        channel: slot.channel_id(),
+                        error: format!("channel thread panicked: {message}"),
+                    });
+                    slot.stats.set_state(ChannelState::Stopped);
+                    slot.publish_stopped(format!("channel thread panicked: {message}"));
+                }
+            })?;
         *self.thread.lock() = Some(handle);
         Ok(())
     }
@@ -126,6 +153,22 @@ impl Slot {
 
     pub(crate) fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::Acquire)
+    }
+
+    /// Whether the thread has ended for good (permanent failure, spent budget, stopped).
+    pub(crate) fn is_dead(&self) -> bool {
+        self.setup.lock().stopped.is_some()
+    }
+
+    /// Wakes the thread now: drops its socket's connection, or cuts short its backoff wait,
+    /// so that it re-checks its channel at once.
+    pub(crate) fn nudge(&self) {
+        self.nudged.store(true, Ordering::Release);
+        {
+            let _guard = self.sleep_lock.lock();
+            self.wake.notify_all();
+        }
+        self.interrupt();
     }
 
     /// The current setup generation (see [`Slot::wait_setup`]).
@@ -201,9 +244,11 @@ impl Slot {
 
     /// Sleeps `delay` unless stopped first; returns whether it was stopped.
     fn sleep(&self, delay: Duration) -> bool {
-        let deadline = Instant::now() + delay;
+        let deadline = Instant::now()
+            .checked_add(delay)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365));
         let mut guard = self.sleep_lock.lock();
-        while !self.is_stopping() {
+        while !self.is_stopping() && !self.nudged.swap(false, Ordering::AcqRel) {
             if self.wake.wait_until(&mut guard, deadline).timed_out() {
                 break;
             }
@@ -233,6 +278,7 @@ impl Slot {
         } else {
             shared.api.put_subscriptions(&channel.id, &topics)?
         };
+        self.renewed(Instant::now());
         let rejected: Vec<Topic> = results
             .iter()
             .filter(|r| r.state == TopicState::Rejected)
@@ -255,6 +301,58 @@ impl Slot {
     }
 }
 
+/// A channel lives for a fixed time unless its subscriptions are `PUT` again (protocol.md
+/// "Channels": 24 h; `expires` in the creation answer): the channel's thread re-applies the
+/// topics three quarters into that time, so a channel in use never lapses.
+#[derive(Clone, Copy, Debug)]
+struct Renewal {
+    /// The channel's lifetime, taken from `expires` at creation.
+    lifetime: Duration,
+    /// When the channel lapses unless renewed first.
+    expires: Instant,
+    /// When to renew.
+    due: Instant,
+}
+
+impl Renewal {
+    fn starting(now: Instant, lifetime: Duration) -> Renewal {
+        Renewal {
+            lifetime,
+            expires: now + lifetime,
+            due: now + lifetime.mul_f64(0.75),
+        }
+    }
+}
+
+impl Slot {
+    /// A new channel: its lifetime is what its `expires` leaves now (none known: never renewed).
+    fn start_lifetime(&self, expires: Option<SystemTime>) {
+        *self.renewal.lock() = expires
+            .and_then(|e| e.duration_since(SystemTime::now()).ok())
+            .filter(|lifetime| !lifetime.is_zero())
+            .map(|lifetime| Renewal::starting(Instant::now(), lifetime));
+    }
+
+    /// The topics were just applied: the channel lives a whole lifetime from `now`.
+    fn renewed(&self, now: Instant) {
+        if let Some(r) = self.renewal.lock().as_mut() {
+            *r = Renewal::starting(now, r.lifetime);
+        }
+    }
+
+    fn renewal_due(&self, now: Instant) -> bool {
+        self.renewal.lock().is_some_and(|r| now >= r.due)
+    }
+
+    /// A renewal failed: try again halfway to the expiry.
+    fn renewal_failed(&self, now: Instant) {
+        if let Some(r) = self.renewal.lock().as_mut() {
+            let left = r.expires.saturating_duration_since(now);
+            r.due = now + (left / 2).max(Duration::from_millis(500));
+        }
+    }
+}
+
 /// Why a `subscribe` waiting on a new channel's first setup gave up.
 #[derive(Clone, Debug)]
 pub(crate) enum SetupFailure {
@@ -267,6 +365,16 @@ struct ReadEnd {
     cause: DisconnectCause,
     /// A socket opened to replace this one during a `socket_closing` switch.
     switched_to: Option<(Socket, TcpStream)>,
+}
+
+/// How a `socket_closing` switch went.
+enum Switch {
+    /// The new socket takes over (boxed: a socket is large and the other variants small).
+    Done(Box<(Socket, TcpStream)>),
+    /// The new socket could not be opened: keep reading the old one until the server closes it.
+    KeepOld,
+    /// The old socket ended for a reason that makes the new one useless.
+    Ended(DisconnectCause),
 }
 
 /// What the frame handler asks the read loop to do.
@@ -294,6 +402,9 @@ impl Worker {
         let mut switched: Option<(Socket, TcpStream)> = None;
         let stop_reason = loop {
             if self.slot.is_stopping() {
+                if let Some((mut socket, _)) = switched.take() {
+                    self.close(&mut socket);
+                }
                 break "stopped by the user".to_owned();
             }
             if need_new_channel {
@@ -301,6 +412,7 @@ impl Worker {
                 match self.shared.api.create_channel() {
                     Ok(info) => {
                         let id = ChannelId::new(&info.id);
+                        self.slot.start_lifetime(info.expires);
                         *self.slot.channel.lock() = Some(info);
                         self.slot.stats.status.lock().channel = Some(id.clone());
                         match lost_channel.take() {
@@ -333,9 +445,13 @@ impl Worker {
                         self.config().connect_timeout,
                         self.config().max_message_size,
                         &self.shared.tls,
+                        &|stream| *self.slot.interrupt.lock() = Some(stream),
                     ) {
                         Ok(socket) => socket,
                         Err(error) => {
+                            // Drop the clone `register` kept: it would hold the failed
+                            // connection open (no FIN to the server) through the backoff.
+                            *self.slot.interrupt.lock() = None;
                             if let ConnectError::BadUri(_) = error {
                                 break self.fail_permanently(Some(id), error.to_string());
                             }
@@ -343,7 +459,9 @@ impl Worker {
                                 lost_channel = Some(id.clone());
                                 need_new_channel = true;
                             }
-                            match self.backoff(&mut retry, None, Some(id), error.to_string()) {
+                            let retry_after = error.retry_after();
+                            match self.backoff(&mut retry, retry_after, Some(id), error.to_string())
+                            {
                                 Ok(()) => continue,
                                 Err(reason) => break reason,
                             }
@@ -409,20 +527,42 @@ impl Worker {
             if self.slot.is_stopping() {
                 break "stopped by the user".to_owned();
             }
-            gap_since = Some(SystemTime::now());
+            // Events are lost from the last frame on, not from when the loss was noticed (a
+            // silent socket is found out only after the liveness timeout).
+            gap_since = Some(self.last_frame_time().unwrap_or_else(SystemTime::now));
             self.slot.stats.set_state(ChannelState::Backoff);
             self.slot.stats.reconnects.fetch_add(1, Ordering::Relaxed);
+            // A failed check leaves the channel to the handshake's answer, but a 429's
+            // Retry-After still holds for the next attempt.
+            let mut retry_after = None;
             let gone = end.cause == DisconnectCause::ChannelGone
-                || matches!(self.shared.api.channel_exists(&info.id), Ok(false));
+                || match self.shared.api.channel_exists(&info.id) {
+                    Ok(exists) => !exists,
+                    Err(error) => {
+                        retry_after = error.retry_after();
+                        false
+                    }
+                };
             if gone {
                 lost_channel = Some(id.clone());
                 need_new_channel = true;
             }
-            match self.backoff(&mut retry, None, Some(id), end.cause.to_string()) {
+            match self.backoff(&mut retry, retry_after, Some(id), end.cause.to_string()) {
                 Ok(()) => {}
                 Err(reason) => break reason,
             }
         };
+        if let Some(start) = gap_since.take() {
+            // The thread ends without a socket: the gap lasted until now at least.
+            if let Some(channel) = self.slot.channel_id() {
+                self.shared.emit(Lifecycle::Gap {
+                    channel,
+                    start,
+                    end: SystemTime::now(),
+                    topics: self.slot.topics.lock().iter().cloned().collect(),
+                });
+            }
+        }
         if self.slot.is_stopping() && self.slot.delete_on_stop.load(Ordering::Acquire) {
             if let Some(info) = self.slot.channel.lock().clone() {
                 if let Err(error) = self.shared.api.delete_subscriptions(&info.id) {
@@ -435,6 +575,12 @@ impl Worker {
         }
         self.slot.stats.set_state(ChannelState::Stopped);
         self.slot.publish_stopped(stop_reason);
+    }
+
+    /// When the last frame of any kind arrived, on the wall clock.
+    fn last_frame_time(&self) -> Option<SystemTime> {
+        let nanos = self.slot.stats.last_frame_nanos.load(Ordering::Relaxed);
+        (nanos > 0).then(|| self.shared.epoch.1 + Duration::from_nanos(nanos))
     }
 
     /// Waits before the next attempt, or gives up when the retry budget is spent.
@@ -490,6 +636,9 @@ impl Worker {
         let permanent = match &error {
             ApiError::Token(token) => token.is_permanent(),
             ApiError::NotFound => false,
+            // A 401 after a refresh or a 403 may pass (permissions being fixed, token source
+            // recovering): retried with backoff against the budget, never a hot loop.
+            ApiError::Unauthorized { .. } | ApiError::Forbidden { .. } => false,
             other => !other.is_transient(),
         };
         if permanent {
@@ -518,8 +667,22 @@ impl Worker {
         if let Ok(stream) = tcp_of(socket) {
             let _ = stream.set_write_timeout(Some(Duration::from_millis(500)));
         }
-        let _ = socket.close(None);
-        let _ = socket.flush();
+        if socket.can_write() {
+            let _ = socket.close(None);
+            let _ = socket.flush();
+        } else if self.slot.is_stopping() {
+            // `stop` shut the read half to wake the blocked read; tungstenite took the EOF for
+            // the end of the connection and will not send a close frame any more, but the write
+            // half still works: send the (masked, client-side) close frame ourselves.
+            let mut frame = tungstenite::protocol::frame::Frame::close(None);
+            frame.header_mut().mask = Some(rand::random());
+            let mut bytes = Vec::new();
+            if frame.format(&mut bytes).is_ok() {
+                let stream = socket.get_mut();
+                let _ = std::io::Write::write_all(stream, &bytes);
+                let _ = std::io::Write::flush(stream);
+            }
+        }
         if let Ok(stream) = tcp_of(socket) {
             let _ = stream.shutdown(Shutdown::Both);
         }
@@ -541,7 +704,8 @@ impl Worker {
         .clamp(Duration::from_millis(10), Duration::from_secs(5));
         if let Ok(stream) = tcp_of(socket) {
             let _ = stream.set_read_timeout(Some(tick));
-            let _ = stream.set_write_timeout(Some(config.connect_timeout));
+            // A ping that cannot be written is as dead as one not answered.
+            let _ = stream.set_write_timeout(Some(config.pong_timeout));
         }
         let mut liveness = Liveness::new(Instant::now());
         let mut switch_at: Option<Instant> = None;
@@ -598,13 +762,44 @@ impl Worker {
                     }
                 }
             }
+            if self.slot.renewal_due(now) {
+                let started = Instant::now();
+                match self.slot.apply_topics(&self.shared) {
+                    Ok(_) => {}
+                    Err(ApiError::NotFound) => {
+                        return ReadEnd {
+                            cause: DisconnectCause::ChannelGone,
+                            switched_to: None,
+                        }
+                    }
+                    Err(error) => {
+                        self.slot.renewal_failed(Instant::now());
+                        self.shared.emit(Lifecycle::RequestFailed {
+                            channel: Some(id.clone()),
+                            operation: "renew channel",
+                            error,
+                        });
+                    }
+                }
+                // Time spent on the REST call is not server silence.
+                liveness.blocked(started.elapsed());
+            }
             if switch_at.is_some_and(|at| now >= at) {
                 switch_at = None;
-                if let Some(next) = self.switch(socket, id, &mut liveness) {
-                    return ReadEnd {
-                        cause: DisconnectCause::ServerMaintenance,
-                        switched_to: Some(next),
-                    };
+                match self.switch(socket, id, &mut liveness) {
+                    Switch::Done(next) => {
+                        return ReadEnd {
+                            cause: DisconnectCause::ServerMaintenance,
+                            switched_to: Some(*next),
+                        }
+                    }
+                    Switch::Ended(cause) => {
+                        return ReadEnd {
+                            cause,
+                            switched_to: None,
+                        }
+                    }
+                    Switch::KeepOld => {}
                 }
             }
         }
@@ -612,23 +807,21 @@ impl Worker {
 
     /// `v2.system.socket_closing`: connects a new socket to the same channel (the server then
     /// drops the old one), delivers what is still arriving on the old socket, and hands over.
-    fn switch(
-        &self,
-        old: &mut Socket,
-        id: &ChannelId,
-        liveness: &mut Liveness,
-    ) -> Option<(Socket, TcpStream)> {
-        let info = self.slot.channel.lock().clone()?;
+    fn switch(&self, old: &mut Socket, id: &ChannelId, liveness: &mut Liveness) -> Switch {
+        let Some(info) = self.slot.channel.lock().clone() else {
+            return Switch::KeepOld;
+        };
         let next = match connect::connect(
             &info.connect_uri,
             self.config().connect_timeout,
             self.config().max_message_size,
             &self.shared.tls,
+            &|_| {},
         ) {
             Ok(next) => next,
             Err(error) => {
                 log::warn!("socket_closing: opening the new socket for {id} failed ({error}); keeping the old one");
-                return None;
+                return Switch::KeepOld;
             }
         };
         let drain_until = Instant::now() + self.config().pong_timeout;
@@ -637,10 +830,15 @@ impl Worker {
             match old.read() {
                 Ok(message) => {
                     liveness.frame(Instant::now());
-                    if let Next::End(_) =
-                        self.handle(message, old, id, liveness, &mut ignored_switch)
-                    {
-                        break;
+                    match self.handle(message, old, id, liveness, &mut ignored_switch) {
+                        Next::Continue => {}
+                        Next::End(DisconnectCause::ChannelGone) => {
+                            // The channel lost its subscriptions: the new socket is useless.
+                            let (mut next_socket, _) = next;
+                            self.close(&mut next_socket);
+                            return Switch::Ended(DisconnectCause::ChannelGone);
+                        }
+                        Next::End(_) => break,
                     }
                 }
                 Err(tungstenite::Error::Io(e))
@@ -652,7 +850,7 @@ impl Worker {
             }
         }
         self.close(old);
-        Some(next)
+        Switch::Done(Box::new(next))
     }
 
     fn read_error(&self, error: tungstenite::Error, id: &ChannelId) -> DisconnectCause {
@@ -730,7 +928,13 @@ impl Worker {
                 Ok(Inbound::Metadata(message)) => {
                     log::debug!("channel.metadata on {id}: {message:?}");
                 }
-                Ok(Inbound::System(system)) => {
+                Ok(Inbound::System(mut system)) => {
+                    // System bodies name the channel (`channelId`): never pass the full id on.
+                    let short = crate::redact::short_id(id.as_str());
+                    system.event_body = system.event_body.replace(id.as_str(), &short);
+                    if let Some(message) = system.message.as_mut() {
+                        *message = message.replace(id.as_str(), &short);
+                    }
                     let closing = system.is_socket_closing();
                     let ends = system.ends_subscriptions();
                     self.shared.emit(Lifecycle::SystemMessage {
@@ -752,7 +956,10 @@ impl Worker {
                     self.shared.emit(Lifecycle::MalformedMessage {
                         channel: id.clone(),
                         reason: malformed.reason,
-                        excerpt: malformed.excerpt,
+                        // The server's text may name the channel: shorten its id as above.
+                        excerpt: malformed
+                            .excerpt
+                            .replace(id.as_str(), &crate::redact::short_id(id.as_str())),
                     });
                 }
             },

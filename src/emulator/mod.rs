@@ -98,6 +98,7 @@ pub struct EmulatorConfig {
     channel_lifetime: Duration,
     max_channels: usize,
     max_topics_per_channel: usize,
+    connect_uri_base: Option<String>,
 }
 
 impl Default for EmulatorConfig {
@@ -110,6 +111,7 @@ impl Default for EmulatorConfig {
             channel_lifetime: Duration::from_secs(24 * 3600),
             max_channels: 20,
             max_topics_per_channel: 1000,
+            connect_uri_base: None,
         }
     }
 }
@@ -124,6 +126,7 @@ impl fmt::Debug for EmulatorConfig {
             .field("channel_lifetime", &self.channel_lifetime)
             .field("max_channels", &self.max_channels)
             .field("max_topics_per_channel", &self.max_topics_per_channel)
+            .field("connect_uri_base", &self.connect_uri_base)
             .finish()
     }
 }
@@ -170,6 +173,17 @@ impl EmulatorConfig {
     /// Maximum number of topics subscribed on one channel (default 1000); more is a 400.
     pub fn max_topics_per_channel(mut self, n: usize) -> Self {
         self.max_topics_per_channel = n;
+        self
+    }
+
+    /// Base of the `connectUri` given to new channels, e.g. `ws://127.0.0.1:9000` (default: the
+    /// emulator's own WebSocket server). Channels then get `<base>/channels/<id>`, so clients
+    /// connect their sockets to another server (a load generator, for benchmarks) while the
+    /// emulator still serves tokens, channels and subscriptions. The emulator's own WebSocket
+    /// server keeps accepting the channels' paths, but clients no longer connect there, so
+    /// [`Emulator::publish`] and socket faults do not reach them.
+    pub fn connect_uri_base(mut self, base: impl Into<String>) -> Self {
+        self.connect_uri_base = Some(base.into().trim_end_matches('/').to_owned());
         self
     }
 }

@@ -158,7 +158,8 @@ pub(crate) struct State {
     /// Delayed messages to connections.
     pub scheduled: Vec<(Instant, u64, Out)>,
     pub next_conn: u64,
-    ws_port: u16,
+    /// `ws://127.0.0.1:<port>`, or [`EmulatorConfig::connect_uri_base`].
+    ws_base: String,
     channel_lifetime: Duration,
     max_channels: usize,
     max_topics: usize,
@@ -178,7 +179,10 @@ pub(crate) struct Shared {
 impl Shared {
     pub fn new(config: EmulatorConfig, ws_port: u16, wake: Sender<()>) -> Shared {
         let state = State {
-            ws_port,
+            ws_base: config
+                .connect_uri_base
+                .clone()
+                .unwrap_or_else(|| format!("ws://127.0.0.1:{ws_port}")),
             channel_lifetime: config.channel_lifetime,
             max_channels: config.max_channels,
             max_topics: config.max_topics_per_channel,
@@ -415,7 +419,7 @@ impl State {
         }
         let id = format!("streaming-0-{:026x}", rand::random::<u128>() >> 24);
         let mut ch = Channel {
-            connect_uri: format!("ws://127.0.0.1:{}/channels/{id}", self.ws_port),
+            connect_uri: format!("{}/channels/{id}", self.ws_base),
             id,
             topics: Vec::new(),
             expanded: HashSet::new(),

@@ -207,6 +207,14 @@ fn serve(shared: &Arc<Shared>, stream: TcpStream, conn: u64) {
         writes: true,
     };
     let mut accepted: Option<String> = None;
+    // Registered as the channel's socket inside the handshake callback, before the 101 answer
+    // is written: once the client sees its socket open, `publish` already reaches it (frames
+    // queue in `tx` until the writer thread starts).
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let Ok(register_clone) = stream.try_clone() else {
+        return;
+    };
+    let mut register_clone = Some(register_clone);
     // The callback's type is tungstenite's; its error type is large by design.
     #[allow(clippy::result_large_err)]
     let callback = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
@@ -221,38 +229,14 @@ fn serve(shared: &Arc<Shared>, stream: TcpStream, conn: u64) {
             None => Some((404, None, "Channel not found")),
         };
         match answer {
+            None if shared.is_shutdown() => Err(reject(503, None, "Emulator shutting down")),
             None => {
-                accepted = Some(id);
-                Ok(resp)
-            }
-            Some((status, retry_after, message)) => {
-                st.log(&id, conn, SocketEventKind::HandshakeRejected { status });
-                Err(reject(status, retry_after, message))
-            }
-        }
-    };
-    let mut ws = match tungstenite::accept_hdr(side, callback) {
-        Ok(ws) => ws,
-        Err(e) => {
-            log::debug!("emulator: WebSocket handshake failed: {e}");
-            let _ = stream.shutdown(Shutdown::Both);
-            return;
-        }
-    };
-    let Some(channel_id) = accepted else {
-        let _ = stream.shutdown(Shutdown::Both);
-        return;
-    };
-    ws.get_mut().writes = false;
-    let _ = stream.set_read_timeout(None);
-
-    // Register as the channel's socket, replacing the previous one.
-    let (tx, rx) = crossbeam_channel::unbounded();
-    let registered = {
-        let mut st = shared.state.lock();
-        let clone = stream.try_clone();
-        match (shared.is_shutdown(), clone, st.channel_mut(&channel_id)) {
-            (false, Ok(clone), Some(ch)) => {
+                let Some(clone) = register_clone.take() else {
+                    return Err(reject(500, None, "Emulator error"));
+                };
+                let Some(ch) = st.channel_mut(&id) else {
+                    return Err(reject(404, None, "Channel not found"));
+                };
                 ch.connections += 1;
                 ch.last_used = Instant::now();
                 let previous = ch.conn.replace(conn);
@@ -268,22 +252,52 @@ fn serve(shared: &Arc<Shared>, stream: TcpStream, conn: u64) {
                 st.conns.insert(
                     conn,
                     Conn {
-                        channel_id: channel_id.clone(),
+                        channel_id: id.clone(),
                         tx: tx.clone(),
                         stream: clone,
                     },
                 );
                 st.pending.remove(&conn);
-                st.log(&channel_id, conn, SocketEventKind::Connected);
-                true
+                st.log(&id, conn, SocketEventKind::Connected);
+                accepted = Some(id);
+                Ok(resp)
             }
-            _ => false,
+            Some((status, retry_after, message)) => {
+                st.log(&id, conn, SocketEventKind::HandshakeRejected { status });
+                Err(reject(status, retry_after, message))
+            }
         }
     };
-    if !registered {
+    let handshake = tungstenite::accept_hdr(side, callback);
+    let unregister = |channel_id: &str| {
+        let mut st = shared.state.lock();
+        if let Some(c) = st.conns.remove(&conn) {
+            let _ = c.stream.shutdown(Shutdown::Both);
+        }
+        if let Some(ch) = st.channel_mut(channel_id) {
+            if ch.conn == Some(conn) {
+                ch.conn = None;
+            }
+        }
+        st.log(channel_id, conn, SocketEventKind::Disconnected);
+    };
+    let mut ws = match handshake {
+        Ok(ws) => ws,
+        Err(e) => {
+            log::debug!("emulator: WebSocket handshake failed: {e}");
+            if let Some(channel_id) = &accepted {
+                unregister(channel_id);
+            }
+            let _ = stream.shutdown(Shutdown::Both);
+            return;
+        }
+    };
+    let Some(channel_id) = accepted else {
         let _ = stream.shutdown(Shutdown::Both);
         return;
-    }
+    };
+    ws.get_mut().writes = false;
+    let _ = stream.set_read_timeout(None);
     log::debug!(
         "emulator: socket {conn} connected to {}",
         short(&channel_id)
@@ -310,16 +324,7 @@ fn serve(shared: &Arc<Shared>, stream: TcpStream, conn: u64) {
     });
     if let Err(e) = spawned {
         log::warn!("emulator: cannot spawn a writer thread: {e}");
-        let mut st = shared.state.lock();
-        if let Some(c) = st.conns.remove(&conn) {
-            let _ = c.stream.shutdown(Shutdown::Both);
-        }
-        if let Some(ch) = st.channel_mut(&channel_id) {
-            if ch.conn == Some(conn) {
-                ch.conn = None;
-            }
-        }
-        st.log(&channel_id, conn, SocketEventKind::Disconnected);
+        unregister(&channel_id);
         return;
     }
     read_loop(shared, &mut ws, &channel_id, conn, &tx);

@@ -99,3 +99,19 @@ pub fn wait_until(timeout: Duration, mut pred: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// Waits until the emulator has `channels` live channels, each with a socket registered.
+///
+/// `subscribe` can return a moment before the emulator has registered a new socket (it does so
+/// after writing the handshake answer), and `publish` skips channels without one: call this
+/// between `subscribe` and the first `publish` of a test that counts deliveries.
+pub fn wait_sockets(emu: &Emulator, channels: usize) {
+    assert!(
+        emu.wait_for(Duration::from_secs(10), |emu| {
+            let live = emu.channels();
+            live.len() == channels && live.iter().all(|c| c.connected)
+        }),
+        "expected {channels} connected channels: {:#?}",
+        emu.channels()
+    );
+}

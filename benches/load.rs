@@ -1,0 +1,1306 @@
+//! load.rs is the load benchmark of issue #4: it measures how fast and how lean the library
+//! delivers notifications compared with a raw baseline doing the least work possible, in the
+//! same process run, and prints ratios (machines are shared and noisy; absolute figures drift).
+//!
+//! - A load generator on 127.0.0.1 (a tungstenite server) writes pre-encoded Genesys-shaped
+//!   frames: a ~400-byte `v2.users.{id}.presence` body or a ~7 KB `v2.users.{id}.conversations`
+//!   body over 100 topics. Each body starts with `"bench":{"ti","seq","sent"}`: topic index,
+//!   per-topic sequence number, and the send time in nanoseconds since a process-wide epoch.
+//!   Throughput mode writes large batches; fixed-rate mode paces single frames (sleep, then
+//!   yield/spin) and stamps each one just before its write.
+//! - The baseline: tungstenite blocking read, envelope parse keeping `eventBody` raw
+//!   (`serde_json::value::RawValue`), one bounded crossbeam channel (capacity 1024, the
+//!   library's default queue) to one consumer thread.
+//! - The library: `genesys_notify::Client` against the emulator (token, channels,
+//!   subscriptions) whose `connectUri` points at the generator, a callback registered with `on`.
+//! - Both run the same callback: read the three fields, record send-to-callback latency, check
+//!   the per-topic sequence (lost and out-of-order events are counted; both must be zero).
+//!
+//! Run: `cargo bench --features emulator --bench load` (about 4 minutes on 2 cores), or
+//! `cargo bench --features emulator --bench load -- --quick` (or `GENESYS_BENCH_QUICK=1`) for a
+//! smoke run of about 30 s with shorter windows.
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+use genesys_notify::emulator::{Emulator, EmulatorConfig};
+use genesys_notify::{Client, Event};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::io::Write;
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tungstenite::Message;
+
+// ---------------------------------------------------------------------------------------------
+// Allocation counting
+
+/// The system allocator, counting allocations (`alloc` and `realloc`) of the whole process.
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: every call is forwarded to `System` unchanged; only a counter is added.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+// ---------------------------------------------------------------------------------------------
+// Clock, memory and CPU
+
+static EPOCH: OnceLock<Instant> = OnceLock::new();
+
+/// Nanoseconds since the process-wide epoch (same clock on the send and the callback side).
+fn now_ns() -> u64 {
+    EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64
+}
+
+fn status_kib(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Resets the peak RSS (VmHWM) to the current RSS.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn peak_rss_kib() -> u64 {
+    status_kib("VmHWM:")
+}
+
+fn rss_kib() -> u64 {
+    status_kib("VmRSS:")
+}
+
+/// CPU time in nanoseconds used so far by the threads whose name starts with `prefix`
+/// (`/proc/self/task/*/schedstat`, else `stat` in clock ticks assumed to be 10 ms).
+fn cpu_ns(prefix: &str) -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    let mut total = 0;
+    for task in tasks.flatten() {
+        let path = task.path();
+        let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        if !name.starts_with(prefix) {
+            continue;
+        }
+        if let Some(ns) = std::fs::read_to_string(path.join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        {
+            total += ns;
+        } else if let Ok(stat) = std::fs::read_to_string(path.join("stat")) {
+            let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+            let fields: Vec<&str> = after.split_whitespace().collect();
+            let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+                + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+            total += ticks * 10_000_000;
+        }
+    }
+    total
+}
+
+// ---------------------------------------------------------------------------------------------
+// Frames
+
+const TOPICS: usize = 100;
+const TI_WIDTH: usize = 5;
+const SEQ_WIDTH: usize = 12;
+const SENT_WIDTH: usize = 20;
+const BODY_HEAD: &str = r#"{"bench":{"ti":"#;
+const SEQ_KEY: &str = r#","seq":"#;
+const SENT_KEY: &str = r#","sent":"#;
+/// Offsets of the three fields inside `eventBody`.
+const TI_AT: usize = BODY_HEAD.len();
+const SEQ_AT: usize = TI_AT + TI_WIDTH + SEQ_KEY.len();
+const SENT_AT: usize = SEQ_AT + SEQ_WIDTH + SENT_KEY.len();
+const HEARTBEAT: &str =
+    r#"{"topicName":"channel.metadata","eventBody":{"message":"WebSocket Heartbeat"}}"#;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Size {
+    /// `v2.users.{id}.presence`, ~400-byte body.
+    Small,
+    /// `v2.users.{id}.conversations`, ~7 KB body.
+    Large,
+}
+
+impl Size {
+    fn label(self) -> &'static str {
+        match self {
+            Size::Small => "small (presence ~400 B)",
+            Size::Large => "large (conversation ~7 KB)",
+        }
+    }
+
+    fn short(self) -> &'static str {
+        match self {
+            Size::Small => "small",
+            Size::Large => "large",
+        }
+    }
+
+    fn pattern(self) -> &'static str {
+        match self {
+            Size::Small => "v2.users.*.presence",
+            Size::Large => "v2.users.*.conversations",
+        }
+    }
+
+    fn topic(self, index: usize) -> String {
+        let kind = match self {
+            Size::Small => "presence",
+            Size::Large => "conversations",
+        };
+        format!("v2.users.{}.{kind}", user_id(index))
+    }
+}
+
+fn user_id(n: usize) -> String {
+    format!("9ed7d9f6-0c59-4360-ac54-{n:012x}")
+}
+
+fn uuid(n: usize, salt: u32) -> String {
+    format!("{salt:08x}-4d2c-4b7e-9a51-{n:012x}")
+}
+
+fn bench_head() -> String {
+    format!(
+        "{BODY_HEAD}{}{SEQ_KEY}{}{SENT_KEY}{}}}",
+        " ".repeat(TI_WIDTH),
+        " ".repeat(SEQ_WIDTH),
+        " ".repeat(SENT_WIDTH)
+    )
+}
+
+fn presence_body(t: usize) -> String {
+    let mut body = format!(
+        r#"{},"source":"PURECLOUD","presenceDefinition":{{"id":"6a3af858-942f-489d-9700-5f9bcdcdae9b","systemPresence":"AVAILABLE","languageLabels":{{"en_US":"Available"}}}},"primary":true,"modifiedDate":"2024-03-05T10:11:12.345Z","userId":"{}","message":""}}"#,
+        bench_head(),
+        user_id(t)
+    );
+    // Pad the free-text message to a 400-byte body.
+    let missing = 400usize.saturating_sub(body.len());
+    body.insert_str(body.len() - 2, &"x".repeat(missing));
+    body
+}
+
+fn conversation_body(t: usize) -> String {
+    let mut participants = Vec::new();
+    let mut n = 0;
+    loop {
+        participants.push(format!(
+            r#"{{"id":"{}","name":"Participant {n}","address":"tel:+3531555{n:04}","startTime":"2024-03-05T10:11:12.345Z","connectedTime":"2024-03-05T10:11:14.001Z","purpose":"{}","state":"connected","direction":"inbound","held":false,"wrapupRequired":true,"wrapupPrompt":"optional","user":{{"id":"{}"}},"queue":{{"id":"{}"}},"attributes":{{"customerId":"C-{n:08}","segment":"gold","language":"en-US","reason":"billing enquiry"}},"calls":[{{"id":"{}","state":"connected","recording":false,"recordingState":"none","muted":false,"confined":false,"held":false,"direction":"inbound","self":{{"nameRaw":"","addressNormalized":"tel:+3531555{n:04}"}},"provider":"Edge","peerId":"{}"}}]}}"#,
+            uuid(n, 0x1111_0000 + t as u32),
+            if n == 0 { "customer" } else { "agent" },
+            user_id(n),
+            uuid(n, 0x2222_0000),
+            uuid(n, 0x3333_0000 + t as u32),
+            uuid(n, 0x4444_0000 + t as u32),
+        ));
+        n += 1;
+        if participants.iter().map(String::len).sum::<usize>() > 6600 {
+            break;
+        }
+    }
+    format!(
+        r#"{},"id":"{}","name":"","participants":[{}],"recordingState":"none","address":"tel:+35315550000"}}"#,
+        bench_head(),
+        uuid(t, 0x5555_0000),
+        participants.join(",")
+    )
+}
+
+/// A server text frame (unmasked): header and payload.
+fn ws_frame(payload: &[u8]) -> Vec<u8> {
+    let mut frame = vec![0x81u8];
+    match payload.len() {
+        n if n < 126 => frame.push(n as u8),
+        n if n < 65_536 => {
+            frame.push(126);
+            frame.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            frame.push(127);
+            frame.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    frame.extend_from_slice(payload);
+    frame
+}
+
+/// A pre-encoded frame of one topic, with where its three fields are.
+#[derive(Clone)]
+struct Template {
+    bytes: Vec<u8>,
+    body_at: usize,
+}
+
+impl Template {
+    fn new(size: Size, t: usize) -> Template {
+        let body = match size {
+            Size::Small => presence_body(t),
+            Size::Large => conversation_body(t),
+        };
+        let head = format!(
+            r#"{{"topicName":"{}","version":"2","eventBody":"#,
+            size.topic(t)
+        );
+        let payload = format!(
+            r#"{head}{body},"metadata":{{"CorrelationId":"{}"}}}}"#,
+            uuid(t, 0x6666_0000)
+        );
+        let bytes = ws_frame(payload.as_bytes());
+        let body_at = bytes.len() - payload.len() + head.len();
+        let mut template = Template { bytes, body_at };
+        template.stamp(t as u64, 0, 0);
+        template
+    }
+
+    fn stamp(&mut self, ti: u64, seq: u64, sent: u64) {
+        let at = self.body_at;
+        put_number(&mut self.bytes[at + TI_AT..at + TI_AT + TI_WIDTH], ti);
+        put_number(&mut self.bytes[at + SEQ_AT..at + SEQ_AT + SEQ_WIDTH], seq);
+        put_number(
+            &mut self.bytes[at + SENT_AT..at + SENT_AT + SENT_WIDTH],
+            sent,
+        );
+    }
+}
+
+/// Writes `value` right-aligned, padded with spaces (valid JSON whitespace).
+fn put_number(field: &mut [u8], mut value: u64) {
+    let mut i = field.len();
+    loop {
+        i -= 1;
+        field[i] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 || i == 0 {
+            break;
+        }
+    }
+    field[..i].fill(b' ');
+}
+
+fn parse_number(field: &[u8]) -> u64 {
+    field
+        .iter()
+        .filter(|b| b.is_ascii_digit())
+        .fold(0, |acc, b| acc * 10 + u64::from(b - b'0'))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The consumer side: the same callback for the baseline and the library
+
+/// Log-linear latency histogram: 32 sub-buckets per power of two (about 3 % resolution).
+struct Histogram {
+    buckets: Vec<AtomicU64>,
+}
+
+const SUB_BITS: u32 = 5;
+const SUB: u64 = 1 << SUB_BITS;
+
+impl Histogram {
+    fn new() -> Histogram {
+        Histogram {
+            buckets: (0..64 * SUB).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    fn index(v: u64) -> usize {
+        if v < SUB {
+            return v as usize;
+        }
+        let msb = 63 - v.leading_zeros();
+        let shift = msb - SUB_BITS;
+        ((u64::from(shift) + 1) * SUB + ((v >> shift) - SUB)) as usize
+    }
+
+    /// The middle of bucket `i`.
+    fn value(i: usize) -> u64 {
+        let i = i as u64;
+        if i < SUB {
+            return i;
+        }
+        let shift = i / SUB - 1;
+        let low = (i % SUB + SUB) << shift;
+        low + (1u64 << shift) / 2
+    }
+
+    fn record(&self, v: u64) {
+        self.buckets[Self::index(v)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn percentile(&self, p: f64) -> u64 {
+        let counts: Vec<u64> = self
+            .buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return 0;
+        }
+        let rank = ((p / 100.0) * total as f64).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, c) in counts.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return Self::value(i);
+            }
+        }
+        0
+    }
+}
+
+/// Per-topic counters, each on its own cache lines (a topic is handled by one thread at a time).
+#[repr(align(128))]
+#[derive(Default)]
+struct TopicCounters {
+    last_seq: AtomicU64,
+    received: AtomicU64,
+    out_of_order: AtomicU64,
+    /// When the last expected event of the topic arrived (ns since the epoch).
+    done_at: AtomicU64,
+}
+
+/// What the callbacks of one run record.
+struct Sink {
+    topics: Vec<TopicCounters>,
+    expected_per_topic: Vec<u64>,
+    latency: Option<Histogram>,
+}
+
+impl Sink {
+    fn new(total: u64, record_latency: bool) -> Arc<Sink> {
+        let expected_per_topic = (0..TOPICS as u64)
+            .map(|t| total / TOPICS as u64 + u64::from(t < total % TOPICS as u64))
+            .collect();
+        Arc::new(Sink {
+            topics: (0..TOPICS).map(|_| TopicCounters::default()).collect(),
+            expected_per_topic,
+            latency: record_latency.then(Histogram::new),
+        })
+    }
+
+    /// The callback's work: read the fields, record the latency, check the sequence.
+    fn on_event(&self, body: &str) {
+        let now = now_ns();
+        let body = body.as_bytes();
+        if body.len() < SENT_AT + SENT_WIDTH {
+            return;
+        }
+        let ti = parse_number(&body[TI_AT..TI_AT + TI_WIDTH]) as usize;
+        let seq = parse_number(&body[SEQ_AT..SEQ_AT + SEQ_WIDTH]);
+        let sent = parse_number(&body[SENT_AT..SENT_AT + SENT_WIDTH]);
+        if let Some(h) = &self.latency {
+            h.record(now.saturating_sub(sent));
+        }
+        let Some(c) = self.topics.get(ti) else { return };
+        if seq != c.last_seq.load(Ordering::Relaxed) + 1 {
+            c.out_of_order.fetch_add(1, Ordering::Relaxed);
+        }
+        c.last_seq.store(seq, Ordering::Relaxed);
+        let received = c.received.fetch_add(1, Ordering::Release) + 1;
+        if received == self.expected_per_topic[ti] {
+            c.done_at.store(now, Ordering::Release);
+        }
+    }
+
+    fn received(&self) -> u64 {
+        self.topics
+            .iter()
+            .map(|c| c.received.load(Ordering::Acquire))
+            .sum()
+    }
+
+    fn out_of_order(&self) -> u64 {
+        self.topics
+            .iter()
+            .map(|c| c.out_of_order.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    fn done_at(&self) -> u64 {
+        self.topics
+            .iter()
+            .map(|c| c.done_at.load(Ordering::Acquire))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Waits until every expected event arrived, or nothing arrived for `stall`.
+    fn wait_all(&self, total: u64, stall: Duration) {
+        let mut last = (0, Instant::now());
+        loop {
+            let got = self.received();
+            if got >= total {
+                return;
+            }
+            if got != last.0 {
+                last = (got, Instant::now());
+            } else if last.1.elapsed() >= stall {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The load generator
+
+/// A WebSocket server on 127.0.0.1: every accepted socket, after the handshake, is handed over
+/// as a plain TCP stream to whoever drives the next run.
+struct Generator {
+    addr: SocketAddr,
+    accepted: Receiver<TcpStream>,
+}
+
+impl Generator {
+    fn start() -> Generator {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the generator");
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        std::thread::Builder::new()
+            .name("gen-accept".into())
+            .spawn(move || {
+                for stream in listener.incoming().flatten() {
+                    let _ = stream.set_nodelay(true);
+                    if let Ok(ws) = tungstenite::accept(stream) {
+                        if let Ok(tcp) = ws.get_ref().try_clone() {
+                            let _ = tx.send(tcp);
+                        }
+                    }
+                }
+            })
+            .unwrap();
+        Generator { addr, accepted: rx }
+    }
+
+    fn base(&self) -> String {
+        format!("ws://{}", self.addr)
+    }
+
+    /// Takes `n` sockets accepted since the last call.
+    fn take(&self, n: usize) -> Vec<TcpStream> {
+        (0..n)
+            .map(|_| {
+                self.accepted
+                    .recv_timeout(Duration::from_secs(10))
+                    .expect("a socket connects to the generator")
+            })
+            .collect()
+    }
+
+    fn drain(&self) {
+        while self.accepted.try_recv().is_ok() {}
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Pace {
+    /// As fast as the sockets take it, in batches of about 256 KiB per socket.
+    Max,
+    /// This many events per second in total, one write per frame.
+    Rate(u64),
+}
+
+/// Sends `total` events, topic `k % 100` for event `k`, topic `t` always on socket
+/// `t % sockets.len()` (so per-topic order holds). Returns when all were written.
+fn generate(
+    mut sockets: Vec<TcpStream>,
+    mut templates: Vec<Template>,
+    total: u64,
+    pace: Pace,
+) -> JoinHandle<Vec<TcpStream>> {
+    std::thread::Builder::new()
+        .name("gen-writer".into())
+        .spawn(move || {
+            let mut seq = vec![0u64; templates.len()];
+            let n = sockets.len();
+            match pace {
+                Pace::Max => {
+                    const BATCH: usize = 256 << 10;
+                    let mut buffers: Vec<Vec<u8>> = (0..n)
+                        .map(|_| Vec::with_capacity(BATCH + (16 << 10)))
+                        .collect();
+                    let mut stamp = now_ns();
+                    for k in 0..total {
+                        let t = (k % templates.len() as u64) as usize;
+                        seq[t] += 1;
+                        let template = &mut templates[t];
+                        template.stamp(t as u64, seq[t], stamp);
+                        let s = t % n;
+                        buffers[s].extend_from_slice(&template.bytes);
+                        if buffers[s].len() >= BATCH {
+                            if sockets[s].write_all(&buffers[s]).is_err() {
+                                return sockets;
+                            }
+                            buffers[s].clear();
+                            stamp = now_ns();
+                        }
+                    }
+                    for (s, buffer) in buffers.iter().enumerate() {
+                        let _ = sockets[s].write_all(buffer);
+                    }
+                }
+                Pace::Rate(rate) => {
+                    let start = now_ns();
+                    let interval = 1e9 / rate as f64;
+                    for k in 0..total {
+                        wait_until(start + (k as f64 * interval) as u64);
+                        let t = (k % templates.len() as u64) as usize;
+                        seq[t] += 1;
+                        let template = &mut templates[t];
+                        template.stamp(t as u64, seq[t], now_ns());
+                        if sockets[t % n].write_all(&template.bytes).is_err() {
+                            return sockets;
+                        }
+                    }
+                }
+            }
+            sockets
+        })
+        .unwrap()
+}
+
+/// Sleeps while far from `due`, then yields (so a busy core goes to the consumers), then spins.
+fn wait_until(due: u64) {
+    loop {
+        let now = now_ns();
+        if now >= due {
+            return;
+        }
+        let left = due - now;
+        if left > 200_000 {
+            std::thread::sleep(Duration::from_nanos(left - 150_000));
+        } else if left > 20_000 {
+            std::thread::yield_now();
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+}
+
+/// Writes a heartbeat to every socket every `interval` until `stop` says so.
+fn heartbeats(sockets: Vec<TcpStream>, interval: Duration, stop: Receiver<()>) -> JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("gen-heartbeat".into())
+        .spawn(move || {
+            let frame = ws_frame(HEARTBEAT.as_bytes());
+            let mut sockets = sockets;
+            while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
+                stop.recv_timeout(interval)
+            {
+                for s in &mut sockets {
+                    let _ = s.write_all(&frame);
+                }
+            }
+        })
+        .unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The two consumers
+
+struct Setup<'a> {
+    emulator: &'a Emulator,
+    generator: &'a Generator,
+}
+
+/// Something that reads from the generator's sockets and calls `Sink::on_event`.
+enum Consumer {
+    Baseline(Baseline),
+    Library(Client, #[allow(dead_code)] genesys_notify::ListenerGuard),
+}
+
+impl Consumer {
+    fn stop(self) -> Duration {
+        let started = Instant::now();
+        match self {
+            Consumer::Baseline(b) => b.stop(),
+            Consumer::Library(client, guard) => {
+                client
+                    .shutdown(Duration::from_secs(10))
+                    .expect("clean shutdown");
+                drop(guard);
+            }
+        }
+        started.elapsed()
+    }
+}
+
+/// Raw baseline: per socket a reader thread (tungstenite blocking read, envelope parse with the
+/// body kept raw) feeding one bounded channel read by one consumer thread.
+struct Baseline {
+    interrupts: Vec<TcpStream>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(rename = "topicName", borrow)]
+    topic: &'a str,
+    #[serde(rename = "eventBody", borrow)]
+    body: &'a RawValue,
+}
+
+type Queued = (tungstenite::Utf8Bytes, Range<usize>, Range<usize>);
+
+impl Baseline {
+    fn start(setup: &Setup<'_>, sockets: usize, sink: Arc<Sink>) -> Baseline {
+        let (tx, rx): (Sender<Queued>, Receiver<Queued>) = bounded(1024);
+        let mut threads = vec![std::thread::Builder::new()
+            .name("base-consumer".into())
+            .spawn(move || {
+                for (frame, _topic, body) in rx {
+                    sink.on_event(&frame[body]);
+                }
+            })
+            .unwrap()];
+        let mut interrupts = Vec::new();
+        for i in 0..sockets {
+            let url = format!("{}/channels/baseline-{i}", setup.generator.base());
+            let tcp = TcpStream::connect(setup.generator.addr).unwrap();
+            tcp.set_nodelay(true).unwrap();
+            interrupts.push(tcp.try_clone().unwrap());
+            let (mut ws, _) = tungstenite::client(url, tcp).expect("baseline handshake");
+            let tx = tx.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("base-reader-{i}"))
+                    .spawn(move || {
+                        while let Ok(message) = ws.read() {
+                            let Message::Text(text) = message else {
+                                continue;
+                            };
+                            let Ok(envelope) = serde_json::from_str::<Envelope<'_>>(&text) else {
+                                continue;
+                            };
+                            if envelope.topic == "channel.metadata" {
+                                continue;
+                            }
+                            let base = text.as_ptr() as usize;
+                            let t = envelope.topic.as_ptr() as usize - base;
+                            let b = envelope.body.get().as_ptr() as usize - base;
+                            let ranges = (
+                                t..t + envelope.topic.len(),
+                                b..b + envelope.body.get().len(),
+                            );
+                            if tx.send((text, ranges.0, ranges.1)).is_err() {
+                                return;
+                            }
+                        }
+                    })
+                    .unwrap(),
+            );
+        }
+        Baseline {
+            interrupts,
+            threads,
+        }
+    }
+
+    fn stop(self) {
+        for s in &self.interrupts {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Baseline,
+    /// The library with this many dispatcher threads.
+    Library(usize),
+}
+
+impl Kind {
+    fn label(self) -> String {
+        match self {
+            Kind::Baseline => "baseline".into(),
+            Kind::Library(n) => format!("library({n})"),
+        }
+    }
+}
+
+fn library(
+    setup: &Setup<'_>,
+    dispatchers: usize,
+    size: Size,
+    channels: usize,
+    sink: Arc<Sink>,
+) -> Consumer {
+    let client = Client::builder()
+        .api_base(setup.emulator.api_base())
+        .login_base(setup.emulator.login_base())
+        .client_credentials(setup.emulator.client_id(), setup.emulator.client_secret())
+        .dispatcher_threads(dispatchers)
+        .build()
+        .expect("client builds");
+    let guard = client
+        .on(size.pattern(), move |event: &Event| {
+            sink.on_event(event.body_json())
+        })
+        .expect("listener");
+    let topics: Vec<String> = (0..TOPICS).map(|t| size.topic(t)).collect();
+    if channels == 1 {
+        let report = client.subscribe(&topics).expect("subscribe");
+        assert!(report.rejected.is_empty());
+    } else {
+        for chunk in topics.chunks(TOPICS.div_ceil(channels)) {
+            let report = client.subscribe_isolated(chunk).expect("subscribe");
+            assert!(report.rejected.is_empty());
+        }
+    }
+    Consumer::Library(client, guard)
+}
+
+fn consumer(
+    setup: &Setup<'_>,
+    kind: Kind,
+    size: Size,
+    channels: usize,
+    sink: Arc<Sink>,
+) -> Consumer {
+    match kind {
+        Kind::Baseline => Consumer::Baseline(Baseline::start(setup, channels, sink)),
+        Kind::Library(n) => library(setup, n, size, channels, sink),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// One run
+
+#[derive(Clone, Debug, Default)]
+struct RunResult {
+    events_per_s: f64,
+    lost: u64,
+    out_of_order: u64,
+    allocations_per_event: f64,
+    peak_rss_kib: u64,
+    p50_us: f64,
+    p99_us: f64,
+    p999_us: f64,
+}
+
+fn run(
+    setup: &Setup<'_>,
+    kind: Kind,
+    size: Size,
+    channels: usize,
+    pace: Pace,
+    total: u64,
+) -> RunResult {
+    setup.generator.drain();
+    let sink = Sink::new(total, matches!(pace, Pace::Rate(_)));
+    let consumer = consumer(setup, kind, size, channels, sink.clone());
+    let sockets = setup.generator.take(channels);
+    let templates: Vec<Template> = (0..TOPICS).map(|t| Template::new(size, t)).collect();
+    std::thread::sleep(Duration::from_millis(20));
+    reset_peak_rss();
+    let allocations = ALLOCATIONS.load(Ordering::Relaxed);
+    let started = now_ns();
+    let writer = generate(sockets, templates, total, pace);
+    sink.wait_all(total, Duration::from_secs(3));
+    let allocated = ALLOCATIONS.load(Ordering::Relaxed) - allocations;
+    let peak = peak_rss_kib();
+    let received = sink.received();
+    let elapsed = sink.done_at().saturating_sub(started).max(1);
+    let sockets = writer.join().expect("generator");
+    consumer.stop();
+    drop(sockets);
+    let p = |q| {
+        sink.latency
+            .as_ref()
+            .map_or(0.0, |h| h.percentile(q) as f64 / 1e3)
+    };
+    RunResult {
+        events_per_s: received as f64 / (elapsed as f64 / 1e9),
+        lost: total.saturating_sub(received),
+        out_of_order: sink.out_of_order(),
+        allocations_per_event: allocated as f64 / received.max(1) as f64,
+        peak_rss_kib: peak,
+        p50_us: p(50.0),
+        p99_us: p(99.0),
+        p999_us: p(99.9),
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    values[values.len() / 2]
+}
+
+fn ratio(lib: f64, base: f64) -> String {
+    if base > 0.0 {
+        format!("{:.2}x", lib / base)
+    } else {
+        "-".into()
+    }
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "PASS"
+    } else {
+        "FAIL"
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scenarios
+
+struct Mode {
+    quick: bool,
+    reps: usize,
+    throughput_events: [u64; 2],
+    rate_seconds: f64,
+    idle_window: Duration,
+}
+
+const KINDS: [Kind; 3] = [Kind::Baseline, Kind::Library(1), Kind::Library(4)];
+
+/// `--kinds=baseline,library1,library4` (for profiling one side alone): the kinds to skip.
+fn skipped(kind: Kind) -> bool {
+    let Some(list) = arg_value("--kinds") else {
+        return false;
+    };
+    let name = match kind {
+        Kind::Baseline => "baseline".to_owned(),
+        Kind::Library(n) => format!("library{n}"),
+    };
+    !list.split(',').any(|k| k == name)
+}
+
+/// `--name=value` from the command line.
+fn arg_value(name: &str) -> Option<String> {
+    std::env::args().find_map(|a| {
+        a.strip_prefix(name)
+            .and_then(|rest| rest.strip_prefix('='))
+            .map(str::to_owned)
+    })
+}
+
+fn section(name: &str) -> bool {
+    arg_value("--only").is_none_or(|only| only.split(',').any(|s| s == name))
+}
+const SIZES: [Size; 2] = [Size::Small, Size::Large];
+
+/// Lost and out-of-order events over every run (must stay zero).
+static INTEGRITY: AtomicU64 = AtomicU64::new(0);
+
+fn note(r: &RunResult, what: &str) {
+    if r.lost > 0 || r.out_of_order > 0 {
+        INTEGRITY.fetch_add(r.lost + r.out_of_order, Ordering::Relaxed);
+        println!(
+            "  !! {what}: {} lost, {} out of order",
+            r.lost, r.out_of_order
+        );
+    }
+}
+
+fn throughput(setup: &Setup<'_>, mode: &Mode) -> Vec<String> {
+    println!("\n## Throughput: events/s delivered to callbacks (1 channel, 100 topics, median of {} runs)", mode.reps);
+    println!(
+        "{:<28} {:>12} {:>12} {:>7} {:>12} {:>7} | {:>16} | {:>20}",
+        "events",
+        "baseline",
+        "library(1)",
+        "ratio",
+        "library(4)",
+        "ratio",
+        "allocs/event b/1/4",
+        "peak RSS MiB b/1/4"
+    );
+    let mut failures = Vec::new();
+    for (si, size) in SIZES.iter().enumerate() {
+        if arg_value("--sizes").is_some_and(|l| !l.contains(size.short())) {
+            continue;
+        }
+        let total = mode.throughput_events[si];
+        let mut results: Vec<Vec<RunResult>> = vec![Vec::new(); KINDS.len()];
+        for _ in 0..mode.reps {
+            for (k, kind) in KINDS.iter().enumerate() {
+                if skipped(*kind) {
+                    results[k].push(RunResult::default());
+                    continue;
+                }
+                let r = run(setup, *kind, *size, 1, Pace::Max, total);
+                note(&r, &format!("throughput {} {}", size.label(), kind.label()));
+                results[k].push(r);
+            }
+        }
+        let eps: Vec<f64> = results
+            .iter()
+            .map(|rs| median(rs.iter().map(|r| r.events_per_s).collect()))
+            .collect();
+        let allocs: Vec<String> = results
+            .iter()
+            .map(|rs| {
+                format!(
+                    "{:.1}",
+                    median(rs.iter().map(|r| r.allocations_per_event).collect())
+                )
+            })
+            .collect();
+        let peaks: Vec<String> = results
+            .iter()
+            .map(|rs| {
+                format!(
+                    "{:.1}",
+                    rs.iter().map(|r| r.peak_rss_kib).max().unwrap_or(0) as f64 / 1024.0
+                )
+            })
+            .collect();
+        println!(
+            "{:<28} {:>12.0} {:>12.0} {:>7} {:>12.0} {:>7} | {:>16} | {:>20}",
+            size.label(),
+            eps[0],
+            eps[1],
+            ratio(eps[1], eps[0]),
+            eps[2],
+            ratio(eps[2], eps[0]),
+            allocs.join("/"),
+            peaks.join("/")
+        );
+        if *size == Size::Small {
+            let ok = eps[1] >= 0.8 * eps[0];
+            println!(
+                "  target: small-event throughput >= 80% of baseline (library(1)): {} ({:.0}%)",
+                verdict(ok),
+                100.0 * eps[1] / eps[0]
+            );
+            if !ok {
+                failures.push("throughput small < 80% of baseline".to_owned());
+            }
+        }
+    }
+    failures
+}
+
+fn latency(setup: &Setup<'_>, mode: &Mode) -> Vec<String> {
+    println!("\n## Latency: send -> callback start, microseconds (1 channel, 100 topics; 10 000/s: median of {} runs)", mode.reps);
+    println!(
+        "{:<28} {:>7} {:<11} {:>22} {:>22} {:>22} | {:>13}",
+        "events",
+        "rate/s",
+        "",
+        "baseline p50/p99/p99.9",
+        "library(1)",
+        "library(4)",
+        "p99 ratio 1/4"
+    );
+    let mut failures = Vec::new();
+    for size in SIZES {
+        if arg_value("--sizes").is_some_and(|l| !l.contains(size.short())) {
+            continue;
+        }
+        for rate in [1_000u64, 10_000, 50_000] {
+            let reps = if rate == 10_000 { mode.reps } else { 1 };
+            let total = (rate as f64 * mode.rate_seconds) as u64;
+            let mut results: Vec<Vec<RunResult>> = vec![Vec::new(); KINDS.len()];
+            for _ in 0..reps {
+                for (k, kind) in KINDS.iter().enumerate() {
+                    if skipped(*kind) {
+                        results[k].push(RunResult::default());
+                        continue;
+                    }
+                    let r = run(setup, *kind, size, 1, Pace::Rate(rate), total);
+                    note(
+                        &r,
+                        &format!("latency {} {rate}/s {}", size.label(), kind.label()),
+                    );
+                    results[k].push(r);
+                }
+            }
+            let pick =
+                |k: usize, f: fn(&RunResult) -> f64| median(results[k].iter().map(f).collect());
+            let cell = |k: usize| {
+                format!(
+                    "{:.0}/{:.0}/{:.0}",
+                    pick(k, |r| r.p50_us),
+                    pick(k, |r| r.p99_us),
+                    pick(k, |r| r.p999_us)
+                )
+            };
+            let p99: Vec<f64> = (0..KINDS.len()).map(|k| pick(k, |r| r.p99_us)).collect();
+            println!(
+                "{:<28} {:>7} {:<11} {:>22} {:>22} {:>22} | {:>6} {:>6}",
+                size.label(),
+                rate,
+                "",
+                cell(0),
+                cell(1),
+                cell(2),
+                ratio(p99[1], p99[0]),
+                ratio(p99[2], p99[0])
+            );
+            if rate == 10_000 {
+                let ok = p99[1] <= 2.0 * p99[0];
+                println!(
+                    "  target: p99 at 10 000/s <= 2x baseline (library(1)): {}",
+                    verdict(ok)
+                );
+                if !ok {
+                    failures.push(format!(
+                        "p99 latency {} at 10k/s > 2x baseline",
+                        size.label()
+                    ));
+                }
+            }
+        }
+    }
+    failures
+}
+
+fn rss_twenty_channels(setup: &Setup<'_>, mode: &Mode) -> Vec<String> {
+    println!(
+        "\n## Peak RSS of the whole bench process at 10 000 events/s, 20 channels, 100 topics"
+    );
+    let total = (10_000.0 * mode.rate_seconds) as u64;
+    let floor = rss_kib();
+    let mut peaks = Vec::new();
+    for kind in [Kind::Baseline, Kind::Library(2)] {
+        let r = run(setup, kind, Size::Small, 20, Pace::Rate(10_000), total);
+        note(&r, &format!("rss 20 channels {}", kind.label()));
+        peaks.push(r.peak_rss_kib as f64 / 1024.0);
+    }
+    println!(
+        "process RSS before: {:.1} MiB (emulator, generator, bench) | peak baseline: {:.1} MiB | peak library(2): {:.1} MiB | ratio {}",
+        floor as f64 / 1024.0,
+        peaks[0],
+        peaks[1],
+        ratio(peaks[1], peaks[0])
+    );
+    let ok = peaks[1] < 32.0;
+    println!(
+        "  target: peak RSS < 32 MiB (whole process, emulator included): {}",
+        verdict(ok)
+    );
+    if ok {
+        Vec::new()
+    } else {
+        vec!["peak RSS at 10k/s with 20 channels >= 32 MiB".into()]
+    }
+}
+
+fn idle(setup: &Setup<'_>, mode: &Mode) -> Vec<String> {
+    println!(
+        "\n## Idle: 20 channels receiving only heartbeats (every 30 s), {} s window{}",
+        mode.idle_window.as_secs(),
+        if mode.quick {
+            " (quick mode: the issue asks for 60 s)"
+        } else {
+            ""
+        }
+    );
+    setup.generator.drain();
+    let sink = Sink::new(0, false);
+    // Memory per channel: one channel first (fixed costs), then 19 more.
+    let rss0 = rss_kib();
+    let base = Baseline::start(setup, 1, sink.clone());
+    let mut sockets = setup.generator.take(1);
+    std::thread::sleep(Duration::from_millis(100));
+    let base1 = rss_kib();
+    base.stop();
+    let base = Baseline::start(setup, 20, sink.clone());
+    sockets.extend(setup.generator.take(20));
+    std::thread::sleep(Duration::from_millis(100));
+    let base20 = rss_kib();
+
+    let client = Client::builder()
+        .api_base(setup.emulator.api_base())
+        .login_base(setup.emulator.login_base())
+        .client_credentials(setup.emulator.client_id(), setup.emulator.client_secret())
+        .build()
+        .expect("client builds");
+    let guard = client
+        .on(Size::Small.pattern(), {
+            let sink = sink.clone();
+            move |e: &Event| sink.on_event(e.body_json())
+        })
+        .unwrap();
+    let topics: Vec<String> = (0..TOPICS).map(|t| Size::Small.topic(t)).collect();
+    let lib0 = rss_kib();
+    let mut chunks = topics.chunks(5);
+    client.subscribe_isolated(chunks.next().unwrap()).unwrap();
+    sockets.extend(setup.generator.take(1));
+    std::thread::sleep(Duration::from_millis(100));
+    let lib1 = rss_kib();
+    for chunk in chunks {
+        client.subscribe_isolated(chunk).unwrap();
+    }
+    sockets.extend(setup.generator.take(19));
+    std::thread::sleep(Duration::from_millis(100));
+    let lib20 = rss_kib();
+    let per = |one: u64, twenty: u64| twenty.saturating_sub(one) as f64 / 19.0;
+    println!(
+        "RSS per idle connected channel (KiB, (RSS@20 - RSS@1) / 19): baseline {:.0} | library {:.0} | ratio {}  (library fixed cost with 1 channel: {:.0} KiB; before: {} KiB)",
+        per(base1, base20),
+        per(lib1, lib20),
+        ratio(per(lib1, lib20), per(base1, base20)),
+        lib1.saturating_sub(lib0),
+        rss0
+    );
+
+    let (stop_tx, stop_rx) = bounded(1);
+    let beats = heartbeats(sockets, Duration::from_secs(30), stop_rx);
+    let (lib_cpu, base_cpu, all_cpu) = (cpu_ns("genesys-"), cpu_ns("base-"), cpu_ns(""));
+    let started = Instant::now();
+    std::thread::sleep(mode.idle_window);
+    let window = started.elapsed().as_nanos() as f64;
+    let pct = |ns: u64| 100.0 * ns as f64 / window;
+    let lib_pct = pct(cpu_ns("genesys-") - lib_cpu);
+    println!(
+        "CPU over the window, % of one core: library threads {:.3}% | baseline threads {:.3}% | whole process {:.3}%",
+        lib_pct,
+        pct(cpu_ns("base-") - base_cpu),
+        pct(cpu_ns("") - all_cpu)
+    );
+    let health = client.health();
+    let connected = health
+        .channels
+        .iter()
+        .filter(|c| c.state == genesys_notify::ChannelState::Connected)
+        .count();
+    println!("library channels still connected after the window: {connected}/20");
+
+    let shut = Consumer::Library(client, guard).stop();
+    let base_shut = Consumer::Baseline(base).stop();
+    println!(
+        "shutdown with 20 channels: library {:.1} ms (close frames, DELETE subscriptions, joins) | baseline {:.1} ms | ratio {}",
+        shut.as_secs_f64() * 1e3,
+        base_shut.as_secs_f64() * 1e3,
+        ratio(shut.as_secs_f64(), base_shut.as_secs_f64())
+    );
+    let _ = stop_tx.send(());
+    let _ = beats.join();
+    let mut failures = Vec::new();
+    let ok = lib_pct < 1.0;
+    println!(
+        "  target: idle CPU with 20 channels < 1% of one core: {}",
+        verdict(ok)
+    );
+    if !ok {
+        failures.push("idle CPU >= 1%".into());
+    }
+    if connected != 20 {
+        failures.push(format!(
+            "only {connected}/20 channels connected after idle window"
+        ));
+    }
+    failures
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick")
+        || std::env::var_os("GENESYS_BENCH_QUICK").is_some_and(|v| v != "0" && !v.is_empty());
+    let mode = if quick {
+        Mode {
+            quick,
+            reps: 1,
+            throughput_events: [100_000, 20_000],
+            rate_seconds: 0.5,
+            idle_window: Duration::from_secs(5),
+        }
+    } else {
+        Mode {
+            quick,
+            reps: 3,
+            throughput_events: [600_000, 100_000],
+            rate_seconds: 2.0,
+            idle_window: Duration::from_secs(60),
+        }
+    };
+    let mut mode = mode;
+    if let Some(n) = arg_value("--events").and_then(|n| n.parse().ok()) {
+        mode.throughput_events = [n, n / 5];
+    }
+    if let Some(n) = arg_value("--reps").and_then(|n| n.parse().ok()) {
+        mode.reps = n;
+    }
+    now_ns();
+    let begun = Instant::now();
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
+            })
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    println!(
+        "# genesys-notify load bench ({} mode): {} cores, {}",
+        if quick { "quick" } else { "full" },
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        cpu
+    );
+    let generator = Generator::start();
+    let emulator = Emulator::start_with(
+        EmulatorConfig::default()
+            .connect_uri_base(generator.base())
+            .max_channels(10_000),
+    )
+    .expect("emulator starts");
+    let setup = Setup {
+        emulator: &emulator,
+        generator: &generator,
+    };
+    let mut failures = Vec::new();
+    // Memory first, before the heavy runs leave the allocator's arenas large.
+    if section("idle") {
+        failures.extend(idle(&setup, &mode));
+    }
+    if section("rss") {
+        failures.extend(rss_twenty_channels(&setup, &mode));
+    }
+    if section("latency") {
+        failures.extend(latency(&setup, &mode));
+    }
+    if section("throughput") {
+        failures.extend(throughput(&setup, &mode));
+    }
+    let integrity = INTEGRITY.load(Ordering::Relaxed);
+    println!("\nevents lost or out of order over all runs: {integrity} (must be 0)");
+    if integrity > 0 {
+        failures.push("events lost or out of order".into());
+    }
+    println!("total time: {:.0} s", begun.elapsed().as_secs_f64());
+    if failures.is_empty() {
+        println!("all targets met");
+    } else {
+        println!("targets missed: {}", failures.join("; "));
+    }
+}

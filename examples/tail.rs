@@ -1,0 +1,392 @@
+//! `tail`: follow Genesys Cloud notification topics from the command line.
+//!
+//! Each notification is printed on stdout as one line of JSON: the frame exactly as received,
+//! with `topicName`, `eventBody` and `metadata` (pipe it into `jq`). Lifecycle events (connected,
+//! gaps, reconnections, rejected topics, ...) go to stderr. Ctrl-C shuts down cleanly: the
+//! sockets are closed and the server-side subscriptions removed.
+//!
+//! ```text
+//! export GENESYS_REGION=eu-west-1 GENESYS_CLIENT_ID=... GENESYS_CLIENT_SECRET=...
+//! cargo run --example tail -- v2.users.<user-id>?presence&routingStatus v2.routing.queues.<queue-id>.users
+//! ```
+//!
+//! Authentication: `--access-token` / `GENESYS_ACCESS_TOKEN` (a token obtained elsewhere, not
+//! refreshed), else `--client-id` / `GENESYS_CLIENT_ID` and `--client-secret` /
+//! `GENESYS_CLIENT_SECRET` (OAuth client credentials grant). Where: `--region` /
+//! `GENESYS_REGION`, or explicit base URLs `--api-base` / `GENESYS_API_BASE` and
+//! `--login-base` / `GENESYS_LOGIN_BASE`, which override the region's hosts.
+//!
+//! Exit codes: 0 after Ctrl-C, 2 for input to fix (missing or wrong credentials, bad topic
+//! names, topics all rejected, bad settings), 1 for other failures.
+
+use clap::{Parser, ValueEnum};
+use genesys_notify::{
+    Backpressure, Client, Error, Event, Lifecycle, ListenerGuard, Pattern, Region, Topic,
+    TopicError,
+};
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "tail",
+    about = "Print Genesys Cloud notifications as JSON lines (stdout); lifecycle events on stderr."
+)]
+struct Args {
+    /// Topics to subscribe, e.g. `v2.users.<id>.presence` or the combined
+    /// `v2.users.<id>?presence&routingStatus`.
+    #[arg(required = true, value_name = "TOPIC")]
+    topics: Vec<String>,
+
+    /// Region, e.g. `eu-west-1` or `mypurecloud.ie` [env: GENESYS_REGION].
+    #[arg(long)]
+    region: Option<String>,
+
+    /// REST base URL, overrides the region's `https://api.<domain>` [env: GENESYS_API_BASE].
+    #[arg(long, value_name = "URL")]
+    api_base: Option<String>,
+
+    /// OAuth base URL, overrides the region's `https://login.<domain>` [env: GENESYS_LOGIN_BASE].
+    #[arg(long, value_name = "URL")]
+    login_base: Option<String>,
+
+    /// OAuth client id [env: GENESYS_CLIENT_ID].
+    #[arg(long)]
+    client_id: Option<String>,
+
+    /// OAuth client secret [env: GENESYS_CLIENT_SECRET]. Prefer the environment variable: command
+    /// lines are visible to other users of the machine.
+    #[arg(long)]
+    client_secret: Option<String>,
+
+    /// An access token to use instead of client credentials; it is not refreshed
+    /// [env: GENESYS_ACCESS_TOKEN].
+    #[arg(long)]
+    access_token: Option<String>,
+
+    /// Only print notifications whose topic name matches this pattern (`*` stands for one
+    /// dot-separated segment, e.g. `v2.users.*.presence`). Default: every subscribed topic.
+    #[arg(long)]
+    pattern: Option<String>,
+
+    /// Dispatcher threads running callbacks [library default: 2].
+    #[arg(long)]
+    dispatcher_threads: Option<usize>,
+
+    /// Capacity of each dispatcher queue, in events [library default: 1024].
+    #[arg(long)]
+    queue_capacity: Option<usize>,
+
+    /// What to do when a dispatcher queue is full [library default: block].
+    #[arg(long, value_enum)]
+    backpressure: Option<BackpressureArg>,
+
+    /// Send the application ping after this many seconds of silence [library default: 30].
+    #[arg(long, value_name = "SECS")]
+    ping_interval_secs: Option<u64>,
+
+    /// Presume a socket dead after this many seconds without any frame [library default: 60].
+    #[arg(long, value_name = "SECS")]
+    liveness_timeout_secs: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum BackpressureArg {
+    /// The socket thread waits for room (nothing lost by the client).
+    Block,
+    /// Drop the event that does not fit, counting it.
+    DropNewest,
+    /// Drop the oldest queued event to make room, counting it.
+    DropOldest,
+}
+
+impl From<BackpressureArg> for Backpressure {
+    fn from(arg: BackpressureArg) -> Self {
+        match arg {
+            BackpressureArg::Block => Backpressure::Block,
+            BackpressureArg::DropNewest => Backpressure::DropNewest,
+            BackpressureArg::DropOldest => Backpressure::DropOldest,
+        }
+    }
+}
+
+/// A failure and the exit code it leads to.
+struct Failure {
+    code: u8,
+    message: String,
+}
+
+/// Input the user must fix: exit code 2.
+fn usage(message: impl Into<String>) -> Failure {
+    Failure {
+        code: 2,
+        message: message.into(),
+    }
+}
+
+/// A client error: credentials and configuration problems are the user's to fix (2), the rest
+/// is a runtime failure (1).
+fn from_error(context: &str, error: Error) -> Failure {
+    let code = match &error {
+        Error::Config(_)
+        | Error::Topic { .. }
+        | Error::TooManyTopics { .. }
+        | Error::TooManyChannels { .. } => 2,
+        Error::Token(e) if e.is_permanent() => 2,
+        Error::Api(genesys_notify::ApiError::Unauthorized { .. }) => 2,
+        _ => 1,
+    };
+    Failure {
+        code,
+        message: format!("{context}: {error}"),
+    }
+}
+
+/// The flag's value, else the environment variable's (empty counts as unset).
+fn flag_or_env(flag: Option<String>, var: &str) -> Option<String> {
+    flag.or_else(|| std::env::var(var).ok())
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+/// Why the main thread stops waiting.
+enum Stop {
+    CtrlC,
+    /// stdout is gone (e.g. `| head` ended).
+    StdoutClosed,
+    /// The client gave up on a channel for good.
+    Fatal(String),
+}
+
+fn run(args: Args) -> Result<(), Failure> {
+    // Topics first: a typo is reported before any network call.
+    let mut topics = Vec::new();
+    for name in &args.topics {
+        let topic = Topic::parse(name).map_err(|e: TopicError| {
+            usage(format!(
+                "bad topic {name:?}: {e}\n(topics look like v2.users.<id>.presence or \
+                 v2.users.<id>?presence&routingStatus)"
+            ))
+        })?;
+        topics.push(topic);
+    }
+
+    if let Some(pattern) = &args.pattern {
+        Pattern::parse(pattern).map_err(|e| {
+            usage(format!(
+                "bad --pattern {pattern:?}: {e}\n(patterns look like v2.users.*.presence)"
+            ))
+        })?;
+    }
+
+    let mut builder = Client::builder();
+    let region = flag_or_env(args.region, "GENESYS_REGION");
+    let api_base = flag_or_env(args.api_base, "GENESYS_API_BASE");
+    let login_base = flag_or_env(args.login_base, "GENESYS_LOGIN_BASE");
+    match &region {
+        Some(name) => {
+            let region = Region::from_name(name).ok_or_else(|| {
+                let known: Vec<&str> = Region::all().map(Region::name).collect();
+                usage(format!(
+                    "unknown region {name:?}; known regions: {}",
+                    known.join(", ")
+                ))
+            })?;
+            builder = builder.region(region);
+        }
+        None if api_base.is_none() || login_base.is_none() => {
+            return Err(usage(
+                "no region: set GENESYS_REGION (or --region), e.g. eu-west-1, or give both \
+                 GENESYS_API_BASE and GENESYS_LOGIN_BASE (or --api-base and --login-base)",
+            ))
+        }
+        None => {}
+    }
+    if let Some(url) = api_base {
+        builder = builder.api_base(url);
+    }
+    if let Some(url) = login_base {
+        builder = builder.login_base(url);
+    }
+
+    let access_token = flag_or_env(args.access_token, "GENESYS_ACCESS_TOKEN");
+    let client_id = flag_or_env(args.client_id, "GENESYS_CLIENT_ID");
+    let client_secret = flag_or_env(args.client_secret, "GENESYS_CLIENT_SECRET");
+    builder = match (access_token, client_id, client_secret) {
+        (Some(token), _, _) => builder.access_token(token),
+        (None, Some(id), Some(secret)) => builder.client_credentials(id, secret),
+        (None, id, secret) => {
+            let mut missing = Vec::new();
+            if id.is_none() {
+                missing.push("GENESYS_CLIENT_ID (--client-id)");
+            }
+            if secret.is_none() {
+                missing.push("GENESYS_CLIENT_SECRET (--client-secret)");
+            }
+            return Err(usage(format!(
+                "missing credentials: set {}, or give an access token with \
+                 GENESYS_ACCESS_TOKEN (--access-token)",
+                missing.join(" and ")
+            )));
+        }
+    };
+
+    if let Some(n) = args.dispatcher_threads {
+        builder = builder.dispatcher_threads(n);
+    }
+    if let Some(n) = args.queue_capacity {
+        builder = builder.queue_capacity(n);
+    }
+    if let Some(policy) = args.backpressure {
+        builder = builder.backpressure(policy.into());
+    }
+    if let Some(secs) = args.ping_interval_secs {
+        builder = builder.ping_interval(Duration::from_secs(secs));
+    }
+    if let Some(secs) = args.liveness_timeout_secs {
+        builder = builder.liveness_timeout(Duration::from_secs(secs));
+    }
+
+    let client = builder.build().map_err(|e| from_error("settings", e))?;
+    // Fail fast on wrong credentials, before any channel is created.
+    client
+        .verify_token()
+        .map_err(|e| from_error("credentials", e))?;
+
+    let (stop_tx, stop_rx) = crossbeam_channel::bounded::<Stop>(4);
+
+    let fatal = stop_tx.clone();
+    let _lifecycle = client
+        .on_lifecycle(move |event: &Lifecycle| {
+            eprintln!("tail: {event:?}");
+            match event {
+                Lifecycle::RetryBudgetExhausted { last_error, .. } => {
+                    let _ = fatal.try_send(Stop::Fatal(format!("retries exhausted: {last_error}")));
+                }
+                Lifecycle::PermanentFailure { error, .. } => {
+                    let _ = fatal.try_send(Stop::Fatal(error.clone()));
+                }
+                _ => {}
+            }
+        })
+        .map_err(|e| from_error("lifecycle listener", e))?;
+
+    // A pattern matches a whole topic name, `*` standing for one segment: for "everything we
+    // subscribed", register one exact listener per individual topic name (a combined topic
+    // `base?a&b` brings events named `base.a` and `base.b`).
+    let patterns: Vec<String> = match &args.pattern {
+        Some(pattern) => vec![pattern.clone()],
+        None => {
+            let mut names: Vec<String> = topics.iter().flat_map(Topic::expand).collect();
+            names.sort();
+            names.dedup();
+            names
+        }
+    };
+    let mut guards: Vec<ListenerGuard> = Vec::new();
+    for pattern in &patterns {
+        let closed = stop_tx.clone();
+        let guard = client
+            .on(pattern, move |event: &Event| {
+                let frame = event.frame_json().trim();
+                // JSON text can hold a raw line break only between tokens, so replacing it keeps
+                // the JSON intact and makes one line.
+                let line = if frame.contains(['\n', '\r']) {
+                    std::borrow::Cow::Owned(frame.replace(['\n', '\r'], " "))
+                } else {
+                    std::borrow::Cow::Borrowed(frame)
+                };
+                let mut out = std::io::stdout().lock();
+                if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+                    let _ = closed.try_send(Stop::StdoutClosed);
+                }
+            })
+            .map_err(|e| from_error("listener", e))?;
+        guards.push(guard);
+    }
+
+    let ctrl_c = stop_tx.clone();
+    let first_press = parking_lot::Mutex::new(None::<Instant>);
+    ctrlc::set_handler(move || {
+        // A second Ctrl-C does not wait for the clean shutdown. One within a second of the first
+        // counts as the same press (some tools deliver SIGINT to the process and its group).
+        let mut first = first_press.lock();
+        match *first {
+            None => {
+                *first = Some(Instant::now());
+                let _ = ctrl_c.try_send(Stop::CtrlC);
+            }
+            Some(at) if at.elapsed() > Duration::from_secs(1) => {
+                eprintln!("tail: second Ctrl-C, exiting without waiting");
+                std::process::exit(130);
+            }
+            Some(_) => {}
+        }
+    })
+    .map_err(|e| Failure {
+        code: 1,
+        message: format!("cannot install the Ctrl-C handler: {e}"),
+    })?;
+
+    let report = client
+        .subscribe(&topics)
+        .map_err(|e| from_error("subscribe", e))?;
+    for rejected in &report.rejected {
+        eprintln!(
+            "tail: topic {} rejected: {} (missing permissions: {})",
+            rejected.topic,
+            rejected
+                .rejection_reason
+                .as_deref()
+                .unwrap_or("no reason given"),
+            if rejected.missing_permissions.is_empty() {
+                "none listed".to_owned()
+            } else {
+                rejected.missing_permissions.join(", ")
+            }
+        );
+    }
+    if report.permitted.is_empty() && report.duplicates.is_empty() {
+        let _ = client.shutdown(Duration::from_secs(5));
+        return Err(usage("every topic was rejected: nothing to follow"));
+    }
+    eprintln!(
+        "tail: following {} topic(s); Ctrl-C to stop",
+        report.permitted.len()
+    );
+
+    let stop = stop_rx.recv().unwrap_or(Stop::CtrlC);
+    let result = match stop {
+        Stop::CtrlC => {
+            eprintln!("tail: Ctrl-C, shutting down");
+            Ok(())
+        }
+        Stop::StdoutClosed => Ok(()),
+        Stop::Fatal(message) => Err(Failure { code: 1, message }),
+    };
+    let health = client.health();
+    client
+        .shutdown(Duration::from_secs(5))
+        .map_err(|e| from_error("shutdown", e))?;
+    eprintln!(
+        "tail: received {}, delivered {}, dropped {}, unrouted {}, malformed {}",
+        health.received(),
+        health.delivered(),
+        health.dropped,
+        health.unrouted(),
+        health.malformed()
+    );
+    result
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("tail: error: {}", failure.message);
+            ExitCode::from(failure.code)
+        }
+    }
+}

@@ -1,0 +1,61 @@
+//! Bad credentials are a clear terminal error, never a hot loop (issue #3): `subscribe` fails
+//! promptly with `Error::Token(InvalidCredentials)`, the failure is reported, and the token
+//! endpoint is not hammered afterwards.
+mod recovery;
+mod util;
+
+use genesys_notify::{Error, Lifecycle, TokenError};
+use recovery::*;
+use std::time::{Duration, Instant};
+use util::*;
+
+#[test]
+fn wrong_secret_fails_promptly_and_is_not_retried_in_a_loop() {
+    let emu = emulator();
+    let client = fast(&emu)
+        .client_credentials(emu.client_id(), "not-the-secret")
+        .build()
+        .unwrap();
+    let rec = Recorder::new(&client);
+    let started = Instant::now();
+    let result = client.subscribe(presence_topics(1));
+    let took = started.elapsed();
+    match result {
+        Err(Error::Token(TokenError::InvalidCredentials { status, .. })) => {
+            assert!(status == 400 || status == 401, "{status}")
+        }
+        other => panic!("expected Error::Token(InvalidCredentials), got {other:?}"),
+    }
+    assert!(took < Duration::from_secs(3), "subscribe took {took:?}");
+    // The failure is reported as terminal (or at least as a failed token refresh).
+    assert!(wait_until(SOON, || rec.count(|e| matches!(
+        e,
+        Lifecycle::PermanentFailure { .. } | Lifecycle::TokenRefreshFailed { .. }
+    )) > 0));
+
+    // A second attempt by the user fails the same way, just as promptly.
+    let started = Instant::now();
+    assert!(matches!(
+        client.subscribe(presence_topics(2)),
+        Err(Error::Token(TokenError::InvalidCredentials { .. }))
+    ));
+    assert!(started.elapsed() < Duration::from_secs(3));
+
+    // Over a few seconds, nothing keeps knocking on the token endpoint.
+    std::thread::sleep(Duration::from_secs(3));
+    let tokens = emu.token_requests();
+    assert!(tokens <= 3, "{tokens} token requests: a retry loop");
+    assert!(emu.channels().is_empty(), "no channel without a token");
+    assert_eq!(
+        emu.requests()
+            .iter()
+            .filter(|r| r.path.starts_with("/api/v2"))
+            .count(),
+        0
+    );
+    println!(
+        "token requests: {tokens}; lifecycle: {:?}",
+        kinds(&rec.snapshot())
+    );
+    client.shutdown(Duration::from_secs(2)).unwrap();
+}

@@ -1,0 +1,274 @@
+//! Polite retries of REST calls (issue #3): a 429's `Retry-After` is a lower bound for the next
+//! attempt (measured on the emulator's own request timestamps); 5xx answers are retried with
+//! backoff until one succeeds; a 401 costs exactly one token refresh, then the call succeeds.
+mod recovery;
+mod util;
+
+use genesys_notify::emulator::{Emulator, Endpoint, Fault, RequestRecord};
+use genesys_notify::Lifecycle;
+use recovery::*;
+use std::time::Duration;
+use util::*;
+
+const RETRY_AFTER: Duration = Duration::from_secs(2);
+
+fn calls(emu: &Emulator, method: &str, path_contains: &str) -> Vec<RequestRecord> {
+    emu.requests()
+        .into_iter()
+        .filter(|r| r.method == method && r.path.contains(path_contains))
+        .collect()
+}
+
+fn rate_limit(endpoint: Endpoint) -> Fault {
+    Fault::HttpStatus {
+        endpoint,
+        status: 429,
+        retry_after: Some(RETRY_AFTER.as_secs()),
+        times: 1,
+    }
+}
+
+/// The attempt after a 429 comes no sooner than `Retry-After` after it.
+fn assert_waited(calls: &[RequestRecord]) {
+    assert!(calls.len() >= 2, "{calls:?}");
+    assert_eq!(calls[0].status, 429);
+    assert!((200..300).contains(&calls[1].status), "{:?}", calls[1]);
+    let waited = calls[1].at.duration_since(calls[0].at);
+    assert!(waited >= RETRY_AFTER, "next attempt after {waited:?}");
+    println!("next attempt {waited:?} after the 429");
+}
+
+#[test]
+fn create_channel_429_waits_for_retry_after() {
+    let emu = emulator();
+    emu.inject(rate_limit(Endpoint::CreateChannel));
+    let client = fast(&emu).build().unwrap();
+    let seqs = Seqs::new(&client);
+    let topics = presence_topics(1);
+    client.subscribe(&topics).unwrap();
+    assert_waited(&calls(&emu, "POST", "/api/v2/notifications/channels"));
+    assert!(flows(&emu, &topics[0], &seqs, 1));
+    client.shutdown(Duration::from_secs(2)).unwrap();
+}
+
+/// A 429 on the first `PUT` of a new channel's topics (made by the channel's thread).
+#[test]
+fn first_subscription_429_waits_for_retry_after() {
+    let emu = emulator();
+    emu.inject(rate_limit(Endpoint::Subscriptions));
+    let client = fast(&emu).build().unwrap();
+    let seqs = Seqs::new(&client);
+    let topics = presence_topics(1);
+    let report = client.subscribe(&topics).unwrap();
+    assert_eq!(report.permitted.len(), 1);
+    assert_waited(&calls(&emu, "PUT", "/subscriptions"));
+    assert!(flows(&emu, &topics[0], &seqs, 1));
+    client.shutdown(Duration::from_secs(2)).unwrap();
+}
+
+/// A 429 on a `PUT` adding topics to a running channel (made by the caller's thread).
+#[test]
+fn added_topics_429_waits_for_retry_after() {
+    let emu = emulator();
+    let client = fast(&emu).build().unwrap();
+    let seqs = Seqs::new(&client);
+    let topics = presence_topics(2);
+    client.subscribe(&topics[..1]).unwrap();
+    emu.clear_records();
+    emu.inject(rate_limit(Endpoint::Subscriptions));
+    let report = client.subscribe(&topics[1..]).unwrap();
+    assert_eq!(report.permitted.len(), 1);
+    assert_waited(&calls(&emu, "PUT", "/subscriptions"));
+    assert!(flows(&emu, &topics[1], &seqs, 1));
+    client.shutdown(Duration::from_secs(2)).unwrap();
+}
+
+#[test]
+fn server_errors_are_retried_with_backoff_until_success() {
+    let emu = emulator();
+    emu.inject(Fault::HttpStatus {
+        endpoint: Endpoint::CreateChannel,
+        status: 503,
+        retry_after: None,
+        times: 2,
+    });
+    emu.inject(Fault::HttpStatus {
+        endpoint: Endpoint::Subscriptions,
+        status: 500,
+        retry_after: None,
+        times: 1,
+    });
+    let client = fast(&emu).build().unwrap();
+    let rec = Recorder::new(&client);
+    let seqs = Seqs::new(&client);
+    let topics = presence_topics(1);
+    client.subscribe(&topics).unwrap();
+    let creates: Vec<u16> = calls(&emu, "POST", "/api/v2/notifications/channels")
+        .iter()
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(creates.len(), 3, "{creates:?}");
+    assert_eq!(&creates[..2], [503, 503]);
+    let puts: Vec<u16> = calls(&emu, "PUT", "/subscriptions")
+        .iter()
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(puts.len(), 2, "{puts:?}");
+    assert_eq!(puts[0], 500);
+    assert!(flows(&emu, &topics[0], &seqs, 1));
+    // Each failure was reported and followed by a backoff, with growing attempt numbers.
+    let events = rec.snapshot();
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| matches!(e, Lifecycle::RequestFailed { .. }))
+            .count(),
+        3
+    );
+    let attempts: Vec<u32> = events
+        .iter()
+        .filter_map(|e| match e {
+            Lifecycle::Reconnecting { attempt, .. } => Some(*attempt),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(attempts, [1, 2, 3]);
+    assert_in_order(
+        &events,
+        &[
+            "RequestFailed",
+            "Reconnecting",
+            "ChannelCreated",
+            "Connected",
+        ],
+    );
+    client.shutdown(Duration::from_secs(2)).unwrap();
+}
+
+/// Every token the client holds stops working: the next REST call gets 401, the client fetches
+/// exactly one new token and the call succeeds.
+#[test]
+fn unauthorized_call_refreshes_the_token_once() {
+    let emu = emulator();
+    let client = fast(&emu).build().unwrap();
+    let seqs = Seqs::new(&client);
+    let topics = presence_topics(2);
+    client.subscribe(&topics[..1]).unwrap();
+    let before = emu.token_requests();
+    emu.clear_records();
+    emu.inject(Fault::ExpireTokens);
+    let report = client.subscribe(&topics[1..]).unwrap();
+    assert_eq!(report.permitted.len(), 1);
+    assert_eq!(emu.token_requests(), before + 1, "exactly one refresh");
+    let log: Vec<(String, u16)> = emu
+        .requests()
+        .iter()
+        .map(|r| (r.method.clone(), r.status))
+        .collect();
+    assert_eq!(
+        log,
+        [
+            ("PUT".to_owned(), 401),
+            ("POST".to_owned(), 200),
+            ("PUT".to_owned(), 200)
+        ]
+    );
+    assert!(flows(&emu, &topics[1], &seqs, 1));
+    client.shutdown(Duration::from_secs(2)).unwrap();
+}
+
+/// A 401 injected on the API (the token itself still valid) is also answered with one refresh.
+#[test]
+fn injected_401_on_create_channel_refreshes_once_then_succeeds() {
+    let emu = emulator();
+    emu.inject(Fault::HttpStatus {
+        endpoint: Endpoint::CreateChannel,
+        status: 401,
+        retry_after: None,
+        times: 1,
+    });
+    let client = fast(&emu).build().unwrap();
+    let seqs = Seqs::new(&client);
+    let topics = presence_topics(1);
+    client.subscribe(&topics).unwrap();
+    assert!(wait_until(SOON, || flows(&emu, &topics[0], &seqs, 1)));
+    // One token at start, one after the 401.
+    assert_eq!(emu.token_requests(), 2);
+    let creates: Vec<u16> = calls(&emu, "POST", "/api/v2/notifications/channels")
+        .iter()
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(creates, [401, 200]);
+    client.shutdown(Duration::from_secs(2)).unwrap();
+}
+
+/// A WebSocket upgrade answered 429 with `Retry-After`: the next handshake waits that long.
+#[test]
+fn handshake_429_waits_for_retry_after() {
+    use genesys_notify::emulator::{SocketEventKind, Target};
+    let emu = emulator();
+    let client = fast(&emu).build().unwrap();
+    let rec = Recorder::new(&client);
+    let seqs = Seqs::new(&client);
+    let topics = presence_topics(1);
+    client.subscribe(&topics).unwrap();
+    wait_registered(&emu);
+    let id = channel_id(&client);
+    emu.inject(rate_limit(Endpoint::WebSocketHandshake));
+    emu.inject(Fault::DropSocket {
+        target: Target::channel(&id),
+    });
+    assert!(wait_until(SOON, || connected_count(&rec) >= 2));
+    let log = emu.socket_log();
+    let limited = log
+        .iter()
+        .find(|r| r.kind == SocketEventKind::HandshakeRejected { status: 429 })
+        .expect("a rate-limited handshake")
+        .at;
+    let next = log
+        .iter()
+        .filter(|r| r.kind == SocketEventKind::Connected)
+        .nth(1)
+        .unwrap()
+        .at;
+    let waited = next.duration_since(limited);
+    assert!(waited >= RETRY_AFTER, "next handshake after {waited:?}");
+    assert!(flows(&emu, &topics[0], &seqs, 1));
+    client.shutdown(Duration::from_secs(2)).unwrap();
+}
+
+/// The channel check after a lost socket (`HEAD`) answered 429: the reconnection waits for
+/// `Retry-After` too.
+#[test]
+fn head_channel_429_delays_the_reconnection() {
+    use genesys_notify::emulator::{SocketEventKind, Target};
+    let emu = emulator();
+    let client = fast(&emu).build().unwrap();
+    let rec = Recorder::new(&client);
+    let seqs = Seqs::new(&client);
+    let topics = presence_topics(1);
+    client.subscribe(&topics).unwrap();
+    wait_registered(&emu);
+    let id = channel_id(&client);
+    emu.inject(rate_limit(Endpoint::HeadChannel));
+    emu.inject(Fault::DropSocket {
+        target: Target::channel(&id),
+    });
+    assert!(wait_until(SOON, || connected_count(&rec) >= 2));
+    let limited = calls(&emu, "HEAD", "/api/v2/notifications/channels/")[0].clone();
+    assert_eq!(limited.status, 429);
+    let next = emu
+        .socket_log()
+        .iter()
+        .filter(|r| r.kind == SocketEventKind::Connected)
+        .nth(1)
+        .unwrap()
+        .at;
+    let waited = next.duration_since(limited.at);
+    assert!(
+        waited >= RETRY_AFTER,
+        "reconnected {waited:?} after the 429"
+    );
+    assert!(flows(&emu, &topics[0], &seqs, 1));
+    client.shutdown(Duration::from_secs(2)).unwrap();
+}

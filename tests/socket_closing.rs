@@ -1,0 +1,181 @@
+//! `v2.system.socket_closing` (issue #3): the client switches to a new socket early in the
+//! warning window and loses nothing — events published at a steady rate from another thread
+//! during the switch are each delivered exactly once, in order — and reports
+//! `Disconnected { ServerMaintenance }` without any `Gap`.
+mod recovery;
+mod util;
+
+use genesys_notify::emulator::{Fault, SocketEventKind, Target};
+use genesys_notify::{DisconnectCause, Lifecycle};
+use recovery::*;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use util::*;
+
+const SWITCHES: usize = 3;
+
+#[test]
+fn switch_on_socket_closing_loses_no_event() {
+    let emu = Arc::new(emulator());
+    let client = fast(&emu).build().unwrap();
+    let rec = Recorder::new(&client);
+    let seqs = Seqs::new(&client);
+    let topics = presence_topics(1);
+    client.subscribe(&topics).unwrap();
+    assert!(flows(&emu, &topics[0], &seqs, 0));
+    let id = channel_id(&client);
+    let mark = rec.snapshot().len();
+
+    // Publish seq 1, 2, ... every 2 ms until told to stop; every publish must reach a socket.
+    let stop = Arc::new(AtomicBool::new(false));
+    let publisher = {
+        let (emu, stop, topic) = (emu.clone(), stop.clone(), topics[0].clone());
+        std::thread::spawn(move || {
+            let mut seq = 1u64;
+            let mut unsent = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                if emu.publish(&topic, presence_body(seq)) != 1 {
+                    unsent.push(seq);
+                }
+                seq += 1;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            (seq - 1, unsent)
+        })
+    };
+    // Three maintenance warnings in a row, each on the socket the previous switch opened.
+    for switch in 1..=SWITCHES {
+        std::thread::sleep(Duration::from_millis(300));
+        emu.inject(Fault::SocketClosing {
+            target: Target::channel(&id),
+            close_after: Some(Duration::from_secs(5)),
+        });
+        assert!(
+            wait_until(SOON, || connected_count(&rec) > switch),
+            "switch {switch}"
+        );
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::SeqCst);
+    let (last, unsent) = publisher.join().unwrap();
+    assert!(
+        unsent.is_empty(),
+        "publishes that found no socket: {unsent:?}"
+    );
+    assert!(wait_until(SOON, || seqs.snapshot().len() as u64 > last));
+
+    let got = seqs.snapshot();
+    assert_eq!(
+        got,
+        (0..=last).collect::<Vec<u64>>(),
+        "exactly once, in order"
+    );
+    let events = since(&rec, mark);
+    assert_in_order(
+        &events,
+        &[
+            "SystemMessage",
+            "Disconnected",
+            "Connected",
+            "SystemMessage",
+            "Disconnected",
+            "Connected",
+            "SystemMessage",
+            "Disconnected",
+            "Connected",
+        ],
+    );
+    let causes: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Lifecycle::Disconnected { cause, .. } => Some(cause.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(causes, vec![DisconnectCause::ServerMaintenance; SWITCHES]);
+    assert_eq!(
+        rec.count(|e| matches!(e, Lifecycle::Gap { .. } | Lifecycle::Reconnecting { .. })),
+        0,
+        "{:?}",
+        kinds(&events)
+    );
+    assert_eq!(channel_id(&client), id, "same channel");
+    // Two sockets at once only during a switch, never more.
+    assert_eq!(max_concurrent_sockets(&emu), 2);
+    // The switch happened early in the window, well before the server's own close.
+    let log = emu.socket_log();
+    let warned = log
+        .iter()
+        .find(|r| r.kind == SocketEventKind::SocketClosingSent)
+        .unwrap()
+        .at;
+    let second = log
+        .iter()
+        .find(|r| r.kind == SocketEventKind::Connected && r.at > warned)
+        .unwrap()
+        .at;
+    assert!(second.duration_since(warned) < Duration::from_secs(2));
+    println!(
+        "{} events during the switch; new socket {:?} after the warning",
+        last,
+        second.duration_since(warned)
+    );
+    client.shutdown(Duration::from_secs(2)).unwrap();
+}
+
+/// When the new socket cannot be opened, the client keeps reading the old one until the server
+/// closes it, then reconnects as after any close (and reports that gap).
+#[test]
+fn failed_switch_keeps_the_old_socket_until_the_server_closes_it() {
+    use genesys_notify::emulator::Endpoint;
+    let emu = emulator();
+    let client = fast(&emu).build().unwrap();
+    let rec = Recorder::new(&client);
+    let seqs = Seqs::new(&client);
+    let topics = presence_topics(1);
+    client.subscribe(&topics).unwrap();
+    wait_registered(&emu);
+    let id = channel_id(&client);
+    emu.inject(Fault::HttpStatus {
+        endpoint: Endpoint::WebSocketHandshake,
+        status: 503,
+        retry_after: None,
+        times: 1,
+    });
+    emu.inject(Fault::SocketClosing {
+        target: Target::channel(&id),
+        close_after: Some(Duration::from_millis(1500)),
+    });
+    // The switch attempt fails; events still flow on the old socket.
+    assert!(wait_until(SOON, || emu.socket_log().iter().any(
+        |r| r.kind == SocketEventKind::HandshakeRejected { status: 503 }
+    )));
+    assert!(flows(&emu, &topics[0], &seqs, 1));
+    assert_eq!(connected_count(&rec), 1);
+    // The server closes it; the client reconnects and reports the gap.
+    assert!(wait_until(SOON, || connected_count(&rec) >= 2));
+    assert!(flows(&emu, &topics[0], &seqs, 2));
+    let events = rec.snapshot();
+    assert_in_order(
+        &events,
+        &[
+            "SystemMessage",
+            "Disconnected",
+            "Reconnecting",
+            "Connected",
+            "Gap",
+        ],
+    );
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Lifecycle::Disconnected {
+            cause: DisconnectCause::Closed {
+                code: Some(1001),
+                ..
+            },
+            ..
+        }
+    )));
+    client.shutdown(Duration::from_secs(2)).unwrap();
+}
