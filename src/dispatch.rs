@@ -15,7 +15,7 @@ use crossbeam_channel::{
     bounded, Receiver, RecvTimeoutError, SendTimeoutError, Sender, TrySendError,
 };
 use parking_lot::Mutex;
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -255,7 +255,12 @@ impl Dispatcher {
 
     fn count_drop_opt(&self, event: Option<Event>) {
         if let Some(event) = event {
-            event.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            event
+                .origin
+                .stats
+                .dispatch
+                .dropped
+                .fetch_add(1, Ordering::Relaxed);
             self.lifecycle.note_dropped();
         }
     }
@@ -346,7 +351,8 @@ fn run_shard(
 ) {
     let mut version = u64::MAX;
     let mut listeners = registry.event_listeners();
-    let mut routes: HashMap<Box<str>, Route> = HashMap::new();
+    // Topic names come from the service, not from strangers: a fast non-keyed hash is fine.
+    let mut routes: FxHashMap<Box<str>, Route> = FxHashMap::default();
     let mut alarm = LagAlarm::new(lag_threshold, Instant::now());
     while let Ok(Some(event)) = rx.recv() {
         let dequeued = Instant::now();
@@ -410,13 +416,23 @@ fn deliver(
         }
     }
     if reached {
-        event.stats.delivered.fetch_add(1, Ordering::Relaxed);
+        event
+            .origin
+            .stats
+            .dispatch
+            .delivered
+            .fetch_add(1, Ordering::Relaxed);
     } else {
         // Every unrouted event is counted. The lifecycle event goes out for the first event
         // of a topic with no listener (`first_of_topic`, when its empty route is cached) and
         // whenever the matching listeners all turned out to be retired: a busy topic with no
         // listener cannot flood the lifecycle queue or the log.
-        event.stats.unrouted.fetch_add(1, Ordering::Relaxed);
+        event
+            .origin
+            .stats
+            .dispatch
+            .unrouted
+            .fetch_add(1, Ordering::Relaxed);
         if first_of_topic || !route.is_empty() {
             sink.emit(Lifecycle::UnroutedMessage {
                 channel: event.channel_id().clone(),

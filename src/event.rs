@@ -53,28 +53,35 @@ pub(crate) type FrameText = tungstenite::Utf8Bytes;
 pub struct Event {
     frame: FrameText,
     located: Located,
-    channel: ChannelId,
-    received_at: SystemTime,
+    pub(crate) origin: Arc<Origin>,
     pub(crate) received_instant: Instant,
-    /// The counters of the channel that read it (delivered, dropped and unrouted are counted
-    /// by the dispatcher).
-    pub(crate) stats: Arc<ChannelStats>,
+}
+
+/// Where events come from: one per socket connection, shared by its events (one reference count
+/// per event instead of one per field).
+pub(crate) struct Origin {
+    pub channel: ChannelId,
+    /// The counters of the channel (delivered, dropped and unrouted are counted by the
+    /// dispatcher).
+    pub stats: Arc<ChannelStats>,
+    /// The monotonic and wall-clock origin used to give events a wall-clock time without a
+    /// second clock read.
+    pub epoch: (Instant, SystemTime),
 }
 
 impl Event {
+    /// An event read at `now` (monotonic clock).
     pub(crate) fn new(
         frame: FrameText,
         located: Located,
-        channel: ChannelId,
-        stats: Arc<ChannelStats>,
+        origin: &Arc<Origin>,
+        now: Instant,
     ) -> Event {
         Event {
             frame,
             located,
-            channel,
-            received_at: SystemTime::now(),
-            received_instant: Instant::now(),
-            stats,
+            origin: origin.clone(),
+            received_instant: now,
         }
     }
 
@@ -94,12 +101,14 @@ impl Event {
 
     /// The channel whose socket delivered the event.
     pub fn channel_id(&self) -> &ChannelId {
-        &self.channel
+        &self.origin.channel
     }
 
-    /// When the frame was read from the socket (wall clock).
+    /// When the frame was read from the socket (wall clock, derived from the monotonic clock
+    /// reading taken then).
     pub fn received_at(&self) -> SystemTime {
-        self.received_at
+        let (instant, wall) = self.origin.epoch;
+        wall + self.received_instant.saturating_duration_since(instant)
     }
 
     /// How long ago the frame was read from the socket (monotonic clock): the time the event
@@ -139,9 +148,9 @@ impl fmt::Debug for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Event")
             .field("topic", &self.topic())
-            .field("channel", &self.channel)
+            .field("channel", &self.origin.channel)
             .field("correlation_id", &self.correlation_id())
-            .field("received_at", &self.received_at)
+            .field("received_at", &self.received_at())
             .field("body_bytes", &self.located.body.len())
             .finish()
     }

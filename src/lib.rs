@@ -68,7 +68,9 @@
 //!    server-side subscriptions and joins every thread within its timeout.
 //! 5. Secrets stay secret: the client secret and access tokens never appear in `Debug` output or
 //!    logs; channel ids and `connectUri` appear only shortened. Plain `http`/`ws` is accepted
-//!    only for loopback hosts.
+//!    only for loopback hosts. (The `ureq` and `tungstenite` crates underneath log request
+//!    paths, which hold the channel id, at `trace` level: keep them at `debug` or above in
+//!    production.)
 //!
 //! ## Testing without Genesys Cloud
 //! The `emulator` feature adds [`emulator::Emulator`], a fake Genesys Cloud on 127.0.0.1 with

@@ -17,7 +17,7 @@ use crate::api::{Api, ApiError, ChannelInfo, TopicResult, TopicState};
 use crate::backoff::Retry;
 use crate::config::Config;
 use crate::dispatch::{Dispatcher, Pushed};
-use crate::event::{ChannelId, DisconnectCause, Event, Lifecycle};
+use crate::event::{ChannelId, DisconnectCause, Event, Lifecycle, Origin};
 use crate::health::{ChannelState, ChannelStats};
 use crate::message::{self, Inbound};
 use crate::topic::Topic;
@@ -577,6 +577,14 @@ impl Worker {
         self.slot.publish_stopped(stop_reason);
     }
 
+    fn origin(&self, id: &ChannelId) -> Arc<Origin> {
+        Arc::new(Origin {
+            channel: id.clone(),
+            stats: self.slot.stats.clone(),
+            epoch: self.shared.epoch,
+        })
+    }
+
     /// When the last frame of any kind arrived, on the wall clock.
     fn last_frame_time(&self) -> Option<SystemTime> {
         let nanos = self.slot.stats.last_frame_nanos.load(Ordering::Relaxed);
@@ -691,6 +699,7 @@ impl Worker {
     /// Reads the socket until it fails, goes silent, the user stops, or a `socket_closing`
     /// switch hands over to a new socket.
     fn read(&self, socket: &mut Socket, id: &ChannelId) -> ReadEnd {
+        let origin = self.origin(id);
         let config = self.config();
         let tick = [
             config.ping_interval,
@@ -718,9 +727,8 @@ impl Worker {
             }
             match socket.read() {
                 Ok(message) => {
-                    liveness.frame(Instant::now());
                     if let Next::End(cause) =
-                        self.handle(message, socket, id, &mut liveness, &mut switch_at)
+                        self.handle(message, socket, &origin, &mut liveness, &mut switch_at)
                     {
                         return ReadEnd {
                             cause,
@@ -808,6 +816,7 @@ impl Worker {
     /// `v2.system.socket_closing`: connects a new socket to the same channel (the server then
     /// drops the old one), delivers what is still arriving on the old socket, and hands over.
     fn switch(&self, old: &mut Socket, id: &ChannelId, liveness: &mut Liveness) -> Switch {
+        let origin = self.origin(id);
         let Some(info) = self.slot.channel.lock().clone() else {
             return Switch::KeepOld;
         };
@@ -829,8 +838,7 @@ impl Worker {
         while Instant::now() < drain_until && !self.slot.is_stopping() {
             match old.read() {
                 Ok(message) => {
-                    liveness.frame(Instant::now());
-                    match self.handle(message, old, id, liveness, &mut ignored_switch) {
+                    match self.handle(message, old, &origin, liveness, &mut ignored_switch) {
                         Next::Continue => {}
                         Next::End(DisconnectCause::ChannelGone) => {
                             // The channel lost its subscriptions: the new socket is useless.
@@ -892,12 +900,15 @@ impl Worker {
         &self,
         message: Message,
         socket: &mut Socket,
-        id: &ChannelId,
+        origin: &Arc<Origin>,
         liveness: &mut Liveness,
         switch_at: &mut Option<Instant>,
     ) -> Next {
         let stats = &self.slot.stats;
+        let id = &origin.channel;
+        // One clock reading per frame serves liveness, health and the event's timestamps.
         let now = Instant::now();
+        liveness.frame(now);
         stats.last_frame_nanos.store(
             now.saturating_duration_since(self.shared.epoch.0)
                 .as_nanos() as u64,
@@ -907,7 +918,7 @@ impl Worker {
             Message::Text(text) => match message::parse(text.as_str()) {
                 Ok(Inbound::Notification(located)) => {
                     stats.received.fetch_add(1, Ordering::Relaxed);
-                    let event = Event::new(text, located, id.clone(), stats.clone());
+                    let event = Event::new(text, located, origin, now);
                     if let Pushed::QueuedAfter(blocked) =
                         self.shared.dispatcher.push(event, &self.slot.stopping)
                     {
@@ -1141,5 +1152,33 @@ mod tests {
         l.blocked(Duration::from_secs(300));
         assert_eq!(l.check(t0 + Duration::from_secs(301), &c), Check::Fine);
         assert_eq!(l.check(t0 + Duration::from_secs(330), &c), Check::SendPing);
+    }
+
+    #[test]
+    fn channel_is_renewed_three_quarters_into_its_life_and_retried_halfway_to_expiry() {
+        let slot = Slot::new(false, BTreeSet::new());
+        let day = Duration::from_secs(24 * 3600);
+        slot.start_lifetime(Some(SystemTime::now() + day));
+        let t0 = Instant::now();
+        let due = slot.renewal.lock().unwrap().due;
+        assert!(due >= t0 + day.mul_f64(0.74) && due <= t0 + day.mul_f64(0.76));
+        assert!(!slot.renewal_due(t0));
+        assert!(slot.renewal_due(due));
+        // A failure 18 h in: try again 3 h later (half of the 6 h left).
+        slot.renewal_failed(due);
+        let retry = slot.renewal.lock().unwrap().due;
+        let three_hours = Duration::from_secs(3 * 3600);
+        assert!(retry >= due + three_hours - Duration::from_secs(60));
+        assert!(retry <= due + three_hours + Duration::from_secs(60));
+        // A successful re-subscription starts a whole lifetime again.
+        slot.renewed(retry);
+        let due = slot.renewal.lock().unwrap().due;
+        assert!(
+            due <= retry + day.mul_f64(0.75)
+                && due + Duration::from_secs(1) >= retry + day.mul_f64(0.75)
+        );
+        // No (or a past) `expires`: never renewed.
+        slot.start_lifetime(None);
+        assert!(!slot.renewal_due(t0 + day * 365));
     }
 }
