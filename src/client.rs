@@ -675,6 +675,10 @@ impl Client {
             match self.apply_with_retry(&slot, deadline) {
                 Ok(_) | Err(ApiError::NotFound) => {}
                 Err(error) => {
+                    // The server still has the old set: the channel's thread sends the new one
+                    // at its next chance.
+                    slot.reapply.store(true, Ordering::Release);
+                    slot.nudge_sleep();
                     first_error.get_or_insert(error);
                 }
             }
@@ -715,13 +719,15 @@ impl Client {
         self.inner.shared.api.token_me().map_err(Error::from)
     }
 
-    /// Every topic subscribed now, sorted.
+    /// Every topic subscribed now, sorted. Topics of a channel that stopped for good (retry
+    /// budget spent, permanent failure) are not listed: they no longer flow.
     pub fn topics(&self) -> Vec<Topic> {
         let set: BTreeSet<Topic> = self
             .inner
             .slots
             .read()
             .iter()
+            .filter(|s| !s.is_dead())
             .flat_map(|s| s.topics.lock().iter().cloned().collect::<Vec<_>>())
             .collect();
         set.into_iter().collect()

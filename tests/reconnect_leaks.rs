@@ -86,7 +86,14 @@ fn many_reconnect_cycles_leak_no_thread_fd_or_memory() {
     let (threads0, fds0, rss0) = (threads(), fds(), rss_kib());
 
     let started = Instant::now();
-    for n in 0..CYCLES {
+    for n in 0..CYCLES / 2 {
+        cycle(n);
+    }
+    settle();
+    // The allocator's arenas may still grow in the first half when the machine is loaded (more
+    // threads overlap); a leak grows in both halves alike.
+    let rss_half = rss_kib();
+    for n in CYCLES / 2..CYCLES {
         cycle(n);
     }
     let took = started.elapsed();
@@ -105,7 +112,12 @@ fn many_reconnect_cycles_leak_no_thread_fd_or_memory() {
     assert!(threads_ok, "threads {threads0} -> {threads1}");
     assert!(fds_ok, "fds {fds0} -> {fds1}");
     assert!(
-        rss1 <= rss0 + 4 * 1024,
+        rss1 <= rss_half + 2 * 1024,
+        "RSS grew from {rss_half} KiB to {rss1} KiB over the second {} cycles",
+        CYCLES / 2
+    );
+    assert!(
+        rss1 <= rss0 + 8 * 1024,
         "RSS grew from {rss0} KiB to {rss1} KiB"
     );
     let reconnects = client.health().channels[0].reconnects;

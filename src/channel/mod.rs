@@ -72,6 +72,9 @@ pub(crate) struct Slot {
     channel: Mutex<Option<ChannelInfo>>,
     /// When the channel's topics must be `PUT` again so that it does not lapse.
     renewal: Mutex<Option<Renewal>>,
+    /// Set when a user's topic update could not be sent: the thread sends the whole topic set
+    /// again at its next chance (while reading, or after reconnecting).
+    pub(crate) reapply: AtomicBool,
     /// Serialises topic updates of this channel (user calls and the thread's re-application).
     apply_lock: Mutex<()>,
     pub stats: Arc<ChannelStats>,
@@ -98,6 +101,7 @@ impl Slot {
             topics: Mutex::new(topics),
             channel: Mutex::new(None),
             renewal: Mutex::new(None),
+            reapply: AtomicBool::new(false),
             apply_lock: Mutex::new(()),
             stats,
             stopping: AtomicBool::new(false),
@@ -158,6 +162,13 @@ impl Slot {
     /// Whether the thread has ended for good (permanent failure, spent budget, stopped).
     pub(crate) fn is_dead(&self) -> bool {
         self.setup.lock().stopped.is_some()
+    }
+
+    /// Cuts short the thread's backoff wait, if it is in one (its socket, if any, is left alone).
+    pub(crate) fn nudge_sleep(&self) {
+        self.nudged.store(true, Ordering::Release);
+        let _guard = self.sleep_lock.lock();
+        self.wake.notify_all();
     }
 
     /// Wakes the thread now: drops its socket's connection, or cuts short its backoff wait,
@@ -475,7 +486,7 @@ impl Worker {
                 break "stopped by the user".to_owned();
             }
 
-            if need_apply {
+            if need_apply || self.slot.reapply.swap(false, Ordering::AcqRel) {
                 match self.slot.apply_topics(&self.shared) {
                     Ok(results) => {
                         need_apply = false;
@@ -483,6 +494,8 @@ impl Worker {
                     }
                     Err(error) => {
                         self.close(&mut socket);
+                        // Whatever was to be sent is sent again at the next attempt.
+                        need_apply = true;
                         if matches!(error, ApiError::NotFound) {
                             lost_channel = Some(id.clone());
                             need_new_channel = true;
@@ -770,7 +783,7 @@ impl Worker {
                     }
                 }
             }
-            if self.slot.renewal_due(now) {
+            if self.slot.renewal_due(now) || self.slot.reapply.swap(false, Ordering::AcqRel) {
                 let started = Instant::now();
                 match self.slot.apply_topics(&self.shared) {
                     Ok(_) => {}
