@@ -1,13 +1,13 @@
 //! api.rs makes REST calls; it never retries except the one token refresh on 401.
 //!
-//! It speaks the Genesys Notifications REST API of protocol.md "Channels" and "Subscriptions"
+//! It speaks the Genesys Notifications REST API of docs/protocol.md "Channels" and "Subscriptions"
 //! plus `GET /api/v2/tokens/me` ("OAuth"), with one `ureq::Agent` whose global timeout bounds
 //! every call (DNS, connect, TLS, request and response body). Every status is mapped to an
 //! [`ApiError`] here, with the Genesys error body's `code` and `message` when present; the
-//! caller owns backoff, retry budgets and `Retry-After` (protocol.md "Rate limits"), helped by
+//! caller owns backoff, retry budgets and `Retry-After` (docs/protocol.md "Rate limits"), helped by
 //! [`ApiError::is_transient`] and [`ApiError::retry_after`].
 //!
-//! Channel ids are credentials (protocol.md "The WebSocket"): they appear in logs, `Debug` and
+//! Channel ids are credentials (docs/protocol.md "The WebSocket"): they appear in logs, `Debug` and
 //! error messages only shortened (redact.rs), and a server message quoting one is shortened too.
 
 use std::fmt;
@@ -32,7 +32,7 @@ const MAX_BODY: u64 = 4 * 1024 * 1024;
 // ---------------------------------------------------------------------------------------------
 
 /// A notification channel as returned by `POST /api/v2/notifications/channels`
-/// (protocol.md "Channels").
+/// (docs/protocol.md "Channels").
 ///
 /// `Debug` shows the id and `connect_uri` shortened: either one is enough to take the channel
 /// over.
@@ -72,7 +72,7 @@ pub enum TopicState {
 }
 
 /// The outcome for one topic of `PUT .../subscriptions?ignoreErrors=true`
-/// (protocol.md "Subscriptions": `{"id", "state", "rejectionReason", "missingPermissions"}`).
+/// (docs/protocol.md "Subscriptions": `{"id", "state", "rejectionReason", "missingPermissions"}`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TopicResult {
     /// The topic name as the server returned it (`id`).
@@ -93,13 +93,13 @@ pub struct TopicResult {
 #[non_exhaustive]
 #[derive(Debug, Clone)]
 pub enum ApiError {
-    /// 401 again after the one token refresh (protocol.md "OAuth": expired or revoked tokens
+    /// 401 again after the one token refresh (docs/protocol.md "OAuth": expired or revoked tokens
     /// get 401). Not transient: the token source keeps producing tokens Genesys refuses.
     Unauthorized {
         /// The error body's `message`, or empty.
         message: String,
     },
-    /// 403, e.g. `notification.unauthorized.topic` (protocol.md "Subscriptions").
+    /// 403, e.g. `notification.unauthorized.topic` (docs/protocol.md "Subscriptions").
     /// Not transient.
     Forbidden {
         /// The error body's `code`, or empty.
@@ -108,15 +108,15 @@ pub enum ApiError {
         message: String,
     },
     /// 404: the channel does not exist (any more): evicted, expired, or never was
-    /// (protocol.md "Channels"). Not transient: make a new channel.
+    /// (docs/protocol.md "Channels"). Not transient: make a new channel.
     NotFound,
-    /// 429 (protocol.md "Rate limits"). Transient.
+    /// 429 (docs/protocol.md "Rate limits"). Transient.
     RateLimited {
         /// The `Retry-After` header (whole seconds on the wire), a lower bound for the next
         /// attempt; `None` when absent or unparseable.
         retry_after: Option<Duration>,
     },
-    /// 400, e.g. more than 1 000 topics on a channel or a malformed topic (protocol.md
+    /// 400, e.g. more than 1 000 topics on a channel or a malformed topic (docs/protocol.md
     /// "Subscriptions"). Not transient.
     BadRequest {
         /// The error body's `code`, or empty.
@@ -136,7 +136,7 @@ pub enum ApiError {
     Transport(String),
     /// The token source failed; transient unless [`TokenError::is_permanent`].
     Token(TokenError),
-    /// A 2xx body that is not what protocol.md says (bad JSON, missing `id`/`connectUri`,
+    /// A 2xx body that is not what docs/protocol.md says (bad JSON, missing `id`/`connectUri`,
     /// larger than 4 MiB). Transient, so it counts against the caller's retry budget rather than
     /// stopping the client on one odd response.
     Decode(String),
@@ -146,7 +146,7 @@ impl ApiError {
     /// Whether retrying later (with backoff) may succeed: [`ApiError::RateLimited`],
     /// [`ApiError::Transport`], [`ApiError::Decode`], [`ApiError::Server`] with a 5xx or 408
     /// status, and [`ApiError::Token`] with a non-permanent [`TokenError`]
-    /// (protocol.md "Rate limits": 5xx and network errors are transient; 400/403/404 are not
+    /// (docs/protocol.md "Rate limits": 5xx and network errors are transient; 400/403/404 are not
     /// retried blindly).
     pub fn is_transient(&self) -> bool {
         match self {
@@ -332,7 +332,7 @@ impl Api {
     /// `POST /api/v2/notifications/channels` (no body): a new channel.
     ///
     /// Each call creates a channel; at most 20 exist per user + OAuth client and a 21st evicts
-    /// the least recently used one (protocol.md "Channels"), so callers must not leak them.
+    /// the least recently used one (docs/protocol.md "Channels"), so callers must not leak them.
     ///
     /// # Errors
     /// The common mapping (see [`ApiError`]); [`ApiError::Decode`] when the body lacks `id` or
@@ -368,7 +368,7 @@ impl Api {
     }
 
     /// `HEAD /api/v2/notifications/channels/{id}`: 200 → `true`, 404 → `false`
-    /// (protocol.md "Channels").
+    /// (docs/protocol.md "Channels").
     ///
     /// # Errors
     /// The common mapping (see [`ApiError`]) for any status but 2xx and 404.
@@ -384,7 +384,7 @@ impl Api {
     /// `PUT /api/v2/notifications/channels/{id}/subscriptions?ignoreErrors=true` with body
     /// `[{"id": topic}, ...]`: replaces the channel's whole topic list and extends its life.
     /// With `ignoreErrors=true` a topic lacking permission is reported in its [`TopicResult`]
-    /// instead of failing the request (protocol.md "Subscriptions"). An empty `topics` clears
+    /// instead of failing the request (docs/protocol.md "Subscriptions"). An empty `topics` clears
     /// the list. Topics are sent as given; validation, normalisation and the 1 000-topic limit
     /// belong to the caller.
     ///
@@ -432,7 +432,7 @@ impl Api {
     }
 
     /// `GET /api/v2/tokens/me`: checks that the current token is accepted. Works for
-    /// client-credentials tokens, unlike `/api/v2/users/me` (protocol.md "OAuth"). The body is
+    /// client-credentials tokens, unlike `/api/v2/users/me` (docs/protocol.md "OAuth"). The body is
     /// not read.
     ///
     /// # Errors

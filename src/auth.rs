@@ -3,7 +3,7 @@
 //!
 //! # Token sources
 //! A [`TokenSource`] hands out [`AccessToken`]s. The crate ships two: [`ClientCredentials`]
-//! (the OAuth client-credentials grant, protocol.md "OAuth") and [`StaticToken`] (a token the
+//! (the OAuth client-credentials grant, docs/protocol.md "OAuth") and [`StaticToken`] (a token the
 //! user obtained elsewhere, e.g. through an implicit or code grant). Any
 //! `Fn() -> Result<AccessToken, TokenError> + Send + Sync + 'static` closure is a source too.
 //!
@@ -18,7 +18,7 @@
 //!   when that is not before half the lifetime, never sooner than 1 s after the token was
 //!   obtained. 24 h → after 19 h 12 min; 300 s → after 240 s; 2 s → after 1 s.
 //!
-//! A refresh only replaces the cached token: WebSockets do not use the token (protocol.md
+//! A refresh only replaces the cached token: WebSockets do not use the token (docs/protocol.md
 //! "The WebSocket"), so no socket is closed or touched. A failed refresh is reported as
 //! `AuthEvent::RefreshFailed` and retried with capped exponential backoff and jitter; the old
 //! token stays in use while it is still valid. A permanent failure (bad credentials) is retried
@@ -97,7 +97,7 @@ impl fmt::Debug for AccessToken {
 #[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TokenError {
-    /// The token endpoint answered 400 or 401 (protocol.md "OAuth": errors are
+    /// The token endpoint answered 400 or 401 (docs/protocol.md "OAuth": errors are
     /// `{"error", "description"/"error_description"}` with 400/401), e.g. `invalid_client` for a
     /// wrong client id or secret. Permanent: retrying with the same credentials will not help.
     InvalidCredentials {
@@ -108,7 +108,7 @@ pub enum TokenError {
         /// The `description` (or `error_description`) text; empty when the body had none.
         description: String,
     },
-    /// The token endpoint answered 429 (protocol.md "Rate limits").
+    /// The token endpoint answered 429 (docs/protocol.md "Rate limits").
     RateLimited {
         /// The `Retry-After` header, whole seconds on the wire; `None` when absent or
         /// unparseable. A lower bound for the next attempt.
@@ -209,7 +209,7 @@ impl std::error::Error for TokenError {}
 /// ([`ClientCredentials`]), a fixed token ([`StaticToken`]), or any closure
 /// `Fn() -> Result<AccessToken, TokenError>`.
 ///
-/// Genesys accepts tokens from any grant (protocol.md "OAuth"), so the library never assumes
+/// Genesys accepts tokens from any grant (docs/protocol.md "OAuth"), so the library never assumes
 /// which one produced a token. A source is called from the client's threads, possibly while a
 /// REST call waits for it: it should bound its own time (the shipped sources use the request
 /// timeout). A panic in a source is caught and reported as [`TokenError::Other`].
@@ -240,7 +240,7 @@ const MAX_TOKEN_BODY: u64 = 64 * 1024;
 /// The OAuth client-credentials grant against a Genesys login host.
 ///
 /// `POST {login_base}/oauth/token` with `Authorization: Basic base64(client_id:client_secret)`
-/// and the form body `grant_type=client_credentials` (protocol.md "OAuth"). The response's
+/// and the form body `grant_type=client_credentials` (docs/protocol.md "OAuth"). The response's
 /// `expires_in` (seconds) becomes [`AccessToken::expires_in`].
 ///
 /// `Debug` shows the token URL and client id; the secret is `<redacted>`.
@@ -472,7 +472,7 @@ pub(crate) fn transport_message(e: &ureq::Error) -> String {
     }
 }
 
-/// Parses a `Retry-After` header given in whole seconds (protocol.md "Rate limits").
+/// Parses a `Retry-After` header given in whole seconds (docs/protocol.md "Rate limits").
 /// An HTTP-date or garbage yields `None`.
 pub(crate) fn parse_retry_after(headers: &ureq::http::HeaderMap) -> Option<Duration> {
     let value = headers.get("retry-after")?.to_str().ok()?.trim();

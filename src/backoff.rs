@@ -3,7 +3,7 @@
 //!
 //! Full jitter: the n-th retry waits a uniform draw from `[0, min(cap, base × 2^(n-1))]`
 //! (the "Exponential Backoff And Jitter" analysis of the AWS architecture blog; gRPC's
-//! connection-backoff protocol uses the same shape). A `Retry-After` from a 429 (protocol.md,
+//! connection-backoff protocol uses the same shape). A `Retry-After` from a 429 (docs/protocol.md,
 //! "Rate limits") raises the delay to at least that many seconds, itself capped.
 
 use rand::rngs::StdRng;

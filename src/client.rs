@@ -2,7 +2,7 @@
 //! registry, the dispatcher, the token manager and the channel slots, and packs topics into
 //! channels; it never reads a socket itself.
 //!
-//! Packing (protocol.md, "Channels" and "Subscriptions"): at most `max_topics_per_channel`
+//! Packing (docs/protocol.md, "Channels" and "Subscriptions"): at most `max_topics_per_channel`
 //! (1 000) topics per channel and at most `max_channels` (20) channels, filling existing channels
 //! before creating new ones. Exceeding the limit is an error, never a silent eviction of one of
 //! our own channels. Subscribe and unsubscribe calls are serialised by one lock; each channel's
@@ -292,6 +292,7 @@ impl ClientBuilder {
                 updates: Mutex::new(()),
                 slots: RwLock::new(Vec::new()),
                 shut_down: AtomicBool::new(false),
+                shutdown_outcome: Mutex::new(None),
             }),
         })
     }
@@ -305,6 +306,8 @@ struct Inner {
     updates: Mutex<()>,
     slots: RwLock<Vec<Arc<Slot>>>,
     shut_down: AtomicBool,
+    /// `Some(clean)` once a shutdown has finished; held while one runs.
+    shutdown_outcome: Mutex<Option<bool>>,
 }
 
 /// A connection to Genesys Cloud notifications: topics, channels and listeners.
@@ -708,7 +711,7 @@ impl Client {
     }
 
     /// Checks that the token source works and the service accepts its token
-    /// (`GET /api/v2/tokens/me`, protocol.md "OAuth"): a quick way to fail fast on bad
+    /// (`GET /api/v2/tokens/me`, docs/protocol.md "OAuth"): a quick way to fail fast on bad
     /// credentials before subscribing.
     ///
     /// # Errors
@@ -743,16 +746,27 @@ impl Client {
     /// Registering does not subscribe: call [`Client::subscribe`] for the topics.
     ///
     /// # Errors
-    /// [`Error::Topic`] for an invalid pattern; [`Error::Shutdown`].
+    /// [`Error::Topic`] for an invalid pattern, or for `channel.metadata` and `v2.system.*`
+    /// (those arrive as [`Lifecycle`] events: use [`Client::on_lifecycle`]);
+    /// [`Error::Shutdown`].
     pub fn on<F>(&self, pattern: &str, callback: F) -> Result<ListenerGuard, Error>
     where
         F: Fn(&Event) + Send + Sync + 'static,
     {
         self.check_open()?;
-        let parsed = Pattern::parse(pattern).map_err(|error| Error::Topic {
-            name: pattern.to_owned(),
-            error,
-        })?;
+        let parsed = Pattern::parse(pattern)
+            .and_then(|p| {
+                // Those frames become lifecycle events; a listener for them would never run.
+                if crate::topic::is_reserved(p.as_str()) {
+                    Err(crate::topic::TopicError::Reserved)
+                } else {
+                    Ok(p)
+                }
+            })
+            .map_err(|error| Error::Topic {
+                name: pattern.to_owned(),
+                error,
+            })?;
         let (listener, registered) = self.inner.registry.add_event(parsed, Box::new(callback));
         self.warn_listeners(registered);
         Ok(ListenerGuard::for_event(&self.inner.registry, listener))
@@ -809,23 +823,33 @@ impl Client {
 
     /// Shuts down: every socket gets a close frame, the server-side subscriptions are removed
     /// (`DELETE .../subscriptions`), events already queued are delivered, and every thread is
-    /// joined, all within `timeout`. Later calls return at once. Listeners are unregistered.
+    /// joined, all within `timeout`. Listeners are unregistered. A later (or concurrent) call
+    /// waits, within its own `timeout`, for the first one to finish and returns its outcome.
     ///
     /// # Errors
     /// [`Error::Timeout`] when some thread did not finish in time (a callback that does not
     /// return, a REST call that hangs): those threads are left to end by themselves.
     pub fn shutdown(&self, timeout: Duration) -> Result<(), Error> {
-        let slots: Vec<Arc<Slot>> = {
-            // Under the list's lock, so no subscribe adds a slot after this copy (see there).
-            let list = self.inner.slots.write();
-            if self.inner.shut_down.swap(true, Ordering::AcqRel) {
-                return Ok(());
-            }
-            list.clone()
-        };
         let deadline = Instant::now()
             .checked_add(timeout)
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365));
+        let timed_out = Err(Error::Timeout {
+            operation: "shutdown",
+            after: timeout,
+        });
+        // One shutdown runs at a time; a later call waits for it and reports its outcome.
+        let Some(mut outcome) = self.inner.shutdown_outcome.try_lock_until(deadline) else {
+            return timed_out;
+        };
+        if let Some(clean) = *outcome {
+            return if clean { Ok(()) } else { timed_out };
+        }
+        let slots: Vec<Arc<Slot>> = {
+            // Under the list's lock, so no subscribe adds a slot after this copy (see there).
+            let list = self.inner.slots.write();
+            self.inner.shut_down.store(true, Ordering::Release);
+            list.clone()
+        };
         for slot in &slots {
             slot.stop(true);
         }
@@ -839,13 +863,11 @@ impl Client {
         }
         clean &= self.inner.shared.dispatcher.shutdown(deadline);
         self.inner.registry.clear();
+        *outcome = Some(clean);
         if clean {
             Ok(())
         } else {
-            Err(Error::Timeout {
-                operation: "shutdown",
-                after: timeout,
-            })
+            timed_out
         }
     }
 }

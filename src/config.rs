@@ -5,7 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 /// A Genesys Cloud region. Each region is one domain; the client talks to `api.<domain>` and
-/// `login.<domain>` (protocol.md, "Hosts and regions").
+/// `login.<domain>` (docs/protocol.md, "Hosts and regions").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Region {
@@ -66,7 +66,7 @@ const REGIONS: [(Region, &str, &str); 17] = [
 ];
 
 impl Region {
-    /// Every region, in the order of protocol.md's table.
+    /// Every region, in the order of docs/protocol.md's table.
     pub fn all() -> impl Iterator<Item = Region> {
         REGIONS.iter().map(|(r, _, _)| *r)
     }
@@ -144,6 +144,11 @@ pub struct Config {
     pub pong_timeout: Duration,
     /// A socket silent for this long is presumed dead even without a ping. Default 60 s (about
     /// twice the 30 s heartbeat).
+    ///
+    /// The liveness bound: a socket that goes silent is declared dead at
+    /// `min(liveness_timeout, ping_interval + pong_timeout)` after its last frame, checked every
+    /// quarter of the shortest of the three settings (so at most 25 % later), then replaced.
+    /// With the defaults: 45 s, plus at most 3.75 s.
     pub liveness_timeout: Duration,
     /// Deadline for one socket connection: DNS, TCP connect, TLS and the WebSocket handshake
     /// together. Default 20 s (gRPC's connection-backoff minimum connect timeout).
@@ -238,6 +243,12 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// The shortest ping interval, pong timeout and liveness timeout accepted (a faster ping would
+/// flood the service).
+const MIN_PING: Duration = Duration::from_millis(50);
+/// The smallest `max_message_size` accepted, in bytes.
+const MIN_MESSAGE_SIZE: usize = 1024;
+
 fn bad(field: &'static str, reason: impl Into<String>) -> ConfigError {
     ConfigError {
         field,
@@ -289,10 +300,13 @@ impl Config {
     /// Checks every setting.
     ///
     /// # Errors
-    /// [`ConfigError`] naming the first setting out of range: a zero or out-of-range count, a
-    /// zero duration, a pong timeout or ping interval not below the liveness timeout, a
-    /// base URL that is not `https` (plain `http` is accepted only for loopback hosts), or a
-    /// backoff whose base is zero or above its cap.
+    /// [`ConfigError`] naming the first setting out of range: a zero or out-of-range count; a
+    /// `max_message_size` below 1 KiB; a ping interval, pong timeout or liveness timeout below
+    /// 50 ms or above 1 h; a connect or request timeout of zero or above 1 h; a drop timeout or
+    /// dispatch lag threshold above 1 h (the threshold also above zero); backoff durations above
+    /// 1 day (base and cap above zero); a ping interval not below the liveness timeout; a base
+    /// URL that is not `https` (plain `http` is accepted only for loopback hosts); or a backoff
+    /// base above its cap.
     pub fn validate(&self) -> Result<(), ConfigError> {
         check_base_url("api_base", &self.api_base)?;
         check_base_url("login_base", &self.login_base)?;
@@ -308,16 +322,77 @@ impl Config {
         in_range("max_channels", self.max_channels, 20)?;
         in_range("max_topics_per_channel", self.max_topics_per_channel, 1000)?;
         in_range("max_message_size", self.max_message_size, 1 << 30)?;
-        for (field, value) in [
-            ("ping_interval", self.ping_interval),
-            ("pong_timeout", self.pong_timeout),
-            ("liveness_timeout", self.liveness_timeout),
-            ("connect_timeout", self.connect_timeout),
-            ("request_timeout", self.request_timeout),
-            ("backoff.base", self.backoff.base),
+        if self.max_message_size < MIN_MESSAGE_SIZE {
+            return Err(bad(
+                "max_message_size",
+                format!(
+                    "{} bytes is below {MIN_MESSAGE_SIZE}: even heartbeats would not fit",
+                    self.max_message_size
+                ),
+            ));
+        }
+        in_range(
+            "listener_warning_threshold",
+            self.listener_warning_threshold,
+            usize::MAX,
+        )?;
+        const HOUR: Duration = Duration::from_secs(3600);
+        const DAY: Duration = Duration::from_secs(86_400);
+        // Lower bounds keep pings polite to the service; upper bounds keep deadline arithmetic
+        // far from overflow and catch values that are surely mistakes.
+        for (field, value, min, max) in [
+            ("ping_interval", self.ping_interval, MIN_PING, HOUR),
+            ("pong_timeout", self.pong_timeout, MIN_PING, HOUR),
+            ("liveness_timeout", self.liveness_timeout, MIN_PING, HOUR),
+            (
+                "connect_timeout",
+                self.connect_timeout,
+                Duration::from_millis(1),
+                HOUR,
+            ),
+            (
+                "request_timeout",
+                self.request_timeout,
+                Duration::from_millis(1),
+                HOUR,
+            ),
+            ("drop_timeout", self.drop_timeout, Duration::ZERO, HOUR),
+            (
+                "dispatch_lag_threshold",
+                self.dispatch_lag_threshold,
+                Duration::from_micros(1),
+                HOUR,
+            ),
+            (
+                "backoff.base",
+                self.backoff.base,
+                Duration::from_millis(1),
+                DAY,
+            ),
+            (
+                "backoff.cap",
+                self.backoff.cap,
+                Duration::from_millis(1),
+                DAY,
+            ),
+            (
+                "backoff.retry_after_cap",
+                self.backoff.retry_after_cap,
+                Duration::ZERO,
+                DAY,
+            ),
+            (
+                "backoff.reset_after",
+                self.backoff.reset_after,
+                Duration::ZERO,
+                DAY,
+            ),
         ] {
-            if value.is_zero() {
-                return Err(bad(field, "must be longer than zero"));
+            if value < min || value > max {
+                return Err(bad(
+                    field,
+                    format!("{value:?} is outside {min:?}..={max:?}"),
+                ));
             }
         }
         if self.ping_interval >= self.liveness_timeout {
@@ -376,6 +451,54 @@ mod tests {
         assert!(check_base_url("api_base", "http://10.0.0.1").is_err());
         assert!(check_base_url("api_base", "ftp://x").is_err());
         assert!(check_base_url("api_base", "api.mypurecloud.com").is_err());
+    }
+
+    #[test]
+    fn durations_that_would_overflow_or_flood_are_refused() {
+        let field = |c: Config| c.validate().unwrap_err().field;
+        let d = Config::default;
+        assert_eq!(
+            field(Config {
+                request_timeout: Duration::MAX,
+                ..d()
+            }),
+            "request_timeout"
+        );
+        assert_eq!(
+            field(Config {
+                connect_timeout: Duration::MAX,
+                ..d()
+            }),
+            "connect_timeout"
+        );
+        assert_eq!(
+            field(Config {
+                ping_interval: Duration::from_nanos(1),
+                pong_timeout: Duration::from_nanos(1),
+                ..d()
+            }),
+            "ping_interval"
+        );
+        assert_eq!(
+            field(Config {
+                max_message_size: 1,
+                ..d()
+            }),
+            "max_message_size"
+        );
+        assert_eq!(
+            field(Config {
+                dispatch_lag_threshold: Duration::ZERO,
+                ..d()
+            }),
+            "dispatch_lag_threshold"
+        );
+        let mut c = d();
+        c.backoff.cap = Duration::MAX;
+        assert_eq!(field(c), "backoff.cap");
+        let mut c = d();
+        c.listener_warning_threshold = 0;
+        assert_eq!(field(c), "listener_warning_threshold");
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub enum Error {
     },
     /// The topics would need more than `max_channels × max_topics_per_channel` slots
     /// (20 × 1 000 on the service); nothing was subscribed. The service would otherwise evict
-    /// our own channels silently (protocol.md, "Channels").
+    /// our own channels silently (docs/protocol.md, "Channels").
     TooManyTopics {
         /// Topics that would be subscribed after this call.
         requested: usize,

@@ -46,7 +46,7 @@ impl fmt::Display for ChannelId {
 pub(crate) type FrameText = tungstenite::Utf8Bytes;
 
 /// One notification: `{"topicName", "eventBody", "metadata": {"CorrelationId"}}` as received on a
-/// channel's socket (protocol.md, "The WebSocket").
+/// channel's socket (docs/protocol.md, "The WebSocket").
 ///
 /// The `eventBody` is kept as raw JSON inside the received frame; it is parsed only when a
 /// listener calls [`Event::body`] or [`Event::body_value`], and never copied per listener.
@@ -161,7 +161,7 @@ impl fmt::Debug for Event {
 #[non_exhaustive]
 pub enum DisconnectCause {
     /// The server sent a close frame (or the stream ended after one). Close codes are not
-    /// documented by Genesys (protocol.md): any close the user did not ask for is recovered.
+    /// documented by Genesys (docs/protocol.md): any close the user did not ask for is recovered.
     Closed {
         /// The close code, `None` when the frame carried none (1005).
         code: Option<u16>,
@@ -297,7 +297,8 @@ pub enum Lifecycle {
         /// What failed.
         error: String,
     },
-    /// A new access token was obtained ahead of expiry.
+    /// An access token was obtained from the token source: the first one, one ahead of the
+    /// current one's expiry, or a new one after a 401.
     TokenRefreshed {
         /// Its `expires_in`, if the source said.
         expires_in: Option<Duration>,

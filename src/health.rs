@@ -161,7 +161,8 @@ pub struct Health {
     /// How long events waited in the dispatcher queues recently (the last one to two seconds):
     /// the lag that slow callbacks cause, visible before events are dropped.
     pub dispatch_wait: crate::lag::DispatchWait,
-    /// Registered listeners per pattern (`"lifecycle"` for lifecycle listeners).
+    /// Registered listeners per pattern (`"(lifecycle)"` for lifecycle listeners: no pattern
+    /// can contain parentheses, so the key cannot clash with one).
     pub listeners: BTreeMap<String, usize>,
     /// Events dropped by the backpressure policy, all channels.
     pub dropped: u64,

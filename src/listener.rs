@@ -190,7 +190,7 @@ impl Registry {
         *list = Arc::new(next);
     }
 
-    /// Listener counts per pattern (`"lifecycle"` for lifecycle listeners).
+    /// Listener counts per pattern (`"(lifecycle)"` for lifecycle listeners).
     pub(crate) fn counts(&self) -> BTreeMap<String, usize> {
         let mut counts = BTreeMap::new();
         for l in self.events.read().iter() {
@@ -200,7 +200,7 @@ impl Registry {
         }
         let lifecycle = self.lifecycle.read().len();
         if lifecycle > 0 {
-            counts.insert("lifecycle".to_owned(), lifecycle);
+            counts.insert("(lifecycle)".to_owned(), lifecycle);
         }
         counts
     }

@@ -1,7 +1,7 @@
 //! message.rs parses one inbound text frame into a notification, heartbeat, pong or system
 //! message; it never touches a socket and never parses an `eventBody` it does not need.
 //!
-//! Frame shapes (protocol.md, "The WebSocket"): notifications are
+//! Frame shapes (docs/protocol.md, "The WebSocket"): notifications are
 //! `{"topicName", "version", "eventBody", "metadata": {"CorrelationId"}}`; heartbeats and pongs
 //! are `channel.metadata` messages whose `eventBody.message` is `"WebSocket Heartbeat"` or
 //! `"pong"`; `v2.system.*` messages (such as `v2.system.socket_closing`) are lifecycle signals.
@@ -37,7 +37,7 @@ pub(crate) struct Located {
     pub body: Range<usize>,
 }
 
-/// A `v2.system.*` message, such as `v2.system.socket_closing` (protocol.md, "The WebSocket").
+/// A `v2.system.*` message, such as `v2.system.socket_closing` (docs/protocol.md, "The WebSocket").
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SystemMessage {
     /// The topic it came under, e.g. `v2.system.socket_closing`.

@@ -1,7 +1,7 @@
 //! redact.rs shortens and hides secrets for `Debug`, `Display` and logs; it never stores them.
 //!
 //! Channel ids and `connectUri` are credentials (anyone holding them can take the channel over,
-//! protocol.md "The WebSocket"), client secrets and access tokens are credentials too. Everything
+//! docs/protocol.md "The WebSocket"), client secrets and access tokens are credentials too. Everything
 //! that formats one of them goes through here.
 
 use std::fmt;

@@ -1,13 +1,13 @@
 //! topic.rs validates and normalises topic names and matches listener patterns; it never does I/O.
 //!
-//! Facts it rests on (protocol.md, "Subscriptions"): topic names are compared case-insensitively
+//! Facts it rests on (docs/protocol.md, "Subscriptions"): topic names are compared case-insensitively
 //! (we lower-case them), a combined topic such as `v2.users.<id>?presence&routingStatus` counts as
 //! one topic of at most 200 characters but its events arrive under the individual names, and
 //! `channel.metadata` and `v2.system.*` arrive without subscribing and must never be subscribed.
 
 use std::fmt;
 
-/// The longest topic name the service accepts, in characters (protocol.md: combined topics are at
+/// The longest topic name the service accepts, in characters (docs/protocol.md: combined topics are at
 /// most 200 characters).
 pub const MAX_TOPIC_LEN: usize = 200;
 
@@ -39,7 +39,7 @@ pub enum TopicError {
     /// A dot-separated segment is empty (`v2..presence`, a leading or trailing dot).
     EmptySegment,
     /// The name is `channel.metadata` or starts with `v2.system.`: those arrive on every channel
-    /// without subscribing and must never be subscribed (protocol.md, "Subscriptions").
+    /// without subscribing and must never be subscribed (docs/protocol.md, "Subscriptions").
     Reserved,
     /// A `*` wildcard was used in a topic to subscribe (wildcards are for listener patterns
     /// only), or stood inside a segment (`v2.us*`) in a pattern.

@@ -59,3 +59,34 @@ fn wrong_secret_fails_promptly_and_is_not_retried_in_a_loop() {
     );
     client.shutdown(Duration::from_secs(2)).unwrap();
 }
+
+/// A token the service refuses (a static token, or one from a custom source) is a clear error
+/// at the first subscribe, not a wait until the deadline.
+#[test]
+fn refused_static_token_fails_the_first_subscribe_promptly() {
+    let emu = emulator();
+    let client = genesys_notify::Client::builder()
+        .api_base(emu.api_base())
+        .login_base(emu.login_base())
+        .access_token("not-a-token-the-service-issued")
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let err = client.subscribe(presence_topics(1)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            genesys_notify::Error::Api(genesys_notify::ApiError::Unauthorized { .. })
+        ),
+        "{err:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    // No channel thread is left retrying.
+    let calls = emu.requests().len();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(emu.requests().len(), calls);
+}

@@ -121,6 +121,8 @@ fn many_reconnect_cycles_leak_no_thread_fd_or_memory() {
         "RSS grew from {rss0} KiB to {rss1} KiB"
     );
     let reconnects = client.health().channels[0].reconnects;
-    assert!(reconnects >= (CYCLES + 20) as u64, "{reconnects}");
+    // Each cycle costs one socket (a drop can also land during a handshake, which counts as a
+    // failed attempt instead), so at least the measured cycles are counted.
+    assert!(reconnects >= CYCLES as u64, "{reconnects}");
     client.shutdown(Duration::from_secs(2)).unwrap();
 }

@@ -98,3 +98,53 @@ fn passing_the_listener_threshold_raises_a_lifecycle_warning() {
     drop(guards);
     assert_eq!(client.health().listener_count(), 1);
 }
+
+#[test]
+fn system_topics_cannot_be_listened_to_as_notifications() {
+    let emu = emulator();
+    let client = builder(&emu).build().unwrap();
+    for pattern in ["channel.metadata", "v2.system.socket_closing"] {
+        let err = client.on(pattern, |_| {}).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                genesys_notify::Error::Topic {
+                    error: genesys_notify::TopicError::Reserved,
+                    ..
+                }
+            ),
+            "{pattern}: {err:?}"
+        );
+    }
+    // A wildcard that could also match them is fine: it is for notifications.
+    let _ok = client.on("v2.*.*", |_| {}).unwrap();
+}
+
+#[test]
+fn concurrent_shutdowns_all_wait_for_the_one_that_runs() {
+    let emu = emulator();
+    let client = Arc::new(builder(&emu).build().unwrap());
+    client.subscribe(presence_topics(2)).unwrap();
+    let results: Vec<_> = (0..4)
+        .map(|_| {
+            let c = client.clone();
+            std::thread::spawn(move || {
+                let r = c.shutdown(Duration::from_secs(5));
+                // Whoever returns, the client is shut down by then: its channel has stopped.
+                let stopped = c
+                    .health()
+                    .channels
+                    .iter()
+                    .all(|ch| ch.state == genesys_notify::ChannelState::Stopped);
+                (r.is_ok(), stopped)
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .collect();
+    assert!(
+        results.iter().all(|&(ok, stopped)| ok && stopped),
+        "{results:?}"
+    );
+}

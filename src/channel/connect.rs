@@ -2,7 +2,7 @@
 //! TCP connect, TLS and the WebSocket handshake; it never reads notifications.
 //!
 //! No `Authorization` header is sent: the channel id in the URI is the credential
-//! (protocol.md, "The WebSocket"). `wss` uses rustls with the webpki root certificates
+//! (docs/protocol.md, "The WebSocket"). `wss` uses rustls with the webpki root certificates
 //! (verified); plain `ws` is refused unless the host is a loopback address.
 
 use crate::config::{host_of, is_loopback};
@@ -54,7 +54,7 @@ impl ConnectError {
         )
     }
 
-    /// The `Retry-After` of a rejected upgrade (protocol.md "Rate limits": wait at least that).
+    /// The `Retry-After` of a rejected upgrade (docs/protocol.md "Rate limits": wait at least that).
     pub(crate) fn retry_after(&self) -> Option<Duration> {
         match self {
             ConnectError::Rejected { retry_after, .. } => *retry_after,

@@ -5,7 +5,7 @@
 //! The thread's loop, per attempt, strictly one after the other (never two live sockets except
 //! during a `socket_closing` switch):
 //! 1. create a channel if there is none, or if the last one is gone (404 on `HEAD`, handshake
-//!    refused with 404) — protocol.md, "Channels";
+//!    refused with 404) — docs/protocol.md, "Channels";
 //! 2. connect the socket (deadline: `connect_timeout`);
 //! 3. on a new channel, `PUT` its topics with `ignoreErrors=true` — after the socket is
 //!    connected, so that no event published after the subscription is missed;
@@ -32,7 +32,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 use tungstenite::Message;
 
-/// The application ping (protocol.md, "The WebSocket": not an RFC 6455 ping frame).
+/// The application ping (docs/protocol.md, "The WebSocket": not an RFC 6455 ping frame).
 const PING: &str = r#"{"message":"ping"}"#;
 
 /// What every channel thread of one client shares.
@@ -312,7 +312,7 @@ impl Slot {
     }
 }
 
-/// A channel lives for a fixed time unless its subscriptions are `PUT` again (protocol.md
+/// A channel lives for a fixed time unless its subscriptions are `PUT` again (docs/protocol.md
 /// "Channels": 24 h; `expires` in the creation answer): the channel's thread re-applies the
 /// topics three quarters into that time, so a channel in use never lapses.
 #[derive(Clone, Copy, Debug)]
@@ -657,9 +657,13 @@ impl Worker {
         let permanent = match &error {
             ApiError::Token(token) => token.is_permanent(),
             ApiError::NotFound => false,
-            // A 401 after a refresh or a 403 may pass (permissions being fixed, token source
-            // recovering): retried with backoff against the budget, never a hot loop.
-            ApiError::Unauthorized { .. } | ApiError::Forbidden { .. } => false,
+            // Before the channel ever worked, a 401 after a refresh or a 403 means the token or
+            // its permissions are wrong: say so at once. Once it has worked, the same answer
+            // during recovery may pass (permissions being fixed, token source recovering): it is
+            // retried with backoff against the budget, never in a hot loop.
+            ApiError::Unauthorized { .. } | ApiError::Forbidden { .. } => {
+                self.slot.setup_generation() == 0
+            }
             other => !other.is_transient(),
         };
         if permanent {

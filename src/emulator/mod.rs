@@ -4,7 +4,7 @@
 //!
 //! It is meant for the crate's own tests, its quickstart example and benchmarks, and for users
 //! who test their own code without a Genesys organisation. It follows
-//! `shared/genesys/protocol.md`; where the real service's behaviour is undocumented, the choice
+//! `docs/protocol.md`; where the real service's behaviour is undocumented, the choice
 //! made here is stated below.
 //!
 //! # What it serves
