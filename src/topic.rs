@@ -136,12 +136,19 @@ impl Topic {
             Some((base, suffix)) => (base, Some(suffix)),
             None => (lower.as_str(), None),
         };
+        if base.is_empty() {
+            return Err(TopicError::BadCombination);
+        }
         check_segments(base)?;
         if let Some(suffix) = suffix {
+            let mut parts = std::collections::HashSet::new();
+            // Each part is one last segment (`presence`, `routingstatus`), named once.
             if base.is_empty()
                 || suffix.is_empty()
                 || suffix.contains('?')
-                || suffix.split('&').any(|part| part.is_empty())
+                || suffix
+                    .split('&')
+                    .any(|part| part.is_empty() || part.contains('.') || !parts.insert(part))
             {
                 return Err(TopicError::BadCombination);
             }
@@ -346,6 +353,15 @@ mod tests {
             Topic::parse("v2.users.x&a"),
             Err(TopicError::BadCombination)
         );
+        assert_eq!(
+            Topic::parse("v2.users.x?presence&presence"),
+            Err(TopicError::BadCombination)
+        );
+        assert_eq!(
+            Topic::parse("v2.users.x?pres.ence"),
+            Err(TopicError::BadCombination)
+        );
+        assert_eq!(Topic::parse("?presence"), Err(TopicError::BadCombination));
     }
 
     #[test]

@@ -14,58 +14,44 @@ const MAX: usize = 64 * 1024;
 
 #[test]
 fn fragmented_events_are_delivered_whole() {
-    let emu = emulator();
-    let client = fast(&emu).build().unwrap();
-    let rec = Recorder::new(&client);
-    let seqs = Seqs::new(&client);
-    let topics = presence_topics(1);
-    client.subscribe(&topics).unwrap();
-    wait_registered(&emu);
-    let id = channel_id(&client);
-    emu.inject(Fault::FragmentEvents {
-        target: Target::channel(&id),
+    let s = OneChannel::start(|b| b);
+    s.emu.inject(Fault::FragmentEvents {
+        target: Target::channel(&s.id),
         events: 3,
         fragment_size: 7,
     });
     for seq in 1..=4 {
-        assert_eq!(emu.publish(&topics[0], presence_body(seq)), 1);
+        assert_eq!(s.emu.publish(&s.topics[0], presence_body(seq)), 1);
     }
-    assert!(wait_until(SOON, || seqs.snapshot().len() == 4));
-    assert_eq!(seqs.snapshot(), [1, 2, 3, 4]);
+    assert!(wait_until(SOON, || s.seqs.snapshot().len() == 4));
+    assert_eq!(s.seqs.snapshot(), [1, 2, 3, 4]);
     assert_eq!(
-        rec.count(|e| matches!(
+        s.rec.count(|e| matches!(
             e,
             Lifecycle::MalformedMessage { .. } | Lifecycle::Disconnected { .. }
         )),
         0
     );
-    client.shutdown(Duration::from_secs(2)).unwrap();
+    s.client.shutdown(Duration::from_secs(2)).unwrap();
 }
 
 #[test]
 fn oversize_frame_is_reported_then_the_socket_is_replaced() {
-    let emu = emulator();
-    let client = fast(&emu).max_message_size(MAX).build().unwrap();
-    let rec = Recorder::new(&client);
-    let seqs = Seqs::new(&client);
-    let topics = presence_topics(1);
-    client.subscribe(&topics).unwrap();
-    wait_registered(&emu);
-    let id = channel_id(&client);
+    let s = OneChannel::start(|b| b.max_message_size(MAX));
     // Just under the limit: read normally (unrouted: nobody listens to v2.emulator.oversize).
-    emu.inject(Fault::OversizeFrame {
-        target: Target::channel(&id),
+    s.emu.inject(Fault::OversizeFrame {
+        target: Target::channel(&s.id),
         bytes: MAX - 1024,
     });
-    assert!(wait_until(SOON, || client.health().received() == 1));
-    let mark = rec.snapshot().len();
-    emu.inject(Fault::OversizeFrame {
-        target: Target::channel(&id),
+    assert!(wait_until(SOON, || s.client.health().received() == 1));
+    let mark = s.rec.snapshot().len();
+    s.emu.inject(Fault::OversizeFrame {
+        target: Target::channel(&s.id),
         bytes: 2 * MAX,
     });
-    assert!(wait_until(SOON, || connected_count(&rec) >= 2));
-    assert!(flows(&emu, &topics[0], &seqs, 1));
-    let events = since(&rec, mark);
+    assert!(wait_until(SOON, || connected_count(&s.rec) >= 2));
+    assert!(flows(&s.emu, &s.topics[0], &s.seqs, 1));
+    let events = since(&s.rec, mark);
     assert_in_order(
         &events,
         &[
@@ -84,38 +70,32 @@ fn oversize_frame_is_reported_then_the_socket_is_replaced() {
         })
         .unwrap();
     assert!(matches!(cause, DisconnectCause::Protocol(_)), "{cause:?}");
-    let health = client.health();
+    let health = s.client.health();
     assert_eq!(health.malformed(), 1);
-    assert_eq!(channel_id(&client), id, "the channel is kept");
-    client.shutdown(Duration::from_secs(2)).unwrap();
+    assert_eq!(channel_id(&s.client), s.id, "the channel is kept");
+    s.client.shutdown(Duration::from_secs(2)).unwrap();
 }
 
 #[test]
 fn malformed_json_and_binary_frames_are_reported_and_the_stream_goes_on() {
-    let emu = emulator();
-    let client = fast(&emu).build().unwrap();
-    let rec = Recorder::new(&client);
-    let seqs = Seqs::new(&client);
-    let topics = presence_topics(1);
-    client.subscribe(&topics).unwrap();
-    wait_registered(&emu);
-    let id = channel_id(&client);
-    emu.inject(Fault::MalformedJson {
-        target: Target::channel(&id),
+    let s = OneChannel::start(|b| b);
+    s.emu.inject(Fault::MalformedJson {
+        target: Target::channel(&s.id),
     });
-    emu.inject(Fault::BinaryFrame {
-        target: Target::channel(&id),
+    s.emu.inject(Fault::BinaryFrame {
+        target: Target::channel(&s.id),
         data: vec![0, 159, 146, 150],
     });
-    assert_eq!(emu.publish(&topics[0], presence_body(1)), 1);
-    assert!(wait_until(SOON, || seqs.contains(1)));
-    assert!(wait_until(SOON, || rec
+    assert_eq!(s.emu.publish(&s.topics[0], presence_body(1)), 1);
+    assert!(wait_until(SOON, || s.seqs.contains(1)));
+    assert!(wait_until(SOON, || s
+        .rec
         .count(|e| matches!(e, Lifecycle::MalformedMessage { .. }))
         == 2));
-    assert_eq!(client.health().malformed(), 2);
+    assert_eq!(s.client.health().malformed(), 2);
     assert_eq!(
-        rec.count(|e| matches!(e, Lifecycle::Disconnected { .. })),
+        s.rec.count(|e| matches!(e, Lifecycle::Disconnected { .. })),
         0
     );
-    client.shutdown(Duration::from_secs(2)).unwrap();
+    s.client.shutdown(Duration::from_secs(2)).unwrap();
 }

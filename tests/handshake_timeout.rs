@@ -86,35 +86,27 @@ fn hung_first_handshake_times_out_then_succeeds() {
 
 #[test]
 fn hung_reconnect_handshakes_time_out_and_back_off_until_success() {
-    let emu = emulator();
-    let client = fast(&emu)
-        .connect_timeout(CONNECT_TIMEOUT)
-        .backoff(genesys_notify::Backoff {
-            base: Duration::from_millis(200),
-            cap: Duration::from_millis(400),
-            ..genesys_notify::Backoff::default()
-        })
-        .build()
-        .unwrap();
-    let rec = Recorder::new(&client);
-    let seqs = Seqs::new(&client);
-    let topics = presence_topics(1);
-    client.subscribe(&topics).unwrap();
-    wait_registered(&emu);
-    let id = channel_id(&client);
-    emu.inject(Fault::HangHandshakes { times: 2 });
-    emu.inject(Fault::DropSocket {
-        target: Target::channel(&id),
+    let s = OneChannel::start(|b| {
+        b.connect_timeout(CONNECT_TIMEOUT)
+            .backoff(genesys_notify::Backoff {
+                base: Duration::from_millis(200),
+                cap: Duration::from_millis(400),
+                ..genesys_notify::Backoff::default()
+            })
     });
-    assert!(wait_until(SOON, || connected_count(&rec) >= 2));
-    assert!(flows(&emu, &topics[0], &seqs, 1));
+    s.emu.inject(Fault::HangHandshakes { times: 2 });
+    s.emu.inject(Fault::DropSocket {
+        target: Target::channel(&s.id),
+    });
+    assert!(wait_until(SOON, || connected_count(&s.rec) >= 2));
+    assert!(flows(&s.emu, &s.topics[0], &s.seqs, 1));
 
-    let retries = reconnect_delays(&rec);
+    let retries = reconnect_delays(&s.rec);
     let attempts: Vec<u32> = retries.iter().map(|r| r.0).collect();
     assert_eq!(attempts, [1, 2, 3], "{retries:?}");
     assert!(retries[1].2.contains("did not finish in time"));
     assert!(retries[2].2.contains("did not finish in time"));
-    for (i, (hung, next)) in hung_then_connected(&emu).into_iter().enumerate() {
+    for (i, (hung, next)) in hung_then_connected(&s.emu).into_iter().enumerate() {
         let delay = retries[i + 1].1;
         let gap = next.duration_since(hung);
         assert!(
@@ -124,6 +116,6 @@ fn hung_reconnect_handshakes_time_out_and_back_off_until_success() {
         );
         assert!(gap <= CONNECT_TIMEOUT + delay + Duration::from_millis(1500));
     }
-    assert_sequential_sockets(&emu);
-    client.shutdown(Duration::from_secs(2)).unwrap();
+    assert_sequential_sockets(&s.emu);
+    s.client.shutdown(Duration::from_secs(2)).unwrap();
 }

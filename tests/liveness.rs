@@ -26,21 +26,15 @@ fn bounded(emu: &genesys_notify::emulator::Emulator) -> genesys_notify::ClientBu
 
 #[test]
 fn silent_socket_is_detected_and_replaced_within_the_bound() {
-    let emu = emulator();
-    let client = bounded(&emu).build().unwrap();
-    let rec = Recorder::new(&client);
-    let seqs = Seqs::new(&client);
-    let topics = presence_topics(1);
-    client.subscribe(&topics).unwrap();
-    assert!(flows(&emu, &topics[0], &seqs, 1));
-    let id = channel_id(&client);
-    let mark = rec.snapshot().len();
+    let s = OneChannel::start_on(emulator(), 1, bounded);
+    assert!(flows(&s.emu, &s.topics[0], &s.seqs, 1));
+    let mark = s.rec.snapshot().len();
 
     let silenced = Instant::now();
-    emu.inject(Fault::GoSilent {
-        target: Target::channel(&id),
+    s.emu.inject(Fault::GoSilent {
+        target: Target::channel(&s.id),
     });
-    assert!(wait_until(SOON, || rec.count(|e| matches!(
+    assert!(wait_until(SOON, || s.rec.count(|e| matches!(
         e,
         Lifecycle::Disconnected {
             cause: DisconnectCause::LivenessTimeout { .. },
@@ -53,9 +47,9 @@ fn silent_socket_is_detected_and_replaced_within_the_bound() {
         detected <= BOUND + Duration::from_millis(900),
         "half-open socket detected after {detected:?}"
     );
-    assert!(wait_until(SOON, || connected_count(&rec) >= 2));
-    assert!(flows(&emu, &topics[0], &seqs, 2));
-    let events = since(&rec, mark);
+    assert!(wait_until(SOON, || connected_count(&s.rec) >= 2));
+    assert!(flows(&s.emu, &s.topics[0], &s.seqs, 2));
+    let events = since(&s.rec, mark);
     assert_in_order(
         &events,
         &["Disconnected", "Reconnecting", "Connected", "Gap"],
@@ -74,9 +68,9 @@ fn silent_socket_is_detected_and_replaced_within_the_bound() {
         silent_for <= BOUND + Duration::from_millis(900),
         "{silent_for:?}"
     );
-    assert_eq!(channel_id(&client), id, "the channel itself is fine");
+    assert_eq!(channel_id(&s.client), s.id, "the channel itself is fine");
     println!("half-open socket detected after {detected:?} (silent for {silent_for:?})");
-    client.shutdown(Duration::from_secs(2)).unwrap();
+    s.client.shutdown(Duration::from_secs(2)).unwrap();
 }
 
 /// Heartbeats (any inbound frame) reset the silence clock: no ping is sent, nothing reconnects.

@@ -4,10 +4,10 @@
 mod recovery;
 mod util;
 
-use genesys_notify::emulator::{Emulator, Endpoint, Fault, RequestRecord};
+use genesys_notify::emulator::{Emulator, Endpoint, Fault, RequestRecord, SocketEventKind, Target};
 use genesys_notify::Lifecycle;
 use recovery::*;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use util::*;
 
 const RETRY_AFTER: Duration = Duration::from_secs(2);
@@ -38,32 +38,35 @@ fn assert_waited(calls: &[RequestRecord]) {
     println!("next attempt {waited:?} after the 429");
 }
 
-#[test]
-fn create_channel_429_waits_for_retry_after() {
+/// A 429 on `endpoint` before the client exists: the first `subscribe` still succeeds, the
+/// limited call (`method` on a path containing `path`) being retried no sooner than
+/// `Retry-After`, and events flow.
+fn first_subscribe_waits_out_429_on(endpoint: Endpoint, method: &str, path: &str) {
     let emu = emulator();
-    emu.inject(rate_limit(Endpoint::CreateChannel));
-    let client = fast(&emu).build().unwrap();
-    let seqs = Seqs::new(&client);
-    let topics = presence_topics(1);
-    client.subscribe(&topics).unwrap();
-    assert_waited(&calls(&emu, "POST", "/api/v2/notifications/channels"));
-    assert!(flows(&emu, &topics[0], &seqs, 1));
-    client.shutdown(Duration::from_secs(2)).unwrap();
-}
-
-/// A 429 on the first `PUT` of a new channel's topics (made by the channel's thread).
-#[test]
-fn first_subscription_429_waits_for_retry_after() {
-    let emu = emulator();
-    emu.inject(rate_limit(Endpoint::Subscriptions));
+    emu.inject(rate_limit(endpoint));
     let client = fast(&emu).build().unwrap();
     let seqs = Seqs::new(&client);
     let topics = presence_topics(1);
     let report = client.subscribe(&topics).unwrap();
     assert_eq!(report.permitted.len(), 1);
-    assert_waited(&calls(&emu, "PUT", "/subscriptions"));
+    assert_waited(&calls(&emu, method, path));
     assert!(flows(&emu, &topics[0], &seqs, 1));
     client.shutdown(Duration::from_secs(2)).unwrap();
+}
+
+#[test]
+fn create_channel_429_waits_for_retry_after() {
+    first_subscribe_waits_out_429_on(
+        Endpoint::CreateChannel,
+        "POST",
+        "/api/v2/notifications/channels",
+    );
+}
+
+/// A 429 on the first `PUT` of a new channel's topics (made by the channel's thread).
+#[test]
+fn first_subscription_429_waits_for_retry_after() {
+    first_subscribe_waits_out_429_on(Endpoint::Subscriptions, "PUT", "/subscriptions");
 }
 
 /// A 429 on a `PUT` adding topics to a running channel (made by the caller's thread).
@@ -202,73 +205,55 @@ fn injected_401_on_create_channel_refreshes_once_then_succeeds() {
     client.shutdown(Duration::from_secs(2)).unwrap();
 }
 
-/// A WebSocket upgrade answered 429 with `Retry-After`: the next handshake waits that long.
-#[test]
-fn handshake_429_waits_for_retry_after() {
-    use genesys_notify::emulator::{SocketEventKind, Target};
-    let emu = emulator();
-    let client = fast(&emu).build().unwrap();
-    let rec = Recorder::new(&client);
-    let seqs = Seqs::new(&client);
-    let topics = presence_topics(1);
-    client.subscribe(&topics).unwrap();
-    wait_registered(&emu);
-    let id = channel_id(&client);
-    emu.inject(rate_limit(Endpoint::WebSocketHandshake));
-    emu.inject(Fault::DropSocket {
-        target: Target::channel(&id),
+/// Starts a client, rate-limits `endpoint` once, drops the socket and waits for the client to
+/// reconnect. Returns the running client and when its second socket connected.
+fn reconnect_after_429_on(endpoint: Endpoint) -> (OneChannel, Instant) {
+    let s = OneChannel::start(|b| b);
+    s.emu.inject(rate_limit(endpoint));
+    s.emu.inject(Fault::DropSocket {
+        target: Target::channel(&s.id),
     });
-    assert!(wait_until(SOON, || connected_count(&rec) >= 2));
-    let log = emu.socket_log();
-    let limited = log
-        .iter()
-        .find(|r| r.kind == SocketEventKind::HandshakeRejected { status: 429 })
-        .expect("a rate-limited handshake")
-        .at;
-    let next = log
-        .iter()
-        .filter(|r| r.kind == SocketEventKind::Connected)
-        .nth(1)
-        .unwrap()
-        .at;
-    let waited = next.duration_since(limited);
-    assert!(waited >= RETRY_AFTER, "next handshake after {waited:?}");
-    assert!(flows(&emu, &topics[0], &seqs, 1));
-    client.shutdown(Duration::from_secs(2)).unwrap();
-}
-
-/// The channel check after a lost socket (`HEAD`) answered 429: the reconnection waits for
-/// `Retry-After` too.
-#[test]
-fn head_channel_429_delays_the_reconnection() {
-    use genesys_notify::emulator::{SocketEventKind, Target};
-    let emu = emulator();
-    let client = fast(&emu).build().unwrap();
-    let rec = Recorder::new(&client);
-    let seqs = Seqs::new(&client);
-    let topics = presence_topics(1);
-    client.subscribe(&topics).unwrap();
-    wait_registered(&emu);
-    let id = channel_id(&client);
-    emu.inject(rate_limit(Endpoint::HeadChannel));
-    emu.inject(Fault::DropSocket {
-        target: Target::channel(&id),
-    });
-    assert!(wait_until(SOON, || connected_count(&rec) >= 2));
-    let limited = calls(&emu, "HEAD", "/api/v2/notifications/channels/")[0].clone();
-    assert_eq!(limited.status, 429);
-    let next = emu
+    assert!(wait_until(SOON, || connected_count(&s.rec) >= 2));
+    let reconnected = s
+        .emu
         .socket_log()
         .iter()
         .filter(|r| r.kind == SocketEventKind::Connected)
         .nth(1)
         .unwrap()
         .at;
+    (s, reconnected)
+}
+
+/// A WebSocket upgrade answered 429 with `Retry-After`: the next handshake waits that long.
+#[test]
+fn handshake_429_waits_for_retry_after() {
+    let (s, next) = reconnect_after_429_on(Endpoint::WebSocketHandshake);
+    let limited = s
+        .emu
+        .socket_log()
+        .iter()
+        .find(|r| r.kind == SocketEventKind::HandshakeRejected { status: 429 })
+        .expect("a rate-limited handshake")
+        .at;
+    let waited = next.duration_since(limited);
+    assert!(waited >= RETRY_AFTER, "next handshake after {waited:?}");
+    assert!(flows(&s.emu, &s.topics[0], &s.seqs, 1));
+    s.client.shutdown(Duration::from_secs(2)).unwrap();
+}
+
+/// The channel check after a lost socket (`HEAD`) answered 429: the reconnection waits for
+/// `Retry-After` too.
+#[test]
+fn head_channel_429_delays_the_reconnection() {
+    let (s, next) = reconnect_after_429_on(Endpoint::HeadChannel);
+    let limited = calls(&s.emu, "HEAD", "/api/v2/notifications/channels/")[0].clone();
+    assert_eq!(limited.status, 429);
     let waited = next.duration_since(limited.at);
     assert!(
         waited >= RETRY_AFTER,
         "reconnected {waited:?} after the 429"
     );
-    assert!(flows(&emu, &topics[0], &seqs, 1));
-    client.shutdown(Duration::from_secs(2)).unwrap();
+    assert!(flows(&s.emu, &s.topics[0], &s.seqs, 1));
+    s.client.shutdown(Duration::from_secs(2)).unwrap();
 }

@@ -6,46 +6,26 @@
 mod recovery;
 mod util;
 
-use genesys_notify::emulator::{Emulator, Endpoint, Fault, SocketEventKind, Target};
-use genesys_notify::{Client, DisconnectCause, Lifecycle, Topic};
+use genesys_notify::emulator::{Endpoint, Fault, SocketEventKind, Target};
+use genesys_notify::{DisconnectCause, Lifecycle, Topic};
 use recovery::*;
 use std::time::Duration;
 use util::*;
 
 /// A running client with one channel carrying `presence_topics(2)`, events flowing.
-struct Setup {
-    emu: Emulator,
-    client: Client,
-    rec: Recorder,
-    seqs: Seqs,
-    topics: Vec<String>,
-    id: String,
+fn setup() -> OneChannel {
+    let s = OneChannel::start_on(emulator(), 2, fast);
+    assert!(
+        flows(&s.emu, &s.topics[0], &s.seqs, 1),
+        "events flow at first"
+    );
+    s
 }
 
-fn setup() -> Setup {
-    let emu = emulator();
-    let client = fast(&emu).build().unwrap();
-    let rec = Recorder::new(&client);
-    let seqs = Seqs::new(&client);
-    let topics = presence_topics(2);
-    client.subscribe(&topics).unwrap();
-    assert!(flows(&emu, &topics[0], &seqs, 1), "events flow at first");
-    let id = channel_id(&client);
-    Setup {
-        emu,
-        client,
-        rec,
-        seqs,
-        topics,
-        id,
-    }
-}
-
-impl Setup {
-    /// Injects `fault` and checks the client comes back on the same channel: lifecycle
-    /// `Disconnected` (with a cause `cause` accepts), `Reconnecting`, `Connected`, `Gap`, in this
-    /// order, and events flow again.
-    fn recovers_on_same_channel(&self, fault: Fault, cause: impl Fn(&DisconnectCause) -> bool) {
+impl OneChannel {
+    /// Injects `fault`, waits for the next `Connected` and for events to flow again; returns
+    /// the lifecycle events since the fault.
+    fn reconnects_after(&self, fault: Fault) -> Vec<Lifecycle> {
         let mark = self.rec.snapshot().len();
         let connected = connected_count(&self.rec);
         self.emu.inject(fault);
@@ -55,7 +35,14 @@ impl Setup {
             kinds(&since(&self.rec, mark))
         );
         assert!(flows(&self.emu, &self.topics[1], &self.seqs, 2));
-        let events = since(&self.rec, mark);
+        since(&self.rec, mark)
+    }
+
+    /// Injects `fault` and checks the client comes back on the same channel: lifecycle
+    /// `Disconnected` (with a cause `cause` accepts), `Reconnecting`, `Connected`, `Gap`, in this
+    /// order, and events flow again.
+    fn recovers_on_same_channel(&self, fault: Fault, cause: impl Fn(&DisconnectCause) -> bool) {
+        let events = self.reconnects_after(fault);
         assert_in_order(
             &events,
             &["Disconnected", "Reconnecting", "Connected", "Gap"],
@@ -82,16 +69,7 @@ impl Setup {
     /// channel with the same topics, `ChannelReplaced { old, new }` then `Subscribed`,
     /// `Connected`, `Gap`, in this order, and events flow again.
     fn replaces_channel(&self, fault: Fault) {
-        let mark = self.rec.snapshot().len();
-        let connected = connected_count(&self.rec);
-        self.emu.inject(fault);
-        assert!(
-            wait_until(SOON, || connected_count(&self.rec) > connected),
-            "reconnected: {:?}",
-            kinds(&since(&self.rec, mark))
-        );
-        assert!(flows(&self.emu, &self.topics[1], &self.seqs, 2));
-        let events = since(&self.rec, mark);
+        let events = self.reconnects_after(fault);
         assert_in_order(
             &events,
             &[
@@ -185,25 +163,47 @@ fn closed_with(code: u16) -> impl Fn(&DisconnectCause) -> bool {
     move |c| matches!(c, DisconnectCause::Closed { code: Some(got), .. } if *got == code)
 }
 
+/// The server closes the socket with `code`: the client comes back on the same channel.
+fn close_is_recovered(code: u16) {
+    let s = setup();
+    s.recovers_on_same_channel(close(&s.id, code), closed_with(code));
+    s.client.shutdown(Duration::from_secs(2)).unwrap();
+}
+
+/// `endpoint` answers `status` to the next `times` calls.
+fn answers(endpoint: Endpoint, status: u16, times: usize) -> Fault {
+    Fault::HttpStatus {
+        endpoint,
+        status,
+        retry_after: None,
+        times,
+    }
+}
+
+/// The socket is dropped and `endpoint` answers 404 to the reconnection: a new channel with
+/// the same topics.
+fn answered_404_replaces_the_channel(endpoint: Endpoint) {
+    let s = setup();
+    s.emu.inject(answers(endpoint, 404, 1));
+    s.replaces_channel(Fault::DropSocket {
+        target: Target::channel(&s.id),
+    });
+    s.client.shutdown(Duration::from_secs(2)).unwrap();
+}
+
 #[test]
 fn normal_close_1000_is_recovered() {
-    let s = setup();
-    s.recovers_on_same_channel(close(&s.id, 1000), closed_with(1000));
-    s.client.shutdown(Duration::from_secs(2)).unwrap();
+    close_is_recovered(1000);
 }
 
 #[test]
 fn going_away_1001_is_recovered() {
-    let s = setup();
-    s.recovers_on_same_channel(close(&s.id, 1001), closed_with(1001));
-    s.client.shutdown(Duration::from_secs(2)).unwrap();
+    close_is_recovered(1001);
 }
 
 #[test]
 fn application_close_4000_is_recovered() {
-    let s = setup();
-    s.recovers_on_same_channel(close(&s.id, 4000), closed_with(4000));
-    s.client.shutdown(Duration::from_secs(2)).unwrap();
+    close_is_recovered(4000);
 }
 
 /// 1005 ("no status") must never be sent on the wire; a server that does so anyway breaks the
@@ -270,12 +270,7 @@ fn refused_handshakes_are_retried_until_one_succeeds() {
 #[test]
 fn handshake_rejected_with_503_is_retried_on_the_same_channel() {
     let s = setup();
-    s.emu.inject(Fault::HttpStatus {
-        endpoint: Endpoint::WebSocketHandshake,
-        status: 503,
-        retry_after: None,
-        times: 2,
-    });
+    s.emu.inject(answers(Endpoint::WebSocketHandshake, 503, 2));
     s.recovers_on_same_channel(close(&s.id, 1001), closed_with(1001));
     let rejected = s
         .emu
@@ -290,33 +285,13 @@ fn handshake_rejected_with_503_is_retried_on_the_same_channel() {
 /// The channel answers 404 on `HEAD` after a drop: a new channel with the same topics.
 #[test]
 fn channel_gone_on_head_is_replaced_with_topics_reapplied() {
-    let s = setup();
-    s.emu.inject(Fault::HttpStatus {
-        endpoint: Endpoint::HeadChannel,
-        status: 404,
-        retry_after: None,
-        times: 1,
-    });
-    s.replaces_channel(Fault::DropSocket {
-        target: Target::channel(&s.id),
-    });
-    s.client.shutdown(Duration::from_secs(2)).unwrap();
+    answered_404_replaces_the_channel(Endpoint::HeadChannel);
 }
 
 /// The handshake to the channel is answered 404: a new channel with the same topics.
 #[test]
 fn handshake_404_replaces_the_channel() {
-    let s = setup();
-    s.emu.inject(Fault::HttpStatus {
-        endpoint: Endpoint::WebSocketHandshake,
-        status: 404,
-        retry_after: None,
-        times: 1,
-    });
-    s.replaces_channel(Fault::DropSocket {
-        target: Target::channel(&s.id),
-    });
-    s.client.shutdown(Duration::from_secs(2)).unwrap();
+    answered_404_replaces_the_channel(Endpoint::WebSocketHandshake);
 }
 
 #[test]
@@ -342,35 +317,34 @@ fn expired_channel_is_replaced_with_topics_reapplied() {
 #[test]
 fn channel_is_renewed_before_it_expires() {
     let lifetime = Duration::from_secs(2);
-    let emu = emulator_with(
-        genesys_notify::emulator::EmulatorConfig::default().channel_lifetime(lifetime),
+    let s = OneChannel::start_on(
+        emulator_with(
+            genesys_notify::emulator::EmulatorConfig::default().channel_lifetime(lifetime),
+        ),
+        2,
+        fast,
     );
-    let client = fast(&emu).build().unwrap();
-    let rec = Recorder::new(&client);
-    let seqs = Seqs::new(&client);
-    let topics = presence_topics(2);
-    client.subscribe(&topics).unwrap();
-    let id = channel_id(&client);
     std::thread::sleep(lifetime * 5 / 2);
-    assert!(emu.removed_channels().is_empty(), "the channel lapsed");
-    assert_eq!(channel_id(&client), id);
-    let puts = emu
+    assert!(s.emu.removed_channels().is_empty(), "the channel lapsed");
+    assert_eq!(channel_id(&s.client), s.id);
+    let puts = s
+        .emu
         .requests()
         .iter()
         .filter(|r| r.method == "PUT" && r.status == 200)
         .count();
     assert!(puts >= 3, "{puts} PUTs: the channel was not renewed");
-    assert!(flows(&emu, &topics[0], &seqs, 1));
+    assert!(flows(&s.emu, &s.topics[0], &s.seqs, 1));
     assert_eq!(
-        rec.count(|e| matches!(
+        s.rec.count(|e| matches!(
             e,
             Lifecycle::Disconnected { .. } | Lifecycle::ChannelReplaced { .. }
         )),
         0,
         "{:?}",
-        kinds(&rec.snapshot())
+        kinds(&s.rec.snapshot())
     );
-    client.shutdown(Duration::from_secs(2)).unwrap();
+    s.client.shutdown(Duration::from_secs(2)).unwrap();
 }
 
 fn attempts(rec: &Recorder) -> Vec<u32> {

@@ -149,6 +149,25 @@ fn assert_subscriptions_deleted(emu: &Emulator) {
     }
 }
 
+/// After a `how` (shutdown or drop) that returned: the client's threads are joined (gone from
+/// the process; the kernel may list a just-joined thread a moment longer), the sockets were
+/// closed with close frames, the subscriptions deleted, and once the emulator has seen the
+/// sockets go, its per-socket threads end too: the process is back to `baseline`.
+fn assert_closed_and_joined(emu: &Emulator, baseline: &BTreeMap<String, usize>, how: &str) {
+    assert!(
+        wait_until(Duration::from_millis(500), || client_threads() == 0),
+        "client threads left after {how}: {:?}",
+        census()
+    );
+    assert_close_frames(emu);
+    assert_subscriptions_deleted(emu);
+    assert!(
+        wait_until(Duration::from_secs(5), || census() == *baseline),
+        "threads before: {baseline:?}\nthreads after: {:?}",
+        census()
+    );
+}
+
 #[test]
 fn shutdown_closes_sockets_deletes_subscriptions_and_joins_every_thread() {
     let _serial = SERIAL.lock();
@@ -168,21 +187,7 @@ fn shutdown_closes_sockets_deletes_subscriptions_and_joins_every_thread() {
     assert!(took < Duration::from_secs(2), "shutdown took {took:?}");
     println!("shutdown of {CHANNELS} channels took {took:?}; {running} client threads");
 
-    // Joined: gone from the process (the kernel may list a just-joined thread a moment longer).
-    assert!(
-        wait_until(Duration::from_millis(500), || client_threads() == 0),
-        "client threads left after shutdown: {:?}",
-        census()
-    );
-    assert_close_frames(&emu);
-    assert_subscriptions_deleted(&emu);
-    // Once the emulator has seen the sockets go, its per-socket threads end too: the process
-    // is back to where it was before the client was built.
-    assert!(
-        wait_until(Duration::from_secs(5), || census() == baseline),
-        "threads before: {baseline:?}\nthreads after: {:?}",
-        census()
-    );
+    assert_closed_and_joined(&emu, &baseline, "shutdown");
 
     // Shut down means shut down.
     assert!(matches!(
@@ -224,18 +229,28 @@ fn drop_shuts_down_the_same_way() {
     let took = started.elapsed();
     // drop_timeout is 2 s.
     assert!(took < Duration::from_secs(2), "drop took {took:?}");
+    assert_closed_and_joined(&emu, &baseline, "drop");
+}
+
+/// `client.shutdown` with a 1 s timeout, while `stuck` keeps it from finishing, returns
+/// `Error::Timeout` within the timeout (plus [`MARGIN`]).
+fn shutdown_times_out(client: &Client, stuck: &str) {
+    let timeout = Duration::from_secs(1);
+    let started = Instant::now();
+    let result = client.shutdown(timeout);
+    let took = started.elapsed();
     assert!(
-        wait_until(Duration::from_millis(500), || client_threads() == 0),
-        "client threads left after drop: {:?}",
-        census()
+        matches!(
+            result,
+            Err(Error::Timeout {
+                operation: "shutdown",
+                ..
+            })
+        ),
+        "{result:?}"
     );
-    assert_close_frames(&emu);
-    assert_subscriptions_deleted(&emu);
-    assert!(
-        wait_until(Duration::from_secs(5), || census() == baseline),
-        "threads before: {baseline:?}\nthreads after: {:?}",
-        census()
-    );
+    assert!(took < timeout + MARGIN, "shutdown took {took:?}");
+    println!("shutdown with {stuck} returned after {took:?}");
 }
 
 #[test]
@@ -264,22 +279,7 @@ fn shutdown_returns_in_time_when_a_listener_hangs() {
     assert_eq!(emu.publish(&topics[0], presence_body(1)), 1);
     assert!(wait_until(Duration::from_secs(10), || entered.load(Ordering::SeqCst)));
 
-    let timeout = Duration::from_secs(1);
-    let started = Instant::now();
-    let result = client.shutdown(timeout);
-    let took = started.elapsed();
-    assert!(
-        matches!(
-            result,
-            Err(Error::Timeout {
-                operation: "shutdown",
-                ..
-            })
-        ),
-        "{result:?}"
-    );
-    assert!(took < timeout + MARGIN, "shutdown took {took:?}");
-    println!("shutdown with a hung listener returned after {took:?}");
+    shutdown_times_out(&client, "a hung listener");
     assert!(!finished.load(Ordering::SeqCst));
     // The sockets and subscriptions do not depend on the dispatcher.
     assert_close_frames(&emu);
@@ -304,22 +304,7 @@ fn shutdown_returns_in_time_when_the_rest_api_hangs() {
     let client = ten_channel_client(&emu, Some(proxy.url()));
     proxy.set_mode(Mode::Hang);
 
-    let timeout = Duration::from_secs(1);
-    let started = Instant::now();
-    let result = client.shutdown(timeout);
-    let took = started.elapsed();
-    assert!(
-        matches!(
-            result,
-            Err(Error::Timeout {
-                operation: "shutdown",
-                ..
-            })
-        ),
-        "{result:?}"
-    );
-    assert!(took < timeout + MARGIN, "shutdown took {took:?}");
-    println!("shutdown with a hung REST API returned after {took:?}");
+    shutdown_times_out(&client, "a hung REST API");
     // The close frames went out before the (hung) DELETEs.
     assert_close_frames(&emu);
     assert!(proxy.hung() >= 1, "no request reached the hung API");

@@ -17,14 +17,15 @@ const SWITCHES: usize = 3;
 
 #[test]
 fn switch_on_socket_closing_loses_no_event() {
-    let emu = Arc::new(emulator());
-    let client = fast(&emu).build().unwrap();
-    let rec = Recorder::new(&client);
-    let seqs = Seqs::new(&client);
-    let topics = presence_topics(1);
-    client.subscribe(&topics).unwrap();
+    let OneChannel {
+        emu,
+        client,
+        rec,
+        seqs,
+        topics,
+        id,
+    } = OneChannel::start(|b| b);
     assert!(flows(&emu, &topics[0], &seqs, 0));
-    let id = channel_id(&client);
     let mark = rec.snapshot().len();
 
     // Publish seq 1, 2, ... every 2 ms until told to stop; every publish must reach a socket.
@@ -129,34 +130,27 @@ fn switch_on_socket_closing_loses_no_event() {
 #[test]
 fn failed_switch_keeps_the_old_socket_until_the_server_closes_it() {
     use genesys_notify::emulator::Endpoint;
-    let emu = emulator();
-    let client = fast(&emu).build().unwrap();
-    let rec = Recorder::new(&client);
-    let seqs = Seqs::new(&client);
-    let topics = presence_topics(1);
-    client.subscribe(&topics).unwrap();
-    wait_registered(&emu);
-    let id = channel_id(&client);
-    emu.inject(Fault::HttpStatus {
+    let s = OneChannel::start(|b| b);
+    s.emu.inject(Fault::HttpStatus {
         endpoint: Endpoint::WebSocketHandshake,
         status: 503,
         retry_after: None,
         times: 1,
     });
-    emu.inject(Fault::SocketClosing {
-        target: Target::channel(&id),
+    s.emu.inject(Fault::SocketClosing {
+        target: Target::channel(&s.id),
         close_after: Some(Duration::from_millis(1500)),
     });
     // The switch attempt fails; events still flow on the old socket.
-    assert!(wait_until(SOON, || emu.socket_log().iter().any(
-        |r| r.kind == SocketEventKind::HandshakeRejected { status: 503 }
-    )));
-    assert!(flows(&emu, &topics[0], &seqs, 1));
-    assert_eq!(connected_count(&rec), 1);
+    assert!(wait_until(SOON, || s.emu.socket_log().iter().any(|r| r
+        .kind
+        == SocketEventKind::HandshakeRejected { status: 503 })));
+    assert!(flows(&s.emu, &s.topics[0], &s.seqs, 1));
+    assert_eq!(connected_count(&s.rec), 1);
     // The server closes it; the client reconnects and reports the gap.
-    assert!(wait_until(SOON, || connected_count(&rec) >= 2));
-    assert!(flows(&emu, &topics[0], &seqs, 2));
-    let events = rec.snapshot();
+    assert!(wait_until(SOON, || connected_count(&s.rec) >= 2));
+    assert!(flows(&s.emu, &s.topics[0], &s.seqs, 2));
+    let events = s.rec.snapshot();
     assert_in_order(
         &events,
         &[
@@ -177,5 +171,5 @@ fn failed_switch_keeps_the_old_socket_until_the_server_closes_it() {
             ..
         }
     )));
-    client.shutdown(Duration::from_secs(2)).unwrap();
+    s.client.shutdown(Duration::from_secs(2)).unwrap();
 }

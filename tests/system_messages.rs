@@ -24,14 +24,7 @@ fn system_frame(topic: &str, body: serde_json::Value) -> Frame {
 
 #[test]
 fn unknown_system_messages_are_reported_and_the_stream_goes_on() {
-    let emu = emulator();
-    let client = fast(&emu).build().unwrap();
-    let rec = Recorder::new(&client);
-    let seqs = Seqs::new(&client);
-    let topics = presence_topics(1);
-    client.subscribe(&topics).unwrap();
-    wait_registered(&emu);
-    let id = channel_id(&client);
+    let s = OneChannel::start(|b| b);
     let frames = [
         system_frame(
             "v2.system.brand_new_thing",
@@ -49,13 +42,15 @@ fn unknown_system_messages_are_reported_and_the_stream_goes_on() {
         ),
     ];
     for frame in frames {
-        assert!(emu.send_frame(&id, frame));
+        assert!(s.emu.send_frame(&s.id, frame));
     }
-    assert!(flows(&emu, &topics[0], &seqs, 1));
-    assert!(wait_until(SOON, || rec
+    assert!(flows(&s.emu, &s.topics[0], &s.seqs, 1));
+    assert!(wait_until(SOON, || s
+        .rec
         .count(|e| matches!(e, Lifecycle::SystemMessage { .. }))
         == 4));
-    let reported: Vec<(String, Option<String>)> = rec
+    let reported: Vec<(String, Option<String>)> = s
+        .rec
         .snapshot()
         .iter()
         .filter_map(|e| match e {
@@ -81,32 +76,27 @@ fn unknown_system_messages_are_reported_and_the_stream_goes_on() {
         ]
     );
     assert_eq!(
-        rec.count(|e| matches!(
+        s.rec.count(|e| matches!(
             e,
             Lifecycle::Disconnected { .. } | Lifecycle::MalformedMessage { .. }
         )),
         0,
         "{:?}",
-        kinds(&rec.snapshot())
+        kinds(&s.rec.snapshot())
     );
-    assert_eq!(channel_id(&client), id);
-    client.shutdown(Duration::from_secs(2)).unwrap();
+    assert_eq!(channel_id(&s.client), s.id);
+    s.client.shutdown(Duration::from_secs(2)).unwrap();
 }
 
 fn lost_subscriptions_lead_to_a_new_channel(body: serde_json::Value) {
-    let emu = emulator();
-    let client = fast(&emu).build().unwrap();
-    let rec = Recorder::new(&client);
-    let seqs = Seqs::new(&client);
-    let topics = presence_topics(2);
-    client.subscribe(&topics).unwrap();
-    wait_registered(&emu);
-    let id = channel_id(&client);
-    let mark = rec.snapshot().len();
-    assert!(emu.send_frame(&id, system_frame("v2.system.notification", body)));
-    assert!(wait_until(SOON, || connected_count(&rec) >= 2));
-    assert!(flows(&emu, &topics[1], &seqs, 1));
-    let events = since(&rec, mark);
+    let s = OneChannel::start_on(emulator(), 2, fast);
+    let mark = s.rec.snapshot().len();
+    assert!(s
+        .emu
+        .send_frame(&s.id, system_frame("v2.system.notification", body)));
+    assert!(wait_until(SOON, || connected_count(&s.rec) >= 2));
+    assert!(flows(&s.emu, &s.topics[1], &s.seqs, 1));
+    let events = since(&s.rec, mark);
     assert_in_order(
         &events,
         &[
@@ -118,12 +108,12 @@ fn lost_subscriptions_lead_to_a_new_channel(body: serde_json::Value) {
             "Gap",
         ],
     );
-    let new_id = channel_id(&client);
-    assert_ne!(new_id, id);
-    let mut subscribed = emu.channel(&new_id).unwrap().topics;
+    let new_id = channel_id(&s.client);
+    assert_ne!(new_id, s.id);
+    let mut subscribed = s.emu.channel(&new_id).unwrap().topics;
     subscribed.sort();
-    assert_eq!(subscribed, topics);
-    client.shutdown(Duration::from_secs(2)).unwrap();
+    assert_eq!(subscribed, s.topics);
+    s.client.shutdown(Duration::from_secs(2)).unwrap();
 }
 
 #[test]

@@ -22,6 +22,57 @@ pub fn fast(emu: &Emulator) -> ClientBuilder {
         .liveness_timeout(Duration::from_secs(1))
 }
 
+/// A running client with one channel, its socket registered: the usual start of a recovery test.
+///
+/// The fields are declared in the reverse order of their creation so that they drop as the
+/// locals of a test would: the listeners first, then the client, the emulator last.
+pub struct OneChannel {
+    /// The id of the client's only channel.
+    pub id: String,
+    /// The presence topics subscribed, `presence_topics(n)`.
+    pub topics: Vec<String>,
+    /// The presence events delivered.
+    pub seqs: Seqs,
+    /// The client's lifecycle events.
+    pub rec: Recorder,
+    pub client: Client,
+    /// Shared, so that a test can publish from another thread.
+    pub emu: Arc<Emulator>,
+}
+
+impl OneChannel {
+    /// A fresh emulator and a client from [`fast`], changed by `customise` (pass `|b| b` to keep
+    /// it), subscribed to one presence topic.
+    pub fn start(customise: impl FnOnce(ClientBuilder) -> ClientBuilder) -> OneChannel {
+        OneChannel::start_on(emulator(), 1, |emu| customise(fast(emu)))
+    }
+
+    /// A client from `client(&emu)` on `emu` (started by the test, with its own configuration
+    /// or faults), subscribed to `presence_topics(topics)`; waits until the emulator has the
+    /// channel's socket.
+    pub fn start_on(
+        emu: Emulator,
+        topics: usize,
+        client: impl FnOnce(&Emulator) -> ClientBuilder,
+    ) -> OneChannel {
+        let client = client(&emu).build().unwrap();
+        let rec = Recorder::new(&client);
+        let seqs = Seqs::new(&client);
+        let topics = presence_topics(topics);
+        client.subscribe(&topics).unwrap();
+        wait_registered(&emu);
+        let id = channel_id(&client);
+        OneChannel {
+            id,
+            topics,
+            seqs,
+            rec,
+            client,
+            emu: Arc::new(emu),
+        }
+    }
+}
+
 /// Records the `seq` of every presence event delivered, in delivery order.
 pub struct Seqs {
     pub seen: Arc<Mutex<Vec<u64>>>,
