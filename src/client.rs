@@ -527,7 +527,6 @@ impl Client {
                 Ok(r) => results.extend(r),
                 Err(ApiError::NotFound) => {
                     // The channel is gone: its thread makes a new one with every topic.
-                    slot.interrupt();
                     slot.nudge();
                     match slot.wait_setup(generation, deadline) {
                         Some(Ok(r)) => results.extend(r),
@@ -576,8 +575,11 @@ impl Client {
                 Some(Ok(r)) => results.extend(r),
                 Some(Err(failure)) => {
                     slot.stop(false);
-                    slot.join_until(Instant::now() + Duration::from_secs(1));
-                    self.inner.slots.write().retain(|s| !Arc::ptr_eq(s, &slot));
+                    // Forgotten only once its thread has ended; a stopping slot takes no topics
+                    // and `shutdown` still joins it.
+                    if slot.join_until(Instant::now() + Duration::from_secs(1)) {
+                        self.inner.slots.write().retain(|s| !Arc::ptr_eq(s, &slot));
+                    }
                     return Err(setup_error(failure));
                 }
                 None => {
@@ -632,9 +634,12 @@ impl Client {
                     shared.dispatcher.lifecycle.emit(Lifecycle::RequestFailed {
                         channel: slot.channel_id(),
                         operation: "subscribe",
-                        error,
+                        error: error.clone(),
                     });
-                    std::thread::sleep(delay);
+                    // A shutdown wakes this wait; nothing is sent after it.
+                    if slot.sleep(delay, error.retry_after().unwrap_or_default()) {
+                        return Err(error);
+                    }
                 }
                 Err(error) => return Err(error),
             }
@@ -647,8 +652,10 @@ impl Client {
     ///
     /// # Errors
     /// [`Error::Topic`] for an invalid name (nothing is removed); [`Error::Api`] or
-    /// [`Error::Token`] when the service refuses the update (the topics are removed client-side
-    /// all the same and their events, if any still arrive, are unrouted); [`Error::Shutdown`].
+    /// [`Error::Token`] when the service refuses the update: the topics are removed client-side
+    /// all the same (their events, if any still arrive, are counted as unrouted) and the
+    /// channel's thread sends the new topic set again, with backoff, until the service takes
+    /// it; [`Error::Shutdown`].
     pub fn unsubscribe<I, S>(&self, topics: I) -> Result<Vec<Topic>, Error>
     where
         I: IntoIterator<Item = S>,
@@ -681,7 +688,6 @@ impl Client {
                     // The server still has the old set: the channel's thread sends the new one
                     // at its next chance.
                     slot.reapply.store(true, Ordering::Release);
-                    slot.nudge_sleep();
                     first_error.get_or_insert(error);
                 }
             }
@@ -698,9 +704,11 @@ impl Client {
             if slot.isolated && slot.topics.lock().is_empty() {
                 // An isolated channel never takes other topics: once empty it is closed and
                 // forgotten, or it would count against `max_channels` for ever.
-                slot.stop(false);
-                slot.join_until(deadline);
-                self.inner.slots.write().retain(|s| !Arc::ptr_eq(s, &slot));
+                // Its subscriptions are deleted on the way out (again, if the PUT above failed).
+                slot.stop(true);
+                if slot.join_until(deadline) {
+                    self.inner.slots.write().retain(|s| !Arc::ptr_eq(s, &slot));
+                }
             }
             removed.extend(gone);
         }
@@ -824,7 +832,10 @@ impl Client {
     /// Shuts down: every socket gets a close frame, the server-side subscriptions are removed
     /// (`DELETE .../subscriptions`), events already queued are delivered, and every thread is
     /// joined, all within `timeout`. Listeners are unregistered. A later (or concurrent) call
-    /// waits, within its own `timeout`, for the first one to finish and returns its outcome.
+    /// waits, within its own `timeout`, for the first one to finish and returns its outcome;
+    /// called from a callback while another thread is shutting the client down, it returns
+    /// `Ok(())` at once (that shutdown finishes once the callback returns). Called from a
+    /// callback, it cannot join the thread running that callback, which ends right after.
     ///
     /// # Errors
     /// [`Error::Timeout`] when some thread did not finish in time (a callback that does not
@@ -837,8 +848,18 @@ impl Client {
             operation: "shutdown",
             after: timeout,
         });
-        // One shutdown runs at a time; a later call waits for it and reports its outcome.
-        let Some(mut outcome) = self.inner.shutdown_outcome.try_lock_until(deadline) else {
+        // One shutdown runs at a time; a later call waits for it and reports its outcome. A
+        // callback cannot wait: the shutdown running elsewhere may be waiting for that very
+        // callback to return.
+        let outcome = if crate::dispatch::on_callback_thread() {
+            match self.inner.shutdown_outcome.try_lock() {
+                Some(outcome) => Some(outcome),
+                None => return Ok(()),
+            }
+        } else {
+            self.inner.shutdown_outcome.try_lock_until(deadline)
+        };
+        let Some(mut outcome) = outcome else {
             return timed_out;
         };
         if let Some(clean) = *outcome {

@@ -21,6 +21,16 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+thread_local! {
+    /// Whether this thread is one of the dispatcher or lifecycle threads (runs callbacks).
+    static CALLBACK_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the calling thread runs callbacks (a dispatcher or the lifecycle thread).
+pub(crate) fn on_callback_thread() -> bool {
+    CALLBACK_THREAD.with(|c| c.get())
+}
+
 /// How often a socket thread blocked by [`Backpressure::Block`] checks for shutdown.
 const BLOCK_POLL: Duration = Duration::from_millis(50);
 /// The least time between two [`Lifecycle::Dropped`] reports.
@@ -127,6 +137,9 @@ pub(crate) struct Dispatcher {
     pub(crate) lag: Vec<Arc<LagRecorder>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     lifecycle_thread: Mutex<Option<JoinHandle<()>>>,
+    /// Set by `shutdown`: threads end once their queue is empty even if their stop marker
+    /// could not be queued (shutdown called from a callback on a full queue).
+    closing: Arc<AtomicBool>,
 }
 
 impl Dispatcher {
@@ -145,11 +158,15 @@ impl Dispatcher {
             dropped_total: AtomicU64::new(0),
             listener_panics: AtomicU64::new(0),
         });
+        let closing = Arc::new(AtomicBool::new(false));
         let lifecycle_thread = {
-            let (registry, sink) = (registry.clone(), lifecycle.clone());
+            let (registry, sink, closing) = (registry.clone(), lifecycle.clone(), closing.clone());
             std::thread::Builder::new()
                 .name("genesys-lifecycle".into())
-                .spawn(move || run_lifecycle(lrx, registry, sink))?
+                .spawn(move || {
+                    CALLBACK_THREAD.with(|c| c.set(true));
+                    run_lifecycle(lrx, registry, sink, &closing)
+                })?
         };
         let mut queues = Vec::with_capacity(threads);
         let mut handles = Vec::with_capacity(threads);
@@ -163,6 +180,7 @@ impl Dispatcher {
                 sink: lifecycle.clone(),
                 lag: recorder.clone(),
                 lag_threshold,
+                closing: closing.clone(),
             };
             handles.push(
                 std::thread::Builder::new()
@@ -177,6 +195,7 @@ impl Dispatcher {
             policy,
             lifecycle,
             lag,
+            closing,
             threads: Mutex::new(handles),
             lifecycle_thread: Mutex::new(Some(lifecycle_thread)),
         })
@@ -293,11 +312,23 @@ impl Dispatcher {
                 all &= join_until(handle, deadline);
             }
         }
-        let _ = self.lifecycle.tx.send_timeout(
-            LifecycleMsg::Stop,
-            deadline.saturating_duration_since(Instant::now()),
-        );
-        if let Some(handle) = self.lifecycle_thread.lock().take() {
+        // Set once the other dispatcher threads are done, so the lifecycle thread does not end
+        // before their last events are queued.
+        self.closing.store(true, Ordering::Release);
+        let mut lifecycle_thread = self.lifecycle_thread.lock();
+        if lifecycle_thread
+            .as_ref()
+            .is_some_and(|h| h.thread().id() == me)
+        {
+            // Called from a lifecycle callback: this thread is the queue's only reader.
+            let _ = self.lifecycle.tx.try_send(LifecycleMsg::Stop);
+        } else {
+            let _ = self.lifecycle.tx.send_timeout(
+                LifecycleMsg::Stop,
+                deadline.saturating_duration_since(Instant::now()),
+            );
+        }
+        if let Some(handle) = lifecycle_thread.take() {
             if handle.thread().id() != me {
                 all &= join_until(handle, deadline);
             }
@@ -327,18 +358,21 @@ struct Shard {
     sink: Arc<LifecycleSink>,
     lag: Arc<LagRecorder>,
     lag_threshold: Duration,
+    closing: Arc<AtomicBool>,
 }
 
 impl Shard {
     fn run(self) {
+        CALLBACK_THREAD.with(|c| c.set(true));
         let Shard {
             rx,
             registry,
             sink,
             lag,
             lag_threshold,
+            closing,
         } = self;
-        run_shard(rx, registry, sink, lag, lag_threshold);
+        run_shard(rx, registry, sink, lag, lag_threshold, &closing);
     }
 }
 
@@ -348,13 +382,20 @@ fn run_shard(
     sink: Arc<LifecycleSink>,
     lag: Arc<LagRecorder>,
     lag_threshold: Duration,
+    closing: &AtomicBool,
 ) {
     let mut version = u64::MAX;
     let mut listeners = registry.event_listeners();
     // Topic names come from the service, not from strangers: a fast non-keyed hash is fine.
     let mut routes: FxHashMap<Box<str>, Route> = FxHashMap::default();
     let mut alarm = LagAlarm::new(lag_threshold, Instant::now());
-    while let Ok(Some(event)) = rx.recv() {
+    loop {
+        if closing.load(Ordering::Acquire) && rx.is_empty() {
+            break;
+        }
+        let Ok(Some(event)) = rx.recv() else {
+            break;
+        };
         let dequeued = Instant::now();
         if dequeued.saturating_duration_since(alarm.window_started) >= WINDOW {
             alarm.window_started = dequeued;
@@ -442,10 +483,19 @@ fn deliver(
     }
 }
 
-fn run_lifecycle(rx: Receiver<LifecycleMsg>, registry: Arc<Registry>, sink: Arc<LifecycleSink>) {
+fn run_lifecycle(
+    rx: Receiver<LifecycleMsg>,
+    registry: Arc<Registry>,
+    sink: Arc<LifecycleSink>,
+    closing: &AtomicBool,
+) {
     let mut report_due: Option<Instant> = None;
     let mut reported: u64 = 0;
     loop {
+        if closing.load(Ordering::Acquire) && rx.is_empty() {
+            report_drops(&registry, &sink, &mut reported);
+            return;
+        }
         let msg = match report_due {
             None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
             Some(due) => rx.recv_deadline(due),

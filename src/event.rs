@@ -244,7 +244,9 @@ pub enum Lifecycle {
         channel: Option<ChannelId>,
         /// 1 for the first retry after a failure, then 2, 3, ...
         attempt: u32,
-        /// How long it waits first.
+        /// How long it waits first: a random draw per the backoff policy, never below a
+        /// `Retry-After` the service sent. A `subscribe` that needs the channel at once may cut
+        /// the rest of the wait short.
         delay: Duration,
         /// The failure that led here.
         error: String,
@@ -254,9 +256,11 @@ pub enum Lifecycle {
     Gap {
         /// The channel.
         channel: ChannelId,
-        /// When the socket was lost (wall clock).
+        /// When the last frame arrived before the socket was lost (wall clock): a silent socket
+        /// is noticed only later, but events were missed from then on.
         start: SystemTime,
-        /// When a socket was connected again with every topic subscribed.
+        /// When a socket was connected again with every topic subscribed, or, if the channel
+        /// stopped for good (retry budget spent, permanent failure, shutdown), when it stopped.
         end: SystemTime,
         /// The topics subscribed on that channel.
         topics: Vec<Topic>,

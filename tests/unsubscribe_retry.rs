@@ -46,3 +46,85 @@ fn failed_unsubscribe_is_sent_again_by_the_channel_thread() {
     assert_eq!(emu.channels()[0].connections, 1);
     client.shutdown(Duration::from_secs(2)).unwrap();
 }
+
+/// When the thread's own re-send fails too, it tries again after a backoff delay: the update
+/// lands eventually and the service is not hammered meanwhile.
+#[test]
+fn a_failing_re_send_backs_off_and_lands_later() {
+    let emu = emulator();
+    let client = builder(&emu)
+        .ping_interval(Duration::from_millis(200))
+        .pong_timeout(Duration::from_millis(500))
+        .liveness_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let topics = presence_topics(3);
+    client.subscribe(&topics).unwrap();
+    // The user's PUT and the thread's first re-send are refused.
+    emu.inject(Fault::HttpStatus {
+        endpoint: Endpoint::Subscriptions,
+        status: 400,
+        retry_after: None,
+        times: 2,
+    });
+    assert!(client.unsubscribe([&topics[0]]).is_err());
+    assert!(
+        emu.wait_for(Duration::from_secs(10), |e| e.channels()[0].topics.len()
+            == 2),
+        "server still has {:?}",
+        emu.channels()[0].topics
+    );
+    // Three PUTs in all: the user's, the failed re-send, the one that landed (none per tick).
+    std::thread::sleep(Duration::from_millis(500));
+    let puts = emu
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PUT" && r.path.contains("/subscriptions"))
+        .count();
+    assert_eq!(
+        puts,
+        1 + 3,
+        "one for the subscribe, three for the unsubscribe"
+    );
+    client.shutdown(Duration::from_secs(2)).unwrap();
+}
+
+/// A subscribe waiting out a `Retry-After` when the client shuts down sends nothing after the
+/// shutdown's `DELETE`: no subscription is left behind on the service.
+#[test]
+fn nothing_is_subscribed_again_after_shutdown() {
+    let emu = std::sync::Arc::new(emulator());
+    let client = std::sync::Arc::new(builder(&emu).build().unwrap());
+    let topics = presence_topics(2);
+    client.subscribe(&topics[..1]).unwrap();
+    emu.inject(Fault::HttpStatus {
+        endpoint: Endpoint::Subscriptions,
+        status: 429,
+        retry_after: Some(2),
+        times: 1,
+    });
+    let c = client.clone();
+    let second = topics[1].clone();
+    let waiting = std::thread::spawn(move || c.subscribe([second]));
+    // Let the subscribe hit the 429 and start waiting.
+    assert!(emu.wait_for(Duration::from_secs(5), |e| e
+        .requests()
+        .iter()
+        .any(|r| r.status == 429)));
+    client.shutdown(Duration::from_secs(5)).unwrap();
+    let result = waiting.join().unwrap();
+    assert!(result.is_err(), "{result:?}");
+    std::thread::sleep(Duration::from_millis(2500));
+    let requests = emu.requests();
+    let delete = requests
+        .iter()
+        .rposition(|r| r.method == "DELETE")
+        .expect("shutdown deleted the subscriptions");
+    assert!(
+        !requests[delete..]
+            .iter()
+            .any(|r| r.method == "PUT" || r.method == "POST"),
+        "subscribed again after the shutdown: {:?}",
+        &requests[delete..]
+    );
+}

@@ -164,13 +164,6 @@ impl Slot {
         self.setup.lock().stopped.is_some()
     }
 
-    /// Cuts short the thread's backoff wait, if it is in one (its socket, if any, is left alone).
-    pub(crate) fn nudge_sleep(&self) {
-        self.nudged.store(true, Ordering::Release);
-        let _guard = self.sleep_lock.lock();
-        self.wake.notify_all();
-    }
-
     /// Wakes the thread now: drops its socket's connection, or cuts short its backoff wait,
     /// so that it re-checks its channel at once.
     pub(crate) fn nudge(&self) {
@@ -246,21 +239,44 @@ impl Slot {
     }
 
     /// Joins the thread if it ends before `deadline`.
+    /// A thread still running at `deadline` stays joinable by a later call (`shutdown`).
     pub(crate) fn join_until(&self, deadline: Instant) -> bool {
-        match self.thread.lock().take() {
-            Some(handle) => crate::dispatch::join_until(handle, deadline),
-            None => true,
+        loop {
+            let finished = match self.thread.lock().as_ref() {
+                None => return true,
+                Some(handle) => handle.is_finished(),
+            };
+            if finished {
+                if let Some(handle) = self.thread.lock().take() {
+                    let _ = handle.join();
+                }
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(2));
         }
     }
 
-    /// Sleeps `delay` unless stopped first; returns whether it was stopped.
-    fn sleep(&self, delay: Duration) -> bool {
-        let deadline = Instant::now()
-            .checked_add(delay)
-            .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365));
+    /// Sleeps `delay` unless stopped first; returns whether it was stopped. A nudge cuts the
+    /// sleep short, but never below `floor` (a `Retry-After` the service asked for).
+    pub(crate) fn sleep(&self, delay: Duration, floor: Duration) -> bool {
+        let start = Instant::now();
+        let far = || Instant::now() + Duration::from_secs(86_400 * 365);
+        let deadline = start.checked_add(delay).unwrap_or_else(far);
+        let floor_end = start.checked_add(floor.min(delay)).unwrap_or_else(far);
         let mut guard = self.sleep_lock.lock();
-        while !self.is_stopping() && !self.nudged.swap(false, Ordering::AcqRel) {
-            if self.wake.wait_until(&mut guard, deadline).timed_out() {
+        while !self.is_stopping() {
+            if Instant::now() >= floor_end && self.nudged.swap(false, Ordering::AcqRel) {
+                break;
+            }
+            let wake_at = if Instant::now() < floor_end {
+                floor_end
+            } else {
+                deadline
+            };
+            if self.wake.wait_until(&mut guard, wake_at).timed_out() && wake_at == deadline {
                 break;
             }
         }
@@ -276,6 +292,10 @@ impl Slot {
     /// [`ApiError`] of the call.
     pub(crate) fn apply_topics(&self, shared: &Shared) -> Result<Vec<TopicResult>, ApiError> {
         let _apply = self.apply_lock.lock();
+        if self.is_stopping() {
+            // After the final DELETE of a shutdown, nothing may subscribe again.
+            return Err(ApiError::Transport("the channel is shutting down".into()));
+        }
         let channel = self.channel.lock().clone().ok_or(ApiError::NotFound)?;
         let topics: Vec<String> = self
             .topics
@@ -340,7 +360,11 @@ impl Slot {
     fn start_lifetime(&self, expires: Option<SystemTime>) {
         *self.renewal.lock() = expires
             .and_then(|e| e.duration_since(SystemTime::now()).ok())
-            .filter(|lifetime| !lifetime.is_zero())
+            // A lifetime under a second (clock skew, a bad answer) would renew on every tick;
+            // a year or more cannot be meant. Neither is renewed.
+            .filter(|lifetime| {
+                *lifetime >= Duration::from_secs(1) && *lifetime < Duration::from_secs(365 * 86_400)
+            })
             .map(|lifetime| Renewal::starting(Instant::now(), lifetime));
     }
 
@@ -355,11 +379,13 @@ impl Slot {
         self.renewal.lock().is_some_and(|r| now >= r.due)
     }
 
-    /// A renewal failed: try again halfway to the expiry.
-    fn renewal_failed(&self, now: Instant) {
+    /// A renewal failed: try again halfway to the expiry, but not before `at_least` (the
+    /// backoff delay, `Retry-After` included).
+    fn renewal_failed(&self, now: Instant, at_least: Duration) {
         if let Some(r) = self.renewal.lock().as_mut() {
             let left = r.expires.saturating_duration_since(now);
-            r.due = now + (left / 2).max(Duration::from_millis(500));
+            let wait = (left / 2).max(at_least).max(Duration::from_millis(500));
+            r.due = now.checked_add(wait).unwrap_or(r.due);
         }
     }
 }
@@ -483,10 +509,12 @@ impl Worker {
             *self.slot.interrupt.lock() = Some(interrupt);
             if self.slot.is_stopping() {
                 self.close(&mut socket);
+                *self.slot.interrupt.lock() = None;
                 break "stopped by the user".to_owned();
             }
 
-            if need_apply || self.slot.reapply.swap(false, Ordering::AcqRel) {
+            let pending_update = self.slot.reapply.swap(false, Ordering::AcqRel);
+            if need_apply || pending_update {
                 match self.slot.apply_topics(&self.shared) {
                     Ok(results) => {
                         need_apply = false;
@@ -494,6 +522,7 @@ impl Worker {
                     }
                     Err(error) => {
                         self.close(&mut socket);
+                        *self.slot.interrupt.lock() = None;
                         // Whatever was to be sent is sent again at the next attempt.
                         need_apply = true;
                         if matches!(error, ApiError::NotFound) {
@@ -577,6 +606,7 @@ impl Worker {
             }
         }
         if self.slot.is_stopping() && self.slot.delete_on_stop.load(Ordering::Acquire) {
+            let _apply = self.slot.apply_lock.lock();
             if let Some(info) = self.slot.channel.lock().clone() {
                 if let Err(error) = self.shared.api.delete_subscriptions(&info.id) {
                     log::warn!(
@@ -632,7 +662,7 @@ impl Worker {
                     delay,
                     error,
                 });
-                if self.slot.sleep(delay) {
+                if self.slot.sleep(delay, retry_after.unwrap_or_default()) {
                     Err("stopped by the user".to_owned())
                 } else {
                     Ok(())
@@ -735,6 +765,12 @@ impl Worker {
         }
         let mut liveness = Liveness::new(Instant::now());
         let mut switch_at: Option<Instant> = None;
+        // While connected a nudge is delivered by interrupting the socket; a stale one must not
+        // cut a later backoff short.
+        self.slot.nudged.store(false, Ordering::Release);
+        // Failed re-sends of a user's topic update back off, so the read loop never hammers.
+        let mut update_retry = Retry::new(config.backoff.clone());
+        let mut update_retry_at: Option<Instant> = None;
         loop {
             if self.slot.is_stopping() {
                 return ReadEnd {
@@ -787,10 +823,15 @@ impl Worker {
                     }
                 }
             }
-            if self.slot.renewal_due(now) || self.slot.reapply.swap(false, Ordering::AcqRel) {
+            let update_due = update_retry_at.is_none_or(|at| now >= at)
+                && self.slot.reapply.swap(false, Ordering::AcqRel);
+            if update_due || self.slot.renewal_due(now) {
                 let started = Instant::now();
                 match self.slot.apply_topics(&self.shared) {
-                    Ok(_) => {}
+                    Ok(_) => {
+                        update_retry.reset();
+                        update_retry_at = None;
+                    }
                     Err(ApiError::NotFound) => {
                         return ReadEnd {
                             cause: DisconnectCause::ChannelGone,
@@ -798,10 +839,23 @@ impl Worker {
                         }
                     }
                     Err(error) => {
-                        self.slot.renewal_failed(Instant::now());
+                        let after = Instant::now();
+                        let delay = update_retry
+                            .next_delay(error.retry_after())
+                            .unwrap_or(config.backoff.cap);
+                        self.slot.renewal_failed(after, delay);
+                        if update_due {
+                            // Not sent: keep it pending, to be tried after the delay.
+                            self.slot.reapply.store(true, Ordering::Release);
+                            update_retry_at = after.checked_add(delay);
+                        }
                         self.shared.emit(Lifecycle::RequestFailed {
                             channel: Some(id.clone()),
-                            operation: "renew channel",
+                            operation: if update_due {
+                                "update topics"
+                            } else {
+                                "renew channel"
+                            },
                             error,
                         });
                     }
@@ -842,7 +896,9 @@ impl Worker {
             self.config().connect_timeout,
             self.config().max_message_size,
             &self.shared.tls,
-            &|_| {},
+            // A stop during the switch can interrupt the new connection; the old socket's read
+            // loop checks for the stop at every tick.
+            &|stream| *self.slot.interrupt.lock() = Some(stream),
         ) {
             Ok(next) => next,
             Err(error) => {
@@ -1182,7 +1238,7 @@ mod tests {
         assert!(!slot.renewal_due(t0));
         assert!(slot.renewal_due(due));
         // A failure 18 h in: try again 3 h later (half of the 6 h left).
-        slot.renewal_failed(due);
+        slot.renewal_failed(due, Duration::from_secs(1));
         let retry = slot.renewal.lock().unwrap().due;
         let three_hours = Duration::from_secs(3 * 3600);
         assert!(retry >= due + three_hours - Duration::from_secs(60));
