@@ -32,6 +32,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 use tungstenite::Message;
 
+/// While frames keep arriving, the read loop's periodic checks run once per this many frames.
+const CHECK_EVERY: u32 = 64;
+
 /// The application ping (docs/protocol.md, "The WebSocket": not an RFC 6455 ping frame).
 const PING: &str = r#"{"message":"ping"}"#;
 
@@ -771,6 +774,8 @@ impl Worker {
         // Failed re-sends of a user's topic update back off, so the read loop never hammers.
         let mut update_retry = Retry::new(config.backoff.clone());
         let mut update_retry_at: Option<Instant> = None;
+        let mut frames_since_check = 0u32;
+        let mut last_check = Instant::now();
         loop {
             if self.slot.is_stopping() {
                 return ReadEnd {
@@ -788,6 +793,17 @@ impl Worker {
                             switched_to: None,
                         };
                     }
+                    // While frames flow the socket is alive: the periodic checks below (ping,
+                    // renewal, pending updates, switch) run on every read timeout, every
+                    // CHECK_EVERY frames and at least every tick, not after each frame.
+                    frames_since_check += 1;
+                    if frames_since_check < CHECK_EVERY
+                        && switch_at.is_none()
+                        && liveness.last_frame < last_check + tick
+                    {
+                        continue;
+                    }
+                    frames_since_check = 0;
                 }
                 Err(tungstenite::Error::Io(e))
                     if matches!(
@@ -806,6 +822,7 @@ impl Worker {
                 }
             }
             let now = Instant::now();
+            last_check = now;
             match liveness.check(now, config) {
                 Check::Fine => {}
                 Check::SendPing => {
