@@ -7,11 +7,15 @@ use genesys_notify::Error;
 use std::time::Duration;
 use util::*;
 
-#[test]
-fn failed_unsubscribe_is_sent_again_by_the_channel_thread() {
+/// An emulator and a client subscribed to three topics, whose read loop ticks every 50 ms (a
+/// quarter of its 200 ms ping interval), so the thread gets its next chance quickly.
+fn three_topics_with_a_short_tick() -> (
+    genesys_notify::emulator::Emulator,
+    genesys_notify::Client,
+    Vec<String>,
+) {
     let emu = emulator();
     let client = builder(&emu)
-        // A short read tick, so the thread gets its next chance quickly.
         .ping_interval(Duration::from_millis(200))
         .pong_timeout(Duration::from_millis(500))
         .liveness_timeout(Duration::from_secs(2))
@@ -19,6 +23,12 @@ fn failed_unsubscribe_is_sent_again_by_the_channel_thread() {
         .unwrap();
     let topics = presence_topics(3);
     client.subscribe(&topics).unwrap();
+    (emu, client, topics)
+}
+
+#[test]
+fn failed_unsubscribe_is_sent_again_by_the_channel_thread() {
+    let (emu, client, topics) = three_topics_with_a_short_tick();
     assert_eq!(emu.channels()[0].topics.len(), 3);
 
     // The service refuses the update once (400 is not retried by the call itself).
@@ -51,15 +61,7 @@ fn failed_unsubscribe_is_sent_again_by_the_channel_thread() {
 /// lands eventually and the service is not hammered meanwhile.
 #[test]
 fn a_failing_re_send_backs_off_and_lands_later() {
-    let emu = emulator();
-    let client = builder(&emu)
-        .ping_interval(Duration::from_millis(200))
-        .pong_timeout(Duration::from_millis(500))
-        .liveness_timeout(Duration::from_secs(2))
-        .build()
-        .unwrap();
-    let topics = presence_topics(3);
-    client.subscribe(&topics).unwrap();
+    let (emu, client, topics) = three_topics_with_a_short_tick();
     // The user's PUT and the thread's first re-send are refused.
     emu.inject(Fault::HttpStatus {
         endpoint: Endpoint::Subscriptions,
