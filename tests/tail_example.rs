@@ -1,0 +1,166 @@
+//! The `tail` example as a user runs it: against an emulator, it prints each notification as one
+//! line of JSON on stdout with `topicName` and `eventBody` exactly as received, and Ctrl-C
+//! (SIGINT) shuts it down cleanly with exit code 0. Bad input exits with code 2.
+//!
+//! `cargo test` builds the examples next to the test binaries (target/<profile>/examples/).
+mod util;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use util::*;
+
+fn tail_binary() -> PathBuf {
+    let mut path = std::env::current_exe().unwrap();
+    path.pop(); // the test binary's name
+    if path.ends_with("deps") {
+        path.pop();
+    }
+    path.join("examples").join("tail")
+}
+
+#[test]
+fn tail_prints_each_notification_as_one_json_line_and_stops_on_sigint() {
+    let bin = tail_binary();
+    assert!(bin.exists(), "{} not built", bin.display());
+    let emu = emulator();
+    let topics = presence_topics(2);
+    let mut child = Command::new(&bin)
+        .args([
+            "--api-base",
+            &emu.api_base(),
+            "--login-base",
+            &emu.login_base(),
+        ])
+        .args([
+            "--client-id",
+            emu.client_id(),
+            "--client-secret",
+            emu.client_secret(),
+        ])
+        .args(&topics)
+        .env_remove("GENESYS_REGION")
+        .env_remove("GENESYS_ACCESS_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until both topics are subscribed and a socket is connected.
+    assert!(emu.wait_for(Duration::from_secs(20), |e| e
+        .channels()
+        .first()
+        .is_some_and(|c| c.connected && c.topics.len() == 2)));
+
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut sent = Vec::new();
+    for seq in 0..6u64 {
+        let topic = &topics[(seq % 2) as usize];
+        let body = presence_body(seq);
+        assert_eq!(emu.publish(topic, body.clone()), 1);
+        sent.push((topic.clone(), body));
+    }
+    let mut lines = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while lines.len() < sent.len() && Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
+            lines.push(line);
+        }
+    }
+    assert_eq!(lines.len(), sent.len(), "{lines:?}");
+    // Topics are dispatched in parallel, so lines of different topics may interleave either
+    // way; each topic's lines keep their order.
+    let mut printed: Vec<(String, serde_json::Value)> = lines
+        .iter()
+        .map(|line| {
+            let json: serde_json::Value =
+                serde_json::from_str(line).expect("one JSON object a line");
+            assert!(json["metadata"]["CorrelationId"].is_string(), "{line}");
+            (
+                json["topicName"].as_str().unwrap().to_owned(),
+                json["eventBody"].clone(),
+            )
+        })
+        .collect();
+    for topic in &topics {
+        let of = |v: &[(String, serde_json::Value)]| -> Vec<serde_json::Value> {
+            v.iter()
+                .filter(|(t, _)| t == topic)
+                .map(|(_, b)| b.clone())
+                .collect()
+        };
+        assert_eq!(of(&printed), of(&sent), "{topic}");
+    }
+    printed.sort_by_key(|(_, b)| b["seq"].as_u64());
+    assert_eq!(printed, sent);
+
+    let sigint = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sigint.success());
+    let stopped = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if stopped.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            panic!("tail did not stop within 10 s of SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
+    reader.join().unwrap();
+    // A clean shutdown removed the subscriptions.
+    assert!(emu.requests().iter().any(|r| r.method == "DELETE"));
+}
+
+#[test]
+fn tail_exits_with_code_2_on_a_bad_topic_or_missing_credentials() {
+    let bin = tail_binary();
+    let emu = emulator();
+    let bad_topic = Command::new(&bin)
+        .args([
+            "--api-base",
+            &emu.api_base(),
+            "--login-base",
+            &emu.login_base(),
+        ])
+        .args([
+            "--client-id",
+            emu.client_id(),
+            "--client-secret",
+            emu.client_secret(),
+        ])
+        .arg("v2.users.*.presence")
+        .output()
+        .unwrap();
+    assert_eq!(bad_topic.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad_topic.stderr).contains("v2.users.*.presence"));
+
+    let no_credentials = Command::new(&bin)
+        .args([
+            "--api-base",
+            &emu.api_base(),
+            "--login-base",
+            &emu.login_base(),
+        ])
+        .arg(&presence_topics(1)[0])
+        .env_remove("GENESYS_CLIENT_ID")
+        .env_remove("GENESYS_CLIENT_SECRET")
+        .env_remove("GENESYS_ACCESS_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(no_credentials.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&no_credentials.stderr).contains("GENESYS_CLIENT_ID"));
+}
