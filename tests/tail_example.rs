@@ -20,28 +20,33 @@ fn tail_binary() -> PathBuf {
     path.join("examples").join("tail")
 }
 
+/// The built `tail` example pointed at `emu`, with its credentials unless `credentials` is false.
+/// Credentials and region from the environment are removed, so only these flags count.
+fn tail_command(emu: &genesys_notify::emulator::Emulator, credentials: bool) -> Command {
+    let mut command = Command::new(tail_binary());
+    command
+        .args(["--api-base", &emu.api_base()])
+        .args(["--login-base", &emu.login_base()])
+        .env_remove("GENESYS_REGION")
+        .env_remove("GENESYS_ACCESS_TOKEN")
+        .env_remove("GENESYS_CLIENT_ID")
+        .env_remove("GENESYS_CLIENT_SECRET");
+    if credentials {
+        command
+            .args(["--client-id", emu.client_id()])
+            .args(["--client-secret", emu.client_secret()]);
+    }
+    command
+}
+
 #[test]
 fn tail_prints_each_notification_as_one_json_line_and_stops_on_sigint() {
     let bin = tail_binary();
     assert!(bin.exists(), "{} not built", bin.display());
     let emu = emulator();
     let topics = presence_topics(2);
-    let mut child = Command::new(&bin)
-        .args([
-            "--api-base",
-            &emu.api_base(),
-            "--login-base",
-            &emu.login_base(),
-        ])
-        .args([
-            "--client-id",
-            emu.client_id(),
-            "--client-secret",
-            emu.client_secret(),
-        ])
+    let mut child = tail_command(&emu, true)
         .args(&topics)
-        .env_remove("GENESYS_REGION")
-        .env_remove("GENESYS_ACCESS_TOKEN")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -127,38 +132,16 @@ fn tail_prints_each_notification_as_one_json_line_and_stops_on_sigint() {
 
 #[test]
 fn tail_exits_with_code_2_on_a_bad_topic_or_missing_credentials() {
-    let bin = tail_binary();
     let emu = emulator();
-    let bad_topic = Command::new(&bin)
-        .args([
-            "--api-base",
-            &emu.api_base(),
-            "--login-base",
-            &emu.login_base(),
-        ])
-        .args([
-            "--client-id",
-            emu.client_id(),
-            "--client-secret",
-            emu.client_secret(),
-        ])
+    let bad_topic = tail_command(&emu, true)
         .arg("v2.users.*.presence")
         .output()
         .unwrap();
     assert_eq!(bad_topic.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad_topic.stderr).contains("v2.users.*.presence"));
 
-    let no_credentials = Command::new(&bin)
-        .args([
-            "--api-base",
-            &emu.api_base(),
-            "--login-base",
-            &emu.login_base(),
-        ])
+    let no_credentials = tail_command(&emu, false)
         .arg(&presence_topics(1)[0])
-        .env_remove("GENESYS_CLIENT_ID")
-        .env_remove("GENESYS_CLIENT_SECRET")
-        .env_remove("GENESYS_ACCESS_TOKEN")
         .output()
         .unwrap();
     assert_eq!(no_credentials.status.code(), Some(2));
