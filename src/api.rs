@@ -18,9 +18,8 @@ use serde::{Deserialize, Serialize};
 use ureq::http::Response;
 use ureq::Body;
 
-use crate::auth::{
-    http_agent, json_error, parse_retry_after, shorten, transport_message, TokenError, TokenManager,
-};
+use crate::auth::{TokenError, TokenManager};
+use crate::http::{http_agent, json_error, parse_retry_after, shorten, transport_message};
 use crate::redact::{short_id, short_uri};
 
 /// Response bodies larger than this are refused as [`ApiError::Decode`]. The largest expected

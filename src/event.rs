@@ -3,44 +3,14 @@
 
 use crate::api::{ApiError, TopicResult};
 use crate::auth::TokenError;
+pub(crate) use crate::channel_id::ChannelId;
 use crate::health::ChannelStats;
 use crate::message::{Located, SystemMessage};
-use crate::redact;
 use crate::topic::Topic;
 use serde::Deserialize;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
-
-/// A Genesys notification channel id.
-///
-/// The id is a credential (whoever holds it can take the channel's socket over), so `Debug` and
-/// `Display` show only its first 8 characters; [`ChannelId::as_str`] gives the whole id.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct ChannelId(Arc<str>);
-
-impl ChannelId {
-    pub(crate) fn new(id: &str) -> ChannelId {
-        ChannelId(Arc::from(id))
-    }
-
-    /// The whole channel id. Treat it as a secret: do not log it.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for ChannelId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ChannelId({})", redact::short_id(&self.0))
-    }
-}
-
-impl fmt::Display for ChannelId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&redact::short_id(&self.0))
-    }
-}
 
 /// Storage for a frame's text that is shared, not copied (tungstenite's `Utf8Bytes`).
 pub(crate) type FrameText = tungstenite::Utf8Bytes;

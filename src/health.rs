@@ -2,7 +2,7 @@
 //! builds the snapshot; it never blocks a socket or dispatcher thread for long (atomics and
 //! short locks only).
 
-use crate::event::ChannelId;
+use crate::channel_id::ChannelId;
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};

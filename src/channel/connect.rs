@@ -5,8 +5,8 @@
 //! (docs/protocol.md, "The WebSocket"). `wss` uses rustls with the webpki root certificates
 //! (verified); plain `ws` is refused unless the host is a loopback address.
 
-use crate::config::{host_of, is_loopback};
 use crate::redact;
+use crate::url::{host_of, is_loopback};
 use std::fmt;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::Arc;

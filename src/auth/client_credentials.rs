@@ -1,0 +1,190 @@
+//! client_credentials.rs runs the OAuth client-credentials grant over HTTP
+//! ([`ClientCredentials`]); it never caches or refreshes a token (the manager does) and never
+//! lets the secret reach `Debug`, `Display` or a log.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde::Deserialize;
+
+use super::token::{AccessToken, TokenError, TokenSource};
+use crate::http::{http_agent, json_error, parse_retry_after, shorten, transport_message};
+use crate::redact::Redacted;
+
+/// Token responses larger than this are refused (a token response is well under 10 KiB).
+const MAX_TOKEN_BODY: u64 = 64 * 1024;
+
+/// The OAuth client-credentials grant against a Genesys login host.
+///
+/// `POST {login_base}/oauth/token` with `Authorization: Basic base64(client_id:client_secret)`
+/// and the form body `grant_type=client_credentials` (docs/protocol.md "OAuth"). The response's
+/// `expires_in` (seconds) becomes [`AccessToken::expires_in`].
+///
+/// `Debug` shows the token URL and client id; the secret is `<redacted>`.
+pub struct ClientCredentials {
+    token_url: String,
+    client_id: String,
+    client_secret: String,
+    request_timeout: Duration,
+    agent: ureq::Agent,
+}
+
+impl ClientCredentials {
+    /// Creates the source; no request is made until [`TokenSource::fetch_token`].
+    ///
+    /// `login_base` is the login host's base URL, e.g. `https://login.mypurecloud.com` (a
+    /// trailing `/` is ignored); plain `http://` is accepted here, the caller decides where it is
+    /// allowed. `request_timeout` bounds one whole token request: DNS, connect, TLS, sending and
+    /// reading the response.
+    pub fn new(
+        login_base: &str,
+        client_id: impl Into<String>,
+        client_secret: impl Into<String>,
+        request_timeout: Duration,
+    ) -> Self {
+        ClientCredentials {
+            token_url: format!("{}/oauth/token", login_base.trim_end_matches('/')),
+            client_id: client_id.into(),
+            client_secret: client_secret.into(),
+            request_timeout,
+            agent: http_agent(request_timeout),
+        }
+    }
+
+    fn basic_auth(&self) -> String {
+        let pair = format!("{}:{}", self.client_id, self.client_secret);
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(pair)
+        )
+    }
+}
+
+impl fmt::Debug for ClientCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientCredentials")
+            .field("token_url", &self.token_url)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &Redacted)
+            .field("request_timeout", &self.request_timeout)
+            .finish()
+    }
+}
+
+/// The success body of `POST /oauth/token`.
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: Option<String>,
+    expires_in: Option<f64>,
+}
+
+/// The error body of `POST /oauth/token`.
+#[derive(Deserialize, Default)]
+struct OAuthErrorBody {
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    error_description: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+impl TokenSource for ClientCredentials {
+    /// Runs the client-credentials grant once.
+    ///
+    /// # Errors
+    /// - 400/401 → [`TokenError::InvalidCredentials`] with the body's `error` and
+    ///   `description`/`error_description`;
+    /// - 429 → [`TokenError::RateLimited`] with `Retry-After` (seconds);
+    /// - any other non-2xx status, or a 2xx body without a non-empty `access_token` →
+    ///   [`TokenError::Server`];
+    /// - DNS, connect, TLS, I/O, timeout → [`TokenError::Transport`].
+    fn fetch_token(&self) -> Result<AccessToken, TokenError> {
+        let started = Instant::now();
+        let mut response = self
+            .agent
+            .post(&self.token_url)
+            .header("Authorization", self.basic_auth())
+            .header("Accept", "application/json")
+            .send_form([("grant_type", "client_credentials")])
+            .map_err(|e| TokenError::Transport(transport_message(&e)))?;
+        let status = response.status().as_u16();
+        log::debug!(
+            "POST {} -> {status} in {:?}",
+            self.token_url,
+            started.elapsed()
+        );
+        let retry_after = parse_retry_after(response.headers());
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_TOKEN_BODY)
+            .read_to_string();
+
+        match status {
+            200..=299 => {
+                let body = body.map_err(|e| TokenError::Transport(transport_message(&e)))?;
+                let parsed: TokenResponse =
+                    serde_json::from_str(&body).map_err(|e| TokenError::Server {
+                        status,
+                        message: format!(
+                            "token response is not the expected JSON: {}",
+                            json_error(&e)
+                        ),
+                    })?;
+                match parsed.access_token {
+                    Some(token) if !token.is_empty() => {
+                        let expires_in = parsed
+                            .expires_in
+                            .filter(|s| s.is_finite() && *s >= 0.0)
+                            .map(Duration::from_secs_f64);
+                        Ok(AccessToken::new(token, expires_in))
+                    }
+                    _ => Err(TokenError::Server {
+                        status,
+                        message: "token response has no access_token".into(),
+                    }),
+                }
+            }
+            400 | 401 => {
+                let parsed: OAuthErrorBody = body
+                    .ok()
+                    .and_then(|b| serde_json::from_str(&b).ok())
+                    .unwrap_or_default();
+                Err(TokenError::InvalidCredentials {
+                    status,
+                    error: shorten(parsed.error.unwrap_or_default()),
+                    description: shorten(
+                        parsed
+                            .description
+                            .or(parsed.error_description)
+                            .or(parsed.message)
+                            .unwrap_or_default(),
+                    ),
+                })
+            }
+            429 => Err(TokenError::RateLimited { retry_after }),
+            _ => {
+                let message = body
+                    .ok()
+                    .map(|b| {
+                        let parsed: OAuthErrorBody = serde_json::from_str(&b).unwrap_or_default();
+                        parsed
+                            .description
+                            .or(parsed.error_description)
+                            .or(parsed.message)
+                            .or(parsed.error)
+                            .unwrap_or(b)
+                    })
+                    .unwrap_or_default();
+                Err(TokenError::Server {
+                    status,
+                    message: shorten(message),
+                })
+            }
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! token.rs defines what a token is and where one comes from ([`AccessToken`], [`TokenError`],
+//! [`TokenSource`], [`StaticToken`]); it never does I/O and never lets a token reach `Debug`,
+//! `Display` or a log.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::redact::Redacted;
+
+/// An OAuth access token and its lifetime as announced by whoever issued it.
+///
+/// `Debug` shows the lifetime but never the token itself.
+#[derive(Clone)]
+pub struct AccessToken {
+    pub(super) secret: String,
+    pub(super) expires_in: Option<Duration>,
+}
+
+impl AccessToken {
+    /// Wraps a bearer token.
+    ///
+    /// `expires_in` is the token's lifetime counted from now (the OAuth `expires_in` field, in
+    /// seconds on the wire), or `None` when it is unknown: such a token is used until a REST call
+    /// answers 401 and is never refreshed ahead of time.
+    pub fn new(secret: impl Into<String>, expires_in: Option<Duration>) -> Self {
+        AccessToken {
+            secret: secret.into(),
+            expires_in,
+        }
+    }
+
+    /// The bearer token, to be sent as `Authorization: Bearer <secret>`. Never log it.
+    pub fn secret(&self) -> &str {
+        &self.secret
+    }
+
+    /// The lifetime announced when the token was issued, or `None` when unknown.
+    pub fn expires_in(&self) -> Option<Duration> {
+        self.expires_in
+    }
+}
+
+impl fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccessToken")
+            .field("secret", &Redacted)
+            .field("expires_in", &self.expires_in)
+            .finish()
+    }
+}
+
+/// Why a [`TokenSource`] could not produce a token.
+///
+/// No variant ever carries the client secret or a token.
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TokenError {
+    /// The token endpoint answered 400 or 401 (docs/protocol.md "OAuth": errors are
+    /// `{"error", "description"/"error_description"}` with 400/401), e.g. `invalid_client` for a
+    /// wrong client id or secret. Permanent: retrying with the same credentials will not help.
+    InvalidCredentials {
+        /// HTTP status, 400 or 401.
+        status: u16,
+        /// The OAuth `error` code, e.g. `invalid_client`; empty when the body had none.
+        error: String,
+        /// The `description` (or `error_description`) text; empty when the body had none.
+        description: String,
+    },
+    /// The token endpoint answered 429 (docs/protocol.md "Rate limits").
+    RateLimited {
+        /// The `Retry-After` header, whole seconds on the wire; `None` when absent or
+        /// unparseable. A lower bound for the next attempt.
+        retry_after: Option<Duration>,
+    },
+    /// The token endpoint answered an unexpected status (5xx, 3xx, 403, 404, ...) or a 2xx
+    /// body without a usable `access_token`. Transient for 5xx, 408 and 2xx; permanent for the
+    /// other 4xx and 3xx (see [`TokenError::is_permanent`]).
+    Server {
+        /// HTTP status.
+        status: u16,
+        /// What the server or the body said, shortened; never a token.
+        message: String,
+    },
+    /// The request did not complete: DNS, connect, TLS, I/O or the request timeout. Transient.
+    Transport(String),
+    /// Any other failure, for user-written token sources (and a source that panicked).
+    /// Treated as transient.
+    Other(String),
+}
+
+impl TokenError {
+    /// Whether retrying cannot help without a change of configuration: true for
+    /// [`TokenError::InvalidCredentials`] and for [`TokenError::Server`] with a 3xx or 4xx
+    /// status other than 408 and 429 (e.g. a wrong login base URL answering 404).
+    /// A permanent error is still retried by the refresher, but only every few minutes.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            TokenError::InvalidCredentials { .. } => true,
+            TokenError::Server { status, .. } => {
+                (300..500).contains(status) && *status != 408 && *status != 429
+            }
+            TokenError::RateLimited { .. } | TokenError::Transport(_) | TokenError::Other(_) => {
+                false
+            }
+        }
+    }
+
+    /// The `Retry-After` lower bound of a [`TokenError::RateLimited`], else `None`.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            TokenError::RateLimited { retry_after } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for TokenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TokenError::InvalidCredentials {
+                status,
+                error,
+                description,
+            } => {
+                write!(f, "token endpoint rejected the credentials ({status}")?;
+                if !error.is_empty() {
+                    write!(f, " {error}")?;
+                }
+                f.write_str(")")?;
+                if !description.is_empty() {
+                    write!(f, ": {description}")?;
+                }
+                Ok(())
+            }
+            TokenError::RateLimited {
+                retry_after: Some(d),
+            } => write!(
+                f,
+                "token endpoint rate limited (retry after {})",
+                humantime::format_duration(*d)
+            ),
+            TokenError::RateLimited { retry_after: None } => {
+                f.write_str("token endpoint rate limited")
+            }
+            TokenError::Server { status, message } => {
+                write!(f, "token endpoint answered {status}")?;
+                if !message.is_empty() {
+                    write!(f, ": {message}")?;
+                }
+                Ok(())
+            }
+            TokenError::Transport(message) => {
+                write!(f, "token request failed: {message}")
+            }
+            TokenError::Other(message) => write!(f, "token source failed: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for TokenError {}
+
+/// Something that can produce access tokens: the OAuth client-credentials grant
+/// ([`ClientCredentials`]), a fixed token ([`StaticToken`]), or any closure
+/// `Fn() -> Result<AccessToken, TokenError>`.
+///
+/// Genesys accepts tokens from any grant (docs/protocol.md "OAuth"), so the library never assumes
+/// which one produced a token. A source is called from the client's threads, possibly while a
+/// REST call waits for it: it should bound its own time (the shipped sources use the request
+/// timeout). A panic in a source is caught and reported as [`TokenError::Other`].
+pub trait TokenSource: Send + Sync + 'static {
+    /// Obtains a new access token (called at start, ahead of expiry, and after a 401).
+    ///
+    /// # Errors
+    /// Whatever [`TokenError`] describes the failure; [`TokenError::is_permanent`] decides how
+    /// patiently the refresher retries.
+    fn fetch_token(&self) -> Result<AccessToken, TokenError>;
+}
+
+impl<F> TokenSource for F
+where
+    F: Fn() -> Result<AccessToken, TokenError> + Send + Sync + 'static,
+{
+    fn fetch_token(&self) -> Result<AccessToken, TokenError> {
+        self()
+    }
+}
+
+/// A token given by the user, e.g. from an implicit or code grant. Its lifetime is unknown
+/// (`expires_in` is `None`), so it is never refreshed ahead of time; after a 401 the same token
+/// is returned again and the REST call fails with `Unauthorized`.
+///
+/// `Debug` prints `<redacted>` in place of the token.
+#[derive(Clone)]
+pub struct StaticToken {
+    token: String,
+}
+
+impl StaticToken {
+    /// Wraps a bearer token.
+    pub fn new(token: impl Into<String>) -> Self {
+        StaticToken {
+            token: token.into(),
+        }
+    }
+}
+
+impl fmt::Debug for StaticToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StaticToken")
+            .field("token", &Redacted)
+            .finish()
+    }
+}
+
+impl TokenSource for StaticToken {
+    /// Returns the token given to [`StaticToken::new`]; never fails.
+    fn fetch_token(&self) -> Result<AccessToken, TokenError> {
+        Ok(AccessToken::new(self.token.clone(), None))
+    }
+}
