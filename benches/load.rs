@@ -1154,12 +1154,12 @@ fn idle(setup: &Setup<'_>, mode: &Mode) -> Vec<String> {
     let topics: Vec<String> = (0..TOPICS).map(|t| Size::Small.topic(t)).collect();
     let lib0 = rss_kib();
     let mut chunks = topics.chunks(5);
-    client.subscribe_isolated(chunks.next().unwrap()).unwrap();
+    let _ = client.subscribe_isolated(chunks.next().unwrap()).unwrap();
     sockets.extend(setup.generator.take(1));
     std::thread::sleep(Duration::from_millis(100));
     let lib1 = rss_kib();
     for chunk in chunks {
-        client.subscribe_isolated(chunk).unwrap();
+        let _ = client.subscribe_isolated(chunk).unwrap();
     }
     sockets.extend(setup.generator.take(19));
     std::thread::sleep(Duration::from_millis(100));

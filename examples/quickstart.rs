@@ -74,15 +74,17 @@ fn short(id: Option<&str>) -> &str {
 /// One short line per lifecycle event.
 fn describe(event: &Lifecycle) -> String {
     match event {
-        Lifecycle::ChannelCreated { channel } => format!("channel {channel} created"),
-        Lifecycle::Connected { channel } => format!("socket connected to channel {channel}"),
-        Lifecycle::Subscribed { channel, results } => {
+        Lifecycle::ChannelCreated { channel, .. } => format!("channel {channel} created"),
+        Lifecycle::Connected { channel, .. } => format!("socket connected to channel {channel}"),
+        Lifecycle::Subscribed {
+            channel, results, ..
+        } => {
             format!("{} topics subscribed on channel {channel}", results.len())
         }
-        Lifecycle::Disconnected { channel, cause } => {
+        Lifecycle::Disconnected { channel, cause, .. } => {
             format!("channel {channel} disconnected: {cause}")
         }
-        Lifecycle::TokenRefreshed { expires_in } => match expires_in {
+        Lifecycle::TokenRefreshed { expires_in, .. } => match expires_in {
             Some(d) => format!("access token obtained, valid for {} s", d.as_secs()),
             None => "access token obtained".to_owned(),
         },

@@ -36,15 +36,15 @@ const MAX_BODY: u64 = 4 * 1024 * 1024;
 /// `Debug` shows the id and `connect_uri` shortened: either one is enough to take the channel
 /// over.
 #[derive(Clone, PartialEq, Eq)]
-pub struct ChannelInfo {
+pub(crate) struct ChannelInfo {
     /// The channel id (`id`).
-    pub id: String,
+    pub(crate) id: String,
     /// The WebSocket URL to connect to, as given (`connectUri`), e.g.
     /// `wss://streaming.<domain>/channels/<id>`.
-    pub connect_uri: String,
+    pub(crate) connect_uri: String,
     /// When the channel expires unless re-subscribed (`expires`, ISO-8601; channels live 24 h).
     /// `None` when the server sent none or an unparseable one.
-    pub expires: Option<SystemTime>,
+    pub(crate) expires: Option<SystemTime>,
 }
 
 impl fmt::Debug for ChannelInfo {
@@ -62,6 +62,7 @@ impl fmt::Debug for ChannelInfo {
 
 /// Whether Genesys accepted a topic (`state` of a subscription result).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TopicState {
     /// `"Permitted"`: the topic is subscribed.
     Permitted,
@@ -73,6 +74,7 @@ pub enum TopicState {
 /// The outcome for one topic of `PUT .../subscriptions?ignoreErrors=true`
 /// (docs/protocol.md "Subscriptions": `{"id", "state", "rejectionReason", "missingPermissions"}`).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TopicResult {
     /// The topic name as the server returned it (`id`).
     pub topic: String,
@@ -94,12 +96,14 @@ pub struct TopicResult {
 pub enum ApiError {
     /// 401 again after the one token refresh (docs/protocol.md "OAuth": expired or revoked tokens
     /// get 401). Not transient: the token source keeps producing tokens Genesys refuses.
+    #[non_exhaustive]
     Unauthorized {
         /// The error body's `message`, or empty.
         message: String,
     },
     /// 403, e.g. `notification.unauthorized.topic` (docs/protocol.md "Subscriptions").
     /// Not transient.
+    #[non_exhaustive]
     Forbidden {
         /// The error body's `code`, or empty.
         code: String,
@@ -110,6 +114,7 @@ pub enum ApiError {
     /// (docs/protocol.md "Channels"). Not transient: make a new channel.
     NotFound,
     /// 429 (docs/protocol.md "Rate limits"). Transient.
+    #[non_exhaustive]
     RateLimited {
         /// The `Retry-After` header (whole seconds on the wire), a lower bound for the next
         /// attempt; `None` when absent or unparseable.
@@ -117,6 +122,7 @@ pub enum ApiError {
     },
     /// 400, e.g. more than 1 000 topics on a channel or a malformed topic (docs/protocol.md
     /// "Subscriptions"). Not transient.
+    #[non_exhaustive]
     BadRequest {
         /// The error body's `code`, or empty.
         code: String,
@@ -125,6 +131,7 @@ pub enum ApiError {
     },
     /// 5xx or any other status this call does not expect (3xx, 405, 409, ...).
     /// Transient for 5xx and 408, not for the others.
+    #[non_exhaustive]
     Server {
         /// HTTP status.
         status: u16,

@@ -11,22 +11,31 @@ use rand::{RngExt, SeedableRng};
 use std::time::Duration;
 
 /// Retry policy for channel setup, reconnection and REST calls.
+///
+/// Start from [`Backoff::default`] and change what you need with the chainable setters, each
+/// named after the setting it changes:
+/// ```
+/// use genesys_notify::Backoff;
+/// use std::time::Duration;
+///
+/// let backoff = Backoff::default()
+///     .base(Duration::from_millis(500))
+///     .cap(Duration::from_secs(30))
+///     .max_retries(Some(10));
+/// assert_eq!(backoff.ceiling(1), Duration::from_millis(500));
+/// assert_eq!(backoff.ceiling(10), Duration::from_secs(30));
+/// ```
+/// The values are checked by [`ClientBuilder::build`](crate::ClientBuilder::build); `Debug` shows
+/// them all.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[must_use = "the setters return the changed policy; pass it to ClientBuilder::backoff"]
 pub struct Backoff {
-    /// The first retry's upper bound. Default 1 s.
-    pub base: Duration,
-    /// The largest upper bound. Default 60 s.
-    pub cap: Duration,
-    /// The largest `Retry-After` honoured; a larger value is cut to this. Default 300 s.
-    pub retry_after_cap: Duration,
-    /// How many retries in a row before giving up with
-    /// [`Lifecycle::RetryBudgetExhausted`](crate::Lifecycle). `None` (the default): never give up.
-    pub max_retries: Option<u32>,
-    /// A connection that stays healthy this long resets the retry count. Default 30 s.
-    pub reset_after: Duration,
-    /// A fixed seed for the jitter's random source, for reproducible tests. Default `None`
-    /// (seeded from the operating system).
-    pub seed: Option<u64>,
+    pub(crate) base: Duration,
+    pub(crate) cap: Duration,
+    pub(crate) retry_after_cap: Duration,
+    pub(crate) max_retries: Option<u32>,
+    pub(crate) reset_after: Duration,
+    pub(crate) seed: Option<u64>,
 }
 
 impl Default for Backoff {
@@ -39,6 +48,48 @@ impl Default for Backoff {
             reset_after: Duration::from_secs(30),
             seed: None,
         }
+    }
+}
+
+impl Backoff {
+    /// The first retry's upper bound. Default 1 s; 1 ms..=1 day, at most [`Backoff::cap`].
+    pub fn base(mut self, base: Duration) -> Self {
+        self.base = base;
+        self
+    }
+
+    /// The largest upper bound of a retry's delay. Default 60 s; 1 ms..=1 day.
+    pub fn cap(mut self, cap: Duration) -> Self {
+        self.cap = cap;
+        self
+    }
+
+    /// The largest `Retry-After` honoured (docs/protocol.md "Rate limits"); a larger value is cut
+    /// to this. Default 300 s; at most 1 day.
+    pub fn retry_after_cap(mut self, cap: Duration) -> Self {
+        self.retry_after_cap = cap;
+        self
+    }
+
+    /// How many retries in a row before giving up with
+    /// [`Lifecycle::RetryBudgetExhausted`](crate::Lifecycle). `None` (the default): never give up.
+    pub fn max_retries(mut self, retries: Option<u32>) -> Self {
+        self.max_retries = retries;
+        self
+    }
+
+    /// A connection that stays healthy this long resets the retry count. Default 30 s; at most
+    /// 1 day.
+    pub fn reset_after(mut self, after: Duration) -> Self {
+        self.reset_after = after;
+        self
+    }
+
+    /// A fixed seed for the jitter's random source, for reproducible tests. Default `None`
+    /// (seeded from the operating system).
+    pub fn seed(mut self, seed: Option<u64>) -> Self {
+        self.seed = seed;
+        self
     }
 }
 
@@ -194,5 +245,30 @@ mod tests {
         assert_eq!(r.retries(), 3);
         r.reset();
         assert!(r.next_delay(None).is_some());
+    }
+
+    #[test]
+    fn setters_change_only_their_own_setting() {
+        let d = Backoff::default();
+        let b = Backoff::default()
+            .base(Duration::from_millis(7))
+            .cap(Duration::from_secs(9))
+            .retry_after_cap(Duration::from_secs(11))
+            .max_retries(Some(13))
+            .reset_after(Duration::from_secs(15))
+            .seed(Some(17));
+        assert_eq!(
+            b,
+            Backoff {
+                base: Duration::from_millis(7),
+                cap: Duration::from_secs(9),
+                retry_after_cap: Duration::from_secs(11),
+                max_retries: Some(13),
+                reset_after: Duration::from_secs(15),
+                seed: Some(17),
+            }
+        );
+        assert_eq!(d.clone().max_retries(Some(1)).cap, d.cap);
+        assert_eq!(d.clone().cap(Duration::from_secs(1)).base, d.base);
     }
 }

@@ -32,6 +32,7 @@ use std::time::{Duration, Instant, SystemTime};
 /// What [`Client::subscribe`] did with each topic it was given.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
+#[must_use = "some topics may have been rejected; check `rejected`"]
 pub struct SubscribeReport {
     /// Topics now subscribed (state `Permitted`).
     pub permitted: Vec<Topic>,
@@ -50,6 +51,7 @@ enum TokenChoice {
 
 /// Builds a [`Client`]: where to connect, how to authenticate, and the settings of
 /// [`Config`]. Every setter takes the unit named in its docs.
+#[must_use = "a builder does nothing until `build` is called"]
 pub struct ClientBuilder {
     config: Config,
     token: Option<TokenChoice>,
@@ -221,7 +223,8 @@ impl ClientBuilder {
     ///
     /// # Errors
     /// [`Error::Config`] for a setting out of range (see [`Config::validate`]), an unknown region
-    /// name, no token source, or threads that could not be started.
+    /// name or no token source; [`Error::Spawn`] when the dispatcher or lifecycle threads could
+    /// not be started.
     pub fn build(self) -> Result<Client, Error> {
         if let Some(error) = self.error {
             return Err(Error::Config(error));
@@ -248,11 +251,9 @@ impl ClientBuilder {
                 }))
             }
         };
-        let thread_error = |e: std::io::Error| {
-            Error::Config(ConfigError {
-                field: "dispatcher_threads",
-                reason: format!("could not start a thread: {e}"),
-            })
+        let thread_error = |error: std::io::Error| Error::Spawn {
+            thread: "dispatcher",
+            error,
         };
         let registry = Arc::new(Registry::new(config.listener_warning_threshold));
         let dispatcher = Dispatcher::start(
@@ -402,7 +403,7 @@ impl Client {
     ///   wanted and its thread keeps trying, reporting through lifecycle events;
     /// - [`Error::ChannelStopped`] when a new channel's thread stopped before its topics were
     ///   subscribed (retry budget spent, unusable `connectUri`);
-    /// - [`Error::Config`] when a channel thread cannot be started (the system is out of
+    /// - [`Error::Spawn`] when a channel thread cannot be started (the system is out of
     ///   threads);
     /// - [`Error::Shutdown`] after [`Client::shutdown`].
     ///
@@ -563,12 +564,11 @@ impl Client {
                 // (and stops it) or has already marked the client shut down.
                 let mut list = self.inner.slots.write();
                 self.check_open()?;
-                slot.start(shared, list.len()).map_err(|e| {
-                    Error::Config(ConfigError {
-                        field: "max_channels",
-                        reason: format!("could not start a channel thread: {e}"),
-                    })
-                })?;
+                slot.start(shared, list.len())
+                    .map_err(|error| Error::Spawn {
+                        thread: "channel",
+                        error,
+                    })?;
                 list.push(slot.clone());
             }
             match slot.wait_setup(0, deadline) {

@@ -109,6 +109,7 @@ impl fmt::Display for Region {
 
 /// What the socket thread does when a dispatcher queue is full.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
 pub enum Backpressure {
     /// Wait for room: the socket thread stops reading, so TCP pushes back on the server. Nothing
     /// is lost by the client; a very slow listener can make the server give up on the socket.
@@ -121,27 +122,72 @@ pub enum Backpressure {
     DropOldest,
 }
 
-/// Every setting of a [`Client`](crate::Client). Built by
-/// [`ClientBuilder`](crate::ClientBuilder); read it back with
-/// [`Client::config`](crate::Client::config).
+/// Every setting of a [`Client`](crate::Client), read back with
+/// [`Client::config`](crate::Client::config) and one getter per setting.
+///
+/// Set through [`ClientBuilder`](crate::ClientBuilder), which has a setter of the same name for
+/// each getter here (the fields are private, so a setting added later breaks no one). To copy
+/// every setting of one client into another, pass `client.config().clone()` to
+/// [`ClientBuilder::config`](crate::ClientBuilder::config).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Config {
+    pub(crate) api_base: String,
+    pub(crate) login_base: String,
+    pub(crate) dispatcher_threads: usize,
+    pub(crate) queue_capacity: usize,
+    pub(crate) backpressure: Backpressure,
+    pub(crate) ping_interval: Duration,
+    pub(crate) pong_timeout: Duration,
+    pub(crate) liveness_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) request_timeout: Duration,
+    pub(crate) max_channels: usize,
+    pub(crate) max_topics_per_channel: usize,
+    pub(crate) max_message_size: usize,
+    pub(crate) listener_warning_threshold: usize,
+    pub(crate) drop_timeout: Duration,
+    pub(crate) dispatch_lag_threshold: Duration,
+    pub(crate) backoff: Backoff,
+}
+
+impl Config {
     /// REST base URL, e.g. `https://api.mypurecloud.com`.
-    pub api_base: String,
+    pub fn api_base(&self) -> &str {
+        &self.api_base
+    }
+
     /// OAuth base URL, e.g. `https://login.mypurecloud.com`.
-    pub login_base: String,
+    pub fn login_base(&self) -> &str {
+        &self.login_base
+    }
+
     /// Dispatcher threads running callbacks. Default 2. Range 1..=256.
-    pub dispatcher_threads: usize,
+    pub fn dispatcher_threads(&self) -> usize {
+        self.dispatcher_threads
+    }
+
     /// Capacity of each dispatcher thread's queue, in events. Default 1024. Range 1..=1 048 576.
-    pub queue_capacity: usize,
+    pub fn queue_capacity(&self) -> usize {
+        self.queue_capacity
+    }
+
     /// What happens when a queue is full. Default [`Backpressure::Block`].
-    pub backpressure: Backpressure,
+    pub fn backpressure(&self) -> Backpressure {
+        self.backpressure
+    }
+
     /// Send the application ping `{"message":"ping"}` when a socket has been silent this long.
     /// Default 30 s (the service's heartbeat interval).
-    pub ping_interval: Duration,
+    pub fn ping_interval(&self) -> Duration {
+        self.ping_interval
+    }
+
     /// How long to wait for the pong after a ping before the socket is presumed dead.
     /// Default 15 s.
-    pub pong_timeout: Duration,
+    pub fn pong_timeout(&self) -> Duration {
+        self.pong_timeout
+    }
+
     /// A socket silent for this long is presumed dead even without a ping. Default 60 s (about
     /// twice the 30 s heartbeat).
     ///
@@ -149,30 +195,59 @@ pub struct Config {
     /// `min(liveness_timeout, ping_interval + pong_timeout)` after its last frame, checked every
     /// quarter of the shortest of the three settings (so at most 25 % later), then replaced.
     /// With the defaults: 45 s, plus at most 3.75 s.
-    pub liveness_timeout: Duration,
+    pub fn liveness_timeout(&self) -> Duration {
+        self.liveness_timeout
+    }
+
     /// Deadline for one socket connection: DNS, TCP connect, TLS and the WebSocket handshake
     /// together. Default 20 s (gRPC's connection-backoff minimum connect timeout).
-    pub connect_timeout: Duration,
+    pub fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
+    }
+
     /// Deadline for one REST call, connection included. Default 30 s.
-    pub request_timeout: Duration,
+    pub fn request_timeout(&self) -> Duration {
+        self.request_timeout
+    }
+
     /// Most channels this client may create (the service allows 20 per user and OAuth client and
     /// silently evicts beyond that). Default 20. Range 1..=20.
-    pub max_channels: usize,
+    pub fn max_channels(&self) -> usize {
+        self.max_channels
+    }
+
     /// Most topics on one channel (the service's limit is 1 000). Default 1000. Range 1..=1000.
-    pub max_topics_per_channel: usize,
+    pub fn max_topics_per_channel(&self) -> usize {
+        self.max_topics_per_channel
+    }
+
     /// Largest WebSocket message accepted, in bytes; a larger one is reported and the socket is
     /// replaced. Default 4 MiB.
-    pub max_message_size: usize,
+    pub fn max_message_size(&self) -> usize {
+        self.max_message_size
+    }
+
     /// A [`Lifecycle::TooManyListeners`](crate::Lifecycle) warning fires when more listeners than
     /// this are registered. Default 10 000.
-    pub listener_warning_threshold: usize,
+    pub fn listener_warning_threshold(&self) -> usize {
+        self.listener_warning_threshold
+    }
+
     /// How long `Drop` waits for a clean shutdown before leaving threads behind. Default 5 s.
-    pub drop_timeout: Duration,
+    pub fn drop_timeout(&self) -> Duration {
+        self.drop_timeout
+    }
+
     /// [`Lifecycle::DispatchLagHigh`](crate::Lifecycle) fires when the 99th percentile time
     /// events wait in the dispatcher queues over one second exceeds this. Default 50 ms.
-    pub dispatch_lag_threshold: Duration,
+    pub fn dispatch_lag_threshold(&self) -> Duration {
+        self.dispatch_lag_threshold
+    }
+
     /// Retry policy for connection and REST failures.
-    pub backoff: Backoff,
+    pub fn backoff(&self) -> &Backoff {
+        &self.backoff
+    }
 }
 
 impl Default for Config {
@@ -228,6 +303,7 @@ impl fmt::Debug for Config {
 
 /// Why a configuration was refused by [`ClientBuilder::build`](crate::ClientBuilder::build).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ConfigError {
     /// The setting, e.g. `"queue_capacity"`.
     pub field: &'static str,
@@ -451,6 +527,47 @@ mod tests {
         let mut c = d();
         c.listener_warning_threshold = 0;
         assert_eq!(field(c), "listener_warning_threshold");
+    }
+
+    #[test]
+    fn getters_read_every_setting() {
+        let c = Config {
+            api_base: "https://api.example.test".into(),
+            login_base: "https://login.example.test".into(),
+            dispatcher_threads: 3,
+            queue_capacity: 5,
+            backpressure: Backpressure::DropOldest,
+            ping_interval: Duration::from_secs(7),
+            pong_timeout: Duration::from_secs(8),
+            liveness_timeout: Duration::from_secs(9),
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(11),
+            max_channels: 12,
+            max_topics_per_channel: 13,
+            max_message_size: 14_000,
+            listener_warning_threshold: 15,
+            drop_timeout: Duration::from_secs(16),
+            dispatch_lag_threshold: Duration::from_millis(17),
+            backoff: Backoff::default().max_retries(Some(18)),
+        };
+        assert_eq!(c.api_base(), "https://api.example.test");
+        assert_eq!(c.login_base(), "https://login.example.test");
+        assert_eq!(c.dispatcher_threads(), 3);
+        assert_eq!(c.queue_capacity(), 5);
+        assert_eq!(c.backpressure(), Backpressure::DropOldest);
+        assert_eq!(c.ping_interval(), Duration::from_secs(7));
+        assert_eq!(c.pong_timeout(), Duration::from_secs(8));
+        assert_eq!(c.liveness_timeout(), Duration::from_secs(9));
+        assert_eq!(c.connect_timeout(), Duration::from_secs(10));
+        assert_eq!(c.request_timeout(), Duration::from_secs(11));
+        assert_eq!(c.max_channels(), 12);
+        assert_eq!(c.max_topics_per_channel(), 13);
+        assert_eq!(c.max_message_size(), 14_000);
+        assert_eq!(c.listener_warning_threshold(), 15);
+        assert_eq!(c.drop_timeout(), Duration::from_secs(16));
+        assert_eq!(c.dispatch_lag_threshold(), Duration::from_millis(17));
+        assert_eq!(c.backoff(), &Backoff::default().max_retries(Some(18)));
+        c.validate().unwrap();
     }
 
     #[test]

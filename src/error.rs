@@ -15,6 +15,7 @@ pub enum Error {
     /// or no token source.
     Config(ConfigError),
     /// A topic name or listener pattern is invalid; nothing was subscribed.
+    #[non_exhaustive]
     Topic {
         /// The name as given.
         name: String,
@@ -24,6 +25,7 @@ pub enum Error {
     /// The topics would need more than `max_channels × max_topics_per_channel` slots
     /// (20 × 1 000 on the service); nothing was subscribed. The service would otherwise evict
     /// our own channels silently (docs/protocol.md, "Channels").
+    #[non_exhaustive]
     TooManyTopics {
         /// Topics that would be subscribed after this call.
         requested: usize,
@@ -33,6 +35,7 @@ pub enum Error {
     /// The topics would need more channels than `max_channels` (20 on the service), because
     /// isolated channels (`subscribe_isolated`) keep their room to themselves; nothing was
     /// subscribed.
+    #[non_exhaustive]
     TooManyChannels {
         /// Channels this call would need in all.
         needed: usize,
@@ -44,6 +47,7 @@ pub enum Error {
     /// The token source failed permanently (for example bad client credentials).
     Token(TokenError),
     /// An operation did not finish in time.
+    #[non_exhaustive]
     Timeout {
         /// What was being done.
         operation: &'static str,
@@ -52,12 +56,24 @@ pub enum Error {
     },
     /// A channel's thread stopped for good before the request was done (its retry budget was
     /// spent, or its `connectUri` cannot be used); see the lifecycle events for the cause.
+    #[non_exhaustive]
     ChannelStopped {
         /// Why it stopped.
         reason: String,
     },
     /// The client was shut down.
     Shutdown,
+    /// The operating system refused to start one of the client's threads (too many threads, or
+    /// out of memory); nothing was started for the call that failed.
+    #[non_exhaustive]
+    Spawn {
+        /// Which thread: `"dispatcher"` (a dispatcher or the lifecycle thread, from
+        /// [`ClientBuilder::build`](crate::ClientBuilder::build)) or `"channel"` (a channel's
+        /// thread, from [`Client::subscribe`](crate::Client::subscribe)).
+        thread: &'static str,
+        /// The error from [`std::thread::Builder::spawn`].
+        error: std::io::Error,
+    },
 }
 
 impl fmt::Display for Error {
@@ -88,6 +104,9 @@ impl fmt::Display for Error {
             }
             Error::ChannelStopped { reason } => write!(f, "the channel stopped: {reason}"),
             Error::Shutdown => f.write_str("the client has been shut down"),
+            Error::Spawn { thread, error } => {
+                write!(f, "could not start a {thread} thread: {error}")
+            }
         }
     }
 }
@@ -99,6 +118,7 @@ impl std::error::Error for Error {
             Error::Topic { error, .. } => Some(error),
             Error::Api(e) => Some(e),
             Error::Token(e) => Some(e),
+            Error::Spawn { error, .. } => Some(error),
             _ => None,
         }
     }
@@ -116,5 +136,26 @@ impl From<ApiError> for Error {
             ApiError::Token(t) => Error::Token(t),
             other => Error::Api(other),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn spawn_failure_names_the_thread_and_keeps_the_os_error() {
+        let error = Error::Spawn {
+            thread: "channel",
+            error: std::io::Error::new(std::io::ErrorKind::OutOfMemory, "no more threads"),
+        };
+        assert_eq!(
+            error.to_string(),
+            "could not start a channel thread: no more threads"
+        );
+        let source = error.source().expect("the io::Error is the source");
+        assert_eq!(source.to_string(), "no more threads");
+        assert!(!matches!(error, Error::Config(_)));
     }
 }

@@ -132,6 +132,7 @@ impl fmt::Debug for Event {
 pub enum DisconnectCause {
     /// The server sent a close frame (or the stream ended after one). Close codes are not
     /// documented by Genesys (docs/protocol.md): any close the user did not ask for is recovered.
+    #[non_exhaustive]
     Closed {
         /// The close code, `None` when the frame carried none (1005).
         code: Option<u16>,
@@ -143,6 +144,7 @@ pub enum DisconnectCause {
     /// A WebSocket protocol violation (bad frame, oversize message, ...).
     Protocol(String),
     /// No frame and no answer to our ping arrived within the liveness bound.
+    #[non_exhaustive]
     LivenessTimeout {
         /// How long the socket had been silent.
         silent_for: Duration,
@@ -185,11 +187,13 @@ impl fmt::Display for DisconnectCause {
 #[non_exhaustive]
 pub enum Lifecycle {
     /// A channel was created (`POST /api/v2/notifications/channels`).
+    #[non_exhaustive]
     ChannelCreated {
         /// The new channel.
         channel: ChannelId,
     },
     /// A channel that no longer existed was replaced by a new one with the same topics.
+    #[non_exhaustive]
     ChannelReplaced {
         /// The channel that was lost.
         old: ChannelId,
@@ -197,11 +201,13 @@ pub enum Lifecycle {
         new: ChannelId,
     },
     /// A socket to the channel is connected and reading.
+    #[non_exhaustive]
     Connected {
         /// The channel.
         channel: ChannelId,
     },
     /// A socket to the channel stopped.
+    #[non_exhaustive]
     Disconnected {
         /// The channel.
         channel: ChannelId,
@@ -209,6 +215,7 @@ pub enum Lifecycle {
         cause: DisconnectCause,
     },
     /// The channel will try to connect again after `delay`.
+    #[non_exhaustive]
     Reconnecting {
         /// The channel, `None` while no channel could be created yet.
         channel: Option<ChannelId>,
@@ -223,6 +230,7 @@ pub enum Lifecycle {
     },
     /// A period during which a channel had no socket: events for `topics` published between
     /// `start` and `end` were lost; resynchronise them over the REST API.
+    #[non_exhaustive]
     Gap {
         /// The channel.
         channel: ChannelId,
@@ -236,6 +244,7 @@ pub enum Lifecycle {
         topics: Vec<Topic>,
     },
     /// Topics were subscribed on a channel: the per-topic results (`ignoreErrors=true`).
+    #[non_exhaustive]
     Subscribed {
         /// The channel.
         channel: ChannelId,
@@ -244,6 +253,7 @@ pub enum Lifecycle {
         results: Vec<TopicResult>,
     },
     /// Topics were removed from a channel.
+    #[non_exhaustive]
     Unsubscribed {
         /// The channel.
         channel: ChannelId,
@@ -251,11 +261,13 @@ pub enum Lifecycle {
         topics: Vec<Topic>,
     },
     /// A subscribe asked for a topic that was already subscribed; nothing was sent.
+    #[non_exhaustive]
     DuplicateSubscription {
         /// The topic.
         topic: Topic,
     },
     /// The retry budget ([`Backoff::max_retries`](crate::Backoff)) is spent; the channel stopped.
+    #[non_exhaustive]
     RetryBudgetExhausted {
         /// The channel.
         channel: Option<ChannelId>,
@@ -265,6 +277,7 @@ pub enum Lifecycle {
         last_error: String,
     },
     /// A failure that retrying cannot fix (for example bad credentials); the channel stopped.
+    #[non_exhaustive]
     PermanentFailure {
         /// The channel, if the failure was a channel's.
         channel: Option<ChannelId>,
@@ -273,11 +286,13 @@ pub enum Lifecycle {
     },
     /// An access token was obtained from the token source: the first one, one ahead of the
     /// current one's expiry, or a new one after a 401.
+    #[non_exhaustive]
     TokenRefreshed {
         /// Its `expires_in`, if the source said.
         expires_in: Option<Duration>,
     },
     /// Obtaining a new access token failed; it is retried after `retry_in`.
+    #[non_exhaustive]
     TokenRefreshFailed {
         /// Why.
         error: TokenError,
@@ -285,6 +300,7 @@ pub enum Lifecycle {
         retry_in: Duration,
     },
     /// A REST call for a channel failed (it is retried per the backoff policy).
+    #[non_exhaustive]
     RequestFailed {
         /// The channel.
         channel: Option<ChannelId>,
@@ -295,6 +311,7 @@ pub enum Lifecycle {
     },
     /// A frame could not be understood: not JSON, no `topicName`, a binary frame, or oversize.
     /// The stream carries on.
+    #[non_exhaustive]
     MalformedMessage {
         /// The channel.
         channel: ChannelId,
@@ -307,6 +324,7 @@ pub enum Lifecycle {
     /// the health snapshot (`unrouted`); this event is sent for the first one of each topic, and
     /// again after the set of listeners changes, so a busy unlistened topic cannot flood the
     /// lifecycle queue.
+    #[non_exhaustive]
     UnroutedMessage {
         /// The channel.
         channel: ChannelId,
@@ -315,6 +333,7 @@ pub enum Lifecycle {
     },
     /// Events were dropped by the backpressure policy. Reported at most about once every
     /// 100 ms, with the counts since the previous report.
+    #[non_exhaustive]
     Dropped {
         /// Events dropped since the previous `Dropped` event.
         count: u64,
@@ -322,6 +341,7 @@ pub enum Lifecycle {
         total: u64,
     },
     /// A listener's callback panicked; the dispatcher caught it and carries on.
+    #[non_exhaustive]
     ListenerPanicked {
         /// The listener's pattern. (A panicking lifecycle listener is logged and counted in
         /// [`Health::listener_panics`](crate::Health), not reported here, to avoid a loop.)
@@ -333,6 +353,7 @@ pub enum Lifecycle {
     },
     /// The number of registered listeners passed the configured threshold: a sign that guards
     /// are being leaked (kept forever) instead of dropped.
+    #[non_exhaustive]
     TooManyListeners {
         /// Listeners registered now.
         count: usize,
@@ -343,6 +364,7 @@ pub enum Lifecycle {
     /// [`Config::dispatch_lag_threshold`](crate::Config) at the 99th percentile over the last
     /// second: callbacks are too slow for the event rate, and under a drop policy events will
     /// soon be dropped. Fires once per episode (re-armed after a second below the threshold).
+    #[non_exhaustive]
     DispatchLagHigh {
         /// The 99th percentile wait of that second.
         p99: Duration,
@@ -350,6 +372,7 @@ pub enum Lifecycle {
         threshold: Duration,
     },
     /// A `v2.system.*` message arrived on a channel (for example `v2.system.socket_closing`).
+    #[non_exhaustive]
     SystemMessage {
         /// The channel.
         channel: ChannelId,

@@ -153,6 +153,7 @@ pub struct ChannelHealth {
 /// events that moved meanwhile.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
+#[must_use = "a health snapshot does nothing unless read"]
 pub struct Health {
     /// One entry per channel, in creation order.
     pub channels: Vec<ChannelHealth>,

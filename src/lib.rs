@@ -80,8 +80,8 @@
 #![forbid(unsafe_code)]
 #![doc(test(attr(deny(warnings))))]
 
-pub mod api;
-pub mod auth;
+mod api;
+mod auth;
 mod backoff;
 mod channel;
 mod channel_id;
@@ -112,5 +112,57 @@ pub use event::{DisconnectCause, Event, Lifecycle};
 pub use health::{ChannelHealth, ChannelState, Health};
 pub use lag::DispatchWait;
 pub use listener::ListenerGuard;
-pub use message::{MalformedFrame, SystemMessage};
+pub use message::SystemMessage;
 pub use topic::{Pattern, Topic, TopicError, MAX_TOPIC_LEN};
+
+// Compile-time proof of the thread-safety the docs promise: a `Client` is shared between
+// threads, a `ListenerGuard` may be dropped on any thread, and an `Error` can travel in
+// `Box<dyn std::error::Error + Send + Sync>`. Losing one of these fails the build here.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<Client>();
+    send_sync::<ListenerGuard>();
+    send_sync::<Error>();
+    send_sync::<Event>();
+    send_sync::<Lifecycle>();
+    send_sync::<Health>();
+};
+
+/// The public surface, pinned by doc tests: the REST and token modules are private (what users
+/// need is re-exported above), nothing public holds a channel's full id or `connectUri`, and
+/// settings are changed only through setters, so adding one breaks no one.
+///
+/// ```compile_fail,E0603
+/// use genesys_notify::api::ApiError; // use genesys_notify::ApiError
+/// ```
+/// ```compile_fail,E0603
+/// use genesys_notify::auth::TokenSource; // use genesys_notify::TokenSource
+/// ```
+/// ```compile_fail,E0432
+/// use genesys_notify::ChannelInfo; // crate-private: it holds the channel id and `connectUri`
+/// ```
+/// ```compile_fail,E0432
+/// use genesys_notify::MalformedFrame; // appears in no public signature
+/// ```
+/// ```compile_fail,E0451
+/// let config = genesys_notify::Config { max_channels: 3, ..Default::default() };
+/// ```
+/// ```compile_fail,E0451
+/// let backoff = genesys_notify::Backoff { max_retries: Some(3), ..Default::default() };
+/// ```
+/// ```compile_fail,E0639
+/// let report = genesys_notify::SubscribeReport {
+///     permitted: Vec::new(),
+///     rejected: Vec::new(),
+///     duplicates: Vec::new(),
+/// };
+/// ```
+/// The same settings through the builder and setters compile:
+/// ```
+/// let builder = genesys_notify::Client::builder()
+///     .max_channels(3)
+///     .backoff(genesys_notify::Backoff::default().max_retries(Some(3)));
+/// # drop(builder);
+/// ```
+#[cfg(doctest)]
+mod public_surface {}

@@ -39,6 +39,7 @@ pub(crate) struct Located {
 
 /// A `v2.system.*` message, such as `v2.system.socket_closing` (docs/protocol.md, "The WebSocket").
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SystemMessage {
     /// The topic it came under, e.g. `v2.system.socket_closing`.
     pub topic: String,
@@ -88,7 +89,7 @@ pub(crate) enum Inbound {
 
 /// Why a text frame could not be understood. Carries a short excerpt, never the whole frame.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MalformedFrame {
+pub(crate) struct MalformedFrame {
     /// What is wrong, e.g. "not JSON: expected value at line 1 column 1".
     pub reason: String,
     /// The first 120 characters of the frame.

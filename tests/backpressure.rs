@@ -77,7 +77,7 @@ fn blocked_client(policy: Backpressure) -> Setup {
     let lifecycle = Recorder::new(&client);
     let topic = presence_topics(1).remove(0);
     let (blocked, guard) = Blocked::register(&client, &topic);
-    client.subscribe([&topic]).unwrap();
+    let _ = client.subscribe([&topic]).unwrap();
     assert_eq!(emu.publish(&topic, presence_body(0)), 1);
     assert!(
         wait_until(WAIT, || blocked.entered.load(Ordering::SeqCst)),
@@ -98,7 +98,7 @@ fn dropped_reports(lifecycle: &Recorder) -> (u64, u64) {
     let mut sum = 0;
     let mut last = 0;
     for e in lifecycle.snapshot() {
-        if let Lifecycle::Dropped { count, total } = e {
+        if let Lifecycle::Dropped { count, total, .. } = e {
             sum += count;
             last = total;
         }

@@ -84,6 +84,7 @@ impl Setup {
                     channel,
                     reason,
                     excerpt,
+                    ..
                 } => {
                     assert_eq!(channel.as_str(), self.channel_id);
                     Some((reason, excerpt))
@@ -239,7 +240,7 @@ fn unrouted_event_is_reported_and_the_stream_goes_on() {
     s.publish_and_receive(1);
     assert!(s.lifecycle.wait(WAIT, |e| matches!(
         e,
-        Lifecycle::UnroutedMessage { channel, topic }
+        Lifecycle::UnroutedMessage { channel, topic, .. }
             if *topic == s.unlistened && channel.as_str() == s.channel_id
     )));
     assert!(wait_until(WAIT, || s.client.health().unrouted() == 1));
@@ -277,7 +278,7 @@ fn unknown_system_message_is_reported_and_the_stream_goes_on() {
     s.publish_and_receive(1);
     assert!(s.lifecycle.wait(WAIT, |e| matches!(
         e,
-        Lifecycle::SystemMessage { message, channel }
+        Lifecycle::SystemMessage { message, channel, .. }
             if message.topic == "v2.system.something_new"
                 && message.system_topic_type.as_deref() == Some("something_new")
                 && channel.as_str() == s.channel_id

@@ -18,7 +18,7 @@ fn each_interval_without_a_socket_yields_exactly_one_gap() {
     let rec = Recorder::new(&client);
     let seqs = Seqs::new(&client);
     let topics = presence_topics(3);
-    client.subscribe(&topics).unwrap();
+    let _ = client.subscribe(&topics).unwrap();
     assert!(flows(&emu, &topics[0], &seqs, 0));
     assert_eq!(
         rec.count(|e| matches!(e, Lifecycle::Gap { .. })),
@@ -111,6 +111,7 @@ fn each_interval_without_a_socket_yields_exactly_one_gap() {
             start,
             end,
             topics,
+            ..
         } = gap
         else {
             unreachable!()

@@ -70,7 +70,7 @@ fn after_drop_returns_the_callback_is_not_running_and_never_runs_again() {
     let emu = Arc::new(emulator());
     let client = builder(&emu).dispatcher_threads(4).build().unwrap();
     let topics = presence_topics(16);
-    client.subscribe(&topics).unwrap();
+    let _ = client.subscribe(&topics).unwrap();
     let (witnessed, _witness) = witness(&client);
     let _publisher = Publisher::start(&emu, topics);
 
@@ -144,7 +144,7 @@ fn dropping_the_guard_inside_its_own_callback_returns_and_stops_the_calls() {
     let emu = Arc::new(emulator());
     let client = builder(&emu).dispatcher_threads(4).build().unwrap();
     let topics = presence_topics(4);
-    client.subscribe(&topics).unwrap();
+    let _ = client.subscribe(&topics).unwrap();
     let (witnessed, _witness) = witness(&client);
     let _publisher = Publisher::start(&emu, topics.clone());
 
@@ -213,10 +213,10 @@ fn dropping_a_lifecycle_guard_inside_its_own_callback_returns() {
     *slot.lock() = Some(guard);
     let lifecycle = Recorder::new(&client);
     // Subscribing produces several lifecycle events (channel created, connected, subscribed).
-    client.subscribe(presence_topics(2)).unwrap();
+    let _ = client.subscribe(presence_topics(2)).unwrap();
     assert!(wait_until(WAIT, || returned.load(Ordering::SeqCst)));
     // The lifecycle thread is not stuck: a later event reaches the recorder.
-    client.subscribe(presence_topics(1)).unwrap(); // a duplicate, reported on the lifecycle thread
+    let _ = client.subscribe(presence_topics(1)).unwrap(); // a duplicate, reported on the lifecycle thread
     assert!(lifecycle.wait(WAIT, |e| matches!(
         e,
         genesys_notify::Lifecycle::DuplicateSubscription { .. }
@@ -264,8 +264,8 @@ fn dropping_another_clients_guard_inside_a_callback_waits_for_its_running_call()
         })
         .unwrap()
     };
-    a.subscribe([&ta]).unwrap();
-    b.subscribe([&tb]).unwrap();
+    let _ = a.subscribe([&ta]).unwrap();
+    let _ = b.subscribe([&tb]).unwrap();
 
     emu.publish(&tb, presence_body(1));
     assert!(wait_until(WAIT, || b_inside.load(Ordering::SeqCst)));

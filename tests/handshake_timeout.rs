@@ -56,7 +56,7 @@ fn hung_first_handshake_times_out_then_succeeds() {
     let rec = Recorder::new(&client);
     let seqs = Seqs::new(&client);
     let topics = presence_topics(1);
-    client.subscribe(&topics).unwrap();
+    let _ = client.subscribe(&topics).unwrap();
     assert!(flows(&emu, &topics[0], &seqs, 1));
 
     let retries = reconnect_delays(&rec);
@@ -87,12 +87,11 @@ fn hung_first_handshake_times_out_then_succeeds() {
 #[test]
 fn hung_reconnect_handshakes_time_out_and_back_off_until_success() {
     let s = OneChannel::start(|b| {
-        b.connect_timeout(CONNECT_TIMEOUT)
-            .backoff(genesys_notify::Backoff {
-                base: Duration::from_millis(200),
-                cap: Duration::from_millis(400),
-                ..genesys_notify::Backoff::default()
-            })
+        b.connect_timeout(CONNECT_TIMEOUT).backoff(
+            genesys_notify::Backoff::default()
+                .base(Duration::from_millis(200))
+                .cap(Duration::from_millis(400)),
+        )
     });
     s.emu.inject(Fault::HangHandshakes { times: 2 });
     s.emu.inject(Fault::DropSocket {

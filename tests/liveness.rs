@@ -58,7 +58,7 @@ fn silent_socket_is_detected_and_replaced_within_the_bound() {
         .iter()
         .find_map(|e| match e {
             Lifecycle::Disconnected {
-                cause: DisconnectCause::LivenessTimeout { silent_for },
+                cause: DisconnectCause::LivenessTimeout { silent_for, .. },
                 ..
             } => Some(*silent_for),
             _ => None,
@@ -85,7 +85,7 @@ fn heartbeats_keep_an_idle_socket_alive_without_pings() {
         .build()
         .unwrap();
     let rec = Recorder::new(&client);
-    client.subscribe(presence_topics(1)).unwrap();
+    let _ = client.subscribe(presence_topics(1)).unwrap();
     std::thread::sleep(Duration::from_millis(2500));
     let health = client.health();
     assert!(
@@ -132,7 +132,7 @@ fn blocked_listener_under_block_backpressure_causes_no_reconnect() {
         })
         .unwrap();
     let topics = presence_topics(1);
-    client.subscribe(&topics).unwrap();
+    let _ = client.subscribe(&topics).unwrap();
     wait_registered(&emu);
     let started = Instant::now();
     for seq in 0..6 {
@@ -160,7 +160,7 @@ fn blocked_listener_under_block_backpressure_causes_no_reconnect() {
 fn ping_round_trip_shows_in_health() {
     let emu = emulator();
     let client = fast(&emu).build().unwrap();
-    client.subscribe(presence_topics(1)).unwrap();
+    let _ = client.subscribe(presence_topics(1)).unwrap();
     assert!(wait_until(SOON, || client.health().channels[0]
         .ping_rtt
         .is_some()));

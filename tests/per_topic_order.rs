@@ -143,7 +143,7 @@ fn two_wildcard_listeners_each_see_every_topic_in_order() {
             })
             .unwrap()
     };
-    client.subscribe(&topics).unwrap();
+    let _ = client.subscribe(&topics).unwrap();
     for seq in 0..PER_TOPIC {
         for topic in &topics {
             emu.publish(topic, presence_body(seq));

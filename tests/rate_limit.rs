@@ -76,7 +76,7 @@ fn added_topics_429_waits_for_retry_after() {
     let client = fast(&emu).build().unwrap();
     let seqs = Seqs::new(&client);
     let topics = presence_topics(2);
-    client.subscribe(&topics[..1]).unwrap();
+    let _ = client.subscribe(&topics[..1]).unwrap();
     emu.clear_records();
     emu.inject(rate_limit(Endpoint::Subscriptions));
     let report = client.subscribe(&topics[1..]).unwrap();
@@ -105,7 +105,7 @@ fn server_errors_are_retried_with_backoff_until_success() {
     let rec = Recorder::new(&client);
     let seqs = Seqs::new(&client);
     let topics = presence_topics(1);
-    client.subscribe(&topics).unwrap();
+    let _ = client.subscribe(&topics).unwrap();
     let creates: Vec<u16> = calls(&emu, "POST", "/api/v2/notifications/channels")
         .iter()
         .map(|r| r.status)
@@ -156,7 +156,7 @@ fn unauthorized_call_refreshes_the_token_once() {
     let client = fast(&emu).build().unwrap();
     let seqs = Seqs::new(&client);
     let topics = presence_topics(2);
-    client.subscribe(&topics[..1]).unwrap();
+    let _ = client.subscribe(&topics[..1]).unwrap();
     let before = emu.token_requests();
     emu.clear_records();
     emu.inject(Fault::ExpireTokens);
@@ -193,7 +193,7 @@ fn injected_401_on_create_channel_refreshes_once_then_succeeds() {
     let client = fast(&emu).build().unwrap();
     let seqs = Seqs::new(&client);
     let topics = presence_topics(1);
-    client.subscribe(&topics).unwrap();
+    let _ = client.subscribe(&topics).unwrap();
     assert!(wait_until(SOON, || flows(&emu, &topics[0], &seqs, 1)));
     // One token at start, one after the 401.
     assert_eq!(emu.token_requests(), 2);

@@ -86,7 +86,7 @@ impl OneChannel {
         let replaced: Vec<_> = events
             .iter()
             .filter_map(|e| match e {
-                Lifecycle::ChannelReplaced { old, new } => Some((old.clone(), new.clone())),
+                Lifecycle::ChannelReplaced { old, new, .. } => Some((old.clone(), new.clone())),
                 _ => None,
             })
             .collect();
@@ -131,6 +131,7 @@ impl OneChannel {
                     start,
                     end,
                     topics,
+                    ..
                 } => Some((channel.clone(), *start, *end, topics.clone())),
                 _ => None,
             })
@@ -363,16 +364,16 @@ fn attempts(rec: &Recorder) -> Vec<u32> {
 fn spent_retry_budget_is_terminal_and_reported() {
     let emu = emulator();
     let client = fast(&emu)
-        .backoff(genesys_notify::Backoff {
-            base: Duration::from_millis(20),
-            cap: Duration::from_millis(100),
-            max_retries: Some(3),
-            ..genesys_notify::Backoff::default()
-        })
+        .backoff(
+            genesys_notify::Backoff::default()
+                .base(Duration::from_millis(20))
+                .cap(Duration::from_millis(100))
+                .max_retries(Some(3)),
+        )
         .build()
         .unwrap();
     let rec = Recorder::new(&client);
-    client.subscribe(presence_topics(1)).unwrap();
+    let _ = client.subscribe(presence_topics(1)).unwrap();
     wait_registered(&emu);
     let id = channel_id(&client);
     // Exactly enough refusals to spend the budget; the server is fine afterwards.
@@ -439,16 +440,16 @@ fn retry_count_resets_after_a_healthy_connection() {
     // Long enough that the first two drops fall within it even on a loaded machine.
     let reset_after = Duration::from_secs(3);
     let client = fast(&emu)
-        .backoff(genesys_notify::Backoff {
-            base: Duration::from_millis(20),
-            cap: Duration::from_millis(200),
-            reset_after,
-            ..genesys_notify::Backoff::default()
-        })
+        .backoff(
+            genesys_notify::Backoff::default()
+                .base(Duration::from_millis(20))
+                .cap(Duration::from_millis(200))
+                .reset_after(reset_after),
+        )
         .build()
         .unwrap();
     let rec = Recorder::new(&client);
-    client.subscribe(presence_topics(1)).unwrap();
+    let _ = client.subscribe(presence_topics(1)).unwrap();
     wait_registered(&emu);
     let id = channel_id(&client);
     let drop_and_wait = || {

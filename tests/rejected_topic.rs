@@ -114,7 +114,7 @@ fn a_denied_topic_added_to_an_existing_channel_is_rejected_alone() {
     let client = builder(&emu).build().unwrap();
     let lifecycle = Recorder::new(&client);
     let topics = presence_topics(6);
-    client.subscribe(&topics[..3]).unwrap();
+    let _ = client.subscribe(&topics[..3]).unwrap();
     let denied = topics[4].clone();
     emu.deny_topic(&denied, &[PERMISSION]);
 

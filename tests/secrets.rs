@@ -198,8 +198,8 @@ fn exercise(emu: &Emulator, client: Client) -> Run {
         })
         .unwrap();
     let topics = presence_topics(2);
-    client.subscribe(&topics).unwrap();
-    client
+    let _ = client.subscribe(&topics).unwrap();
+    let _ = client
         .subscribe([format!("v2.users.{}.routingstatus", user_id(0))])
         .unwrap();
     wait_sockets(emu, 2);
@@ -278,7 +278,7 @@ fn exercise(emu: &Emulator, client: Client) -> Run {
         retry_after: None,
         times: 1,
     });
-    client
+    let _ = client
         .subscribe([format!("v2.users.{}.presence", user_id(9))])
         .unwrap();
     let error = client.subscribe(["not a topic"]).unwrap_err();
@@ -475,7 +475,7 @@ fn static_access_token_never_shows() {
     let client = builder.build().unwrap();
     let lifecycle = Recorder::new(&client);
     let topics = presence_topics(3);
-    client.subscribe(&topics).unwrap();
+    let _ = client.subscribe(&topics).unwrap();
     wait_sockets(&emu, 2);
     let first = emu.channels()[0].id.clone();
     emu.inject(Fault::CloseSocket {

@@ -274,7 +274,7 @@ fn shutdown_returns_in_time_when_a_listener_hangs() {
     // waits for the running callback) cannot deadlock the test.
     let mut release = Some(release_tx);
     let topics = presence_topics(1);
-    client.subscribe(&topics).unwrap();
+    let _ = client.subscribe(&topics).unwrap();
     wait_sockets(&emu, 1);
     assert_eq!(emu.publish(&topics[0], presence_body(1)), 1);
     assert!(wait_until(Duration::from_secs(10), || entered.load(Ordering::SeqCst)));

@@ -67,7 +67,7 @@ fn typed_body_gives_a_serde_error_when_the_shape_does_not_fit() {
         })
         .unwrap();
     let topics = presence_topics(1);
-    client.subscribe(&topics).unwrap();
+    let _ = client.subscribe(&topics).unwrap();
     emu.publish(&topics[0], presence_body(1));
     assert!(wait_until(Duration::from_secs(5), || results.lock().len() == 1));
     let (good, bad) = results.lock()[0].clone();
@@ -87,7 +87,8 @@ fn passing_the_listener_threshold_raises_a_lifecycle_warning() {
         e,
         genesys_notify::Lifecycle::TooManyListeners {
             count: 4,
-            threshold: 3
+            threshold: 3,
+            ..
         }
     )));
     assert_eq!(
@@ -124,7 +125,7 @@ fn system_topics_cannot_be_listened_to_as_notifications() {
 fn concurrent_shutdowns_all_wait_for_the_one_that_runs() {
     let emu = emulator();
     let client = Arc::new(builder(&emu).build().unwrap());
-    client.subscribe(presence_topics(2)).unwrap();
+    let _ = client.subscribe(presence_topics(2)).unwrap();
     let results: Vec<_> = (0..4)
         .map(|_| {
             let c = client.clone();

@@ -106,6 +106,7 @@ fn assert_too_many_topics<T: std::fmt::Debug>(result: Result<T, Error>) {
         Err(Error::TooManyTopics {
             requested,
             capacity,
+            ..
         }) => {
             assert_eq!(requested, 20_001);
             assert_eq!(capacity, 20_000);
@@ -132,7 +133,7 @@ fn more_than_twenty_thousand_topics_is_an_error_and_subscribes_nothing() {
     );
 
     // On top of 2 500 subscribed: 17 501 more would make 20 001.
-    client.subscribe(presence_topics(2500)).unwrap();
+    let _ = client.subscribe(presence_topics(2500)).unwrap();
     let before = mutating_requests(&emu);
     assert_too_many_topics(client.subscribe(presence_range(2500, 20_001)));
     assert_eq!(client.topics().len(), 2500);
@@ -155,12 +156,13 @@ fn the_limit_is_exact_with_smaller_settings() {
         .max_topics_per_channel(10)
         .build()
         .unwrap();
-    client.subscribe(presence_topics(25)).unwrap();
+    let _ = client.subscribe(presence_topics(25)).unwrap();
     assert_eq!(client_topic_counts(&client), [10, 10, 5]);
     match client.subscribe(presence_range(25, 31)) {
         Err(Error::TooManyTopics {
             requested,
             capacity,
+            ..
         }) => assert_eq!((requested, capacity), (31, 30)),
         other => panic!("expected TooManyTopics, got {other:?}"),
     }
@@ -180,7 +182,7 @@ fn subscribing_a_topic_twice_is_a_reported_no_op() {
     let client = builder(&emu).build().unwrap();
     let lifecycle = Recorder::new(&client);
     let topics = presence_topics(3);
-    client.subscribe(&topics[..2]).unwrap();
+    let _ = client.subscribe(&topics[..2]).unwrap();
     let requests = emu.requests().len();
 
     // The same topic again, spelled in another case: a duplicate, and no REST call at all.
@@ -196,7 +198,7 @@ fn subscribing_a_topic_twice_is_a_reported_no_op() {
     );
     assert!(lifecycle.wait(WAIT, |e| matches!(
         e,
-        Lifecycle::DuplicateSubscription { topic } if *topic == first
+        Lifecycle::DuplicateSubscription { topic, .. } if *topic == first
     )));
 
     // A duplicate mixed with a new topic: only the new one is sent.
@@ -228,7 +230,7 @@ fn an_invalid_topic_name_is_an_error_and_changes_nothing() {
     let emu = emulator();
     let client = builder(&emu).build().unwrap();
     let topics = presence_topics(3);
-    client.subscribe(&topics[..1]).unwrap();
+    let _ = client.subscribe(&topics[..1]).unwrap();
     let requests = emu.requests().len();
     type Expect = fn(&TopicError) -> bool;
     let cases: [(&str, Expect); 4] = [
@@ -242,7 +244,7 @@ fn an_invalid_topic_name_is_an_error_and_changes_nothing() {
     for (bad, expected) in cases {
         // The valid new topic next to the bad one is not subscribed either.
         match client.subscribe([topics[1].as_str(), bad]) {
-            Err(Error::Topic { name, error }) => {
+            Err(Error::Topic { name, error, .. }) => {
                 assert_eq!(name, bad);
                 assert!(expected(&error), "{bad:?} gave {error:?}");
             }
@@ -265,7 +267,7 @@ fn unsubscribe_removes_topics_on_the_server() {
     let lifecycle = Recorder::new(&client);
     let (seen, _guard) = channel_recorder(&client);
     let topics = presence_topics(4);
-    client.subscribe(&topics).unwrap();
+    let _ = client.subscribe(&topics).unwrap();
 
     let removed = client
         .unsubscribe([&topics[1], &topics[3], &presence_range(9, 10)[0]])
@@ -296,7 +298,7 @@ fn unsubscribe_removes_topics_on_the_server() {
     let channels = emu.channels();
     assert_eq!(channels.len(), 1);
     assert!(channels[0].topics.is_empty());
-    client.subscribe(&topics[..1]).unwrap();
+    let _ = client.subscribe(&topics[..1]).unwrap();
     assert_eq!(emu.channels().len(), 1, "the empty channel is reused");
     assert_eq!(emu.channels()[0].topics, [topics[0].clone()]);
     client.shutdown(Duration::from_secs(5)).unwrap();
@@ -308,7 +310,7 @@ fn subscribe_isolated_puts_topics_on_a_channel_of_their_own() {
     let client = builder(&emu).max_topics_per_channel(10).build().unwrap();
     let (seen, _guard) = channel_recorder(&client);
     let shared = presence_topics(10);
-    client.subscribe(&shared).unwrap();
+    let _ = client.subscribe(&shared).unwrap();
     let isolated = presence_range(10, 13);
     let report = client.subscribe_isolated(&isolated).unwrap();
     assert_eq!(report.permitted.len(), 3);
@@ -319,7 +321,7 @@ fn subscribe_isolated_puts_topics_on_a_channel_of_their_own() {
     // The shared channel is full and the isolated one has room, yet a new topic gets a new
     // channel: nothing joins an isolated channel.
     let more = presence_range(13, 15);
-    client.subscribe(&more).unwrap();
+    let _ = client.subscribe(&more).unwrap();
     let channels = emu.channels();
     assert_eq!(emu_topic_counts(&emu), [10, 3, 2]);
     assert_eq!(channels[1].topics, isolated);
@@ -328,7 +330,7 @@ fn subscribe_isolated_puts_topics_on_a_channel_of_their_own() {
 
     // A second isolated group gets its own channel too, even though channel 3 has room.
     let group2 = presence_range(15, 16);
-    client.subscribe_isolated(&group2).unwrap();
+    let _ = client.subscribe_isolated(&group2).unwrap();
     assert_eq!(emu_topic_counts(&emu), [10, 3, 2, 1]);
 
     // Events of the isolated topics arrive on the isolated channel.
@@ -347,7 +349,7 @@ fn an_emptied_isolated_channel_does_not_use_up_the_channel_limit() {
     let topics = presence_topics(4);
     for topic in &topics[..3] {
         let group = [topic];
-        client.subscribe_isolated(group).unwrap();
+        let _ = client.subscribe_isolated(group).unwrap();
         assert_eq!(client.unsubscribe(group).unwrap().len(), 1);
         assert!(client.topics().is_empty());
     }

@@ -22,7 +22,7 @@ fn three_topics_with_a_short_tick() -> (
         .build()
         .unwrap();
     let topics = presence_topics(3);
-    client.subscribe(&topics).unwrap();
+    let _ = client.subscribe(&topics).unwrap();
     (emu, client, topics)
 }
 
@@ -98,7 +98,7 @@ fn nothing_is_subscribed_again_after_shutdown() {
     let emu = std::sync::Arc::new(emulator());
     let client = std::sync::Arc::new(builder(&emu).build().unwrap());
     let topics = presence_topics(2);
-    client.subscribe(&topics[..1]).unwrap();
+    let _ = client.subscribe(&topics[..1]).unwrap();
     emu.inject(Fault::HttpStatus {
         endpoint: Endpoint::Subscriptions,
         status: 429,

@@ -160,7 +160,7 @@ impl fmt::Display for TokenError {
 impl std::error::Error for TokenError {}
 
 /// Something that can produce access tokens: the OAuth client-credentials grant
-/// ([`ClientCredentials`]), a fixed token ([`StaticToken`]), or any closure
+/// ([`ClientCredentials`](crate::ClientCredentials)), a fixed token ([`StaticToken`]), or any closure
 /// `Fn() -> Result<AccessToken, TokenError>`.
 ///
 /// Genesys accepts tokens from any grant (docs/protocol.md "OAuth"), so the library never assumes

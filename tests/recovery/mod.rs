@@ -59,7 +59,7 @@ impl OneChannel {
         let rec = Recorder::new(&client);
         let seqs = Seqs::new(&client);
         let topics = presence_topics(topics);
-        client.subscribe(&topics).unwrap();
+        let _ = client.subscribe(&topics).unwrap();
         wait_registered(&emu);
         let id = channel_id(&client);
         OneChannel {

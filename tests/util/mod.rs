@@ -47,11 +47,11 @@ pub fn builder(emu: &Emulator) -> ClientBuilder {
         .client_credentials(emu.client_id(), emu.client_secret())
         .connect_timeout(Duration::from_secs(5))
         .request_timeout(Duration::from_secs(5))
-        .backoff(Backoff {
-            base: Duration::from_millis(20),
-            cap: Duration::from_millis(500),
-            ..Backoff::default()
-        })
+        .backoff(
+            Backoff::default()
+                .base(Duration::from_millis(20))
+                .cap(Duration::from_millis(500)),
+        )
 }
 
 /// Records every lifecycle event of a client.
