@@ -1,4 +1,5 @@
-//! api.rs makes REST calls; it never retries except the one token refresh on 401.
+//! api.rs owns the REST calls of the Notifications API and maps every answer to an [`ApiError`];
+//! it never retries, except once with a fresh token after a 401.
 //!
 //! It speaks the Genesys Notifications REST API of docs/protocol.md "Channels" and "Subscriptions"
 //! plus `GET /api/v2/tokens/me` ("OAuth"), with one `ureq::Agent` whose global timeout bounds

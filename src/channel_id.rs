@@ -1,4 +1,4 @@
-//! channel_id.rs holds [`ChannelId`], the one public handle on a channel id; it never shows the
+//! channel_id.rs owns [`ChannelId`], the one public handle on a channel id; it never shows the
 //! whole id in `Debug` or `Display`.
 
 use std::fmt;

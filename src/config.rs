@@ -1,4 +1,4 @@
-//! config.rs holds every setting of a client, with defaults and validation; it never does I/O.
+//! config.rs owns every setting of a client, with defaults and validation; it never does I/O.
 
 use crate::backoff::Backoff;
 use std::fmt;

@@ -1,6 +1,7 @@
 //! dispatch.rs owns the dispatcher threads: bounded queues, the backpressure policy, per-topic
 //! ordering, and the lifecycle thread. It never reads a socket and never blocks a socket thread
-//! except under [`Backpressure::Block`].
+//! for long: only under [`Backpressure::Block`] (until there is room), and for at most 200 ms
+//! when an important lifecycle event (gap, disconnect, stop) finds the lifecycle queue full.
 //!
 //! Events are sharded by a case-insensitive hash of their topic, so all events of one topic go
 //! through one queue and one thread, in the order the socket thread pushed them; different

@@ -1,4 +1,5 @@
-//! error.rs holds the crate's error type returned by the client's methods; it never logs.
+//! error.rs owns [`Error`], what the client's methods fail with; it never logs and never carries a
+//! secret.
 
 use crate::api::ApiError;
 use crate::auth::TokenError;

@@ -1,5 +1,5 @@
-//! event.rs defines what listeners receive: [`Event`] (one notification) and [`Lifecycle`]
-//! (what happened to the client); it holds data and never does I/O.
+//! event.rs owns what listeners receive: [`Event`] (one notification) and [`Lifecycle`] (what
+//! happened to the client); it holds data and never does I/O.
 
 use crate::api::{ApiError, TopicResult};
 use crate::auth::TokenError;

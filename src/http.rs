@@ -1,5 +1,5 @@
-//! http.rs configures the crate's HTTP agents and turns HTTP failures into text that never
-//! holds a secret; it never makes a request of its own and never retries.
+//! http.rs owns the crate's HTTP agent settings and the text HTTP failures become (never holding
+//! a secret); it never makes a request of its own and never retries.
 
 use std::time::Duration;
 

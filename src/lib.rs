@@ -6,6 +6,10 @@
 //! network faults, server maintenance and token expiry, and hands every event to the callbacks
 //! you registered — and it tells you whenever it could not.
 //!
+//! These crate docs are the manual: a quick start, then one section per topic, then the
+//! [guarantees](#guarantees) the rest of the crate is held to. The facts about the service it
+//! relies on are in the repository's `docs/protocol.md`, cited by section.
+//!
 //! ## Quick start
 //! ```no_run
 //! use genesys_notify::{Client, Event, Lifecycle, Region};
@@ -38,44 +42,210 @@
 //! # }
 //! ```
 //!
-//! ## How it works
-//! - **Channels.** Topics are packed into as few notification channels as the service's limits
-//!   allow (1 000 topics per channel, 20 channels per user and OAuth client). Going beyond is an
-//!   [`Error::TooManyTopics`], never a silent eviction of one of our own channels.
-//!   [`Client::subscribe_isolated`] puts a group of topics on a channel of its own.
-//! - **One OS thread per channel** creates the channel, connects its socket (tungstenite over
-//!   rustls, certificates verified), subscribes the topics with `ignoreErrors=true`, reads
-//!   frames, sends the application ping `{"message":"ping"}` when the socket is idle, and
-//!   replaces a silent socket within the liveness bound.
-//! - **Dispatcher threads** run the callbacks. Events are sharded by topic, so each listener
-//!   sees a topic's events in the order they were received while different topics run in
-//!   parallel. Queues are bounded; when one is full the [`Backpressure`] policy decides: `Block`
-//!   (the default: nothing lost, TCP pushes back), `DropNewest` or `DropOldest` (each drop
-//!   counted and reported).
-//! - **Recovery.** Any close or error you did not ask for leads to reconnection with exponential
-//!   backoff and full jitter ([`Backoff`]); a channel that no longer exists is replaced by a new
-//!   one with the same topics; every period without a socket is reported as a
-//!   [`Lifecycle::Gap`] with the topics affected, so you can resynchronise over REST.
-//! - **Tokens** are refreshed ahead of expiry, from `expires_in`, without touching any socket.
+//! ## Authentication
+//! [`ClientBuilder::client_credentials`] runs the OAuth client-credentials grant
+//! ([`ClientCredentials`], `POST {login_base}/oauth/token`); [`ClientBuilder::access_token`]
+//! uses a token obtained elsewhere ([`StaticToken`], never refreshed); and
+//! [`ClientBuilder::token_source`] takes any [`TokenSource`], including a closure:
+//! ```no_run
+//! use genesys_notify::{AccessToken, Client, TokenError};
+//! use std::time::Duration;
+//!
+//! # fn main() -> Result<(), genesys_notify::Error> {
+//! let client = Client::builder()
+//!     .token_source(|| -> Result<AccessToken, TokenError> {
+//!         // Ask your own token service; say how long the token lives if you know it.
+//!         Ok(AccessToken::new("token-from-elsewhere", Some(Duration::from_secs(3600))))
+//!     })
+//!     .build()?;
+//! client.verify_token()?; // GET /api/v2/tokens/me: fail fast on bad credentials
+//! # Ok(())
+//! # }
+//! ```
+//! Tokens with a known `expires_in` are refreshed ahead of expiry (guarantee 5); sockets do not
+//! use the token, so a refresh touches none. A token source failing is reported as
+//! [`Lifecycle::TokenRefreshFailed`]; a permanent failure (bad credentials) makes the calls that
+//! need a token fail with [`Error::Token`].
+//!
+//! ## Where to connect
+//! [`ClientBuilder::region`] (a [`Region`]) or [`ClientBuilder::region_name`] (`"eu-west-1"` or
+//! `"mypurecloud.ie"`) picks `api.<domain>` and `login.<domain>`; [`ClientBuilder::api_base`] and
+//! [`ClientBuilder::login_base`] set them explicitly (test servers, new regions). Plain `http` is
+//! accepted only for loopback hosts; everything else is TLS with verified certificates (rustls
+//! and the webpki roots).
+//!
+//! ## Topics and channels
+//! Topic names are validated and lower-cased ([`Topic`]; at most [`MAX_TOPIC_LEN`] characters).
+//! A combined topic such as `v2.users.<id>?presence&routingStatus` counts as one subscription,
+//! but its events arrive under the individual names (`v2.users.<id>.presence`, ...).
+//!
+//! [`Client::subscribe`] packs topics into as few notification channels as the service's limits
+//! allow (1 000 topics per channel, 20 channels per user and OAuth client; docs/protocol.md
+//! "Channels"), filling existing channels first. Going beyond is [`Error::TooManyTopics`] (or
+//! [`Error::TooManyChannels`]), never a silent eviction of one of our own channels.
+//! [`Client::subscribe_isolated`] puts a group of topics on a channel of its own;
+//! [`Client::unsubscribe`] removes topics and [`Client::topics`] lists them. Each call returns a
+//! [`SubscribeReport`]: topics permitted, topics rejected by the service (with the reason and the
+//! missing permissions, [`TopicResult`]) and duplicates that needed nothing.
+//!
+//! Each channel runs on an OS thread of its own: it creates the channel, connects its socket
+//! (tungstenite over rustls), subscribes the topics with `ignoreErrors=true`, reads frames,
+//! sends the application ping `{"message":"ping"}` when the socket is idle, and replaces a
+//! silent socket within the liveness bound (guarantee 3).
+//!
+//! ## Listeners and events
+//! [`Client::on`] registers a callback for a [`Pattern`]: `*` stands for exactly one
+//! dot-separated segment (`v2.users.*.presence`) and matching ignores case. It returns a
+//! [`ListenerGuard`]; dropping the guard unregisters the callback (guarantee 6), and
+//! [`ListenerGuard::forget`] keeps it for the client's life. An [`Event`] gives the topic, the
+//! `CorrelationId`, the [`ChannelId`] (shown shortened), the time it was received, and the
+//! `eventBody`: raw ([`Event::body_json`]), as a `serde_json::Value` ([`Event::body_value`]) or
+//! as your own type ([`Event::body`], which may borrow from the frame).
+//!
+//! Callbacks run on the dispatcher threads ([`ClientBuilder::dispatcher_threads`]). Events are
+//! sharded by topic, so each listener sees one topic's events in the order they were received
+//! (guarantee 2) while different topics run in parallel.
+//!
+//! [`Client::on_lifecycle`] registers a callback for [`Lifecycle`] events, which say what
+//! happened to the client: channels created or replaced, sockets connected and disconnected (with
+//! a [`DisconnectCause`]), reconnection attempts, gaps, per-topic subscription results, token
+//! refreshes, failed REST calls, malformed and unrouted messages, dropped events, panicking
+//! listeners, dispatch lag and `v2.system.*` messages ([`SystemMessage`]). They run on one
+//! lifecycle thread, in the order they happened.
+//!
+//! ## Backpressure
+//! Each dispatcher thread has a bounded queue ([`ClientBuilder::queue_capacity`] events). When
+//! the queue an event belongs to is full, the [`Backpressure`] policy decides:
+//! [`Backpressure::Block`] (the default: the socket thread waits, TCP pushes back on the server,
+//! nothing is lost by the client, and the wait does not count as server silence),
+//! [`Backpressure::DropNewest`] or [`Backpressure::DropOldest`]. Every drop is counted
+//! ([`Health::dropped`]) and reported as [`Lifecycle::Dropped`], coalesced to about one report
+//! every 100 ms.
+//!
+//! ## Recovery
+//! Any close or error you did not ask for leads to reconnection with exponential backoff and
+//! full jitter ([`Backoff`]), honouring `Retry-After`, within the retry budget
+//! ([`Backoff::max_retries`]; when spent, [`Lifecycle::RetryBudgetExhausted`]). A channel that
+//! no longer exists is replaced by a new one with the same topics
+//! ([`Lifecycle::ChannelReplaced`]). Every period without a socket is reported as a
+//! [`Lifecycle::Gap`] with the topics affected: events are not durable on the service, so
+//! resynchronise those topics over REST. Before maintenance the service sends
+//! `v2.system.socket_closing`; the client then connects a second socket to the same channel and
+//! switches over without a gap (guarantee 4).
+//!
+//! ## Health
+//! [`Client::health`] returns a [`Health`] snapshot: per channel ([`ChannelHealth`]) its state,
+//! topics, counters (received, delivered, dropped, unrouted, malformed, heartbeats,
+//! reconnects), last frame time and ping round trip; the dispatcher queue depths and recent
+//! queue waits ([`DispatchWait`]); listeners per pattern; panic and drop totals.
+//!
+//! ## Configuration
+//! Every setting has a setter of the same name on [`ClientBuilder`], in the unit its docs name
+//! (durations as [`Duration`](std::time::Duration)), and a getter on [`Config`]
+//! ([`Client::config`] reads them back). [`ClientBuilder::build`] checks them all and names the
+//! first one out of range in [`Error::Config`]. The defaults follow the service: 30 s ping
+//! interval (the heartbeat period), 15 s pong timeout, 60 s liveness timeout, 20 s connect and
+//! 30 s request timeouts, 20 channels of 1 000 topics, 2 dispatcher threads of 1 024 events,
+//! 4 MiB messages. [`Backoff`] is changed with chainable setters:
+//! ```
+//! use genesys_notify::{Backoff, Backpressure, Client};
+//! use std::time::Duration;
+//!
+//! # fn main() -> Result<(), genesys_notify::Error> {
+//! let client = Client::builder()
+//!     .access_token("token")
+//!     .dispatcher_threads(4)
+//!     .backpressure(Backpressure::DropOldest)
+//!     .liveness_timeout(Duration::from_secs(45))
+//!     .backoff(Backoff::default().cap(Duration::from_secs(30)).max_retries(Some(20)))
+//!     .build()?;
+//! assert_eq!(client.config().dispatcher_threads(), 4);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## Errors
+//! Methods return [`Error`]: [`Error::Config`] (a setting out of range, no token source),
+//! [`Error::Topic`] (an invalid topic or pattern), [`Error::TooManyTopics`] and
+//! [`Error::TooManyChannels`] (the service's limits), [`Error::Api`] (a REST call failed,
+//! [`ApiError`]), [`Error::Token`] (the token source failed, [`TokenError`]),
+//! [`Error::Timeout`], [`Error::ChannelStopped`], [`Error::Spawn`] (the system refused a
+//! thread) and [`Error::Shutdown`]. Each method's docs say which it returns and when.
 //!
 //! ## Guarantees
-//! 1. No silent loss: every notification read is delivered, or counted as dropped or unrouted
-//!    in [`Client::health`] and in lifecycle events; every period without a socket is a `Gap`.
-//! 2. A listener cannot take the client down: panics are caught and reported.
-//! 3. Dropping a [`ListenerGuard`] means the callback is not running and never runs again once
-//!    the drop returns (dropping it inside its own callback is allowed).
-//! 4. [`Client::shutdown`] (and `Drop`) closes every socket with a close frame, removes the
-//!    server-side subscriptions and joins every thread within its timeout.
-//! 5. Secrets stay secret: the client secret and access tokens never appear in `Debug` output or
-//!    logs; channel ids and `connectUri` appear only shortened. Plain `http`/`ws` is accepted
-//!    only for loopback hosts. (The `ureq` and `tungstenite` crates underneath log request
-//!    paths, which hold the channel id, at `trace` level: keep them at `debug` or above in
-//!    production.)
+//! The one list of what the crate promises; tests cite these numbers.
+//! 1. **No silent loss.** Every notification read from a socket is delivered to every matching
+//!    listener, or counted as dropped (backpressure policy) or unrouted (no listener), visible
+//!    in [`Client::health`] and in lifecycle events. Every period without a socket is a
+//!    [`Lifecycle::Gap`] with its start (the last frame received), end (a new socket connected
+//!    with every topic, or the channel stopped for good) and topics.
+//! 2. **Order.** Each listener receives a topic's events in the order they were read; different
+//!    topics run in parallel on the dispatcher threads.
+//! 3. **Liveness is bounded.** An idle socket is pinged after `ping_interval`; a socket that
+//!    answers nothing within `pong_timeout`, or stays silent for `liveness_timeout`, is dropped
+//!    and replaced at `min(liveness_timeout, ping_interval + pong_timeout)` after its last
+//!    frame, plus at most a quarter of the shortest of those settings (by default 45 s, at most
+//!    48.75 s).
+//! 4. **Recovery is automatic.** Any close or error you did not ask for leads to reconnection
+//!    with exponential backoff and full jitter, honouring `Retry-After`, within the retry
+//!    budget. A channel that no longer exists (404, evicted, expired) is replaced by a new one
+//!    with the same topics. On `v2.system.socket_closing` a new socket to the same channel takes
+//!    over at a jittered moment within the first `min(pong_timeout, 10 s) / 2` of the warning,
+//!    after what still arrives on the old one is delivered: no gap. A server that closes sooner
+//!    is recovered like any other close, with a gap.
+//! 5. **Tokens are refreshed ahead of expiry**, from `expires_in` (at about 80 % of it), without
+//!    touching any socket. A 401 forces one refresh. Bad credentials are a clear error
+//!    ([`Error::Token`]), retried by the refresher only every few minutes, never in a hot loop.
+//! 6. **Listeners.** Once dropping a [`ListenerGuard`] returns, its callback is not running and
+//!    never runs again (dropping a guard inside its own callback is allowed). A panicking
+//!    callback is caught and reported; the dispatcher thread lives on.
+//! 7. **Bad input gets a clear error and loses nothing else.** Malformed JSON, binary or oversize
+//!    frames and unknown system messages are reported and the stream goes on. Invalid topic
+//!    names are refused before anything is sent; topics beyond the limits are an error, never a
+//!    silent eviction.
+//! 8. **Shutdown is prompt and clean.** [`Client::shutdown`] (and `Drop`, within
+//!    `drop_timeout`) sends every socket a close frame, removes the server-side subscriptions,
+//!    delivers the events already queued and joins every thread within its timeout (else
+//!    [`Error::Timeout`]).
+//! 9. **Secrets stay secret.** The client secret and access tokens never appear in `Debug`
+//!    output or logs; channel ids and `connectUri` (either lets anyone take the channel over)
+//!    appear only shortened, and no public type holds them in full except
+//!    [`ChannelId::as_str`], which you call on purpose. Plain `http`/`ws` is accepted only for
+//!    loopback hosts. This holds for this crate's own log lines at every level; the `ureq` and
+//!    `tungstenite` crates underneath log request paths, which hold the channel id, at `trace`
+//!    level: keep those two at `debug` or above in production.
 //!
 //! ## Testing without Genesys Cloud
 //! The `emulator` feature adds [`emulator::Emulator`], a fake Genesys Cloud on 127.0.0.1 with
 //! the token endpoint, channels, subscriptions and the WebSocket, event publishing and fault
-//! injection. The quickstart example runs against it.
+//! injection. The quickstart example runs against it; your tests can too:
+//! ```
+//! # #[cfg(feature = "emulator")]
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use genesys_notify::emulator::Emulator;
+//! use genesys_notify::{Client, Event};
+//! use std::time::Duration;
+//!
+//! let emu = Emulator::start()?;
+//! let client = Client::builder()
+//!     .api_base(emu.api_base())
+//!     .login_base(emu.login_base())
+//!     .client_credentials(emu.client_id(), emu.client_secret())
+//!     .build()?;
+//! let (tx, rx) = std::sync::mpsc::channel();
+//! let _guard = client.on("v2.users.*.presence", move |event: &Event| {
+//!     let _ = tx.send(event.body_json().to_owned());
+//! })?;
+//! let report = client.subscribe(["v2.users.u1.presence"])?;
+//! assert_eq!(report.permitted.len(), 1);
+//! emu.publish("v2.users.u1.presence", serde_json::json!({"systemPresence": "BUSY"}));
+//! assert!(rx.recv_timeout(Duration::from_secs(10))?.contains("BUSY"));
+//! client.shutdown(Duration::from_secs(5))?;
+//! # Ok(())
+//! # }
+//! # #[cfg(not(feature = "emulator"))]
+//! # fn main() {}
+//! ```
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 #![doc(test(attr(deny(warnings))))]

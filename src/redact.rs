@@ -1,4 +1,5 @@
-//! redact.rs shortens and hides secrets for `Debug`, `Display` and logs; it never stores them.
+//! redact.rs owns how secrets are shortened or hidden in `Debug`, `Display` and logs; it never
+//! stores them.
 //!
 //! Channel ids and `connectUri` are credentials (anyone holding them can take the channel over,
 //! docs/protocol.md "The WebSocket"), client secrets and access tokens are credentials too. Everything
@@ -44,7 +45,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn channel_id_is_cut_after_eight_characters() {
+    fn channel_id_shows_only_four_characters_at_each_end() {
         assert_eq!(short_id("streaming-0123456789abcdef"), "stre…cdef");
         assert_eq!(short_id("abc"), "…");
     }

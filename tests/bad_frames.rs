@@ -1,4 +1,4 @@
-//! Bad input gets a clear report and loses nothing else (design.md guarantee 7): a frame that is
+//! Bad input gets a clear report and loses nothing else (crate guarantee 7): a frame that is
 //! not JSON, a binary frame, a frame without `topicName`, and a notification no listener matches
 //! are each reported (lifecycle event and health counter) and the same socket goes on
 //! delivering: no reconnect, no disconnect.

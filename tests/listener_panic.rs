@@ -1,4 +1,4 @@
-//! A panicking listener cannot take the client down (design.md guarantee 6): the panic is caught
+//! A panicking listener cannot take the client down (crate guarantee 6): the panic is caught
 //! and reported as `Lifecycle::ListenerPanicked` and in `health().listener_panics`, every other
 //! listener of the same and of other topics still gets every event, and the dispatcher thread
 //! that caught the panic goes on delivering.

@@ -1,4 +1,4 @@
-//! Secrets stay secret (design.md guarantee 8): the client secret and access tokens never
+//! Secrets stay secret (crate guarantee 9): the client secret and access tokens never
 //! appear in `Debug` output (builder, client, config, health, lifecycle events, errors) or in
 //! log output, and channel ids and `connectUri`s appear only shortened (`stre…abcd`).
 //!

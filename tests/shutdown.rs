@@ -1,4 +1,4 @@
-//! Shutdown is prompt and clean (design.md guarantee 5): `shutdown` and `Drop` close every socket
+//! Shutdown is prompt and clean (crate guarantee 8): `shutdown` and `Drop` close every socket
 //! with a close frame, remove every channel's server-side subscriptions, join every thread, and
 //! return within their timeout even when a listener callback hangs or the REST API hangs.
 //!

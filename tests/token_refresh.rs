@@ -1,5 +1,5 @@
-//! Tokens are refreshed before they expire, without touching any socket (design.md guarantee
-//! 4): with 3 s tokens, a client running for ~9 s refreshes its token several times ahead of
+//! Tokens are refreshed before they expire, without touching any socket (crate guarantee
+//! 5): with 3 s tokens, a client running for ~9 s refreshes its token several times ahead of
 //! expiry, no REST call is ever refused with 401, no socket is closed or reconnected, events
 //! flow throughout, and a subscription made late in the run works.
 mod util;

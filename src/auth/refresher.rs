@@ -13,7 +13,7 @@ use super::refresh::retry_delay;
 
 impl TokenManager {
     /// Starts the refresher thread, which fetches a token at once when there is none, then
-    /// again at [`refresh_at`] of each token, and retries failed refreshes with backoff. Tokens
+    /// again at [`refresh_at`](super::refresh::refresh_at) of each token, and retries failed refreshes with backoff. Tokens
     /// without a known lifetime are not refreshed. Stopped by [`RefresherHandle::stop`] or drop.
     pub(crate) fn start_refresher(self: &Arc<Self>) -> RefresherHandle {
         let stop = Arc::new(AtomicBool::new(false));
