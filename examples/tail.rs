@@ -265,7 +265,7 @@ fn run(args: Args) -> Result<(), Failure> {
                     let _ = fatal.try_send(Stop::Fatal(format!("retries exhausted: {last_error}")));
                 }
                 Lifecycle::PermanentFailure { error, .. } => {
-                    let _ = fatal.try_send(Stop::Fatal(error.clone()));
+                    let _ = fatal.try_send(Stop::Fatal(error.to_string()));
                 }
                 _ => {}
             }

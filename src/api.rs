@@ -138,6 +138,9 @@ pub enum ApiError {
         status: u16,
         /// The error body's `message` (or its text), shortened, or empty.
         message: String,
+        /// The `Retry-After` header (whole seconds on the wire), sent with 503 by services
+        /// under load: a lower bound for the next attempt, as for 429.
+        retry_after: Option<Duration>,
     },
     /// The call did not complete: DNS, connect, TLS, I/O, or the request timeout. Transient.
     Transport(String),
@@ -167,11 +170,14 @@ impl ApiError {
         }
     }
 
-    /// The `Retry-After` of a 429 from the API or from the token endpoint: a lower bound for the
+    /// The `Retry-After` of a 429 (or a 5xx that sent one) from the API, or of a 429 from the
+    /// token endpoint: a lower bound for the
     /// next attempt, uncapped (the caller caps it). `None` otherwise.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            ApiError::RateLimited { retry_after } => *retry_after,
+            ApiError::RateLimited { retry_after } | ApiError::Server { retry_after, .. } => {
+                *retry_after
+            }
             ApiError::Token(e) => e.retry_after(),
             _ => None,
         }
@@ -211,7 +217,9 @@ impl fmt::Display for ApiError {
                 f.write_str("bad request (400)")?;
                 code_message(f, code, message)
             }
-            ApiError::Server { status, message } => {
+            ApiError::Server {
+                status, message, ..
+            } => {
                 write!(f, "unexpected status {status}")?;
                 code_message(f, "", message)
             }
@@ -593,6 +601,7 @@ fn map_status(response: &mut Response<Body>, channel: Option<&str>) -> ApiError 
         403 => ApiError::Forbidden { code, message },
         _ => ApiError::Server {
             status,
+            retry_after: parse_retry_after(response.headers()),
             message: if message.is_empty() {
                 hide(text.trim().to_owned())
             } else {
@@ -880,7 +889,11 @@ mod tests {
                     r#"{{"message":"no access to channel {CHANNEL}","code":"notification.unauthorized.topic","status":403}}"#
                 ),
             ),
-            (503, None, r#"{"message":"try later","status":503}"#.into()),
+            (
+                503,
+                Some("9"),
+                r#"{"message":"try later","status":503}"#.into(),
+            ),
             (500, None, "plain failure".into()),
             (409, None, String::new()),
         ];
@@ -917,13 +930,18 @@ mod tests {
                     assert_eq!(code, "notification.unauthorized.topic");
                     assert!(message.contains(&short_id(CHANNEL)), "{message}");
                 }
-                503 => assert!(
-                    matches!(&err, ApiError::Server { status: 503, message } if message == "try later")
-                        && err.is_transient()
-                ),
+                503 => {
+                    assert!(
+                        matches!(&err, ApiError::Server { status: 503, message, .. } if message == "try later")
+                            && err.is_transient()
+                    );
+                    // Honoured as on a 429 (issue #8.11).
+                    assert_eq!(err.retry_after(), Some(Duration::from_secs(9)));
+                }
                 500 => assert!(
-                    matches!(&err, ApiError::Server { status: 500, message } if message == "plain failure")
+                    matches!(&err, ApiError::Server { status: 500, message, .. } if message == "plain failure")
                         && err.is_transient()
+                        && err.retry_after().is_none()
                 ),
                 409 => assert!(
                     matches!(&err, ApiError::Server { status: 409, .. }) && !err.is_transient()

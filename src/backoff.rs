@@ -10,6 +10,9 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use std::time::Duration;
 
+/// The largest jitter before a prompt reconnection ([`Retry::prompt`]).
+pub(crate) const PROMPT_JITTER: Duration = Duration::from_millis(250);
+
 /// Retry policy for channel setup, reconnection and REST calls.
 ///
 /// Start from [`Backoff::default`] and change what you need with the chainable setters, each
@@ -145,6 +148,24 @@ impl Retry {
         Some(jittered.max(floor))
     }
 
+    /// A healthy connection the server ended (issue #10): the next attempt comes at once, after
+    /// a jitter of at most [`PROMPT_JITTER`] (or `base`, if smaller) and not before
+    /// `retry_after`. It is counted as the first retry of a new series, so a failure right after
+    /// it backs off as the second. `None` when the budget allows no retry at all.
+    pub(crate) fn prompt(&mut self, retry_after: Option<Duration>) -> Option<Duration> {
+        if self.policy.max_retries == Some(0) {
+            return None;
+        }
+        self.retries = 1;
+        let bound = PROMPT_JITTER.min(self.policy.base);
+        let nanos = bound.as_nanos().min(u64::MAX as u128) as u64;
+        let jittered = Duration::from_nanos(self.rng.random_range(0..=nanos));
+        let floor = retry_after
+            .map(|d| d.min(self.policy.retry_after_cap))
+            .unwrap_or_default();
+        Some(jittered.max(floor))
+    }
+
     /// Forgets past failures (after a connection stayed healthy for `reset_after`).
     pub(crate) fn reset(&mut self) {
         self.retries = 0;
@@ -231,6 +252,28 @@ mod tests {
         let mut r = Retry::new(p);
         let d = r.next_delay(Some(Duration::from_secs(3600))).unwrap();
         assert_eq!(d, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_prompt_attempt_is_short_restarts_the_series_and_keeps_retry_after() {
+        let mut p = policy(9);
+        p.base = Duration::from_secs(2);
+        let mut r = Retry::new(p);
+        for _ in 0..5 {
+            r.next_delay(None);
+        }
+        for _ in 0..50 {
+            let d = r.prompt(None).unwrap();
+            assert!(d <= PROMPT_JITTER, "{d:?}");
+            assert_eq!(r.retries(), 1, "healthy ends do not grow the count");
+        }
+        // A failure right after a prompt attempt is the second retry of the series.
+        r.next_delay(None);
+        assert_eq!(r.retries(), 2);
+        assert!(r.prompt(Some(Duration::from_secs(3))).unwrap() >= Duration::from_secs(3));
+        let mut none = policy(1);
+        none.max_retries = Some(0);
+        assert_eq!(Retry::new(none).prompt(None), None);
     }
 
     #[test]

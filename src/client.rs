@@ -284,6 +284,7 @@ impl ClientBuilder {
             dispatcher,
             tls: connect::tls_config(),
             epoch: (Instant::now(), SystemTime::now()),
+            stats: Default::default(),
         });
         Ok(Client {
             inner: Arc::new(Inner {
@@ -826,6 +827,7 @@ impl Client {
             dropped: sink.dropped_total.load(Ordering::Relaxed),
             listener_panics: sink.listener_panics.load(Ordering::Relaxed),
             lifecycle_dropped: sink.lost.load(Ordering::Relaxed),
+            totals: shared.stats.totals(),
         }
     }
 

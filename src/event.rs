@@ -179,6 +179,78 @@ impl fmt::Display for DisconnectCause {
     }
 }
 
+/// Why a channel gave up: the error of [`Lifecycle::PermanentFailure`] and the last error of
+/// [`Lifecycle::RetryBudgetExhausted`]. Its `Display` is the message to log.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum ChannelError {
+    /// A REST call for the channel failed.
+    Request {
+        /// What was being done ("create channel", "subscribe", ...).
+        operation: &'static str,
+        /// The error.
+        error: ApiError,
+    },
+    /// `POST {api_base}/api/v2/notifications/channels` answered 404 before this client ever
+    /// had a working channel: the base URL is wrong (for example it has a path, or is not a
+    /// Genesys Cloud API). Not retried.
+    NotificationsApiNotFound {
+        /// The URL that answered 404.
+        url: String,
+    },
+    /// Opening the socket failed (DNS, TCP, TLS, the WebSocket handshake, or an HTTP answer to
+    /// the upgrade request).
+    Connect {
+        /// The HTTP status that answered the upgrade request, if the server answered one.
+        status: Option<u16>,
+        /// What failed, naming the stage.
+        message: String,
+    },
+    /// The `connectUri` the service gave cannot be used (bad syntax, or plain `ws` to a host
+    /// that is not a loopback address). Not retried.
+    UnusableConnectUri {
+        /// Why.
+        reason: String,
+    },
+    /// A connected socket ended.
+    Disconnected(DisconnectCause),
+    /// The channel's thread panicked (a bug in this library).
+    Panicked {
+        /// The panic message.
+        message: String,
+    },
+}
+
+impl fmt::Display for ChannelError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ChannelError::Request { operation, error } => write!(f, "{operation}: {error}"),
+            ChannelError::NotificationsApiNotFound { url } => write!(
+                f,
+                "{url} answered 404 before any channel was created: check the API base URL \
+                 (it must be the region's API root, with no path)"
+            ),
+            ChannelError::Connect { message, .. } => f.write_str(message),
+            ChannelError::UnusableConnectUri { reason } => {
+                write!(f, "unusable connectUri: {reason}")
+            }
+            ChannelError::Disconnected(cause) => cause.fmt(f),
+            ChannelError::Panicked { message } => {
+                write!(f, "channel thread panicked: {message}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ChannelError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ChannelError::Request { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
+
 /// Something that happened to the client, delivered to listeners registered with
 /// [`Client::on_lifecycle`](crate::Client::on_lifecycle).
 ///
@@ -274,7 +346,7 @@ pub enum Lifecycle {
         /// How many attempts were made.
         attempts: u32,
         /// The last error.
-        last_error: String,
+        last_error: ChannelError,
     },
     /// A failure that retrying cannot fix (for example bad credentials); the channel stopped.
     #[non_exhaustive]
@@ -282,7 +354,7 @@ pub enum Lifecycle {
         /// The channel, if the failure was a channel's.
         channel: Option<ChannelId>,
         /// What failed.
-        error: String,
+        error: ChannelError,
     },
     /// An access token was obtained from the token source: the first one, one ahead of the
     /// current one's expiry, or a new one after a 401.

@@ -6,6 +6,7 @@ use crate::channel_id::ChannelId;
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 /// What a channel's thread is doing.
@@ -37,6 +38,8 @@ pub(crate) struct ChannelStats {
     pub last_frame_nanos: AtomicU64,
     /// Last ping round-trip time in nanoseconds, 0 if none measured yet.
     pub ping_rtt_nanos: AtomicU64,
+    /// Nanoseconds without a socket after one was lost, over the finished intervals.
+    without_socket_nanos: AtomicU64,
     pub status: Mutex<ChannelStatus>,
 }
 
@@ -58,6 +61,9 @@ pub(crate) struct ChannelStatus {
     pub state: ChannelState,
     pub topics: usize,
     pub connected_since: Option<SystemTime>,
+    /// Since when the channel has had no socket after losing one (none before the first
+    /// socket: a channel being set up is not missing one).
+    without_socket_since: Option<Instant>,
 }
 
 impl ChannelStats {
@@ -70,18 +76,36 @@ impl ChannelStats {
             reconnects: AtomicU64::new(0),
             last_frame_nanos: AtomicU64::new(0),
             ping_rtt_nanos: AtomicU64::new(0),
+            without_socket_nanos: AtomicU64::new(0),
             status: Mutex::new(ChannelStatus {
                 channel: None,
                 state: ChannelState::Creating,
                 topics: 0,
                 connected_since: None,
+                without_socket_since: None,
             }),
         }
     }
 
+    /// Records the state the channel's thread derived from its phase, and the time without a
+    /// socket: from leaving `Connected` to the next `Connected` (or `Stopped`).
     pub(crate) fn set_state(&self, state: ChannelState) {
         let mut status = self.status.lock();
+        let was = status.state;
         status.state = state;
+        match state {
+            ChannelState::Connected | ChannelState::Stopped => {
+                if let Some(since) = status.without_socket_since.take() {
+                    let nanos = since.elapsed().as_nanos().min(u64::MAX as u128) as u64;
+                    self.without_socket_nanos
+                        .fetch_add(nanos, Ordering::Relaxed);
+                }
+            }
+            _ if was == ChannelState::Connected => {
+                status.without_socket_since = Some(Instant::now());
+            }
+            _ => {}
+        }
         if state != ChannelState::Connected {
             status.connected_since = None;
         } else if status.connected_since.is_none() {
@@ -89,8 +113,30 @@ impl ChannelStats {
         }
     }
 
+    fn without_socket(&self, status: &ChannelStatus) -> Duration {
+        Duration::from_nanos(self.without_socket_nanos.load(Ordering::Relaxed))
+            + status
+                .without_socket_since
+                .map(|since| since.elapsed())
+                .unwrap_or_default()
+    }
+
+    /// The counters summed into a client's totals.
+    fn totals(&self) -> Totals {
+        let status = self.status.lock();
+        Totals {
+            received: self.received.load(Ordering::Relaxed),
+            delivered: self.dispatch.delivered.load(Ordering::Relaxed),
+            unrouted: self.dispatch.unrouted.load(Ordering::Relaxed),
+            malformed: self.malformed.load(Ordering::Relaxed),
+            reconnects: self.reconnects.load(Ordering::Relaxed),
+            without_socket: self.without_socket(&status),
+        }
+    }
+
     pub(crate) fn snapshot(&self, epoch: (Instant, SystemTime)) -> ChannelHealth {
         let status = self.status.lock().clone();
+        let without_socket = self.without_socket(&status);
         let last = self.last_frame_nanos.load(Ordering::Relaxed);
         let rtt = self.ping_rtt_nanos.load(Ordering::Relaxed);
         ChannelHealth {
@@ -107,7 +153,70 @@ impl ChannelStats {
             malformed: self.malformed.load(Ordering::Relaxed),
             heartbeats: self.heartbeats.load(Ordering::Relaxed),
             reconnects: self.reconnects.load(Ordering::Relaxed),
+            without_socket,
         }
+    }
+}
+
+/// Counters summed over every channel a client ever had, forgotten ones included.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Totals {
+    received: u64,
+    delivered: u64,
+    unrouted: u64,
+    malformed: u64,
+    reconnects: u64,
+    without_socket: Duration,
+}
+
+impl Totals {
+    fn add(&mut self, other: Totals) {
+        self.received += other.received;
+        self.delivered += other.delivered;
+        self.unrouted += other.unrouted;
+        self.malformed += other.malformed;
+        self.reconnects += other.reconnects;
+        self.without_socket += other.without_socket;
+    }
+}
+
+/// Every channel's counters since the client started, so that totals never go down when a
+/// channel is forgotten (a stopped or emptied channel): counters still referenced are read
+/// live, the others were folded into `retired` when their last user let go.
+#[derive(Default)]
+pub(crate) struct StatsRegistry {
+    inner: Mutex<(Vec<Arc<ChannelStats>>, Totals)>,
+}
+
+impl StatsRegistry {
+    pub(crate) fn register(&self, stats: &Arc<ChannelStats>) {
+        let mut inner = self.inner.lock();
+        Self::fold_unused(&mut inner);
+        inner.0.push(stats.clone());
+    }
+
+    /// Folds the counters nobody else holds any more (no slot, no socket, no queued event can
+    /// change them) into the retired totals.
+    fn fold_unused(inner: &mut (Vec<Arc<ChannelStats>>, Totals)) {
+        let (live, retired) = inner;
+        live.retain(|stats| {
+            if Arc::strong_count(stats) == 1 {
+                retired.add(stats.totals());
+                false
+            } else {
+                true
+            }
+        });
+    }
+
+    pub(crate) fn totals(&self) -> Totals {
+        let mut inner = self.inner.lock();
+        Self::fold_unused(&mut inner);
+        let mut totals = inner.1;
+        for stats in &inner.0 {
+            totals.add(stats.totals());
+        }
+        totals
     }
 }
 
@@ -142,6 +251,10 @@ pub struct ChannelHealth {
     /// Sockets lost (or handed over during a `socket_closing` switch) after which the thread
     /// went on to connect again.
     pub reconnects: u64,
+    /// Time spent without a socket after losing one, until the next socket was connected with
+    /// every topic subscribed (the first setup does not count; a `socket_closing` switch costs
+    /// nothing). Grows while the channel has no socket.
+    pub without_socket: Duration,
 }
 
 /// A point-in-time view of a client, from [`Client::health`](crate::Client::health).
@@ -171,27 +284,42 @@ pub struct Health {
     pub listener_panics: u64,
     /// Lifecycle events lost because the lifecycle queue was full (slow lifecycle listener).
     pub lifecycle_dropped: u64,
+    /// Every channel since the client started, forgotten ones included.
+    pub(crate) totals: Totals,
 }
 
+/// The totals below cover every channel since the client started, including channels no
+/// longer listed in `channels` (stopped for good, or closed when emptied): they never go down.
 impl Health {
-    /// Sum of `received` over the channels.
+    /// Notifications received, all channels ever.
     pub fn received(&self) -> u64 {
-        self.channels.iter().map(|c| c.received).sum()
+        self.totals.received
     }
 
-    /// Sum of `delivered` over the channels.
+    /// Notifications delivered to at least one listener, all channels ever.
     pub fn delivered(&self) -> u64 {
-        self.channels.iter().map(|c| c.delivered).sum()
+        self.totals.delivered
     }
 
-    /// Sum of `unrouted` over the channels.
+    /// Notifications no listener matched, all channels ever.
     pub fn unrouted(&self) -> u64 {
-        self.channels.iter().map(|c| c.unrouted).sum()
+        self.totals.unrouted
     }
 
-    /// Sum of `malformed` over the channels.
+    /// Malformed frames, all channels ever.
     pub fn malformed(&self) -> u64 {
-        self.channels.iter().map(|c| c.malformed).sum()
+        self.totals.malformed
+    }
+
+    /// Sockets lost and reconnected, all channels ever.
+    pub fn reconnects(&self) -> u64 {
+        self.totals.reconnects
+    }
+
+    /// Time channels spent without a socket after losing one, summed over all channels ever
+    /// (see [`ChannelHealth::without_socket`]).
+    pub fn without_socket(&self) -> Duration {
+        self.totals.without_socket
     }
 
     /// Total listeners registered.

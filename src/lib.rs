@@ -278,7 +278,7 @@ pub use channel_id::ChannelId;
 pub use client::{Client, ClientBuilder, SubscribeReport};
 pub use config::{Backpressure, Config, ConfigError, Region};
 pub use error::Error;
-pub use event::{DisconnectCause, Event, Lifecycle};
+pub use event::{ChannelError, DisconnectCause, Event, Lifecycle};
 pub use health::{ChannelHealth, ChannelState, Health};
 pub use lag::DispatchWait;
 pub use listener::ListenerGuard;

@@ -98,7 +98,7 @@ fn plain_ws_to_a_non_loopback_host_is_refused_without_connecting() {
     }
     assert!(lifecycle.wait(Duration::from_secs(5), |e| matches!(
         e,
-        Lifecycle::PermanentFailure { error, .. } if error.contains("loopback")
+        Lifecycle::PermanentFailure { error, .. } if error.to_string().contains("loopback")
     )));
     assert_eq!(
         lifecycle.count(|e| matches!(e, Lifecycle::Reconnecting { .. })),

@@ -240,3 +240,104 @@ fn classify_handshake(e: tungstenite::Error) -> ConnectError {
         other => ConnectError::Handshake(other.to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn http(status: u16, retry_after: Option<&str>) -> tungstenite::Error {
+        let mut response = tungstenite::http::Response::builder().status(status);
+        if let Some(value) = retry_after {
+            response = response.header("Retry-After", value);
+        }
+        tungstenite::Error::Http(Box::new(response.body(None).unwrap()))
+    }
+
+    #[test]
+    fn an_http_answer_to_the_upgrade_is_a_rejection_with_its_retry_after() {
+        assert_eq!(
+            classify_handshake(http(429, Some(" 7 "))),
+            ConnectError::Rejected {
+                status: 429,
+                retry_after: Some(Duration::from_secs(7)),
+            }
+        );
+        assert_eq!(
+            classify_handshake(http(503, Some("soon"))),
+            ConnectError::Rejected {
+                status: 503,
+                retry_after: None,
+            }
+        );
+        assert_eq!(
+            classify_handshake(http(404, None)),
+            ConnectError::Rejected {
+                status: 404,
+                retry_after: None,
+            }
+        );
+    }
+
+    #[test]
+    fn a_read_timeout_in_the_handshake_is_a_timeout() {
+        for kind in [std::io::ErrorKind::WouldBlock, std::io::ErrorKind::TimedOut] {
+            assert_eq!(
+                classify_handshake(tungstenite::Error::Io(kind.into())),
+                ConnectError::Timeout {
+                    stage: "TLS and WebSocket handshake"
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn other_handshake_errors_keep_their_message() {
+        let e = classify_handshake(tungstenite::Error::Io(std::io::Error::other("reset")));
+        assert!(
+            matches!(&e, ConnectError::Handshake(m) if m.contains("reset")),
+            "{e:?}"
+        );
+        let e = classify_handshake(tungstenite::Error::ConnectionClosed);
+        assert!(matches!(e, ConnectError::Handshake(_)), "{e:?}");
+    }
+
+    #[test]
+    fn only_404_and_410_say_the_channel_is_gone() {
+        let rejected = |status| ConnectError::Rejected {
+            status,
+            retry_after: None,
+        };
+        assert!(rejected(404).channel_gone());
+        assert!(rejected(410).channel_gone());
+        for status in [400, 401, 403, 429, 500, 503] {
+            assert!(!rejected(status).channel_gone(), "{status}");
+        }
+        assert!(!ConnectError::Timeout {
+            stage: "TCP connect"
+        }
+        .channel_gone());
+        assert!(!ConnectError::Tcp("404".into()).channel_gone());
+        assert!(!ConnectError::BadUri("x".into()).channel_gone());
+    }
+
+    #[test]
+    fn unusable_uris_are_refused_before_any_connection() {
+        let tls = tls_config();
+        let refuse = |uri: &str| {
+            connect(uri, Duration::from_secs(1), 1 << 20, &tls, &|_| {
+                panic!("no TCP connection for {uri}")
+            })
+            .unwrap_err()
+        };
+        assert!(matches!(refuse("no-scheme"), ConnectError::BadUri(_)));
+        assert!(matches!(
+            refuse("http://127.0.0.1/x"),
+            ConnectError::BadUri(_)
+        ));
+        let remote = refuse("ws://streaming.example.com/channels/x");
+        assert!(
+            matches!(&remote, ConnectError::BadUri(m) if m.contains("loopback")),
+            "{remote:?}"
+        );
+    }
+}

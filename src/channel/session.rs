@@ -1,0 +1,458 @@
+//! session.rs owns one connected socket of a channel: it reads frames and hands them on,
+//! keeps liveness, re-sends pending topic updates and renewals, carries out a `socket_closing`
+//! switch and closes the socket. It never decides how to recover (failure.rs does) and never
+//! sleeps between attempts (worker.rs does).
+
+use super::connect::{self, Socket};
+use super::failure::{self, Decision, Operation, SystemAction};
+use super::liveness::{Check, Liveness};
+use super::slot::Slot;
+use super::Shared;
+use crate::backoff::Retry;
+use crate::dispatch::Pushed;
+use crate::event::{ChannelId, DisconnectCause, Event, Lifecycle, Origin};
+use crate::message::{self, Inbound};
+use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tungstenite::Message;
+
+/// While frames keep arriving, the read loop's periodic checks run once per this many frames.
+const CHECK_EVERY: u32 = 64;
+
+/// The application ping (docs/protocol.md, "The WebSocket": not an RFC 6455 ping frame).
+const PING: &str = r#"{"message":"ping"}"#;
+
+/// A socket read at least this long (capped by `Backoff::reset_after`) before the server ended
+/// it was healthy: its end is a success, not a failure (issue #10). A server that accepts and
+/// closes at once never passes, so it still backs off.
+const HEALTHY_AFTER: Duration = Duration::from_secs(1);
+
+/// How a read ended.
+pub(super) enum SessionEnd {
+    /// The socket ended (or must end) with `cause`. `decision`: what the failure table already
+    /// decided (a REST call answered 404 while reading), else it is decided from the cause.
+    Ended {
+        cause: DisconnectCause,
+        decision: Option<Decision>,
+    },
+    /// `v2.system.socket_closing` arrived: switch to a new socket.
+    SwitchDue,
+    /// Every topic was rejected at a renewal or re-application: the channel is empty.
+    NoTopics,
+}
+
+/// How a `socket_closing` switch went.
+pub(super) enum Switch {
+    /// The new socket takes over.
+    Done(Box<Session>),
+    /// The new socket could not be opened: keep reading the old one until the server closes it.
+    KeepOld,
+    /// The old socket ended for a reason that makes the new one useless.
+    Ended(DisconnectCause),
+}
+
+/// What the frame handler asks the read loop to do.
+enum Next {
+    Continue,
+    End(DisconnectCause),
+    Switch,
+}
+
+/// One connected socket of a channel.
+pub(super) struct Session {
+    slot: Arc<Slot>,
+    shared: Arc<Shared>,
+    socket: Socket,
+    origin: Arc<Origin>,
+    liveness: Liveness,
+    /// Failed re-sends of a user's topic update back off, so the read loop never hammers.
+    update_retry: Retry,
+    update_retry_at: Option<Instant>,
+    /// When reading started (all topics subscribed), for the healthy test.
+    reading_since: Option<Instant>,
+    /// The read timeout: how often the periodic checks run at least.
+    tick: Duration,
+}
+
+impl Session {
+    pub(super) fn new(
+        slot: &Arc<Slot>,
+        shared: &Arc<Shared>,
+        socket: Socket,
+        id: ChannelId,
+    ) -> Session {
+        let config = &shared.config;
+        let tick = [
+            config.ping_interval,
+            config.pong_timeout,
+            config.liveness_timeout,
+        ]
+        .into_iter()
+        .min()
+        .unwrap_or(Duration::from_secs(1))
+        .div_f64(4.0)
+        .clamp(Duration::from_millis(10), Duration::from_secs(5));
+        Session {
+            origin: Arc::new(Origin {
+                channel: id,
+                stats: slot.stats.clone(),
+                epoch: shared.epoch,
+            }),
+            slot: slot.clone(),
+            shared: shared.clone(),
+            socket,
+            liveness: Liveness::new(Instant::now()),
+            update_retry: Retry::new(config.backoff.clone()),
+            update_retry_at: None,
+            reading_since: None,
+            tick,
+        }
+    }
+
+    pub(super) fn id(&self) -> &ChannelId {
+        &self.origin.channel
+    }
+
+    /// Whether the socket was read long enough to count as healthy (see [`HEALTHY_AFTER`]).
+    pub(super) fn healthy(&self) -> bool {
+        let bound = HEALTHY_AFTER.min(self.shared.config.backoff.reset_after);
+        self.reading_since.is_some_and(|at| at.elapsed() >= bound)
+    }
+
+    /// Whether the socket was read at least `d`.
+    pub(super) fn lasted(&self, d: Duration) -> bool {
+        self.reading_since.is_some_and(|at| at.elapsed() >= d)
+    }
+
+    fn tcp(&self) -> Option<&TcpStream> {
+        match self.socket.get_ref() {
+            tungstenite::stream::MaybeTlsStream::Plain(stream) => Some(stream),
+            tungstenite::stream::MaybeTlsStream::Rustls(tls) => Some(tls.get_ref()),
+            _ => None,
+        }
+    }
+
+    /// Every topic is subscribed: reading starts now.
+    pub(super) fn start_reading(&mut self) {
+        let config = &self.shared.config;
+        if let Some(stream) = self.tcp() {
+            let _ = stream.set_read_timeout(Some(self.tick));
+            // A ping that cannot be written is as dead as one not answered.
+            let _ = stream.set_write_timeout(Some(config.pong_timeout));
+        }
+        let now = Instant::now();
+        self.liveness = Liveness::new(now);
+        self.reading_since = Some(now);
+        // While connected a nudge is delivered by interrupting the socket; a stale one must not
+        // cut a later backoff short.
+        self.slot.clear_nudge();
+    }
+
+    /// Reads the socket until it fails, goes silent, the user stops, the channel empties, or a
+    /// `socket_closing` warning asks for a switch.
+    pub(super) fn read(&mut self) -> SessionEnd {
+        let ended = |cause| SessionEnd::Ended {
+            cause,
+            decision: None,
+        };
+        let mut frames_since_check = 0u32;
+        let mut last_check = Instant::now();
+        loop {
+            if self.slot.is_stopping() {
+                return ended(DisconnectCause::UserRequest);
+            }
+            match self.socket.read() {
+                Ok(message) => {
+                    match self.handle(message) {
+                        Next::Continue => {}
+                        Next::End(cause) => return ended(cause),
+                        Next::Switch => return SessionEnd::SwitchDue,
+                    }
+                    // While frames flow the socket is alive: the periodic checks below (ping,
+                    // renewal, pending updates) run on every read timeout, every CHECK_EVERY
+                    // frames and at least every tick, not after each frame.
+                    frames_since_check += 1;
+                    if frames_since_check < CHECK_EVERY
+                        && self.liveness.last_frame() < last_check + self.tick
+                    {
+                        continue;
+                    }
+                    frames_since_check = 0;
+                }
+                Err(tungstenite::Error::Io(e)) if is_timeout(&e) => {}
+                Err(error) => {
+                    if self.slot.is_stopping() {
+                        return ended(DisconnectCause::UserRequest);
+                    }
+                    return ended(self.read_failed(&error));
+                }
+            }
+            let now = Instant::now();
+            last_check = now;
+            match self.liveness.check(now, &self.shared.config) {
+                Check::Fine => {}
+                Check::SendPing => {
+                    if let Err(error) = self.socket.send(Message::text(PING)) {
+                        return ended(self.read_failed(&error));
+                    }
+                }
+                Check::Dead(silent_for) => {
+                    return ended(DisconnectCause::LivenessTimeout { silent_for })
+                }
+            }
+            if let Some(end) = self.apply_pending(now) {
+                return end;
+            }
+        }
+    }
+
+    /// Re-sends a pending user update or renews the channel when due.
+    fn apply_pending(&mut self, now: Instant) -> Option<SessionEnd> {
+        let update_due = self.update_retry_at.is_none_or(|at| now >= at)
+            && self.slot.reapply.swap(false, Ordering::AcqRel);
+        if !update_due && !self.slot.renewal_due(now) {
+            return None;
+        }
+        let operation = if update_due {
+            Operation::UpdateTopics
+        } else {
+            Operation::RenewChannel
+        };
+        let started = Instant::now();
+        let outcome = match self.slot.apply_topics(&self.shared) {
+            Ok(results) => {
+                self.update_retry.reset();
+                self.update_retry_at = None;
+                self.slot
+                    .emptied_by_rejection(&results)
+                    .then_some(SessionEnd::NoTopics)
+            }
+            Err(error) => {
+                let api_base = &self.shared.config.api_base;
+                match failure::rest(operation, &error, true, api_base) {
+                    decision @ Decision::ReplaceChannel { .. } => Some(SessionEnd::Ended {
+                        cause: DisconnectCause::ChannelGone,
+                        decision: Some(decision),
+                    }),
+                    _ => {
+                        let after = Instant::now();
+                        let delay = self
+                            .update_retry
+                            .next_delay(error.retry_after())
+                            .unwrap_or(self.shared.config.backoff.cap);
+                        self.slot.renewal_failed(after, delay);
+                        if update_due {
+                            // Not sent: keep it pending, to be tried after the delay.
+                            self.slot.reapply.store(true, Ordering::Release);
+                            self.update_retry_at = after.checked_add(delay);
+                        }
+                        self.shared.emit(Lifecycle::RequestFailed {
+                            channel: Some(self.id().clone()),
+                            operation: operation.as_str(),
+                            error,
+                        });
+                        None
+                    }
+                }
+            }
+        };
+        // Time spent on the REST call is not server silence.
+        self.liveness.blocked(started.elapsed());
+        outcome
+    }
+
+    /// Classifies a read error (failure.rs) and reports a malformed frame behind it.
+    fn read_failed(&self, error: &tungstenite::Error) -> DisconnectCause {
+        let read = failure::read_error(error);
+        if let Some(reason) = read.malformed {
+            self.slot.stats.malformed.fetch_add(1, Ordering::Relaxed);
+            self.shared.emit(Lifecycle::MalformedMessage {
+                channel: self.id().clone(),
+                reason,
+                excerpt: String::new(),
+            });
+        }
+        read.cause
+    }
+
+    /// `v2.system.socket_closing`: connects a new socket to the same channel (the server then
+    /// drops the old one), delivers what is still arriving on the old socket, and hands over.
+    pub(super) fn switch(&mut self) -> Switch {
+        let Some(info) = self.slot.channel() else {
+            return Switch::KeepOld;
+        };
+        let config = &self.shared.config;
+        let slot = self.slot.clone();
+        let (socket, interrupt) = match connect::connect(
+            &info.connect_uri,
+            config.connect_timeout,
+            config.max_message_size,
+            &self.shared.tls,
+            // A stop during the switch can interrupt the new connection; the old socket's read
+            // loop checks for the stop at every tick.
+            &|stream| slot.set_interrupt(Some(stream)),
+        ) {
+            Ok(next) => next,
+            Err(error) => {
+                log::warn!(
+                    "socket_closing: opening the new socket for {} failed ({error}); keeping the old one",
+                    self.id()
+                );
+                return Switch::KeepOld;
+            }
+        };
+        let mut next = Session::new(&self.slot, &self.shared, socket, self.id().clone());
+        let drain_until = Instant::now() + config.pong_timeout;
+        while Instant::now() < drain_until && !self.slot.is_stopping() {
+            match self.socket.read() {
+                Ok(message) => match self.handle(message) {
+                    Next::Continue | Next::Switch => {}
+                    Next::End(DisconnectCause::ChannelGone) => {
+                        // The channel lost its subscriptions: the new socket is useless.
+                        next.close();
+                        return Switch::Ended(DisconnectCause::ChannelGone);
+                    }
+                    Next::End(_) => break,
+                },
+                Err(tungstenite::Error::Io(e)) if is_timeout(&e) => {}
+                Err(_) => break,
+            }
+        }
+        self.close();
+        self.slot.set_interrupt(Some(interrupt));
+        Switch::Done(Box::new(next))
+    }
+
+    /// Sends a close frame (best effort, bounded by a short write timeout) and drops the
+    /// connection.
+    pub(super) fn close(&mut self) {
+        if let Some(stream) = self.tcp() {
+            let _ = stream.set_write_timeout(Some(Duration::from_millis(500)));
+        }
+        if self.socket.can_write() {
+            let _ = self.socket.close(None);
+            let _ = self.socket.flush();
+        } else if self.slot.is_stopping() {
+            // `stop` shut the read half to wake the blocked read; tungstenite took the EOF for
+            // the end of the connection and will not send a close frame any more, but the write
+            // half still works: send the (masked, client-side) close frame ourselves.
+            let mut frame = tungstenite::protocol::frame::Frame::close(None);
+            frame.header_mut().mask = Some(rand::random());
+            let mut bytes = Vec::new();
+            if frame.format(&mut bytes).is_ok() {
+                let stream = self.socket.get_mut();
+                let _ = std::io::Write::write_all(stream, &bytes);
+                let _ = std::io::Write::flush(stream);
+            }
+        }
+        if let Some(stream) = self.tcp() {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// Handles one message read from the socket.
+    fn handle(&mut self, message: Message) -> Next {
+        let stats = &self.slot.stats;
+        let id = &self.origin.channel;
+        // One clock reading per frame serves liveness, health and the event's timestamps.
+        let now = Instant::now();
+        self.liveness.frame(now);
+        stats.last_frame_nanos.store(
+            now.saturating_duration_since(self.shared.epoch.0)
+                .as_nanos() as u64,
+            Ordering::Relaxed,
+        );
+        match message {
+            Message::Text(text) => match message::parse(text.as_str()) {
+                Ok(Inbound::Notification(located)) => {
+                    stats.received.fetch_add(1, Ordering::Relaxed);
+                    let event = Event::new(text, located, &self.origin, now);
+                    if let Pushed::QueuedAfter(blocked) = self
+                        .shared
+                        .dispatcher
+                        .push(event, self.slot.stopping_flag())
+                    {
+                        // Time spent blocked by backpressure is not server silence.
+                        self.liveness.blocked(blocked);
+                    }
+                }
+                Ok(Inbound::Heartbeat) => {
+                    stats.heartbeats.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(Inbound::Pong) => {
+                    if let Some(rtt) = self.liveness.pong(now) {
+                        stats
+                            .ping_rtt_nanos
+                            .store(rtt.as_nanos().max(1) as u64, Ordering::Relaxed);
+                    }
+                }
+                Ok(Inbound::Metadata(message)) => {
+                    log::debug!("channel.metadata on {id}: {message:?}");
+                }
+                Ok(Inbound::System(mut system)) => {
+                    // System bodies name the channel (`channelId`): never pass the full id on.
+                    let short = crate::redact::short_id(id.as_str());
+                    system.event_body = system.event_body.replace(id.as_str(), &short);
+                    if let Some(message) = system.message.as_mut() {
+                        *message = message.replace(id.as_str(), &short);
+                    }
+                    let action = failure::system_message(&system);
+                    self.shared.emit(Lifecycle::SystemMessage {
+                        channel: id.clone(),
+                        message: system,
+                    });
+                    match action {
+                        SystemAction::Report => {}
+                        SystemAction::SwitchSocket => return Next::Switch,
+                        SystemAction::End(cause) => return Next::End(cause),
+                    }
+                }
+                Err(malformed) => {
+                    stats.malformed.fetch_add(1, Ordering::Relaxed);
+                    self.shared.emit(Lifecycle::MalformedMessage {
+                        channel: id.clone(),
+                        reason: malformed.reason,
+                        // The server's text may name the channel: shorten its id as above.
+                        excerpt: malformed
+                            .excerpt
+                            .replace(id.as_str(), &crate::redact::short_id(id.as_str())),
+                    });
+                }
+            },
+            Message::Binary(bytes) => {
+                stats.malformed.fetch_add(1, Ordering::Relaxed);
+                self.shared.emit(Lifecycle::MalformedMessage {
+                    channel: id.clone(),
+                    reason: format!(
+                        "binary frame of {} bytes (the service sends text frames only)",
+                        bytes.len()
+                    ),
+                    excerpt: String::new(),
+                });
+            }
+            Message::Ping(_) => {
+                // tungstenite queued the pong; send it now.
+                let _ = self.socket.flush();
+            }
+            Message::Close(frame) => {
+                let _ = self.socket.flush();
+                let (code, reason) = match frame {
+                    Some(frame) => (Some(u16::from(frame.code)), frame.reason.to_string()),
+                    None => (None, String::new()),
+                };
+                return Next::End(failure::close_frame(code, reason));
+            }
+            Message::Pong(_) | Message::Frame(_) => {}
+        }
+        Next::Continue
+    }
+}
+
+fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
+}
