@@ -136,8 +136,10 @@
 //! ## Health
 //! [`Client::health`] returns a [`Health`] snapshot: per channel ([`ChannelHealth`]) its state,
 //! topics, counters (received, delivered, dropped, unrouted, malformed, heartbeats,
-//! reconnects), last frame time and ping round trip; the dispatcher queue depths and recent
-//! queue waits ([`DispatchWait`]); listeners per pattern; panic and drop totals.
+//! reconnects), time without a socket, last frame time and ping round trip; the dispatcher queue
+//! depths and recent queue waits ([`DispatchWait`]); listeners per pattern; panic and drop
+//! totals. The totals ([`Health::received`], [`Health::without_socket`], ...) cover every
+//! channel since the client started, forgotten ones included: they never go down.
 //!
 //! ## Configuration
 //! Every setting has a setter of the same name on [`ClientBuilder`], in the unit its docs name
@@ -187,12 +189,17 @@
 //!    frame, plus at most a quarter of the shortest of those settings (by default 45 s, at most
 //!    48.75 s).
 //! 4. **Recovery is automatic.** Any close or error you did not ask for leads to reconnection
-//!    with exponential backoff and full jitter, honouring `Retry-After`, within the retry
-//!    budget. A channel that no longer exists (404, evicted, expired) is replaced by a new one
-//!    with the same topics. On `v2.system.socket_closing` a new socket to the same channel takes
-//!    over at a jittered moment within the first `min(pong_timeout, 10 s) / 2` of the warning,
-//!    after what still arrives on the old one is delivered: no gap. A server that closes sooner
-//!    is recovered like any other close, with a gap.
+//!    with exponential backoff and full jitter, honouring `Retry-After` (on 429 and 503), within
+//!    the retry budget. The backoff grows only with failures in a row: a socket that was
+//!    subscribed and read for at least a second, then closed by the server with a close frame
+//!    (1000, 1001, takeover, maintenance, channel removed), is followed by an attempt within
+//!    250 ms that does not grow the retry count; a server that accepts and closes at once still
+//!    meets a growing backoff. A channel that no longer exists (404, evicted, expired) is
+//!    replaced by a new one with the same topics. On `v2.system.socket_closing` a new socket to
+//!    the same channel is opened within 250 ms of the warning (a uniform jitter) plus the
+//!    connection time, and takes over after what still arrives on the old one is delivered: no
+//!    gap. A wrong `api_base` (404 on the very first channel creation) fails the first
+//!    `subscribe` at once with [`Error::ChannelStopped`] naming the URL.
 //! 5. **Tokens are refreshed ahead of expiry**, from `expires_in` (at about 80 % of it), without
 //!    touching any socket. A 401 forces one refresh. Bad credentials are a clear error
 //!    ([`Error::Token`]), retried by the refresher only every few minutes, never in a hot loop.

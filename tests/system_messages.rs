@@ -113,6 +113,19 @@ fn lost_subscriptions_lead_to_a_new_channel(body: serde_json::Value) {
     let mut subscribed = s.emu.channel(&new_id).unwrap().topics;
     subscribed.sort();
     assert_eq!(subscribed, s.topics);
+    // The abandoned channel had its subscriptions removed (issue #8.11): it carries nothing
+    // and, never connected again, is the first the service evicts (no channel DELETE exists).
+    let path = format!("/api/v2/notifications/channels/{}/subscriptions", s.id);
+    assert!(
+        s.emu
+            .requests()
+            .iter()
+            .any(|r| r.method == "DELETE" && r.path == path),
+        "no DELETE of the old channel's subscriptions"
+    );
+    let old = s.emu.channel(&s.id).expect("the old channel still exists");
+    assert!(old.topics.is_empty(), "{:?}", old.topics);
+    assert!(!old.connected);
     s.client.shutdown(Duration::from_secs(2)).unwrap();
 }
 

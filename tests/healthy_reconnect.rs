@@ -1,0 +1,145 @@
+//! Backoff escalates on failures, not on healthy connections the server ended (issue #8.10): a
+//! socket that was subscribed and read, then closed by the server (1000, 1001, 4000, channel
+//! evicted), is followed by a prompt attempt that does not grow the retry count; a server that
+//! accepts and closes at once still meets a growing backoff. The time without a socket is in
+//! `health()`, and its total, like every total there, never goes down, even when a channel is
+//! forgotten.
+mod recovery;
+mod util;
+
+use genesys_notify::emulator::{Emulator, Fault, Target};
+use genesys_notify::{Backoff, ClientBuilder, Lifecycle};
+use recovery::*;
+use std::time::Duration;
+use util::*;
+
+/// A backoff whose growth would show: 400 ms, 800 ms, 1.6 s, ...
+fn slow_backoff(emu: &Emulator) -> ClientBuilder {
+    fast(emu).backoff(Backoff {
+        base: Duration::from_millis(400),
+        cap: Duration::from_secs(4),
+        ..Backoff::default()
+    })
+}
+
+fn retries(rec: &Recorder) -> Vec<(u32, Duration)> {
+    rec.snapshot()
+        .iter()
+        .filter_map(|e| match e {
+            Lifecycle::Reconnecting { attempt, delay, .. } => Some((*attempt, *delay)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn close(id: &str, code: u16) -> Fault {
+    Fault::CloseSocket {
+        target: Target::channel(id),
+        code,
+        reason: format!("test close {code}"),
+    }
+}
+
+#[test]
+fn healthy_sockets_closed_by_the_server_reconnect_promptly_without_growing_the_backoff() {
+    let s = OneChannel::start_on(emulator(), 1, slow_backoff);
+    let faults: Vec<Box<dyn Fn(&str) -> Fault>> = vec![
+        Box::new(|id| close(id, 1000)),
+        Box::new(|id| close(id, 1001)),
+        Box::new(|id| close(id, 4000)),
+        Box::new(|id| Fault::EvictChannel {
+            channel_id: id.to_owned(),
+        }),
+        Box::new(|id| close(id, 1001)),
+    ];
+    let mut last_total = Duration::ZERO;
+    assert!(wait_until(SOON, || connected_count(&s.rec) == 1));
+    for (n, fault) in faults.iter().enumerate() {
+        // Healthy: subscribed, read for more than a second, events flowing.
+        std::thread::sleep(Duration::from_millis(1_200));
+        assert!(flows(&s.emu, &s.topics[0], &s.seqs, n as u64));
+        let connected = connected_count(&s.rec);
+        s.emu.inject(fault(&channel_id(&s.client)));
+        assert!(
+            wait_until(SOON, || connected_count(&s.rec) > connected),
+            "fault {n}: {:?}",
+            kinds(&s.rec.snapshot())
+        );
+        let total = s.client.health().without_socket();
+        assert!(total >= last_total, "{total:?} < {last_total:?}");
+        last_total = total;
+    }
+    assert!(flows(&s.emu, &s.topics[0], &s.seqs, 99));
+    let retries = retries(&s.rec);
+    assert_eq!(retries.len(), faults.len(), "{retries:?}");
+    for (attempt, delay) in &retries {
+        assert_eq!(*attempt, 1, "the count does not grow: {retries:?}");
+        // The prompt attempt waits a jitter of at most 250 ms (and at most `base`).
+        assert!(*delay <= Duration::from_millis(250), "{retries:?}");
+    }
+    let health = s.client.health();
+    assert!(health.without_socket() > Duration::ZERO);
+    assert!(health.channels[0].without_socket <= health.without_socket());
+    println!(
+        "{} server closes: {:?} without a socket in total",
+        faults.len(),
+        health.without_socket()
+    );
+    s.client.shutdown(Duration::from_secs(2)).unwrap();
+}
+
+/// A server that accepts the socket and closes it at once is failing, not healthy: the
+/// attempts keep counting up.
+#[test]
+fn a_server_that_closes_at_once_still_meets_a_growing_backoff() {
+    let s = OneChannel::start_on(emulator(), 1, slow_backoff);
+    for connected in 1..=3 {
+        // Closed as soon as the client reports the socket connected.
+        assert!(wait_until(SOON, || connected_count(&s.rec) >= connected));
+        s.emu.inject(close(&s.id, 1000));
+    }
+    assert!(wait_until(SOON, || connected_count(&s.rec) > 3));
+    let attempts: Vec<u32> = retries(&s.rec).iter().map(|r| r.0).collect();
+    assert_eq!(attempts, [1, 2, 3], "{:?}", s.rec.snapshot());
+    s.client.shutdown(Duration::from_secs(2)).unwrap();
+}
+
+/// Forgetting a channel (an isolated one emptied by `unsubscribe`) keeps its counts in the
+/// totals (issue #8.11).
+#[test]
+fn health_totals_never_go_down_when_a_channel_is_forgotten() {
+    let emu = emulator();
+    let client = fast(&emu).build().unwrap();
+    let rec = Recorder::new(&client);
+    let seqs = Seqs::new(&client);
+    let topics = presence_topics(2);
+    client.subscribe(&topics[..1]).unwrap();
+    client.subscribe_isolated(&topics[1..]).unwrap();
+    assert!(flows(&emu, &topics[0], &seqs, 1));
+    assert!(flows(&emu, &topics[1], &seqs, 2));
+    let isolated = client.health().channels[1]
+        .channel
+        .as_ref()
+        .unwrap()
+        .as_str()
+        .to_owned();
+    let connected = connected_count(&rec);
+    emu.inject(Fault::DropSocket {
+        target: Target::channel(&isolated),
+    });
+    assert!(wait_until(SOON, || connected_count(&rec) > connected));
+    assert!(flows(&emu, &topics[1], &seqs, 3));
+
+    let before = client.health();
+    assert_eq!(before.channels.len(), 2);
+    assert!(before.reconnects() >= 1 && before.without_socket() > Duration::ZERO);
+    client.unsubscribe(&topics[1..]).unwrap();
+    let after = client.health();
+    assert_eq!(after.channels.len(), 1, "the isolated channel is forgotten");
+    assert!(after.received() >= before.received());
+    assert!(after.delivered() >= before.delivered());
+    assert!(after.reconnects() >= before.reconnects());
+    assert!(after.without_socket() >= before.without_socket());
+    assert!(after.received() > after.channels[0].received);
+    client.shutdown(Duration::from_secs(2)).unwrap();
+}
