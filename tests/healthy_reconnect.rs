@@ -43,14 +43,14 @@ fn close(id: &str, code: u16) -> Fault {
 #[test]
 fn healthy_sockets_closed_by_the_server_reconnect_promptly_without_growing_the_backoff() {
     let s = OneChannel::start_on(emulator(), 1, slow_backoff);
-    let faults: Vec<Box<dyn Fn(&str) -> Fault>> = vec![
-        Box::new(|id| close(id, 1000)),
-        Box::new(|id| close(id, 1001)),
-        Box::new(|id| close(id, 4000)),
-        Box::new(|id| Fault::EvictChannel {
+    let faults: [fn(&str) -> Fault; 5] = [
+        |id| close(id, 1000),
+        |id| close(id, 1001),
+        |id| close(id, 4000),
+        |id| Fault::EvictChannel {
             channel_id: id.to_owned(),
-        }),
-        Box::new(|id| close(id, 1001)),
+        },
+        |id| close(id, 1001),
     ];
     let mut last_total = Duration::ZERO;
     assert!(wait_until(SOON, || connected_count(&s.rec) == 1));

@@ -3,11 +3,12 @@
 //! switch and closes the socket. It never decides how to recover (failure.rs does) and never
 //! sleeps between attempts (worker.rs does).
 
-use super::connect::{self, Socket};
+use super::connect::{self, ConnectError, Socket};
 use super::failure::{self, Decision, Operation, SystemAction};
 use super::liveness::{Check, Liveness};
 use super::slot::Slot;
 use super::Shared;
+use crate::api::ChannelInfo;
 use crate::backoff::Retry;
 use crate::dispatch::Pushed;
 use crate::event::{ChannelId, DisconnectCause, Event, Lifecycle, Origin};
@@ -77,12 +78,27 @@ pub(super) struct Session {
 }
 
 impl Session {
-    pub(super) fn new(
+    /// Opens a socket to the channel `info` within `connect_timeout`. The TCP stream is handed
+    /// to the slot for interrupts as soon as TCP is connected (a stop can cut the handshake
+    /// short); the returned clone is the one to register once the session takes over.
+    pub(super) fn open(
         slot: &Arc<Slot>,
         shared: &Arc<Shared>,
-        socket: Socket,
-        id: ChannelId,
-    ) -> Session {
+        info: &ChannelInfo,
+    ) -> Result<(Session, TcpStream), ConnectError> {
+        let config = &shared.config;
+        let (socket, interrupt) = connect::connect(
+            &info.connect_uri,
+            config.connect_timeout,
+            config.max_message_size,
+            &shared.tls,
+            &|stream| slot.set_interrupt(Some(stream)),
+        )?;
+        let session = Session::new(slot, shared, socket, ChannelId::new(&info.id));
+        Ok((session, interrupt))
+    }
+
+    fn new(slot: &Arc<Slot>, shared: &Arc<Shared>, socket: Socket, id: ChannelId) -> Session {
         let config = &shared.config;
         let tick = [
             config.ping_interval,
@@ -283,17 +299,9 @@ impl Session {
         let Some(info) = self.slot.channel() else {
             return Switch::KeepOld;
         };
-        let config = &self.shared.config;
-        let slot = self.slot.clone();
-        let (socket, interrupt) = match connect::connect(
-            &info.connect_uri,
-            config.connect_timeout,
-            config.max_message_size,
-            &self.shared.tls,
-            // A stop during the switch can interrupt the new connection; the old socket's read
-            // loop checks for the stop at every tick.
-            &|stream| slot.set_interrupt(Some(stream)),
-        ) {
+        // A stop during the switch can interrupt the new connection; the old socket's read loop
+        // checks for the stop at every tick.
+        let (mut next, interrupt) = match Session::open(&self.slot, &self.shared, &info) {
             Ok(next) => next,
             Err(error) => {
                 log::warn!(
@@ -303,8 +311,7 @@ impl Session {
                 return Switch::KeepOld;
             }
         };
-        let mut next = Session::new(&self.slot, &self.shared, socket, self.id().clone());
-        let drain_until = Instant::now() + config.pong_timeout;
+        let drain_until = Instant::now() + self.shared.config.pong_timeout;
         while Instant::now() < drain_until && !self.slot.is_stopping() {
             match self.socket.read() {
                 Ok(message) => match self.handle(message) {

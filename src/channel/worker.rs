@@ -11,7 +11,7 @@
 //! any phase ──stop, permanent failure, spent budget, no topics left──▶ Stopped
 //! ```
 
-use super::connect::{self, ConnectError};
+use super::connect::ConnectError;
 use super::failure::{self, Decision, Operation, Pace};
 use super::session::{Session, SessionEnd, Switch};
 use super::slot::{Slot, StopReason};
@@ -187,19 +187,9 @@ impl Worker {
         let Some(info) = self.slot.channel() else {
             return Phase::NeedsChannel { lost: None };
         };
-        let slot = &self.slot;
-        let config = &self.shared.config;
-        match connect::connect(
-            &info.connect_uri,
-            config.connect_timeout,
-            config.max_message_size,
-            &self.shared.tls,
-            &|stream| slot.set_interrupt(Some(stream)),
-        ) {
-            Ok((socket, interrupt)) => {
+        match Session::open(&self.slot, &self.shared, &info) {
+            Ok((session, interrupt)) => {
                 self.slot.set_interrupt(Some(interrupt));
-                let id = ChannelId::new(&info.id);
-                let session = Session::new(&self.slot, &self.shared, socket, id);
                 Phase::Subscribing {
                     session: Box::new(session),
                     apply,
