@@ -15,11 +15,11 @@ use util::*;
 
 /// A backoff whose growth would show: 400 ms, 800 ms, 1.6 s, ...
 fn slow_backoff(emu: &Emulator) -> ClientBuilder {
-    fast(emu).backoff(Backoff {
-        base: Duration::from_millis(400),
-        cap: Duration::from_secs(4),
-        ..Backoff::default()
-    })
+    fast(emu).backoff(
+        Backoff::default()
+            .base(Duration::from_millis(400))
+            .cap(Duration::from_secs(4)),
+    )
 }
 
 fn retries(rec: &Recorder) -> Vec<(u32, Duration)> {
@@ -113,8 +113,15 @@ fn health_totals_never_go_down_when_a_channel_is_forgotten() {
     let rec = Recorder::new(&client);
     let seqs = Seqs::new(&client);
     let topics = presence_topics(2);
-    client.subscribe(&topics[..1]).unwrap();
-    client.subscribe_isolated(&topics[1..]).unwrap();
+    assert_eq!(client.subscribe(&topics[..1]).unwrap().permitted.len(), 1);
+    assert_eq!(
+        client
+            .subscribe_isolated(&topics[1..])
+            .unwrap()
+            .permitted
+            .len(),
+        1
+    );
     assert!(flows(&emu, &topics[0], &seqs, 1));
     assert!(flows(&emu, &topics[1], &seqs, 2));
     let isolated = client.health().channels[1]
