@@ -412,11 +412,35 @@ impl Api {
         id: &str,
         topics: &[String],
     ) -> Result<Vec<TopicResult>, ApiError> {
+        self.send_subscriptions(Method::Put, id, topics)
+    }
+
+    /// `POST /api/v2/notifications/channels/{id}/subscriptions?ignoreErrors=true` with body
+    /// `[{"id": topic}, ...]`: adds `topics` to the channel's list and extends its life
+    /// (docs/protocol.md "Subscriptions": `POST` adds, `PUT` replaces). The answer lists every
+    /// topic of the channel, not only those added. Otherwise as [`Api::put_subscriptions`].
+    ///
+    /// # Errors
+    /// As [`Api::put_subscriptions`]; a 400 also when the channel would exceed 1 000 topics.
+    pub(crate) fn post_subscriptions(
+        &self,
+        id: &str,
+        topics: &[String],
+    ) -> Result<Vec<TopicResult>, ApiError> {
+        self.send_subscriptions(Method::Post, id, topics)
+    }
+
+    fn send_subscriptions(
+        &self,
+        method: Method,
+        id: &str,
+        topics: &[String],
+    ) -> Result<Vec<TopicResult>, ApiError> {
         let (path, shown) = channel_path(id, "/subscriptions?ignoreErrors=true");
         let body: Vec<TopicRef<'_>> = topics.iter().map(|t| TopicRef { id: t }).collect();
         let body = serde_json::to_vec(&body)
             .map_err(|e| ApiError::Decode(format!("cannot encode topics: {e}")))?;
-        let mut response = self.call(Method::Put, &path, &shown, Some(&body), Some(id))?;
+        let mut response = self.call(method, &path, &shown, Some(&body), Some(id))?;
         let parsed: Entities<TopicEntity> = read_json(&mut response)?;
         Ok(parsed.entities.into_iter().map(topic_result).collect())
     }

@@ -8,11 +8,13 @@
 //! our own channels. Subscribe and unsubscribe calls are serialised by one lock; each channel's
 //! topic updates are also serialised with its own thread's re-application.
 
+use crate::api::ChannelInfo;
 use crate::api::{Api, ApiError, TopicResult, TopicState};
 use crate::auth::{
     AuthEvent, ClientCredentials, RefresherHandle, StaticToken, TokenManager, TokenSource,
 };
 use crate::backoff::{Backoff, Retry};
+use crate::channel::topics::TopicSet;
 use crate::channel::{connect, SetupFailure, Shared, Slot};
 use crate::config::{Backpressure, Config, ConfigError, Region};
 use crate::dispatch::Dispatcher;
@@ -20,6 +22,7 @@ use crate::error::Error;
 use crate::event::{Event, Lifecycle};
 use crate::health::Health;
 use crate::listener::{ListenerGuard, Registry};
+use crate::plan::{self, Limits, Load, PlanError};
 use crate::redact::Redacted;
 use crate::topic::{Pattern, Topic};
 use parking_lot::{Mutex, RwLock};
@@ -293,6 +296,7 @@ impl ClientBuilder {
                 refresher: Mutex::new(Some(refresher)),
                 updates: Mutex::new(()),
                 slots: RwLock::new(Vec::new()),
+                spare_channels: Mutex::new(Vec::new()),
                 shut_down: AtomicBool::new(false),
                 shutdown_outcome: Mutex::new(None),
             }),
@@ -304,9 +308,13 @@ struct Inner {
     shared: Arc<Shared>,
     registry: Arc<Registry>,
     refresher: Mutex<Option<RefresherHandle>>,
-    /// Held for the whole of a subscribe or unsubscribe call.
+    /// Held while a subscribe call plans and reserves room (and while it creates channels),
+    /// and for the whole of an unsubscribe call.
     updates: Mutex<()>,
     slots: RwLock<Vec<Arc<Slot>>>,
+    /// Channels of slots closed for want of topics, emptied on the server, to be reused by the
+    /// next new slots.
+    spare_channels: Mutex<Vec<ChannelInfo>>,
     shut_down: AtomicBool,
     /// `Some(clean)` once a shutdown has finished; held while one runs.
     shutdown_outcome: Mutex<Option<bool>>,
@@ -450,121 +458,131 @@ impl Client {
         let wanted = parse_topics(topics)?;
         let shared = &self.inner.shared;
         let config = &shared.config;
-        let _updates = self.inner.updates.lock();
+        let mut updates = Some(self.inner.updates.lock());
         self.check_open()?;
-        // A channel whose thread stopped for good (retry budget spent, permanent failure) no
-        // longer holds its topics: forget it, so that subscribing them again gives them a new
-        // channel instead of reporting them as duplicates.
-        self.inner.slots.write().retain(|s| !s.is_dead());
+        self.forget_stopped();
         let slots: Vec<Arc<Slot>> = self.inner.slots.read().clone();
-
-        let mut report = SubscribeReport::default();
-        let current: HashSet<Topic> = slots
+        let open: Vec<bool> = slots
             .iter()
-            .flat_map(|s| s.topics.lock().iter().cloned().collect::<Vec<_>>())
+            .map(|s| !s.is_stopping() && !s.is_dead())
             .collect();
-        let mut new = Vec::new();
-        for topic in wanted {
-            if current.contains(&topic) {
-                shared
-                    .dispatcher
-                    .lifecycle
-                    .emit(Lifecycle::DuplicateSubscription {
-                        topic: topic.clone(),
-                    });
-                report.duplicates.push(topic);
-            } else {
-                new.push(topic);
-            }
+
+        let resolved = {
+            let sets: Vec<_> = slots
+                .iter()
+                .zip(&open)
+                .filter(|(_, open)| **open)
+                .map(|(s, _)| s.topics.lock())
+                .collect();
+            plan::resolve(wanted, |name| {
+                sets.iter().any(|set| set.covering(name).is_some())
+            })
+        };
+        for topic in &resolved.duplicates {
+            shared
+                .dispatcher
+                .lifecycle
+                .emit(Lifecycle::DuplicateSubscription {
+                    topic: topic.clone(),
+                });
         }
+        let mut report = SubscribeReport {
+            duplicates: resolved.duplicates,
+            ..SubscribeReport::default()
+        };
+        let new = resolved.new;
         if new.is_empty() {
             return Ok(report);
         }
 
-        // Plan: fill the room left on shared channels, then open new channels.
-        let per = config.max_topics_per_channel;
-        let mut to_existing: Vec<(Arc<Slot>, Vec<Topic>)> = Vec::new();
-        let mut rest = new.as_slice();
-        if !isolated {
-            for slot in slots
-                .iter()
-                .filter(|s| !s.isolated && !s.is_stopping() && !s.is_dead())
-            {
-                let room = per.saturating_sub(slot.topics.lock().len());
-                if room > 0 && !rest.is_empty() {
-                    let (now, later) = rest.split_at(room.min(rest.len()));
-                    to_existing.push((slot.clone(), now.to_vec()));
-                    rest = later;
+        let loads: Vec<Load> = slots
+            .iter()
+            .zip(&open)
+            .map(|(s, open)| Load {
+                topics: s.topic_count(),
+                isolated: s.isolated,
+                open: *open,
+            })
+            .collect();
+        let limits = Limits {
+            max_topics_per_channel: config.max_topics_per_channel,
+            max_channels: config.max_channels,
+        };
+        let plan = plan::place(&loads, new.len(), isolated, limits).map_err(|e| match e {
+            PlanError::TooManyTopics {
+                requested,
+                capacity,
+            } => Error::TooManyTopics {
+                requested,
+                capacity,
+            },
+            PlanError::TooManyChannels {
+                needed,
+                max_channels,
+            } => Error::TooManyChannels {
+                needed,
+                max_channels,
+            },
+        })?;
+
+        // The room on existing channels is reserved under the update lock, so that calls
+        // planning meanwhile count it; adding to channels that already work then needs the
+        // lock no more, and calls adding to the same channel at the same time share a `POST`.
+        let to_existing: Vec<(Arc<Slot>, Vec<Topic>)> = plan
+            .to_existing
+            .iter()
+            .map(|(index, range)| {
+                let slot = slots[*index].clone();
+                let add = new[range.clone()].to_vec();
+                let mut set = slot.topics.lock();
+                for topic in &add {
+                    set.insert(topic.clone());
                 }
-            }
-        }
-        let chunks: Vec<Vec<Topic>> = rest.chunks(per).map(<[Topic]>::to_vec).collect();
-        if slots.len() + chunks.len() > config.max_channels {
-            let requested = current.len() + new.len();
-            let capacity = config.max_channels * per;
-            return Err(if requested > capacity {
-                Error::TooManyTopics {
-                    requested,
-                    capacity,
-                }
-            } else {
-                // The topics would fit, but isolated channels keep their room to themselves.
-                Error::TooManyChannels {
-                    needed: slots.len() + chunks.len(),
-                    max_channels: config.max_channels,
-                }
-            });
+                drop(set);
+                (slot, add)
+            })
+            .collect();
+        if plan.new_channels.is_empty() {
+            updates = None;
         }
 
         let (deadline, budget) = self.deadline();
         let mut results: Vec<TopicResult> = Vec::new();
-        for (slot, add) in to_existing {
-            let generation = slot.setup_generation();
-            {
-                let mut set = slot.topics.lock();
-                set.extend(add.iter().cloned());
-                slot.stats.status.lock().topics = set.len();
+        let mut failure = None;
+        for (slot, add) in &to_existing {
+            if failure.is_none() {
+                match self.post_with_retry(slot, add, deadline, budget) {
+                    Ok(r) => {
+                        results.extend(r);
+                        continue;
+                    }
+                    Err(error) => failure = Some(error),
+                }
             }
-            match self.apply_with_retry(&slot, deadline) {
-                Ok(r) => results.extend(r),
-                Err(ApiError::NotFound) => {
-                    // The channel is gone: its thread makes a new one with every topic.
-                    slot.nudge();
-                    match slot.wait_setup(generation, deadline) {
-                        Some(Ok(r)) => results.extend(r),
-                        Some(Err(failure)) => {
-                            let mut set = slot.topics.lock();
-                            for topic in &add {
-                                set.remove(topic);
-                            }
-                            slot.stats.status.lock().topics = set.len();
-                            return Err(setup_error(failure));
-                        }
-                        None => {
-                            return Err(Error::Timeout {
-                                operation: "subscribe",
-                                after: budget,
-                            })
-                        }
-                    }
-                }
-                Err(error) => {
-                    let mut set = slot.topics.lock();
-                    for topic in &add {
-                        set.remove(topic);
-                    }
-                    slot.stats.status.lock().topics = set.len();
-                    return Err(error.into());
-                }
+            // Not subscribed: give the reserved room back.
+            let mut set = slot.topics.lock();
+            for topic in add {
+                set.remove(topic);
             }
         }
-        for chunk in chunks {
-            let slot = Slot::new(isolated, chunk.into_iter().collect());
+        let touched: Vec<Arc<Slot>> = to_existing.into_iter().map(|(slot, _)| slot).collect();
+        if let Some(error) = failure {
+            self.close_emptied(&touched, updates, deadline);
+            return Err(error);
+        }
+
+        let mut created = Vec::new();
+        for range in plan.new_channels {
+            let topics = TopicSet::of(new[range].iter().cloned());
+            let slot = Slot::new(isolated, topics);
             {
                 // Checked under the list's lock: a `shutdown` running now either sees this slot
                 // (and stops it) or has already marked the client shut down.
                 let mut list = self.inner.slots.write();
                 self.check_open()?;
+                if let Some(spare) = self.inner.spare_channels.lock().pop() {
+                    slot.reuse_channel(spare);
+                }
                 slot.start(shared, list.len())
                     .map_err(|error| Error::Spawn {
                         thread: "channel",
@@ -590,7 +608,11 @@ impl Client {
                     })
                 }
             }
+            created.push(slot);
         }
+        // A channel whose topics were all rejected is closed: no open channel without topics.
+        created.extend(touched);
+        self.close_emptied(&created, updates, deadline);
 
         let new_set: HashSet<&Topic> = new.iter().collect();
         let mut answered = HashSet::new();
@@ -615,41 +637,137 @@ impl Client {
         Ok(report)
     }
 
+    /// A channel whose thread stopped for good (retry budget spent, permanent failure, no topic
+    /// left) no longer holds its topics: forget it, so that it does not count against
+    /// `max_channels` and subscribing its topics again gives them a new channel instead of
+    /// reporting them as duplicates.
+    fn forget_stopped(&self) {
+        self.inner.slots.write().retain(|s| !s.is_dead());
+    }
+
+    /// Closes those of `slots` left without topics (under the update lock, taken again if
+    /// `held` is `None`): their sockets are closed, their subscriptions deleted, their slots
+    /// freed, and their server-side channels kept to be reused by the next new slot (the
+    /// service has no call to delete a channel, and each one counts toward its 20).
+    fn close_emptied(
+        &self,
+        slots: &[Arc<Slot>],
+        held: Option<parking_lot::MutexGuard<'_, ()>>,
+        deadline: Instant,
+    ) {
+        if slots.iter().all(|s| s.topic_count() > 0) {
+            return;
+        }
+        let _updates = held.unwrap_or_else(|| self.inner.updates.lock());
+        for slot in slots {
+            if slot.topic_count() > 0 || slot.is_stopping() {
+                continue;
+            }
+            slot.stop(true);
+            if slot.join_until(deadline) {
+                self.inner.slots.write().retain(|s| !Arc::ptr_eq(s, slot));
+                if let Some(channel) = slot.take_channel() {
+                    let mut spare = self.inner.spare_channels.lock();
+                    if spare.len() < self.inner.shared.config.max_channels {
+                        spare.push(channel);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adds `add` (reserved in `slot`'s set) to `slot`'s channel with `POST`, retrying
+    /// transient failures until `deadline`; a channel found gone is replaced by its thread
+    /// (which subscribes the whole set) and the `POST` is sent again for these topics' answers.
+    fn post_with_retry(
+        &self,
+        slot: &Slot,
+        add: &[Topic],
+        deadline: Instant,
+        budget: Duration,
+    ) -> Result<Vec<TopicResult>, Error> {
+        let shared = &self.inner.shared;
+        let mut retry = Retry::new(shared.config.backoff.clone());
+        loop {
+            let generation = slot.setup_generation();
+            let error = match slot.post_topics(shared, add) {
+                Ok(results) => return Ok(results),
+                Err(error) => error,
+            };
+            if matches!(error, ApiError::NotFound) {
+                slot.nudge();
+                match slot.wait_setup(generation, deadline) {
+                    Some(Ok(_)) => continue,
+                    Some(Err(failure)) => return Err(setup_error(failure)),
+                    None => {
+                        return Err(Error::Timeout {
+                            operation: "subscribe",
+                            after: budget,
+                        })
+                    }
+                }
+            }
+            self.retry_wait(slot, &mut retry, error, deadline)?;
+        }
+    }
+
+    /// After a failed call on `slot`: waits the backoff delay when the error is transient and
+    /// the wait ends before `deadline`, else returns the error.
+    fn retry_wait(
+        &self,
+        slot: &Slot,
+        retry: &mut Retry,
+        error: ApiError,
+        deadline: Instant,
+    ) -> Result<(), ApiError> {
+        if !error.is_transient() {
+            return Err(error);
+        }
+        let Some(delay) = retry.next_delay(error.retry_after()) else {
+            return Err(error);
+        };
+        if Instant::now() + delay > deadline {
+            return Err(error);
+        }
+        self.inner
+            .shared
+            .dispatcher
+            .lifecycle
+            .emit(Lifecycle::RequestFailed {
+                channel: slot.channel_id(),
+                operation: "subscribe",
+                error: error.clone(),
+            });
+        // A shutdown wakes this wait; nothing is sent after it.
+        if slot.sleep(delay, error.retry_after().unwrap_or_default()) {
+            return Err(error);
+        }
+        Ok(())
+    }
+
     fn apply_with_retry(
         &self,
         slot: &Slot,
         deadline: Instant,
     ) -> Result<Vec<TopicResult>, ApiError> {
-        let shared = &self.inner.shared;
-        let mut retry = Retry::new(shared.config.backoff.clone());
+        let mut retry = Retry::new(self.inner.shared.config.backoff.clone());
         loop {
-            match slot.apply_topics(shared) {
+            match slot.apply_topics(&self.inner.shared) {
                 Ok(results) => return Ok(results),
-                Err(error) if error.is_transient() => {
-                    let Some(delay) = retry.next_delay(error.retry_after()) else {
-                        return Err(error);
-                    };
-                    if Instant::now() + delay > deadline {
-                        return Err(error);
-                    }
-                    shared.dispatcher.lifecycle.emit(Lifecycle::RequestFailed {
-                        channel: slot.channel_id(),
-                        operation: "subscribe",
-                        error: error.clone(),
-                    });
-                    // A shutdown wakes this wait; nothing is sent after it.
-                    if slot.sleep(delay, error.retry_after().unwrap_or_default()) {
-                        return Err(error);
-                    }
-                }
-                Err(error) => return Err(error),
+                Err(error) => self.retry_wait(slot, &mut retry, error, deadline)?,
             }
         }
     }
 
-    /// Removes topics. Topics not subscribed are ignored; the ones removed are returned.
-    /// The channel's remaining topics are sent with `PUT` (or `DELETE` when none remain); a
-    /// channel left empty stays open for later topics.
+    /// Removes topics, comparing what they expand to: unsubscribing `v2.users.<id>.presence`
+    /// removes that topic, or that part of a combined topic subscribed
+    /// (`v2.users.<id>?presence&routingStatus` becomes `v2.users.<id>.routingstatus`, whose
+    /// events keep flowing); unsubscribing a combined topic removes every subscribed topic it
+    /// covers. Returns what was removed: each topic removed whole, and for a combined topic
+    /// split, the part removed. Topics not subscribed are ignored.
+    /// The channel's remaining topics are sent with `PUT`; a channel left without topics is
+    /// closed (socket closed, subscriptions deleted with `DELETE`, slot freed) and its channel
+    /// kept to be reused by the next topics that need a new channel.
     ///
     /// # Errors
     /// [`Error::Topic`] for an invalid name (nothing is removed); [`Error::Api`] or
@@ -664,20 +782,32 @@ impl Client {
     {
         self.check_open()?;
         let unwanted = parse_topics(topics)?;
-        let _updates = self.inner.updates.lock();
+        let mut names = HashSet::new();
+        for topic in &unwanted {
+            topic.for_each_name(|name| {
+                names.insert(name.to_owned());
+            });
+        }
+        let updates = self.inner.updates.lock();
         let slots: Vec<Arc<Slot>> = self.inner.slots.read().clone();
         let (deadline, _) = self.deadline();
         let mut removed = Vec::new();
         let mut first_error = None;
+        let mut emptied = Vec::new();
         for slot in slots {
             let gone: Vec<Topic> = {
                 let mut set = slot.topics.lock();
-                let gone: Vec<Topic> = unwanted
-                    .iter()
-                    .filter(|t| set.remove(*t))
-                    .cloned()
-                    .collect();
-                slot.stats.status.lock().topics = set.len();
+                let mut gone = Vec::new();
+                for topic in set.overlapping(&names) {
+                    set.remove(&topic);
+                    // A combined topic keeps the parts not asked to go.
+                    if let Some(rest) = topic.narrowed(|name| !names.contains(name)) {
+                        set.insert(rest);
+                    }
+                    if let Some(part) = topic.narrowed(|name| names.contains(name)) {
+                        gone.push(part);
+                    }
+                }
                 gone
             };
             if gone.is_empty() {
@@ -702,17 +832,12 @@ impl Client {
                         topics: gone.clone(),
                     });
             }
-            if slot.isolated && slot.topics.lock().is_empty() {
-                // An isolated channel never takes other topics: once empty it is closed and
-                // forgotten, or it would count against `max_channels` for ever.
-                // Its subscriptions are deleted on the way out (again, if the PUT above failed).
-                slot.stop(true);
-                if slot.join_until(deadline) {
-                    self.inner.slots.write().retain(|s| !Arc::ptr_eq(s, &slot));
-                }
-            }
+            emptied.push(slot);
             removed.extend(gone);
         }
+        // A channel left without topics would keep a thread and a socket open for nothing, and
+        // an isolated one would count against `max_channels` for ever.
+        self.close_emptied(&emptied, Some(updates), deadline);
         match first_error {
             Some(error) => Err(error.into()),
             None => Ok(removed),
@@ -819,7 +944,7 @@ impl Client {
                 .slots
                 .read()
                 .iter()
-                .map(|s| s.stats.snapshot(shared.epoch))
+                .map(|s| s.stats.snapshot(shared.epoch, s.topic_count()))
                 .collect(),
             queue_depths: shared.dispatcher.queue_depths(),
             dispatch_wait: crate::lag::summarize(&shared.dispatcher.lag),

@@ -59,7 +59,6 @@ pub(crate) struct DispatchCounters {
 pub(crate) struct ChannelStatus {
     pub channel: Option<ChannelId>,
     pub state: ChannelState,
-    pub topics: usize,
     pub connected_since: Option<SystemTime>,
     /// Since when the channel has had no socket after losing one (none before the first
     /// socket: a channel being set up is not missing one).
@@ -80,7 +79,6 @@ impl ChannelStats {
             status: Mutex::new(ChannelStatus {
                 channel: None,
                 state: ChannelState::Creating,
-                topics: 0,
                 connected_since: None,
                 without_socket_since: None,
             }),
@@ -134,7 +132,9 @@ impl ChannelStats {
         }
     }
 
-    pub(crate) fn snapshot(&self, epoch: (Instant, SystemTime)) -> ChannelHealth {
+    /// The snapshot of a channel holding `topics` topics (its slot's topic set is the one
+    /// source of that count).
+    pub(crate) fn snapshot(&self, epoch: (Instant, SystemTime), topics: usize) -> ChannelHealth {
         let status = self.status.lock().clone();
         let without_socket = self.without_socket(&status);
         let last = self.last_frame_nanos.load(Ordering::Relaxed);
@@ -142,7 +142,7 @@ impl ChannelStats {
         ChannelHealth {
             channel: status.channel,
             state: status.state,
-            topics: status.topics,
+            topics,
             connected_since: status.connected_since,
             last_frame_at: (last > 0).then(|| epoch.1 + Duration::from_nanos(last)),
             ping_rtt: (rtt > 0).then(|| Duration::from_nanos(rtt)),

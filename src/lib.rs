@@ -274,6 +274,7 @@ mod http;
 mod lag;
 mod listener;
 mod message;
+mod plan;
 mod redact;
 mod topic;
 mod url;

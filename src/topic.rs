@@ -140,8 +140,8 @@ impl Topic {
             return Err(TopicError::BadCombination);
         }
         check_segments(base)?;
-        if let Some(suffix) = suffix {
-            let mut parts = std::collections::HashSet::new();
+        let name = if let Some(suffix) = suffix {
+            let mut parts = std::collections::BTreeSet::new();
             // Each part is one last segment (`presence`, `routingstatus`), named once.
             if base.is_empty()
                 || suffix.is_empty()
@@ -152,13 +152,78 @@ impl Topic {
             {
                 return Err(TopicError::BadCombination);
             }
+            // One spelling per subscription: the parts in sorted order, so that
+            // `x?routingstatus&presence` and `x?presence&routingstatus` are the same topic.
+            Topic::combine(base, parts)
         } else if lower.contains('&') {
             return Err(TopicError::BadCombination);
-        }
-        if is_reserved(&lower) {
+        } else {
+            lower
+        };
+        if is_reserved(&name) {
             return Err(TopicError::Reserved);
         }
-        Ok(Topic(lower))
+        Ok(Topic(name))
+    }
+
+    /// `base?a&b` from a base and parts (given sorted); `base.a` for a single part.
+    fn combine<'a>(base: &str, parts: impl IntoIterator<Item = &'a str>) -> String {
+        let mut name = String::with_capacity(base.len() + 32);
+        name.push_str(base);
+        let mut parts = parts.into_iter().peekable();
+        let mut first = true;
+        while let Some(part) = parts.next() {
+            if first && parts.peek().is_none() {
+                name.push('.');
+            } else {
+                name.push(if first { '?' } else { '&' });
+            }
+            name.push_str(part);
+            first = false;
+        }
+        name
+    }
+
+    /// Whether this is a combined topic (`base?a&b`).
+    pub fn is_combined(&self) -> bool {
+        self.0.contains('?')
+    }
+
+    /// Calls `f` with every individual topic name this subscription brings (see
+    /// [`Topic::expand`]), without allocating for a plain topic.
+    pub(crate) fn for_each_name(&self, mut f: impl FnMut(&str)) {
+        match self.0.split_once('?') {
+            None => f(&self.0),
+            Some((base, suffix)) => {
+                let mut name = String::with_capacity(self.0.len());
+                for part in suffix.split('&') {
+                    name.clear();
+                    name.push_str(base);
+                    name.push('.');
+                    name.push_str(part);
+                    f(&name);
+                }
+            }
+        }
+    }
+
+    /// The subscription that brings only the names of this one for which `keep` is true:
+    /// `None` when none is kept, a plain topic when one is, a combined topic of the kept parts
+    /// otherwise (`self` unchanged when all are kept).
+    pub(crate) fn narrowed(&self, mut keep: impl FnMut(&str) -> bool) -> Option<Topic> {
+        let Some((base, suffix)) = self.0.split_once('?') else {
+            return keep(&self.0).then(|| self.clone());
+        };
+        let total = suffix.split('&').count();
+        let kept: Vec<&str> = suffix
+            .split('&')
+            .filter(|part| keep(&format!("{base}.{part}")))
+            .collect();
+        match kept.len() {
+            0 => None,
+            n if n == total => Some(self.clone()),
+            _ => Some(Topic(Topic::combine(base, kept))),
+        }
     }
 
     /// The normalised (lower-cased) name, as sent in subscription requests.
@@ -192,6 +257,14 @@ impl std::str::FromStr for Topic {
     type Err = TopicError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Topic::parse(s)
+    }
+}
+
+/// Consistent with `Eq`, `Ord` and `Hash` (all those of the name), so that sets of topics can be
+/// searched by name.
+impl std::borrow::Borrow<str> for Topic {
+    fn borrow(&self) -> &str {
+        &self.0
     }
 }
 
@@ -377,6 +450,39 @@ mod tests {
         );
         let plain = Topic::parse("v2.routing.queues.q1.observations").unwrap();
         assert_eq!(plain.expand(), vec!["v2.routing.queues.q1.observations"]);
+    }
+
+    #[test]
+    fn combined_parts_have_one_order_and_narrow_to_what_is_kept() {
+        let a = Topic::parse("v2.users.X?routingStatus&presence").unwrap();
+        let b = Topic::parse("v2.users.x?presence&routingstatus").unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.as_str(), "v2.users.x?presence&routingstatus");
+        assert!(a.is_combined());
+        let mut names = Vec::new();
+        a.for_each_name(|n| names.push(n.to_owned()));
+        assert_eq!(names, a.expand());
+
+        let three = Topic::parse("v2.users.x?presence&routingstatus&geolocation").unwrap();
+        assert_eq!(
+            three.as_str(),
+            "v2.users.x?geolocation&presence&routingstatus"
+        );
+        let not_presence = |n: &str| n != "v2.users.x.presence";
+        assert_eq!(
+            three.narrowed(not_presence).unwrap().as_str(),
+            "v2.users.x?geolocation&routingstatus"
+        );
+        let only_presence = |n: &str| n == "v2.users.x.presence";
+        let narrowed = three.narrowed(only_presence).unwrap();
+        assert_eq!(narrowed.as_str(), "v2.users.x.presence");
+        assert!(!narrowed.is_combined());
+        assert_eq!(narrowed, Topic::parse("v2.users.x.presence").unwrap());
+        assert_eq!(three.narrowed(|_| true).unwrap(), three);
+        assert_eq!(three.narrowed(|_| false), None);
+        let plain = Topic::parse("v2.users.x.presence").unwrap();
+        assert_eq!(plain.narrowed(|_| true), Some(plain.clone()));
+        assert_eq!(plain.narrowed(|_| false), None);
     }
 
     #[test]

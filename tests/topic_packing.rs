@@ -207,7 +207,12 @@ fn subscribing_a_topic_twice_is_a_reported_no_op() {
     assert_eq!(report.permitted, [topics[2].parse::<Topic>().unwrap()]);
     let new_requests: Vec<_> = emu.requests()[requests..].to_vec();
     assert_eq!(new_requests.len(), 1, "one request: {new_requests:?}");
-    assert_eq!(new_requests[0].method, "PUT");
+    // Adding to a channel is a `POST` of the new topic only (issue #11), not a `PUT` of all.
+    assert_eq!(new_requests[0].method, "POST");
+    assert!(
+        !new_requests[0].body.contains(&topics[1]),
+        "{new_requests:?}"
+    );
     assert_eq!(emu.channels().len(), 1);
     assert_eq!(emu.channels()[0].topics.len(), 3);
     assert_eq!(client.topics().len(), 3);

@@ -23,6 +23,7 @@ mod liveness;
 mod renewal;
 mod session;
 mod slot;
+pub(crate) mod topics;
 mod worker;
 
 pub(crate) use slot::{SetupFailure, Slot};

@@ -3,6 +3,7 @@
 //! the interrupt handle of the live socket). It never reads a socket.
 
 use super::renewal::Renewal;
+use super::topics::TopicSet;
 use super::{worker, Shared};
 use crate::api::{ChannelInfo, TopicResult, TopicState};
 use crate::event::{ChannelError, ChannelId, Lifecycle};
@@ -10,7 +11,6 @@ use crate::health::ChannelStats;
 use crate::topic::Topic;
 use crate::ApiError;
 use parking_lot::{Condvar, Mutex, MutexGuard};
-use std::collections::BTreeSet;
 use std::fmt;
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -76,8 +76,8 @@ pub(crate) enum SetupFailure {
 pub(crate) struct Slot {
     /// Whether only the topics it was created with may live here (`subscribe_isolated`).
     pub isolated: bool,
-    /// The desired topics of this channel: the one source of truth for it.
-    pub topics: Mutex<BTreeSet<Topic>>,
+    /// The desired topics of this channel: the one source of truth for it (and its count).
+    pub(crate) topics: Mutex<TopicSet>,
     /// Set when a user's topic update could not be sent: the thread sends the whole topic set
     /// again at its next chance (while reading, or after reconnecting).
     pub reapply: AtomicBool,
@@ -102,9 +102,8 @@ pub(crate) struct Slot {
 }
 
 impl Slot {
-    pub(crate) fn new(isolated: bool, topics: BTreeSet<Topic>) -> Arc<Slot> {
+    pub(crate) fn new(isolated: bool, topics: TopicSet) -> Arc<Slot> {
         let stats = Arc::new(ChannelStats::new());
-        stats.status.lock().topics = topics.len();
         Arc::new(Slot {
             isolated,
             topics: Mutex::new(topics),
@@ -149,7 +148,13 @@ impl Slot {
         self.channel.lock().clone()
     }
 
-    /// A new channel replaces the current one: its renewal starts from its `expires`.
+    /// Takes the channel of a slot whose thread has ended (to be reused by another slot).
+    pub(crate) fn take_channel(&self) -> Option<ChannelInfo> {
+        self.channel.lock().take()
+    }
+
+    /// A new channel replaces the current one (or a slot not started yet is given a channel
+    /// another slot left): its renewal starts from its `expires`.
     pub(super) fn set_channel(&self, info: ChannelInfo) {
         *self.renewal.lock() =
             Renewal::for_new_channel(info.expires, Instant::now(), SystemTime::now());
@@ -354,7 +359,6 @@ impl Slot {
             for topic in &rejected {
                 set.remove(topic);
             }
-            self.stats.status.lock().topics = set.len();
         }
         if !results.is_empty() {
             shared.emit(Lifecycle::Subscribed {
@@ -373,7 +377,7 @@ impl Slot {
             return false;
         }
         let _apply = self.apply_lock.lock();
-        if !self.topics.lock().is_empty() {
+        if self.topics.lock().len() > 0 {
             return false;
         }
         self.stopping.store(true, Ordering::Release);
@@ -382,7 +386,7 @@ impl Slot {
     }
 
     /// The topics were just applied: the channel lives a whole lifetime from `now`.
-    fn renewed(&self, now: Instant) {
+    pub(super) fn renewed(&self, now: Instant) {
         if let Some(r) = self.renewal.lock().as_mut() {
             r.renewed(now);
         }

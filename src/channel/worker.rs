@@ -111,7 +111,12 @@ struct Worker {
 
 impl Worker {
     fn run(mut self) {
-        let mut phase = Phase::NeedsChannel { lost: None };
+        // A slot may start with a channel another slot left (`Slot::reuse_channel`).
+        let mut phase = if self.slot.channel().is_some() {
+            Phase::Connecting { apply: true }
+        } else {
+            Phase::NeedsChannel { lost: None }
+        };
         let reason = loop {
             self.slot.stats.set_state(phase.state());
             if let Phase::Stopped(reason) = phase {
