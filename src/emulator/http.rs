@@ -460,7 +460,11 @@ fn api(
                 _ => return Reply::error(405, "method.not.allowed", "Method not allowed"),
             };
             match st.subscriptions(id, sub, body, ignore_errors, now) {
-                Ok(Some(v)) => Reply::json(200, &v),
+                Ok(Some(body)) => Reply {
+                    status: 200,
+                    body,
+                    headers: Vec::new(),
+                },
                 Ok(None) => Reply::empty(200),
                 Err(e) => e.into(),
             }

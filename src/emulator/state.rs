@@ -435,7 +435,7 @@ impl State {
         self.channels.last().expect("just pushed")
     }
 
-    /// The subscriptions endpoint. `Ok(None)` means 200 with an empty body.
+    /// The subscriptions endpoint: the JSON answer; `Ok(None)` means 200 with an empty body.
     pub fn subscriptions(
         &mut self,
         id: &str,
@@ -443,7 +443,7 @@ impl State {
         body: &str,
         ignore_errors: bool,
         now: Instant,
-    ) -> Result<Option<Value>, ApiError> {
+    ) -> Result<Option<String>, ApiError> {
         let max_topics = self.max_topics;
         let lifetime = self.channel_lifetime;
         if self.channel_mut(id).is_none() {
@@ -501,7 +501,28 @@ impl State {
                 return Ok(None);
             }
             SubMethod::Put => dedup(Vec::new(), permitted),
-            SubMethod::Post => dedup(ch.topics.clone(), permitted),
+            SubMethod::Post => {
+                // Adds in place: the cost of a POST follows its own topics, not the channel's.
+                let added: Vec<String> = permitted
+                    .into_iter()
+                    .filter(|t| !ch.topics.iter().any(|have| have.eq_ignore_ascii_case(t)))
+                    .collect();
+                if ch.topics.len() + added.len() > max_topics {
+                    return Err(ApiError::new(
+                        400,
+                        "notification.subscription.limit.exceeded",
+                        format!(
+                            "A channel may subscribe at most {max_topics} topics; this request would make {}",
+                            ch.topics.len() + added.len()
+                        ),
+                    ));
+                }
+                ch.expanded
+                    .extend(added.iter().flat_map(|t| expand_topic(t)));
+                ch.topics.extend(added);
+                ch.extend(lifetime, now);
+                return Ok(Some(entities(&ch.topics, &rejected)));
+            }
         };
         if new_topics.len() > max_topics {
             return Err(ApiError::new(
@@ -660,20 +681,41 @@ impl State {
 }
 
 /// `{"entities": [...]}`: permitted topics, then rejected ones.
-fn entities(permitted: &[String], rejected: &[(String, Vec<String>)]) -> Value {
-    let mut list: Vec<Value> = permitted
+fn entities(permitted: &[String], rejected: &[(String, Vec<String>)]) -> String {
+    // Serialised straight from borrowed fields: a channel's answer lists up to 1 000 topics,
+    // and building a `Value` per topic made the answer cost more than the change it reports.
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Entity<'a> {
+        id: &'a str,
+        state: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        rejection_reason: Option<&'static str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        missing_permissions: Option<&'a [String]>,
+    }
+    #[derive(serde::Serialize)]
+    struct Listing<'a> {
+        entities: Vec<Entity<'a>>,
+    }
+    let mut list: Vec<Entity<'_>> = permitted
         .iter()
-        .map(|t| json!({"id": t, "state": "Permitted"}))
+        .map(|t| Entity {
+            id: t,
+            state: "Permitted",
+            rejection_reason: None,
+            missing_permissions: None,
+        })
         .collect();
     for (t, missing) in rejected {
-        list.push(json!({
-            "id": t,
-            "state": "Rejected",
-            "rejectionReason": "The client lacks permissions required by this topic",
-            "missingPermissions": missing,
-        }));
+        list.push(Entity {
+            id: t,
+            state: "Rejected",
+            rejection_reason: Some("The client lacks permissions required by this topic"),
+            missing_permissions: Some(missing),
+        });
     }
-    json!({ "entities": list })
+    serde_json::to_string(&Listing { entities: list }).expect("plain strings serialise")
 }
 
 /// `base` followed by the topics of `add` not already in it (case-insensitive).
