@@ -1,15 +1,15 @@
 //! client.rs is the public face: [`Client`] and [`ClientBuilder`]. It owns the listener
-//! registry, the dispatcher, the token manager and the channel slots, and packs topics into
-//! channels; it never reads a socket itself.
+//! registry, the dispatcher, the token manager and the channel slots, and carries out the
+//! packing plan (plan.rs decides; the slots' topic sets live in channel/topics.rs); it never
+//! reads a socket itself.
 //!
-//! Packing (docs/protocol.md, "Channels" and "Subscriptions"): at most `max_topics_per_channel`
-//! (1 000) topics per channel and at most `max_channels` (20) channels, filling existing channels
-//! before creating new ones. Exceeding the limit is an error, never a silent eviction of one of
-//! our own channels. Subscribe and unsubscribe calls are serialised by one lock; each channel's
-//! topic updates are also serialised with its own thread's re-application.
+//! Locking: one update lock is held while a subscribe call resolves duplicates, plans and
+//! reserves room on existing channels (and while it creates new channels), and for the whole of
+//! an unsubscribe call. Adding the reserved topics (`POST`) happens after the lock is released,
+//! so calls adding to one channel at the same time share one request; each channel's topic
+//! updates are serialised with its own thread's re-application by the channel's own lock.
 
-use crate::api::ChannelInfo;
-use crate::api::{Api, ApiError, TopicResult, TopicState};
+use crate::api::{Api, ApiError, ChannelInfo, TopicResult, TopicState};
 use crate::auth::{
     AuthEvent, ClientCredentials, RefresherHandle, StaticToken, TokenManager, TokenSource,
 };
@@ -392,12 +392,28 @@ impl Client {
     /// once each is `Permitted` or `Rejected` by the service (or the deadline passes).
     ///
     /// Topic names are validated and lower-cased; combined topics
-    /// (`v2.users.<id>?presence&routingStatus`) count as one. Topics already subscribed are
-    /// reported as duplicates ([`Lifecycle::DuplicateSubscription`]) and nothing is sent for
-    /// them. Subscriptions use `ignoreErrors=true`, so a topic lacking a permission is reported
-    /// in [`SubscribeReport::rejected`] with its reason and missing permissions while the others
-    /// work. A new channel's socket is connected before its topics are subscribed, so no event
-    /// published after this returns is missed.
+    /// (`v2.users.<id>?presence&routingStatus`) count as one, and their parts are put in one
+    /// order (`?presence&routingstatus`), so the same combination spelled in another order is
+    /// the same topic.
+    ///
+    /// Duplicates are found by what a topic expands to (docs/protocol.md, "How this crate
+    /// subscribes"): events of a combined topic arrive under the individual names
+    /// (`v2.users.<id>.presence`, ...), so a topic whose every name is already brought by a
+    /// subscribed topic (or by an earlier topic of the same call) is reported as a duplicate
+    /// ([`SubscribeReport::duplicates`], [`Lifecycle::DuplicateSubscription`]) and nothing is
+    /// sent for it; a combined topic that overlaps only in part is narrowed to the parts it adds
+    /// (`v2.users.<id>?presence&routingStatus` with `v2.users.<id>.presence` subscribed
+    /// subscribes `v2.users.<id>.routingstatus`, reported in `permitted`, and reports the
+    /// presence part as a duplicate). So overlapping subscriptions never make a listener see
+    /// one event twice. The same name twice in one call is simply subscribed once.
+    ///
+    /// Topics join the room left on existing channels with `POST .../subscriptions` carrying
+    /// only them (calls adding to one channel at the same time share one `POST`); a new channel
+    /// gets its topics with `PUT`. Subscriptions use `ignoreErrors=true`, so a topic lacking a
+    /// permission is reported in [`SubscribeReport::rejected`] with its reason and missing
+    /// permissions while the others work; a channel left with no topic (all rejected) is
+    /// closed. A new channel's socket is connected before its topics are subscribed, so no
+    /// event published after this returns is missed.
     ///
     /// # Errors
     /// - [`Error::Topic`] for an invalid name (nothing is subscribed);

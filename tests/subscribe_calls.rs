@@ -31,7 +31,7 @@ fn adding_one_topic_to_a_channel_of_999_posts_that_topic_alone() {
     let emu = emulator();
     let client = builder(&emu).build().unwrap();
     let topics = presence_topics(1001);
-    client.subscribe(&topics[..999]).unwrap();
+    let _ = client.subscribe(&topics[..999]).unwrap();
     let setup = subscription_calls(&emu, 0);
     assert_eq!(setup.len(), 1, "{setup:?}");
     assert_eq!(setup[0].method, "PUT", "a new channel's first subscription");
@@ -48,7 +48,7 @@ fn adding_one_topic_to_a_channel_of_999_posts_that_topic_alone() {
 
     // The channel is full: the next topic opens a channel of its own, subscribed with `PUT`.
     let before = emu.requests().len();
-    client.subscribe([&topics[1000]]).unwrap();
+    let _ = client.subscribe([&topics[1000]]).unwrap();
     let calls = subscription_calls(&emu, before);
     assert_eq!(calls.len(), 1, "{calls:?}");
     assert_eq!(calls[0].method, "PUT");
@@ -62,7 +62,7 @@ fn concurrent_calls_to_one_channel_post_only_their_topics_and_may_share_a_post()
     let emu = emulator();
     let client = builder(&emu).build().unwrap();
     let topics = presence_topics(401);
-    client.subscribe(&topics[..1]).unwrap();
+    let _ = client.subscribe(&topics[..1]).unwrap();
     let before = emu.requests().len();
     std::thread::scope(|scope| {
         for part in topics[1..].chunks(50) {
