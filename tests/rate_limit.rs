@@ -103,7 +103,8 @@ fn added_topics_429_waits_for_retry_after() {
     emu.inject(rate_limit(Endpoint::Subscriptions));
     let report = client.subscribe(&topics[1..]).unwrap();
     assert_eq!(report.permitted.len(), 1);
-    assert_waited(&calls(&emu, "PUT", "/subscriptions"));
+    // Topics added to a channel are sent with `POST` (issue #11).
+    assert_waited(&calls(&emu, "POST", "/subscriptions"));
     assert!(flows(&emu, &topics[1], &seqs, 1));
     client.shutdown(Duration::from_secs(2)).unwrap();
 }
@@ -190,12 +191,20 @@ fn unauthorized_call_refreshes_the_token_once() {
         .iter()
         .map(|r| (r.method.clone(), r.status))
         .collect();
+    // The added topic is sent with `POST .../subscriptions` (issue #11), around the token
+    // request (`POST /oauth/token`).
+    let paths: Vec<bool> = emu
+        .requests()
+        .iter()
+        .map(|r| r.path.contains("/subscriptions"))
+        .collect();
+    assert_eq!(paths, [true, false, true]);
     assert_eq!(
         log,
         [
-            ("PUT".to_owned(), 401),
+            ("POST".to_owned(), 401),
             ("POST".to_owned(), 200),
-            ("PUT".to_owned(), 200)
+            ("POST".to_owned(), 200)
         ]
     );
     assert!(flows(&emu, &topics[1], &seqs, 1));
