@@ -5,7 +5,7 @@
 mod recovery;
 mod util;
 
-use genesys_notify::emulator::{Fault, SocketEventKind, Target};
+use genesys_notify::emulator::{Emulator, Fault, SocketEventKind, Target};
 use genesys_notify::{DisconnectCause, Lifecycle};
 use recovery::*;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,6 +14,29 @@ use std::time::Duration;
 use util::*;
 
 const SWITCHES: usize = 3;
+
+/// Sends `socket_closing` (the server closes the warned socket `close_after` later) and waits
+/// for the client's `switch`-th new socket.
+fn warn_and_switch(emu: &Emulator, id: &str, rec: &Recorder, switch: usize, close_after: Duration) {
+    emu.inject(Fault::SocketClosing {
+        target: Target::channel(id),
+        close_after: Some(close_after),
+    });
+    assert!(
+        wait_until(SOON, || connected_count(rec) > switch),
+        "switch {switch}"
+    );
+}
+
+fn disconnect_causes(events: &[Lifecycle]) -> Vec<DisconnectCause> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Lifecycle::Disconnected { cause, .. } => Some(cause.clone()),
+            _ => None,
+        })
+        .collect()
+}
 
 #[test]
 fn switch_on_socket_closing_loses_no_event() {
@@ -48,14 +71,7 @@ fn switch_on_socket_closing_loses_no_event() {
     // Three maintenance warnings in a row, each on the socket the previous switch opened.
     for switch in 1..=SWITCHES {
         std::thread::sleep(Duration::from_millis(300));
-        emu.inject(Fault::SocketClosing {
-            target: Target::channel(&id),
-            close_after: Some(Duration::from_secs(5)),
-        });
-        assert!(
-            wait_until(SOON, || connected_count(&rec) > switch),
-            "switch {switch}"
-        );
+        warn_and_switch(&emu, &id, &rec, switch, Duration::from_secs(5));
     }
     std::thread::sleep(Duration::from_millis(300));
     stop.store(true, Ordering::SeqCst);
@@ -87,14 +103,10 @@ fn switch_on_socket_closing_loses_no_event() {
             "Connected",
         ],
     );
-    let causes: Vec<_> = events
-        .iter()
-        .filter_map(|e| match e {
-            Lifecycle::Disconnected { cause, .. } => Some(cause.clone()),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(causes, vec![DisconnectCause::ServerMaintenance; SWITCHES]);
+    assert_eq!(
+        disconnect_causes(&events),
+        vec![DisconnectCause::ServerMaintenance; SWITCHES]
+    );
     assert_eq!(
         rec.count(|e| matches!(e, Lifecycle::Gap { .. } | Lifecycle::Reconnecting { .. })),
         0,
@@ -130,44 +142,27 @@ fn switch_on_socket_closing_loses_no_event() {
 /// switch.
 #[test]
 fn switch_beats_a_drop_that_follows_the_warning_closely() {
-    let OneChannel {
-        emu,
-        client,
-        rec,
-        seqs,
-        topics,
-        id,
-    } = OneChannel::start_on(emulator(), 1, builder);
-    let mark = rec.snapshot().len();
+    let s = OneChannel::start_on(emulator(), 1, builder);
+    let mark = s.rec.snapshot().len();
     for switch in 1..=SWITCHES {
-        emu.inject(Fault::SocketClosing {
-            target: Target::channel(&id),
-            close_after: Some(Duration::from_millis(1_500)),
-        });
-        assert!(
-            wait_until(SOON, || connected_count(&rec) > switch),
-            "switch {switch}"
-        );
+        warn_and_switch(&s.emu, &s.id, &s.rec, switch, Duration::from_millis(1_500));
         // Past the server's drop of the old socket.
         std::thread::sleep(Duration::from_millis(1_700));
-        assert!(flows(&emu, &topics[0], &seqs, switch as u64));
+        assert!(flows(&s.emu, &s.topics[0], &s.seqs, switch as u64));
     }
-    let events = since(&rec, mark);
+    let events = since(&s.rec, mark);
     assert_eq!(
-        rec.count(|e| matches!(e, Lifecycle::Gap { .. } | Lifecycle::Reconnecting { .. })),
+        s.rec
+            .count(|e| matches!(e, Lifecycle::Gap { .. } | Lifecycle::Reconnecting { .. })),
         0,
         "{:?}",
         kinds(&events)
     );
-    let causes: Vec<_> = events
-        .iter()
-        .filter_map(|e| match e {
-            Lifecycle::Disconnected { cause, .. } => Some(cause.clone()),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(causes, vec![DisconnectCause::ServerMaintenance; SWITCHES]);
-    client.shutdown(Duration::from_secs(2)).unwrap();
+    assert_eq!(
+        disconnect_causes(&events),
+        vec![DisconnectCause::ServerMaintenance; SWITCHES]
+    );
+    s.client.shutdown(Duration::from_secs(2)).unwrap();
 }
 
 /// When the new socket cannot be opened, the client keeps reading the old one until the server
