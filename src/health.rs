@@ -327,3 +327,67 @@ impl Health {
         self.listeners.values().sum()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_without_a_socket_counts_from_losing_one_to_the_next() {
+        let stats = ChannelStats::new();
+        let without = || {
+            stats
+                .snapshot((Instant::now(), SystemTime::now()))
+                .without_socket
+        };
+        // Setting up the first socket is not missing one.
+        stats.set_state(ChannelState::Creating);
+        stats.set_state(ChannelState::Connecting);
+        std::thread::sleep(Duration::from_millis(20));
+        stats.set_state(ChannelState::Connected);
+        assert_eq!(without(), Duration::ZERO);
+        stats.set_state(ChannelState::Backoff);
+        std::thread::sleep(Duration::from_millis(20));
+        let during = without();
+        assert!(during >= Duration::from_millis(20), "{during:?}");
+        stats.set_state(ChannelState::Connecting);
+        stats.set_state(ChannelState::Connected);
+        let after = without();
+        assert!(after >= during);
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(without(), after, "connected: the count stands still");
+        stats.set_state(ChannelState::Backoff);
+        stats.set_state(ChannelState::Stopped);
+        let stopped = without();
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(without(), stopped, "stopped: the count stands still");
+    }
+
+    #[test]
+    fn totals_keep_the_counts_of_forgotten_channels() {
+        let registry = StatsRegistry::default();
+        let kept = Arc::new(ChannelStats::new());
+        let forgotten = Arc::new(ChannelStats::new());
+        registry.register(&kept);
+        registry.register(&forgotten);
+        kept.received.store(3, Ordering::Relaxed);
+        forgotten.received.store(5, Ordering::Relaxed);
+        forgotten.dispatch.delivered.store(4, Ordering::Relaxed);
+        forgotten.reconnects.store(2, Ordering::Relaxed);
+        assert_eq!(registry.totals().received, 8);
+        drop(forgotten);
+        let totals = registry.totals();
+        assert_eq!(
+            (totals.received, totals.delivered, totals.reconnects),
+            (8, 4, 2)
+        );
+        assert_eq!(
+            registry.inner.lock().0.len(),
+            1,
+            "folded, not kept for ever"
+        );
+        // Registering more channels later folds nothing twice.
+        registry.register(&Arc::new(ChannelStats::new()));
+        assert_eq!(registry.totals().received, 8);
+    }
+}

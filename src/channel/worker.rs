@@ -494,3 +494,34 @@ fn connect_error(error: &ConnectError) -> ChannelError {
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_health_state_is_derived_from_the_phase() {
+        let error = ChannelError::Disconnected(DisconnectCause::UserRequest);
+        let backing_off = Phase::BackingOff {
+            delay: Duration::ZERO,
+            floor: Duration::ZERO,
+            then: Box::new(Phase::Connecting { apply: false }),
+        };
+        let rows = [
+            (Phase::NeedsChannel { lost: None }, ChannelState::Creating),
+            (Phase::Connecting { apply: true }, ChannelState::Connecting),
+            (
+                Phase::Lost {
+                    pace: Pace::Prompt,
+                    error,
+                },
+                ChannelState::Backoff,
+            ),
+            (backing_off, ChannelState::Backoff),
+            (Phase::Stopped(StopReason::NoTopics), ChannelState::Stopped),
+        ];
+        for (phase, state) in rows {
+            assert_eq!(phase.state(), state);
+        }
+    }
+}
