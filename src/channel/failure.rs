@@ -142,6 +142,23 @@ pub(crate) fn connect(error: &ConnectError) -> Decision {
     }
 }
 
+/// The typed error reported for a failed connection attempt.
+pub(crate) fn connect_error(error: &ConnectError) -> ChannelError {
+    match error {
+        ConnectError::BadUri(reason) => ChannelError::UnusableConnectUri {
+            reason: reason.clone(),
+        },
+        ConnectError::Rejected { status, .. } => ChannelError::Connect {
+            status: Some(*status),
+            message: error.to_string(),
+        },
+        other => ChannelError::Connect {
+            status: None,
+            message: other.to_string(),
+        },
+    }
+}
+
 /// A connected socket ended with `cause`. `healthy`: it was subscribed and read long enough to
 /// count as working (see `HEALTHY_AFTER` in the session).
 pub(crate) fn socket_ended(cause: &DisconnectCause, healthy: bool) -> Decision {

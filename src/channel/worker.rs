@@ -11,7 +11,6 @@
 //! any phase ──stop, permanent failure, spent budget, no topics left──▶ Stopped
 //! ```
 
-use super::connect::ConnectError;
 use super::failure::{self, Decision, Operation, Pace};
 use super::session::{Session, SessionEnd, Switch};
 use super::slot::{Slot, StopReason};
@@ -205,7 +204,11 @@ impl Worker {
                 // FIN to the server) through the backoff.
                 self.slot.set_interrupt(None);
                 let decision = failure::connect(&error);
-                self.execute(decision, connect_error(&error), Phase::Connecting { apply })
+                self.execute(
+                    decision,
+                    failure::connect_error(&error),
+                    Phase::Connecting { apply },
+                )
             }
         }
     }
@@ -475,23 +478,6 @@ impl Worker {
             }
         }
         self.slot.publish_stopped(reason);
-    }
-}
-
-/// The typed error of a failed connection attempt.
-fn connect_error(error: &ConnectError) -> ChannelError {
-    match error {
-        ConnectError::BadUri(reason) => ChannelError::UnusableConnectUri {
-            reason: reason.clone(),
-        },
-        ConnectError::Rejected { status, .. } => ChannelError::Connect {
-            status: Some(*status),
-            message: error.to_string(),
-        },
-        other => ChannelError::Connect {
-            status: None,
-            message: other.to_string(),
-        },
     }
 }
 

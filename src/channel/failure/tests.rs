@@ -243,6 +243,41 @@ fn connect_rows() {
 }
 
 #[test]
+fn connect_error_rows() {
+    let rows = [
+        (
+            ConnectError::BadUri("plain ws".into()),
+            "unusable connectUri: plain ws",
+            None,
+        ),
+        (
+            ConnectError::Rejected {
+                status: 429,
+                retry_after: None,
+            },
+            "the server answered the WebSocket upgrade with HTTP 429",
+            Some(429),
+        ),
+        (
+            ConnectError::Timeout {
+                stage: "DNS lookup",
+            },
+            "DNS lookup did not finish in time",
+            None,
+        ),
+    ];
+    for (error, shown, status) in rows {
+        let typed = connect_error(&error);
+        assert_eq!(typed.to_string(), shown);
+        match typed {
+            ChannelError::Connect { status: s, .. } => assert_eq!(s, status, "{error:?}"),
+            ChannelError::UnusableConnectUri { .. } => assert_eq!(status, None),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[test]
 fn socket_end_rows() {
     let closed = |code| DisconnectCause::Closed {
         code,
