@@ -337,7 +337,7 @@ mod tests {
         let stats = ChannelStats::new();
         let without = || {
             stats
-                .snapshot((Instant::now(), SystemTime::now()))
+                .snapshot((Instant::now(), SystemTime::now()), 0)
                 .without_socket
         };
         // Setting up the first socket is not missing one.
