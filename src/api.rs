@@ -481,6 +481,16 @@ impl Api {
         self.call(Method::Get, path, path, None, None).map(drop)
     }
 
+    /// `GET {path}` (path and query under `/api/v2/`, as built by a state resource) and its JSON
+    /// answer, for resynchronising topics (docs/protocol.md, "State resources").
+    ///
+    /// # Errors
+    /// The common mapping (see [`ApiError`]); [`ApiError::Decode`] when the body is not JSON.
+    pub(crate) fn get_json(&self, path: &str) -> Result<serde_json::Value, ApiError> {
+        let mut response = self.call(Method::Get, path, path, None, None)?;
+        read_json(&mut response)
+    }
+
     /// Sends one request with the current token; on 401, invalidates that token, obtains a new
     /// one and sends the request once more. Returns the 2xx response or the mapped error.
     /// `shown` is the path as it may be logged; `channel` is the channel id to hide in messages.

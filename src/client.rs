@@ -24,6 +24,7 @@ use crate::health::Health;
 use crate::listener::{ListenerGuard, Registry};
 use crate::plan::{self, Limits, Load, PlanError};
 use crate::redact::Redacted;
+use crate::resync::{Engine, ResyncSettings, Snapshots, StateResource};
 use crate::topic::{Pattern, Topic};
 use parking_lot::{Mutex, RwLock};
 use std::collections::{BTreeSet, HashSet};
@@ -59,6 +60,7 @@ pub struct ClientBuilder {
     config: Config,
     token: Option<TokenChoice>,
     error: Option<ConfigError>,
+    resync: ResyncSettings,
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -74,6 +76,7 @@ impl fmt::Debug for ClientBuilder {
         f.debug_struct("ClientBuilder")
             .field("config", &self.config)
             .field("token", &token)
+            .field("resync", &self.resync)
             .finish()
     }
 }
@@ -221,6 +224,34 @@ impl ClientBuilder {
         backoff: Backoff
     );
 
+    /// When to read topics' state over REST and deliver it as snapshots (default
+    /// [`Snapshots::AfterGaps`]; [`Snapshots::Off`] makes no state request at all).
+    pub fn snapshots(mut self, snapshots: Snapshots) -> Self {
+        self.resync.snapshots = snapshots;
+        self
+    }
+
+    /// Most state requests in flight at once during a resync (1..=8, default 2).
+    pub fn resync_concurrency(mut self, requests: usize) -> Self {
+        self.resync.concurrency = requests;
+        self
+    }
+
+    /// Retry policy of state requests (default: base 500 ms, cap 30 s, `Retry-After` honoured
+    /// up to 300 s, 5 retries per request, then [`Lifecycle::ResyncFailed`]).
+    pub fn resync_backoff(mut self, backoff: Backoff) -> Self {
+        self.resync.backoff = backoff;
+        self
+    }
+
+    /// Adds a user-supplied state resource for the topics matching its pattern; it takes
+    /// precedence over the built-in ones (and over resources added before it for the same
+    /// topics, in the order added).
+    pub fn state_resource(mut self, resource: StateResource) -> Self {
+        self.resync.custom.push(resource);
+        self
+    }
+
     /// Validates the settings and starts the client's threads (dispatchers, lifecycle, token
     /// refresher). No channel is created until the first [`Client::subscribe`].
     ///
@@ -234,6 +265,13 @@ impl ClientBuilder {
         }
         let config = self.config;
         config.validate()?;
+        let resync = self.resync;
+        if !(1..=8).contains(&resync.concurrency) {
+            return Err(Error::Config(ConfigError {
+                field: "resync_concurrency",
+                reason: format!("must be 1..=8, got {}", resync.concurrency),
+            }));
+        }
         let source: Box<dyn TokenSource> = match self.token {
             Some(TokenChoice::ClientCredentials { client_id, secret }) => {
                 Box::new(ClientCredentials::new(
@@ -289,14 +327,29 @@ impl ClientBuilder {
             epoch: (Instant::now(), SystemTime::now()),
             stats: Default::default(),
         });
+        let slots = Arc::new(RwLock::new(Vec::new()));
+        let engine = Engine::start(shared.clone(), slots.clone(), resync).map_err(thread_error)?;
+        if let Some(engine) = &engine {
+            let weak = Arc::downgrade(engine);
+            let _ = shared
+                .dispatcher
+                .lifecycle
+                .gap_tap
+                .set(Box::new(move |channel, topics| {
+                    if let Some(engine) = weak.upgrade() {
+                        engine.after_gap(channel, topics);
+                    }
+                }));
+        }
         Ok(Client {
             inner: Arc::new(Inner {
                 shared,
                 registry,
                 refresher: Mutex::new(Some(refresher)),
                 updates: Mutex::new(()),
-                slots: RwLock::new(Vec::new()),
+                slots,
                 spare_channels: Mutex::new(Vec::new()),
+                resync: engine,
                 shut_down: AtomicBool::new(false),
                 shutdown_outcome: Mutex::new(None),
             }),
@@ -311,10 +364,12 @@ struct Inner {
     /// Held while a subscribe call plans and reserves room (and while it creates channels),
     /// and for the whole of an unsubscribe call.
     updates: Mutex<()>,
-    slots: RwLock<Vec<Arc<Slot>>>,
+    slots: Arc<RwLock<Vec<Arc<Slot>>>>,
     /// Channels of slots closed for want of topics, emptied on the server, to be reused by the
     /// next new slots.
     spare_channels: Mutex<Vec<ChannelInfo>>,
+    /// The resync engine; `None` when snapshots are off.
+    resync: Option<Arc<Engine>>,
     shut_down: AtomicBool,
     /// `Some(clean)` once a shutdown has finished; held while one runs.
     shutdown_outcome: Mutex<Option<bool>>,
@@ -372,6 +427,7 @@ impl Client {
             config: Config::default(),
             token: None,
             error: None,
+            resync: ResyncSettings::default(),
         }
     }
 
@@ -649,6 +705,9 @@ impl Client {
             if !answered.contains(&topic) {
                 report.permitted.push(topic);
             }
+        }
+        if let Some(engine) = &self.inner.resync {
+            engine.after_subscribe(&report.permitted);
         }
         Ok(report)
     }
@@ -969,6 +1028,12 @@ impl Client {
             listener_panics: sink.listener_panics.load(Ordering::Relaxed),
             lifecycle_dropped: sink.lost.load(Ordering::Relaxed),
             totals: shared.stats.totals(),
+            resync: self
+                .inner
+                .resync
+                .as_ref()
+                .map(|e| e.health())
+                .unwrap_or_default(),
         }
     }
 
@@ -1014,12 +1079,19 @@ impl Client {
             self.inner.shut_down.store(true, Ordering::Release);
             list.clone()
         };
+        // The resync stops first: no state is read for channels being closed.
+        if let Some(engine) = &self.inner.resync {
+            engine.stop();
+        }
         for slot in &slots {
             slot.stop(true);
         }
         let mut clean = true;
         for slot in &slots {
             clean &= slot.join_until(deadline);
+        }
+        if let Some(engine) = &self.inner.resync {
+            clean &= engine.join_until(deadline);
         }
         if let Some(refresher) = self.inner.refresher.lock().take() {
             let left = deadline.saturating_duration_since(Instant::now());

@@ -12,6 +12,7 @@ use crate::config::Backpressure;
 use crate::event::{Event, Lifecycle};
 use crate::lag::{LagAlarm, LagRecorder, WINDOW};
 use crate::listener::{Listener, Registry};
+use crate::resync::gate::SnapshotGate;
 use crossbeam_channel::{
     bounded, Receiver, RecvTimeoutError, SendTimeoutError, Sender, TrySendError,
 };
@@ -70,7 +71,12 @@ pub(crate) struct LifecycleSink {
     /// Events dropped by the backpressure policy since start.
     pub(crate) dropped_total: AtomicU64,
     pub(crate) listener_panics: AtomicU64,
+    /// Told of every [`Lifecycle::Gap`] (the resync engine); must not block.
+    pub(crate) gap_tap: std::sync::OnceLock<GapTap>,
 }
+
+/// A function told of every gap: the channel and its topics.
+pub(crate) type GapTap = Box<dyn Fn(&crate::event::ChannelId, &[crate::topic::Topic]) + Send + Sync>;
 
 impl LifecycleSink {
     /// Logs the event and queues it for lifecycle listeners.
@@ -85,7 +91,8 @@ impl LifecycleSink {
             | Lifecycle::Dropped { .. }
             | Lifecycle::DispatchLagHigh { .. }
             | Lifecycle::ListenerPanicked { .. }
-            | Lifecycle::TooManyListeners { .. } => log::warn!("{event:?}"),
+            | Lifecycle::TooManyListeners { .. }
+            | Lifecycle::ResyncFailed { .. } => log::warn!("{event:?}"),
             Lifecycle::RetryBudgetExhausted { .. } | Lifecycle::PermanentFailure { .. } => {
                 log::error!("{event:?}")
             }
@@ -102,6 +109,9 @@ impl LifecycleSink {
                 | Lifecycle::RetryBudgetExhausted { .. }
                 | Lifecycle::PermanentFailure { .. }
         );
+        if let (Lifecycle::Gap { channel, topics, .. }, Some(tap)) = (&event, self.gap_tap.get()) {
+            tap(channel, topics);
+        }
         let sent = if important {
             self.tx
                 .send_timeout(LifecycleMsg::Event(event), IMPORTANT_WAIT)
@@ -136,6 +146,8 @@ pub(crate) struct Dispatcher {
     pub(crate) lifecycle: Arc<LifecycleSink>,
     /// Queue wait measurements, one per dispatcher thread.
     pub(crate) lag: Vec<Arc<LagRecorder>>,
+    /// Decides whether a snapshot may still be delivered (resync/gate.rs).
+    pub(crate) gate: Arc<SnapshotGate>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     lifecycle_thread: Mutex<Option<JoinHandle<()>>>,
     /// Set by `shutdown`: threads end once their queue is empty even if their stop marker
@@ -158,7 +170,9 @@ impl Dispatcher {
             drops_pending: AtomicBool::new(false),
             dropped_total: AtomicU64::new(0),
             listener_panics: AtomicU64::new(0),
+            gap_tap: std::sync::OnceLock::new(),
         });
+        let gate = Arc::new(SnapshotGate::default());
         let closing = Arc::new(AtomicBool::new(false));
         let lifecycle_thread = {
             let (registry, sink, closing) = (registry.clone(), lifecycle.clone(), closing.clone());
@@ -182,6 +196,7 @@ impl Dispatcher {
                 lag: recorder.clone(),
                 lag_threshold,
                 closing: closing.clone(),
+                gate: gate.clone(),
             };
             handles.push(
                 std::thread::Builder::new()
@@ -196,6 +211,7 @@ impl Dispatcher {
             policy,
             lifecycle,
             lag,
+            gate,
             closing,
             threads: Mutex::new(handles),
             lifecycle_thread: Mutex::new(Some(lifecycle_thread)),
@@ -269,6 +285,23 @@ impl Dispatcher {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// Queues a snapshot in its topic's queue behind the events already there, waiting for
+    /// room whatever the policy (snapshots are never dropped), until `stop` becomes true.
+    /// Returns whether it was queued.
+    pub(crate) fn push_snapshot(&self, event: Event, stop: &AtomicBool) -> bool {
+        let (tx, _) = &self.queues[self.shard_of(event.topic())];
+        let mut event = Some(event);
+        loop {
+            match tx.send_timeout(event, BLOCK_POLL) {
+                Ok(()) => return true,
+                Err(SendTimeoutError::Timeout(back)) if !stop.load(Ordering::Acquire) => {
+                    event = back
+                }
+                Err(_) => return false,
             }
         }
     }
@@ -360,6 +393,7 @@ struct Shard {
     lag: Arc<LagRecorder>,
     lag_threshold: Duration,
     closing: Arc<AtomicBool>,
+    gate: Arc<SnapshotGate>,
 }
 
 impl Shard {
@@ -372,8 +406,9 @@ impl Shard {
             lag,
             lag_threshold,
             closing,
+            gate,
         } = self;
-        run_shard(rx, registry, sink, lag, lag_threshold, &closing);
+        run_shard(rx, registry, sink, lag, lag_threshold, &closing, &gate);
     }
 }
 
@@ -384,6 +419,7 @@ fn run_shard(
     lag: Arc<LagRecorder>,
     lag_threshold: Duration,
     closing: &AtomicBool,
+    gate: &SnapshotGate,
 ) {
     let mut version = u64::MAX;
     let mut listeners = registry.event_listeners();
@@ -415,6 +451,14 @@ fn run_shard(
             routes.clear();
         }
         let topic = event.topic();
+        // The order and freshness rule of snapshots (resync/gate.rs).
+        if event.is_snapshot() {
+            if !gate.admit(topic) {
+                continue;
+            }
+        } else {
+            gate.note_live(topic, event.received_instant);
+        }
         if let Some(route) = routes.get(topic) {
             deliver(&event, route, false, &sink);
             continue;

@@ -25,6 +25,8 @@ pub struct Event {
     located: Located,
     pub(crate) origin: Arc<Origin>,
     pub(crate) received_instant: Instant,
+    /// A state snapshot read over REST rather than a notification read from a socket.
+    snapshot: bool,
 }
 
 /// Where events come from: one per socket connection, shared by its events (one reference count
@@ -52,7 +54,37 @@ impl Event {
             located,
             origin: origin.clone(),
             received_instant: now,
+            snapshot: false,
         }
+    }
+
+    /// A state snapshot of `topic` whose `eventBody` is the JSON text `body`, made at `now`.
+    /// Its frame is `{"topicName", "version": "2", "eventBody", "metadata": {}, "snapshot": true}`.
+    pub(crate) fn snapshot(topic: &str, body: &str, origin: &Arc<Origin>, now: Instant) -> Event {
+        let name = serde_json::Value::String(topic.to_owned()).to_string();
+        let head = format!("{{\"topicName\":{name},\"version\":\"2\",\"eventBody\":");
+        let start = head.len();
+        let frame = format!("{head}{body},\"metadata\":{{}},\"snapshot\":true}}");
+        Event {
+            frame: FrameText::from(frame),
+            located: Located {
+                topic: crate::message::Text::Owned(topic.into()),
+                correlation_id: None,
+                body: start..start + body.len(),
+            },
+            origin: origin.clone(),
+            received_instant: now,
+            snapshot: true,
+        }
+    }
+
+    /// Whether this is a state snapshot read over the REST API (see
+    /// [`Snapshots`](crate::Snapshots)) rather than a notification read from a socket. A
+    /// snapshot has the topic's name and a body in the topic's event shape, no `CorrelationId`,
+    /// and a frame with `"snapshot": true`; its [`Event::received_at`] is when the REST answer
+    /// was read.
+    pub fn is_snapshot(&self) -> bool {
+        self.snapshot
     }
 
     /// `topicName` exactly as received (for example
@@ -120,6 +152,7 @@ impl fmt::Debug for Event {
             .field("topic", &self.topic())
             .field("channel", &self.origin.channel)
             .field("correlation_id", &self.correlation_id())
+            .field("snapshot", &self.snapshot)
             .field("received_at", &self.received_at())
             .field("body_bytes", &self.located.body.len())
             .finish()
@@ -442,6 +475,28 @@ pub enum Lifecycle {
         p99: Duration,
         /// The configured threshold.
         threshold: Duration,
+    },
+    /// A resync finished: the state of a channel's topics was read over REST after a gap (or
+    /// at subscribe) and delivered as snapshots ([`Snapshots`](crate::Snapshots)).
+    Resynced {
+        /// The channel whose topics were resynchronised.
+        channel: ChannelId,
+        /// Its subscribed topics that were part of the resync (with or without a state
+        /// resource).
+        topics: Vec<Topic>,
+        /// Snapshots queued for the listeners (a snapshot superseded by a newer live event is
+        /// skipped at delivery; see [`ResyncHealth`](crate::ResyncHealth)).
+        snapshots: usize,
+        /// Individual topics whose state could not be read (each also reported as
+        /// [`Lifecycle::ResyncFailed`]).
+        failures: usize,
+    },
+    /// The state of one topic could not be read over REST; its listeners got no snapshot.
+    ResyncFailed {
+        /// The individual topic.
+        topic: Topic,
+        /// Why.
+        error: crate::resync::ResyncError,
     },
     /// A `v2.system.*` message arrived on a channel (for example `v2.system.socket_closing`).
     #[non_exhaustive]

@@ -286,6 +286,9 @@ pub struct Health {
     pub lifecycle_dropped: u64,
     /// Every channel since the client started, forgotten ones included.
     pub(crate) totals: Totals,
+    /// State reads and snapshots ([`Snapshots`](crate::Snapshots)); all zero when they are
+    /// off.
+    pub resync: crate::resync::ResyncHealth,
 }
 
 /// The totals below cover every channel since the client started, including channels no

@@ -276,6 +276,7 @@ mod listener;
 mod message;
 mod plan;
 mod redact;
+mod resync;
 mod topic;
 mod url;
 
@@ -291,6 +292,9 @@ pub use health::{ChannelHealth, ChannelState, Health};
 pub use lag::DispatchWait;
 pub use listener::ListenerGuard;
 pub use message::SystemMessage;
+pub use resync::{
+    same_system_presence, ResyncError, ResyncHealth, Snapshots, StateResource, StateSnapshot,
+};
 pub use topic::{Pattern, Topic, TopicError, MAX_TOPIC_LEN};
 
 // Compile-time proof of the thread-safety the docs promise: a `Client` is shared between

@@ -33,6 +33,14 @@ pub enum Endpoint {
     Subscriptions,
     /// `GET /api/v2/notifications/availabletopics`.
     AvailableTopics,
+    /// `GET /api/v2/users/presences/purecloud/bulk` (a state resource).
+    PresenceBulk,
+    /// `GET /api/v2/users/{id}/presences/purecloud` (a state resource).
+    UserPresence,
+    /// `GET /api/v2/users` (a state resource with `expand=presence,routingStatus`).
+    Users,
+    /// `GET /api/v2/users/{id}/routingstatus` (a state resource).
+    UserRoutingStatus,
     /// The WebSocket upgrade request on `/channels/{id}` (the handshake is answered with the
     /// status instead of `101 Switching Protocols`).
     WebSocketHandshake,

@@ -108,7 +108,8 @@ fn serve(shared: &Shared, mut request: tiny_http::Request) {
     let (path, query) = url.split_once('?').unwrap_or((url.as_str(), ""));
 
     let now = Instant::now();
-    let reply = {
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let (reply, hold) = {
         let mut st = shared.state.lock();
         st.sweep(now);
         let (reply, authorization_ok) = route(
@@ -136,8 +137,12 @@ fn serve(shared: &Shared, mut request: tiny_http::Request) {
             authorization_ok,
             body: recorded,
         });
-        reply
+        (reply, st.resources.hold_for(&method, &segments))
     };
+    // A held state answer waits outside the lock (Emulator::hold_state_responses).
+    if let Some(hold) = hold {
+        hold.wait(|| shared.is_shutdown());
+    }
     // Wake the janitor: a channel may have been created or extended.
     let _ = shared.wake.send(());
     write_reply(request, &method, &reply);
@@ -202,7 +207,7 @@ fn classify(method: &str, segments: &[&str]) -> Option<Endpoint> {
         ("GET", ["api", "v2", "notifications", "availabletopics"]) => {
             Some(Endpoint::AvailableTopics)
         }
-        _ => None,
+        _ => super::resources::classify(method, segments),
     }
 }
 
@@ -307,6 +312,13 @@ fn route(
             k.eq_ignore_ascii_case("ignoreErrors") && v.eq_ignore_ascii_case("true")
         })
     });
+    if let Some(answer) = st.resources.route(method, &segments[2..], query) {
+        let reply = match answer {
+            Ok(value) => Reply::json(200, &value),
+            Err((status, code, message)) => Reply::error(status, code, &message),
+        };
+        return (reply, true);
+    }
     let reply = api(st, config, method, &segments[2..], body, ignore_errors, now);
     (reply, true)
 }
@@ -337,7 +349,7 @@ fn form_value(body: &str, key: &str) -> Option<String> {
     })
 }
 
-fn url_decode(s: &str) -> String {
+pub(super) fn url_decode(s: &str) -> String {
     fn hex(b: u8) -> Option<u8> {
         (b as char).to_digit(16).map(|d| d as u8)
     }

@@ -58,6 +58,7 @@
 
 mod fault;
 mod http;
+mod resources;
 mod state;
 mod ws;
 
@@ -65,6 +66,10 @@ mod ws;
 mod tests;
 
 pub use fault::{Endpoint, Fault, Target};
+pub use resources::{
+    StateHold, UserPresence, UserRoutingStatus, PRESENCE_BULK_LIMIT, USERS_ID_LIMIT,
+    USERS_PAGE_SIZE_MAX,
+};
 
 use std::fmt;
 use std::io;
@@ -466,6 +471,8 @@ impl Emulator {
         let key = topic.to_lowercase();
         let mut st = self.shared.state.lock();
         st.sweep(Instant::now());
+        // Presence and routing status are kept as the users' current state (resources.rs).
+        st.resources.observe(topic, &text);
         let mut sent = 0;
         for ch in &st.channels {
             let Some(conn) = ch.conn else { continue };

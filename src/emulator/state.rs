@@ -149,6 +149,8 @@ pub(crate) struct State {
     pub requests: Vec<RequestRecord>,
     pub socket_log: Vec<SocketRecord>,
     pub http_faults: Vec<HttpFault>,
+    /// Users' presence and routing status, and the state resources' settings.
+    pub resources: super::resources::Resources,
     pub refuse_handshakes: usize,
     pub hang_handshakes: usize,
     /// Connections past the handshake, by connection number.
