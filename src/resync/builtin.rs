@@ -4,8 +4,8 @@
 //! Sources (docs/protocol.md, "State resources"):
 //! - presence: `GET /api/v2/users/presences/purecloud/bulk?id=a&id=b...` (at most 50 ids, the
 //!   `id` parameter repeated) → `[UcUserPresence {userId, source, presenceDefinition {id,
-//!   systemPresence}, message, modifiedDate, ...}]`; one user:
-//!   `GET /api/v2/users/{userId}/presences/purecloud` → `UserPresence`.
+//!   systemPresence}, message, modifiedDate, ...}]`; a user left out of the answer (deleted,
+//!   or without a Genesys Cloud presence) gets no snapshot.
 //! - routing status: `GET /api/v2/users?id=a&id=b...&expand=routingStatus&pageSize=100` →
 //!   `{entities: [User {id, routingStatus {userId, status, startTime}}], pageCount, ...}`
 //!   (`expand` is best effort, so a user left without `routingStatus` is read alone); one user:
@@ -179,19 +179,6 @@ impl Resource for PresenceResource {
         }
         Ok(out)
     }
-
-    fn fallback_path(&self, topic: &Topic) -> Option<String> {
-        let id = user_id(topic.as_str(), "presence")?;
-        Some(format!("/api/v2/users/{}/presences/purecloud", encode(id)))
-    }
-
-    fn convert_fallback(&self, topic: &Topic, answer: Value) -> Result<StateSnapshot, String> {
-        let id = user_id(topic.as_str(), "presence").ok_or("not a presence topic")?;
-        Ok(StateSnapshot::new(
-            format!("v2.users.{id}.presence"),
-            presence_event_body(&answer)?,
-        ))
-    }
 }
 
 /// `v2.users.{id}.routingStatus` through users pages with `expand=routingStatus`.
@@ -244,6 +231,20 @@ impl Resource for RoutingStatusResource {
             ));
         }
         Ok(out)
+    }
+
+    fn incomplete(&self, answer: &Value) -> Vec<String> {
+        answer
+            .get("entities")
+            .and_then(Value::as_array)
+            .map(|list| {
+                list.iter()
+                    .filter(|user| user.get("routingStatus").is_none())
+                    .filter_map(|user| user.get("id").and_then(Value::as_str))
+                    .map(|id| format!("v2.users.{}.routingstatus", id.to_ascii_lowercase()))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     fn fallback_path(&self, topic: &Topic) -> Option<String> {
@@ -342,6 +343,11 @@ mod tests {
             out[0].event_body,
             json!({"id": A, "routingStatus": {"status": "INTERACTING",
                                               "startTime": "2026-12-01T10:00:00.000Z"}})
+        );
+        assert_eq!(
+            RoutingStatusResource.incomplete(&json!({"entities": [
+                {"id": A, "routingStatus": {"status": "IDLE"}}, {"id": B}]})),
+            vec![format!("v2.users.{B}.routingstatus")]
         );
         assert_eq!(
             RoutingStatusResource.fallback_path(&topics[1]).unwrap(),

@@ -498,7 +498,21 @@ impl Engine {
             return;
         }
         let outcomes = round.outcomes.into_inner();
+        let with_resource: HashSet<&str> = planned
+            .batches
+            .iter()
+            .flat_map(|b| b.topics.iter().map(Topic::as_str))
+            .collect();
         for (channel, topics) in live {
+            // A channel whose topics have no state resource keeps today's behaviour: the gap is
+            // their only signal, and there was no resync to report.
+            if !topics
+                .iter()
+                .flat_map(Topic::expand)
+                .any(|name| with_resource.contains(name.as_str()))
+            {
+                continue;
+            }
             let (mut snapshots, mut failures) = (0, 0);
             for topic in &topics {
                 for name in topic.expand() {
@@ -568,6 +582,7 @@ impl Engine {
             None => return,
         };
         let mut served: HashSet<String> = HashSet::new();
+        let incomplete = resource.incomplete(&answer);
         match resource.convert(&batch.topics, answer) {
             Ok(snapshots) => {
                 for snapshot in snapshots {
@@ -597,7 +612,12 @@ impl Engine {
             if self.stopped() {
                 return;
             }
-            let Some(path) = resource.fallback_path(topic) else {
+            let fallback = incomplete
+                .iter()
+                .any(|t| t == topic.as_str())
+                .then(|| resource.fallback_path(topic))
+                .flatten();
+            let Some(path) = fallback else {
                 self.fail(round, topic, ResyncError::NoState);
                 continue;
             };

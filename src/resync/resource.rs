@@ -42,8 +42,12 @@ pub(crate) trait Resource: Send + Sync {
     /// Turns the answer into snapshots. Topics of the batch without a snapshot in the result
     /// are reported as failures ([`ResyncError::NoState`](super::ResyncError)).
     fn convert(&self, topics: &[Topic], answer: Value) -> Result<Vec<StateSnapshot>, String>;
-    /// A one-topic path to try for a topic the bulk answer left out (for example a `expand`
-    /// the API did not honour), or `None`.
+    /// The topics (lower-cased) the bulk answer lists without their state (an `expand` the API
+    /// did not honour): they are read alone with [`Resource::fallback_path`].
+    fn incomplete(&self, _answer: &Value) -> Vec<String> {
+        Vec::new()
+    }
+    /// A one-topic path for a topic listed by [`Resource::incomplete`], or `None`.
     fn fallback_path(&self, _topic: &Topic) -> Option<String> {
         None
     }
