@@ -205,6 +205,8 @@ pub(crate) fn missing_permissions(error: &ApiError) -> Vec<String> {
 struct Job {
     channel: ChannelId,
     topics: BTreeSet<Topic>,
+    /// After a subscribe (the channel may not report itself connected yet), not a gap.
+    at_subscribe: bool,
 }
 
 /// What became of one individual topic in a resync.
@@ -296,7 +298,7 @@ impl Engine {
 
     /// A gap of `channel` ended (its socket is back and `topics` are subscribed).
     pub(crate) fn after_gap(&self, channel: &ChannelId, topics: &[Topic]) {
-        self.enqueue(channel.clone(), topics.iter().cloned());
+        self.enqueue(channel.clone(), topics.iter().cloned(), false);
     }
 
     /// `topics` were just subscribed: a 403 remembered for them is forgotten and, when
@@ -327,23 +329,32 @@ impl Engine {
                 .cloned()
                 .collect();
             if !mine.is_empty() {
-                self.enqueue(channel, mine);
+                self.enqueue(channel, mine, true);
             }
         }
     }
 
-    fn enqueue(&self, channel: ChannelId, topics: impl IntoIterator<Item = Topic>) {
+    fn enqueue(
+        &self,
+        channel: ChannelId,
+        topics: impl IntoIterator<Item = Topic>,
+        at_subscribe: bool,
+    ) {
         if self.stop.load(Ordering::Acquire) {
             return;
         }
         let mut queue = self.queue.lock();
-        // One job per channel: repeated gaps of a channel merge, so the queue stays bounded by
-        // the subscribed topics.
-        match queue.iter_mut().find(|j| j.channel == channel) {
+        // One job per channel and kind: repeated gaps of a channel merge, so the queue stays
+        // bounded by the subscribed topics.
+        match queue
+            .iter_mut()
+            .find(|j| j.channel == channel && j.at_subscribe == at_subscribe)
+        {
             Some(job) => job.topics.extend(topics),
             None => queue.push(Job {
                 channel,
                 topics: topics.into_iter().collect(),
+                at_subscribe,
             }),
         }
         self.wake.notify_one();
@@ -420,7 +431,12 @@ impl Engine {
             else {
                 continue;
             };
-            if slot.stats.status.lock().state != ChannelState::Connected {
+            let usable = if job.at_subscribe {
+                !slot.is_stopping() && !slot.is_dead()
+            } else {
+                slot.stats.status.lock().state == ChannelState::Connected
+            };
+            if !usable {
                 log::debug!("resync of channel {} skipped: not connected", job.channel);
                 continue;
             }
