@@ -5,6 +5,11 @@
 //! gaps, reconnections, rejected topics, ...) go to stderr. Ctrl-C shuts down cleanly: the
 //! sockets are closed and the server-side subscriptions removed.
 //!
+//! After a gap, the current state of presence and routing-status topics is read over REST and
+//! printed as snapshot lines: frames with `"snapshot": true` whose `eventBody` has the event
+//! shape. `--no-snapshots` turns that off; `--snapshots-at-subscribe` also prints the state
+//! right after subscribing.
+//!
 //! ```text
 //! export GENESYS_REGION=eu-west-1 GENESYS_CLIENT_ID=... GENESYS_CLIENT_SECRET=...
 //! cargo run --example tail -- v2.users.<user-id>?presence&routingStatus v2.routing.queues.<queue-id>.users
@@ -21,8 +26,8 @@
 
 use clap::{Parser, ValueEnum};
 use genesys_notify::{
-    Backpressure, Client, Error, Event, Lifecycle, ListenerGuard, Pattern, Region, Topic,
-    TopicError,
+    Backpressure, Client, Error, Event, Lifecycle, ListenerGuard, Pattern, Region, Snapshots,
+    Topic, TopicError,
 };
 use std::io::Write;
 use std::process::ExitCode;
@@ -89,6 +94,16 @@ struct Args {
     /// Presume a socket dead after this many seconds without any frame [library default: 60].
     #[arg(long, value_name = "SECS")]
     liveness_timeout_secs: Option<u64>,
+
+    /// Never read topics' state over REST: no snapshot lines, a gap is only reported on stderr.
+    /// [library default: snapshots after each gap]
+    #[arg(long, conflicts_with = "snapshots_at_subscribe")]
+    no_snapshots: bool,
+
+    /// Also print each topic's current state right after subscribing (presence and routing
+    /// status), as lines with `"snapshot": true`.
+    #[arg(long)]
+    snapshots_at_subscribe: bool,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -246,6 +261,13 @@ fn run(args: Args) -> Result<(), Failure> {
     }
     if let Some(secs) = args.liveness_timeout_secs {
         builder = builder.liveness_timeout(Duration::from_secs(secs));
+    }
+    // Snapshot lines are the frames the client builds from REST state: they carry
+    // `"snapshot": true` next to `topicName` and `eventBody`.
+    if args.no_snapshots {
+        builder = builder.snapshots(Snapshots::Off);
+    } else if args.snapshots_at_subscribe {
+        builder = builder.snapshots(Snapshots::AfterGapsAndSubscribe);
     }
 
     let client = builder.build().map_err(|e| from_error("settings", e))?;

@@ -76,7 +76,8 @@ pub(crate) struct LifecycleSink {
 }
 
 /// A function told of every gap: the channel and its topics.
-pub(crate) type GapTap = Box<dyn Fn(&crate::event::ChannelId, &[crate::topic::Topic]) + Send + Sync>;
+pub(crate) type GapTap =
+    Box<dyn Fn(&crate::event::ChannelId, &[crate::topic::Topic]) + Send + Sync>;
 
 impl LifecycleSink {
     /// Logs the event and queues it for lifecycle listeners.
@@ -109,7 +110,13 @@ impl LifecycleSink {
                 | Lifecycle::RetryBudgetExhausted { .. }
                 | Lifecycle::PermanentFailure { .. }
         );
-        if let (Lifecycle::Gap { channel, topics, .. }, Some(tap)) = (&event, self.gap_tap.get()) {
+        if let (
+            Lifecycle::Gap {
+                channel, topics, ..
+            },
+            Some(tap),
+        ) = (&event, self.gap_tap.get())
+        {
             tap(channel, topics);
         }
         let sent = if important {

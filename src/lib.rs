@@ -133,6 +133,35 @@
 //! `v2.system.socket_closing`; the client then connects a second socket to the same channel and
 //! switches over without a gap (guarantee 4).
 //!
+//! ## Resynchronising after gaps (snapshots)
+//! After every gap (once the socket is back and its topics are subscribed, on the same or a
+//! replacement channel) the client reads the current state of the gap's topics over REST and
+//! hands it to the topic's listeners as an [`Event`] with [`Event::is_snapshot`]: same topic
+//! name, body in the topic's event shape (so one `body::<Presence>()` serves live events and
+//! snapshots), a frame with `"snapshot": true`. [`ClientBuilder::snapshots`] says when
+//! ([`Snapshots::AfterGaps`], the default; [`Snapshots::AfterGapsAndSubscribe`], so a dashboard
+//! starts complete; [`Snapshots::Off`], no state request at all).
+//! - Built in: `v2.users.{id}.presence` (presence bulk read, 50 users per request) and
+//!   `v2.users.{id}.routingStatus` (users pages with `expand=routingStatus`, 100 per request),
+//!   also through `v2.users.{id}?presence&routingStatus`; snapshots carry `systemPresence` in
+//!   the event form (`ON_QUEUE`), and [`same_system_presence`] compares either form. Other
+//!   topics: a [`StateResource`] of yours ([`ClientBuilder::state_resource`]). Topics without a
+//!   resource keep the [`Lifecycle::Gap`] as their only signal.
+//! - Order and freshness (see [`Snapshots`]): live events are never held back or reordered; a
+//!   snapshot is skipped if a live event of its topic was read after its fetch began, else it is
+//!   delivered before every live event read after the answer. No snapshot follows a newer live
+//!   event, and each listener ends with the server's state.
+//! - Polite and bounded: bulk requests only, at most [`ClientBuilder::resync_concurrency`] in
+//!   flight (default 2) and only one until the API has answered, `Retry-After` honoured by every
+//!   worker, exponential backoff with full jitter ([`ClientBuilder::resync_backoff`]), a 403
+//!   reported once per topic with the permission named ([`ResyncError::Forbidden`]) and not
+//!   retried until the topic is subscribed again, every wait cut short by
+//!   [`Client::shutdown`]. docs/protocol.md ("State resources") gives the paths, shapes, limits,
+//!   sources and the request bound of a resync.
+//! - Reported as [`Lifecycle::Resynced`] (per channel: topics, snapshots queued, failures) and
+//!   [`Lifecycle::ResyncFailed`] (per topic, a [`ResyncError`]); counted in
+//!   [`Health::resync`] ([`ResyncHealth`]).
+//!
 //! ## Health
 //! [`Client::health`] returns a [`Health`] snapshot: per channel ([`ChannelHealth`]) its state,
 //! topics, counters (received, delivered, dropped, unrouted, malformed, heartbeats,

@@ -51,7 +51,11 @@ fn outage_with_changes_ends_with_every_view_equal_to_the_server_in_bulk_requests
     let both = View::new(&client, "v2.users.*.*");
     client.subscribe(combined(&users)).unwrap();
     wait_sockets(&emu, 1);
-    assert_eq!(emu.state_requests().len(), 0, "no snapshot at subscribe by default");
+    assert_eq!(
+        emu.state_requests().len(),
+        0,
+        "no snapshot at subscribe by default"
+    );
 
     emu.inject(Fault::HangHandshakes { times: 1 });
     emu.inject(Fault::DropSocket {
@@ -63,19 +67,33 @@ fn outage_with_changes_ends_with_every_view_equal_to_the_server_in_bulk_requests
         for user in &users {
             let presence = if round == 0 { "AWAY" } else { "ON_QUEUE" };
             emu.publish(&presence_topic(user), emu.set_user_presence(user, presence));
-            let status = if round == 0 { "INTERACTING" } else { "NOT_RESPONDING" };
-            emu.publish(&routing_topic(user), emu.set_user_routing_status(user, status));
+            let status = if round == 0 {
+                "INTERACTING"
+            } else {
+                "NOT_RESPONDING"
+            };
+            emu.publish(
+                &routing_topic(user),
+                emu.set_user_routing_status(user, status),
+            );
         }
     }
     assert!(rec.wait(LONG, |e| matches!(e, Lifecycle::Gap { .. })));
     assert!(rec.wait(LONG, |e| matches!(e, Lifecycle::Resynced { .. })));
     assert!(
-        wait_until(LONG, || out_of_date(&emu, &both, &users, true, true).is_empty()),
+        wait_until(LONG, || out_of_date(&emu, &both, &users, true, true)
+            .is_empty()),
         "stale views: {:?}",
         out_of_date(&emu, &both, &users, true, true)
     );
-    assert_eq!(out_of_date(&emu, &presence, &users, true, false), Vec::<String>::new());
-    assert_eq!(out_of_date(&emu, &routing, &users, false, true), Vec::<String>::new());
+    assert_eq!(
+        out_of_date(&emu, &presence, &users, true, false),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        out_of_date(&emu, &routing, &users, false, true),
+        Vec::<String>::new()
+    );
 
     // The bound (docs/protocol.md): ceil(100 / 50) presence bulk reads + ceil(100 / 100) users
     // pages, no retry needed here.
@@ -105,8 +123,14 @@ fn outage_with_changes_ends_with_every_view_equal_to_the_server_in_bulk_requests
     assert_eq!(gaps(&rec), 1);
     // Snapshots reached every listener, in the event shape, marked as snapshots.
     let log = both.log(&presence_topic(&users[0]));
-    let snap = log.iter().find(|s| s.snapshot).expect("a presence snapshot");
-    assert_eq!(snap.body["presenceDefinition"]["systemPresence"], "ON_QUEUE");
+    let snap = log
+        .iter()
+        .find(|s| s.snapshot)
+        .expect("a presence snapshot");
+    assert_eq!(
+        snap.body["presenceDefinition"]["systemPresence"],
+        "ON_QUEUE"
+    );
     assert_eq!(snap.topic, presence_topic(&users[0]));
     client.shutdown(Duration::from_secs(5)).unwrap();
 }
@@ -131,7 +155,10 @@ fn changes_racing_a_held_fetch_win_and_no_live_event_is_lost_or_doubled() {
         target: Target::AllSockets,
     });
     assert!(rec.wait(LONG, |e| matches!(e, Lifecycle::Gap { .. })));
-    assert!(hold.wait_held(1, LONG), "the resync's first request is held");
+    assert!(
+        hold.wait_held(1, LONG),
+        "the resync's first request is held"
+    );
     // While it is held: every user changes both, live (the socket is back).
     for (seq, user) in users.iter().enumerate() {
         let mut body = emu.set_user_presence(user, "BUSY");
@@ -141,7 +168,10 @@ fn changes_racing_a_held_fetch_win_and_no_live_event_is_lost_or_doubled() {
         body["seq"] = json!(seq);
         emu.publish(&routing_topic(user), body);
     }
-    assert!(wait_until(LONG, || out_of_date(&emu, &view, &users, true, true).is_empty()));
+    assert!(wait_until(LONG, || out_of_date(
+        &emu, &view, &users, true, true
+    )
+    .is_empty()));
     hold.release();
     assert!(rec.wait(LONG, |e| matches!(e, Lifecycle::Resynced { .. })));
     // Wait until the dispatcher has dealt with every snapshot (delivered or skipped).
@@ -152,7 +182,10 @@ fn changes_racing_a_held_fetch_win_and_no_live_event_is_lost_or_doubled() {
             && view.snapshots() as u64 + h.snapshots_superseded == h.snapshots_queued
     }));
 
-    assert_eq!(out_of_date(&emu, &view, &users, true, true), Vec::<String>::new());
+    assert_eq!(
+        out_of_date(&emu, &view, &users, true, true),
+        Vec::<String>::new()
+    );
     // The held presence answers were older than the live changes: skipped, none delivered.
     assert!(health().snapshots_superseded >= 10, "{:?}", health());
     for user in &users {
@@ -200,9 +233,14 @@ fn retry_after_on_the_first_bulk_request_holds_the_next_one_back_and_all_converg
     emu.inject(Fault::DropSocket {
         target: Target::AllSockets,
     });
-    assert!(wait_until(LONG, || resynced(&rec) == 2), "{:?}", rec.snapshot());
     assert!(
-        wait_until(LONG, || out_of_date(&emu, &view, &users, true, false).is_empty()),
+        wait_until(LONG, || resynced(&rec) == 2),
+        "{:?}",
+        rec.snapshot()
+    );
+    assert!(
+        wait_until(LONG, || out_of_date(&emu, &view, &users, true, false)
+            .is_empty()),
         "{} stale",
         out_of_date(&emu, &view, &users, true, false).len()
     );
@@ -259,7 +297,9 @@ fn missing_permission_is_reported_once_per_topic_and_live_events_keep_flowing() 
     assert_eq!(failed(&rec), 5, "once per topic");
     for event in rec.snapshot() {
         if let Lifecycle::ResyncFailed { topic, error } = event {
-            assert!(topics.iter().any(|t| t.eq_ignore_ascii_case(topic.as_str())));
+            assert!(topics
+                .iter()
+                .any(|t| t.eq_ignore_ascii_case(topic.as_str())));
             match &error {
                 ResyncError::Forbidden {
                     missing_permissions,
@@ -283,7 +323,9 @@ fn topic_without_state_resource_gets_only_its_gap() {
     let client = builder(&emu).build().unwrap();
     let rec = Recorder::new(&client);
     let view = View::new(&client, "v2.routing.queues.*.conversations");
-    client.subscribe([queue.to_owned(), presence_topic(&user)]).unwrap();
+    client
+        .subscribe([queue.to_owned(), presence_topic(&user)])
+        .unwrap();
     wait_sockets(&emu, 1);
     emu.inject(Fault::DropSocket {
         target: Target::AllSockets,
@@ -293,11 +335,10 @@ fn topic_without_state_resource_gets_only_its_gap() {
     assert!(rec.wait(LONG, |e| matches!(e, Lifecycle::Resynced { .. })));
     let requests = emu.state_requests();
     assert_eq!(requests.len(), 1, "{requests:#?}");
-    assert!(requests[0].path.starts_with("/api/v2/users/presences/purecloud/bulk"));
-    assert!(emu
-        .requests()
-        .iter()
-        .all(|r| !r.path.contains("queues")));
+    assert!(requests[0]
+        .path
+        .starts_with("/api/v2/users/presences/purecloud/bulk"));
+    assert!(emu.requests().iter().all(|r| !r.path.contains("queues")));
     assert_eq!(view.snapshots(), 0);
     assert_eq!(
         rec.count(|e| matches!(e, Lifecycle::ResyncFailed { .. })),
@@ -322,7 +363,9 @@ fn snapshots_off_make_no_state_request() {
     assert!(rec.wait(LONG, |e| matches!(e, Lifecycle::Gap { .. })));
     wait_sockets(&emu, 1);
     emu.publish(&presence_topic(&user), emu.set_user_presence(&user, "AWAY"));
-    assert!(wait_until(LONG, || view.latest(&presence_topic(&user)).is_some()));
+    assert!(wait_until(LONG, || view
+        .latest(&presence_topic(&user))
+        .is_some()));
     assert!(emu.state_requests().is_empty());
     assert_eq!(view.snapshots(), 0);
     assert_eq!(client.health().resync, Default::default());
@@ -350,7 +393,10 @@ fn shutdown_during_a_long_resync_returns_within_its_timeout() {
     });
     assert!(rec.wait(LONG, |e| matches!(e, Lifecycle::Gap { .. })));
     assert!(emu.wait_for(LONG, |e| !e.state_requests().is_empty()));
-    assert!(client.health().resync.pending_topics > 0, "the resync is waiting");
+    assert!(
+        client.health().resync.pending_topics > 0,
+        "the resync is waiting"
+    );
     let timeout = Duration::from_secs(10);
     let started = Instant::now();
     client.shutdown(timeout).unwrap();

@@ -39,13 +39,19 @@ fn listener_registered_before_subscribe_sees_the_current_state_before_any_change
             emu.set_user_routing_status(user, "INTERACTING"),
         );
     }
-    assert!(wait_until(LONG, || out_of_date(&emu, &view, &users, true, true).is_empty()));
+    assert!(wait_until(LONG, || out_of_date(
+        &emu, &view, &users, true, true
+    )
+    .is_empty()));
     for user in &users {
         let log = view.log(&presence_topic(user));
         assert_eq!(log.len(), 2, "{log:#?}");
         assert!(log[0].snapshot && !log[1].snapshot);
         // The event form, although the REST answer said "On Queue".
-        assert_eq!(log[0].body["presenceDefinition"]["systemPresence"], "ON_QUEUE");
+        assert_eq!(
+            log[0].body["presenceDefinition"]["systemPresence"],
+            "ON_QUEUE"
+        );
         let log = view.log(&routing_topic(user));
         assert_eq!(log.len(), 2, "{log:#?}");
         assert!(log[0].snapshot && !log[1].snapshot);
@@ -112,8 +118,14 @@ fn user_supplied_resource_is_called_in_batches_and_its_snapshots_delivered() {
         assert_eq!(log[0].body["from"], "custom");
     }
     let requests = emu.state_requests();
-    assert_eq!(requests.len(), 3, "25 topics in batches of 10: {requests:#?}");
-    assert!(requests.iter().all(|r| r.path.starts_with("/api/v2/users?id=")));
+    assert_eq!(
+        requests.len(),
+        3,
+        "25 topics in batches of 10: {requests:#?}"
+    );
+    assert!(requests
+        .iter()
+        .all(|r| r.path.starts_with("/api/v2/users?id=")));
     client.shutdown(Duration::from_secs(5)).unwrap();
 }
 

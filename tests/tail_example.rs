@@ -147,3 +147,75 @@ fn tail_exits_with_code_2_on_a_bad_topic_or_missing_credentials() {
     assert_eq!(no_credentials.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&no_credentials.stderr).contains("GENESYS_CLIENT_ID"));
 }
+
+#[test]
+fn tail_prints_snapshots_at_subscribe_with_a_snapshot_field() {
+    let emu = emulator();
+    let topics = presence_topics(2);
+    for i in 0..2 {
+        emu.set_user_presence(&user_id(i), "On Queue");
+    }
+    let mut child = tail_command(&emu, true)
+        .arg("--snapshots-at-subscribe")
+        .args(&topics)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while lines.len() < 2 && Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
+            lines.push(line);
+        }
+    }
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let mut names = Vec::new();
+    for line in &lines {
+        let json: serde_json::Value = serde_json::from_str(line).expect("one JSON object a line");
+        assert_eq!(json["snapshot"], true, "{line}");
+        assert_eq!(
+            json["eventBody"]["presenceDefinition"]["systemPresence"],
+            "ON_QUEUE"
+        );
+        names.push(json["topicName"].as_str().unwrap().to_owned());
+    }
+    names.sort();
+    assert_eq!(names, topics);
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let stopped = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if stopped.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            panic!("tail did not stop within 10 s of SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
+    reader.join().unwrap();
+
+    // The two snapshot flags contradict each other: input to fix.
+    let status = tail_command(&emu, true)
+        .args(["--no-snapshots", "--snapshots-at-subscribe"])
+        .args(&topics)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(2));
+}

@@ -375,7 +375,9 @@ impl Resources {
                 let selected: Vec<&String> = if ids.is_empty() {
                     self.users.keys().collect()
                 } else {
-                    ids.iter().filter(|id| self.users.contains_key(*id)).collect()
+                    ids.iter()
+                        .filter(|id| self.users.contains_key(*id))
+                        .collect()
                 };
                 let total = selected.len();
                 let entities: Vec<Value> = selected
@@ -505,7 +507,10 @@ impl Emulator {
     pub fn deny_state_resource(&self, endpoint: Endpoint, missing_permissions: &[&str]) {
         self.shared.state.lock().resources.denied.insert(
             endpoint,
-            missing_permissions.iter().map(|p| (*p).to_owned()).collect(),
+            missing_permissions
+                .iter()
+                .map(|p| (*p).to_owned())
+                .collect(),
         );
     }
 
@@ -563,14 +568,22 @@ mod tests {
                 .to_string(),
         );
         let bulk = r
-            .route("GET", &["users", "presences", "purecloud", "bulk"], &format!("id={U}&id=x"))
+            .route(
+                "GET",
+                &["users", "presences", "purecloud", "bulk"],
+                &format!("id={U}&id=x"),
+            )
             .unwrap()
             .unwrap();
         assert_eq!(bulk.as_array().unwrap().len(), 1);
         assert_eq!(bulk[0]["presenceDefinition"]["systemPresence"], "On Queue");
         assert_eq!(bulk[0]["userId"], U);
         let users = r
-            .route("GET", &["users"], &format!("id={U}&expand=routingStatus&pageSize=100"))
+            .route(
+                "GET",
+                &["users"],
+                &format!("id={U}&expand=routingStatus&pageSize=100"),
+            )
             .unwrap()
             .unwrap();
         assert_eq!(users["entities"][0]["routingStatus"]["status"], "IDLE");
@@ -587,7 +600,11 @@ mod tests {
         let mut r = Resources::default();
         let ids: Vec<String> = (0..51).map(|i| format!("id=u{i}")).collect();
         let err = r
-            .route("GET", &["users", "presences", "purecloud", "bulk"], &ids.join("&"))
+            .route(
+                "GET",
+                &["users", "presences", "purecloud", "bulk"],
+                &ids.join("&"),
+            )
             .unwrap()
             .unwrap_err();
         assert_eq!(err.0, 400);

@@ -327,9 +327,7 @@ mod tests {
         let path = RoutingStatusResource.path(&topics);
         assert_eq!(
             path,
-            format!(
-                "/api/v2/users?id={A}&id={B}&expand=routingStatus&pageSize=100&pageNumber=1"
-            )
+            format!("/api/v2/users?id={A}&id={B}&expand=routingStatus&pageSize=100&pageNumber=1")
         );
         let answer = json!({"entities": [
             {"id": A, "routingStatus": {"userId": A, "status": "INTERACTING",

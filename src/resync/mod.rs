@@ -619,11 +619,7 @@ impl Engine {
                 return;
             }
         }
-        for topic in batch
-            .topics
-            .iter()
-            .filter(|t| !served.contains(t.as_str()))
-        {
+        for topic in batch.topics.iter().filter(|t| !served.contains(t.as_str())) {
             self.shared.dispatcher.gate.cancel(topic.as_str());
             if self.stopped() {
                 return;
@@ -734,11 +730,7 @@ impl Engine {
         };
         let body = snapshot.event_body.to_string();
         let event = Event::snapshot(&snapshot.topic, &body, origin, Instant::now());
-        if !self
-            .shared
-            .dispatcher
-            .push_snapshot(event, &self.stop)
-        {
+        if !self.shared.dispatcher.push_snapshot(event, &self.stop) {
             self.shared.dispatcher.gate.cancel(&key);
             return false;
         }
@@ -777,9 +769,7 @@ fn run(engine: &Weak<Engine>) {
                 }
                 // Wakes now and then so that a client dropped without shutdown lets this
                 // thread end (the engine is held weakly between waits).
-                engine
-                    .wake
-                    .wait_for(&mut queue, Duration::from_millis(500));
+                engine.wake.wait_for(&mut queue, Duration::from_millis(500));
                 if queue.is_empty() {
                     break Vec::new();
                 }

@@ -82,7 +82,10 @@ mod tests {
     }
 
     fn topics(names: impl IntoIterator<Item = String>) -> Vec<Topic> {
-        names.into_iter().map(|n| Topic::parse(&n).unwrap()).collect()
+        names
+            .into_iter()
+            .map(|n| Topic::parse(&n).unwrap())
+            .collect()
     }
 
     #[test]

@@ -102,7 +102,13 @@ pub fn routing_matches(emu: &Emulator, user: &str, body: Option<&Value>) -> bool
 }
 
 /// The users whose presence or routing status `view` does not show as the emulator has it.
-pub fn out_of_date(emu: &Emulator, view: &View, users: &[String], presence: bool, routing: bool) -> Vec<String> {
+pub fn out_of_date(
+    emu: &Emulator,
+    view: &View,
+    users: &[String],
+    presence: bool,
+    routing: bool,
+) -> Vec<String> {
     let mut stale = Vec::new();
     for user in users {
         if presence && !presence_matches(emu, user, view.latest(&presence_topic(user)).as_ref()) {
