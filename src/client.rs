@@ -60,7 +60,8 @@ pub struct ClientBuilder {
     config: Config,
     token: Option<TokenChoice>,
     error: Option<ConfigError>,
-    resync: ResyncSettings,
+    /// User-supplied state resources ([`ClientBuilder::state_resource`]).
+    resync_resources: Vec<StateResource>,
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -76,7 +77,7 @@ impl fmt::Debug for ClientBuilder {
         f.debug_struct("ClientBuilder")
             .field("config", &self.config)
             .field("token", &token)
-            .field("resync", &self.resync)
+            .field("state_resources", &self.resync_resources)
             .finish()
     }
 }
@@ -224,31 +225,26 @@ impl ClientBuilder {
         backoff: Backoff
     );
 
-    /// When to read topics' state over REST and deliver it as snapshots (default
-    /// [`Snapshots::AfterGaps`]; [`Snapshots::Off`] makes no state request at all).
-    pub fn snapshots(mut self, snapshots: Snapshots) -> Self {
-        self.resync.snapshots = snapshots;
-        self
-    }
-
-    /// Most state requests in flight at once during a resync (1..=8, default 2).
-    pub fn resync_concurrency(mut self, requests: usize) -> Self {
-        self.resync.concurrency = requests;
-        self
-    }
-
-    /// Retry policy of state requests (default: base 500 ms, cap 30 s, `Retry-After` honoured
-    /// up to 300 s, 5 retries per request, then [`Lifecycle::ResyncFailed`]).
-    pub fn resync_backoff(mut self, backoff: Backoff) -> Self {
-        self.resync.backoff = backoff;
-        self
-    }
+    setter!(
+        /// When to read topics' state over REST and deliver it as snapshots (default
+        /// [`Snapshots::AfterGaps`]; [`Snapshots::Off`] makes no state request at all).
+        snapshots: Snapshots
+    );
+    setter!(
+        /// Most state requests in flight at once during a resync (1..=8, default 2).
+        resync_concurrency: usize
+    );
+    setter!(
+        /// Retry policy of state requests (default: base 500 ms, cap 30 s, `Retry-After`
+        /// honoured up to 300 s, 5 retries per request, then [`Lifecycle::ResyncFailed`]).
+        resync_backoff: Backoff
+    );
 
     /// Adds a user-supplied state resource for the topics matching its pattern; it takes
     /// precedence over the built-in ones (and over resources added before it for the same
     /// topics, in the order added).
     pub fn state_resource(mut self, resource: StateResource) -> Self {
-        self.resync.custom.push(resource);
+        self.resync_resources.push(resource);
         self
     }
 
@@ -265,13 +261,12 @@ impl ClientBuilder {
         }
         let config = self.config;
         config.validate()?;
-        let resync = self.resync;
-        if !(1..=8).contains(&resync.concurrency) {
-            return Err(Error::Config(ConfigError {
-                field: "resync_concurrency",
-                reason: format!("must be 1..=8, got {}", resync.concurrency),
-            }));
-        }
+        let resync = ResyncSettings {
+            snapshots: config.snapshots,
+            concurrency: config.resync_concurrency,
+            backoff: config.resync_backoff.clone(),
+            custom: self.resync_resources,
+        };
         let source: Box<dyn TokenSource> = match self.token {
             Some(TokenChoice::ClientCredentials { client_id, secret }) => {
                 Box::new(ClientCredentials::new(
@@ -427,7 +422,7 @@ impl Client {
             config: Config::default(),
             token: None,
             error: None,
-            resync: ResyncSettings::default(),
+            resync_resources: Vec::new(),
         }
     }
 

@@ -148,6 +148,9 @@ pub struct Config {
     pub(crate) drop_timeout: Duration,
     pub(crate) dispatch_lag_threshold: Duration,
     pub(crate) backoff: Backoff,
+    pub(crate) snapshots: crate::Snapshots,
+    pub(crate) resync_concurrency: usize,
+    pub(crate) resync_backoff: Backoff,
 }
 
 impl Config {
@@ -248,6 +251,23 @@ impl Config {
     pub fn backoff(&self) -> &Backoff {
         &self.backoff
     }
+
+    /// When topics' state is read over REST and delivered as snapshots. Default
+    /// [`Snapshots::AfterGaps`](crate::Snapshots::AfterGaps); `Off` makes no state request.
+    pub fn snapshots(&self) -> crate::Snapshots {
+        self.snapshots
+    }
+
+    /// Most state requests in flight at once during a resync (1..=8). Default 2.
+    pub fn resync_concurrency(&self) -> usize {
+        self.resync_concurrency
+    }
+
+    /// Retry policy of state requests. Default: base 500 ms, cap 30 s, `Retry-After` honoured
+    /// up to 300 s, 5 retries per request (then [`Lifecycle::ResyncFailed`](crate::Lifecycle)).
+    pub fn resync_backoff(&self) -> &Backoff {
+        &self.resync_backoff
+    }
 }
 
 impl Default for Config {
@@ -270,6 +290,12 @@ impl Default for Config {
             drop_timeout: Duration::from_secs(5),
             dispatch_lag_threshold: Duration::from_millis(50),
             backoff: Backoff::default(),
+            snapshots: crate::Snapshots::default(),
+            resync_concurrency: 2,
+            resync_backoff: Backoff::default()
+                .base(Duration::from_millis(500))
+                .cap(Duration::from_secs(30))
+                .max_retries(Some(5)),
         }
     }
 }
@@ -297,6 +323,9 @@ impl fmt::Debug for Config {
             .field("drop_timeout", &self.drop_timeout)
             .field("dispatch_lag_threshold", &self.dispatch_lag_threshold)
             .field("backoff", &self.backoff)
+            .field("snapshots", &self.snapshots)
+            .field("resync_concurrency", &self.resync_concurrency)
+            .field("resync_backoff", &self.resync_backoff)
             .finish()
     }
 }
@@ -361,6 +390,7 @@ impl Config {
         in_range("dispatcher_threads", self.dispatcher_threads, 256)?;
         in_range("queue_capacity", self.queue_capacity, 1 << 20)?;
         in_range("max_channels", self.max_channels, 20)?;
+        in_range("resync_concurrency", self.resync_concurrency, 8)?;
         in_range("max_topics_per_channel", self.max_topics_per_channel, 1000)?;
         in_range("max_message_size", self.max_message_size, 1 << 30)?;
         if self.max_message_size < MIN_MESSAGE_SIZE {
@@ -428,6 +458,24 @@ impl Config {
                 Duration::ZERO,
                 DAY,
             ),
+            (
+                "resync_backoff.base",
+                self.resync_backoff.base,
+                Duration::from_millis(1),
+                DAY,
+            ),
+            (
+                "resync_backoff.cap",
+                self.resync_backoff.cap,
+                Duration::from_millis(1),
+                DAY,
+            ),
+            (
+                "resync_backoff.retry_after_cap",
+                self.resync_backoff.retry_after_cap,
+                Duration::ZERO,
+                DAY,
+            ),
         ] {
             if value < min || value > max {
                 return Err(bad(
@@ -442,6 +490,15 @@ impl Config {
                 format!(
                     "{:?} must be shorter than liveness_timeout ({:?}) or no ping is ever sent",
                     self.ping_interval, self.liveness_timeout
+                ),
+            ));
+        }
+        if self.resync_backoff.base > self.resync_backoff.cap {
+            return Err(bad(
+                "resync_backoff.base",
+                format!(
+                    "{:?} is above resync_backoff.cap ({:?})",
+                    self.resync_backoff.base, self.resync_backoff.cap
                 ),
             ));
         }
@@ -527,6 +584,12 @@ mod tests {
         let mut c = d();
         c.listener_warning_threshold = 0;
         assert_eq!(field(c), "listener_warning_threshold");
+        let mut c = d();
+        c.resync_concurrency = 9;
+        assert_eq!(field(c), "resync_concurrency");
+        let mut c = d();
+        c.resync_backoff.base = c.resync_backoff.cap + Duration::from_secs(1);
+        assert_eq!(field(c), "resync_backoff.base");
     }
 
     #[test]
@@ -549,6 +612,9 @@ mod tests {
             drop_timeout: Duration::from_secs(16),
             dispatch_lag_threshold: Duration::from_millis(17),
             backoff: Backoff::default().max_retries(Some(18)),
+            snapshots: crate::Snapshots::AfterGapsAndSubscribe,
+            resync_concurrency: 4,
+            resync_backoff: Backoff::default().max_retries(Some(19)),
         };
         assert_eq!(c.api_base(), "https://api.example.test");
         assert_eq!(c.login_base(), "https://login.example.test");
@@ -567,6 +633,12 @@ mod tests {
         assert_eq!(c.drop_timeout(), Duration::from_secs(16));
         assert_eq!(c.dispatch_lag_threshold(), Duration::from_millis(17));
         assert_eq!(c.backoff(), &Backoff::default().max_retries(Some(18)));
+        assert_eq!(c.snapshots(), crate::Snapshots::AfterGapsAndSubscribe);
+        assert_eq!(c.resync_concurrency(), 4);
+        assert_eq!(
+            c.resync_backoff(),
+            &Backoff::default().max_retries(Some(19))
+        );
         c.validate().unwrap();
     }
 

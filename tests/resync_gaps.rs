@@ -49,7 +49,11 @@ fn outage_with_changes_ends_with_every_view_equal_to_the_server_in_bulk_requests
     let presence = View::new(&client, "v2.users.*.presence");
     let routing = View::new(&client, "v2.users.*.routingStatus");
     let both = View::new(&client, "v2.users.*.*");
-    client.subscribe(combined(&users)).unwrap();
+    assert!(client
+        .subscribe(combined(&users))
+        .unwrap()
+        .rejected
+        .is_empty());
     wait_sockets(&emu, 1);
     assert_eq!(
         emu.state_requests().len(),
@@ -146,7 +150,11 @@ fn changes_racing_a_held_fetch_win_and_no_live_event_is_lost_or_doubled() {
     let client = builder(&emu).build().unwrap();
     let rec = Recorder::new(&client);
     let view = View::new(&client, "v2.users.*.*");
-    client.subscribe(combined(&users)).unwrap();
+    assert!(client
+        .subscribe(combined(&users))
+        .unwrap()
+        .rejected
+        .is_empty());
     wait_sockets(&emu, 1);
 
     // The state answers are computed when the request arrives, then held.
@@ -219,7 +227,7 @@ fn retry_after_on_the_first_bulk_request_holds_the_next_one_back_and_all_converg
     let rec = Recorder::new(&client);
     let view = View::new(&client, "v2.users.*.presence");
     let topics: Vec<String> = users.iter().map(|u| presence_topic(u)).collect();
-    client.subscribe(&topics).unwrap();
+    assert!(client.subscribe(&topics).unwrap().rejected.is_empty());
     wait_sockets(&emu, 2);
     for user in users.iter().step_by(7) {
         emu.set_user_presence(user, "MEAL");
@@ -270,7 +278,7 @@ fn missing_permission_is_reported_once_per_topic_and_live_events_keep_flowing() 
     let rec = Recorder::new(&client);
     let view = View::new(&client, "v2.users.*.presence");
     let topics: Vec<String> = users.iter().map(|u| presence_topic(u)).collect();
-    client.subscribe(&topics).unwrap();
+    assert!(client.subscribe(&topics).unwrap().rejected.is_empty());
     wait_sockets(&emu, 1);
 
     let failed = |rec: &Recorder| rec.count(|e| matches!(e, Lifecycle::ResyncFailed { .. }));
@@ -323,9 +331,10 @@ fn topic_without_state_resource_gets_only_its_gap() {
     let client = builder(&emu).build().unwrap();
     let rec = Recorder::new(&client);
     let view = View::new(&client, "v2.routing.queues.*.conversations");
-    client
+    let report = client
         .subscribe([queue.to_owned(), presence_topic(&user)])
         .unwrap();
+    assert!(report.rejected.is_empty());
     wait_sockets(&emu, 1);
     emu.inject(Fault::DropSocket {
         target: Target::AllSockets,
@@ -355,7 +364,11 @@ fn snapshots_off_make_no_state_request() {
     let client = builder(&emu).snapshots(Snapshots::Off).build().unwrap();
     let rec = Recorder::new(&client);
     let view = View::new(&client, "v2.users.*.presence");
-    client.subscribe([presence_topic(&user)]).unwrap();
+    assert!(client
+        .subscribe([presence_topic(&user)])
+        .unwrap()
+        .rejected
+        .is_empty());
     wait_sockets(&emu, 1);
     emu.inject(Fault::DropSocket {
         target: Target::AllSockets,
@@ -379,7 +392,7 @@ fn shutdown_during_a_long_resync_returns_within_its_timeout() {
     let client = builder(&emu).build().unwrap();
     let rec = Recorder::new(&client);
     let topics: Vec<String> = users.iter().map(|u| presence_topic(u)).collect();
-    client.subscribe(&topics).unwrap();
+    assert!(client.subscribe(&topics).unwrap().rejected.is_empty());
     wait_sockets(&emu, 1);
     // The resync is told to wait a minute before its next request.
     emu.inject(Fault::HttpStatus {

@@ -29,7 +29,7 @@ fn listener_registered_before_subscribe_sees_the_current_state_before_any_change
         .iter()
         .map(|u| format!("v2.users.{u}?presence&routingStatus"))
         .collect();
-    client.subscribe(&topics).unwrap();
+    assert!(client.subscribe(&topics).unwrap().rejected.is_empty());
     assert!(rec.wait(LONG, |e| matches!(e, Lifecycle::Resynced { .. })));
     wait_sockets(&emu, 1);
     for user in &users {
@@ -103,7 +103,7 @@ fn user_supplied_resource_is_called_in_batches_and_its_snapshots_delivered() {
         .iter()
         .map(|u| format!("v2.users.{u}.conversationsummary"))
         .collect();
-    client.subscribe(&topics).unwrap();
+    assert!(client.subscribe(&topics).unwrap().rejected.is_empty());
     wait_sockets(&emu, 1);
     emu.inject(Fault::DropSocket {
         target: Target::AllSockets,
@@ -145,7 +145,11 @@ fn user_supplied_resource_with_a_bad_path_is_reported_not_requested() {
         .unwrap();
     let rec = Recorder::new(&client);
     let topic = format!("v2.users.{}.conversationsummary", user_id(3));
-    client.subscribe([topic.clone()]).unwrap();
+    assert!(client
+        .subscribe([topic.clone()])
+        .unwrap()
+        .rejected
+        .is_empty());
     assert!(rec.wait(LONG, |e| matches!(e, Lifecycle::ResyncFailed { .. })));
     assert!(emu.state_requests().is_empty());
     assert!(emu.requests().iter().all(|r| !r.path.contains("steal")));

@@ -17,7 +17,13 @@
 //!     `GET|HEAD /api/v2/notifications/channels/{id}`;
 //!   - `GET|PUT|POST|DELETE /api/v2/notifications/channels/{id}/subscriptions`
 //!     (`?ignoreErrors=true` supported);
-//!   - `GET /api/v2/notifications/availabletopics` (a short fixed list).
+//!   - `GET /api/v2/notifications/availabletopics` (a short fixed list);
+//!   - the state resources of users' presence and routing status (`resources.rs`): the presence
+//!     bulk read (at most [`PRESENCE_BULK_LIMIT`] ids), one user's presence, `GET /api/v2/users`
+//!     with `id` and `expand` (at most [`USERS_ID_LIMIT`] ids, pages up to
+//!     [`USERS_PAGE_SIZE_MAX`]) and one user's routing status, answering from the state tests
+//!     publish or set ([`Emulator::set_user_presence`]); [`Emulator::deny_state_resource`] and
+//!     [`Emulator::hold_state_responses`] misbehave on them, as [`Fault::HttpStatus`] does.
 //!
 //!   Every `/api/v2` call needs `Authorization: Bearer <token>` with a token the emulator issued
 //!   that has not expired, else 401 (`authentication.required` when the header is missing,

@@ -150,7 +150,8 @@ pub struct ResyncHealth {
     pub pending_topics: usize,
 }
 
-/// The resync settings, set on the [`ClientBuilder`](crate::ClientBuilder).
+/// The resync settings, from the [`Config`](crate::Config) and the
+/// [`ClientBuilder`](crate::ClientBuilder).
 #[derive(Clone, Debug)]
 pub(crate) struct ResyncSettings {
     pub snapshots: Snapshots,
@@ -158,24 +159,6 @@ pub(crate) struct ResyncSettings {
     pub concurrency: usize,
     pub backoff: Backoff,
     pub custom: Vec<StateResource>,
-}
-
-impl Default for ResyncSettings {
-    fn default() -> Self {
-        ResyncSettings {
-            snapshots: Snapshots::default(),
-            concurrency: 2,
-            backoff: Backoff {
-                base: Duration::from_millis(500),
-                cap: Duration::from_secs(30),
-                retry_after_cap: Duration::from_secs(300),
-                max_retries: Some(5),
-                reset_after: Duration::from_secs(30),
-                seed: None,
-            },
-            custom: Vec::new(),
-        }
-    }
 }
 
 /// The permissions named in a 403 answer: words shaped like `domain:entity:action`
