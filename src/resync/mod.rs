@@ -406,6 +406,20 @@ impl Engine {
         // Only channels that are connected now: a gap reported as a channel stops for good
         // (retry budget spent, shutdown) has no socket to resync, and its next gap will come.
         let slots: Vec<Arc<Slot>> = self.slots.read().clone();
+        {
+            // Refusals are remembered only for topics still subscribed: bounded by them.
+            let subscribed: HashSet<String> = slots
+                .iter()
+                .flat_map(|s| {
+                    s.topics
+                        .lock()
+                        .iter()
+                        .flat_map(Topic::expand)
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            self.denied.lock().retain(|t| subscribed.contains(t));
+        }
         let mut live: Vec<(ChannelId, Vec<Topic>)> = Vec::new();
         for job in jobs {
             let Some(slot) = slots
