@@ -441,7 +441,7 @@ impl Engine {
             let topics: Vec<Topic> = job
                 .topics
                 .into_iter()
-                .filter(|t| current.contains(t))
+                .filter(|t| current.covering(t.as_str()).is_some())
                 .collect();
             drop(current);
             if !topics.is_empty() {
