@@ -403,8 +403,9 @@ impl Engine {
 
     /// One resync of the jobs taken from the queue.
     fn round(&self, jobs: Vec<Job>) {
-        // Only channels that are connected now: a gap reported as a channel stops for good
-        // (retry budget spent, shutdown) has no socket to resync, and its next gap will come.
+        // Only channels with a socket now: a gap reported as a channel stops for good (retry
+        // budget spent, shutdown) has no socket to resync, and a socket lost again at once
+        // will report its own gap.
         let slots: Vec<Arc<Slot>> = self.slots.read().clone();
         {
             // Refusals are remembered only for topics still subscribed: bounded by them.
@@ -428,11 +429,13 @@ impl Engine {
             else {
                 continue;
             };
-            let usable = if job.at_subscribe {
-                !slot.is_stopping() && !slot.is_dead()
-            } else {
-                slot.stats.status.lock().state == ChannelState::Connected
-            };
+            // A gap is reported while the socket is back (the channel's thread may still be
+            // finishing its subscribe step) or when the thread stops for good (no resync then).
+            let state = slot.stats.status.lock().state;
+            let usable = !slot.is_stopping()
+                && !slot.is_dead()
+                && (job.at_subscribe
+                    || matches!(state, ChannelState::Connected | ChannelState::Connecting));
             if !usable {
                 log::debug!("resync of channel {} skipped: not connected", job.channel);
                 continue;
