@@ -15,7 +15,7 @@ use crate::auth::{
 };
 use crate::backoff::{Backoff, Retry};
 use crate::channel::topics::TopicSet;
-use crate::channel::{connect, SetupFailure, Shared, Slot};
+use crate::channel::{connect, SetupFailure, Shared, Slot, StopReason};
 use crate::config::{Backpressure, Config, ConfigError, Region};
 use crate::dispatch::Dispatcher;
 use crate::error::Error;
@@ -32,6 +32,9 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
+
+/// How long a subscribe call waits for channel threads that are finishing their stop.
+const STOPPING_WAIT: Duration = Duration::from_secs(1);
 
 /// What [`Client::subscribe`] did with each topic it was given.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -712,7 +715,44 @@ impl Client {
     /// `max_channels` and subscribing its topics again gives them a new channel instead of
     /// reporting them as duplicates.
     fn forget_stopped(&self) {
-        self.inner.slots.write().retain(|s| !s.is_dead());
+        // A thread that is stopping (its channel emptied by a renewal, or a close that timed
+        // out) is finishing its last `DELETE`: give it a moment, so that its channel can be
+        // reused rather than another created.
+        let stopping: Vec<Arc<Slot>> = self
+            .inner
+            .slots
+            .read()
+            .iter()
+            .filter(|s| s.is_stopping() && !s.is_dead())
+            .cloned()
+            .collect();
+        let within = Instant::now() + STOPPING_WAIT;
+        for slot in stopping {
+            slot.join_until(within);
+        }
+        let mut emptied = Vec::new();
+        self.inner.slots.write().retain(|s| {
+            if !s.is_dead() {
+                return true;
+            }
+            // A channel stopped because a renewal rejected its last topics had its
+            // subscriptions deleted: it can serve the next new slot.
+            if matches!(s.stop_reason(), Some(StopReason::NoTopics)) {
+                emptied.extend(s.take_channel());
+            }
+            false
+        });
+        for channel in emptied {
+            self.keep_spare(channel);
+        }
+    }
+
+    /// Keeps an emptied channel for the next new slot (at most `max_channels` of them).
+    fn keep_spare(&self, channel: ChannelInfo) {
+        let mut spare = self.inner.spare_channels.lock();
+        if spare.len() < self.inner.shared.config.max_channels {
+            spare.push(channel);
+        }
     }
 
     /// Closes those of `slots` left without topics (under the update lock, taken again if
@@ -737,10 +777,7 @@ impl Client {
             if slot.join_until(deadline) {
                 self.inner.slots.write().retain(|s| !Arc::ptr_eq(s, slot));
                 if let Some(channel) = slot.take_channel() {
-                    let mut spare = self.inner.spare_channels.lock();
-                    if spare.len() < self.inner.shared.config.max_channels {
-                        spare.push(channel);
-                    }
+                    self.keep_spare(channel);
                 }
             }
         }

@@ -4,8 +4,8 @@
 //! count against `max_channels`; the server-side channel is reused by the next topics.
 mod util;
 
-use genesys_notify::emulator::Emulator;
-use genesys_notify::Client;
+use genesys_notify::emulator::{Emulator, Fault};
+use genesys_notify::{ChannelState, Client};
 use std::time::Duration;
 use util::*;
 
@@ -93,6 +93,41 @@ fn a_shared_subscription_all_rejected_closes_its_channel() {
     let report = client.subscribe(&allowed).unwrap();
     assert_eq!(report.permitted.len(), 1);
     assert_eq!(emu.publish(&allowed[0], presence_body(1)), 1);
+    client.shutdown(Duration::from_secs(5)).unwrap();
+}
+
+#[test]
+fn a_channel_emptied_by_a_later_rejection_is_forgotten_and_its_channel_reused() {
+    let emu = emulator();
+    let client = builder(&emu).max_channels(1).build().unwrap();
+    let topics = presence_topics(2);
+    assert_eq!(client.subscribe(&topics[..1]).unwrap().permitted.len(), 1);
+    let first = emu.channels()[0].id.clone();
+    // The replacement channel rejects the only topic: the channel's thread stops.
+    emu.deny_topic(&topics[0], &[PERMISSION]);
+    emu.inject(Fault::EvictChannel {
+        channel_id: first.clone(),
+    });
+    assert!(wait_until(WAIT, || client.health().channels[0].state
+        == ChannelState::Stopped));
+    assert!(client.topics().is_empty());
+
+    // With max_channels 1 the stopped channel must not count, and its (emptied) channel
+    // serves the next topic instead of a new one.
+    let report = client.subscribe(&topics[1..]).unwrap();
+    assert_eq!(report.permitted.len(), 1, "{report:?}");
+    assert_eq!(client.health().channels.len(), 1);
+    let live: Vec<_> = emu
+        .channels()
+        .into_iter()
+        .filter(|c| c.removed.is_none())
+        .collect();
+    assert_eq!(live.len(), 1, "{live:?}");
+    assert_ne!(live[0].id, first);
+    assert_eq!(live[0].topics, &topics[1..]);
+    assert!(wait_until(WAIT, || emu
+        .publish(&topics[1], presence_body(1))
+        == 1));
     client.shutdown(Duration::from_secs(5)).unwrap();
 }
 

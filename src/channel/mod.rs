@@ -26,7 +26,7 @@ mod slot;
 pub(crate) mod topics;
 mod worker;
 
-pub(crate) use slot::{SetupFailure, Slot};
+pub(crate) use slot::{SetupFailure, Slot, StopReason};
 
 use crate::api::Api;
 use crate::config::Config;

@@ -236,8 +236,8 @@ impl Slot {
         self.setup_changed.notify_all();
     }
 
-    /// Why the thread stopped for good, once it has.
-    #[allow(dead_code)] // for the client to tell an emptied channel (`NoTopics`) from a failure
+    /// Why the thread stopped for good, once it has (the client tells an emptied channel,
+    /// `NoTopics`, from a failure).
     pub(crate) fn stop_reason(&self) -> Option<StopReason> {
         self.setup.lock().stopped.clone()
     }
