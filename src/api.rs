@@ -11,6 +11,7 @@
 //! Channel ids are credentials (docs/protocol.md "The WebSocket"): they appear in logs, `Debug` and
 //! error messages only shortened (redact.rs), and a server message quoting one is shortened too.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -262,11 +263,15 @@ struct Entities<T> {
     entities: Vec<T>,
 }
 
+/// One entry of a subscription answer. `id` and `state` borrow from the answer's text: a
+/// channel's answer lists up to 1 000 topics, most of which a `POST` caller skips.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct TopicEntity {
-    id: String,
-    state: Option<String>,
+struct TopicEntity<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    #[serde(borrow)]
+    state: Option<Cow<'a, str>>,
     rejection_reason: Option<String>,
     #[serde(default)]
     missing_permissions: Option<Vec<String>>,
@@ -412,13 +417,15 @@ impl Api {
         id: &str,
         topics: &[String],
     ) -> Result<Vec<TopicResult>, ApiError> {
-        self.send_subscriptions(Method::Put, id, topics)
+        self.send_subscriptions(Method::Put, id, topics, &|_| true)
     }
 
     /// `POST /api/v2/notifications/channels/{id}/subscriptions?ignoreErrors=true` with body
     /// `[{"id": topic}, ...]`: adds `topics` to the channel's list and extends its life
     /// (docs/protocol.md "Subscriptions": `POST` adds, `PUT` replaces). The answer lists every
-    /// topic of the channel, not only those added. Otherwise as [`Api::put_subscriptions`].
+    /// topic of the channel, not only those added: only the entries whose `id` passes `keep`
+    /// are returned (the others are skipped without being copied). Otherwise as
+    /// [`Api::put_subscriptions`].
     ///
     /// # Errors
     /// As [`Api::put_subscriptions`]; a 400 also when the channel would exceed 1 000 topics.
@@ -426,8 +433,9 @@ impl Api {
         &self,
         id: &str,
         topics: &[String],
+        keep: &dyn Fn(&str) -> bool,
     ) -> Result<Vec<TopicResult>, ApiError> {
-        self.send_subscriptions(Method::Post, id, topics)
+        self.send_subscriptions(Method::Post, id, topics, keep)
     }
 
     fn send_subscriptions(
@@ -435,14 +443,22 @@ impl Api {
         method: Method,
         id: &str,
         topics: &[String],
+        keep: &dyn Fn(&str) -> bool,
     ) -> Result<Vec<TopicResult>, ApiError> {
         let (path, shown) = channel_path(id, "/subscriptions?ignoreErrors=true");
         let body: Vec<TopicRef<'_>> = topics.iter().map(|t| TopicRef { id: t }).collect();
         let body = serde_json::to_vec(&body)
             .map_err(|e| ApiError::Decode(format!("cannot encode topics: {e}")))?;
         let mut response = self.call(method, &path, &shown, Some(&body), Some(id))?;
-        let parsed: Entities<TopicEntity> = read_json(&mut response)?;
-        Ok(parsed.entities.into_iter().map(topic_result).collect())
+        let text = read_text(&mut response)?;
+        let parsed: Entities<TopicEntity<'_>> =
+            serde_json::from_str(&text).map_err(|e| ApiError::Decode(json_error(&e)))?;
+        Ok(parsed
+            .entities
+            .into_iter()
+            .filter(|entity| keep(&entity.id))
+            .map(topic_result)
+            .collect())
     }
 
     /// `DELETE /api/v2/notifications/channels/{id}/subscriptions`: removes every topic.
@@ -646,7 +662,13 @@ fn map_status(response: &mut Response<Body>, channel: Option<&str>) -> ApiError 
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(response: &mut Response<Body>) -> Result<T, ApiError> {
-    let text = response
+    let text = read_text(response)?;
+    serde_json::from_str(&text).map_err(|e| ApiError::Decode(json_error(&e)))
+}
+
+/// The response body as text, at most `MAX_BODY` bytes.
+fn read_text(response: &mut Response<Body>) -> Result<String, ApiError> {
+    response
         .body_mut()
         .with_config()
         .limit(MAX_BODY)
@@ -654,11 +676,10 @@ fn read_json<T: serde::de::DeserializeOwned>(response: &mut Response<Body>) -> R
         .map_err(|e| match e {
             ureq::Error::BodyExceedsLimit(_) => ApiError::Decode("response body too large".into()),
             other => ApiError::Transport(transport_message(&other)),
-        })?;
-    serde_json::from_str(&text).map_err(|e| ApiError::Decode(json_error(&e)))
+        })
 }
 
-fn topic_result(entity: TopicEntity) -> TopicResult {
+fn topic_result(entity: TopicEntity<'_>) -> TopicResult {
     let (state, rejection_reason) = match entity.state.as_deref() {
         None => (TopicState::Permitted, entity.rejection_reason),
         Some(s) if s.eq_ignore_ascii_case("permitted") => {
@@ -675,7 +696,7 @@ fn topic_result(entity: TopicEntity) -> TopicResult {
         ),
     };
     TopicResult {
-        topic: entity.id,
+        topic: entity.id.into_owned(),
         state,
         rejection_reason,
         missing_permissions: entity.missing_permissions.unwrap_or_default(),
@@ -1065,9 +1086,9 @@ mod tests {
 
     #[test]
     fn odd_subscription_states_are_interpreted() {
-        let entity = |state: Option<&str>| TopicEntity {
+        let entity = |state: Option<&'static str>| TopicEntity {
             id: "t".into(),
-            state: state.map(str::to_owned),
+            state: state.map(Cow::Borrowed),
             rejection_reason: None,
             missing_permissions: None,
         };

@@ -14,6 +14,7 @@ use super::{Shared, Slot};
 use crate::api::{ApiError, ChannelInfo, TopicResult, TopicState};
 use crate::event::{ChannelId, Lifecycle};
 use crate::topic::Topic;
+use rustc_hash::FxHashSet;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
 
@@ -175,26 +176,27 @@ impl Slot {
         }
         let channel = self.channel().ok_or(ApiError::NotFound)?;
         let names: Vec<String> = topics.iter().map(|t| t.as_str().to_owned()).collect();
-        let answer = shared.api.post_subscriptions(&channel.id, &names)?;
+        let sent: FxHashSet<&str> = names.iter().map(String::as_str).collect();
+        // The answer lists every topic of the channel: keep those of this request, without
+        // copying the others. The service echoes our spelling; another spelling (case, order of
+        // a combined topic's parts) is normalised before it is compared.
+        let normalised = |id: &str| -> Option<Topic> {
+            let canonical = !id.contains('?') && !id.bytes().any(|b| b.is_ascii_uppercase());
+            (!canonical)
+                .then(|| Topic::parse(id).ok())
+                .flatten()
+                .filter(|topic| sent.contains(topic.as_str()))
+        };
+        let keep = |id: &str| sent.contains(id) || normalised(id).is_some();
+        let answer = shared.api.post_subscriptions(&channel.id, &names, &keep)?;
         self.renewed(std::time::Instant::now());
-        let sent: HashSet<&str> = names.iter().map(String::as_str).collect();
         let mut results = Vec::with_capacity(topics.len());
-        let mut answered = HashSet::new();
+        let mut answered = FxHashSet::default();
         for mut result in answer {
-            // The answer lists every topic of the channel: keep those of this request, once,
-            // without parsing the others (the service echoes our spelling; another spelling is
-            // normalised first).
             if !sent.contains(result.topic.as_str()) {
-                let canonical = !result.topic.contains('?')
-                    && !result.topic.bytes().any(|b| b.is_ascii_uppercase());
-                if canonical {
-                    continue;
-                }
-                match Topic::parse(&result.topic) {
-                    Ok(topic) if sent.contains(topic.as_str()) => {
-                        result.topic = topic.as_str().to_owned();
-                    }
-                    _ => continue,
+                match normalised(&result.topic) {
+                    Some(topic) => result.topic = topic.as_str().to_owned(),
+                    None => continue,
                 }
             }
             if answered.insert(result.topic.clone()) {
