@@ -4,7 +4,9 @@
 //! in one call, for N = 1 000 and N = 20 000, against the in-process emulator on 127.0.0.1.
 //!
 //! It prints the time of each run and the ratio between the two sizes: 20x the topics should
-//! cost about 20x the time (linear), not 400x (quadratic). Machines are shared and noisy, so no
+//! cost about 20x the time (linear), not 400x (quadratic). A reference line gives the floor:
+//! the same number of bare REST calls (`GET /api/v2/tokens/me`), since one subscribe call is
+//! one REST call, each on a new HTTP connection with this emulator. Machines are shared and noisy, so no
 //! figure is asserted; the run only fails when a subscription fails.
 //!
 //! Run: `cargo bench --features emulator --bench subscribe_scale` (under a minute on 2 cores).
@@ -113,6 +115,23 @@ impl How {
     }
 }
 
+/// The floor under any REST call against this emulator: `n` calls of `GET /api/v2/tokens/me`
+/// ([`Client::verify_token`]), each a new HTTP connection (the emulator answers
+/// `Connection: close`). Returns wall and CPU time.
+fn rest_floor(n: usize) -> (Duration, Duration) {
+    let emu = Emulator::start().expect("emulator starts");
+    let client = client(&emu);
+    client.verify_token().expect("token");
+    let cpu = cpu_time();
+    let start = Instant::now();
+    for _ in 0..n {
+        client.verify_token().expect("token");
+    }
+    let took = (start.elapsed(), cpu_time().saturating_sub(cpu));
+    client.shutdown(Duration::from_secs(10)).expect("shutdown");
+    took
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; nothing else is understood.
     let sizes: Vec<usize> = std::env::var("GENESYS_BENCH_SIZES")
@@ -128,6 +147,16 @@ fn main() {
     println!(
         "{:<36} {:>8} {:>12} {:>14} {:>12}",
         "how", "topics", "wall", "wall/topic", "CPU (all)"
+    );
+    let floor_calls = 2_000;
+    let (wall, cpu) = rest_floor(floor_calls);
+    println!(
+        "{:<36} {:>8} {:>10.3} s {:>11.1} µs {:>10.2} s",
+        "reference: bare REST call (tokens/me)",
+        floor_calls,
+        wall.as_secs_f64(),
+        wall.as_secs_f64() * 1e6 / floor_calls as f64,
+        cpu.as_secs_f64()
     );
     for how in [How::OneAtATime, How::Concurrent, How::OneCall] {
         let mut times = Vec::new();
