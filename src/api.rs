@@ -145,6 +145,10 @@ pub enum ApiError {
     },
     /// The call did not complete: DNS, connect, TLS, I/O, or the request timeout. Transient.
     Transport(String),
+    /// The proxy in the way failed: it refused the tunnel, asked for credentials (407), could
+    /// not be reached, or did not answer in time. Transient unless it asks for credentials
+    /// ([`ProxyError::is_transient`](crate::ProxyError::is_transient)).
+    Proxy(crate::proxy::ProxyError),
     /// The token source failed; transient unless [`TokenError::is_permanent`].
     Token(TokenError),
     /// A 2xx body that is not what docs/protocol.md says (bad JSON, missing `id`/`connectUri`,
@@ -162,6 +166,7 @@ impl ApiError {
     pub fn is_transient(&self) -> bool {
         match self {
             ApiError::RateLimited { .. } | ApiError::Transport(_) | ApiError::Decode(_) => true,
+            ApiError::Proxy(e) => e.is_transient(),
             ApiError::Server { status, .. } => *status >= 500 || *status == 408,
             ApiError::Token(e) => !e.is_permanent(),
             ApiError::Unauthorized { .. }
@@ -225,6 +230,7 @@ impl fmt::Display for ApiError {
                 code_message(f, "", message)
             }
             ApiError::Transport(message) => write!(f, "request failed: {message}"),
+            ApiError::Proxy(e) => write!(f, "{e}"),
             ApiError::Token(e) => write!(f, "no access token: {e}"),
             ApiError::Decode(message) => write!(f, "unexpected response body: {message}"),
         }
@@ -235,6 +241,7 @@ impl std::error::Error for ApiError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             ApiError::Token(e) => Some(e),
+            ApiError::Proxy(e) => Some(e),
             _ => None,
         }
     }
@@ -300,6 +307,8 @@ struct ErrorBody {
 pub(crate) struct Api {
     base: String,
     agent: ureq::Agent,
+    /// Whether requests go through a proxy (a connection failure is then the proxy's).
+    proxied: bool,
     tokens: Arc<TokenManager>,
     request_timeout: Duration,
 }
@@ -344,8 +353,23 @@ impl Api {
         Api {
             base: api_base.trim_end_matches('/').to_owned(),
             agent: http_agent(request_timeout),
+            proxied: false,
             tokens,
             request_timeout,
+        }
+    }
+
+    /// The same, with an agent built for this client's proxy and trust roots (network.rs).
+    pub(crate) fn with_agent(
+        api_base: &str,
+        tokens: Arc<TokenManager>,
+        request_timeout: Duration,
+        agent: crate::network::HttpAgent,
+    ) -> Api {
+        Api {
+            agent: agent.agent,
+            proxied: agent.proxied,
+            ..Api::new(api_base, tokens, request_timeout)
         }
     }
 
@@ -580,6 +604,14 @@ impl Api {
                 Ok(response)
             }
             Err(e) => {
+                if let Some(proxy) = crate::network::proxy_failure(&e, self.proxied) {
+                    log::debug!(
+                        "{} {shown} failed at the proxy after {:?}: {proxy}",
+                        method.as_str(),
+                        started.elapsed()
+                    );
+                    return Err(ApiError::Proxy(proxy));
+                }
                 let message = transport_message(&e);
                 log::debug!(
                     "{} {shown} failed after {:?}: {message}",

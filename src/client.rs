@@ -15,7 +15,7 @@ use crate::auth::{
 };
 use crate::backoff::{Backoff, Retry};
 use crate::channel::topics::TopicSet;
-use crate::channel::{connect, SetupFailure, Shared, Slot, StopReason};
+use crate::channel::{SetupFailure, Shared, Slot, StopReason};
 use crate::config::{Backpressure, Config, ConfigError, Region};
 use crate::dispatch::Dispatcher;
 use crate::error::Error;
@@ -270,13 +270,15 @@ impl ClientBuilder {
             backoff: config.resync_backoff.clone(),
             custom: self.resync_resources,
         };
+        let network = crate::network::Network::from_config(&config)?;
         let source: Box<dyn TokenSource> = match self.token {
             Some(TokenChoice::ClientCredentials { client_id, secret }) => {
-                Box::new(ClientCredentials::new(
+                Box::new(ClientCredentials::with_agent(
                     &config.login_base,
                     client_id,
                     secret,
                     config.request_timeout,
+                    network.agent(&config.login_base, config.request_timeout),
                 ))
             }
             Some(TokenChoice::Static(token)) => Box::new(StaticToken::new(token)),
@@ -316,12 +318,17 @@ impl ClientBuilder {
             }),
         );
         let refresher = tokens.start_refresher();
-        let api = Api::new(&config.api_base, tokens.clone(), config.request_timeout);
+        let api = Api::with_agent(
+            &config.api_base,
+            tokens.clone(),
+            config.request_timeout,
+            network.agent(&config.api_base, config.request_timeout),
+        );
         let shared = Arc::new(Shared {
             config,
             api,
             dispatcher,
-            tls: connect::tls_config(),
+            network,
             epoch: (Instant::now(), SystemTime::now()),
             stats: Default::default(),
         });
@@ -352,6 +359,88 @@ impl ClientBuilder {
                 shutdown_outcome: Mutex::new(None),
             }),
         })
+    }
+}
+
+/// Corporate networks: proxy, trust roots, gateways (README "Corporate networks").
+impl ClientBuilder {
+    /// Sends every connection (token request, REST calls and notification sockets) through the
+    /// HTTP `CONNECT` proxy at `url`: `http://[user:password@]host[:port]` (port 1080 if
+    /// omitted). Credentials go as `Proxy-Authorization: Basic` and never appear in `Debug`
+    /// output or logs. Overrides `HTTPS_PROXY`/`ALL_PROXY`; hosts in [`ClientBuilder::no_proxy`]
+    /// and loopback hosts still go direct.
+    ///
+    /// An unusable URL (another scheme, no host, bad port) makes [`ClientBuilder::build`] fail
+    /// with [`Error::Config`] naming the field `proxy`.
+    pub fn proxy(mut self, url: &str) -> Self {
+        match crate::proxy::Proxy::parse(url) {
+            Ok(proxy) => self.config.proxy.proxy = Some(proxy),
+            Err(e) => self.error = Some(e),
+        }
+        self
+    }
+
+    /// The hosts that bypass the proxy, curl's `NO_PROXY` syntax: comma-separated host names
+    /// (each also covers its subdomains), `.domain` or `*.domain`, IP addresses or CIDR blocks,
+    /// each optionally with `:port`; `*` for all. Overrides `NO_PROXY` from the environment.
+    pub fn no_proxy(mut self, list: &str) -> Self {
+        self.config.proxy.no_proxy = Some(list.to_owned());
+        self
+    }
+
+    /// Whether to read the proxy from the environment when none is set with
+    /// [`ClientBuilder::proxy`] (default `true`): `https_proxy`, `HTTPS_PROXY`, `all_proxy`,
+    /// `ALL_PROXY` (in that order) and `no_proxy`/`NO_PROXY`, as curl does for `https` URLs.
+    pub fn proxy_from_env(mut self, read: bool) -> Self {
+        self.config.proxy.from_env = read;
+        self
+    }
+
+    /// Whether loopback hosts (`localhost`, 127.0.0.0/8, `::1`) go through the proxy too
+    /// (default `false`: they go direct).
+    pub fn proxy_loopback(mut self, through_proxy: bool) -> Self {
+        self.config.proxy.proxy_loopback = through_proxy;
+        self
+    }
+
+    /// Which root certificates servers must chain to, for REST and sockets alike (default
+    /// [`TlsRoots::WebPki`](crate::TlsRoots::WebPki), the bundled Mozilla set). Certificates
+    /// are always verified.
+    pub fn tls_roots(mut self, roots: crate::tls::TlsRoots) -> Self {
+        self.config.tls.roots = roots;
+        self
+    }
+
+    /// Adds the `CERTIFICATE` blocks of `pem` (PEM text, e.g. a corporate CA's file) to the
+    /// trusted roots. Text without a certificate, or a block that does not decode, makes
+    /// [`ClientBuilder::build`] fail with [`Error::Config`] naming `root_certificates`.
+    pub fn add_root_certificates_pem(mut self, pem: impl AsRef<[u8]>) -> Self {
+        match crate::tls::parse_pem(pem.as_ref()) {
+            Ok(certs) => self.config.tls.extra.extend(certs),
+            Err(e) => self.error = Some(e),
+        }
+        self
+    }
+
+    /// Connects the notification sockets to a gateway instead of the host in `connectUri`:
+    /// `https://gateway.example.com[:port]` replaces scheme, host and port and keeps the
+    /// `connectUri`'s path and query (which carry the channel id). `http` is accepted only for
+    /// loopback hosts. An unusable URL makes [`ClientBuilder::build`] fail with
+    /// [`Error::Config`] naming `streaming_base`.
+    pub fn streaming_base(mut self, url: &str) -> Self {
+        match crate::gateway::StreamingOverride::parse_base(url) {
+            Ok(o) => self.config.streaming = o,
+            Err(e) => self.error = Some(e),
+        }
+        self
+    }
+
+    /// Maps each `connectUri` the service gives to the address to connect to, for gateways
+    /// that need more than [`ClientBuilder::streaming_base`]. The result is checked like any
+    /// `connectUri` (`wss`, or `ws` to loopback only). The function must not block.
+    pub fn map_connect_uri(mut self, map: impl Fn(&str) -> String + Send + Sync + 'static) -> Self {
+        self.config.streaming = crate::gateway::StreamingOverride::Map(Arc::new(map));
+        self
     }
 }
 

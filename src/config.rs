@@ -151,12 +151,32 @@ pub struct Config {
     pub(crate) snapshots: crate::Snapshots,
     pub(crate) resync_concurrency: usize,
     pub(crate) resync_backoff: Backoff,
+    pub(crate) proxy: crate::proxy::ProxyConfig,
+    pub(crate) tls: crate::tls::TlsSettings,
+    pub(crate) streaming: crate::gateway::StreamingOverride,
 }
 
 impl Config {
     /// REST base URL, e.g. `https://api.mypurecloud.com`.
     pub fn api_base(&self) -> &str {
         &self.api_base
+    }
+
+    /// The proxy settings: explicit proxy, bypass list, whether the environment is read
+    /// (see [`ProxyConfig`](crate::ProxyConfig)).
+    pub fn proxy(&self) -> &crate::proxy::ProxyConfig {
+        &self.proxy
+    }
+
+    /// Which root certificates servers must chain to (default [`TlsRoots::WebPki`](crate::TlsRoots)).
+    pub fn tls_roots(&self) -> crate::tls::TlsRoots {
+        self.tls.roots
+    }
+
+    /// How many extra root certificates were added with
+    /// [`ClientBuilder::add_root_certificates_pem`](crate::ClientBuilder::add_root_certificates_pem).
+    pub fn extra_root_certificates(&self) -> usize {
+        self.tls.extra.len()
     }
 
     /// OAuth base URL, e.g. `https://login.mypurecloud.com`.
@@ -296,6 +316,9 @@ impl Default for Config {
                 .base(Duration::from_millis(500))
                 .cap(Duration::from_secs(30))
                 .max_retries(Some(5)),
+            proxy: crate::proxy::ProxyConfig::new(),
+            tls: crate::tls::TlsSettings::default(),
+            streaming: crate::gateway::StreamingOverride::None,
         }
     }
 }
@@ -326,6 +349,10 @@ impl fmt::Debug for Config {
             .field("snapshots", &self.snapshots)
             .field("resync_concurrency", &self.resync_concurrency)
             .field("resync_backoff", &self.resync_backoff)
+            .field("proxy", &self.proxy)
+            .field("tls_roots", &self.tls.roots)
+            .field("extra_root_certificates", &self.tls.extra.len())
+            .field("streaming", &self.streaming)
             .finish()
     }
 }
@@ -615,7 +642,22 @@ mod tests {
             snapshots: crate::Snapshots::AfterGapsAndSubscribe,
             resync_concurrency: 4,
             resync_backoff: Backoff::default().max_retries(Some(19)),
+            proxy: crate::proxy::ProxyConfig {
+                proxy: Some(crate::proxy::Proxy::parse("http://proxy.example.test:3128").unwrap()),
+                ..crate::proxy::ProxyConfig::new()
+            },
+            tls: crate::tls::TlsSettings {
+                roots: crate::tls::TlsRoots::Platform,
+                extra: Vec::new(),
+            },
+            streaming: crate::gateway::StreamingOverride::None,
         };
+        assert_eq!(
+            c.proxy().proxy.as_ref().map(|p| p.host()),
+            Some("proxy.example.test")
+        );
+        assert_eq!(c.tls_roots(), crate::tls::TlsRoots::Platform);
+        assert_eq!(c.extra_root_certificates(), 0);
         assert_eq!(c.api_base(), "https://api.example.test");
         assert_eq!(c.login_base(), "https://login.example.test");
         assert_eq!(c.dispatcher_threads(), 3);

@@ -245,6 +245,9 @@ pub enum ChannelError {
         /// Why.
         reason: String,
     },
+    /// The proxy in the way failed while opening the socket (proxy.rs); not retried when it
+    /// asks for credentials.
+    Proxy(crate::proxy::ProxyError),
     /// A connected socket ended.
     Disconnected(DisconnectCause),
     /// The channel's thread panicked (a bug in this library).
@@ -267,6 +270,7 @@ impl fmt::Display for ChannelError {
             ChannelError::UnusableConnectUri { reason } => {
                 write!(f, "unusable connectUri: {reason}")
             }
+            ChannelError::Proxy(e) => e.fmt(f),
             ChannelError::Disconnected(cause) => cause.fmt(f),
             ChannelError::Panicked { message } => {
                 write!(f, "channel thread panicked: {message}")

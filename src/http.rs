@@ -20,6 +20,24 @@ pub(crate) fn http_agent(timeout: Duration) -> ureq::Agent {
         .new_agent()
 }
 
+/// The same agent, through `proxy` (or explicitly direct: ureq's own reading of the proxy
+/// environment is replaced by ours, see proxy.rs) and verifying servers against `tls`'s roots.
+pub(crate) fn agent_with(
+    timeout: Duration,
+    proxy: Option<ureq::Proxy>,
+    tls: &ureq::tls::TlsConfig,
+) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .user_agent(concat!("genesys-notify/", env!("CARGO_PKG_VERSION")))
+        .proxy(proxy)
+        .tls_config(tls.clone())
+        .build()
+        .new_agent()
+}
+
 /// A ureq transport error as text that never contains a URL (URLs may hold channel ids).
 pub(crate) fn transport_message(e: &ureq::Error) -> String {
     match e {

@@ -299,14 +299,18 @@ mod dispatch;
 pub mod emulator;
 mod error;
 mod event;
+mod gateway;
 mod health;
 mod http;
 mod lag;
 mod listener;
 mod message;
+mod network;
 mod plan;
+mod proxy;
 mod redact;
 mod resync;
+mod tls;
 mod topic;
 mod url;
 
@@ -325,6 +329,8 @@ pub use message::SystemMessage;
 pub use resync::{
     same_system_presence, ResyncError, ResyncHealth, Snapshots, StateResource, StateSnapshot,
 };
+pub use proxy::{Proxy, ProxyConfig, ProxyError};
+pub use tls::TlsRoots;
 pub use topic::{Pattern, Topic, TopicError, MAX_TOPIC_LEN};
 
 // Compile-time proof of the thread-safety the docs promise: a `Client` is shared between

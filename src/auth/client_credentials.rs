@@ -28,6 +28,8 @@ pub struct ClientCredentials {
     client_secret: String,
     request_timeout: Duration,
     agent: ureq::Agent,
+    /// Whether requests go through a proxy (a connection failure is then the proxy's).
+    proxied: bool,
 }
 
 impl ClientCredentials {
@@ -49,6 +51,22 @@ impl ClientCredentials {
             client_secret: client_secret.into(),
             request_timeout,
             agent: http_agent(request_timeout),
+            proxied: false,
+        }
+    }
+
+    /// The same, with an agent built for the client's proxy and trust roots (network.rs).
+    pub(crate) fn with_agent(
+        login_base: &str,
+        client_id: String,
+        client_secret: String,
+        request_timeout: Duration,
+        agent: crate::network::HttpAgent,
+    ) -> Self {
+        ClientCredentials {
+            agent: agent.agent,
+            proxied: agent.proxied,
+            ..ClientCredentials::new(login_base, client_id, client_secret, request_timeout)
         }
     }
 
@@ -110,7 +128,10 @@ impl TokenSource for ClientCredentials {
             .header("Authorization", self.basic_auth())
             .header("Accept", "application/json")
             .send_form([("grant_type", "client_credentials")])
-            .map_err(|e| TokenError::Transport(transport_message(&e)))?;
+            .map_err(|e| match crate::network::proxy_failure(&e, self.proxied) {
+                Some(proxy) => TokenError::Proxy(proxy),
+                None => TokenError::Transport(transport_message(&e)),
+            })?;
         let status = response.status().as_u16();
         log::debug!(
             "POST {} -> {status} in {:?}",

@@ -83,6 +83,9 @@ pub enum TokenError {
     },
     /// The request did not complete: DNS, connect, TLS, I/O or the request timeout. Transient.
     Transport(String),
+    /// The proxy in the way failed (refused the tunnel, asked for credentials, unreachable).
+    /// Permanent only when it asks for credentials: the setting must change.
+    Proxy(crate::proxy::ProxyError),
     /// Any other failure, for user-written token sources (and a source that panicked).
     /// Treated as transient.
     Other(String),
@@ -102,6 +105,7 @@ impl TokenError {
             TokenError::RateLimited { .. } | TokenError::Transport(_) | TokenError::Other(_) => {
                 false
             }
+            TokenError::Proxy(e) => !e.is_transient(),
         }
     }
 
@@ -152,6 +156,7 @@ impl fmt::Display for TokenError {
             TokenError::Transport(message) => {
                 write!(f, "token request failed: {message}")
             }
+            TokenError::Proxy(e) => write!(f, "token request failed: {e}"),
             TokenError::Other(message) => write!(f, "token source failed: {message}"),
         }
     }

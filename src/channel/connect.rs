@@ -5,11 +5,11 @@
 //! (docs/protocol.md, "The WebSocket"). `wss` uses rustls with the webpki root certificates
 //! (verified); plain `ws` is refused unless the host is a loopback address.
 
+use crate::network::Network;
 use crate::redact;
 use crate::url::{host_of, is_loopback};
 use std::fmt;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tungstenite::client::IntoClientRequest;
 use tungstenite::handshake::HandshakeError;
@@ -40,6 +40,8 @@ pub(crate) enum ConnectError {
     },
     /// The URI cannot be used (bad syntax, plain `ws` to a non-loopback host). Permanent.
     BadUri(String),
+    /// The proxy in the way failed (proxy.rs); permanent when it asks for credentials.
+    Proxy(crate::proxy::ProxyError),
 }
 
 impl ConnectError {
@@ -77,21 +79,9 @@ impl fmt::Display for ConnectError {
                 )
             }
             ConnectError::BadUri(e) => write!(f, "unusable connectUri: {e}"),
+            ConnectError::Proxy(e) => write!(f, "{e}"),
         }
     }
-}
-
-/// The rustls configuration for `wss`: webpki roots, certificates verified.
-pub(crate) fn tls_config() -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("ring supports the default TLS versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Arc::new(config)
 }
 
 /// Resolves `host:port` on a helper thread so that a hung resolver cannot outlast `timeout`.
@@ -124,14 +114,20 @@ const HANDSHAKE_STEP: Duration = Duration::from_millis(100);
 /// Opens a socket to `connect_uri`, all stages within `timeout`. Returns the socket and a clone
 /// of its TCP stream (used to interrupt a blocked read from another thread). `register` is given
 /// another clone as soon as TCP is connected, so that a shutdown can interrupt the handshake.
+///
+/// The address is the `connectUri` as rewritten by the client's streaming override (gateways),
+/// reached through the proxy that serves its host, if any (an HTTP `CONNECT` tunnel opened
+/// within the same deadline).
 pub(crate) fn connect(
     connect_uri: &str,
     timeout: Duration,
     max_message_size: usize,
-    tls: &Arc<rustls::ClientConfig>,
+    network: &Network,
     register: &dyn Fn(TcpStream),
 ) -> Result<(Socket, TcpStream), ConnectError> {
     let deadline = Instant::now() + timeout;
+    let rewritten = network.streaming.apply(connect_uri);
+    let connect_uri = rewritten.as_str();
     let remaining = |stage| {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -161,7 +157,18 @@ pub(crate) fn connect(
         .and_then(|(_, p)| p.parse::<u16>().ok())
         .unwrap_or(if secure { 443 } else { 80 });
 
-    let addrs = resolve(&host, port, remaining("DNS lookup")?)?;
+    let proxy = network.proxy.for_target(&host, port);
+    let (dial_host, dial_port) = proxy.map_or((host.as_str(), port), |p| (p.host(), p.port()));
+    let blame_proxy = |error: ConnectError| match (proxy, error) {
+        (Some(p), ConnectError::Dns(e) | ConnectError::Tcp(e)) => {
+            ConnectError::Proxy(crate::proxy::ProxyError::Io(format!("proxy {p}: {e}")))
+        }
+        (Some(_), ConnectError::Timeout { .. }) => {
+            ConnectError::Proxy(crate::proxy::ProxyError::Timeout)
+        }
+        (_, other) => other,
+    };
+    let addrs = resolve(dial_host, dial_port, remaining("DNS lookup")?).map_err(blame_proxy)?;
     let mut last_error = ConnectError::Tcp("no address".into());
     let mut stream = None;
     for addr in addrs {
@@ -178,9 +185,15 @@ pub(crate) fn connect(
             Err(e) => last_error = ConnectError::Tcp(e.to_string()),
         }
     }
-    let stream = stream.ok_or(last_error)?;
+    let mut stream = stream.ok_or(last_error).map_err(blame_proxy)?;
     let io = |e: std::io::Error| ConnectError::Tcp(e.to_string());
     stream.set_nodelay(true).map_err(io)?;
+    if let Some(proxy) = proxy {
+        // The shutdown can cut a hung CONNECT too.
+        register(stream.try_clone().map_err(io)?);
+        crate::proxy::tunnel(&mut stream, proxy, &host, port, deadline)
+            .map_err(ConnectError::Proxy)?;
+    }
     let left = remaining("TLS and WebSocket handshake")?;
     stream
         .set_read_timeout(Some(left.min(HANDSHAKE_STEP)))
@@ -196,7 +209,7 @@ pub(crate) fn connect(
         .max_message_size(Some(max_message_size))
         .max_frame_size(Some(max_message_size));
     let connector = if secure {
-        tungstenite::Connector::Rustls(tls.clone())
+        tungstenite::Connector::Rustls(network.rustls.clone())
     } else {
         tungstenite::Connector::Plain
     };
@@ -322,9 +335,9 @@ mod tests {
 
     #[test]
     fn unusable_uris_are_refused_before_any_connection() {
-        let tls = tls_config();
+        let network = Network::from_config(&crate::config::Config::default()).unwrap();
         let refuse = |uri: &str| {
-            connect(uri, Duration::from_secs(1), 1 << 20, &tls, &|_| {
+            connect(uri, Duration::from_secs(1), 1 << 20, &network, &|_| {
                 panic!("no TCP connection for {uri}")
             })
             .unwrap_err()

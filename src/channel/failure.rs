@@ -130,6 +130,10 @@ pub(crate) fn connect(error: &ConnectError) -> Decision {
         ConnectError::BadUri(reason) => Decision::GiveUp(ChannelError::UnusableConnectUri {
             reason: reason.clone(),
         }),
+        // A proxy asking for credentials will ask again: the setting must change.
+        ConnectError::Proxy(proxy) if !proxy.is_transient() => {
+            Decision::GiveUp(ChannelError::Proxy(proxy.clone()))
+        }
         // The handshake says the channel does not exist (docs/protocol.md "Channels").
         gone if gone.channel_gone() => Decision::ReplaceChannel {
             pace: Pace::Backoff,
@@ -148,6 +152,7 @@ pub(crate) fn connect_error(error: &ConnectError) -> ChannelError {
         ConnectError::BadUri(reason) => ChannelError::UnusableConnectUri {
             reason: reason.clone(),
         },
+        ConnectError::Proxy(proxy) => ChannelError::Proxy(proxy.clone()),
         ConnectError::Rejected { status, .. } => ChannelError::Connect {
             status: Some(*status),
             message: error.to_string(),

@@ -33,7 +33,6 @@ use crate::config::Config;
 use crate::dispatch::Dispatcher;
 use crate::event::Lifecycle;
 use crate::health::StatsRegistry;
-use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 /// What every channel thread of one client shares.
@@ -41,7 +40,8 @@ pub(crate) struct Shared {
     pub config: Config,
     pub api: Api,
     pub dispatcher: Dispatcher,
-    pub tls: Arc<rustls::ClientConfig>,
+    /// Proxy, trust roots and streaming override, resolved at `build()` (network.rs).
+    pub network: crate::network::Network,
     /// The monotonic and wall-clock origin of the health snapshot's timestamps.
     pub epoch: (Instant, SystemTime),
     /// Every channel's counters since the client started (health totals never go down).

@@ -91,7 +91,7 @@ impl Session {
             &info.connect_uri,
             config.connect_timeout,
             config.max_message_size,
-            &shared.tls,
+            &shared.network,
             &|stream| slot.set_interrupt(Some(stream)),
         )?;
         let session = Session::new(slot, shared, socket, ChannelId::new(&info.id));

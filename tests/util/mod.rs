@@ -2,6 +2,8 @@
 //! a lifecycle recorder. Everything talks to 127.0.0.1 only.
 #![allow(dead_code)] // each test file uses a different subset of these helpers
 
+pub mod proxy;
+
 use genesys_notify::emulator::{Emulator, EmulatorConfig};
 use genesys_notify::{Backoff, Client, ClientBuilder, Lifecycle, ListenerGuard};
 use parking_lot::Mutex;

@@ -1,6 +1,7 @@
 //! One test per row of the failure table.
 
 use super::*;
+use crate::proxy::ProxyError;
 use crate::TokenError;
 
 /// A row: its name, the table's answer, and what the answer must be.
@@ -195,6 +196,26 @@ fn connect_rows() {
                 matches!(d, Decision::GiveUp(ChannelError::UnusableConnectUri { reason })
                     if reason.contains("plain ws"))
             }),
+        ),
+        (
+            "proxy asks for credentials: give up, the setting must change",
+            connect(&ConnectError::Proxy(ProxyError::AuthenticationRequired {
+                scheme: Some("Basic".into()),
+                credentials_sent: false,
+            })),
+            Box::new(|d| {
+                matches!(
+                    d,
+                    Decision::GiveUp(ChannelError::Proxy(
+                        ProxyError::AuthenticationRequired { .. }
+                    ))
+                )
+            }),
+        ),
+        (
+            "proxy refuses or cannot be reached: back off",
+            connect(&ConnectError::Proxy(ProxyError::Refused { status: 502 })),
+            Box::new(backoff(None)),
         ),
         (
             "handshake 404: channel gone",

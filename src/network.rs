@@ -1,0 +1,169 @@
+//! network.rs assembles how one client reaches the service: which proxy serves which host, the
+//! trust roots, the HTTP agents and the socket address rewriting. It resolves settings once, at
+//! `build()`; it never opens a connection itself.
+
+use crate::config::{Config, ConfigError};
+use crate::gateway::StreamingOverride;
+use crate::proxy::{ProxyError, ProxyPolicy};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Everything a connection of this client needs, resolved from [`Config`] and the environment.
+pub(crate) struct Network {
+    pub(crate) proxy: ProxyPolicy,
+    /// The rustls configuration of the notification sockets.
+    pub(crate) rustls: Arc<rustls::ClientConfig>,
+    ureq_tls: ureq::tls::TlsConfig,
+    pub(crate) streaming: StreamingOverride,
+}
+
+impl std::fmt::Debug for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Network")
+            .field("proxy", &self.proxy)
+            .field("streaming", &self.streaming)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An HTTP agent and whether its requests go through a proxy (so that a connection failure can
+/// be blamed on the proxy).
+#[derive(Clone, Debug)]
+pub(crate) struct HttpAgent {
+    pub(crate) agent: ureq::Agent,
+    pub(crate) proxied: bool,
+}
+
+impl Network {
+    /// Resolves `config` against the process environment (`HTTPS_PROXY`, `NO_PROXY`, ...).
+    ///
+    /// # Errors
+    /// [`ConfigError`] for an unusable proxy URL (explicit or from the environment) or an empty
+    /// platform trust store.
+    pub(crate) fn from_config(config: &Config) -> Result<Network, ConfigError> {
+        Network::with_env(config, &|name| std::env::var(name).ok())
+    }
+
+    pub(crate) fn with_env(
+        config: &Config,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Network, ConfigError> {
+        let proxy = config.proxy.resolve(env)?;
+        let roots = config.tls.root_certificates()?;
+        Ok(Network {
+            proxy,
+            rustls: crate::tls::rustls_config(&roots),
+            ureq_tls: crate::tls::ureq_config(&roots),
+            streaming: config.streaming.clone(),
+        })
+    }
+
+    /// An agent for requests to `base_url` (the REST or login base), bounded by `timeout`,
+    /// through the proxy that serves that host, if any.
+    pub(crate) fn agent(&self, base_url: &str, timeout: Duration) -> HttpAgent {
+        let proxy = self.proxy.for_url(base_url);
+        HttpAgent {
+            agent: crate::http::agent_with(
+                timeout,
+                proxy.and_then(|p| p.to_ureq()),
+                &self.ureq_tls,
+            ),
+            proxied: proxy.is_some(),
+        }
+    }
+}
+
+/// The proxy's share of a failed request: `Some` when the request went through a proxy and
+/// failed there (the CONNECT was refused, or the proxy could not be reached).
+pub(crate) fn proxy_failure(error: &ureq::Error, proxied: bool) -> Option<ProxyError> {
+    if !proxied {
+        return None;
+    }
+    match error {
+        ureq::Error::ConnectProxyFailed(message) => Some(connect_failure(message)),
+        ureq::Error::Io(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionRefused
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::UnexpectedEof
+            ) =>
+        {
+            Some(ProxyError::Io(e.to_string()))
+        }
+        ureq::Error::Timeout(_) => Some(ProxyError::Timeout),
+        _ => None,
+    }
+}
+
+/// ureq says `proxy server responded 407/Proxy Authentication Required` (or `... did not
+/// respond`): recover the status.
+fn connect_failure(message: &str) -> ProxyError {
+    let status = message
+        .split("responded ")
+        .nth(1)
+        .and_then(|rest| rest.split(['/', ' ']).next())
+        .and_then(|code| code.parse::<u16>().ok());
+    match status {
+        Some(407) => ProxyError::AuthenticationRequired {
+            scheme: None,
+            credentials_sent: false,
+        },
+        Some(status) => ProxyError::Refused { status },
+        None => ProxyError::Io(message.chars().take(200).collect()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ureq_connect_failures_become_typed_proxy_errors() {
+        let e = ureq::Error::ConnectProxyFailed(
+            "proxy server responded 407/Proxy Authentication Required".into(),
+        );
+        assert!(matches!(
+            proxy_failure(&e, true),
+            Some(ProxyError::AuthenticationRequired { .. })
+        ));
+        assert_eq!(proxy_failure(&e, false), None);
+        let e = ureq::Error::ConnectProxyFailed("proxy server responded 502/Bad Gateway".into());
+        assert_eq!(
+            proxy_failure(&e, true),
+            Some(ProxyError::Refused { status: 502 })
+        );
+        let e = ureq::Error::ConnectProxyFailed("proxy server did not respond".into());
+        assert!(matches!(proxy_failure(&e, true), Some(ProxyError::Io(_))));
+        let e = ureq::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert!(matches!(proxy_failure(&e, true), Some(ProxyError::Io(_))));
+        assert_eq!(proxy_failure(&e, false), None);
+    }
+
+    #[test]
+    fn each_base_gets_the_proxy_that_serves_its_host() {
+        let config = Config {
+            api_base: "https://api.mypurecloud.ie".into(),
+            ..Config::default()
+        };
+        let env = |name: &str| match name {
+            "HTTPS_PROXY" => Some("http://proxy.corp:3128".to_owned()),
+            "NO_PROXY" => Some("login.mypurecloud.ie".to_owned()),
+            _ => None,
+        };
+        let net = Network::with_env(&config, &env).unwrap();
+        assert!(
+            net.agent("https://api.mypurecloud.ie", Duration::from_secs(1))
+                .proxied
+        );
+        assert!(
+            !net.agent("https://login.mypurecloud.ie", Duration::from_secs(1))
+                .proxied
+        );
+        assert!(
+            !net.agent("http://127.0.0.1:1", Duration::from_secs(1))
+                .proxied
+        );
+    }
+}

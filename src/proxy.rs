@@ -1,0 +1,814 @@
+//! proxy.rs decides which HTTP proxy a connection goes through (explicit setting, or the
+//! environment the way curl reads it) and opens HTTP `CONNECT` tunnels for the WebSocket; it
+//! never speaks TLS or WebSocket itself, and it never shows proxy credentials.
+//!
+//! One [`Proxy`] serves everything: the token request, the REST calls (through `ureq`, which
+//! is handed the same proxy) and the notification sockets (tunnelled here, since tungstenite
+//! has no proxy support). Which hosts bypass it follows curl's `NO_PROXY` rules: `*`; a host
+//! name, which also covers its subdomains (`example.com` covers `api.example.com`); a leading
+//! dot or `*.` meaning the same; an IP address or CIDR block; any of those with `:port` to
+//! bypass only that port. Loopback hosts always go direct unless [`ProxyConfig::proxy_loopback`]
+//! is set (tests, local gateways).
+
+use crate::config::ConfigError;
+use crate::redact::Redacted;
+use base64::Engine as _;
+use std::fmt;
+use std::io::{Read, Write};
+use std::net::{IpAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+/// Longest `CONNECT` answer head accepted, in bytes (a proxy streaming headers for ever is a
+/// protocol error, not a reason to grow memory).
+const MAX_CONNECT_HEAD: usize = 16 * 1024;
+
+/// An HTTP proxy reached with `CONNECT` (RFC 9110 §9.3.6): `http://[user:password@]host[:port]`.
+///
+/// The port defaults to 1080, as in curl. Credentials in the URL's user info are sent as
+/// `Proxy-Authorization: Basic`; they never appear in `Debug` output or logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Proxy {
+    host: String,
+    port: u16,
+    credentials: Option<(String, String)>,
+}
+
+impl fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut s = f.debug_struct("Proxy");
+        s.field("host", &self.host).field("port", &self.port);
+        if self.credentials.is_some() {
+            s.field("credentials", &Redacted);
+        }
+        s.finish()
+    }
+}
+
+impl fmt::Display for Proxy {
+    /// `http://host:port`, without credentials.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "http://[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "http://{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl Proxy {
+    /// Parses a proxy URL: `http://[user:password@]host[:port]` (a bare `host[:port]` is taken as
+    /// `http`). User and password may be percent-encoded.
+    ///
+    /// # Errors
+    /// [`ConfigError`] (field `proxy`) for an empty host, a bad port, or a scheme other than
+    /// `http`: HTTPS and SOCKS proxies are not supported for the notification socket, and one
+    /// proxy must serve every connection.
+    pub fn parse(url: &str) -> Result<Proxy, ConfigError> {
+        let bad = |reason: String| ConfigError {
+            field: "proxy",
+            reason,
+        };
+        let url = url.trim();
+        let rest = match url.split_once("://") {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
+            Some((scheme, _)) => {
+                return Err(bad(format!(
+                    "proxy scheme {scheme:?} is not supported: use an http:// CONNECT proxy"
+                )))
+            }
+            None => url,
+        };
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        let (userinfo, hostport) = match authority.rsplit_once('@') {
+            Some((user, host)) => (Some(user), host),
+            None => (None, authority),
+        };
+        let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+            let (host, after) = v6
+                .split_once(']')
+                .ok_or_else(|| bad("unclosed '[' in the proxy host".into()))?;
+            (host, after.strip_prefix(':'))
+        } else {
+            match hostport.rsplit_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (hostport, None),
+            }
+        };
+        if host.is_empty() {
+            return Err(bad("the proxy URL has no host".into()));
+        }
+        let port = match port {
+            None | Some("") => 1080,
+            Some(p) => p
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| bad(format!("bad proxy port {p:?}")))?,
+        };
+        let credentials = userinfo.map(|info| {
+            let (user, password) = info.split_once(':').unwrap_or((info, ""));
+            (percent_decode(user), percent_decode(password))
+        });
+        Ok(Proxy {
+            host: host.to_ascii_lowercase(),
+            port,
+            credentials,
+        })
+    }
+
+    /// The proxy's host name or address.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The proxy's TCP port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Whether the proxy URL carried credentials (sent as `Proxy-Authorization: Basic`).
+    pub fn has_credentials(&self) -> bool {
+        self.credentials.is_some()
+    }
+
+    /// The same proxy for `ureq` (REST and token calls).
+    pub(crate) fn to_ureq(&self) -> Option<ureq::Proxy> {
+        let mut builder = ureq::Proxy::builder(ureq::ProxyProtocol::Http)
+            .host(&self.host)
+            .port(self.port);
+        if let Some((user, password)) = &self.credentials {
+            builder = builder.username(user).password(password);
+        }
+        builder.build().ok()
+    }
+
+    fn authorization(&self) -> Option<String> {
+        self.credentials.as_ref().map(|(user, password)| {
+            let token =
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+            format!("Basic {token}")
+        })
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let hex = |b: u8| (b as char).to_digit(16);
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// One `NO_PROXY` entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Bypass {
+    All,
+    /// A domain: the host itself and every subdomain, optionally on one port only.
+    Domain {
+        name: String,
+        port: Option<u16>,
+    },
+    /// An address block (a single address is a block of full length).
+    Block {
+        net: IpAddr,
+        prefix: u8,
+        port: Option<u16>,
+    },
+}
+
+impl Bypass {
+    fn parse(entry: &str) -> Option<Bypass> {
+        let entry = entry.trim();
+        if entry.is_empty() {
+            return None;
+        }
+        if entry == "*" {
+            return Some(Bypass::All);
+        }
+        // `[v6]:port`, `v6`, `v6/64`, `host:port`, `host`, `1.2.3.0/24`.
+        let (body, port) = if let Some(v6) = entry.strip_prefix('[') {
+            let (addr, after) = v6.split_once(']')?;
+            (addr, after.strip_prefix(':').and_then(|p| p.parse().ok()))
+        } else if entry.matches(':').count() == 1 {
+            let (host, port) = entry.split_once(':')?;
+            (host, Some(port.parse().ok()?))
+        } else {
+            (entry, None)
+        };
+        let (addr, prefix) = match body.split_once('/') {
+            Some((addr, bits)) => (addr, Some(bits.parse::<u8>().ok()?)),
+            None => (body, None),
+        };
+        if let Ok(ip) = addr.parse::<IpAddr>() {
+            let full = if ip.is_ipv4() { 32 } else { 128 };
+            let prefix = prefix.unwrap_or(full);
+            return (prefix <= full).then_some(Bypass::Block {
+                net: ip,
+                prefix,
+                port,
+            });
+        }
+        let name = body
+            .trim_start_matches('*')
+            .trim_start_matches('.')
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
+        (!name.is_empty()).then_some(Bypass::Domain { name, port })
+    }
+
+    fn matches(&self, host: &str, port: u16) -> bool {
+        let port_ok = |p: &Option<u16>| p.is_none_or(|p| p == port);
+        match self {
+            Bypass::All => true,
+            Bypass::Domain { name, port: p } => {
+                let host = host.trim_end_matches('.');
+                port_ok(p)
+                    && host.len() >= name.len()
+                    && host[host.len() - name.len()..].eq_ignore_ascii_case(name)
+                    && (host.len() == name.len()
+                        || host.as_bytes()[host.len() - name.len() - 1] == b'.')
+            }
+            Bypass::Block {
+                net,
+                prefix,
+                port: p,
+            } => {
+                port_ok(p)
+                    && host
+                        .parse::<IpAddr>()
+                        .is_ok_and(|ip| in_block(ip, *net, *prefix))
+            }
+        }
+    }
+}
+
+fn in_block(ip: IpAddr, net: IpAddr, prefix: u8) -> bool {
+    match (ip, net) {
+        (IpAddr::V4(ip), IpAddr::V4(net)) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+            u32::from(ip) & mask == u32::from(net) & mask
+        }
+        (IpAddr::V6(ip), IpAddr::V6(net)) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+            u128::from(ip) & mask == u128::from(net) & mask
+        }
+        _ => false,
+    }
+}
+
+/// Where the proxy setting comes from, and which hosts bypass it.
+///
+/// Built with [`ClientBuilder::proxy`](crate::ClientBuilder::proxy),
+/// [`ClientBuilder::no_proxy`](crate::ClientBuilder::no_proxy) and
+/// [`ClientBuilder::proxy_from_env`](crate::ClientBuilder::proxy_from_env). Order: an explicit
+/// proxy wins; otherwise, unless turned off, the environment as curl reads it for `https`
+/// targets: `https_proxy`, `HTTPS_PROXY`, then `all_proxy`, `ALL_PROXY` (every connection of
+/// this client is TLS, so `http_proxy` does not apply). The bypass list is the explicit
+/// `no_proxy` if given, else `no_proxy`/`NO_PROXY` from the environment.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProxyConfig {
+    pub(crate) proxy: Option<Proxy>,
+    pub(crate) no_proxy: Option<String>,
+    pub(crate) from_env: bool,
+    pub(crate) proxy_loopback: bool,
+}
+
+impl ProxyConfig {
+    /// No explicit proxy; the environment is read.
+    pub(crate) fn new() -> ProxyConfig {
+        ProxyConfig {
+            from_env: true,
+            ..ProxyConfig::default()
+        }
+    }
+
+    /// Whether loopback hosts go through the proxy too (default: no, they go direct).
+    pub fn proxy_loopback(&self) -> bool {
+        self.proxy_loopback
+    }
+
+    /// Resolves the setting against `env` (a variable's value by name; injectable for tests).
+    ///
+    /// # Errors
+    /// [`ConfigError`] when the proxy URL (explicit or from the environment) cannot be used:
+    /// a proxy the user asked for must never be silently skipped.
+    pub(crate) fn resolve(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<ProxyPolicy, ConfigError> {
+        let from_env = |names: &[&str]| {
+            names
+                .iter()
+                .find_map(|n| env(n).filter(|v| !v.trim().is_empty()))
+        };
+        let proxy = match &self.proxy {
+            Some(proxy) => Some(proxy.clone()),
+            None if self.from_env => {
+                match from_env(&["https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"]) {
+                    Some(url) => Some(Proxy::parse(&url).map_err(|e| ConfigError {
+                        field: "proxy",
+                        reason: format!("from the environment: {}", e.reason),
+                    })?),
+                    None => None,
+                }
+            }
+            None => None,
+        };
+        let list = match &self.no_proxy {
+            Some(list) => Some(list.clone()),
+            None if self.from_env => from_env(&["no_proxy", "NO_PROXY"]),
+            None => None,
+        };
+        Ok(ProxyPolicy {
+            proxy,
+            bypass: list
+                .as_deref()
+                .unwrap_or("")
+                .split(',')
+                .filter_map(Bypass::parse)
+                .collect(),
+            proxy_loopback: self.proxy_loopback,
+        })
+    }
+}
+
+/// The resolved proxy decision, free of I/O: which proxy (if any) serves a host and port.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ProxyPolicy {
+    proxy: Option<Proxy>,
+    bypass: Vec<Bypass>,
+    proxy_loopback: bool,
+}
+
+impl ProxyPolicy {
+    /// The proxy for a connection to `host:port`, or `None` to connect directly.
+    pub(crate) fn for_target(&self, host: &str, port: u16) -> Option<&Proxy> {
+        let proxy = self.proxy.as_ref()?;
+        if !self.proxy_loopback && crate::url::is_loopback(host) {
+            return None;
+        }
+        if self.bypass.iter().any(|b| b.matches(host, port)) {
+            return None;
+        }
+        Some(proxy)
+    }
+
+    /// The proxy for a base URL such as `https://api.mypurecloud.com`.
+    pub(crate) fn for_url(&self, url: &str) -> Option<&Proxy> {
+        let (scheme, rest) = url.split_once("://")?;
+        let host = crate::url::host_of(rest);
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        let default = match scheme.to_ascii_lowercase().as_str() {
+            "https" | "wss" => 443,
+            _ => 80,
+        };
+        let port = authority
+            .rsplit_once(':')
+            .filter(|(_, p)| !p.contains(']'))
+            .and_then(|(_, p)| p.parse::<u16>().ok())
+            .unwrap_or(default);
+        self.for_target(host, port)
+    }
+}
+
+/// Why a proxy could not open a tunnel. Each says the proxy is at fault, not Genesys Cloud.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProxyError {
+    /// The proxy asks for credentials (HTTP 407): none were given, or they were refused.
+    /// `scheme` is the first word of its `Proxy-Authenticate` header (e.g. `Basic`,
+    /// `Negotiate`); only `Basic` is supported. Retrying cannot help until the setting changes.
+    AuthenticationRequired {
+        /// The authentication scheme the proxy asked for, if it named one.
+        scheme: Option<String>,
+        /// Whether credentials were sent (and so were refused).
+        credentials_sent: bool,
+    },
+    /// The proxy answered `CONNECT` with another non-2xx status (e.g. 403 policy, 502 upstream
+    /// unreachable, 503).
+    Refused {
+        /// The HTTP status of the proxy's answer.
+        status: u16,
+    },
+    /// The proxy's answer was not HTTP, or its head was longer than 16 KiB.
+    BadResponse(String),
+    /// Reading or writing the proxy connection failed, or it closed before answering.
+    Io(String),
+    /// The proxy did not answer within the connect deadline.
+    Timeout,
+}
+
+impl ProxyError {
+    /// Whether a later attempt may succeed without a change of settings.
+    pub fn is_transient(&self) -> bool {
+        !matches!(self, ProxyError::AuthenticationRequired { .. })
+    }
+}
+
+impl fmt::Display for ProxyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProxyError::AuthenticationRequired {
+                scheme,
+                credentials_sent,
+            } => {
+                let asked = scheme.as_deref().unwrap_or("an unnamed scheme");
+                if *credentials_sent {
+                    write!(
+                        f,
+                        "the proxy refused the credentials (407, it asks for {asked})"
+                    )
+                } else {
+                    write!(f, "the proxy requires authentication (407, {asked}); give user:password in the proxy URL")
+                }
+            }
+            ProxyError::Refused { status } => {
+                write!(f, "the proxy refused the tunnel with HTTP {status}")
+            }
+            ProxyError::BadResponse(e) => write!(f, "the proxy's answer is not valid HTTP: {e}"),
+            ProxyError::Io(e) => write!(f, "proxy connection failed: {e}"),
+            ProxyError::Timeout => write!(f, "the proxy did not answer CONNECT in time"),
+        }
+    }
+}
+
+impl std::error::Error for ProxyError {}
+
+/// Asks `proxy`, already connected on `stream`, for a tunnel to `host:port`, before `deadline`.
+/// On success the stream carries the tunnel and nothing of the target's bytes was consumed.
+pub(crate) fn tunnel(
+    stream: &mut TcpStream,
+    proxy: &Proxy,
+    host: &str,
+    port: u16,
+    deadline: Instant,
+) -> Result<(), ProxyError> {
+    let target = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    let mut request = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n");
+    if let Some(auth) = proxy.authorization() {
+        request.push_str("Proxy-Authorization: ");
+        request.push_str(&auth);
+        request.push_str("\r\n");
+    }
+    request.push_str("\r\n");
+    let left = || {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            Err(ProxyError::Timeout)
+        } else {
+            Ok(left)
+        }
+    };
+    let io = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => ProxyError::Timeout,
+        _ => ProxyError::Io(e.to_string()),
+    };
+    stream.set_write_timeout(Some(left()?)).map_err(io)?;
+    stream.write_all(request.as_bytes()).map_err(io)?;
+    // Read the answer's head one byte at a time: the target's first bytes (none before our TLS
+    // hello, but a proxy may pipeline) must stay in the stream.
+    let mut head = Vec::with_capacity(256);
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if head.len() >= MAX_CONNECT_HEAD {
+            return Err(ProxyError::BadResponse(format!(
+                "answer head longer than {MAX_CONNECT_HEAD} bytes"
+            )));
+        }
+        stream
+            .set_read_timeout(Some(left()?.min(Duration::from_millis(100))))
+            .map_err(io)?;
+        match stream.read(&mut byte) {
+            Ok(0) => {
+                return Err(ProxyError::Io(
+                    "the proxy closed the connection before answering".into(),
+                ))
+            }
+            Ok(_) => head.push(byte[0]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                left()?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(ProxyError::Io(e.to_string())),
+        }
+    }
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut response = httparse::Response::new(&mut headers);
+    match response.parse(&head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => {
+            return Err(ProxyError::BadResponse("incomplete answer head".into()))
+        }
+        Err(e) => return Err(ProxyError::BadResponse(e.to_string())),
+    }
+    match response.code {
+        Some(code) if (200..300).contains(&code) => Ok(()),
+        Some(407) => Err(ProxyError::AuthenticationRequired {
+            scheme: response
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("proxy-authenticate"))
+                .and_then(|h| std::str::from_utf8(h.value).ok())
+                .and_then(|v| v.split_whitespace().next())
+                .map(|s| s.chars().take(32).collect()),
+            credentials_sent: proxy.credentials.is_some(),
+        }),
+        Some(status) => Err(ProxyError::Refused { status }),
+        None => Err(ProxyError::BadResponse("no status code".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    fn policy(config: &ProxyConfig, vars: &[(&str, &str)]) -> ProxyPolicy {
+        config.resolve(&env(vars)).unwrap()
+    }
+
+    #[test]
+    fn proxy_urls_parse_with_credentials_ports_and_ipv6() {
+        let p = Proxy::parse("http://us%40er:p%3Ass@Proxy.Corp:3128").unwrap();
+        assert_eq!((p.host(), p.port()), ("proxy.corp", 3128));
+        assert_eq!(p.credentials, Some(("us@er".to_owned(), "p:ss".to_owned())));
+        assert_eq!(p.authorization().unwrap(), "Basic dXNAZXI6cDpzcw==");
+        let p = Proxy::parse("proxy.corp").unwrap();
+        assert_eq!(
+            (p.host(), p.port(), p.has_credentials()),
+            ("proxy.corp", 1080, false)
+        );
+        let p = Proxy::parse("http://[::1]:8080/").unwrap();
+        assert_eq!((p.host(), p.port()), ("::1", 8080));
+        assert_eq!(p.to_string(), "http://[::1]:8080");
+        for bad in [
+            "socks5://h:1",
+            "https://h:1",
+            "http://:80",
+            "http://h:0",
+            "http://h:x",
+        ] {
+            let e = Proxy::parse(bad).unwrap_err();
+            assert_eq!(e.field, "proxy", "{bad}");
+        }
+    }
+
+    #[test]
+    fn credentials_never_show_in_debug_or_display() {
+        let p = Proxy::parse("http://alice:s3cr3t-marker@proxy:3128").unwrap();
+        for text in [format!("{p:?}"), p.to_string()] {
+            assert!(!text.contains("s3cr3t-marker"), "{text}");
+            assert!(!text.contains("alice:"), "{text}");
+        }
+        let config = ProxyConfig {
+            proxy: Some(p),
+            ..ProxyConfig::new()
+        };
+        assert!(!format!("{config:?}").contains("s3cr3t-marker"));
+    }
+
+    #[test]
+    fn environment_is_read_like_curl_for_https_targets() {
+        let c = ProxyConfig::new();
+        let pick = |vars: &[(&str, &str)]| {
+            policy(&c, vars)
+                .for_target("api.mypurecloud.com", 443)
+                .map(|p| p.host().to_owned())
+        };
+        assert_eq!(pick(&[]), None);
+        assert_eq!(pick(&[("http_proxy", "http://h:1")]), None);
+        assert_eq!(
+            pick(&[("HTTPS_PROXY", "http://upper:1")]).as_deref(),
+            Some("upper")
+        );
+        assert_eq!(
+            pick(&[
+                ("HTTPS_PROXY", "http://upper:1"),
+                ("https_proxy", "http://lower:1")
+            ])
+            .as_deref(),
+            Some("lower")
+        );
+        assert_eq!(
+            pick(&[
+                ("ALL_PROXY", "http://all:1"),
+                ("HTTPS_PROXY", "http://https:1")
+            ])
+            .as_deref(),
+            Some("https")
+        );
+        assert_eq!(
+            pick(&[("ALL_PROXY", "http://all:1")]).as_deref(),
+            Some("all")
+        );
+        // Turned off: the environment is ignored.
+        let off = ProxyConfig {
+            from_env: false,
+            ..ProxyConfig::new()
+        };
+        assert!(policy(&off, &[("HTTPS_PROXY", "http://h:1")])
+            .for_target("api.mypurecloud.com", 443)
+            .is_none());
+        // A proxy from the environment that cannot be used is an error, not a silent bypass.
+        let e = c
+            .resolve(&env(&[("HTTPS_PROXY", "socks5://h:1")]))
+            .unwrap_err();
+        assert!(e.reason.contains("environment"), "{}", e.reason);
+    }
+
+    #[test]
+    fn no_proxy_covers_hosts_domains_ports_and_blocks() {
+        let c = ProxyConfig::new();
+        let p = policy(
+            &c,
+            &[
+                ("HTTPS_PROXY", "http://proxy:3128"),
+                (
+                    "NO_PROXY",
+                    " mypurecloud.ie, .pure.cloud,*.corp.example, gw.local:8443,10.0.0.0/8,[fd00::1]:443",
+                ),
+            ],
+        );
+        let direct = |h: &str, port| p.for_target(h, port).is_none();
+        assert!(direct("mypurecloud.ie", 443));
+        assert!(direct("api.mypurecloud.ie", 443));
+        assert!(!direct("notmypurecloud.ie", 443));
+        assert!(direct("api.euw2.pure.cloud", 443));
+        assert!(direct("pure.cloud", 443));
+        assert!(direct("a.b.corp.example", 443));
+        assert!(direct("gw.local", 8443));
+        assert!(!direct("gw.local", 443));
+        assert!(direct("10.1.2.3", 443));
+        assert!(!direct("11.1.2.3", 443));
+        assert!(direct("fd00::1", 443));
+        assert!(!direct("fd00::1", 80));
+        assert!(!direct("api.mypurecloud.com", 443));
+        let all = policy(
+            &c,
+            &[("HTTPS_PROXY", "http://proxy:3128"), ("no_proxy", "*")],
+        );
+        assert!(all.for_target("api.mypurecloud.com", 443).is_none());
+    }
+
+    #[test]
+    fn loopback_goes_direct_unless_asked() {
+        let mut c = ProxyConfig {
+            proxy: Some(Proxy::parse("http://proxy:3128").unwrap()),
+            ..ProxyConfig::new()
+        };
+        assert!(policy(&c, &[]).for_url("http://127.0.0.1:9000/x").is_none());
+        assert!(policy(&c, &[]).for_url("ws://localhost:9000").is_none());
+        c.proxy_loopback = true;
+        assert!(policy(&c, &[]).for_url("http://127.0.0.1:9000/x").is_some());
+        assert_eq!(
+            policy(&c, &[])
+                .for_url("https://api.mypurecloud.com")
+                .unwrap()
+                .host(),
+            "proxy"
+        );
+    }
+
+    #[test]
+    fn explicit_settings_win_over_the_environment() {
+        let c = ProxyConfig {
+            proxy: Some(Proxy::parse("http://mine:1").unwrap()),
+            no_proxy: Some("example.com".into()),
+            ..ProxyConfig::new()
+        };
+        let p = policy(&c, &[("HTTPS_PROXY", "http://env:1"), ("NO_PROXY", "*")]);
+        assert_eq!(
+            p.for_target("api.mypurecloud.com", 443).unwrap().host(),
+            "mine"
+        );
+        assert!(p.for_target("www.example.com", 443).is_none());
+    }
+
+    /// A one-shot fake proxy answering `answer` to whatever it reads.
+    fn fake_proxy(answer: &'static [u8]) -> (u16, std::thread::JoinHandle<Vec<u8>>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let handle = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !got.ends_with(b"\r\n\r\n") {
+                let n = s.read(&mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+            }
+            s.write_all(answer).unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+            got
+        });
+        (port, handle)
+    }
+
+    fn connect_through(port: u16, proxy: &str) -> Result<(), ProxyError> {
+        let proxy = Proxy::parse(&format!("http://{proxy}@127.0.0.1:{port}")).unwrap();
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        tunnel(
+            &mut s,
+            &proxy,
+            "streaming.mypurecloud.com",
+            443,
+            Instant::now() + Duration::from_secs(5),
+        )
+    }
+
+    #[test]
+    fn connect_sends_target_and_basic_credentials_and_accepts_2xx() {
+        let (port, h) = fake_proxy(b"HTTP/1.1 200 Connection established\r\n\r\n");
+        connect_through(port, "u:p").unwrap();
+        let got = String::from_utf8(h.join().unwrap()).unwrap();
+        assert!(
+            got.starts_with("CONNECT streaming.mypurecloud.com:443 HTTP/1.1\r\n"),
+            "{got}"
+        );
+        assert!(got.contains("Proxy-Authorization: Basic dTpw\r\n"), "{got}");
+    }
+
+    #[test]
+    fn connect_answers_map_to_typed_errors() {
+        let (port, _h) = fake_proxy(
+            b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"corp\"\r\n\r\n",
+        );
+        assert_eq!(
+            connect_through(port, "u:p"),
+            Err(ProxyError::AuthenticationRequired {
+                scheme: Some("Basic".into()),
+                credentials_sent: true
+            })
+        );
+        let (port, _h) = fake_proxy(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n");
+        assert_eq!(
+            connect_through(port, "u:p"),
+            Err(ProxyError::Refused { status: 502 })
+        );
+        let (port, _h) = fake_proxy(b"SSH-2.0-OpenSSH\r\n\r\n");
+        assert!(matches!(
+            connect_through(port, "u:p"),
+            Err(ProxyError::BadResponse(_))
+        ));
+        let (port, _h) = fake_proxy(b"");
+        assert!(matches!(
+            connect_through(port, "u:p"),
+            Err(ProxyError::Io(_))
+        ));
+        assert!(!ProxyError::AuthenticationRequired {
+            scheme: None,
+            credentials_sent: false
+        }
+        .is_transient());
+        assert!(ProxyError::Refused { status: 503 }.is_transient());
+    }
+
+    #[test]
+    fn a_silent_proxy_times_out_at_the_deadline() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let proxy = Proxy::parse(&format!("127.0.0.1:{port}")).unwrap();
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let started = Instant::now();
+        let r = tunnel(
+            &mut s,
+            &proxy,
+            "h",
+            443,
+            started + Duration::from_millis(300),
+        );
+        assert_eq!(r, Err(ProxyError::Timeout));
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        drop(listener);
+    }
+}
