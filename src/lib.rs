@@ -326,10 +326,10 @@ pub use health::{ChannelHealth, ChannelState, Health};
 pub use lag::DispatchWait;
 pub use listener::ListenerGuard;
 pub use message::SystemMessage;
+pub use proxy::{Proxy, ProxyConfig, ProxyError};
 pub use resync::{
     same_system_presence, ResyncError, ResyncHealth, Snapshots, StateResource, StateSnapshot,
 };
-pub use proxy::{Proxy, ProxyConfig, ProxyError};
 pub use tls::TlsRoots;
 pub use topic::{Pattern, Topic, TopicError, MAX_TOPIC_LEN};
 
