@@ -79,26 +79,51 @@ pub(crate) struct LifecycleSink {
 pub(crate) type GapTap =
     Box<dyn Fn(&crate::event::ChannelId, &[crate::topic::Topic]) + Send + Sync>;
 
+/// Logs a lifecycle event at the level its kind deserves.
+fn log_lifecycle(event: &Lifecycle) {
+    match event {
+        Lifecycle::Disconnected { .. }
+        | Lifecycle::Gap { .. }
+        | Lifecycle::Reconnecting { .. }
+        | Lifecycle::TokenRefreshFailed { .. }
+        | Lifecycle::RequestFailed { .. }
+        | Lifecycle::MalformedMessage { .. }
+        | Lifecycle::Dropped { .. }
+        | Lifecycle::DispatchLagHigh { .. }
+        | Lifecycle::ListenerPanicked { .. }
+        | Lifecycle::TooManyListeners { .. }
+        | Lifecycle::ResyncFailed { .. } => log::warn!("{event:?}"),
+        Lifecycle::RetryBudgetExhausted { .. } | Lifecycle::PermanentFailure { .. } => {
+            log::error!("{event:?}")
+        }
+        _ => log::info!("{event:?}"),
+    }
+}
+
 impl LifecycleSink {
+    /// Logs the event and queues it for lifecycle listeners, waiting for room until `stop`:
+    /// for a thread that may be slowed down by a slow lifecycle listener rather than lose a
+    /// report (the resync thread, whose per-topic reports can outnumber the queue).
+    pub(crate) fn emit_waiting(&self, event: Lifecycle, stop: &AtomicBool) {
+        log_lifecycle(&event);
+        let mut message = LifecycleMsg::Event(event);
+        loop {
+            match self.tx.send_timeout(message, BLOCK_POLL) {
+                Ok(()) => return,
+                Err(SendTimeoutError::Timeout(back)) if !stop.load(Ordering::Acquire) => {
+                    message = back
+                }
+                Err(_) => {
+                    self.lost.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            }
+        }
+    }
+
     /// Logs the event and queues it for lifecycle listeners.
     pub(crate) fn emit(&self, event: Lifecycle) {
-        match &event {
-            Lifecycle::Disconnected { .. }
-            | Lifecycle::Gap { .. }
-            | Lifecycle::Reconnecting { .. }
-            | Lifecycle::TokenRefreshFailed { .. }
-            | Lifecycle::RequestFailed { .. }
-            | Lifecycle::MalformedMessage { .. }
-            | Lifecycle::Dropped { .. }
-            | Lifecycle::DispatchLagHigh { .. }
-            | Lifecycle::ListenerPanicked { .. }
-            | Lifecycle::TooManyListeners { .. }
-            | Lifecycle::ResyncFailed { .. } => log::warn!("{event:?}"),
-            Lifecycle::RetryBudgetExhausted { .. } | Lifecycle::PermanentFailure { .. } => {
-                log::error!("{event:?}")
-            }
-            _ => log::info!("{event:?}"),
-        }
+        log_lifecycle(&event);
         // Events users act on (resync after a gap, a stopped channel) wait briefly for room;
         // the rest never hold up a socket thread. Either way a loss is counted.
         let important = matches!(

@@ -416,3 +416,48 @@ fn shutdown_during_a_long_resync_returns_within_its_timeout() {
     assert!(started.elapsed() < timeout, "took {:?}", started.elapsed());
     assert_eq!(emu.state_requests().len(), 1, "nothing read after shutdown");
 }
+
+#[test]
+fn a_slow_lifecycle_listener_slows_the_reports_down_but_loses_none() {
+    let emu = emulator();
+    let users = users(5000);
+    emu.deny_state_resource(Endpoint::PresenceBulk, &["presence:userPresence:view"]);
+    let client = builder(&emu).build().unwrap();
+    // A lifecycle listener stuck on the first report until the test lets it go: the lifecycle
+    // queue (4 096 events) fills up with the 5 000 per-topic reports.
+    let (release_tx, release_rx) = crossbeam_channel::bounded::<()>(1);
+    let failed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = failed.clone();
+    let _stuck = client
+        .on_lifecycle(move |event| {
+            if let Lifecycle::ResyncFailed { .. } = event {
+                if counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                    let _ = release_rx.recv_timeout(LONG);
+                }
+            }
+        })
+        .unwrap();
+    let topics: Vec<String> = users.iter().map(|u| presence_topic(u)).collect();
+    assert!(client.subscribe(&topics).unwrap().rejected.is_empty());
+    wait_sockets(&emu, 5);
+    emu.inject(Fault::DropSocket {
+        target: Target::AllSockets,
+    });
+    // Nearly 4 096 reports (and a few other lifecycle events) fill the queue; give the resync
+    // time to run into the full queue, where it now waits (it used to drop the rest).
+    assert!(
+        wait_until(LONG, || client.health().resync.failures >= 4000),
+        "{:?}",
+        client.health().resync
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    release_tx.send(()).unwrap();
+    let count = || failed.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(wait_until(LONG, || count() == 5000), "{} reports", count());
+    // (Other lifecycle events, such as a late `Connected`, may have been dropped while the
+    // listener was stuck: they do not wait as long.)
+    assert_eq!(client.health().resync.failures, 5000);
+    // 5 000 / 50 bulk reads, each refused once, none retried.
+    assert_eq!(emu.state_requests().len(), 100);
+    client.shutdown(Duration::from_secs(5)).unwrap();
+}

@@ -60,8 +60,15 @@ impl SnapshotGate {
         if self.active.load(Ordering::SeqCst) == 0 {
             return;
         }
-        let key = topic.to_ascii_lowercase();
-        if let Some(fetch) = self.fetches.lock().get_mut(key.as_str()) {
+        // Topic names arrive mostly lower-case already: copy only when they are not.
+        let lowered;
+        let key = if topic.bytes().any(|b| b.is_ascii_uppercase()) {
+            lowered = topic.to_ascii_lowercase();
+            lowered.as_str()
+        } else {
+            topic
+        };
+        if let Some(fetch) = self.fetches.lock().get_mut(key) {
             if received >= fetch.began {
                 fetch.superseded = true;
             }

@@ -397,8 +397,13 @@ impl Engine {
         }
     }
 
+    /// Reports waiting for room in the lifecycle queue (until a stop): a slow lifecycle
+    /// listener slows the resync down rather than losing per-topic reports.
     fn emit(&self, event: Lifecycle) {
-        self.shared.dispatcher.lifecycle.emit(event);
+        self.shared
+            .dispatcher
+            .lifecycle
+            .emit_waiting(event, &self.stop);
     }
 
     /// One resync of the jobs taken from the queue.
