@@ -175,6 +175,11 @@ impl ClientBuilder {
         queue_capacity: usize
     );
     setter!(
+        /// Capacity of each dispatcher queue, in bytes of queued events (default 16 MiB; see
+        /// [`Config::queue_capacity_bytes`] for the memory bound).
+        queue_capacity_bytes: usize
+    );
+    setter!(
         /// What happens when a dispatcher queue is full (default [`Backpressure::Block`]).
         backpressure: Backpressure
     );
@@ -300,7 +305,10 @@ impl ClientBuilder {
         let dispatcher = Dispatcher::start(
             registry.clone(),
             config.dispatcher_threads,
-            config.queue_capacity,
+            crate::dispatch::QueueLimits {
+                capacity: config.queue_capacity,
+                capacity_bytes: config.queue_capacity_bytes,
+            },
             config.backpressure,
             config.dispatch_lag_threshold,
         )
@@ -1191,9 +1199,11 @@ impl Client {
         let Some(mut outcome) = outcome else {
             return timed_out;
         };
-        if let Some(clean) = *outcome {
-            return if clean { Ok(()) } else { timed_out };
+        if *outcome == Some(true) {
+            return Ok(());
         }
+        // A shutdown that timed out left threads running: this call stops and joins them
+        // again (every step below may be repeated), so that once they did end it says so.
         let slots: Vec<Arc<Slot>> = {
             // Under the list's lock, so no subscribe adds a slot after this copy (see there).
             let list = self.inner.slots.write();
@@ -1214,9 +1224,16 @@ impl Client {
         if let Some(engine) = &self.inner.resync {
             clean &= engine.join_until(deadline);
         }
-        if let Some(refresher) = self.inner.refresher.lock().take() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            clean &= refresher.stop_within(left);
+        {
+            let mut refresher = self.inner.refresher.lock();
+            if let Some(handle) = refresher.as_mut() {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if handle.stop_within(left) {
+                    *refresher = None;
+                } else {
+                    clean = false;
+                }
+            }
         }
         clean &= self.inner.shared.dispatcher.shutdown(deadline);
         self.inner.registry.clear();

@@ -135,6 +135,7 @@ pub struct Config {
     pub(crate) login_base: String,
     pub(crate) dispatcher_threads: usize,
     pub(crate) queue_capacity: usize,
+    pub(crate) queue_capacity_bytes: usize,
     pub(crate) backpressure: Backpressure,
     pub(crate) ping_interval: Duration,
     pub(crate) pong_timeout: Duration,
@@ -192,6 +193,22 @@ impl Config {
     /// Capacity of each dispatcher thread's queue, in events. Default 1024. Range 1..=1 048 576.
     pub fn queue_capacity(&self) -> usize {
         self.queue_capacity
+    }
+
+    /// Capacity of each dispatcher thread's queue, in bytes of queued events (each counts its
+    /// frame's length plus about 100 bytes). A queue holding this many bytes is full, as one
+    /// holding `queue_capacity` events is, and [`backpressure`](Config::backpressure) applies
+    /// (blocked or dropped, and counted, alike); an empty queue always takes one event, however
+    /// large. Default 16 MiB. Range 64 KiB..=1 GiB.
+    ///
+    /// The memory bound: events waiting in the dispatcher queues never take more than
+    /// `dispatcher_threads × max(queue_capacity_bytes, max_message_size + 100 bytes)`, plus one
+    /// event being delivered per dispatcher thread. The queues themselves cost about 150 bytes
+    /// per slot: a queue of up to 4096 events reserves its slots at `build()` (600 KiB at
+    /// most), a larger one takes slots only for what it holds. With the defaults:
+    /// 2 × 16 MiB of events plus 2 × 150 KiB of slots.
+    pub fn queue_capacity_bytes(&self) -> usize {
+        self.queue_capacity_bytes
     }
 
     /// What happens when a queue is full. Default [`Backpressure::Block`].
@@ -297,6 +314,7 @@ impl Default for Config {
             login_base: crate::Region::UsEast1.login_base(),
             dispatcher_threads: 2,
             queue_capacity: 1024,
+            queue_capacity_bytes: 16 << 20,
             backpressure: Backpressure::Block,
             ping_interval: Duration::from_secs(30),
             pong_timeout: Duration::from_secs(15),
@@ -330,6 +348,7 @@ impl fmt::Debug for Config {
             .field("login_base", &self.login_base)
             .field("dispatcher_threads", &self.dispatcher_threads)
             .field("queue_capacity", &self.queue_capacity)
+            .field("queue_capacity_bytes", &self.queue_capacity_bytes)
             .field("backpressure", &self.backpressure)
             .field("ping_interval", &self.ping_interval)
             .field("pong_timeout", &self.pong_timeout)
@@ -378,6 +397,8 @@ impl std::error::Error for ConfigError {}
 /// The shortest ping interval, pong timeout and liveness timeout accepted (a faster ping would
 /// flood the service).
 const MIN_PING: Duration = Duration::from_millis(50);
+/// The smallest `queue_capacity_bytes` accepted.
+const MIN_QUEUE_BYTES: usize = 64 << 10;
 /// The smallest `max_message_size` accepted, in bytes.
 const MIN_MESSAGE_SIZE: usize = 1024;
 
@@ -416,6 +437,16 @@ impl Config {
         };
         in_range("dispatcher_threads", self.dispatcher_threads, 256)?;
         in_range("queue_capacity", self.queue_capacity, 1 << 20)?;
+        in_range("queue_capacity_bytes", self.queue_capacity_bytes, 1 << 30)?;
+        if self.queue_capacity_bytes < MIN_QUEUE_BYTES {
+            return Err(bad(
+                "queue_capacity_bytes",
+                format!(
+                    "{} bytes is below {MIN_QUEUE_BYTES}",
+                    self.queue_capacity_bytes
+                ),
+            ));
+        }
         in_range("max_channels", self.max_channels, 20)?;
         in_range("resync_concurrency", self.resync_concurrency, 8)?;
         in_range("max_topics_per_channel", self.max_topics_per_channel, 1000)?;
@@ -626,6 +657,7 @@ mod tests {
             login_base: "https://login.example.test".into(),
             dispatcher_threads: 3,
             queue_capacity: 5,
+            queue_capacity_bytes: 6 << 20,
             backpressure: Backpressure::DropOldest,
             ping_interval: Duration::from_secs(7),
             pong_timeout: Duration::from_secs(8),
@@ -662,6 +694,7 @@ mod tests {
         assert_eq!(c.login_base(), "https://login.example.test");
         assert_eq!(c.dispatcher_threads(), 3);
         assert_eq!(c.queue_capacity(), 5);
+        assert_eq!(c.queue_capacity_bytes(), 6 << 20);
         assert_eq!(c.backpressure(), Backpressure::DropOldest);
         assert_eq!(c.ping_interval(), Duration::from_secs(7));
         assert_eq!(c.pong_timeout(), Duration::from_secs(8));

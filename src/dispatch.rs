@@ -11,14 +11,13 @@
 use crate::config::Backpressure;
 use crate::event::{Event, Lifecycle};
 use crate::lag::{LagAlarm, LagRecorder, WINDOW};
-use crate::listener::{Listener, Registry};
+use crate::listener::{Changes, Listener, Registry};
 use crate::resync::gate::SnapshotGate;
-use crossbeam_channel::{
-    bounded, Receiver, RecvTimeoutError, SendTimeoutError, Sender, TrySendError,
-};
-use parking_lot::Mutex;
+use crate::topic::MAX_TOPIC_LEN;
+use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender};
+use parking_lot::{Condvar, Mutex};
 use rustc_hash::FxHashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -41,8 +40,6 @@ const DROP_REPORT_EVERY: Duration = Duration::from_millis(100);
 const IMPORTANT_WAIT: Duration = Duration::from_millis(200);
 /// Capacity of the lifecycle queue.
 const LIFECYCLE_CAPACITY: usize = 4096;
-/// Topic names remembered per dispatcher thread before the route cache is cleared.
-const ROUTE_CACHE_MAX: usize = 65_536;
 
 /// What happened to an event handed to [`Dispatcher::push`].
 #[derive(Debug, PartialEq, Eq)]
@@ -167,31 +164,184 @@ impl LifecycleSink {
     }
 }
 
-/// One dispatcher thread's queue: both ends are kept, the receiver for `DropOldest`.
-type Queue = (Sender<Option<Event>>, Receiver<Option<Event>>);
+/// Queue accounting packs an event count and a byte count in one word: the count in the high
+/// 24 bits, the bytes in the low 40. The words are running totals (events and bytes pushed so
+/// far, or popped so far), compared with wrapping arithmetic: their difference is what the
+/// queue holds, exactly, as long as it holds fewer than 2^24 events and 2^40 bytes (the
+/// settings' ranges ensure both).
+const COUNT_SHIFT: u32 = 40;
+const BYTES_MASK: u64 = (1 << COUNT_SHIFT) - 1;
+/// Queues of up to this many events are arrays allocated at `build()` (about 150 bytes a
+/// slot: 600 KiB at most), the fastest kind; larger ones are lists of small blocks allocated
+/// as events arrive and freed as they leave.
+const EAGER_SLOTS: usize = 4096;
+
+fn packed(events: u64, bytes: u64) -> u64 {
+    (events << COUNT_SHIFT) | bytes
+}
+
+/// Keeps a value on a cache line of its own, so that one thread writing it does not slow
+/// down another reading its neighbours.
+#[repr(align(128))]
+struct Padded<T>(T);
+
+/// The totals the socket threads keep.
+struct ProducerTotals {
+    pushed: AtomicU64,
+    /// The consumer's `popped` as last read by a socket thread: an estimate that is never
+    /// ahead of the truth, so room is never overestimated; refreshed only when it says full.
+    popped_seen: AtomicU64,
+}
+
+/// One dispatcher thread's queue, with its limits in events and in bytes. The hot path touches
+/// no cache line written by the other side: socket threads add to `pushed` (their line) and
+/// check room against a stale but safe copy of `popped`; the dispatcher thread adds to `popped`
+/// (its line). Both ends are kept, the receiver for `DropOldest`. `None` tells the thread to
+/// stop (it takes no room; the channel has one slot more for it).
+struct Queue {
+    tx: Sender<Option<Event>>,
+    rx: Receiver<Option<Event>>,
+    producers: Padded<ProducerTotals>,
+    popped: Padded<AtomicU64>,
+    /// Socket threads waiting for room ([`Backpressure::Block`]).
+    waiters: Padded<AtomicUsize>,
+    room_lock: Mutex<()>,
+    room: Condvar,
+    capacity: u64,
+    capacity_bytes: u64,
+}
+
+impl Queue {
+    fn new(capacity: usize, capacity_bytes: usize) -> Queue {
+        let (tx, rx) = if capacity <= EAGER_SLOTS {
+            bounded(capacity + 1)
+        } else {
+            unbounded()
+        };
+        Queue {
+            tx,
+            rx,
+            producers: Padded(ProducerTotals {
+                pushed: AtomicU64::new(0),
+                popped_seen: AtomicU64::new(0),
+            }),
+            popped: Padded(AtomicU64::new(0)),
+            waiters: Padded(AtomicUsize::new(0)),
+            room_lock: Mutex::new(()),
+            room: Condvar::new(),
+            capacity: capacity as u64,
+            capacity_bytes: capacity_bytes as u64,
+        }
+    }
+
+    /// Whether an event of `bytes` fits when the queue holds `held` (packed). An empty queue
+    /// takes any one event, so one bigger than the byte capacity is not refused for ever.
+    fn fits(&self, held: u64, bytes: u64) -> bool {
+        let events = held >> COUNT_SHIFT;
+        events < self.capacity
+            && (events == 0 || (held & BYTES_MASK) + bytes <= self.capacity_bytes)
+    }
+
+    /// Reserves room for one event of `bytes`, if it fits.
+    fn try_reserve(&self, bytes: u64) -> bool {
+        let totals = &self.producers.0;
+        // `popped_seen` first: it is never ahead of `popped`, which is never ahead of `pushed`
+        // read after it, so the difference is never negative.
+        let mut seen = totals.popped_seen.load(Ordering::SeqCst);
+        let mut pushed = totals.pushed.load(Ordering::SeqCst);
+        loop {
+            if !self.fits(pushed.wrapping_sub(seen), bytes) {
+                // Full by the estimate: look at what the dispatcher thread really took.
+                seen = self.popped.0.load(Ordering::SeqCst);
+                totals.popped_seen.store(seen, Ordering::SeqCst);
+                pushed = totals.pushed.load(Ordering::SeqCst);
+                if !self.fits(pushed.wrapping_sub(seen), bytes) {
+                    return false;
+                }
+            }
+            match totals.pushed.compare_exchange_weak(
+                pushed,
+                pushed.wrapping_add(packed(1, bytes)),
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => return true,
+                Err(now) => pushed = now,
+            }
+        }
+    }
+
+    /// Frees the room of one event taken out of the queue, waking a blocked socket thread.
+    fn release(&self, bytes: u64) {
+        // A read-modify-write (never a plain store): `DropOldest` takes events out from a
+        // socket thread too. SeqCst, so a waiter that announced itself is seen below.
+        self.popped.0.fetch_add(packed(1, bytes), Ordering::SeqCst);
+        if self.waiters.0.load(Ordering::SeqCst) > 0 {
+            let _room = self.room_lock.lock();
+            self.room.notify_all();
+        }
+    }
+
+    /// What the queue holds now (packed).
+    fn held(&self) -> u64 {
+        let popped = self.popped.0.load(Ordering::SeqCst);
+        self.producers
+            .0
+            .pushed
+            .load(Ordering::SeqCst)
+            .wrapping_sub(popped)
+    }
+
+    /// Waits up to `timeout` for room for an event of `bytes`.
+    fn wait_for_room(&self, bytes: u64, timeout: Duration) {
+        let mut room = self.room_lock.lock();
+        self.waiters.0.fetch_add(1, Ordering::SeqCst);
+        // Checked after announcing the wait and under the lock `release` takes to notify: a
+        // release either happened before this check or notifies this wait.
+        if !self.fits(self.held(), bytes) {
+            self.room.wait_for(&mut room, timeout);
+        }
+        self.waiters.0.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    fn len(&self) -> usize {
+        (self.held() >> COUNT_SHIFT) as usize
+    }
+}
 
 /// The dispatcher threads and the lifecycle thread of one client.
 pub(crate) struct Dispatcher {
-    /// Per dispatcher thread; `None` in a queue tells its thread to stop.
-    queues: Vec<Queue>,
+    /// One per dispatcher thread, shared with it.
+    queues: Vec<Arc<Queue>>,
     policy: Backpressure,
     pub(crate) lifecycle: Arc<LifecycleSink>,
     /// Queue wait measurements, one per dispatcher thread.
     pub(crate) lag: Vec<Arc<LagRecorder>>,
     /// Decides whether a snapshot may still be delivered (resync/gate.rs).
     pub(crate) gate: Arc<SnapshotGate>,
+    /// The threads not joined yet: a shutdown that timed out leaves them here so that a later
+    /// one can join them.
     threads: Mutex<Vec<JoinHandle<()>>>,
     lifecycle_thread: Mutex<Option<JoinHandle<()>>>,
     /// Set by `shutdown`: threads end once their queue is empty even if their stop marker
-    /// could not be queued (shutdown called from a callback on a full queue).
+    /// could not be queued.
     closing: Arc<AtomicBool>,
+}
+
+/// The limits of each dispatcher queue.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct QueueLimits {
+    /// Events.
+    pub capacity: usize,
+    /// Bytes of queued events ([`Event::queued_bytes`]).
+    pub capacity_bytes: usize,
 }
 
 impl Dispatcher {
     pub(crate) fn start(
         registry: Arc<Registry>,
         threads: usize,
-        capacity: usize,
+        limits: QueueLimits,
         policy: Backpressure,
         lag_threshold: Duration,
     ) -> std::io::Result<Dispatcher> {
@@ -219,10 +369,10 @@ impl Dispatcher {
         let mut handles = Vec::with_capacity(threads);
         let mut lag = Vec::with_capacity(threads);
         for index in 0..threads {
-            let (tx, rx) = bounded(capacity);
+            let queue = Arc::new(Queue::new(limits.capacity, limits.capacity_bytes));
             let recorder = Arc::new(LagRecorder::new());
             let shard = Shard {
-                rx: rx.clone(),
+                queue: queue.clone(),
                 registry: registry.clone(),
                 sink: lifecycle.clone(),
                 lag: recorder.clone(),
@@ -235,7 +385,7 @@ impl Dispatcher {
                     .name(format!("genesys-dispatch-{index}"))
                     .spawn(move || shard.run())?,
             );
-            queues.push((tx, rx));
+            queues.push(queue);
             lag.push(recorder);
         }
         Ok(Dispatcher {
@@ -267,54 +417,49 @@ impl Dispatcher {
     /// Queues one event per the backpressure policy. Under `Block`, waits for room unless `stop`
     /// becomes true (then the event is dropped and counted).
     pub(crate) fn push(&self, event: Event, stop: &AtomicBool) -> Pushed {
-        let (tx, rx) = &self.queues[self.shard_of(event.topic())];
-        let event = match tx.try_send(Some(event)) {
-            Ok(()) => return Pushed::Queued,
-            // Never disconnected: this struct holds a receiver of every queue.
-            Err(TrySendError::Full(event)) | Err(TrySendError::Disconnected(event)) => event,
-        };
+        let queue = &self.queues[self.shard_of(event.topic())];
+        let bytes = event.queued_bytes() as u64;
+        if queue.try_reserve(bytes) {
+            // Never disconnected: the queue holds a receiver.
+            let _ = queue.tx.send(Some(event));
+            return Pushed::Queued;
+        }
         match self.policy {
             Backpressure::DropNewest => {
-                self.count_drop_opt(event);
+                self.count_drop(&event);
                 Pushed::DroppedNewest
             }
-            Backpressure::DropOldest => {
-                let mut event = event;
-                loop {
-                    match rx.try_recv() {
-                        Ok(Some(oldest)) => self.count_drop_opt(Some(oldest)),
-                        Ok(None) => {
-                            // Took the stop marker of a shutdown: put it back and give up.
-                            let _ = tx.try_send(None);
-                            self.count_drop_opt(event);
-                            return Pushed::DroppedNewest;
-                        }
-                        Err(_) => {}
+            Backpressure::DropOldest => loop {
+                match queue.rx.try_recv() {
+                    Ok(Some(oldest)) => {
+                        queue.release(oldest.queued_bytes() as u64);
+                        self.count_drop(&oldest);
                     }
-                    match tx.try_send(event) {
-                        Ok(()) => return Pushed::DroppedOldest,
-                        Err(TrySendError::Full(back)) => event = back,
-                        Err(TrySendError::Disconnected(back)) => {
-                            self.count_drop_opt(back);
-                            return Pushed::DroppedNewest;
-                        }
+                    Ok(None) => {
+                        // Took the stop marker of a shutdown: put it back and give up.
+                        let _ = queue.tx.send(None);
+                        self.count_drop(&event);
+                        return Pushed::DroppedNewest;
                     }
+                    // Empty: the thread took the rest and frees its room in a moment.
+                    Err(_) => std::thread::yield_now(),
                 }
-            }
+                if queue.try_reserve(bytes) {
+                    let _ = queue.tx.send(Some(event));
+                    return Pushed::DroppedOldest;
+                }
+            },
             Backpressure::Block => {
                 let started = Instant::now();
-                let mut event = event;
                 loop {
-                    match tx.send_timeout(event, BLOCK_POLL) {
-                        Ok(()) => return Pushed::QueuedAfter(started.elapsed()),
-                        Err(SendTimeoutError::Timeout(back)) if !stop.load(Ordering::Acquire) => {
-                            event = back
-                        }
-                        Err(SendTimeoutError::Timeout(back))
-                        | Err(SendTimeoutError::Disconnected(back)) => {
-                            self.count_drop_opt(back);
-                            return Pushed::DroppedNewest;
-                        }
+                    if stop.load(Ordering::Acquire) {
+                        self.count_drop(&event);
+                        return Pushed::DroppedNewest;
+                    }
+                    queue.wait_for_room(bytes, BLOCK_POLL);
+                    if queue.try_reserve(bytes) {
+                        let _ = queue.tx.send(Some(event));
+                        return Pushed::QueuedAfter(started.elapsed());
                     }
                 }
             }
@@ -325,101 +470,219 @@ impl Dispatcher {
     /// room whatever the policy (snapshots are never dropped), until `stop` becomes true.
     /// Returns whether it was queued.
     pub(crate) fn push_snapshot(&self, event: Event, stop: &AtomicBool) -> bool {
-        let (tx, _) = &self.queues[self.shard_of(event.topic())];
-        let mut event = Some(event);
+        let queue = &self.queues[self.shard_of(event.topic())];
+        let bytes = event.queued_bytes() as u64;
         loop {
-            match tx.send_timeout(event, BLOCK_POLL) {
-                Ok(()) => return true,
-                Err(SendTimeoutError::Timeout(back)) if !stop.load(Ordering::Acquire) => {
-                    event = back
-                }
-                Err(_) => return false,
+            if queue.try_reserve(bytes) {
+                let _ = queue.tx.send(Some(event));
+                return true;
             }
+            if stop.load(Ordering::Acquire) {
+                return false;
+            }
+            queue.wait_for_room(bytes, BLOCK_POLL);
         }
     }
 
-    fn count_drop_opt(&self, event: Option<Event>) {
-        if let Some(event) = event {
-            event
-                .origin
-                .stats
-                .dispatch
-                .dropped
-                .fetch_add(1, Ordering::Relaxed);
-            self.lifecycle.note_dropped();
-        }
+    fn count_drop(&self, event: &Event) {
+        event
+            .origin
+            .stats
+            .dispatch
+            .dropped
+            .fetch_add(1, Ordering::Relaxed);
+        self.lifecycle.note_dropped();
     }
 
     /// Events waiting in each queue.
     pub(crate) fn queue_depths(&self) -> Vec<usize> {
-        self.queues.iter().map(|(tx, _)| tx.len()).collect()
+        self.queues.iter().map(|q| q.len()).collect()
     }
 
     /// Stops the dispatcher threads after they drain their queues, then the lifecycle thread.
-    /// Waits until `deadline`; threads still busy in a callback then are left to finish alone.
-    /// Returns whether every thread was joined.
+    /// Waits until `deadline`; threads still busy in a callback then are left to finish alone,
+    /// and a later call joins them. Returns whether every thread was joined.
     pub(crate) fn shutdown(&self, deadline: Instant) -> bool {
         let me = std::thread::current().id();
-        let mut threads = self.threads.lock();
-        // Shutdown called from a callback runs on one of our threads: that thread cannot wait
-        // for room in its own queue or join itself; it ends after the callback returns.
-        let own = threads.iter().position(|h| h.thread().id() == me);
         // The stop marker goes behind the queued events: each thread drains its queue first.
-        for (index, (tx, _)) in self.queues.iter().enumerate() {
-            if Some(index) == own {
-                let _ = tx.try_send(None);
-            } else {
-                let _ = tx.send_deadline(None, deadline);
+        // (Markers take no room, so this never waits.) Sent once: a later call only joins.
+        if !self.closing.load(Ordering::Acquire) {
+            for queue in &self.queues {
+                let _ = queue.tx.send(None);
             }
         }
         let mut all = true;
-        for handle in threads.drain(..) {
-            if handle.thread().id() != me {
-                all &= join_until(handle, deadline);
+        {
+            let mut threads = self.threads.lock();
+            let mut left = Vec::new();
+            for handle in threads.drain(..) {
+                // Shutdown called from a callback runs on one of our threads: that thread
+                // cannot join itself; it ends after the callback returns.
+                if handle.thread().id() == me {
+                    continue;
+                }
+                if let Some(handle) = join_until(handle, deadline) {
+                    all = false;
+                    left.push(handle);
+                }
             }
+            *threads = left;
         }
         // Set once the other dispatcher threads are done, so the lifecycle thread does not end
         // before their last events are queued.
-        self.closing.store(true, Ordering::Release);
+        let first = !self.closing.swap(true, Ordering::AcqRel);
         let mut lifecycle_thread = self.lifecycle_thread.lock();
-        if lifecycle_thread
+        let own = lifecycle_thread
             .as_ref()
-            .is_some_and(|h| h.thread().id() == me)
-        {
+            .is_some_and(|h| h.thread().id() == me);
+        if first && own {
             // Called from a lifecycle callback: this thread is the queue's only reader.
             let _ = self.lifecycle.tx.try_send(LifecycleMsg::Stop);
-        } else {
+        } else if first {
             let _ = self.lifecycle.tx.send_timeout(
                 LifecycleMsg::Stop,
                 deadline.saturating_duration_since(Instant::now()),
             );
         }
-        if let Some(handle) = lifecycle_thread.take() {
-            if handle.thread().id() != me {
-                all &= join_until(handle, deadline);
+        if own {
+            lifecycle_thread.take();
+        } else if let Some(handle) = lifecycle_thread.take() {
+            if let Some(handle) = join_until(handle, deadline) {
+                all = false;
+                *lifecycle_thread = Some(handle);
             }
         }
         all
     }
 }
 
-/// Joins `handle` if it finishes before `deadline`; otherwise leaves it running.
-pub(crate) fn join_until(handle: JoinHandle<()>, deadline: Instant) -> bool {
+/// Joins `handle` if it finishes before `deadline`; otherwise gives it back, still running.
+pub(crate) fn join_until(handle: JoinHandle<()>, deadline: Instant) -> Option<JoinHandle<()>> {
     while !handle.is_finished() {
         if Instant::now() >= deadline {
-            return false;
+            return Some(handle);
         }
         std::thread::sleep(Duration::from_millis(2));
     }
     let _ = handle.join();
-    true
+    None
 }
 
 type Route = Arc<[Arc<Listener<Event>>]>;
 
+/// Bytes of routes one dispatcher thread remembers before it forgets them all: topic names
+/// come from the service, but a wrong or hostile one may send any number of names of any
+/// length, so the cache is bounded by its size, not by its entry count.
+const ROUTE_CACHE_BYTES: usize = 16 << 20;
+/// Topic names longer than this are routed without caching: the service's names are at most
+/// [`MAX_TOPIC_LEN`] characters.
+const CACHED_TOPIC_MAX: usize = 4 * MAX_TOPIC_LEN;
+/// What one cached route costs besides its topic name (twice: map key and index) and its
+/// listeners: hash map slots, boxes and trie nodes, roughly.
+const ROUTE_OVERHEAD: usize = 160;
+
+/// A dispatcher thread's routes: per topic name as received, the listeners that match it.
+///
+/// An index of the cached names by lower-cased segments lets a listener change forget exactly
+/// the routes its pattern matches (walking the pattern's path, every child at a `*`), so one
+/// `on` or guard drop never costs a rescan of all cached topics, and the other topics keep
+/// their routes.
+#[derive(Default)]
+struct RouteCache {
+    routes: FxHashMap<Box<str>, Route>,
+    index: IndexNode,
+    bytes: usize,
+}
+
+/// The cached topic names, by lower-cased segment.
+#[derive(Default)]
+struct IndexNode {
+    children: FxHashMap<Box<str>, IndexNode>,
+    /// The names as received (usually one spelling) whose segments end here.
+    names: Vec<Box<str>>,
+}
+
+impl IndexNode {
+    fn is_empty(&self) -> bool {
+        self.children.is_empty() && self.names.is_empty()
+    }
+
+    fn insert(&mut self, segments: &[&str], name: Box<str>) {
+        match segments.split_first() {
+            None => self.names.push(name),
+            Some((first, rest)) => self
+                .children
+                .entry((*first).into())
+                .or_default()
+                .insert(rest, name),
+        }
+    }
+
+    /// Takes out the names matched by the pattern `segments` (`*` matches any one segment).
+    fn take_matching(&mut self, segments: &[&str], out: &mut Vec<Box<str>>) {
+        let Some((first, rest)) = segments.split_first() else {
+            out.append(&mut self.names);
+            return;
+        };
+        if *first == "*" {
+            self.children.retain(|_, child| {
+                child.take_matching(rest, out);
+                !child.is_empty()
+            });
+        } else if let Some(child) = self.children.get_mut(*first) {
+            child.take_matching(rest, out);
+            if child.is_empty() {
+                self.children.remove(*first);
+            }
+        }
+    }
+}
+
+fn route_cost(topic: &str, route: &Route) -> usize {
+    2 * topic.len() + route.len() * std::mem::size_of::<Arc<Listener<Event>>>() + ROUTE_OVERHEAD
+}
+
+impl RouteCache {
+    fn get(&self, topic: &str) -> Option<&Route> {
+        self.routes.get(topic)
+    }
+
+    fn insert(&mut self, topic: &str, route: Route) {
+        if topic.len() > CACHED_TOPIC_MAX {
+            return;
+        }
+        let cost = route_cost(topic, &route);
+        if self.bytes + cost > ROUTE_CACHE_BYTES {
+            *self = RouteCache::default();
+        }
+        let lower = topic.to_ascii_lowercase();
+        let segments: Vec<&str> = lower.split('.').collect();
+        self.index.insert(&segments, topic.into());
+        self.routes.insert(topic.into(), route);
+        self.bytes += cost;
+    }
+
+    /// Forgets the routes of the topics `pattern` (lower-cased, `*` segments) matches.
+    fn forget_matching(&mut self, pattern: &str) {
+        let segments: Vec<&str> = pattern.split('.').collect();
+        let mut names = Vec::new();
+        self.index.take_matching(&segments, &mut names);
+        for name in names {
+            if let Some(route) = self.routes.remove(&name) {
+                self.bytes -= route_cost(&name, &route);
+            }
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.routes.len()
+    }
+}
+
 /// One dispatcher thread's inputs.
 struct Shard {
-    rx: Receiver<Option<Event>>,
+    queue: Arc<Queue>,
     registry: Arc<Registry>,
     sink: Arc<LifecycleSink>,
     lag: Arc<LagRecorder>,
@@ -432,7 +695,7 @@ impl Shard {
     fn run(self) {
         CALLBACK_THREAD.with(|c| c.set(true));
         let Shard {
-            rx,
+            queue,
             registry,
             sink,
             lag,
@@ -440,31 +703,33 @@ impl Shard {
             closing,
             gate,
         } = self;
-        run_shard(rx, registry, sink, lag, lag_threshold, &closing, &gate);
+        run_shard(&queue, &registry, &sink, &lag, lag_threshold, &closing, &gate);
     }
 }
 
 fn run_shard(
-    rx: Receiver<Option<Event>>,
-    registry: Arc<Registry>,
-    sink: Arc<LifecycleSink>,
-    lag: Arc<LagRecorder>,
+    queue: &Queue,
+    registry: &Registry,
+    sink: &LifecycleSink,
+    lag: &LagRecorder,
     lag_threshold: Duration,
     closing: &AtomicBool,
     gate: &SnapshotGate,
 ) {
-    let mut version = u64::MAX;
-    let mut listeners = registry.event_listeners();
-    // Topic names come from the service, not from strangers: a fast non-keyed hash is fine.
-    let mut routes: FxHashMap<Box<str>, Route> = FxHashMap::default();
+    let mut version = 0;
+    // Set once a shutdown cleared the listeners: what is still queued behind it (a shutdown
+    // called from a callback of this thread) can no longer be delivered.
+    let mut cleared = false;
+    let mut routes = RouteCache::default();
     let mut alarm = LagAlarm::new(lag_threshold, Instant::now());
     loop {
-        if closing.load(Ordering::Acquire) && rx.is_empty() {
+        if closing.load(Ordering::Acquire) && queue.rx.is_empty() {
             break;
         }
-        let Ok(Some(event)) = rx.recv() else {
+        let Ok(Some(event)) = queue.rx.recv() else {
             break;
         };
+        queue.release(event.queued_bytes() as u64);
         let dequeued = Instant::now();
         if dequeued.saturating_duration_since(alarm.window_started) >= WINDOW {
             alarm.window_started = dequeued;
@@ -476,11 +741,31 @@ fn run_shard(
             }
         }
         lag.record(dequeued.saturating_duration_since(event.received_instant));
-        let now = registry.version();
-        if now != version {
+        if registry.version() != version {
+            let (changes, now) = registry.changes_since(version);
             version = now;
-            listeners = registry.event_listeners();
-            routes.clear();
+            match changes {
+                Changes::Patterns(patterns) => {
+                    for pattern in &patterns {
+                        routes.forget_matching(pattern);
+                    }
+                }
+                Changes::Everything => routes = RouteCache::default(),
+                Changes::Cleared => {
+                    routes = RouteCache::default();
+                    cleared = true;
+                }
+            }
+        }
+        if cleared {
+            event
+                .origin
+                .stats
+                .dispatch
+                .dropped
+                .fetch_add(1, Ordering::Relaxed);
+            sink.note_dropped();
+            continue;
         }
         let topic = event.topic();
         // The order and freshness rule of snapshots (resync/gate.rs).
@@ -492,19 +777,12 @@ fn run_shard(
             gate.note_live(topic, event.received_instant);
         }
         if let Some(route) = routes.get(topic) {
-            deliver(&event, route, false, &sink);
+            deliver(&event, route, false, sink);
             continue;
         }
-        let route: Route = listeners
-            .iter()
-            .filter(|l| l.pattern.as_ref().is_some_and(|p| p.matches(topic)))
-            .cloned()
-            .collect();
-        deliver(&event, &route, true, &sink);
-        if routes.len() >= ROUTE_CACHE_MAX {
-            routes.clear();
-        }
-        routes.insert(topic.into(), route);
+        let route: Route = registry.route(topic).into();
+        deliver(&event, &route, true, sink);
+        routes.insert(topic, route);
     }
 }
 
@@ -610,10 +888,121 @@ fn report_drops(registry: &Registry, sink: &LifecycleSink, reported: &mut u64) {
 }
 
 fn deliver_lifecycle(event: &Lifecycle, registry: &Registry, sink: &LifecycleSink) {
-    for listener in registry.lifecycle_listeners().iter() {
+    let listeners = registry.lifecycle_listeners();
+    for listener in &listeners {
         if let Err(message) = listener.call(event) {
             sink.listener_panics.fetch_add(1, Ordering::Relaxed);
             log::error!("a lifecycle listener panicked: {message}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(n: usize) -> Route {
+        let registry = Registry::new(usize::MAX);
+        let listeners: Vec<_> = (0..n)
+            .map(|_| {
+                registry
+                    .add_event("v2.a.b".parse().unwrap(), Box::new(|_| {}))
+                    .0
+            })
+            .collect();
+        listeners.into()
+    }
+
+    #[test]
+    fn a_change_forgets_only_the_routes_its_pattern_matches() {
+        let mut cache = RouteCache::default();
+        let topics: Vec<String> = (0..1000)
+            .map(|i| format!("v2.users.u{i}.presence"))
+            .chain((0..1000).map(|i| format!("v2.users.u{i}.routingStatus")))
+            .collect();
+        for topic in &topics {
+            cache.insert(topic, route(0));
+        }
+        cache.insert("V2.Users.U7.Presence", route(1));
+        assert_eq!(cache.len(), 2001);
+        // An exact pattern: both spellings of that one topic, nothing else.
+        cache.forget_matching("v2.users.u7.presence");
+        assert_eq!(cache.len(), 1999);
+        assert!(cache.get("v2.users.u7.presence").is_none());
+        assert!(cache.get("V2.Users.U7.Presence").is_none());
+        assert!(cache.get("v2.users.u8.presence").is_some());
+        // A wildcard: every routingStatus topic (any case), no presence topic.
+        cache.forget_matching("v2.users.*.routingstatus");
+        assert_eq!(cache.len(), 999);
+        assert!(cache.get("v2.users.u8.presence").is_some());
+        // Patterns matching nothing cached change nothing.
+        cache.forget_matching("v2.users.*");
+        cache.forget_matching("v2.users.*.presence.x");
+        cache.forget_matching("v2.queues.*.presence");
+        assert_eq!(cache.len(), 999);
+        cache.forget_matching("*.*.*.*");
+        assert_eq!(cache.len(), 0);
+        assert_eq!(cache.bytes, 0, "the byte count follows the entries");
+        assert!(cache.index.is_empty(), "the index is pruned");
+    }
+
+    #[test]
+    fn the_route_cache_is_bounded_in_bytes_whatever_the_names() {
+        let mut cache = RouteCache::default();
+        // Names of 700 bytes (a hostile or broken server): more than 16 MiB in total.
+        for i in 0..40_000 {
+            let topic = format!("v2.users.{i}{}.presence", "x".repeat(680));
+            cache.insert(&topic, route(0));
+            assert!(cache.bytes <= ROUTE_CACHE_BYTES);
+        }
+        assert!(cache.len() < 40_000);
+        // A name far beyond the service's 200 characters is routed but not cached.
+        let huge = format!("v2.users.{}.presence", "y".repeat(64 << 10));
+        let before = cache.len();
+        cache.insert(&huge, route(0));
+        assert_eq!(cache.len(), before);
+        assert!(cache.get(&huge).is_none());
+    }
+
+    #[test]
+    fn queue_limits_count_events_and_bytes_and_an_empty_queue_takes_any_event() {
+        let queue = Queue::new(4, 1000);
+        assert!(
+            queue.try_reserve(5000),
+            "an empty queue takes one big event"
+        );
+        assert!(!queue.try_reserve(1), "then it is full by bytes");
+        queue.release(5000);
+        assert!(queue.try_reserve(400));
+        assert!(queue.try_reserve(400));
+        assert!(!queue.try_reserve(201), "1001 bytes would not fit");
+        assert!(queue.try_reserve(200));
+        assert!(queue.try_reserve(0));
+        assert!(!queue.try_reserve(0), "4 events: full by count");
+        assert_eq!(queue.len(), 4);
+        for bytes in [400, 400, 200, 0] {
+            queue.release(bytes);
+        }
+        assert_eq!(queue.held(), 0);
+    }
+
+    #[test]
+    fn a_blocked_push_wakes_when_room_is_freed() {
+        let queue = Arc::new(Queue::new(1, 1 << 20));
+        assert!(queue.try_reserve(10));
+        let q = queue.clone();
+        let waiter = std::thread::spawn(move || {
+            let started = Instant::now();
+            while !q.try_reserve(10) {
+                q.wait_for_room(10, Duration::from_secs(30));
+                assert!(started.elapsed() < Duration::from_secs(30));
+            }
+        });
+        while queue.waiters.0.load(Ordering::SeqCst) == 0 {
+            std::thread::yield_now();
+        }
+        queue.release(10);
+        waiter.join().unwrap();
+        assert_eq!(queue.len(), 1);
     }
 }

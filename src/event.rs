@@ -5,7 +5,7 @@ use crate::api::{ApiError, TopicResult};
 use crate::auth::TokenError;
 pub(crate) use crate::channel_id::ChannelId;
 use crate::health::ChannelStats;
-use crate::message::{Located, SystemMessage};
+use crate::message::{Located, SystemMessage, Text};
 use crate::topic::Topic;
 use serde::Deserialize;
 use std::fmt;
@@ -85,6 +85,20 @@ impl Event {
     /// was read.
     pub fn is_snapshot(&self) -> bool {
         self.snapshot
+    }
+
+    /// What this event counts for against the dispatcher queues' byte capacity: the frame it
+    /// holds, any unescaped copy of its names, and the event itself. The same value whenever
+    /// asked, so a queue frees exactly what it reserved.
+    pub(crate) fn queued_bytes(&self) -> usize {
+        let owned = |text: &Text| match text {
+            Text::Owned(copy) => copy.len(),
+            Text::Span(_) => 0,
+        };
+        self.frame.len()
+            + owned(&self.located.topic)
+            + self.located.correlation_id.as_ref().map_or(0, owned)
+            + std::mem::size_of::<Event>()
     }
 
     /// `topicName` exactly as received (for example

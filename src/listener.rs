@@ -1,19 +1,32 @@
 //! listener.rs keeps the registered callbacks and their guards; it decides which listeners an
 //! event reaches and guarantees that a dropped guard's callback never runs again. It never
-//! queues or delivers events itself (dispatch.rs does).
+//! queues or delivers events itself (dispatch.rs does), and it never runs or drops a callback
+//! while holding one of its locks.
 //!
-//! Each listener has a gate (a read-write lock) and a `retired` flag. A dispatcher thread runs a
-//! callback while holding the gate for reading and only if the listener is not retired. Dropping
-//! the guard sets `retired` and then takes the gate for writing, which waits for the callbacks
-//! already running on other threads: once `drop` returns, none is running and none will start.
-//! A guard dropped inside its own callback only sets `retired` (taking the gate there would
-//! deadlock); a thread-local marks which listener the current thread is running.
+//! Event listeners live in a trie keyed by the lower-cased dot-separated segments of their
+//! patterns (`*` has a child of its own), each node holding its listeners ordered by id (which
+//! is registration order). Registering or removing a listener walks one path of the trie:
+//! O(segments + log n), never a copy of the whole set. Finding the listeners of a topic walks the
+//! topic's segments, following the exact child and the `*` child at each level. Every change is
+//! also appended to a short log of changed patterns so that each dispatcher thread can drop from
+//! its route cache exactly the topics the pattern matches (dispatch.rs).
+//!
+//! Each listener's callback sits behind its gate (a read-write lock). A dispatcher thread runs
+//! the callback while holding the gate for reading and only if the listener is not retired.
+//! Dropping the guard sets `retired`, then takes the gate for writing, which waits for the
+//! callbacks already running on other threads, and takes the callback out: once `drop` returns,
+//! none is running, none will start, and the closure (with whatever it captured) has been
+//! dropped, outside every lock. A guard dropped inside its own callback only sets `retired`
+//! (taking the gate there would deadlock); the callback is then released by the last call
+//! running it, as soon as it returns. A thread-local marks which listener the current thread is
+//! running.
 
 use crate::event::{Event, Lifecycle};
 use crate::topic::Pattern;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::RwLock;
+use rustc_hash::FxHashMap;
 use std::cell::Cell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -21,6 +34,11 @@ use std::sync::Arc;
 /// Listener ids are unique in the process, not per client: a callback of one client may drop
 /// another client's guard, and `RUNNING` must not mistake that listener for its own.
 static NEXT_LISTENER_ID: AtomicU64 = AtomicU64::new(1);
+
+/// How many changed patterns the registry remembers for the dispatcher threads. A thread that
+/// falls further behind (busy in a long callback during a burst of `on` calls) forgets its
+/// whole route cache instead. At most 200 characters each: about 1 MiB.
+const CHANGE_LOG_MAX: usize = 4096;
 
 thread_local! {
     /// The id of the listener whose callback this thread is running, 0 if none.
@@ -34,55 +52,218 @@ pub(crate) struct Listener<T> {
     id: u64,
     /// The pattern for event listeners; `None` for lifecycle listeners.
     pub(crate) pattern: Option<Pattern>,
-    gate: RwLock<()>,
+    /// The callback; `None` once the listener is retired and no call is running it.
+    gate: RwLock<Option<Callback<T>>>,
     retired: AtomicBool,
-    callback: Callback<T>,
 }
 
 impl<T> Listener<T> {
     /// Runs the callback unless the listener is retired. Returns `Ok(true)` if it ran,
     /// `Ok(false)` if retired, `Err(message)` if it panicked (the panic is caught).
     pub(crate) fn call(&self, item: &T) -> Result<bool, String> {
-        let _gate = self.gate.read();
-        if self.retired.load(Ordering::Acquire) {
-            return Ok(false);
+        let result = {
+            let gate = self.gate.read();
+            match gate.as_ref() {
+                Some(callback) if !self.retired.load(Ordering::SeqCst) => {
+                    let outer = RUNNING.with(|r| r.replace(self.id));
+                    let result = catch_unwind(AssertUnwindSafe(|| callback(item)));
+                    RUNNING.with(|r| r.set(outer));
+                    Some(result)
+                }
+                _ => None,
+            }
+        };
+        if self.retired.load(Ordering::SeqCst) {
+            // Retired while (or before) running here: the guard could not take the callback
+            // out then; whichever call ends last does, outside the gate.
+            self.release();
         }
-        let outer = RUNNING.with(|r| r.replace(self.id));
-        let result = catch_unwind(AssertUnwindSafe(|| (self.callback)(item)));
-        RUNNING.with(|r| r.set(outer));
-        result.map(|()| true).map_err(|payload| {
-            if let Some(s) = payload.downcast_ref::<&str>() {
+        match result {
+            None => Ok(false),
+            Some(Ok(())) => Ok(true),
+            Some(Err(payload)) => Err(if let Some(s) = payload.downcast_ref::<&str>() {
                 (*s).to_owned()
             } else if let Some(s) = payload.downcast_ref::<String>() {
                 s.clone()
             } else {
                 "panic with a non-string payload".to_owned()
-            }
-        })
+            }),
+        }
     }
 
+    /// Takes the callback out if no call is running it, and drops it with no lock held.
+    fn release(&self) {
+        let callback = self.gate.try_write().and_then(|mut gate| gate.take());
+        drop(callback);
+    }
+
+    /// Retires the listener: waits for every running call on other threads, then drops the
+    /// callback. Inside its own callback it cannot wait: the call releases it when it returns.
     fn retire(&self) {
-        self.retired.store(true, Ordering::Release);
+        self.retired.store(true, Ordering::SeqCst);
         if RUNNING.with(|r| r.get()) != self.id {
-            // Waits for every running call of this callback to return.
-            drop(self.gate.write());
+            let callback = self.gate.write().take();
+            drop(callback);
         }
+    }
+
+    /// Retires the listener without waiting (shutdown): a call running now releases the
+    /// callback when it returns.
+    fn retire_now(&self) {
+        self.retired.store(true, Ordering::SeqCst);
+        self.release();
     }
 
     #[cfg(test)]
     pub(crate) fn is_retired(&self) -> bool {
         self.retired.load(Ordering::Acquire)
     }
+
+    /// Whether the callback has been dropped.
+    #[cfg(test)]
+    pub(crate) fn is_released(&self) -> bool {
+        self.gate.read().is_none()
+    }
+}
+
+/// One node of the pattern trie: the listeners whose pattern ends here, and the next segments.
+#[derive(Default)]
+struct Node {
+    children: FxHashMap<Box<str>, Node>,
+    wildcard: Option<Box<Node>>,
+    listeners: BTreeMap<u64, Arc<Listener<Event>>>,
+}
+
+impl Node {
+    fn is_empty(&self) -> bool {
+        self.listeners.is_empty() && self.children.is_empty() && self.wildcard.is_none()
+    }
+
+    fn insert(&mut self, segments: &[&str], listener: Arc<Listener<Event>>) {
+        let Some((first, rest)) = segments.split_first() else {
+            self.listeners.insert(listener.id, listener);
+            return;
+        };
+        let next = if *first == "*" {
+            self.wildcard.get_or_insert_with(Box::default)
+        } else {
+            self.children.entry((*first).into()).or_default()
+        };
+        next.insert(rest, listener);
+    }
+
+    /// Removes listener `id` under `segments`, pruning nodes left empty.
+    fn remove(&mut self, segments: &[&str], id: u64) -> Option<Arc<Listener<Event>>> {
+        let Some((first, rest)) = segments.split_first() else {
+            return self.listeners.remove(&id);
+        };
+        if *first == "*" {
+            let next = self.wildcard.as_mut()?;
+            let removed = next.remove(rest, id);
+            if next.is_empty() {
+                self.wildcard = None;
+            }
+            removed
+        } else {
+            let next = self.children.get_mut(*first)?;
+            let removed = next.remove(rest, id);
+            if next.is_empty() {
+                self.children.remove(*first);
+            }
+            removed
+        }
+    }
+
+    /// Collects the listeners whose pattern matches the lower-cased `segments`.
+    fn collect(&self, segments: &[&str], out: &mut Vec<Arc<Listener<Event>>>) {
+        let Some((first, rest)) = segments.split_first() else {
+            out.extend(self.listeners.values().cloned());
+            return;
+        };
+        if let Some(next) = self.children.get(*first) {
+            next.collect(rest, out);
+        }
+        if let Some(next) = &self.wildcard {
+            next.collect(rest, out);
+        }
+    }
+
+    fn drain_into(self, out: &mut Vec<Arc<Listener<Event>>>) {
+        out.extend(self.listeners.into_values());
+        for (_, child) in self.children {
+            child.drain_into(out);
+        }
+        if let Some(child) = self.wildcard {
+            child.drain_into(out);
+        }
+    }
+}
+
+/// What changed since a dispatcher thread last looked.
+pub(crate) enum Changes {
+    /// The patterns of the listeners added or removed, oldest first (lower-cased, `*` for a
+    /// wildcard segment).
+    Patterns(Vec<Arc<str>>),
+    /// Too many changes to list: forget every cached route.
+    Everything,
+    /// The registry was cleared by a shutdown: no listener will ever run again.
+    Cleared,
+}
+
+#[derive(Default)]
+struct State {
+    events: Node,
+    lifecycle: BTreeMap<u64, Arc<Listener<Lifecycle>>>,
+    /// Event listeners per pattern, for the health snapshot.
+    counts: BTreeMap<Box<str>, usize>,
+    event_total: usize,
+    /// Changed patterns; entry `i` is change number `log_start + i + 1`.
+    log: VecDeque<Arc<str>>,
+    log_start: u64,
+    /// Whether the "too many listeners" warning has fired (re-armed when the count falls).
+    warned: bool,
+    cleared: bool,
+}
+
+impl State {
+    fn version(&self) -> u64 {
+        self.log_start + self.log.len() as u64
+    }
+
+    fn note_change(&mut self, pattern: &Pattern) {
+        if self.log.len() >= CHANGE_LOG_MAX {
+            self.log.pop_front();
+            self.log_start += 1;
+        }
+        self.log.push_back(Arc::from(pattern.as_str()));
+    }
+
+    fn total(&self) -> usize {
+        self.event_total + self.lifecycle.len()
+    }
+
+    fn check_threshold(&mut self, threshold: usize) -> Registered {
+        let total = self.total();
+        let crossed = total > threshold && !self.warned;
+        if crossed {
+            self.warned = true;
+        }
+        if total <= threshold {
+            self.warned = false;
+        }
+        Registered {
+            total,
+            crossed_threshold: crossed,
+        }
+    }
 }
 
 /// The listeners of one client.
 pub(crate) struct Registry {
-    /// Bumped on every change, so dispatcher threads know to refresh their snapshot.
+    /// The number of the latest change, read without a lock on every event so that dispatcher
+    /// threads know when to ask for [`Registry::changes_since`].
     version: AtomicU64,
-    events: RwLock<Arc<Vec<Arc<Listener<Event>>>>>,
-    lifecycle: RwLock<Arc<Vec<Arc<Listener<Lifecycle>>>>>,
-    /// Whether the "too many listeners" warning has fired (re-armed when the count falls).
-    warned: Mutex<bool>,
+    state: RwLock<State>,
     threshold: usize,
 }
 
@@ -92,13 +273,15 @@ pub(crate) struct Registered {
     pub crossed_threshold: bool,
 }
 
+fn segments(lower: &str) -> Vec<&str> {
+    lower.split('.').collect()
+}
+
 impl Registry {
     pub(crate) fn new(threshold: usize) -> Registry {
         Registry {
             version: AtomicU64::new(0),
-            events: RwLock::new(Arc::new(Vec::new())),
-            lifecycle: RwLock::new(Arc::new(Vec::new())),
-            warned: Mutex::new(false),
+            state: RwLock::new(State::default()),
             threshold,
         }
     }
@@ -107,21 +290,42 @@ impl Registry {
         self.version.load(Ordering::Acquire)
     }
 
-    pub(crate) fn event_listeners(&self) -> Arc<Vec<Arc<Listener<Event>>>> {
-        self.events.read().clone()
+    /// The changes after change number `seen`, and the number of the latest one.
+    pub(crate) fn changes_since(&self, seen: u64) -> (Changes, u64) {
+        let state = self.state.read();
+        let version = state.version();
+        let changes = if state.cleared {
+            Changes::Cleared
+        } else if seen < state.log_start || seen > version {
+            Changes::Everything
+        } else {
+            let skip = (seen - state.log_start) as usize;
+            Changes::Patterns(state.log.iter().skip(skip).cloned().collect())
+        };
+        (changes, version)
     }
 
-    pub(crate) fn lifecycle_listeners(&self) -> Arc<Vec<Arc<Listener<Lifecycle>>>> {
-        self.lifecycle.read().clone()
+    /// The listeners whose pattern matches `topic`, in registration order.
+    pub(crate) fn route(&self, topic: &str) -> Vec<Arc<Listener<Event>>> {
+        let lower = topic.to_ascii_lowercase();
+        let segments = segments(&lower);
+        let mut out = Vec::new();
+        self.state.read().events.collect(&segments, &mut out);
+        out.sort_unstable_by_key(|l| l.id);
+        out
+    }
+
+    /// The lifecycle listeners, in registration order.
+    pub(crate) fn lifecycle_listeners(&self) -> Vec<Arc<Listener<Lifecycle>>> {
+        self.state.read().lifecycle.values().cloned().collect()
     }
 
     fn new_listener<T>(&self, pattern: Option<Pattern>, callback: Callback<T>) -> Arc<Listener<T>> {
         Arc::new(Listener {
             id: NEXT_LISTENER_ID.fetch_add(1, Ordering::Relaxed),
             pattern,
-            gate: RwLock::new(()),
+            gate: RwLock::new(Some(callback)),
             retired: AtomicBool::new(false),
-            callback,
         })
     }
 
@@ -130,16 +334,31 @@ impl Registry {
         pattern: Pattern,
         callback: Callback<Event>,
     ) -> (Arc<Listener<Event>>, Registered) {
-        let listener = self.new_listener(Some(pattern), callback);
-        {
-            let mut list = self.events.write();
-            let mut next = Vec::with_capacity(list.len() + 1);
-            next.extend(list.iter().cloned());
-            next.push(listener.clone());
-            *list = Arc::new(next);
-            self.version.fetch_add(1, Ordering::AcqRel);
+        let listener = self.new_listener(Some(pattern.clone()), callback);
+        let mut state = self.state.write();
+        if state.cleared {
+            // Raced with a shutdown: never runs, and the closure goes at once.
+            drop(state);
+            listener.retire_now();
+            return (
+                listener,
+                Registered {
+                    total: 0,
+                    crossed_threshold: false,
+                },
+            );
         }
-        (listener, self.check_threshold())
+        // The trie changes before the log says so: a dispatcher thread that reads the log and
+        // then the trie never caches a route without this listener as up to date.
+        state
+            .events
+            .insert(&segments(pattern.as_str()), listener.clone());
+        *state.counts.entry(pattern.as_str().into()).or_insert(0) += 1;
+        state.event_total += 1;
+        state.note_change(&pattern);
+        self.version.store(state.version(), Ordering::Release);
+        let registered = state.check_threshold(self.threshold);
+        (listener, registered)
     }
 
     pub(crate) fn add_lifecycle(
@@ -147,69 +366,104 @@ impl Registry {
         callback: Callback<Lifecycle>,
     ) -> (Arc<Listener<Lifecycle>>, Registered) {
         let listener = self.new_listener(None, callback);
-        {
-            let mut list = self.lifecycle.write();
-            let mut next = Vec::with_capacity(list.len() + 1);
-            next.extend(list.iter().cloned());
-            next.push(listener.clone());
-            *list = Arc::new(next);
+        let mut state = self.state.write();
+        if state.cleared {
+            drop(state);
+            listener.retire_now();
+            return (
+                listener,
+                Registered {
+                    total: 0,
+                    crossed_threshold: false,
+                },
+            );
         }
-        (listener, self.check_threshold())
+        state.lifecycle.insert(listener.id, listener.clone());
+        let registered = state.check_threshold(self.threshold);
+        (listener, registered)
     }
 
+    #[cfg(test)]
     pub(crate) fn total(&self) -> usize {
-        self.events.read().len() + self.lifecycle.read().len()
+        self.state.read().total()
     }
 
-    fn check_threshold(&self) -> Registered {
-        let total = self.total();
-        let mut warned = self.warned.lock();
-        let crossed = total > self.threshold && !*warned;
-        if crossed {
-            *warned = true;
-        }
-        if total <= self.threshold {
-            *warned = false;
-        }
-        Registered {
-            total,
-            crossed_threshold: crossed,
-        }
-    }
-
-    fn remove_event(&self, id: u64) {
-        let mut list = self.events.write();
-        let next: Vec<_> = list.iter().filter(|l| l.id != id).cloned().collect();
-        *list = Arc::new(next);
-        self.version.fetch_add(1, Ordering::AcqRel);
+    fn remove_event(&self, listener: &Listener<Event>) {
+        let Some(pattern) = &listener.pattern else {
+            return;
+        };
+        let removed = {
+            let mut state = self.state.write();
+            let removed = state
+                .events
+                .remove(&segments(pattern.as_str()), listener.id);
+            if removed.is_some() {
+                state.event_total -= 1;
+                if let Some(count) = state.counts.get_mut(pattern.as_str()) {
+                    *count -= 1;
+                    if *count == 0 {
+                        state.counts.remove(pattern.as_str());
+                    }
+                }
+                state.note_change(pattern);
+                self.version.store(state.version(), Ordering::Release);
+                state.check_threshold(self.threshold);
+            }
+            removed
+        };
+        // Dropped with no lock held (the guard holds the listener too, so this is no callback).
+        drop(removed);
     }
 
     fn remove_lifecycle(&self, id: u64) {
-        let mut list = self.lifecycle.write();
-        let next: Vec<_> = list.iter().filter(|l| l.id != id).cloned().collect();
-        *list = Arc::new(next);
+        let removed = {
+            let mut state = self.state.write();
+            let removed = state.lifecycle.remove(&id);
+            state.check_threshold(self.threshold);
+            removed
+        };
+        drop(removed);
     }
 
     /// Listener counts per pattern (`"(lifecycle)"` for lifecycle listeners).
     pub(crate) fn counts(&self) -> BTreeMap<String, usize> {
-        let mut counts = BTreeMap::new();
-        for l in self.events.read().iter() {
-            if let Some(p) = &l.pattern {
-                *counts.entry(p.as_str().to_owned()).or_insert(0) += 1;
-            }
-        }
-        let lifecycle = self.lifecycle.read().len();
-        if lifecycle > 0 {
-            counts.insert("(lifecycle)".to_owned(), lifecycle);
+        let state = self.state.read();
+        let mut counts: BTreeMap<String, usize> = state
+            .counts
+            .iter()
+            .map(|(pattern, count)| (pattern.to_string(), *count))
+            .collect();
+        if !state.lifecycle.is_empty() {
+            counts.insert("(lifecycle)".to_owned(), state.lifecycle.len());
         }
         counts
     }
 
-    /// Retires everything (shutdown): no callback starts after this.
+    /// Retires everything (shutdown): no callback starts after this. The callbacks are
+    /// dropped once the lock is released (a callback may own guards, whose drop needs it);
+    /// one still running is dropped when it returns.
     pub(crate) fn clear(&self) {
-        *self.events.write() = Arc::new(Vec::new());
-        *self.lifecycle.write() = Arc::new(Vec::new());
-        self.version.fetch_add(1, Ordering::AcqRel);
+        let (events, lifecycle) = {
+            let mut state = self.state.write();
+            let events = std::mem::take(&mut state.events);
+            let lifecycle = std::mem::take(&mut state.lifecycle);
+            state.counts.clear();
+            state.event_total = 0;
+            state.cleared = true;
+            // Everything changed: a thread reading the log sees `Cleared`.
+            state.log_start = state.version() + 1;
+            state.log.clear();
+            self.version.store(state.version(), Ordering::Release);
+            (events, lifecycle)
+        };
+        let mut listeners = Vec::new();
+        events.drain_into(&mut listeners);
+        for listener in &listeners {
+            listener.retire_now();
+        }
+        for listener in lifecycle.values() {
+            listener.retire_now();
+        }
     }
 }
 
@@ -283,7 +537,7 @@ impl Drop for ListenerGuard {
         match registration {
             Registration::Event(listener) => {
                 if let Some(registry) = self.registry.upgrade() {
-                    registry.remove_event(listener.id);
+                    registry.remove_event(&listener);
                 }
                 listener.retire();
             }
@@ -300,6 +554,7 @@ impl Drop for ListenerGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use parking_lot::Mutex;
     use std::sync::atomic::AtomicUsize;
     use std::time::Duration;
 
@@ -390,5 +645,187 @@ mod tests {
         let (l, r) = reg.add_event("v2.a.*".parse().unwrap(), Box::new(|_| {}));
         assert!(r.crossed_threshold, "warning re-armed after the count fell");
         guards.push(ListenerGuard::for_event(&reg, l));
+    }
+
+    fn noop() -> Callback<Event> {
+        Box::new(|_| {})
+    }
+
+    fn ids(route: &[Arc<Listener<Event>>]) -> Vec<u64> {
+        route.iter().map(|l| l.id).collect()
+    }
+
+    #[test]
+    fn route_finds_exact_and_wildcard_listeners_in_registration_order() {
+        let reg = registry();
+        let mut guards = Vec::new();
+        let mut add = |pattern: &str| {
+            let (l, _) = reg.add_event(pattern.parse().unwrap(), noop());
+            let id = l.id;
+            guards.push(ListenerGuard::for_event(&reg, l));
+            id
+        };
+        let star = add("v2.users.*.presence");
+        let exact = add("v2.users.abc.presence");
+        let other = add("v2.users.abc.routingstatus");
+        let two = add("v2.*.*.presence");
+        let short = add("v2.users.*");
+        assert_eq!(
+            ids(&reg.route("V2.Users.ABC.Presence")),
+            [star, exact, two],
+            "case is ignored; order is registration order"
+        );
+        assert_eq!(ids(&reg.route("v2.users.xyz.presence")), [star, two]);
+        assert_eq!(ids(&reg.route("v2.users.abc.routingStatus")), [other]);
+        assert_eq!(ids(&reg.route("v2.users.abc")), [short]);
+        assert!(reg.route("v2.users.abc.presence.extra").is_empty());
+        assert!(reg.route("v2.users").is_empty());
+        // The trie agrees with `Pattern::matches` on every listener.
+        for topic in [
+            "v2.users.abc.presence",
+            "v2.queues.q.presence",
+            "v2.users.a",
+        ] {
+            for l in reg.route(topic) {
+                assert!(l.pattern.as_ref().unwrap().matches(topic));
+            }
+        }
+        drop(guards.remove(1));
+        assert_eq!(ids(&reg.route("v2.users.abc.presence")), [star, two]);
+        drop(guards);
+        assert!(reg.route("v2.users.abc.presence").is_empty());
+        assert_eq!(reg.total(), 0);
+        let state = reg.state.read();
+        assert!(state.events.is_empty(), "empty trie nodes are pruned");
+        assert!(state.counts.is_empty());
+    }
+
+    #[test]
+    fn changes_list_the_patterns_then_everything_when_too_many_then_cleared() {
+        let reg = registry();
+        let start = reg.version();
+        let (l, _) = reg.add_event("v2.users.*.presence".parse().unwrap(), noop());
+        let guard = ListenerGuard::for_event(&reg, l);
+        drop(guard);
+        let (Changes::Patterns(patterns), now) = reg.changes_since(start) else {
+            panic!("a short list of changes")
+        };
+        assert_eq!(now, reg.version());
+        assert_eq!(
+            patterns.iter().map(|p| &**p).collect::<Vec<_>>(),
+            ["v2.users.*.presence", "v2.users.*.presence"]
+        );
+        let (Changes::Patterns(none), _) = reg.changes_since(now) else {
+            panic!()
+        };
+        assert!(none.is_empty());
+        for _ in 0..=CHANGE_LOG_MAX {
+            reg.add_event("v2.a.b".parse().unwrap(), noop())
+                .0
+                .retire_now();
+        }
+        assert!(matches!(reg.changes_since(now).0, Changes::Everything));
+        let (Changes::Patterns(recent), _) = reg.changes_since(reg.version() - 1) else {
+            panic!()
+        };
+        assert_eq!(recent.len(), 1);
+        reg.clear();
+        assert!(matches!(reg.changes_since(now).0, Changes::Cleared));
+        assert!(matches!(
+            reg.changes_since(reg.version()).0,
+            Changes::Cleared
+        ));
+    }
+
+    #[test]
+    fn dropping_the_guard_drops_the_closure_at_once() {
+        let reg = registry();
+        let captured = Arc::new(());
+        let held = captured.clone();
+        let (listener, _) = reg.add_event(
+            "v2.a.b".parse().unwrap(),
+            Box::new(move |_| {
+                let _ = &held;
+            }),
+        );
+        // A dispatcher thread's route cache keeps the listener itself alive...
+        let cached = reg.route("v2.a.b");
+        assert_eq!(Arc::strong_count(&captured), 2);
+        drop(ListenerGuard::for_event(&reg, listener));
+        // ...but not the closure, nor what it captured.
+        assert_eq!(Arc::strong_count(&captured), 1);
+        assert!(cached[0].is_released());
+    }
+
+    #[test]
+    fn a_guard_dropped_inside_its_own_callback_frees_the_closure_when_it_returns() {
+        let reg = registry();
+        let captured = Arc::new(());
+        let slot: Arc<Mutex<Option<ListenerGuard>>> = Arc::new(Mutex::new(None));
+        let (s, held) = (slot.clone(), captured.clone());
+        let (listener, _) = reg.add_lifecycle(Box::new(move |_| {
+            let _ = &held;
+            drop(s.lock().take());
+        }));
+        *slot.lock() = Some(ListenerGuard::for_lifecycle(&reg, listener.clone()));
+        let item = Lifecycle::DuplicateSubscription {
+            topic: "v2.x.y".parse().unwrap(),
+        };
+        assert_eq!(listener.call(&item), Ok(true));
+        assert!(listener.is_released());
+        assert_eq!(Arc::strong_count(&captured), 1);
+    }
+
+    /// Issue 8 #2: a forgotten listener whose closure owns another guard. Clearing drops the
+    /// closure, whose guard removes its listener from the registry: with the registry's lock
+    /// still held, that never returned.
+    #[test]
+    fn clear_drops_closures_that_own_guards_without_deadlock() {
+        let reg = registry();
+        let (inner, _) = reg.add_event("v2.a.b".parse().unwrap(), noop());
+        let inner_guard = ListenerGuard::for_event(&reg, inner.clone());
+        let (outer, _) = reg.add_lifecycle(Box::new(move |_| {
+            let _ = &inner_guard;
+        }));
+        std::mem::forget(ListenerGuard::for_lifecycle(&reg, outer.clone()));
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let r = reg.clone();
+        std::thread::spawn(move || {
+            r.clear();
+            let _ = done_tx.send(());
+        });
+        assert!(
+            done_rx.recv_timeout(Duration::from_secs(10)).is_ok(),
+            "clear deadlocked on a closure owning a guard"
+        );
+        assert!(outer.is_released() && inner.is_released());
+        assert!(inner.is_retired());
+        assert_eq!(reg.total(), 0);
+    }
+
+    #[test]
+    fn listeners_registered_after_clear_never_run_and_are_released() {
+        let reg = registry();
+        reg.clear();
+        let (l, r) = reg.add_event("v2.a.b".parse().unwrap(), noop());
+        assert_eq!(r.total, 0);
+        assert!(l.is_released());
+        assert!(reg.route("v2.a.b").is_empty());
+    }
+
+    #[test]
+    fn many_listeners_on_one_pattern_come_and_go() {
+        let reg = registry();
+        let guards: Vec<_> = (0..2000)
+            .map(|_| {
+                let (l, _) = reg.add_event("v2.users.*.presence".parse().unwrap(), noop());
+                ListenerGuard::for_event(&reg, l)
+            })
+            .collect();
+        assert_eq!(reg.route("v2.users.u.presence").len(), 2000);
+        assert_eq!(reg.counts().get("v2.users.*.presence"), Some(&2000));
+        drop(guards);
+        assert_eq!(reg.total(), 0);
+        assert!(reg.counts().is_empty());
     }
 }

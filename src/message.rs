@@ -6,6 +6,7 @@
 //! are `channel.metadata` messages whose `eventBody.message` is `"WebSocket Heartbeat"` or
 //! `"pong"`; `v2.system.*` messages (such as `v2.system.socket_closing`) are lifecycle signals.
 
+use crate::topic::MAX_TOPIC_LEN;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -87,7 +88,8 @@ pub(crate) enum Inbound {
     System(SystemMessage),
 }
 
-/// Why a text frame could not be understood. Carries a short excerpt, never the whole frame.
+/// Why a text frame could not be understood. Carries a short excerpt, never the whole frame,
+/// and a reason of at most 400 characters (a topic name quoted in it is cut to 200).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct MalformedFrame {
     /// What is wrong, e.g. "not JSON: expected value at line 1 column 1".
@@ -97,10 +99,22 @@ pub(crate) struct MalformedFrame {
 }
 
 const EXCERPT_CHARS: usize = 120;
+/// The longest reason, in characters: a parser's message may quote the frame (a topic name,
+/// a string where an object was expected), and the frame may be megabytes long.
+const REASON_CHARS: usize = 400;
+
+/// `text` cut to `max` characters, with `…` when something was cut.
+fn shortened(text: &str, max: usize) -> Cow<'_, str> {
+    match text.char_indices().nth(max) {
+        None => Cow::Borrowed(text),
+        Some((end, _)) => Cow::Owned(format!("{}…", &text[..end])),
+    }
+}
 
 fn malformed(frame: &str, reason: impl Into<String>) -> MalformedFrame {
+    let reason = reason.into();
     MalformedFrame {
-        reason: reason.into(),
+        reason: shortened(&reason, REASON_CHARS).into_owned(),
         excerpt: frame.chars().take(EXCERPT_CHARS).collect(),
     }
 }
@@ -110,20 +124,70 @@ fn malformed(frame: &str, reason: impl Into<String>) -> MalformedFrame {
 #[derive(Deserialize)]
 struct Str<'a>(#[serde(borrow)] Cow<'a, str>);
 
-#[derive(Deserialize)]
+/// The fields of a frame we look at. Only `topicName` and `eventBody` decide whether a
+/// notification can be delivered: `metadata` is taken as raw JSON and read leniently (any
+/// shape, a numeric `CorrelationId`), unknown fields are skipped, and a repeated key keeps its
+/// last value (as Jackson, which the service is written with, and `JSON.parse` do).
 struct Envelope<'a> {
-    #[serde(rename = "topicName", borrow, default)]
     topic_name: Option<Str<'a>>,
-    #[serde(rename = "eventBody", borrow, default)]
     event_body: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    metadata: Option<Metadata<'a>>,
+    metadata: Option<&'a RawValue>,
 }
 
-#[derive(Deserialize)]
-struct Metadata<'a> {
-    #[serde(rename = "CorrelationId", borrow, default)]
-    correlation_id: Option<Str<'a>>,
+impl<'de> Deserialize<'de> for Envelope<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> serde::de::Visitor<'de> for Fields {
+            type Value = Envelope<'de>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Envelope<'de>, A::Error> {
+                let mut envelope = Envelope {
+                    topic_name: None,
+                    event_body: None,
+                    metadata: None,
+                };
+                while let Some(key) = map.next_key::<Str<'de>>()? {
+                    match &*key.0 {
+                        "topicName" => envelope.topic_name = Some(map.next_value()?),
+                        "eventBody" => envelope.event_body = Some(map.next_value()?),
+                        "metadata" => envelope.metadata = Some(map.next_value()?),
+                        _ => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(envelope)
+            }
+        }
+        deserializer.deserialize_map(Fields)
+    }
+}
+
+/// `metadata.CorrelationId` as text inside the frame: a string's contents, or a number's
+/// digits; `None` for anything else (absent, null, an object, `metadata` not an object).
+fn correlation_id(frame: &str, metadata: &RawValue) -> Option<Text> {
+    #[derive(Deserialize)]
+    struct Metadata<'a> {
+        #[serde(rename = "CorrelationId", borrow, default)]
+        correlation_id: Option<&'a RawValue>,
+    }
+    // A `metadata` that is not an object, or holds repeated keys, just has no usable id.
+    let metadata: Metadata<'_> = serde_json::from_str(metadata.get()).ok()?;
+    let raw = metadata.correlation_id?.get();
+    match raw.as_bytes().first()? {
+        b'"' => serde_json::from_str::<Str<'_>>(raw)
+            .ok()
+            .map(|id| locate(frame, id.0)),
+        b'-' | b'0'..=b'9' => Some(Text::Span(offset_of(frame, raw))),
+        _ => None,
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -177,9 +241,15 @@ pub(crate) fn parse(frame: &str) -> Result<Inbound, MalformedFrame> {
             _ => Inbound::Metadata(message),
         });
     }
-    let body = envelope
-        .event_body
-        .ok_or_else(|| malformed(frame, format!("no eventBody for topic {topic}")))?;
+    let body = envelope.event_body.ok_or_else(|| {
+        malformed(
+            frame,
+            format!(
+                "no eventBody for topic {}",
+                shortened(&topic, MAX_TOPIC_LEN)
+            ),
+        )
+    })?;
     // Compare bytes: slicing the str at 10 panics when a multi-byte character straddles it.
     if topic
         .as_bytes()
@@ -198,8 +268,7 @@ pub(crate) fn parse(frame: &str) -> Result<Inbound, MalformedFrame> {
     Ok(Inbound::Notification(Located {
         correlation_id: envelope
             .metadata
-            .and_then(|m| m.correlation_id)
-            .map(|id| locate(frame, id.0)),
+            .and_then(|metadata| correlation_id(frame, metadata)),
         body: offset_of(frame, body.get()),
         topic: locate(frame, topic),
     }))
@@ -290,5 +359,71 @@ mod tests {
         assert!(parse("[1,2]").is_err());
         let long = format!("{{\"topicName\": {}", "x".repeat(1000));
         assert_eq!(parse(&long).unwrap_err().excerpt.chars().count(), 120);
+    }
+
+    fn notification(frame: &str) -> Located {
+        match parse(frame) {
+            Ok(Inbound::Notification(n)) => n,
+            other => panic!("not a notification: {other:?}"),
+        }
+    }
+
+    /// Issue 8 #6: only `topicName` and `eventBody` decide whether an event is delivered.
+    #[test]
+    fn fields_we_do_not_need_never_make_a_notification_malformed() {
+        let numeric = r#"{"topicName":"v2.users.a.presence","eventBody":{"x":1},"metadata":{"CorrelationId":12345}}"#;
+        let n = notification(numeric);
+        assert_eq!(n.topic.resolve(numeric), "v2.users.a.presence");
+        assert_eq!(n.correlation_id.unwrap().resolve(numeric), "12345");
+        assert_eq!(&numeric[n.body], r#"{"x":1}"#);
+
+        for frame in [
+            r#"{"topicName":"v2.users.a.presence","eventBody":{},"metadata":"text"}"#,
+            r#"{"topicName":"v2.users.a.presence","eventBody":{},"metadata":[1,2]}"#,
+            r#"{"topicName":"v2.users.a.presence","eventBody":{},"metadata":null}"#,
+            r#"{"topicName":"v2.users.a.presence","eventBody":{},"metadata":{"CorrelationId":{"a":1}}}"#,
+            r#"{"topicName":"v2.users.a.presence","eventBody":{},"metadata":{"CorrelationId":"a","CorrelationId":"b"}}"#,
+            r#"{"topicName":"v2.users.a.presence","eventBody":{},"version":{"odd":true},"extra":[null]}"#,
+        ] {
+            let n = notification(frame);
+            assert_eq!(n.topic.resolve(frame), "v2.users.a.presence", "{frame}");
+            assert_eq!(n.correlation_id, None, "{frame}");
+        }
+
+        // A repeated key keeps its last value.
+        let repeated = r#"{"topicName":"v2.users.a.presence","eventBody":{"n":1},"topicName":"v2.users.b.presence","eventBody":{"n":2},"metadata":{},"metadata":{"CorrelationId":"c2"}}"#;
+        let n = notification(repeated);
+        assert_eq!(n.topic.resolve(repeated), "v2.users.b.presence");
+        assert_eq!(&repeated[n.body], r#"{"n":2}"#);
+        assert_eq!(n.correlation_id.unwrap().resolve(repeated), "c2");
+    }
+
+    /// Issue 8 #5: a reason never carries a huge piece of the frame.
+    #[test]
+    fn reasons_are_bounded_whatever_the_frame_holds() {
+        let topic = format!("v2.users.{}.presence", "t".repeat(200_000));
+        let frame = format!(r#"{{"topicName":"{topic}"}}"#);
+        let err = parse(&frame).unwrap_err();
+        assert!(err
+            .reason
+            .starts_with("no eventBody for topic v2.users.ttt"));
+        assert!(
+            err.reason.chars().count() <= REASON_CHARS + 1,
+            "{}",
+            err.reason.len()
+        );
+        assert!(err.reason.ends_with('…'));
+        // A parser message quoting a string where an object was expected.
+        let frame = format!("\"{}\"", "q".repeat(200_000));
+        let err = parse(&frame).unwrap_err();
+        assert!(
+            err.reason.chars().count() <= REASON_CHARS + 1,
+            "{}",
+            err.reason.len()
+        );
+        assert_eq!(err.excerpt.chars().count(), EXCERPT_CHARS);
+        // Cutting respects character boundaries.
+        assert_eq!(shortened("ééé", 2), "éé…");
+        assert_eq!(shortened("ééé", 3), "ééé");
     }
 }

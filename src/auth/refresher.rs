@@ -131,7 +131,8 @@ impl RefresherHandle {
     }
 
     /// Stops the refresher, waiting at most `grace`; returns whether the thread was joined.
-    pub(crate) fn stop_within(mut self, grace: Duration) -> bool {
+    /// When it was not, a later call waits for it again.
+    pub(crate) fn stop_within(&mut self, grace: Duration) -> bool {
         self.shutdown(grace)
     }
 
@@ -155,8 +156,9 @@ impl RefresherHandle {
             }
             Ok(()) | Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
                 log::warn!(
-                    "token refresher still inside a token fetch after {grace:?}; detaching it"
+                    "token refresher still running after {grace:?}; it ends after its fetch"
                 );
+                self.thread = Some(thread);
                 false
             }
         }
@@ -165,6 +167,15 @@ impl RefresherHandle {
 
 impl Drop for RefresherHandle {
     fn drop(&mut self) {
-        self.shutdown(STOP_GRACE);
+        // Once a stop was asked for and timed out, dropping the handle does not wait again.
+        let grace = if self.stop.load(Ordering::Acquire) {
+            Duration::ZERO
+        } else {
+            STOP_GRACE
+        };
+        if !self.shutdown(grace) {
+            // Detached: it exits on its own when its fetch returns.
+            self.thread = None;
+        }
     }
 }

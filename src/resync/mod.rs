@@ -360,7 +360,14 @@ impl Engine {
         let handle = self.thread.lock().take();
         match handle {
             Some(handle) if handle.thread().id() != std::thread::current().id() => {
-                crate::dispatch::join_until(handle, deadline)
+                match crate::dispatch::join_until(handle, deadline) {
+                    None => true,
+                    // Still running: a later shutdown joins it.
+                    Some(handle) => {
+                        *self.thread.lock() = Some(handle);
+                        false
+                    }
+                }
             }
             _ => true,
         }
