@@ -67,13 +67,23 @@ struct Setup {
 /// A client with one dispatcher thread and a 16-event queue, whose listener is blocked inside
 /// the call for event 0.
 fn blocked_client(policy: Backpressure) -> Setup {
+    blocked_client_with(policy, |b| b)
+}
+
+/// As [`blocked_client`], with more settings from `configure`.
+fn blocked_client_with(
+    policy: Backpressure,
+    configure: impl FnOnce(genesys_notify::ClientBuilder) -> genesys_notify::ClientBuilder,
+) -> Setup {
     let emu = emulator();
-    let client = builder(&emu)
-        .dispatcher_threads(1)
-        .queue_capacity(CAPACITY)
-        .backpressure(policy)
-        .build()
-        .unwrap();
+    let client = configure(
+        builder(&emu)
+            .dispatcher_threads(1)
+            .queue_capacity(CAPACITY)
+            .backpressure(policy),
+    )
+    .build()
+    .unwrap();
     let lifecycle = Recorder::new(&client);
     let topic = presence_topics(1).remove(0);
     let (blocked, guard) = Blocked::register(&client, &topic);
@@ -227,4 +237,74 @@ fn block_loses_nothing_and_holds_the_socket_thread() {
             .count(|e| matches!(e, Lifecycle::Dropped { .. })),
         0
     );
+}
+
+/// The byte capacity of the queues (issue 8 #5).
+const QUEUE_BYTES: usize = 64 << 10;
+
+/// A presence body padded to about 8 KB: eight of them fill 64 KiB.
+fn padded_body(seq: u64) -> serde_json::Value {
+    let mut body = presence_body(seq);
+    body["padding"] = "p".repeat(8000).into();
+    body
+}
+
+/// Issue 8 #5: a queue holding `queue_capacity_bytes` is full as one holding `queue_capacity`
+/// events is: the policy applies, and drops are counted.
+#[test]
+fn a_queue_full_by_bytes_drops_per_the_policy_and_counts() {
+    let s = blocked_client_with(Backpressure::DropNewest, |b| {
+        b.queue_capacity_bytes(QUEUE_BYTES)
+    });
+    for seq in 1..=BURST {
+        assert_eq!(s.emu.publish(&s.topic, padded_body(seq)), 1);
+    }
+    let total = BURST + 1;
+    assert!(
+        wait_until(WAIT, || s.client.health().received() == total),
+        "read only {} events",
+        s.client.health().received()
+    );
+    let health = s.client.health();
+    let queued = health.queue_depths[0] as u64;
+    // 64 KiB holds 7 events of 8 KB and some bytes: far fewer than the 16 the count allows.
+    assert!((5..=8).contains(&queued), "{queued} events queued");
+    assert_eq!(health.dropped, BURST - queued);
+    s.blocked.release();
+    assert!(wait_until(WAIT, || {
+        let h = s.client.health();
+        h.delivered() + h.dropped == total
+    }));
+    let expected: Vec<u64> = (0..=queued).collect();
+    assert_eq!(
+        *s.blocked.seqs.lock(),
+        expected,
+        "the earliest events survive"
+    );
+    assert!(s.lifecycle.wait(WAIT, |e| matches!(
+        e,
+        Lifecycle::Dropped { total, .. } if *total == BURST - queued
+    )));
+    s.client.shutdown(Duration::from_secs(5)).unwrap();
+}
+
+#[test]
+fn a_queue_full_by_bytes_blocks_the_socket_thread_under_block() {
+    let s = blocked_client_with(Backpressure::Block, |b| b.queue_capacity_bytes(QUEUE_BYTES));
+    for seq in 1..=BURST {
+        assert_eq!(s.emu.publish(&s.topic, padded_body(seq)), 1);
+    }
+    assert!(wait_until(WAIT, || s.client.health().queue_depths[0] >= 5));
+    std::thread::sleep(Duration::from_millis(200));
+    let health = s.client.health();
+    let queued = health.queue_depths[0] as u64;
+    assert!((5..=8).contains(&queued), "{queued} events queued");
+    // Event 0 in the callback, the queue, and one read and waiting for room.
+    assert_eq!(health.received(), queued + 2, "the socket thread waits");
+    assert_eq!(health.dropped, 0);
+    s.blocked.release();
+    assert!(wait_until(WAIT, || s.client.health().delivered() == BURST + 1));
+    let expected: Vec<u64> = (0..=BURST).collect();
+    assert_eq!(*s.blocked.seqs.lock(), expected, "all delivered, in order");
+    s.client.shutdown(Duration::from_secs(5)).unwrap();
 }

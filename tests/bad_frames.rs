@@ -332,3 +332,42 @@ fn every_kind_of_bad_frame_in_a_row_loses_no_event() {
     s.assert_same_socket();
     s.client.shutdown(Duration::from_secs(2)).unwrap();
 }
+
+/// Issue 8 #6: only `topicName` and `eventBody` decide whether a notification is delivered. A
+/// numeric `CorrelationId`, a `metadata` that is not an object, a repeated key or an unknown
+/// field used to make the event count as malformed and vanish.
+#[test]
+fn fields_we_do_not_use_never_make_a_notification_malformed() {
+    let s = Setup::new();
+    let t = &s.topic;
+    let frames = [
+        format!(
+            r#"{{"topicName":"{t}","eventBody":{{"seq":1}},"metadata":{{"CorrelationId":12345}}}}"#
+        ),
+        format!(r#"{{"topicName":"{t}","eventBody":{{"seq":2}},"metadata":"not an object"}}"#),
+        format!(r#"{{"topicName":"{t}","eventBody":{{"seq":3}},"metadata":[1]}}"#),
+        format!(r#"{{"topicName":"{t}","version":"2","version":3,"eventBody":{{"seq":4}}}}"#),
+        format!(r#"{{"topicName":"{t}","eventBody":{{"seq":0}},"eventBody":{{"seq":5}}}}"#),
+        format!(
+            r#"{{"topicName":"{t}","eventBody":{{"seq":6}},"metadata":{{"CorrelationId":"a","CorrelationId":"b"}},"extra":{{"x":[null]}}}}"#
+        ),
+    ];
+    for frame in &frames {
+        assert!(s.emu.send_frame(&s.channel_id, Frame::Text(frame.clone())));
+    }
+    assert!(
+        wait_until(WAIT, || s.delivered.load(Ordering::SeqCst) == 6),
+        "delivered {} of 6; {:?}",
+        s.delivered.load(Ordering::SeqCst),
+        s.lifecycle.snapshot()
+    );
+    assert_eq!(
+        s.last_seq.load(Ordering::SeqCst),
+        6,
+        "the last eventBody wins"
+    );
+    assert_eq!(s.client.health().malformed(), 0);
+    assert_eq!(s.client.health().delivered(), 6);
+    s.assert_same_socket();
+    s.client.shutdown(Duration::from_secs(2)).unwrap();
+}

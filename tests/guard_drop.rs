@@ -1,6 +1,7 @@
 //! Dropping a listener's guard while events flow: once `drop` returns the callback is not
 //! running and never runs again; dropping it inside its own callback returns (issue #2,
-//! point 3).
+//! point 3). Dropping it frees the closure and what it captured at once, not at the next event
+//! (issue 8 #3).
 mod util;
 
 use genesys_notify::emulator::Emulator;
@@ -281,4 +282,70 @@ fn dropping_another_clients_guard_inside_a_callback_waits_for_its_running_call()
     );
     a.shutdown(Duration::from_secs(5)).unwrap();
     b.shutdown(Duration::from_secs(5)).unwrap();
+}
+
+/// Issue 8 #3: "forward events into an mpsc channel and consume until it disconnects" ends
+/// when the guard drops. The dispatcher thread's route cache used to keep the closure, and
+/// with it the sender, until the next event of that topic, which never came.
+#[test]
+fn dropping_the_guard_ends_a_forwarding_channel() {
+    let emu = emulator();
+    let client = builder(&emu).dispatcher_threads(1).build().unwrap();
+    let topic = presence_topics(1).remove(0);
+    client.subscribe([&topic]).unwrap();
+    wait_sockets(&emu, 1);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let guard = client
+        .on(&topic, move |e| {
+            let _ = tx.send(e.body_value().unwrap()["seq"].as_u64().unwrap());
+        })
+        .unwrap();
+    for seq in 0..3 {
+        emu.publish(&topic, presence_body(seq));
+    }
+    for seq in 0..3 {
+        assert_eq!(rx.recv_timeout(WAIT), Ok(seq));
+    }
+    drop(guard);
+    assert_eq!(
+        rx.recv_timeout(WAIT),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected),
+        "the closure (and its sender) outlived the guard"
+    );
+    client.shutdown(Duration::from_secs(5)).unwrap();
+}
+
+/// Issue 8 #3: a closure that captured the client does not keep it alive once its guard is
+/// dropped (the cycle client -> listeners -> closure -> client is broken by the drop).
+#[test]
+fn a_callback_holding_the_client_does_not_keep_it_alive() {
+    let emu = emulator();
+    let client = Arc::new(builder(&emu).dispatcher_threads(1).build().unwrap());
+    let topic = presence_topics(1).remove(0);
+    client.subscribe([&topic]).unwrap();
+    wait_sockets(&emu, 1);
+    let called = Arc::new(AtomicU64::new(0));
+    let guard = {
+        let (held, called) = (client.clone(), called.clone());
+        client
+            .on(&topic, move |_| {
+                let _ = held.health();
+                called.fetch_add(1, Ordering::SeqCst);
+            })
+            .unwrap()
+    };
+    emu.publish(&topic, presence_body(0));
+    assert!(wait_until(WAIT, || called.load(Ordering::SeqCst) == 1));
+    let weak = Arc::downgrade(&client);
+    drop(guard);
+    assert_eq!(
+        Arc::strong_count(&client),
+        1,
+        "the closure let go of the client"
+    );
+    drop(client);
+    assert!(
+        weak.upgrade().is_none(),
+        "the client was dropped (and shut down)"
+    );
 }
