@@ -103,7 +103,7 @@ impl Rig {
             })
             .expect("on_lifecycle")
             .forget();
-        client.subscribe([user_topic("sub", 0)]).expect("subscribe");
+        let _ = client.subscribe([user_topic("sub", 0)]).expect("subscribe");
         let socket = generator
             .accepted
             .recv_timeout(Duration::from_secs(10))

@@ -703,7 +703,15 @@ impl Shard {
             closing,
             gate,
         } = self;
-        run_shard(&queue, &registry, &sink, &lag, lag_threshold, &closing, &gate);
+        run_shard(
+            &queue,
+            &registry,
+            &sink,
+            &lag,
+            lag_threshold,
+            &closing,
+            &gate,
+        );
     }
 }
 

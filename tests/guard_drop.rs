@@ -292,7 +292,7 @@ fn dropping_the_guard_ends_a_forwarding_channel() {
     let emu = emulator();
     let client = builder(&emu).dispatcher_threads(1).build().unwrap();
     let topic = presence_topics(1).remove(0);
-    client.subscribe([&topic]).unwrap();
+    let _ = client.subscribe([&topic]).unwrap();
     wait_sockets(&emu, 1);
     let (tx, rx) = std::sync::mpsc::channel();
     let guard = client
@@ -322,7 +322,7 @@ fn a_callback_holding_the_client_does_not_keep_it_alive() {
     let emu = emulator();
     let client = Arc::new(builder(&emu).dispatcher_threads(1).build().unwrap());
     let topic = presence_topics(1).remove(0);
-    client.subscribe([&topic]).unwrap();
+    let _ = client.subscribe([&topic]).unwrap();
     wait_sockets(&emu, 1);
     let called = Arc::new(AtomicU64::new(0));
     let guard = {

@@ -42,7 +42,7 @@ fn client_with_forgotten_guard_owners(emu: &genesys_notify::emulator::Emulator) 
         })
         .unwrap()
         .forget();
-    client.subscribe([&topic]).unwrap();
+    let _ = client.subscribe([&topic]).unwrap();
     client
 }
 
@@ -95,7 +95,7 @@ fn shutdown_releases_closures_whose_guard_was_leaked() {
 fn a_shutdown_that_timed_out_does_not_make_later_ones_time_out() {
     let emu = emulator();
     let client = builder(&emu).build().unwrap();
-    client.subscribe(presence_topics(2)).unwrap();
+    let _ = client.subscribe(presence_topics(2)).unwrap();
     // No thread can have closed its socket and deleted its subscriptions in no time at all.
     assert!(client.shutdown(Duration::ZERO).is_err());
     // Everything does stop soon after: a later call says so.
@@ -111,7 +111,7 @@ fn shutdown_from_a_callback_counts_the_events_queued_behind_it_as_dropped() {
     let emu = emulator();
     let client = Arc::new(builder(&emu).dispatcher_threads(1).build().unwrap());
     let topic = presence_topics(1).remove(0);
-    client.subscribe([&topic]).unwrap();
+    let _ = client.subscribe([&topic]).unwrap();
     wait_sockets(&emu, 1);
     let outcome = Arc::new(Mutex::new(None));
     let calls = Arc::new(AtomicU64::new(0));
