@@ -14,7 +14,7 @@ use crate::lag::{LagAlarm, LagRecorder, WINDOW};
 use crate::listener::{Changes, Listener, Registry};
 use crate::resync::gate::SnapshotGate;
 use crate::topic::MAX_TOPIC_LEN;
-use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, SendTimeoutError, Sender};
 use parking_lot::{Condvar, Mutex};
 use rustc_hash::FxHashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
