@@ -496,6 +496,7 @@ pub enum Lifecycle {
     },
     /// A resync finished: the state of a channel's topics was read over REST after a gap (or
     /// at subscribe) and delivered as snapshots ([`Snapshots`](crate::Snapshots)).
+    #[non_exhaustive]
     Resynced {
         /// The channel whose topics were resynchronised.
         channel: ChannelId,
@@ -510,6 +511,7 @@ pub enum Lifecycle {
         failures: usize,
     },
     /// The state of one topic could not be read over REST; its listeners got no snapshot.
+    #[non_exhaustive]
     ResyncFailed {
         /// The individual topic.
         topic: Topic,
@@ -524,4 +526,360 @@ pub enum Lifecycle {
         /// The message.
         message: SystemMessage,
     },
+}
+
+impl Lifecycle {
+    /// A stable snake_case name of the event kind (`"connected"`, `"gap"`, `"reconnecting"`,
+    /// ...), for logs, metrics and the `tail` tool's JSON lines. Names are never changed once
+    /// published; new kinds get new names.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Lifecycle::ChannelCreated { .. } => "channel_created",
+            Lifecycle::ChannelReplaced { .. } => "channel_replaced",
+            Lifecycle::Connected { .. } => "connected",
+            Lifecycle::Disconnected { .. } => "disconnected",
+            Lifecycle::Reconnecting { .. } => "reconnecting",
+            Lifecycle::Gap { .. } => "gap",
+            Lifecycle::Subscribed { .. } => "subscribed",
+            Lifecycle::Unsubscribed { .. } => "unsubscribed",
+            Lifecycle::DuplicateSubscription { .. } => "duplicate_subscription",
+            Lifecycle::RetryBudgetExhausted { .. } => "retry_budget_exhausted",
+            Lifecycle::PermanentFailure { .. } => "permanent_failure",
+            Lifecycle::TokenRefreshed { .. } => "token_refreshed",
+            Lifecycle::TokenRefreshFailed { .. } => "token_refresh_failed",
+            Lifecycle::RequestFailed { .. } => "request_failed",
+            Lifecycle::MalformedMessage { .. } => "malformed_message",
+            Lifecycle::UnroutedMessage { .. } => "unrouted_message",
+            Lifecycle::Dropped { .. } => "dropped",
+            Lifecycle::ListenerPanicked { .. } => "listener_panicked",
+            Lifecycle::TooManyListeners { .. } => "too_many_listeners",
+            Lifecycle::DispatchLagHigh { .. } => "dispatch_lag_high",
+            Lifecycle::Resynced { .. } => "resynced",
+            Lifecycle::ResyncFailed { .. } => "resync_failed",
+            Lifecycle::SystemMessage { .. } => "system_message",
+        }
+    }
+
+    /// The channel the event is about (shortened when shown), if it is about one.
+    pub fn channel(&self) -> Option<&ChannelId> {
+        match self {
+            Lifecycle::ChannelCreated { channel }
+            | Lifecycle::Connected { channel }
+            | Lifecycle::Disconnected { channel, .. }
+            | Lifecycle::Gap { channel, .. }
+            | Lifecycle::Subscribed { channel, .. }
+            | Lifecycle::Unsubscribed { channel, .. }
+            | Lifecycle::MalformedMessage { channel, .. }
+            | Lifecycle::UnroutedMessage { channel, .. }
+            | Lifecycle::Resynced { channel, .. }
+            | Lifecycle::SystemMessage { channel, .. } => Some(channel),
+            Lifecycle::ChannelReplaced { new, .. } => Some(new),
+            Lifecycle::Reconnecting { channel, .. }
+            | Lifecycle::RetryBudgetExhausted { channel, .. }
+            | Lifecycle::PermanentFailure { channel, .. }
+            | Lifecycle::RequestFailed { channel, .. } => channel.as_ref(),
+            Lifecycle::DuplicateSubscription { .. }
+            | Lifecycle::TokenRefreshed { .. }
+            | Lifecycle::TokenRefreshFailed { .. }
+            | Lifecycle::Dropped { .. }
+            | Lifecycle::ListenerPanicked { .. }
+            | Lifecycle::TooManyListeners { .. }
+            | Lifecycle::DispatchLagHigh { .. }
+            | Lifecycle::ResyncFailed { .. } => None,
+        }
+    }
+}
+
+/// Lists at most a few topics, then how many more.
+fn some_topics(topics: &[Topic]) -> String {
+    const SHOWN: usize = 3;
+    let mut text = topics
+        .iter()
+        .take(SHOWN)
+        .map(Topic::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if topics.len() > SHOWN {
+        text.push_str(&format!(" and {} more", topics.len() - SHOWN));
+    }
+    text
+}
+
+impl fmt::Display for Lifecycle {
+    /// One readable line: what happened and why, without the channel (see
+    /// [`Lifecycle::channel`]) and never with a secret or a full channel id.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs =
+            |d: &Duration| humantime::format_duration(Duration::from_millis(d.as_millis() as u64));
+        match self {
+            Lifecycle::ChannelCreated { .. } => f.write_str("channel created"),
+            Lifecycle::ChannelReplaced { old, .. } => {
+                write!(
+                    f,
+                    "channel replaced (the old one, {old}, was lost); topics subscribed again"
+                )
+            }
+            Lifecycle::Connected { .. } => f.write_str("connected"),
+            Lifecycle::Disconnected { cause, .. } => write!(f, "disconnected: {cause}"),
+            Lifecycle::Reconnecting {
+                attempt,
+                delay,
+                error,
+                ..
+            } => write!(
+                f,
+                "reconnecting in {} (attempt {attempt}) after: {error}",
+                secs(delay)
+            ),
+            Lifecycle::Gap {
+                start, end, topics, ..
+            } => {
+                let lasted = end.duration_since(*start).unwrap_or_default();
+                write!(
+                    f,
+                    "gap of {} without a socket since {}: events of {} topic(s) may be lost ({})",
+                    secs(&lasted),
+                    humantime::format_rfc3339_millis(*start),
+                    topics.len(),
+                    some_topics(topics)
+                )
+            }
+            Lifecycle::Subscribed { results, .. } => {
+                let rejected: Vec<_> = results
+                    .iter()
+                    .filter(|r| r.state == crate::api::TopicState::Rejected)
+                    .collect();
+                write!(f, "subscribed {} topic(s)", results.len() - rejected.len())?;
+                for r in rejected.iter().take(3) {
+                    write!(f, "; rejected {}", r.topic)?;
+                    if let Some(reason) = &r.rejection_reason {
+                        write!(f, " ({reason})")?;
+                    }
+                    if !r.missing_permissions.is_empty() {
+                        write!(f, " missing {}", r.missing_permissions.join(", "))?;
+                    }
+                }
+                if rejected.len() > 3 {
+                    write!(f, "; {} more rejected", rejected.len() - 3)?;
+                }
+                Ok(())
+            }
+            Lifecycle::Unsubscribed { topics, .. } => {
+                write!(f, "unsubscribed {}", some_topics(topics))
+            }
+            Lifecycle::DuplicateSubscription { topic } => {
+                write!(f, "{topic} is already subscribed: nothing sent")
+            }
+            Lifecycle::RetryBudgetExhausted {
+                attempts,
+                last_error,
+                ..
+            } => write!(f, "gave up after {attempts} retries: {last_error}"),
+            Lifecycle::PermanentFailure { error, .. } => write!(f, "stopped for good: {error}"),
+            Lifecycle::TokenRefreshed { expires_in } => match expires_in {
+                Some(d) => write!(f, "access token refreshed (expires in {})", secs(d)),
+                None => f.write_str("access token refreshed"),
+            },
+            Lifecycle::TokenRefreshFailed { error, retry_in } => {
+                write!(
+                    f,
+                    "token refresh failed: {error}; retrying in {}",
+                    secs(retry_in)
+                )
+            }
+            Lifecycle::RequestFailed {
+                operation, error, ..
+            } => write!(f, "{operation} failed: {error}"),
+            Lifecycle::MalformedMessage { reason, .. } => {
+                write!(f, "malformed message skipped: {reason}")
+            }
+            Lifecycle::UnroutedMessage { topic, .. } => {
+                write!(f, "no listener for {topic}: event counted as unrouted")
+            }
+            Lifecycle::Dropped { count, total } => {
+                write!(
+                    f,
+                    "{count} event(s) dropped by the backpressure policy ({total} in all)"
+                )
+            }
+            Lifecycle::ListenerPanicked {
+                pattern,
+                topic,
+                message,
+            } => write!(f, "listener for {pattern} panicked on {topic}: {message}"),
+            Lifecycle::TooManyListeners { count, threshold } => {
+                write!(
+                    f,
+                    "{count} listeners registered (warning threshold {threshold})"
+                )
+            }
+            Lifecycle::DispatchLagHigh { p99, threshold } => write!(
+                f,
+                "callbacks lag: p99 queue wait {:?} above {:?}",
+                p99, threshold
+            ),
+            Lifecycle::Resynced {
+                topics,
+                snapshots,
+                failures,
+                ..
+            } => write!(
+                f,
+                "resynchronised {} topic(s): {snapshots} snapshot(s), {failures} failure(s)",
+                topics.len()
+            ),
+            Lifecycle::ResyncFailed { topic, error } => {
+                write!(f, "resync of {topic} failed: {error}")
+            }
+            Lifecycle::SystemMessage { message, .. } => {
+                write!(f, "system message {}", message.topic)?;
+                if let Some(kind) = &message.system_topic_type {
+                    write!(f, " ({kind})")?;
+                }
+                if let Some(reason) = &message.reason {
+                    write!(f, ": {reason}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod lifecycle_text_tests {
+    use super::*;
+
+    const FULL_ID: &str = "streaming-0123456789abcdef-FULLIDMARKER";
+
+    fn every_kind() -> Vec<Lifecycle> {
+        let channel = ChannelId::new(FULL_ID);
+        let topic = Topic::parse("v2.users.x.presence").unwrap();
+        let now = SystemTime::now();
+        vec![
+            Lifecycle::ChannelCreated {
+                channel: channel.clone(),
+            },
+            Lifecycle::ChannelReplaced {
+                old: channel.clone(),
+                new: channel.clone(),
+            },
+            Lifecycle::Connected {
+                channel: channel.clone(),
+            },
+            Lifecycle::Disconnected {
+                channel: channel.clone(),
+                cause: DisconnectCause::Closed {
+                    code: Some(1001),
+                    reason: "idle".into(),
+                },
+            },
+            Lifecycle::Reconnecting {
+                channel: Some(channel.clone()),
+                attempt: 2,
+                delay: Duration::from_millis(1500),
+                error: "connection lost".into(),
+            },
+            Lifecycle::Gap {
+                channel: channel.clone(),
+                start: now - Duration::from_secs(3),
+                end: now,
+                topics: vec![topic.clone(); 5],
+            },
+            Lifecycle::Subscribed {
+                channel: channel.clone(),
+                results: vec![],
+            },
+            Lifecycle::Unsubscribed {
+                channel: channel.clone(),
+                topics: vec![topic.clone()],
+            },
+            Lifecycle::DuplicateSubscription {
+                topic: topic.clone(),
+            },
+            Lifecycle::RetryBudgetExhausted {
+                channel: None,
+                attempts: 3,
+                last_error: ChannelError::Panicked {
+                    message: "x".into(),
+                },
+            },
+            Lifecycle::PermanentFailure {
+                channel: Some(channel.clone()),
+                error: ChannelError::UnusableConnectUri {
+                    reason: "bad".into(),
+                },
+            },
+            Lifecycle::TokenRefreshed {
+                expires_in: Some(Duration::from_secs(86_400)),
+            },
+            Lifecycle::TokenRefreshFailed {
+                error: TokenError::Transport("refused".into()),
+                retry_in: Duration::from_secs(2),
+            },
+            Lifecycle::RequestFailed {
+                channel: None,
+                operation: "create channel",
+                error: ApiError::NotFound,
+            },
+            Lifecycle::MalformedMessage {
+                channel: channel.clone(),
+                reason: "not JSON".into(),
+                excerpt: "{".into(),
+            },
+            Lifecycle::UnroutedMessage {
+                channel: channel.clone(),
+                topic: "v2.x".into(),
+            },
+            Lifecycle::Dropped { count: 2, total: 9 },
+            Lifecycle::ListenerPanicked {
+                pattern: "v2.*".into(),
+                topic: "v2.x".into(),
+                message: "boom".into(),
+            },
+            Lifecycle::TooManyListeners {
+                count: 10,
+                threshold: 5,
+            },
+            Lifecycle::DispatchLagHigh {
+                p99: Duration::from_millis(80),
+                threshold: Duration::from_millis(50),
+            },
+            Lifecycle::Resynced {
+                channel: channel.clone(),
+                topics: vec![topic.clone()],
+                snapshots: 1,
+                failures: 0,
+            },
+        ]
+    }
+
+    #[test]
+    fn every_event_has_a_distinct_name_and_a_readable_line_without_the_full_channel_id() {
+        let events = every_kind();
+        let names: std::collections::HashSet<_> = events.iter().map(Lifecycle::name).collect();
+        assert_eq!(names.len(), events.len());
+        for event in &events {
+            let line = event.to_string();
+            assert!(!line.is_empty() && !line.contains('\n'), "{line:?}");
+            assert!(!line.contains(FULL_ID), "{line}");
+            assert!(!line.contains("Lifecycle"), "Debug-like: {line}");
+            if let Some(channel) = event.channel() {
+                assert!(!channel.to_string().contains(FULL_ID));
+            }
+        }
+        let gap = events
+            .iter()
+            .find(|e| e.name() == "gap")
+            .unwrap()
+            .to_string();
+        assert!(
+            gap.contains("5 topic(s)") && gap.contains("and 2 more"),
+            "{gap}"
+        );
+        let reconnecting = events[4].to_string();
+        assert!(
+            reconnecting.contains("1s 500ms") && reconnecting.contains("attempt 2"),
+            "{reconnecting}"
+        );
+    }
 }

@@ -74,6 +74,20 @@
 //! accepted only for loopback hosts; everything else is TLS with verified certificates (rustls
 //! and the webpki roots).
 //!
+//! ## Corporate networks: proxies, trust roots, gateways
+//! One HTTP `CONNECT` proxy carries the token request, the REST calls and the notification
+//! sockets: [`ClientBuilder::proxy`], else `https_proxy`/`HTTPS_PROXY`/`all_proxy`/`ALL_PROXY`
+//! from the environment ([`ClientBuilder::proxy_from_env`] turns that off), with
+//! [`ClientBuilder::no_proxy`] or `NO_PROXY` naming hosts that go direct (curl's syntax: host
+//! names cover their subdomains; `.domain`, IP, CIDR and `:port` forms). Loopback goes direct
+//! unless [`ClientBuilder::proxy_loopback`]. A proxy's failure is a typed [`ProxyError`]: one
+//! asking for credentials stops at once, the others are retried with backoff. Servers are
+//! verified against the bundled Mozilla roots, or the system store with
+//! [`ClientBuilder::tls_roots`], plus PEM certificates from
+//! [`ClientBuilder::add_root_certificates_pem`]. [`ClientBuilder::streaming_base`] and
+//! [`ClientBuilder::map_connect_uri`] send the sockets to a gateway, keeping the `connectUri`'s
+//! path and query.
+//!
 //! ## Topics and channels
 //! Topic names are validated and lower-cased ([`Topic`]; at most [`MAX_TOPIC_LEN`] characters).
 //! A combined topic such as `v2.users.<id>?presence&routingStatus` counts as one subscription,

@@ -304,7 +304,7 @@ fn missing_permission_is_reported_once_per_topic_and_live_events_keep_flowing() 
     assert_eq!(emu.state_requests().len(), 1, "{:#?}", emu.state_requests());
     assert_eq!(failed(&rec), 5, "once per topic");
     for event in rec.snapshot() {
-        if let Lifecycle::ResyncFailed { topic, error } = event {
+        if let Lifecycle::ResyncFailed { topic, error, .. } = event {
             assert!(topics
                 .iter()
                 .any(|t| t.eq_ignore_ascii_case(topic.as_str())));

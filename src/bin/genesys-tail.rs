@@ -1,0 +1,533 @@
+// genesys-tail (also `cargo run --example tail`): follow Genesys Cloud notification topics
+// from the command line. The user-facing description is in `Args`'s `--help` text below and in
+// examples/tail.rs; this file is the one source of both the installed binary (feature `cli`)
+// and the example.
+
+use clap::{Parser, ValueEnum};
+use genesys_notify::{
+    Backpressure, Client, Error, Event, Lifecycle, ListenerGuard, Pattern, Region, Snapshots,
+    Topic, TopicError,
+};
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+/// The program's name: `genesys-tail` installed, `tail` as the example.
+const NAME: &str = env!("CARGO_BIN_NAME");
+
+const AFTER_HELP: &str = "\
+Output:
+  stdout  one JSON line per notification: the frame as received (topicName, eventBody,
+          metadata); snapshot lines (state read over REST after a gap) add \"snapshot\": true.
+  stderr  lifecycle events, one readable line each:
+            2026-12-01T10:00:00.123Z stre…abcd connected
+          or, with --lifecycle-format json, one JSON object per line:
+            {\"time\":\"…\",\"event\":\"gap\",\"channel\":\"stre…abcd\",\"message\":\"…\",…}
+
+Exit codes:
+  0    stopped by Ctrl-C (or stdout closed): sockets closed, subscriptions removed
+  1    a runtime failure (the service kept failing, a channel stopped for good)
+  2    input to fix: missing or wrong credentials, bad topic or pattern, bad settings,
+       every topic rejected, a proxy asking for credentials
+  130  a second Ctrl-C: exit without waiting for the clean shutdown
+
+Corporate networks:
+  The proxy comes from --proxy, else from https_proxy / HTTPS_PROXY / all_proxy / ALL_PROXY,
+  with no_proxy / NO_PROXY (or --no-proxy) naming hosts that go direct (host names cover their
+  subdomains; .domain, IP, CIDR and :port forms work). --no-proxy-env ignores the environment.
+
+Examples:
+  export GENESYS_REGION=eu-west-1 GENESYS_CLIENT_ID=… GENESYS_CLIENT_SECRET=…
+  genesys-tail 'v2.users.<user-id>?presence&routingStatus' | jq .eventBody
+  genesys-tail --pattern 'v2.users.*.presence' v2.users.<id1>.presence v2.users.<id2>.presence
+  genesys-tail --proxy http://user:pass@proxy.corp:3128 --ca-file corp-ca.pem v2.users.<id>.presence
+  genesys-tail --lifecycle-format json v2.users.<id>.presence 2>lifecycle.jsonl
+";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = NAME,
+    version,
+    about = "Print Genesys Cloud notifications as JSON lines (stdout); lifecycle events on stderr.",
+    after_help = AFTER_HELP
+)]
+struct Args {
+    /// Topics to subscribe, e.g. `v2.users.<id>.presence` or the combined
+    /// `v2.users.<id>?presence&routingStatus`.
+    #[arg(required = true, value_name = "TOPIC")]
+    topics: Vec<String>,
+
+    /// Region, e.g. `eu-west-1` or `mypurecloud.ie` [env: GENESYS_REGION].
+    #[arg(long)]
+    region: Option<String>,
+
+    /// REST base URL, overrides the region's `https://api.<domain>` [env: GENESYS_API_BASE].
+    #[arg(long, value_name = "URL")]
+    api_base: Option<String>,
+
+    /// OAuth base URL, overrides the region's `https://login.<domain>` [env: GENESYS_LOGIN_BASE].
+    #[arg(long, value_name = "URL")]
+    login_base: Option<String>,
+
+    /// OAuth client id [env: GENESYS_CLIENT_ID].
+    #[arg(long)]
+    client_id: Option<String>,
+
+    /// OAuth client secret [env: GENESYS_CLIENT_SECRET]. Prefer the environment variable: command
+    /// lines are visible to other users of the machine.
+    #[arg(long)]
+    client_secret: Option<String>,
+
+    /// An access token to use instead of client credentials; it is not refreshed
+    /// [env: GENESYS_ACCESS_TOKEN].
+    #[arg(long)]
+    access_token: Option<String>,
+
+    /// Only print notifications whose topic name matches this pattern (`*` stands for one
+    /// dot-separated segment, e.g. `v2.users.*.presence`). Default: every subscribed topic.
+    #[arg(long)]
+    pattern: Option<String>,
+
+    /// Dispatcher threads running callbacks [library default: 2].
+    #[arg(long)]
+    dispatcher_threads: Option<usize>,
+
+    /// Capacity of each dispatcher queue, in events [library default: 1024].
+    #[arg(long)]
+    queue_capacity: Option<usize>,
+
+    /// What to do when a dispatcher queue is full [library default: block].
+    #[arg(long, value_enum)]
+    backpressure: Option<BackpressureArg>,
+
+    /// Send the application ping after this many seconds of silence [library default: 30].
+    #[arg(long, value_name = "SECS")]
+    ping_interval_secs: Option<u64>,
+
+    /// Presume a socket dead after this many seconds without any frame [library default: 60].
+    #[arg(long, value_name = "SECS")]
+    liveness_timeout_secs: Option<u64>,
+
+    /// Never read topics' state over REST: no snapshot lines, a gap is only reported on stderr.
+    /// [library default: snapshots after each gap]
+    #[arg(long, conflicts_with = "snapshots_at_subscribe")]
+    no_snapshots: bool,
+
+    /// Also print each topic's current state right after subscribing (presence and routing
+    /// status), as lines with `"snapshot": true`.
+    #[arg(long)]
+    snapshots_at_subscribe: bool,
+
+    /// HTTP CONNECT proxy for every connection (token, REST, sockets):
+    /// `http://[user:password@]host[:port]`. Default: the environment (see below).
+    #[arg(long, value_name = "URL")]
+    proxy: Option<String>,
+
+    /// Hosts that bypass the proxy, comma-separated, curl's NO_PROXY syntax
+    /// (overrides NO_PROXY).
+    #[arg(long, value_name = "HOSTS")]
+    no_proxy: Option<String>,
+
+    /// Ignore HTTPS_PROXY, ALL_PROXY and NO_PROXY from the environment.
+    #[arg(long)]
+    no_proxy_env: bool,
+
+    /// Send loopback hosts (localhost, 127.0.0.1) through the proxy too.
+    #[arg(long)]
+    proxy_loopback: bool,
+
+    /// Trust the CA certificates in this PEM file too (e.g. a corporate CA that inspects TLS).
+    /// Repeatable.
+    #[arg(long, value_name = "PEM_FILE")]
+    ca_file: Vec<std::path::PathBuf>,
+
+    /// Trust the operating system's certificate store instead of the bundled Mozilla roots.
+    #[arg(long)]
+    platform_roots: bool,
+
+    /// Connect the notification sockets to this gateway (`https://host[:port]`) instead of the
+    /// host in the service's connectUri; the connectUri's path and query are kept.
+    #[arg(long, value_name = "URL")]
+    streaming_base: Option<String>,
+
+    /// How lifecycle events are written on stderr.
+    #[arg(long, value_enum, default_value_t = LifecycleFormat::Text)]
+    lifecycle_format: LifecycleFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum LifecycleFormat {
+    /// One readable line: time, channel, what happened and why.
+    Text,
+    /// One JSON object per line: time, event, channel, message (and details for some events).
+    Json,
+}
+
+/// One lifecycle event as a line of stderr.
+fn lifecycle_line(event: &Lifecycle, format: LifecycleFormat) -> String {
+    let time = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+    let channel = event.channel().map(|c| c.to_string());
+    match format {
+        LifecycleFormat::Text => format!("{time} {} {}", channel.as_deref().unwrap_or("-"), event),
+        LifecycleFormat::Json => {
+            let mut line = serde_json::json!({
+                "time": time,
+                "event": event.name(),
+                "channel": channel,
+                "message": event.to_string(),
+            });
+            match event {
+                Lifecycle::Gap {
+                    start, end, topics, ..
+                } => {
+                    line["start"] = humantime::format_rfc3339_millis(*start).to_string().into();
+                    line["end"] = humantime::format_rfc3339_millis(*end).to_string().into();
+                    line["topics"] = topics.iter().map(|t| t.as_str()).collect::<Vec<_>>().into();
+                }
+                Lifecycle::Reconnecting { attempt, delay, .. } => {
+                    line["attempt"] = (*attempt).into();
+                    line["delay_ms"] = (delay.as_millis() as u64).into();
+                }
+                Lifecycle::Dropped { count, total, .. } => {
+                    line["count"] = (*count).into();
+                    line["total"] = (*total).into();
+                }
+                _ => {}
+            }
+            line.to_string()
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum BackpressureArg {
+    /// The socket thread waits for room (nothing lost by the client).
+    Block,
+    /// Drop the event that does not fit, counting it.
+    DropNewest,
+    /// Drop the oldest queued event to make room, counting it.
+    DropOldest,
+}
+
+impl From<BackpressureArg> for Backpressure {
+    fn from(arg: BackpressureArg) -> Self {
+        match arg {
+            BackpressureArg::Block => Backpressure::Block,
+            BackpressureArg::DropNewest => Backpressure::DropNewest,
+            BackpressureArg::DropOldest => Backpressure::DropOldest,
+        }
+    }
+}
+
+/// A failure and the exit code it leads to.
+struct Failure {
+    code: u8,
+    message: String,
+}
+
+/// Input the user must fix: exit code 2.
+fn usage(message: impl Into<String>) -> Failure {
+    Failure {
+        code: 2,
+        message: message.into(),
+    }
+}
+
+/// A client error: credentials and configuration problems are the user's to fix (2), the rest
+/// is a runtime failure (1).
+fn from_error(context: &str, error: Error) -> Failure {
+    let code = match &error {
+        Error::Config(_)
+        | Error::Topic { .. }
+        | Error::TooManyTopics { .. }
+        | Error::TooManyChannels { .. } => 2,
+        Error::Token(e) if e.is_permanent() => 2,
+        Error::Api(genesys_notify::ApiError::Unauthorized { .. }) => 2,
+        Error::Api(genesys_notify::ApiError::Proxy(e)) if !e.is_transient() => 2,
+        _ => 1,
+    };
+    Failure {
+        code,
+        message: format!("{context}: {error}"),
+    }
+}
+
+/// The flag's value, else the environment variable's (empty counts as unset).
+fn flag_or_env(flag: Option<String>, var: &str) -> Option<String> {
+    flag.or_else(|| std::env::var(var).ok())
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+/// Why the main thread stops waiting.
+enum Stop {
+    CtrlC,
+    /// stdout is gone (e.g. `| head` ended).
+    StdoutClosed,
+    /// The client gave up on a channel for good.
+    Fatal(String),
+}
+
+fn run(args: Args) -> Result<(), Failure> {
+    // Topics first: a typo is reported before any network call.
+    let mut topics = Vec::new();
+    for name in &args.topics {
+        let topic = Topic::parse(name).map_err(|e: TopicError| {
+            usage(format!(
+                "bad topic {name:?}: {e}\n(topics look like v2.users.<id>.presence or \
+                 v2.users.<id>?presence&routingStatus)"
+            ))
+        })?;
+        topics.push(topic);
+    }
+
+    if let Some(pattern) = &args.pattern {
+        Pattern::parse(pattern).map_err(|e| {
+            usage(format!(
+                "bad --pattern {pattern:?}: {e}\n(patterns look like v2.users.*.presence)"
+            ))
+        })?;
+    }
+
+    let mut builder = Client::builder();
+    let region = flag_or_env(args.region, "GENESYS_REGION");
+    let api_base = flag_or_env(args.api_base, "GENESYS_API_BASE");
+    let login_base = flag_or_env(args.login_base, "GENESYS_LOGIN_BASE");
+    match &region {
+        Some(name) => {
+            let region = Region::from_name(name).ok_or_else(|| {
+                let known: Vec<&str> = Region::all().map(Region::name).collect();
+                usage(format!(
+                    "unknown region {name:?}; known regions: {}",
+                    known.join(", ")
+                ))
+            })?;
+            builder = builder.region(region);
+        }
+        None if api_base.is_none() || login_base.is_none() => {
+            return Err(usage(
+                "no region: set GENESYS_REGION (or --region), e.g. eu-west-1, or give both \
+                 GENESYS_API_BASE and GENESYS_LOGIN_BASE (or --api-base and --login-base)",
+            ))
+        }
+        None => {}
+    }
+    if let Some(url) = api_base {
+        builder = builder.api_base(url);
+    }
+    if let Some(url) = login_base {
+        builder = builder.login_base(url);
+    }
+
+    let access_token = flag_or_env(args.access_token, "GENESYS_ACCESS_TOKEN");
+    let client_id = flag_or_env(args.client_id, "GENESYS_CLIENT_ID");
+    let client_secret = flag_or_env(args.client_secret, "GENESYS_CLIENT_SECRET");
+    builder = match (access_token, client_id, client_secret) {
+        (Some(token), _, _) => builder.access_token(token),
+        (None, Some(id), Some(secret)) => builder.client_credentials(id, secret),
+        (None, id, secret) => {
+            let mut missing = Vec::new();
+            if id.is_none() {
+                missing.push("GENESYS_CLIENT_ID (--client-id)");
+            }
+            if secret.is_none() {
+                missing.push("GENESYS_CLIENT_SECRET (--client-secret)");
+            }
+            return Err(usage(format!(
+                "missing credentials: set {}, or give an access token with \
+                 GENESYS_ACCESS_TOKEN (--access-token)",
+                missing.join(" and ")
+            )));
+        }
+    };
+
+    if let Some(n) = args.dispatcher_threads {
+        builder = builder.dispatcher_threads(n);
+    }
+    if let Some(n) = args.queue_capacity {
+        builder = builder.queue_capacity(n);
+    }
+    if let Some(policy) = args.backpressure {
+        builder = builder.backpressure(policy.into());
+    }
+    if let Some(secs) = args.ping_interval_secs {
+        builder = builder.ping_interval(Duration::from_secs(secs));
+    }
+    if let Some(secs) = args.liveness_timeout_secs {
+        builder = builder.liveness_timeout(Duration::from_secs(secs));
+    }
+    // Snapshot lines are the frames the client builds from REST state: they carry
+    // `"snapshot": true` next to `topicName` and `eventBody`.
+    if args.no_snapshots {
+        builder = builder.snapshots(Snapshots::Off);
+    } else if args.snapshots_at_subscribe {
+        builder = builder.snapshots(Snapshots::AfterGapsAndSubscribe);
+    }
+
+    if let Some(url) = &args.proxy {
+        builder = builder.proxy(url);
+    }
+    if let Some(list) = &args.no_proxy {
+        builder = builder.no_proxy(list);
+    }
+    if args.no_proxy_env {
+        builder = builder.proxy_from_env(false);
+    }
+    if args.proxy_loopback {
+        builder = builder.proxy_loopback(true);
+    }
+    if args.platform_roots {
+        builder = builder.tls_roots(genesys_notify::TlsRoots::Platform);
+    }
+    for path in &args.ca_file {
+        let pem = std::fs::read(path)
+            .map_err(|e| usage(format!("cannot read --ca-file {}: {e}", path.display())))?;
+        builder = builder.add_root_certificates_pem(pem);
+    }
+    if let Some(url) = &args.streaming_base {
+        builder = builder.streaming_base(url);
+    }
+
+    let client = builder.build().map_err(|e| from_error("settings", e))?;
+    // Fail fast on wrong credentials, before any channel is created.
+    client
+        .verify_token()
+        .map_err(|e| from_error("credentials", e))?;
+
+    let (stop_tx, stop_rx) = crossbeam_channel::bounded::<Stop>(4);
+
+    let fatal = stop_tx.clone();
+    let format = args.lifecycle_format;
+    let _lifecycle = client
+        .on_lifecycle(move |event: &Lifecycle| {
+            eprintln!("{}", lifecycle_line(event, format));
+            match event {
+                Lifecycle::RetryBudgetExhausted { last_error, .. } => {
+                    let _ = fatal.try_send(Stop::Fatal(format!("retries exhausted: {last_error}")));
+                }
+                Lifecycle::PermanentFailure { error, .. } => {
+                    let _ = fatal.try_send(Stop::Fatal(error.to_string()));
+                }
+                _ => {}
+            }
+        })
+        .map_err(|e| from_error("lifecycle listener", e))?;
+
+    // A pattern matches a whole topic name, `*` standing for one segment: for "everything we
+    // subscribed", register one exact listener per individual topic name (a combined topic
+    // `base?a&b` brings events named `base.a` and `base.b`).
+    let patterns: Vec<String> = match &args.pattern {
+        Some(pattern) => vec![pattern.clone()],
+        None => {
+            let mut names: Vec<String> = topics.iter().flat_map(Topic::expand).collect();
+            names.sort();
+            names.dedup();
+            names
+        }
+    };
+    let mut guards: Vec<ListenerGuard> = Vec::new();
+    for pattern in &patterns {
+        let closed = stop_tx.clone();
+        let guard = client
+            .on(pattern, move |event: &Event| {
+                let frame = event.frame_json().trim();
+                // JSON text can hold a raw line break only between tokens, so replacing it keeps
+                // the JSON intact and makes one line.
+                let line = if frame.contains(['\n', '\r']) {
+                    std::borrow::Cow::Owned(frame.replace(['\n', '\r'], " "))
+                } else {
+                    std::borrow::Cow::Borrowed(frame)
+                };
+                let mut out = std::io::stdout().lock();
+                if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+                    let _ = closed.try_send(Stop::StdoutClosed);
+                }
+            })
+            .map_err(|e| from_error("listener", e))?;
+        guards.push(guard);
+    }
+
+    let ctrl_c = stop_tx.clone();
+    let first_press = parking_lot::Mutex::new(None::<Instant>);
+    ctrlc::set_handler(move || {
+        // A second Ctrl-C does not wait for the clean shutdown. One within a second of the first
+        // counts as the same press (some tools deliver SIGINT to the process and its group).
+        let mut first = first_press.lock();
+        match *first {
+            None => {
+                *first = Some(Instant::now());
+                let _ = ctrl_c.try_send(Stop::CtrlC);
+            }
+            Some(at) if at.elapsed() > Duration::from_secs(1) => {
+                eprintln!("{NAME}: second Ctrl-C, exiting without waiting");
+                std::process::exit(130);
+            }
+            Some(_) => {}
+        }
+    })
+    .map_err(|e| Failure {
+        code: 1,
+        message: format!("cannot install the Ctrl-C handler: {e}"),
+    })?;
+
+    let report = client
+        .subscribe(&topics)
+        .map_err(|e| from_error("subscribe", e))?;
+    for rejected in &report.rejected {
+        eprintln!(
+            "{NAME}: topic {} rejected: {} (missing permissions: {})",
+            rejected.topic,
+            rejected
+                .rejection_reason
+                .as_deref()
+                .unwrap_or("no reason given"),
+            if rejected.missing_permissions.is_empty() {
+                "none listed".to_owned()
+            } else {
+                rejected.missing_permissions.join(", ")
+            }
+        );
+    }
+    if report.permitted.is_empty() && report.duplicates.is_empty() {
+        let _ = client.shutdown(Duration::from_secs(5));
+        return Err(usage("every topic was rejected: nothing to follow"));
+    }
+    eprintln!(
+        "{NAME}: following {} topic(s); Ctrl-C to stop",
+        report.permitted.len()
+    );
+
+    let stop = stop_rx.recv().unwrap_or(Stop::CtrlC);
+    let result = match stop {
+        Stop::CtrlC => {
+            eprintln!("{NAME}: Ctrl-C, shutting down");
+            Ok(())
+        }
+        Stop::StdoutClosed => Ok(()),
+        Stop::Fatal(message) => Err(Failure { code: 1, message }),
+    };
+    let health = client.health();
+    client
+        .shutdown(Duration::from_secs(5))
+        .map_err(|e| from_error("shutdown", e))?;
+    eprintln!(
+        "{NAME}: received {}, delivered {}, dropped {}, unrouted {}, malformed {}",
+        health.received(),
+        health.delivered(),
+        health.dropped,
+        health.unrouted(),
+        health.malformed()
+    );
+    result
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("{NAME}: error: {}", failure.message);
+            ExitCode::from(failure.code)
+        }
+    }
+}
