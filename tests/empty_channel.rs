@@ -42,7 +42,20 @@ fn a_channel_emptied_by_rejections_on_reapply_stops() {
         "{:?}",
         s.emu.channel(&replacement.id)
     );
-    // Nothing loops after the stop.
+    // Its subscriptions are removed on the way out (the DELETE may follow the Stopped state by
+    // a moment); after that, nothing loops.
+    let deleted = format!(
+        "/api/v2/notifications/channels/{}/subscriptions",
+        replacement.id
+    );
+    assert!(
+        wait_until(SOON, || s
+            .emu
+            .requests()
+            .iter()
+            .any(|r| r.method == "DELETE" && r.path == deleted)),
+        "no DELETE of the emptied channel's subscriptions"
+    );
     let requests = s.emu.requests().len();
     let reconnecting = s.rec.count(|e| matches!(e, Lifecycle::Reconnecting { .. }));
     std::thread::sleep(Duration::from_millis(600));
