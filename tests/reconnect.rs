@@ -1,5 +1,6 @@
 //! Every unasked end of a socket is followed by a reconnection (issue #3): close frames with any
-//! code (1000, 1001, 4000, and an unusable 1005), a TCP drop without close frame (1006), refused
+//! code (1000, 1001, 4000, none at all, and an unusable 1005), a TCP drop without close frame
+//! (FIN, 1006), a TCP reset (RST), refused
 //! and rejected handshakes; a channel that is gone (404 on `HEAD`, 404 on the handshake, evicted,
 //! expired) is replaced by a new channel with the same topics. Each test ends with events flowing
 //! again and checks the lifecycle events and their order.
@@ -207,9 +208,23 @@ fn application_close_4000_is_recovered() {
     close_is_recovered(4000);
 }
 
+/// A close frame without status code (empty payload; RFC 6455 reports it as 1005): a close
+/// with no code, recovered on the same channel.
+#[test]
+fn close_without_status_is_recovered() {
+    let s = setup();
+    s.recovers_on_same_channel(
+        Fault::CloseWithoutStatus {
+            target: Target::channel(&s.id),
+        },
+        |c| matches!(c, DisconnectCause::Closed { code: None, .. }),
+    );
+    s.client.shutdown(Duration::from_secs(2)).unwrap();
+}
+
 /// 1005 ("no status") must never be sent on the wire; a server that does so anyway breaks the
-/// protocol, and the client must still come back. (The emulator cannot send an empty close
-/// frame, the legitimate way to say "no code".)
+/// protocol, and the client must still come back. (The legitimate way to say "no code", an
+/// empty close frame, is `close_without_status_is_recovered`.)
 #[test]
 fn close_1005_on_the_wire_is_recovered() {
     let s = setup();
@@ -228,6 +243,19 @@ fn tcp_drop_without_close_frame_is_recovered() {
     let s = setup();
     s.recovers_on_same_channel(
         Fault::DropSocket {
+            target: Target::channel(&s.id),
+        },
+        |c| matches!(c, DisconnectCause::Io(_)),
+    );
+    s.client.shutdown(Duration::from_secs(2)).unwrap();
+}
+
+/// TCP aborted with a RST (linger 0): reported as an I/O cause.
+#[test]
+fn tcp_reset_is_recovered() {
+    let s = setup();
+    s.recovers_on_same_channel(
+        Fault::ResetSocket {
             target: Target::channel(&s.id),
         },
         |c| matches!(c, DisconnectCause::Io(_)),

@@ -67,9 +67,24 @@ pub enum Fault {
         /// The close reason sent (UTF-8, at most 123 bytes; longer is truncated).
         reason: String,
     },
-    /// Close the TCP connection without any close frame (the client sees EOF / reset).
-    /// The channel stays alive.
+    /// Close the TCP connection without any close frame: an orderly TCP close (FIN), so the
+    /// client reads end-of-stream (1006 in RFC 6455 terms). The channel stays alive.
     DropSocket {
+        /// Which socket(s).
+        target: Target,
+    },
+    /// Send a close frame with an empty payload (no status code, which RFC 6455 §7.1.5 reports
+    /// as 1005 "no status received"), then close the TCP connection after the client's close
+    /// reply, or after one second without it. 1005 itself is never put on the wire (§7.4.1).
+    /// The channel stays alive.
+    CloseWithoutStatus {
+        /// Which socket(s).
+        target: Target,
+    },
+    /// Abort the TCP connection: `SO_LINGER` set to 0 and the socket closed, so the kernel sends
+    /// a TCP RST instead of a FIN and the client's next read fails with "connection reset"
+    /// (frames still queued on either side are lost). No close frame. The channel stays alive.
+    ResetSocket {
         /// Which socket(s).
         target: Target,
     },
@@ -97,6 +112,16 @@ pub enum Fault {
     /// Evict the channel now, as when a 21st channel is created: its socket is closed with
     /// [`CLOSE_CHANNEL_EVICTED`](super::CLOSE_CHANNEL_EVICTED) and the id answers 404 from then on.
     EvictChannel {
+        /// The channel id.
+        channel_id: String,
+    },
+    /// Take the channel over: the emulator opens a second, real WebSocket to the channel's
+    /// `connectUri`, as another process holding the same channel would. The socket connected
+    /// before gets a close frame with [`CLOSE_REPLACED`](super::CLOSE_REPLACED), and events
+    /// published while the intruder holds the channel go to the intruder (the client loses
+    /// them). The intruder reads and discards frames until the client's next socket replaces it
+    /// in turn (or the emulator is dropped). Nothing happens if the channel is unknown.
+    Takeover {
         /// The channel id.
         channel_id: String,
     },

@@ -37,6 +37,11 @@
 //!   [`CLOSE_CHANNEL_EXPIRED`] (4002) when its channel expires, [`CLOSE_GOING_AWAY`] (1001) after
 //!   `v2.system.socket_closing` and when the emulator is dropped. 4000-4002 are emulator-specific:
 //!   clients must not build policy on them (the real service documents no codes).
+//! * Faults that end a socket are emulated on the wire, not approximated: a close frame with a
+//!   code ([`Fault::CloseSocket`]), an empty close frame that the client reports as 1005
+//!   ([`Fault::CloseWithoutStatus`]), an orderly TCP close without close frame (FIN,
+//!   [`Fault::DropSocket`]), a TCP reset (`SO_LINGER` 0 then close: RST, [`Fault::ResetSocket`]),
+//!   and a real second socket on the channel ([`Fault::Takeover`]).
 //! * Topics that are empty, contain whitespace or are longer than 200 characters, and topics
 //!   `channel.metadata` / `v2.system.*`, make the whole subscription request fail with 400
 //!   (code `bad.request`), with or without `ignoreErrors`; nothing changes.
@@ -304,8 +309,12 @@ pub enum SocketEventKind {
         /// The close code sent.
         code: u16,
     },
+    /// The server sent a close frame without a status code ([`Fault::CloseWithoutStatus`]).
+    ClosedByServerWithoutStatus,
     /// The server closed the TCP connection without a close frame ([`Fault::DropSocket`]).
     DroppedByServer,
+    /// The server aborted the TCP connection with a RST ([`Fault::ResetSocket`]).
+    ResetByServer,
     /// The socket went silent ([`Fault::GoSilent`]).
     WentSilent,
     /// A `v2.system.socket_closing` message was queued to the socket.
@@ -572,8 +581,71 @@ impl Emulator {
 
     /// Injects a fault; see [`Fault`] for what each one does.
     pub fn inject(&self, fault: Fault) {
+        if let Fault::Takeover { channel_id } = fault {
+            self.takeover(channel_id);
+            return;
+        }
         self.shared.state.lock().inject(fault);
         let _ = self.shared.wake.send(());
+    }
+
+    /// [`Fault::Takeover`]: a thread connects a real socket to the channel and reads it until
+    /// it is closed or the emulator stops. Returns once that socket is registered (or failed).
+    fn takeover(&self, channel_id: String) {
+        if !self
+            .shared
+            .state
+            .lock()
+            .channels
+            .iter()
+            .any(|c| c.id == channel_id)
+        {
+            log::warn!("emulator: Takeover: no live channel {channel_id}");
+            return;
+        }
+        let url = format!("ws://{}/channels/{channel_id}", self.ws_addr);
+        let addr = self.ws_addr;
+        let shared = self.shared.clone();
+        let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(1);
+        let spawned = self.shared.spawn(
+            format!("emu-takeover-{}", state::short(&channel_id)),
+            move || {
+                let stream = match TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        log::warn!("emulator: Takeover: connect failed: {e}");
+                        return;
+                    }
+                };
+                let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
+                let mut ws = match tungstenite::client(url.as_str(), stream) {
+                    Ok((ws, _)) => ws,
+                    Err(e) => {
+                        log::warn!("emulator: Takeover: handshake failed: {e}");
+                        return;
+                    }
+                };
+                drop(done_tx);
+                while !shared.is_shutdown() {
+                    match ws.read() {
+                        Ok(_) => {}
+                        Err(tungstenite::Error::Io(e))
+                            if matches!(
+                                e.kind(),
+                                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                            ) => {}
+                        Err(_) => break,
+                    }
+                }
+            },
+        );
+        match spawned {
+            // Connected (or failed) within the handshake timeout.
+            Ok(()) => {
+                let _ = done_rx.recv_timeout(Duration::from_secs(10));
+            }
+            Err(e) => log::warn!("emulator: Takeover: cannot spawn a thread: {e}"),
+        }
     }
 }
 

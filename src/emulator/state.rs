@@ -37,10 +37,12 @@ pub(crate) enum Out {
     Pong(Vec<u8>),
     /// The `channel.metadata` pong answering `{"message":"ping"}`.
     AppPong,
-    /// Close the socket with a close frame (server-initiated).
-    Close { code: u16, reason: String },
-    /// Close the TCP connection without a close frame.
+    /// Close the socket with a close frame (server-initiated); `None`: empty payload (no code).
+    Close { code: Option<u16>, reason: String },
+    /// Close the TCP connection without a close frame (FIN).
     Drop,
+    /// Abort the TCP connection (linger 0, then close: RST).
+    Reset,
     /// Send nothing from now on.
     Silent,
     /// Fragment the next `events` events into frames of `size` bytes.
@@ -363,7 +365,7 @@ impl State {
             self.send_to_conn(
                 conn,
                 Out::Close {
-                    code,
+                    code: Some(code),
                     reason: reason.into(),
                 },
             );
@@ -575,12 +577,24 @@ impl State {
             } => {
                 for c in self.targets(&target) {
                     let reason = truncate_utf8(&reason, 123);
+                    let code = Some(code);
                     self.send_to_conn(c, Out::Close { code, reason });
+                }
+            }
+            Fault::CloseWithoutStatus { target } => {
+                for c in self.targets(&target) {
+                    let reason = String::new();
+                    self.send_to_conn(c, Out::Close { code: None, reason });
                 }
             }
             Fault::DropSocket { target } => {
                 for c in self.targets(&target) {
                     self.send_to_conn(c, Out::Drop);
+                }
+            }
+            Fault::ResetSocket { target } => {
+                for c in self.targets(&target) {
+                    self.send_to_conn(c, Out::Reset);
                 }
             }
             Fault::GoSilent { target } => {
@@ -612,7 +626,7 @@ impl State {
                     self.log(&id, c, SocketEventKind::SocketClosingSent);
                     if let Some(d) = close_after {
                         let close = Out::Close {
-                            code: CLOSE_GOING_AWAY,
+                            code: Some(CLOSE_GOING_AWAY),
                             reason: "socket closing for maintenance".into(),
                         };
                         self.scheduled.push((later(now, d), c, close));
@@ -678,6 +692,8 @@ impl State {
                     self.send_to_conn(c, Out::Binary(data.clone()));
                 }
             }
+            // Needs a thread and a socket: `Emulator::inject` handles it without the lock.
+            Fault::Takeover { .. } => {}
         }
     }
 }

@@ -621,6 +621,95 @@ fn fault_close_with_code_and_drop_without_close_frame() {
     assert!(log.contains(&SocketEventKind::DroppedByServer));
 }
 
+/// A bare close frame: tungstenite refuses 1005 on the wire (RFC 6455 §7.4.1), so reading
+/// `Close(None)` proves the payload was empty. The server then closes TCP after the reply.
+#[test]
+fn fault_close_without_status_sends_an_empty_close_frame() {
+    let (emu, _token, id, mut ws) = setup(EmulatorConfig::default(), &[]);
+    emu.inject(Fault::CloseWithoutStatus {
+        target: Target::channel(&id),
+    });
+    loop {
+        match ws.read() {
+            Ok(Message::Close(frame)) => {
+                assert_eq!(frame, None, "no status code on the wire");
+                break;
+            }
+            Ok(_) => {}
+            Err(e) => panic!("expected a close frame, got {e}"),
+        }
+    }
+    // tungstenite answered with its own close; the server ends the connection.
+    assert!(emu.wait_for(WAIT, |e| !e.channels()[0].connected));
+    let log = kinds(&emu, &id);
+    assert!(log.contains(&SocketEventKind::ClosedByServerWithoutStatus));
+    assert_eq!(log.last(), Some(&SocketEventKind::Disconnected));
+    // The channel survives.
+    assert!(emu.channels()[0].removed.is_none());
+}
+
+/// A TCP reset (linger 0): the client's read fails with `ConnectionReset`, where the orderly
+/// drop of [`Fault::DropSocket`] gives an end of stream without closing handshake.
+#[test]
+fn fault_reset_socket_sends_rst_and_drop_sends_fin() {
+    let (emu, _token, id, mut ws) = setup(EmulatorConfig::default(), &[]);
+    emu.inject(Fault::ResetSocket {
+        target: Target::channel(&id),
+    });
+    ws.get_mut().set_read_timeout(Some(WAIT)).unwrap();
+    match ws.read() {
+        Err(tungstenite::Error::Io(e)) => {
+            assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}");
+        }
+        other => panic!("expected a connection reset, got {other:?}"),
+    }
+    assert!(emu.wait_for(WAIT, |e| !e.channels()[0].connected));
+    let log = kinds(&emu, &id);
+    assert!(log.contains(&SocketEventKind::ResetByServer));
+    assert_eq!(log.last(), Some(&SocketEventKind::Disconnected));
+
+    let mut ws = connect(&emu.channels()[0].connect_uri);
+    assert!(emu.wait_for(WAIT, |e| e.channels()[0].connected));
+    emu.inject(Fault::DropSocket {
+        target: Target::channel(&id),
+    });
+    ws.get_mut().set_read_timeout(Some(WAIT)).unwrap();
+    match ws.read() {
+        Err(tungstenite::Error::Protocol(
+            tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+        )) => {}
+        other => panic!("expected an end of stream without close frame, got {other:?}"),
+    }
+}
+
+/// A takeover is a real second socket: the first gets 4000, events go to the intruder, and a
+/// new socket of the client takes the channel back.
+#[test]
+fn fault_takeover_connects_a_second_socket() {
+    let (emu, _token, id, mut ws) = setup(EmulatorConfig::default(), &["v2.users.u.presence"]);
+    emu.inject(Fault::Takeover {
+        channel_id: id.clone(),
+    });
+    assert_eq!(expect_close(&mut ws).0, CLOSE_REPLACED);
+    let channel = emu.channels()[0].clone();
+    assert_eq!(channel.connections, 2);
+    assert!(channel.connected, "the intruder holds the channel");
+    assert_eq!(emu.publish("v2.users.u.presence", json!({})), 1);
+    let mut back = connect(&channel.connect_uri);
+    assert!(emu.wait_for(WAIT, |e| e.channels()[0].connections == 3));
+    assert_eq!(emu.publish("v2.users.u.presence", json!({"n": 2})), 1);
+    assert_eq!(next_json(&mut back)["eventBody"]["n"], 2);
+    let replaced = kinds(&emu, &id)
+        .iter()
+        .filter(|k| {
+            **k == SocketEventKind::ClosedByServer {
+                code: CLOSE_REPLACED,
+            }
+        })
+        .count();
+    assert_eq!(replaced, 2, "the client's first socket, then the intruder");
+}
+
 #[test]
 fn fault_go_silent() {
     let config = EmulatorConfig::default().heartbeat_interval(Duration::from_millis(30));

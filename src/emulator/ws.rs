@@ -244,7 +244,7 @@ fn serve(shared: &Arc<Shared>, stream: TcpStream, conn: u64) {
                     st.send_to_conn(
                         previous,
                         Out::Close {
-                            code: CLOSE_REPLACED,
+                            code: Some(CLOSE_REPLACED),
                             reason: "another socket connected to this channel".into(),
                         },
                     );
@@ -314,6 +314,7 @@ fn serve(shared: &Arc<Shared>, stream: TcpStream, conn: u64) {
         close_sent: false,
         close_deadline: None,
         fragment: None,
+        reset: false,
     };
     let interval = shared
         .config
@@ -403,6 +404,8 @@ struct Writer {
     close_deadline: Option<Instant>,
     /// (events left to fragment, fragment size)
     fragment: Option<(usize, usize)>,
+    /// The connection ends with a TCP RST ([`Out::Reset`]).
+    reset: bool,
 }
 
 /// Close codes a close frame may carry (RFC 6455 §7.4).
@@ -450,7 +453,15 @@ impl Writer {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
         }
-        let _ = self.out.get_ref().shutdown(Shutdown::Both);
+        // A reset must not send a FIN first: shutting down only the read side wakes the reader
+        // (it sees end-of-stream) without a word on the wire; the RST goes out when the last
+        // handle of the socket is closed, below and in the reader's thread.
+        let how = if self.reset {
+            Shutdown::Read
+        } else {
+            Shutdown::Both
+        };
+        let _ = self.out.get_ref().shutdown(how);
         // Wait for the reader (it sees EOF now), then forget the connection.
         let _ = reader_gone.recv();
         let mut st = self.shared.state.lock();
@@ -467,7 +478,7 @@ impl Writer {
             self.conn,
             short(&self.channel_id)
         );
-        // Buffered bytes are lost on purpose: the socket is shut down already.
+        // Buffered bytes are lost on purpose: the socket is shut down already (or reset).
         let (_stream, _unflushed) = self.out.into_parts();
     }
 
@@ -561,12 +572,27 @@ impl Writer {
                 self.close_sent = true;
                 self.close_deadline = Some(later(Instant::now(), CLOSE_GRACE));
                 // Logged first, so a test that saw the frame also sees the record.
-                self.log(SocketEventKind::ClosedByServer { code });
-                self.close_frame(Some(code), &reason)
+                self.log(match code {
+                    Some(code) => SocketEventKind::ClosedByServer { code },
+                    None => SocketEventKind::ClosedByServerWithoutStatus,
+                });
+                self.close_frame(code, &reason)
             }
             Out::Drop => {
                 let _ = self.out.flush();
                 self.log(SocketEventKind::DroppedByServer);
+                return Flow::Exit;
+            }
+            Out::Reset => {
+                // Frames buffered but not flushed are discarded with the connection, as a
+                // crashed peer or middlebox would. With linger 0 the last close sends RST.
+                if let Err(e) =
+                    socket2::SockRef::from(self.out.get_ref()).set_linger(Some(Duration::ZERO))
+                {
+                    log::warn!("emulator: socket {}: SO_LINGER 0 failed: {e}", self.conn);
+                }
+                self.reset = true;
+                self.log(SocketEventKind::ResetByServer);
                 return Flow::Exit;
             }
             Out::ClientClosed(code) => {
