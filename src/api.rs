@@ -385,30 +385,9 @@ impl Api {
         let path = "/api/v2/notifications/channels";
         let mut response = self.call(Method::Post, path, path, None, None)?;
         let body: ChannelBody = read_json(&mut response)?;
-        let id = body
-            .id
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| ApiError::Decode("channel without id".into()))?;
-        let connect_uri = body
-            .connect_uri
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| ApiError::Decode("channel without connectUri".into()))?;
-        let expires = body.expires.as_deref().and_then(|text| {
-            let parsed = parse_expires(text);
-            if parsed.is_none() {
-                log::warn!(
-                    "channel {} has an unparseable expires {text:?}",
-                    short_id(&id)
-                );
-            }
-            parsed
-        });
-        log::info!("created channel {}", short_id(&id));
-        Ok(ChannelInfo {
-            id,
-            connect_uri,
-            expires,
-        })
+        let info = channel_info(body)?;
+        log::info!("created channel {}", short_id(&info.id));
+        Ok(info)
     }
 
     /// `HEAD /api/v2/notifications/channels/{id}`: 200 → `true`, 404 → `false`
@@ -475,14 +454,7 @@ impl Api {
             .map_err(|e| ApiError::Decode(format!("cannot encode topics: {e}")))?;
         let mut response = self.call(method, &path, &shown, Some(&body), Some(id))?;
         let text = read_text(&mut response)?;
-        let parsed: Entities<TopicEntity<'_>> =
-            serde_json::from_str(&text).map_err(|e| ApiError::Decode(json_error(&e)))?;
-        Ok(parsed
-            .entities
-            .into_iter()
-            .filter(|entity| keep(&entity.id))
-            .map(topic_result)
-            .collect())
+        topic_results(&text, keep)
     }
 
     /// `DELETE /api/v2/notifications/channels/{id}/subscriptions`: removes every topic.
@@ -667,7 +639,23 @@ fn map_status(response: &mut Response<Body>, channel: Option<&str>) -> ApiError 
         .limit(64 * 1024)
         .read_to_string()
         .unwrap_or_default();
-    let parsed: ErrorBody = serde_json::from_str(&text).unwrap_or_default();
+    error_from_body(
+        status,
+        parse_retry_after(response.headers()),
+        &text,
+        channel,
+    )
+}
+
+/// Maps a non-2xx status other than 429 and 404 and its body (a Genesys error body, or
+/// anything) to an [`ApiError`], hiding the channel id and shortening the server's text.
+fn error_from_body(
+    status: u16,
+    retry_after: Option<Duration>,
+    text: &str,
+    channel: Option<&str>,
+) -> ApiError {
+    let parsed: ErrorBody = serde_json::from_str(text).unwrap_or_default();
     let hide = |s: String| {
         let s = match channel {
             Some(id) if !id.is_empty() => s.replace(id, &short_id(id)),
@@ -683,7 +671,7 @@ fn map_status(response: &mut Response<Body>, channel: Option<&str>) -> ApiError 
         403 => ApiError::Forbidden { code, message },
         _ => ApiError::Server {
             status,
-            retry_after: parse_retry_after(response.headers()),
+            retry_after,
             message: if message.is_empty() {
                 hide(text.trim().to_owned())
             } else {
@@ -691,6 +679,34 @@ fn map_status(response: &mut Response<Body>, channel: Option<&str>) -> ApiError 
             },
         },
     }
+}
+
+/// The channel of a `POST /api/v2/notifications/channels` answer: [`ApiError::Decode`] when it
+/// lacks `id` or `connectUri`; an unparseable `expires` is logged and becomes `None`.
+fn channel_info(body: ChannelBody) -> Result<ChannelInfo, ApiError> {
+    let id = body
+        .id
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ApiError::Decode("channel without id".into()))?;
+    let connect_uri = body
+        .connect_uri
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ApiError::Decode("channel without connectUri".into()))?;
+    let expires = body.expires.as_deref().and_then(|text| {
+        let parsed = parse_expires(text);
+        if parsed.is_none() {
+            log::warn!(
+                "channel {} has an unparseable expires {text:?}",
+                short_id(&id)
+            );
+        }
+        parsed
+    });
+    Ok(ChannelInfo {
+        id,
+        connect_uri,
+        expires,
+    })
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(response: &mut Response<Body>) -> Result<T, ApiError> {
@@ -709,6 +725,53 @@ fn read_text(response: &mut Response<Body>) -> Result<String, ApiError> {
             ureq::Error::BodyExceedsLimit(_) => ApiError::Decode("response body too large".into()),
             other => ApiError::Transport(transport_message(&other)),
         })
+}
+
+fn decode_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, ApiError> {
+    serde_json::from_str(text).map_err(|e| ApiError::Decode(json_error(&e)))
+}
+
+/// The results of a subscription answer whose topic passes `keep` (the others are skipped
+/// without being copied).
+fn topic_results(text: &str, keep: &dyn Fn(&str) -> bool) -> Result<Vec<TopicResult>, ApiError> {
+    let parsed: Entities<TopicEntity<'_>> =
+        serde_json::from_str(text).map_err(|e| ApiError::Decode(json_error(&e)))?;
+    Ok(parsed
+        .entities
+        .into_iter()
+        .filter(|entity| keep(&entity.id))
+        .map(topic_result)
+        .collect())
+}
+
+/// The decoding steps of the calls above, on bodies given as text (crate feature `fuzzing`).
+#[cfg(feature = "fuzzing")]
+pub(crate) mod decode {
+    use super::*;
+
+    /// As [`Api::create_channel`] decodes its answer.
+    pub(crate) fn channel(text: &str) -> Result<ChannelInfo, ApiError> {
+        channel_info(decode_json(text)?)
+    }
+
+    /// As [`Api::put_subscriptions`] decodes its answer (and `post_subscriptions`, keeping
+    /// the topics whose name is shorter than 64 bytes).
+    pub(crate) fn subscriptions(text: &str) -> Result<Vec<TopicResult>, ApiError> {
+        let all = topic_results(text, &|_| true)?;
+        let kept = topic_results(text, &|topic| topic.len() < 64)?;
+        assert!(kept.len() <= all.len());
+        Ok(all)
+    }
+
+    /// As a failed call decodes its error body.
+    pub(crate) fn error(
+        status: u16,
+        retry_after: Option<Duration>,
+        text: &str,
+        channel: Option<&str>,
+    ) -> ApiError {
+        error_from_body(status, retry_after, text, channel)
+    }
 }
 
 fn topic_result(entity: TopicEntity<'_>) -> TopicResult {

@@ -54,11 +54,11 @@ pub(crate) fn parse_retry_after(headers: &ureq::http::HeaderMap) -> Option<Durat
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
+    // `try_from`: negative, NaN, infinite or huge values give `None`, never a panic.
     value
         .parse::<f64>()
         .ok()
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(Duration::from_secs_f64)
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
 }
 
 /// Describes a JSON decoding error by kind and position only: serde's own message may quote a

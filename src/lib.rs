@@ -313,6 +313,9 @@ mod dispatch;
 pub mod emulator;
 mod error;
 mod event;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod gateway;
 mod health;
 mod http;

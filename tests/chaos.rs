@@ -458,6 +458,23 @@ impl Soak {
         })
     }
 
+    /// No socket ended and no channel was created in the last `period`.
+    fn quiet_for(&self, period: Duration) -> bool {
+        let count = || {
+            self.rec.count(|e| {
+                matches!(
+                    e,
+                    Lifecycle::Disconnected { .. }
+                        | Lifecycle::ChannelCreated { .. }
+                        | Lifecycle::ChannelReplaced { .. }
+                )
+            })
+        };
+        let before = count();
+        std::thread::sleep(period);
+        count() == before && self.all_connected(Duration::ZERO)
+    }
+
     fn gaps(&self) -> Vec<(SystemTime, SystemTime, Vec<String>)> {
         self.rec
             .snapshot()
@@ -529,9 +546,13 @@ fn chaos_soak() {
     }
     let fault_phase = started.elapsed();
 
-    // Recovery: every channel connected again, then events flow a little longer.
-    let recovered = soak.all_connected(Duration::from_secs(60));
-    std::thread::sleep(Duration::from_secs(2));
+    // Recovery: the last fault's delayed effects play out (a socket_closing's close comes up to
+    // 3 s later, a silence is noticed after about 1.3 s, a Retry-After lasts up to 2 s), every
+    // channel is connected again, and no socket ended for 2 s; events flow all along.
+    std::thread::sleep(Duration::from_secs(4));
+    let recovered = wait_until(Duration::from_secs(60), || {
+        soak.all_connected(Duration::ZERO) && soak.quiet_for(Duration::from_secs(2))
+    });
     stop.store(true, Ordering::Relaxed);
     publisher.join().unwrap();
     assert!(
@@ -770,6 +791,26 @@ fn chaos_soak() {
         "final batch: {} of {expected_final} deliveries",
         final_delivered(&soak)
     );
+    if !final_ok {
+        let tail: Vec<String> = soak
+            .rec
+            .snapshot()
+            .iter()
+            .rev()
+            .take(40)
+            .map(|e| format!("{e:?}"))
+            .collect();
+        panic!(
+            "seed {}: final batch: {} of {expected_final} deliveries\n{}\nemulator channels: \
+             {:#?}\nclient channels: {:#?}\nlast lifecycle events (newest first):\n{}",
+            settings.seed,
+            final_delivered(&soak),
+            violations.join("\n"),
+            soak.emu.channels(),
+            health.channels,
+            tail.join("\n")
+        );
+    }
     assert!(
         violations.is_empty(),
         "seed {}: {} violations:\n{}",

@@ -143,69 +143,79 @@ impl TokenSource for ClientCredentials {
             .body_mut()
             .with_config()
             .limit(MAX_TOKEN_BODY)
-            .read_to_string();
+            .read_to_string()
+            .map_err(|e| transport_message(&e));
+        token_response(status, retry_after, body)
+    }
+}
 
-        match status {
-            200..=299 => {
-                let body = body.map_err(|e| TokenError::Transport(transport_message(&e)))?;
-                let parsed: TokenResponse =
-                    serde_json::from_str(&body).map_err(|e| TokenError::Server {
-                        status,
-                        message: format!(
-                            "token response is not the expected JSON: {}",
-                            json_error(&e)
-                        ),
-                    })?;
-                match parsed.access_token {
-                    Some(token) if !token.is_empty() => {
-                        let expires_in = parsed
-                            .expires_in
-                            .filter(|s| s.is_finite() && *s >= 0.0)
-                            .map(Duration::from_secs_f64);
-                        Ok(AccessToken::new(token, expires_in))
-                    }
-                    _ => Err(TokenError::Server {
-                        status,
-                        message: "token response has no access_token".into(),
-                    }),
-                }
-            }
-            400 | 401 => {
-                let parsed: OAuthErrorBody = body
-                    .ok()
-                    .and_then(|b| serde_json::from_str(&b).ok())
-                    .unwrap_or_default();
-                Err(TokenError::InvalidCredentials {
+/// Decodes the answer of `POST /oauth/token` (status, `Retry-After`, body or the error reading
+/// it) into a token or a [`TokenError`], as documented on [`ClientCredentials::fetch_token`].
+pub(crate) fn token_response(
+    status: u16,
+    retry_after: Option<Duration>,
+    body: Result<String, String>,
+) -> Result<AccessToken, TokenError> {
+    match status {
+        200..=299 => {
+            let body = body.map_err(TokenError::Transport)?;
+            let parsed: TokenResponse =
+                serde_json::from_str(&body).map_err(|e| TokenError::Server {
                     status,
-                    error: shorten(parsed.error.unwrap_or_default()),
-                    description: shorten(
-                        parsed
-                            .description
-                            .or(parsed.error_description)
-                            .or(parsed.message)
-                            .unwrap_or_default(),
+                    message: format!(
+                        "token response is not the expected JSON: {}",
+                        json_error(&e)
                     ),
-                })
-            }
-            429 => Err(TokenError::RateLimited { retry_after }),
-            _ => {
-                let message = body
-                    .ok()
-                    .map(|b| {
-                        let parsed: OAuthErrorBody = serde_json::from_str(&b).unwrap_or_default();
-                        parsed
-                            .description
-                            .or(parsed.error_description)
-                            .or(parsed.message)
-                            .or(parsed.error)
-                            .unwrap_or(b)
-                    })
-                    .unwrap_or_default();
-                Err(TokenError::Server {
+                })?;
+            match parsed.access_token {
+                Some(token) if !token.is_empty() => {
+                    // `try_from`: a huge `expires_in` must not panic.
+                    let expires_in = parsed
+                        .expires_in
+                        .and_then(|s| Duration::try_from_secs_f64(s).ok());
+                    Ok(AccessToken::new(token, expires_in))
+                }
+                _ => Err(TokenError::Server {
                     status,
-                    message: shorten(message),
-                })
+                    message: "token response has no access_token".into(),
+                }),
             }
+        }
+        400 | 401 => {
+            let parsed: OAuthErrorBody = body
+                .ok()
+                .and_then(|b| serde_json::from_str(&b).ok())
+                .unwrap_or_default();
+            Err(TokenError::InvalidCredentials {
+                status,
+                error: shorten(parsed.error.unwrap_or_default()),
+                description: shorten(
+                    parsed
+                        .description
+                        .or(parsed.error_description)
+                        .or(parsed.message)
+                        .unwrap_or_default(),
+                ),
+            })
+        }
+        429 => Err(TokenError::RateLimited { retry_after }),
+        _ => {
+            let message = body
+                .ok()
+                .map(|b| {
+                    let parsed: OAuthErrorBody = serde_json::from_str(&b).unwrap_or_default();
+                    parsed
+                        .description
+                        .or(parsed.error_description)
+                        .or(parsed.message)
+                        .or(parsed.error)
+                        .unwrap_or(b)
+                })
+                .unwrap_or_default();
+            Err(TokenError::Server {
+                status,
+                message: shorten(message),
+            })
         }
     }
 }

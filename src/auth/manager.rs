@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-use super::refresh::{expiry_margin, refresh_at};
+use super::refresh::{expiry_margin, refresh_at, MAX_LIFETIME};
 use super::token::{TokenError, TokenSource};
 use crate::redact::Redacted;
 
@@ -41,7 +41,7 @@ impl Cached {
     fn usable(&self, now: Instant) -> bool {
         match self.expires_in {
             None => true,
-            Some(life) => now + expiry_margin(life) < self.obtained + life,
+            Some(life) => now + expiry_margin(life) < self.obtained + life.min(MAX_LIFETIME),
         }
     }
 

@@ -23,8 +23,17 @@ const LEAD_WANTED: Duration = Duration::from_secs(60);
 /// after 240 s; 120 s → after 60 s; 2 s → after 1 s.
 pub(crate) fn refresh_at(obtained: Instant, expires_in: Duration) -> Instant {
     let lead = (expires_in / 5).max(LEAD_WANTED.min(expires_in / 2));
-    obtained + expires_in.saturating_sub(lead).max(MIN_REFRESH_DELAY)
+    // Capped: an absurd `expires_in` (a server's `1e19`) must not overflow `Instant`.
+    obtained
+        + expires_in
+            .saturating_sub(lead)
+            .max(MIN_REFRESH_DELAY)
+            .min(MAX_LIFETIME)
 }
+
+/// Longer lifetimes are treated as this (a century): far enough to mean "never", small
+/// enough to add to any `Instant`.
+pub(crate) const MAX_LIFETIME: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// How long before expiry a cached token stops being handed out: the smaller of 5 s and a tenth
 /// of its lifetime, so a request does not start with a token that expires in flight.

@@ -1,0 +1,104 @@
+//! Entry points for the fuzz targets in `fuzz/` (crate feature `fuzzing`; not a public API,
+//! hidden from the docs, may change at any time): thin wrappers over the crate-private parsers
+//! that see outside input, each checking the invariants its callers rely on, so that a broken
+//! invariant is a crash the fuzzer reports.
+
+use std::time::{Duration, Instant};
+
+use crate::message::{self, Inbound};
+
+/// The longest malformed-frame excerpt, in characters (message.rs keeps 120).
+const MAX_EXCERPT_CHARS: usize = 120;
+
+/// A WebSocket text frame, as the channel's read loop hands it to `message::parse`. Checks that
+/// the spans of a notification lie inside the frame and that an excerpt stays short.
+pub fn frame(text: &str) {
+    match message::parse(text) {
+        Ok(Inbound::Notification(located)) => {
+            let topic = located.topic.resolve(text);
+            assert!(!topic.is_empty(), "a notification has a topic");
+            if let Some(id) = &located.correlation_id {
+                let _ = id.resolve(text);
+            }
+            let body = &text[located.body.clone()];
+            serde_json::from_str::<serde::de::IgnoredAny>(body)
+                .expect("the located eventBody is JSON");
+        }
+        Ok(Inbound::System(system)) => {
+            let _ = (system.is_socket_closing(), system.ends_subscriptions());
+        }
+        Ok(Inbound::Heartbeat | Inbound::Pong | Inbound::Metadata(_)) => {}
+        Err(malformed) => {
+            assert!(malformed.excerpt.chars().count() <= MAX_EXCERPT_CHARS);
+            let _ = format!("{malformed:?}");
+        }
+    }
+}
+
+/// The body of `POST /api/v2/notifications/channels`.
+pub fn channel_response(text: &str) {
+    if let Ok(info) = crate::api::decode::channel(text) {
+        assert!(!info.id.is_empty() && !info.connect_uri.is_empty());
+        let _ = format!("{info:?}");
+    }
+}
+
+/// The body of `PUT /api/v2/notifications/channels/{id}/subscriptions`.
+pub fn subscriptions_response(text: &str) {
+    if let Ok(results) = crate::api::decode::subscriptions(text) {
+        for r in results {
+            let _ = format!("{r:?}");
+        }
+    }
+}
+
+/// The body of a failed REST call with this status (never 429 or 404, which are decided by the
+/// status alone), for a call about channel `channel`.
+pub fn error_response(status: u16, text: &str, channel: &str) {
+    let error = crate::api::decode::error(status, text, Some(channel));
+    let _ = (error.to_string(), error.is_transient(), error.retry_after());
+}
+
+/// The answer of `POST /oauth/token`: status, `Retry-After` header value and body. A token's
+/// lifetime is fed to the refresh schedule, as the token manager does.
+pub fn token_response(status: u16, retry_after: &[u8], body: &str) {
+    let retry_after = retry_after_header(retry_after);
+    match crate::auth::token_response(status, retry_after, Ok(body.to_owned())) {
+        Ok(token) => {
+            assert!(!token.secret().is_empty());
+            if let Some(life) = token.expires_in() {
+                let now = Instant::now();
+                assert!(crate::auth::refresh_at(now, life) > now);
+            }
+        }
+        Err(error) => {
+            let _ = (error.to_string(), error.is_permanent(), error.retry_after());
+        }
+    }
+}
+
+/// A `Retry-After` header value (bytes as on the wire; values `http` refuses are skipped).
+pub fn retry_after_header(value: &[u8]) -> Option<Duration> {
+    let value = ureq::http::HeaderValue::from_bytes(value).ok()?;
+    let mut headers = ureq::http::HeaderMap::new();
+    headers.insert("retry-after", value);
+    crate::http::parse_retry_after(&headers)
+}
+
+/// A base URL as given to `api_base`/`login_base`, checked as `Config::validate` does; and a
+/// region name.
+pub fn config_text(text: &str) {
+    if let Some(region) = crate::Region::from_name(text) {
+        assert_eq!(crate::Region::from_name(region.name()), Some(region));
+    }
+    let ok = crate::url::check_base_url(text).is_ok();
+    let config = crate::Config {
+        api_base: text.to_owned(),
+        ..crate::Config::default()
+    };
+    assert_eq!(
+        config.validate().is_ok(),
+        ok,
+        "validate checks api_base as check_base_url"
+    );
+}
