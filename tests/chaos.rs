@@ -223,12 +223,12 @@ impl Soak {
             emulator_with(EmulatorConfig::default().heartbeat_interval(Duration::from_secs(5)));
         let client = recovery::fast(&emu)
             .max_topics_per_channel(MAX_TOPICS_PER_CHANNEL)
-            .backoff(Backoff {
-                base: Duration::from_millis(100),
-                cap: Duration::from_secs(3),
-                seed: Some(seed),
-                ..Backoff::default()
-            })
+            .backoff(
+                Backoff::default()
+                    .base(Duration::from_millis(100))
+                    .cap(Duration::from_secs(3))
+                    .seed(Some(seed)),
+            )
             .build()
             .unwrap();
         let rec = Recorder::new(&client);
@@ -241,8 +241,8 @@ impl Soak {
             listen(&client, &topic_of(ISOLATED_USER, "presence")),
         ];
         let shared: Vec<String> = (0..SHARED_USERS).map(|u| topic_of(u, "presence")).collect();
-        client.subscribe(&shared).unwrap();
-        client.subscribe_isolated([isolated.as_str()]).unwrap();
+        let _ = client.subscribe(&shared).unwrap();
+        let _ = client.subscribe_isolated([isolated.as_str()]).unwrap();
         wait_sockets(&emu, CHANNELS);
         let mut publish_topics = shared;
         publish_topics.push(topic_of(ISOLATED_USER, "presence"));
