@@ -62,7 +62,8 @@
 //! # Threads
 //! Four HTTP workers, one WebSocket acceptor, one janitor (channel expiry and delayed closes),
 //! and two threads per WebSocket connection (a reader and a writer fed by an unbounded crossbeam
-//! channel, which batches frames before flushing). [`Emulator`]'s `Drop` closes every socket
+//! channel, which batches frames before flushing), and one client thread per [`Fault::Takeover`]
+//! socket. [`Emulator`]'s `Drop` closes every socket
 //! (close frame 1001 when the socket is not silent) and joins every thread, within about half a
 //! second.
 #![deny(missing_docs)]
