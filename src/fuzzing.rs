@@ -52,10 +52,11 @@ pub fn subscriptions_response(text: &str) {
     }
 }
 
-/// The body of a failed REST call with this status (never 429 or 404, which are decided by the
-/// status alone), for a call about channel `channel`.
-pub fn error_response(status: u16, text: &str, channel: &str) {
-    let error = crate::api::decode::error(status, text, Some(channel));
+/// The body of a failed REST call with this status and `Retry-After` header value (never 429
+/// or 404, which are decided by the status alone), for a call about channel `channel`.
+pub fn error_response(status: u16, retry_after: &[u8], text: &str, channel: &str) {
+    let retry_after = retry_after_header(retry_after);
+    let error = crate::api::decode::error(status, retry_after, text, Some(channel));
     let _ = (error.to_string(), error.is_transient(), error.retry_after());
 }
 

@@ -1,5 +1,6 @@
 //! REST answers of the notifications API: the first byte picks the decoder (channel creation,
-//! subscription results, error body with a status), the rest is the body.
+//! subscription results, error body with a status and a `Retry-After` value), the rest is the
+//! body (for errors: two bytes of status, one byte of `Retry-After` length, that value, the body).
 #![no_main]
 
 use genesys_notify::fuzzing;
@@ -22,13 +23,17 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         _ => {
-            let Some((status, body)) = rest.split_first_chunk::<2>() else {
+            let Some((status, rest)) = rest.split_first_chunk::<2>() else {
                 return;
             };
             // Statuses as ureq gives them: 100..=999.
             let status = 100 + u16::from_be_bytes(*status) % 900;
+            let Some((&len, rest)) = rest.split_first() else {
+                return;
+            };
+            let (retry_after, body) = rest.split_at(usize::from(len).min(rest.len()));
             if let Ok(text) = std::str::from_utf8(body) {
-                fuzzing::error_response(status, text, "streaming-0-fuzzchannelid");
+                fuzzing::error_response(status, retry_after, text, "streaming-0-fuzzchannelid");
             }
         }
     }
