@@ -61,6 +61,9 @@ pub(crate) struct Conn {
     pub tx: Sender<Out>,
     /// A clone of the TCP stream, to cut it on drop.
     pub stream: TcpStream,
+    /// The server sent its close frame: once the client's side ends too, the connection is over
+    /// and nothing more is recorded for it.
+    pub server_closed: bool,
 }
 
 /// One live channel.

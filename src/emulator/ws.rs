@@ -255,6 +255,7 @@ fn serve(shared: &Arc<Shared>, stream: TcpStream, conn: u64) {
                         channel_id: id.clone(),
                         tx: tx.clone(),
                         stream: clone,
+                        server_closed: false,
                     },
                 );
                 st.pending.remove(&conn);
@@ -329,6 +330,21 @@ fn serve(shared: &Arc<Shared>, stream: TcpStream, conn: u64) {
         return;
     }
     read_loop(shared, &mut ws, &channel_id, conn, &tx);
+    {
+        // After the server's close frame, the client's close reply (or end of stream) ends the
+        // connection: record it now, not when the writer thread gets round to it, so that the
+        // record shows the old socket over before a client's prompt next socket.
+        let mut st = shared.state.lock();
+        if st.conns.get(&conn).is_some_and(|c| c.server_closed) {
+            st.conns.remove(&conn);
+            if let Some(ch) = st.channel_mut(&channel_id) {
+                if ch.conn == Some(conn) {
+                    ch.conn = None;
+                }
+            }
+            st.log(&channel_id, conn, SocketEventKind::Disconnected);
+        }
+    }
     let _ = tx.send(Out::ReaderDone);
     drop(alive);
 }
@@ -465,13 +481,15 @@ impl Writer {
         // Wait for the reader (it sees EOF now), then forget the connection.
         let _ = reader_gone.recv();
         let mut st = self.shared.state.lock();
-        st.conns.remove(&self.conn);
-        if let Some(ch) = st.channel_mut(&self.channel_id) {
-            if ch.conn == Some(self.conn) {
-                ch.conn = None;
+        // Unless the reader recorded the end already (after a server close frame).
+        if st.conns.remove(&self.conn).is_some() {
+            if let Some(ch) = st.channel_mut(&self.channel_id) {
+                if ch.conn == Some(self.conn) {
+                    ch.conn = None;
+                }
             }
+            st.log(&self.channel_id, self.conn, SocketEventKind::Disconnected);
         }
-        st.log(&self.channel_id, self.conn, SocketEventKind::Disconnected);
         drop(st);
         log::debug!(
             "emulator: socket {} to {} closed",
@@ -492,6 +510,15 @@ impl Writer {
             .state
             .lock()
             .log(&self.channel_id, self.conn, kind);
+    }
+
+    /// Records the server's close frame and marks the connection as closed by the server.
+    fn log_server_close(&self, kind: SocketEventKind) {
+        let mut st = self.shared.state.lock();
+        if let Some(c) = st.conns.get_mut(&self.conn) {
+            c.server_closed = true;
+        }
+        st.log(&self.channel_id, self.conn, kind);
     }
 
     /// Encodes one unmasked frame into the buffer.
@@ -572,7 +599,7 @@ impl Writer {
                 self.close_sent = true;
                 self.close_deadline = Some(later(Instant::now(), CLOSE_GRACE));
                 // Logged first, so a test that saw the frame also sees the record.
-                self.log(match code {
+                self.log_server_close(match code {
                     Some(code) => SocketEventKind::ClosedByServer { code },
                     None => SocketEventKind::ClosedByServerWithoutStatus,
                 });
@@ -611,7 +638,7 @@ impl Writer {
             Out::Shutdown => {
                 if !self.suppressed() {
                     self.close_sent = true;
-                    self.log(SocketEventKind::ClosedByServer {
+                    self.log_server_close(SocketEventKind::ClosedByServer {
                         code: CLOSE_GOING_AWAY,
                     });
                     let _ = self.close_frame(Some(CLOSE_GOING_AWAY), "emulator shutting down");
