@@ -103,3 +103,44 @@ pub fn config_text(text: &str) {
         "validate checks api_base as check_base_url"
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found while writing the fuzz targets: `Duration::from_secs_f64` panics on huge floats.
+    #[test]
+    fn huge_or_odd_retry_after_values_are_ignored_without_panic() {
+        assert_eq!(retry_after_header(b"1e300"), None);
+        assert_eq!(retry_after_header(b"-1"), None);
+        assert_eq!(retry_after_header(b"NaN"), None);
+        assert_eq!(retry_after_header(b"inf"), None);
+        assert_eq!(retry_after_header(b" 12 "), Some(Duration::from_secs(12)));
+        assert_eq!(
+            retry_after_header(b"2.5"),
+            Some(Duration::from_millis(2500))
+        );
+    }
+
+    /// A token endpoint answering an absurd `expires_in` neither panics in decoding nor in the
+    /// refresh schedule (`Instant` overflow).
+    #[test]
+    fn huge_expires_in_does_not_panic() {
+        let huge = r#"{"access_token":"t","expires_in":1e300}"#;
+        let token = crate::auth::token_response(200, None, Ok(huge.to_owned())).unwrap();
+        assert_eq!(token.expires_in(), None);
+        let big = r#"{"access_token":"t","expires_in":1e19}"#;
+        let token = crate::auth::token_response(200, None, Ok(big.to_owned())).unwrap();
+        let life = token.expires_in().expect("representable");
+        let now = Instant::now();
+        assert!(crate::auth::refresh_at(now, life) > now);
+        token_response(200, b"", big);
+    }
+
+    /// The fuzzers' first finding, kept as a seed of behaviour: an empty `topicName` is a
+    /// notification no listener matches, not a crash.
+    #[test]
+    fn empty_topic_name_is_parsed_without_panic() {
+        frame(r#"{"topicName":"","eventBody":{"a":"x\"y"}}"#);
+    }
+}
