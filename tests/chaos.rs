@@ -22,7 +22,8 @@
 //! | `CHAOS_SEED` | seed of the fault schedule (a `u64`) | random, printed |
 //! | `CHAOS_SECS` | seconds of faults | 60 |
 //! | `CHAOS_EDGE_MS` | tolerance at the edges of a gap, in ms | 2000 |
-//! | `CHAOS_MAX_OUTAGE_RATIO` | bound on time without socket / imposed outage | 10 |
+//! | `CHAOS_MAX_OUTAGE_RATIO` | bound on time without socket / imposed outage | 4 |
+//! | `CHAOS_DEFAULT_BACKOFF` | `1`: the client uses `Backoff::default()` (1 s base, 60 s cap) instead of 100 ms / 3 s | 0 |
 //!
 //! The 10-minute run (README, "Chaos soak"):
 //! `CHAOS_SECS=600 nice cargo test --release --features emulator --test chaos -- --nocapture`
@@ -54,8 +55,8 @@ const ISOLATED_USER: usize = 100;
 const CHANNELS: usize = SHARED_USERS / MAX_TOPICS_PER_CHANNEL + 1;
 /// Pause between two publishes (about 250 events per second).
 const PUBLISH_PAUSE: Duration = Duration::from_millis(4);
-/// What a fault that ends a socket may cost beyond what it imposes: the first retry delay
-/// (at most 2 × the backoff base, 100 ms here) plus a handshake and, for a new channel, two
+/// What a fault that ends a socket may cost beyond what it imposes: a prompt reconnection's
+/// small jitter or the first backoff step (100 ms), a handshake and, for a new channel, two
 /// REST calls on a loaded machine.
 const RECONNECT_ALLOWANCE: Duration = Duration::from_millis(500);
 /// The client's liveness bound (`recovery::fast`): what a silent socket costs at least.
@@ -135,9 +136,23 @@ impl Settings {
             seed: env("CHAOS_SEED").unwrap_or_else(rand::random),
             duration: Duration::from_secs(env("CHAOS_SECS").unwrap_or(60)),
             edge: Duration::from_millis(env("CHAOS_EDGE_MS").unwrap_or(2000)),
-            max_outage_ratio: env("CHAOS_MAX_OUTAGE_RATIO").unwrap_or(10.0),
+            max_outage_ratio: env("CHAOS_MAX_OUTAGE_RATIO").unwrap_or(4.0),
         }
     }
+}
+
+/// The client's backoff: 100 ms base and 3 s cap, or with `CHAOS_DEFAULT_BACKOFF=1` the
+/// default policy (1 s base, 60 s cap), where any escalation after faults that are not the
+/// client's failures shows as a much larger time without socket.
+fn backoff(seed: u64) -> Backoff {
+    let policy = if env::<u8>("CHAOS_DEFAULT_BACKOFF").unwrap_or(0) == 1 {
+        Backoff::default()
+    } else {
+        Backoff::default()
+            .base(Duration::from_millis(100))
+            .cap(Duration::from_secs(3))
+    };
+    policy.seed(Some(seed))
 }
 
 /// One publish: its topic (index into `Soak::publish_topics`), its sequence number (unique)
@@ -190,6 +205,8 @@ struct Ledger {
     by_class: BTreeMap<Class, usize>,
     /// The faults as injected, with their parameters, for the log.
     details: BTreeMap<String, usize>,
+    /// When each fault was injected, for the time-without-socket breakdown.
+    injected: Vec<(SystemTime, Class)>,
     /// Faults that found no socket or channel to act on.
     missed: usize,
     /// Sum of the outages imposed (Retry-After, liveness bound) plus the reconnect allowance of
@@ -223,12 +240,7 @@ impl Soak {
             emulator_with(EmulatorConfig::default().heartbeat_interval(Duration::from_secs(5)));
         let client = recovery::fast(&emu)
             .max_topics_per_channel(MAX_TOPICS_PER_CHANNEL)
-            .backoff(
-                Backoff::default()
-                    .base(Duration::from_millis(100))
-                    .cap(Duration::from_secs(3))
-                    .seed(Some(seed)),
-            )
+            .backoff(backoff(seed))
             .build()
             .unwrap();
         let rec = Recorder::new(&client);
@@ -439,6 +451,7 @@ impl Soak {
         }
         self.ledger.imposed += imposed;
         *self.ledger.by_class.entry(class).or_default() += 1;
+        self.ledger.injected.push((SystemTime::now(), class));
         *self.ledger.details.entry(name).or_default() += 1;
     }
 
@@ -775,6 +788,33 @@ fn chaos_soak() {
         imposed.as_secs_f64(),
         settings.max_outage_ratio
     );
+    // Each gap charged to the last fault injected before it started (faults are 1.5 s apart
+    // or more; a silent socket's gap starts at its last frame, before the fault is noticed).
+    let mut per_class: BTreeMap<Class, (usize, Duration)> = BTreeMap::new();
+    for (start, end, _) in &gaps {
+        let cause = soak
+            .ledger
+            .injected
+            .iter()
+            .rev()
+            .find(|(at, _)| *at <= *start + Duration::from_millis(500))
+            .map(|(_, class)| *class);
+        if let Some(class) = cause {
+            let entry = per_class.entry(class).or_default();
+            entry.0 += 1;
+            entry.1 += end.duration_since(*start).unwrap_or_default();
+        }
+    }
+    let breakdown: Vec<String> = per_class
+        .iter()
+        .map(|(class, (n, total))| {
+            format!(
+                "{class:?} {n} gaps {:.2} s avg",
+                total.as_secs_f64() / *n as f64
+            )
+        })
+        .collect();
+    eprintln!("chaos: gaps by likely cause: {}", breakdown.join(", "));
     eprintln!(
         "chaos: channel creations {created} ok / {} attempted for {CHANNELS} channels + {removals} \
          removed; token requests {token_requests} for {} revocations; malformed frames counted {}; \
