@@ -6,7 +6,7 @@ use super::renewal::Renewal;
 use super::topics::TopicSet;
 use super::{worker, Shared};
 use crate::api::{ChannelInfo, TopicResult, TopicState};
-use crate::event::{ChannelError, ChannelId, Lifecycle};
+use crate::event::{ChannelError, ChannelId};
 use crate::health::ChannelStats;
 use crate::topic::Topic;
 use crate::ApiError;
@@ -26,10 +26,13 @@ pub(crate) enum StopReason {
     /// Every topic of the channel was rejected when the topics were applied again (a renewal
     /// or a replacement channel): an empty channel is closed and its slot may be forgotten.
     NoTopics,
-    /// Retrying cannot help ([`Lifecycle::PermanentFailure`] was reported).
+    /// Retrying cannot help
+    /// ([`Lifecycle::PermanentFailure`](crate::event::Lifecycle::PermanentFailure) was
+    /// reported).
     PermanentFailure(ChannelError),
     /// [`Backoff::max_retries`](crate::Backoff) retries in a row failed
-    /// ([`Lifecycle::RetryBudgetExhausted`] was reported).
+    /// ([`Lifecycle::RetryBudgetExhausted`](crate::event::Lifecycle::RetryBudgetExhausted)
+    /// was reported).
     RetryBudgetExhausted {
         attempts: u32,
         last_error: ChannelError,
@@ -324,7 +327,7 @@ impl Slot {
 
     /// `PUT`s the slot's whole topic set to its current channel (or `DELETE`s when empty),
     /// under the slot's update lock, removes the rejected topics from the set, and reports
-    /// [`Lifecycle::Subscribed`].
+    /// [`Lifecycle::Subscribed`](crate::event::Lifecycle::Subscribed).
     ///
     /// # Errors
     /// [`ApiError::NotFound`] when the slot has no channel or the channel is gone; any other
@@ -349,23 +352,7 @@ impl Slot {
             shared.api.put_subscriptions(&channel.id, &topics)?
         };
         self.renewed(Instant::now());
-        let rejected: Vec<Topic> = results
-            .iter()
-            .filter(|r| r.state == TopicState::Rejected)
-            .filter_map(|r| Topic::parse(&r.topic).ok())
-            .collect();
-        {
-            let mut set = self.topics.lock();
-            for topic in &rejected {
-                set.remove(topic);
-            }
-        }
-        if !results.is_empty() {
-            shared.emit(Lifecycle::Subscribed {
-                channel: ChannelId::new(&channel.id),
-                results: results.clone(),
-            });
-        }
+        self.settle(shared, &channel.id, &results);
         Ok(results)
     }
 

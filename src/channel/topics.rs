@@ -203,6 +203,14 @@ impl Slot {
                 results.push(result);
             }
         }
+        self.settle(shared, &channel.id, &results);
+        Ok(results)
+    }
+
+    /// After the service answered a subscription request on channel `channel_id`: the topics
+    /// it rejected leave the set (they are not kept: the user subscribes them again once the
+    /// permission is granted), and [`Lifecycle::Subscribed`] reports the results.
+    pub(super) fn settle(&self, shared: &Shared, channel_id: &str, results: &[TopicResult]) {
         let rejected: Vec<Topic> = results
             .iter()
             .filter(|r| r.state == TopicState::Rejected)
@@ -216,11 +224,10 @@ impl Slot {
         }
         if !results.is_empty() {
             shared.emit(Lifecycle::Subscribed {
-                channel: ChannelId::new(&channel.id),
-                results: results.clone(),
+                channel: ChannelId::new(channel_id),
+                results: results.to_vec(),
             });
         }
-        Ok(results)
     }
 }
 
