@@ -106,9 +106,12 @@ impl TopicSet {
         batch.clone()
     }
 
-    /// Takes the queued topics and their batch.
+    /// Takes the queued topics still in the set (one unsubscribed meanwhile is not sent, or
+    /// the server would keep a topic the client no longer has) and their batch.
     fn take_unsent(&mut self) -> Option<(Vec<Topic>, Arc<Batch>)> {
-        self.unsent.take()
+        let (mut queued, batch) = self.unsent.take()?;
+        queued.retain(|topic| self.topics.contains(topic));
+        Some((queued, batch))
     }
 }
 
@@ -153,7 +156,11 @@ impl Slot {
                     .take_unsent()
                     .expect("an unsent batch is queued");
                 debug_assert!(Arc::ptr_eq(&taken, &batch));
-                let result = self.send_post(shared, &queued);
+                let result = if queued.is_empty() {
+                    Ok(Vec::new())
+                } else {
+                    self.send_post(shared, &queued)
+                };
                 let _ = taken.result.set(result.clone());
                 result
             }
@@ -272,9 +279,18 @@ mod tests {
 
     #[test]
     fn calls_queued_before_a_send_share_one_batch() {
-        let mut set = TopicSet::default();
+        let mut set = TopicSet::of([
+            t("v2.users.a.presence"),
+            t("v2.users.b.presence"),
+            t("v2.users.c.presence"),
+            t("v2.users.d.presence"),
+        ]);
         let first = set.queue_post(&[t("v2.users.a.presence")]);
         let second = set.queue_post(&[t("v2.users.b.presence")]);
+        // Removed before the send (a concurrent unsubscribe): not sent.
+        let gone = set.queue_post(&[t("v2.users.d.presence")]);
+        assert!(set.remove(&t("v2.users.d.presence")));
+        assert!(Arc::ptr_eq(&gone, &first));
         assert!(Arc::ptr_eq(&first, &second));
         let (queued, batch) = set.take_unsent().unwrap();
         assert_eq!(queued, [t("v2.users.a.presence"), t("v2.users.b.presence")]);
