@@ -461,3 +461,77 @@ fn a_slow_lifecycle_listener_slows_the_reports_down_but_loses_none() {
     assert_eq!(emu.state_requests().len(), 100);
     client.shutdown(Duration::from_secs(5)).unwrap();
 }
+
+#[test]
+fn replacement_channel_is_resynced_and_server_errors_are_retried() {
+    let emu = emulator();
+    let users = users(60);
+    for user in &users {
+        emu.set_user_presence(user, "AVAILABLE");
+        emu.set_user_routing_status(user, "IDLE");
+    }
+    let client = builder(&emu)
+        .resync_backoff(
+            genesys_notify::Backoff::default()
+                .base(Duration::from_millis(10))
+                .cap(Duration::from_millis(100))
+                .max_retries(Some(5)),
+        )
+        .build()
+        .unwrap();
+    let rec = Recorder::new(&client);
+    let view = View::new(&client, "v2.users.*.*");
+    assert!(client
+        .subscribe(combined(&users))
+        .unwrap()
+        .rejected
+        .is_empty());
+    wait_sockets(&emu, 1);
+    let old = emu.channels()[0].id.clone();
+    // Changes nobody hears about (set, not published), two 503s on the state reads, then the
+    // channel is evicted: the client makes a new one.
+    for user in &users {
+        emu.set_user_presence(user, "BREAK");
+        emu.set_user_routing_status(user, "OFF_QUEUE");
+    }
+    emu.inject(Fault::HttpStatus {
+        endpoint: Endpoint::PresenceBulk,
+        status: 503,
+        retry_after: None,
+        times: 2,
+    });
+    emu.inject(Fault::EvictChannel {
+        channel_id: old.clone(),
+    });
+    assert!(rec.wait(LONG, |e| matches!(e, Lifecycle::ChannelReplaced { .. })));
+    assert!(rec.wait(LONG, |e| matches!(e, Lifecycle::Resynced { .. })));
+    assert!(
+        wait_until(LONG, || out_of_date(&emu, &view, &users, true, true)
+            .is_empty()),
+        "{:?}",
+        out_of_date(&emu, &view, &users, true, true)
+    );
+    let new = emu.channels()[0].id.clone();
+    assert_ne!(new, old);
+    match rec
+        .snapshot()
+        .into_iter()
+        .find(|e| matches!(e, Lifecycle::Resynced { .. }))
+    {
+        Some(Lifecycle::Resynced {
+            channel,
+            snapshots,
+            failures,
+            ..
+        }) => {
+            assert_eq!(channel.as_str(), new);
+            assert_eq!((snapshots, failures), (120, 0));
+        }
+        other => panic!("{other:?}"),
+    }
+    // The bound: ceil(60 / 50) + ceil(60 / 100) reads, plus the two refused ones.
+    let requests = emu.state_requests();
+    assert_eq!(requests.len(), 3 + 2, "{requests:#?}");
+    assert_eq!(requests.iter().filter(|r| r.status == 503).count(), 2);
+    client.shutdown(Duration::from_secs(5)).unwrap();
+}
