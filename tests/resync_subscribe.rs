@@ -155,3 +155,51 @@ fn user_supplied_resource_with_a_bad_path_is_reported_not_requested() {
     assert!(emu.requests().iter().all(|r| !r.path.contains("steal")));
     client.shutdown(Duration::from_secs(5)).unwrap();
 }
+
+#[test]
+fn a_panicking_user_resource_is_reported_and_resyncs_go_on() {
+    let emu = emulator();
+    let user = user_id(4);
+    emu.set_user_presence(&user, "AVAILABLE");
+    let resource = StateResource::new(
+        "v2.users.*.conversationsummary",
+        |topic: &Topic| {
+            let id = topic
+                .as_str()
+                .split('.')
+                .nth(2)
+                .unwrap_or_default()
+                .to_owned();
+            format!("/api/v2/users?id={id}")
+        },
+        |_topic: &Topic, _answer: Value| -> Result<Vec<StateSnapshot>, String> {
+            panic!("bug in a converter")
+        },
+    )
+    .unwrap();
+    let client = builder(&emu)
+        .state_resource(resource)
+        .snapshots(Snapshots::AfterGapsAndSubscribe)
+        .build()
+        .unwrap();
+    let rec = Recorder::new(&client);
+    let view = View::new(&client, "v2.users.*.presence");
+    let custom = format!("v2.users.{user}.conversationsummary");
+    assert!(client
+        .subscribe([custom.clone()])
+        .unwrap()
+        .rejected
+        .is_empty());
+    assert!(rec.wait(LONG, |e| matches!(
+        e,
+        Lifecycle::ResyncFailed { error, .. } if error.to_string().contains("bug in a converter")
+    )));
+    // The resync thread lives on: the next subscribe gets its snapshot.
+    assert!(client
+        .subscribe([presence_topic(&user)])
+        .unwrap()
+        .rejected
+        .is_empty());
+    assert!(wait_until(LONG, || view.snapshots() == 1));
+    client.shutdown(Duration::from_secs(5)).unwrap();
+}

@@ -598,7 +598,15 @@ impl Engine {
     fn run_batch(&self, round: &Round, batch: &plan::Batch) {
         let resource = self.resources[batch.resource].clone();
         // User code: no lock is held here.
-        let path = resource.path(&batch.topics);
+        let path = match guarded(|| resource.path(&batch.topics)) {
+            Ok(path) => path,
+            Err(reason) => {
+                for topic in &batch.topics {
+                    self.fail(round, topic, ResyncError::Unreadable(reason.clone()));
+                }
+                return;
+            }
+        };
         let answer = match self.fetch(round, &path, &batch.topics) {
             Some(Ok(answer)) => answer,
             Some(Err(error)) => {
@@ -611,7 +619,7 @@ impl Engine {
         };
         let mut served: HashSet<String> = HashSet::new();
         let incomplete = resource.incomplete(&answer);
-        match resource.convert(&batch.topics, answer) {
+        match guarded(|| resource.convert(&batch.topics, answer)).and_then(|r| r) {
             Ok(snapshots) => {
                 for snapshot in snapshots {
                     let key = snapshot.topic.to_ascii_lowercase();
@@ -764,6 +772,18 @@ impl Engine {
     }
 }
 
+/// Runs `f`, turning a panic (of user code: a [`StateResource`]'s functions) into an error.
+fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".to_owned());
+        format!("the state resource panicked: {message}")
+    })
+}
+
 /// The resync thread: waits for jobs, runs one resync at a time.
 fn run(engine: &Weak<Engine>) {
     loop {
@@ -788,7 +808,10 @@ fn run(engine: &Weak<Engine>) {
             }
         };
         if !jobs.is_empty() {
-            engine.round(jobs);
+            // A bug here (or a panic the guards missed) must not end resyncs for good.
+            if let Err(reason) = guarded(|| engine.round(jobs)) {
+                log::error!("a resync failed: {reason}");
+            }
         }
     }
 }
