@@ -794,6 +794,13 @@ fn run_shard(
     }
 }
 
+/// The topic name as a lifecycle event carries it: whole up to 4 × [`MAX_TOPIC_LEN`] bytes,
+/// else cut with `…`. The service's names are far shorter; a broken or hostile server's could
+/// be megabytes, and 4096 of them waiting in the lifecycle queue would be gigabytes.
+fn reported_topic(event: &Event) -> String {
+    crate::message::shortened(event.topic(), CACHED_TOPIC_MAX).into_owned()
+}
+
 fn deliver(
     event: &Event,
     route: &[Arc<Listener<Event>>],
@@ -813,7 +820,7 @@ fn deliver(
                         .as_ref()
                         .map(|p| p.as_str().to_owned())
                         .unwrap_or_default(),
-                    topic: event.topic().to_owned(),
+                    topic: reported_topic(event),
                     message,
                 });
             }
@@ -840,7 +847,7 @@ fn deliver(
         if first_of_topic || !route.is_empty() {
             sink.emit(Lifecycle::UnroutedMessage {
                 channel: event.channel_id().clone(),
-                topic: event.topic().to_owned(),
+                topic: reported_topic(event),
             });
         }
     }
@@ -1012,5 +1019,25 @@ mod tests {
         queue.release(10);
         waiter.join().unwrap();
         assert_eq!(queue.len(), 1);
+    }
+
+    fn event(topic: &str) -> Event {
+        let origin = Arc::new(crate::event::Origin {
+            channel: crate::event::ChannelId::new("c1"),
+            stats: Arc::new(crate::health::ChannelStats::new()),
+            epoch: (Instant::now(), std::time::SystemTime::now()),
+        });
+        Event::snapshot(topic, "{}", &origin, Instant::now())
+    }
+
+    /// Issue 8 #5: a lifecycle report never copies a huge topic name.
+    #[test]
+    fn reports_carry_at_most_800_characters_of_a_topic() {
+        let normal = "v2.users.9ed7d9f6-0c59-4360-ac54-40dd35eb9c2f.presence";
+        assert_eq!(reported_topic(&event(normal)), normal);
+        let huge = format!("v2.users.{}.presence", "x".repeat(1 << 20));
+        let reported = reported_topic(&event(&huge));
+        assert_eq!(reported.chars().count(), CACHED_TOPIC_MAX + 1);
+        assert!(reported.starts_with("v2.users.xxx") && reported.ends_with('…'));
     }
 }

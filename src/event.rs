@@ -445,13 +445,14 @@ pub enum Lifecycle {
     },
     /// A notification arrived that no listener matched. Every such notification is counted in
     /// the health snapshot (`unrouted`); this event is sent for the first one of each topic, and
-    /// again after the set of listeners changes, so a busy unlistened topic cannot flood the
-    /// lifecycle queue.
+    /// again after a listener whose pattern matches the topic is added or removed, so a busy
+    /// unlistened topic cannot flood the lifecycle queue.
     #[non_exhaustive]
     UnroutedMessage {
         /// The channel.
         channel: ChannelId,
-        /// Its `topicName`.
+        /// Its `topicName` (cut to 800 characters and `…`: the service's names have at most
+        /// 200).
         topic: String,
     },
     /// Events were dropped by the backpressure policy. Reported at most about once every

@@ -104,7 +104,7 @@ const EXCERPT_CHARS: usize = 120;
 const REASON_CHARS: usize = 400;
 
 /// `text` cut to `max` characters, with `…` when something was cut.
-fn shortened(text: &str, max: usize) -> Cow<'_, str> {
+pub(crate) fn shortened(text: &str, max: usize) -> Cow<'_, str> {
     match text.char_indices().nth(max) {
         None => Cow::Borrowed(text),
         Some((end, _)) => Cow::Owned(format!("{}…", &text[..end])),
