@@ -38,6 +38,8 @@ const BLOCK_POLL: Duration = Duration::from_millis(50);
 const DROP_REPORT_EVERY: Duration = Duration::from_millis(100);
 /// How long an important lifecycle event waits for room in a full lifecycle queue.
 const IMPORTANT_WAIT: Duration = Duration::from_millis(200);
+/// Bytes of lifecycle events the lifecycle queue holds at most (see [`lifecycle_bytes`]).
+const LIFECYCLE_BYTES: u64 = 16 << 20;
 /// Capacity of the lifecycle queue.
 const LIFECYCLE_CAPACITY: usize = 4096;
 
@@ -62,8 +64,10 @@ enum LifecycleMsg {
 /// Where lifecycle events go: a bounded queue read by the lifecycle thread.
 pub(crate) struct LifecycleSink {
     tx: Sender<LifecycleMsg>,
-    /// Lifecycle events lost because the queue was full.
+    /// Lifecycle events lost because the queue was full (in events or in bytes).
     pub(crate) lost: AtomicU64,
+    /// The bytes of the events in the queue, by [`lifecycle_bytes`].
+    queued_bytes: AtomicU64,
     drops_pending: AtomicBool,
     /// Events dropped by the backpressure policy since start.
     pub(crate) dropped_total: AtomicU64,
@@ -75,6 +79,42 @@ pub(crate) struct LifecycleSink {
 /// A function told of every gap: the channel and its topics.
 pub(crate) type GapTap =
     Box<dyn Fn(&crate::event::ChannelId, &[crate::topic::Topic]) + Send + Sync>;
+
+/// What a lifecycle event weighs in the lifecycle queue: its own size and, roughly, the text
+/// and lists it holds.
+fn lifecycle_bytes(event: &Lifecycle) -> u64 {
+    const PER_TOPIC: usize = std::mem::size_of::<crate::topic::Topic>() + 64;
+    const PER_RESULT: usize = 256;
+    let held = match event {
+        Lifecycle::SystemMessage { message, .. } => {
+            message.topic.len()
+                + message.event_body.len()
+                + [
+                    &message.system_topic_type,
+                    &message.reason,
+                    &message.message,
+                ]
+                .iter()
+                .map(|text| text.as_ref().map_or(0, String::len))
+                .sum::<usize>()
+        }
+        Lifecycle::MalformedMessage {
+            reason, excerpt, ..
+        } => reason.len() + excerpt.len(),
+        Lifecycle::UnroutedMessage { topic, .. } => topic.len(),
+        Lifecycle::ListenerPanicked {
+            pattern,
+            topic,
+            message,
+        } => pattern.len() + topic.len() + message.len(),
+        Lifecycle::Gap { topics, .. }
+        | Lifecycle::Unsubscribed { topics, .. }
+        | Lifecycle::Resynced { topics, .. } => topics.len() * PER_TOPIC,
+        Lifecycle::Subscribed { results, .. } => results.len() * PER_RESULT,
+        _ => 0,
+    };
+    (std::mem::size_of::<Lifecycle>() + held) as u64
+}
 
 /// Logs a lifecycle event at the level its kind deserves.
 fn log_lifecycle(event: &Lifecycle) {
@@ -103,6 +143,8 @@ impl LifecycleSink {
     /// report (the resync thread, whose per-topic reports can outnumber the queue).
     pub(crate) fn emit_waiting(&self, event: Lifecycle, stop: &AtomicBool) {
         log_lifecycle(&event);
+        let bytes = lifecycle_bytes(&event);
+        self.queued_bytes.fetch_add(bytes, Ordering::AcqRel);
         let mut message = LifecycleMsg::Event(event);
         loop {
             match self.tx.send_timeout(message, BLOCK_POLL) {
@@ -111,6 +153,7 @@ impl LifecycleSink {
                     message = back
                 }
                 Err(_) => {
+                    self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
                     self.lost.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
@@ -141,14 +184,21 @@ impl LifecycleSink {
         {
             tap(channel, topics);
         }
+        // Reports may quote outside input (a system message's body, a malformed frame's
+        // reason): the queue is bounded in bytes too. Important events are few and small and
+        // always get their chance.
+        let bytes = lifecycle_bytes(&event);
+        let queued = self.queued_bytes.fetch_add(bytes, Ordering::AcqRel);
         let sent = if important {
             self.tx
                 .send_timeout(LifecycleMsg::Event(event), IMPORTANT_WAIT)
                 .is_ok()
         } else {
-            self.tx.try_send(LifecycleMsg::Event(event)).is_ok()
+            queued + bytes <= LIFECYCLE_BYTES
+                && self.tx.try_send(LifecycleMsg::Event(event)).is_ok()
         };
         if !sent {
+            self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
             self.lost.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -349,6 +399,7 @@ impl Dispatcher {
         let lifecycle = Arc::new(LifecycleSink {
             tx: ltx,
             lost: AtomicU64::new(0),
+            queued_bytes: AtomicU64::new(0),
             drops_pending: AtomicBool::new(false),
             dropped_total: AtomicU64::new(0),
             listener_panics: AtomicU64::new(0),
@@ -871,7 +922,11 @@ fn run_lifecycle(
             Some(due) => rx.recv_deadline(due),
         };
         match msg {
-            Ok(LifecycleMsg::Event(event)) => deliver_lifecycle(&event, &registry, &sink),
+            Ok(LifecycleMsg::Event(event)) => {
+                sink.queued_bytes
+                    .fetch_sub(lifecycle_bytes(&event), Ordering::AcqRel);
+                deliver_lifecycle(&event, &registry, &sink);
+            }
             Ok(LifecycleMsg::DropsPending) => {
                 report_due.get_or_insert_with(|| Instant::now() + DROP_REPORT_EVERY);
             }
@@ -1039,5 +1094,44 @@ mod tests {
         let reported = reported_topic(&event(&huge));
         assert_eq!(reported.chars().count(), CACHED_TOPIC_MAX + 1);
         assert!(reported.starts_with("v2.users.xxx") && reported.ends_with('…'));
+    }
+
+    /// Issue 8 #5: reports quoting outside input cannot fill memory while the lifecycle
+    /// thread is busy (here: not reading at all).
+    #[test]
+    fn the_lifecycle_queue_is_bounded_in_bytes() {
+        let (tx, rx) = bounded(LIFECYCLE_CAPACITY);
+        let sink = LifecycleSink {
+            tx,
+            lost: AtomicU64::new(0),
+            queued_bytes: AtomicU64::new(0),
+            drops_pending: AtomicBool::new(false),
+            dropped_total: AtomicU64::new(0),
+            listener_panics: AtomicU64::new(0),
+            gap_tap: std::sync::OnceLock::new(),
+        };
+        let body = format!("{{\"x\":\"{}\"}}", "b".repeat(64 << 10));
+        for _ in 0..1000 {
+            sink.emit(Lifecycle::SystemMessage {
+                channel: crate::event::ChannelId::new("c1"),
+                message: crate::message::SystemMessage {
+                    topic: "v2.system.x".into(),
+                    system_topic_type: None,
+                    reason: None,
+                    message: None,
+                    event_body: body.clone(),
+                },
+            });
+        }
+        let queued = rx.len() as u64;
+        assert!(queued < 256, "{queued} reports of 64 KiB queued");
+        assert_eq!(sink.lost.load(Ordering::Relaxed), 1000 - queued);
+        assert!(sink.queued_bytes.load(Ordering::Relaxed) <= LIFECYCLE_BYTES);
+        // What the lifecycle thread takes out frees its bytes.
+        while let Ok(LifecycleMsg::Event(event)) = rx.try_recv() {
+            sink.queued_bytes
+                .fetch_sub(lifecycle_bytes(&event), Ordering::AcqRel);
+        }
+        assert_eq!(sink.queued_bytes.load(Ordering::Relaxed), 0);
     }
 }

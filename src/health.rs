@@ -240,7 +240,9 @@ pub struct ChannelHealth {
     pub received: u64,
     /// Notifications handed to at least one listener.
     pub delivered: u64,
-    /// Notifications dropped by the backpressure policy.
+    /// Notifications dropped by the backpressure policy (queue full in events or in bytes), or
+    /// still queued behind a `shutdown` called from a callback, which can no longer deliver
+    /// them.
     pub dropped: u64,
     /// Notifications no listener matched.
     pub unrouted: u64,
@@ -282,7 +284,9 @@ pub struct Health {
     pub dropped: u64,
     /// Callbacks that panicked.
     pub listener_panics: u64,
-    /// Lifecycle events lost because the lifecycle queue was full (slow lifecycle listener).
+    /// Lifecycle events lost because the lifecycle queue was full (slow lifecycle listener): it
+    /// holds at most 4096 events and, for the ones that are not important (gaps, disconnects,
+    /// stops always get their chance), at most 16 MiB of them.
     pub lifecycle_dropped: u64,
     /// Every channel since the client started, forgotten ones included.
     pub(crate) totals: Totals,
