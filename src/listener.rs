@@ -474,9 +474,13 @@ enum Registration {
 
 /// Keeps a listener registered; dropping it unregisters the listener.
 ///
-/// Once `drop` returns, the callback is not running on any thread and will never run again.
-/// Dropping the guard inside its own callback is allowed and does not deadlock; in that case
-/// only the calls already running on other dispatcher threads may still be finishing.
+/// Once `drop` returns, the callback is not running on any thread and will never run again,
+/// and the closure has been dropped, with everything it captured (a `Sender` it forwarded
+/// events to is closed, a `Client` it held is let go). Dropping the guard inside its own
+/// callback is allowed and does not deadlock; in that case only the calls already running on
+/// other dispatcher threads may still be finishing, and the closure is dropped as soon as the
+/// last of them returns. A forgotten guard's closure is dropped when the client shuts down.
+/// Registering and unregistering cost O(log n) in the number of listeners.
 /// Dropping, inside a callback, the guard of *another* listener waits for that listener's
 /// running calls like any other drop: two callbacks that drop each other's guards at the same
 /// moment would wait for each other forever, so don't do that.
