@@ -125,13 +125,15 @@ fn malformed(frame: &str, reason: impl Into<String>) -> MalformedFrame {
 struct Str<'a>(#[serde(borrow)] Cow<'a, str>);
 
 /// The fields of a frame we look at. Only `topicName` and `eventBody` decide whether a
-/// notification can be delivered: `metadata` is taken as raw JSON and read leniently (any
-/// shape, a numeric `CorrelationId`), unknown fields are skipped, and a repeated key keeps its
-/// last value (as Jackson, which the service is written with, and `JSON.parse` do).
+/// notification can be delivered: `metadata` is read leniently in the same pass (any shape; a
+/// numeric `CorrelationId` is kept as its digits), unknown fields are skipped, and a repeated
+/// key keeps its last value (as Jackson, which the service is written with, and `JSON.parse`
+/// do).
 struct Envelope<'a> {
     topic_name: Option<Str<'a>>,
     event_body: Option<&'a RawValue>,
-    metadata: Option<&'a RawValue>,
+    /// `metadata.CorrelationId`, a slice of the frame unless it had escapes.
+    correlation_id: Option<Cow<'a, str>>,
 }
 
 impl<'de> Deserialize<'de> for Envelope<'de> {
@@ -151,13 +153,15 @@ impl<'de> Deserialize<'de> for Envelope<'de> {
                 let mut envelope = Envelope {
                     topic_name: None,
                     event_body: None,
-                    metadata: None,
+                    correlation_id: None,
                 };
                 while let Some(key) = map.next_key::<Str<'de>>()? {
                     match &*key.0 {
                         "topicName" => envelope.topic_name = Some(map.next_value()?),
                         "eventBody" => envelope.event_body = Some(map.next_value()?),
-                        "metadata" => envelope.metadata = Some(map.next_value()?),
+                        "metadata" => {
+                            envelope.correlation_id = map.next_value::<Metadata<'de>>()?.0
+                        }
                         _ => {
                             map.next_value::<serde::de::IgnoredAny>()?;
                         }
@@ -170,22 +174,78 @@ impl<'de> Deserialize<'de> for Envelope<'de> {
     }
 }
 
-/// `metadata.CorrelationId` as text inside the frame: a string's contents, or a number's
-/// digits; `None` for anything else (absent, null, an object, `metadata` not an object).
-fn correlation_id(frame: &str, metadata: &RawValue) -> Option<Text> {
-    #[derive(Deserialize)]
-    struct Metadata<'a> {
-        #[serde(rename = "CorrelationId", borrow, default)]
-        correlation_id: Option<&'a RawValue>,
+/// `metadata`, whatever its shape: the `CorrelationId` it holds when it is an object holding
+/// one that is a string or a number; `None` for anything else.
+struct Metadata<'a>(Option<Cow<'a, str>>);
+
+impl<'de> Deserialize<'de> for Metadata<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Any;
+        impl<'de> serde::de::Visitor<'de> for Any {
+            type Value = Metadata<'de>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Metadata<'de>, A::Error> {
+                let mut id = None;
+                while let Some(key) = map.next_key::<Str<'de>>()? {
+                    if key.0 == "CorrelationId" {
+                        id = correlation_text(map.next_value::<&'de RawValue>()?.get());
+                    } else {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+                Ok(Metadata(id))
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Metadata<'de>, A::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(Metadata(None))
+            }
+
+            fn visit_str<E>(self, _: &str) -> Result<Metadata<'de>, E> {
+                Ok(Metadata(None))
+            }
+
+            fn visit_bool<E>(self, _: bool) -> Result<Metadata<'de>, E> {
+                Ok(Metadata(None))
+            }
+
+            fn visit_i64<E>(self, _: i64) -> Result<Metadata<'de>, E> {
+                Ok(Metadata(None))
+            }
+
+            fn visit_u64<E>(self, _: u64) -> Result<Metadata<'de>, E> {
+                Ok(Metadata(None))
+            }
+
+            fn visit_f64<E>(self, _: f64) -> Result<Metadata<'de>, E> {
+                Ok(Metadata(None))
+            }
+
+            fn visit_unit<E>(self) -> Result<Metadata<'de>, E> {
+                Ok(Metadata(None))
+            }
+        }
+        deserializer.deserialize_any(Any)
     }
-    // A `metadata` that is not an object, or holds repeated keys, just has no usable id.
-    let metadata: Metadata<'_> = serde_json::from_str(metadata.get()).ok()?;
-    let raw = metadata.correlation_id?.get();
+}
+
+/// The text of a `CorrelationId` given as raw JSON: a string's contents (borrowed unless it
+/// has escapes), or a number's digits; `None` for anything else.
+fn correlation_text(raw: &str) -> Option<Cow<'_, str>> {
     match raw.as_bytes().first()? {
-        b'"' => serde_json::from_str::<Str<'_>>(raw)
-            .ok()
-            .map(|id| locate(frame, id.0)),
-        b'-' | b'0'..=b'9' => Some(Text::Span(offset_of(frame, raw))),
+        b'"' if !raw.contains('\\') => Some(Cow::Borrowed(&raw[1..raw.len() - 1])),
+        b'"' => serde_json::from_str::<String>(raw).ok().map(Cow::Owned),
+        b'-' | b'0'..=b'9' => Some(Cow::Borrowed(raw)),
         _ => None,
     }
 }
@@ -266,9 +326,7 @@ pub(crate) fn parse(frame: &str) -> Result<Inbound, MalformedFrame> {
         }));
     }
     Ok(Inbound::Notification(Located {
-        correlation_id: envelope
-            .metadata
-            .and_then(|metadata| correlation_id(frame, metadata)),
+        correlation_id: envelope.correlation_id.map(|id| locate(frame, id)),
         body: offset_of(frame, body.get()),
         topic: locate(frame, topic),
     }))
@@ -382,7 +440,6 @@ mod tests {
             r#"{"topicName":"v2.users.a.presence","eventBody":{},"metadata":[1,2]}"#,
             r#"{"topicName":"v2.users.a.presence","eventBody":{},"metadata":null}"#,
             r#"{"topicName":"v2.users.a.presence","eventBody":{},"metadata":{"CorrelationId":{"a":1}}}"#,
-            r#"{"topicName":"v2.users.a.presence","eventBody":{},"metadata":{"CorrelationId":"a","CorrelationId":"b"}}"#,
             r#"{"topicName":"v2.users.a.presence","eventBody":{},"version":{"odd":true},"extra":[null]}"#,
         ] {
             let n = notification(frame);
@@ -390,7 +447,16 @@ mod tests {
             assert_eq!(n.correlation_id, None, "{frame}");
         }
 
-        // A repeated key keeps its last value.
+        // A repeated key keeps its last value, in metadata too.
+        let frame = r#"{"topicName":"v2.users.a.presence","eventBody":{},"metadata":{"CorrelationId":"a","CorrelationId":"b"}}"#;
+        assert_eq!(
+            notification(frame).correlation_id.unwrap().resolve(frame),
+            "b"
+        );
+        let frame = r#"{"topicName":"v2.users.a.presence","eventBody":{},"metadata":{"CorrelationId":"a\u0062"}}"#;
+        let id = notification(frame).correlation_id.unwrap();
+        assert!(matches!(id, Text::Owned(_)));
+        assert_eq!(id.resolve(frame), "ab");
         let repeated = r#"{"topicName":"v2.users.a.presence","eventBody":{"n":1},"topicName":"v2.users.b.presence","eventBody":{"n":2},"metadata":{},"metadata":{"CorrelationId":"c2"}}"#;
         let n = notification(repeated);
         assert_eq!(n.topic.resolve(repeated), "v2.users.b.presence");
