@@ -136,7 +136,9 @@ impl Topic {
             Some((base, suffix)) => (base, Some(suffix)),
             None => (lower.as_str(), None),
         };
-        if base.is_empty() {
+        // `&` only separates the parts after `?` (found by fuzzing: `u&&?us` normalised to
+        // `u&&.us`, which no longer parsed).
+        if base.is_empty() || base.contains('&') {
             return Err(TopicError::BadCombination);
         }
         check_segments(base)?;
@@ -435,6 +437,25 @@ mod tests {
             Err(TopicError::BadCombination)
         );
         assert_eq!(Topic::parse("?presence"), Err(TopicError::BadCombination));
+        assert_eq!(
+            Topic::parse("v2.users.x&y?presence"),
+            Err(TopicError::BadCombination)
+        );
+    }
+
+    /// Every accepted topic parses again to itself (found by the `topic` fuzz target).
+    #[test]
+    fn accepted_topics_parse_again_to_themselves() {
+        for name in [
+            "v2.users.X.presence",
+            "v2.users.x?routingStatus&presence",
+            "v2.users.x?presence",
+            "u&&?us",
+        ] {
+            if let Ok(topic) = Topic::parse(name) {
+                assert_eq!(Topic::parse(topic.as_str()), Ok(topic.clone()), "{name}");
+            }
+        }
     }
 
     #[test]
