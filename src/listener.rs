@@ -215,7 +215,7 @@ struct State {
     events: Node,
     lifecycle: BTreeMap<u64, Arc<Listener<Lifecycle>>>,
     /// Event listeners per pattern, for the health snapshot.
-    counts: BTreeMap<Box<str>, usize>,
+    counts: FxHashMap<Box<str>, usize>,
     event_total: usize,
     /// Changed patterns; entry `i` is change number `log_start + i + 1`.
     log: VecDeque<Arc<str>>,
@@ -353,7 +353,12 @@ impl Registry {
         state
             .events
             .insert(&segments(pattern.as_str()), listener.clone());
-        *state.counts.entry(pattern.as_str().into()).or_insert(0) += 1;
+        match state.counts.get_mut(pattern.as_str()) {
+            Some(count) => *count += 1,
+            None => {
+                state.counts.insert(pattern.as_str().into(), 1);
+            }
+        }
         state.event_total += 1;
         state.note_change(&pattern);
         self.version.store(state.version(), Ordering::Release);
