@@ -219,3 +219,50 @@ fn tail_prints_snapshots_at_subscribe_with_a_snapshot_field() {
         .unwrap();
     assert_eq!(status.code(), Some(2));
 }
+
+/// `tail ... 2>&1 | head -1`: once the reader of stdout and stderr is gone, the next
+/// notification ends `tail` with the documented exit code 0 ("stdout closed"), not a panic
+/// (101) from writing a lifecycle or summary line to the closed stderr.
+#[test]
+fn tail_exits_0_when_the_pipe_of_its_stdout_and_stderr_closes() {
+    let emu = emulator();
+    let topic = presence_topics(1).remove(0);
+    let mut child = tail_command(&emu, true)
+        .arg(&topic)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read stderr until the client follows the topic, then close both pipes, as `head` does
+    // when it has its line.
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let reader = std::thread::spawn(move || {
+        let mut line = String::new();
+        while stderr.read_line(&mut line).is_ok_and(|n| n > 0) {
+            if line.contains("following") {
+                return true;
+            }
+            line.clear();
+        }
+        false
+    });
+    assert!(reader.join().unwrap(), "tail never said it follows the topic");
+    drop(child.stdout.take());
+    assert!(emu.wait_for(Duration::from_secs(20), |e| e
+        .channels()
+        .iter()
+        .any(|c| c.connected && !c.topics.is_empty())));
+    let started = Instant::now();
+    let status = loop {
+        emu.publish(&topic, presence_body(1));
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("tail did not stop within 20 s of its stdout closing");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}

@@ -15,6 +15,14 @@ use std::time::{Duration, Instant};
 /// The program's name: `genesys-tail` installed, `tail` as the example.
 const NAME: &str = env!("CARGO_BIN_NAME");
 
+/// `eprintln!` that never panics: with stderr gone (`2>&1 | head -1`, a closed terminal) the
+/// line is lost, and the exit code stays the one documented (0 once stdout is closed too).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 const AFTER_HELP: &str = "\
 Output:
   stdout  one JSON line per notification: the frame as received (topicName, eventBody,
@@ -400,7 +408,7 @@ fn run(args: Args) -> Result<(), Failure> {
     let format = args.lifecycle_format;
     let _lifecycle = client
         .on_lifecycle(move |event: &Lifecycle| {
-            eprintln!("{}", lifecycle_line(event, format));
+            say!("{}", lifecycle_line(event, format));
             match event {
                 Lifecycle::RetryBudgetExhausted { last_error, .. } => {
                     let _ = fatal.try_send(Stop::Fatal(format!("retries exhausted: {last_error}")));
@@ -459,7 +467,7 @@ fn run(args: Args) -> Result<(), Failure> {
                 let _ = ctrl_c.try_send(Stop::CtrlC);
             }
             Some(at) if at.elapsed() > Duration::from_secs(1) => {
-                eprintln!("{NAME}: second Ctrl-C, exiting without waiting");
+                say!("{NAME}: second Ctrl-C, exiting without waiting");
                 std::process::exit(130);
             }
             Some(_) => {}
@@ -474,7 +482,7 @@ fn run(args: Args) -> Result<(), Failure> {
         .subscribe(&topics)
         .map_err(|e| from_error("subscribe", e))?;
     for rejected in &report.rejected {
-        eprintln!(
+        say!(
             "{NAME}: topic {} rejected: {} (missing permissions: {})",
             rejected.topic,
             rejected
@@ -492,7 +500,7 @@ fn run(args: Args) -> Result<(), Failure> {
         let _ = client.shutdown(Duration::from_secs(5));
         return Err(usage("every topic was rejected: nothing to follow"));
     }
-    eprintln!(
+    say!(
         "{NAME}: following {} topic(s); Ctrl-C to stop",
         report.permitted.len()
     );
@@ -500,7 +508,7 @@ fn run(args: Args) -> Result<(), Failure> {
     let stop = stop_rx.recv().unwrap_or(Stop::CtrlC);
     let result = match stop {
         Stop::CtrlC => {
-            eprintln!("{NAME}: Ctrl-C, shutting down");
+            say!("{NAME}: Ctrl-C, shutting down");
             Ok(())
         }
         Stop::StdoutClosed => Ok(()),
@@ -510,7 +518,7 @@ fn run(args: Args) -> Result<(), Failure> {
     client
         .shutdown(Duration::from_secs(5))
         .map_err(|e| from_error("shutdown", e))?;
-    eprintln!(
+    say!(
         "{NAME}: received {}, delivered {}, dropped {}, unrouted {}, malformed {}",
         health.received(),
         health.delivered(),
@@ -526,7 +534,7 @@ fn main() -> ExitCode {
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            eprintln!("{NAME}: error: {}", failure.message);
+            say!("{NAME}: error: {}", failure.message);
             ExitCode::from(failure.code)
         }
     }
