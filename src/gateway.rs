@@ -71,12 +71,16 @@ impl StreamingOverride {
         };
         let url = url.trim().trim_end_matches('/');
         crate::url::check_base_url(url).map_err(bad)?;
-        let (scheme, authority) = url
-            .split_once("://")
-            .ok_or_else(|| bad(format!("{url:?} is not an absolute URL")))?;
+        let (scheme, authority) = url.split_once("://").ok_or_else(|| {
+            bad(format!(
+                "{:?} is not an absolute URL",
+                crate::url::redacted(url)
+            ))
+        })?;
         if authority.contains(['/', '?', '#', '@']) {
             return Err(bad(format!(
-                "{url:?} must be scheme://host[:port] only: the connectUri's path and query are kept"
+                "{:?} must be scheme://host[:port] only: the connectUri's path and query are kept",
+                crate::url::redacted(url)
             )));
         }
         let scheme = match scheme.to_ascii_lowercase().as_str() {

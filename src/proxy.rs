@@ -103,7 +103,9 @@ impl Proxy {
                 .parse::<u16>()
                 .ok()
                 .filter(|p| *p != 0)
-                .ok_or_else(|| bad(format!("bad proxy port {p:?}")))?,
+                // Not quoted: with the `@host` part forgotten, `http://user:password` puts
+                // the password where the port goes.
+                .ok_or_else(|| bad("bad proxy port: not a number from 1 to 65535".into()))?,
         };
         let credentials = userinfo.map(|info| {
             let (user, password) = info.split_once(':').unwrap_or((info, ""));

@@ -504,3 +504,45 @@ fn static_access_token_never_shows() {
     let logs = log_lines()[logs_before..].join("\n");
     secrets.check("the log output", &logs);
 }
+
+/// A password written into a URL setting never shows in the error that refuses the setting,
+/// and a base URL with user info is refused at `build()` (the client authenticates with OAuth
+/// tokens) rather than kept and printed in `Debug` output of the config.
+#[test]
+fn passwords_in_url_settings_never_show_in_errors_or_debug_output() {
+    const PASSWORD: &str = "pw-marker-5b1f";
+    let emu = emulator();
+    let with_password = |host: &str| format!("https://user:{PASSWORD}@{host}");
+    let loopback = format!("http://user:{PASSWORD}@127.0.0.1:8080");
+    let cases: Vec<(&str, genesys_notify::ClientBuilder)> = vec![
+        (
+            "api_base",
+            builder(&emu).api_base(with_password("api.example.com")),
+        ),
+        ("api_base", builder(&emu).api_base(loopback.clone())),
+        (
+            "login_base",
+            builder(&emu).login_base(with_password("login.example.com")),
+        ),
+        (
+            "api_base",
+            builder(&emu).api_base(format!("user:{PASSWORD}@api.example.com")),
+        ),
+        (
+            "streaming_base",
+            builder(&emu).streaming_base(&with_password("gw.example.com")),
+        ),
+        ("streaming_base", builder(&emu).streaming_base(&loopback)),
+        // The `@host` part forgotten: the password sits where the port goes.
+        (
+            "proxy",
+            builder(&emu).proxy(&format!("http://user:{PASSWORD}")),
+        ),
+    ];
+    for (field, builder) in cases {
+        let error = builder.build().expect_err(field);
+        let shown = format!("{error} {error:?}");
+        assert!(!shown.contains(PASSWORD), "{field}: {shown}");
+        assert!(shown.contains(field), "{field}: {shown}");
+    }
+}
