@@ -420,7 +420,8 @@ impl ClientBuilder {
     }
 
     /// Adds the `CERTIFICATE` blocks of `pem` (PEM text, e.g. a corporate CA's file) to the
-    /// trusted roots. Text without a certificate, or a block that does not decode, makes
+    /// trusted roots. Text without a certificate, or a block that does not decode to an X.509
+    /// certificate, makes
     /// [`ClientBuilder::build`] fail with [`Error::Config`] naming `root_certificates`.
     pub fn add_root_certificates_pem(mut self, pem: impl AsRef<[u8]>) -> Self {
         match crate::tls::parse_pem(pem.as_ref()) {

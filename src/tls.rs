@@ -36,8 +36,8 @@ pub(crate) struct TlsSettings {
 /// Parses every `CERTIFICATE` block of `pem`.
 ///
 /// # Errors
-/// [`ConfigError`] (field `root_certificates`) when the text holds no certificate or a block
-/// cannot be decoded.
+/// [`ConfigError`] (field `root_certificates`) when the text holds no certificate, a block
+/// cannot be decoded, or a decoded block is not an X.509 certificate.
 pub(crate) fn parse_pem(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
     let bad = |reason: String| ConfigError {
         field: "root_certificates",
@@ -48,6 +48,18 @@ pub(crate) fn parse_pem(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, Conf
         .map_err(|e| bad(format!("not valid PEM: {e}")))?;
     if certs.is_empty() {
         return Err(bad("no CERTIFICATE block found in the PEM text".into()));
+    }
+    // A block that decodes but is no usable CA certificate would otherwise be skipped with a
+    // log line when the roots are assembled, and the user would meet "unknown issuer" later.
+    for (index, cert) in certs.iter().enumerate() {
+        rustls::RootCertStore::empty()
+            .add(cert.clone())
+            .map_err(|e| {
+                bad(format!(
+                    "CERTIFICATE block {} is not a usable X.509 certificate: {e}",
+                    index + 1
+                ))
+            })?;
     }
     Ok(certs)
 }

@@ -365,6 +365,22 @@ fn bad_pem_and_bad_proxy_urls_fail_build_naming_the_field() {
     }
 }
 
+/// A `CERTIFICATE` block whose base64 decodes but holds no certificate (a truncated or mangled
+/// corporate CA file) fails `build()` naming the field, instead of being skipped with a log line
+/// and showing up later as "unknown issuer" on every connection.
+#[test]
+fn a_pem_block_that_is_not_a_certificate_fails_build() {
+    let emu = emulator();
+    let mangled = "-----BEGIN CERTIFICATE-----\nAAAAAAAA\n-----END CERTIFICATE-----\n";
+    match builder(&emu).add_root_certificates_pem(mangled).build() {
+        Err(Error::Config(e)) => {
+            assert_eq!(e.field, "root_certificates", "{e}");
+            assert!(e.reason.contains("certificate"), "{e}");
+        }
+        other => panic!("expected a config error for root_certificates, got {other:?}"),
+    }
+}
+
 /// A plain TCP forwarder that records the first line of each connection.
 fn forwarder(upstream: String) -> (u16, Arc<parking_lot::Mutex<Vec<String>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -246,7 +246,10 @@ fn tail_exits_0_when_the_pipe_of_its_stdout_and_stderr_closes() {
         }
         false
     });
-    assert!(reader.join().unwrap(), "tail never said it follows the topic");
+    assert!(
+        reader.join().unwrap(),
+        "tail never said it follows the topic"
+    );
     drop(child.stdout.take());
     assert!(emu.wait_for(Duration::from_secs(20), |e| e
         .channels()
