@@ -308,7 +308,7 @@ pub(crate) struct Api {
     base: String,
     agent: ureq::Agent,
     /// Whether requests go through a proxy (a connection failure is then the proxy's).
-    proxied: bool,
+    proxied: crate::network::Proxied,
     tokens: Arc<TokenManager>,
     request_timeout: Duration,
 }
@@ -353,7 +353,7 @@ impl Api {
         Api {
             base: api_base.trim_end_matches('/').to_owned(),
             agent: http_agent(request_timeout),
-            proxied: false,
+            proxied: crate::network::Proxied::No,
             tokens,
             request_timeout,
         }

@@ -31,7 +31,18 @@ impl std::fmt::Debug for Network {
 #[derive(Clone, Debug)]
 pub(crate) struct HttpAgent {
     pub(crate) agent: ureq::Agent,
-    pub(crate) proxied: bool,
+    pub(crate) proxied: Proxied,
+}
+
+/// Whether requests go through a proxy, and whether they carry its credentials (so that a 407
+/// says "refused the credentials" rather than "give credentials" when they were given).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Proxied {
+    /// Straight to the server.
+    #[default]
+    No,
+    /// Through a proxy; `credentials`: its URL has user info, sent as `Proxy-Authorization`.
+    Yes { credentials: bool },
 }
 
 impl Network {
@@ -68,19 +79,24 @@ impl Network {
                 proxy.and_then(|p| p.to_ureq()),
                 &self.ureq_tls,
             ),
-            proxied: proxy.is_some(),
+            proxied: match proxy {
+                None => Proxied::No,
+                Some(p) => Proxied::Yes {
+                    credentials: p.has_credentials(),
+                },
+            },
         }
     }
 }
 
 /// The proxy's share of a failed request: `Some` when the request went through a proxy and
 /// failed there (the CONNECT was refused, or the proxy could not be reached).
-pub(crate) fn proxy_failure(error: &ureq::Error, proxied: bool) -> Option<ProxyError> {
-    if !proxied {
+pub(crate) fn proxy_failure(error: &ureq::Error, proxied: Proxied) -> Option<ProxyError> {
+    let Proxied::Yes { credentials } = proxied else {
         return None;
-    }
+    };
     match error {
-        ureq::Error::ConnectProxyFailed(message) => Some(connect_failure(message)),
+        ureq::Error::ConnectProxyFailed(message) => Some(connect_failure(message, credentials)),
         ureq::Error::Io(e)
             if matches!(
                 e.kind(),
@@ -99,7 +115,7 @@ pub(crate) fn proxy_failure(error: &ureq::Error, proxied: bool) -> Option<ProxyE
 
 /// ureq says `proxy server responded 407/Proxy Authentication Required` (or `... did not
 /// respond`): recover the status.
-fn connect_failure(message: &str) -> ProxyError {
+fn connect_failure(message: &str, credentials_sent: bool) -> ProxyError {
     let status = message
         .split("responded ")
         .nth(1)
@@ -108,7 +124,7 @@ fn connect_failure(message: &str) -> ProxyError {
     match status {
         Some(407) => ProxyError::AuthenticationRequired {
             scheme: None,
-            credentials_sent: false,
+            credentials_sent,
         },
         Some(status) => ProxyError::Refused { status },
         None => ProxyError::Io(message.chars().take(200).collect()),
@@ -119,26 +135,42 @@ fn connect_failure(message: &str) -> ProxyError {
 mod tests {
     use super::*;
 
+    const PROXIED: Proxied = Proxied::Yes { credentials: false };
+
     #[test]
     fn ureq_connect_failures_become_typed_proxy_errors() {
         let e = ureq::Error::ConnectProxyFailed(
             "proxy server responded 407/Proxy Authentication Required".into(),
         );
         assert!(matches!(
-            proxy_failure(&e, true),
+            proxy_failure(&e, PROXIED),
             Some(ProxyError::AuthenticationRequired { .. })
         ));
-        assert_eq!(proxy_failure(&e, false), None);
+        assert_eq!(proxy_failure(&e, Proxied::No), None);
+        // Credentials in the proxy URL were sent: the 407 says they were refused.
+        assert_eq!(
+            proxy_failure(&e, Proxied::Yes { credentials: true }),
+            Some(ProxyError::AuthenticationRequired {
+                scheme: None,
+                credentials_sent: true
+            })
+        );
         let e = ureq::Error::ConnectProxyFailed("proxy server responded 502/Bad Gateway".into());
         assert_eq!(
-            proxy_failure(&e, true),
+            proxy_failure(&e, PROXIED),
             Some(ProxyError::Refused { status: 502 })
         );
         let e = ureq::Error::ConnectProxyFailed("proxy server did not respond".into());
-        assert!(matches!(proxy_failure(&e, true), Some(ProxyError::Io(_))));
+        assert!(matches!(
+            proxy_failure(&e, PROXIED),
+            Some(ProxyError::Io(_))
+        ));
         let e = ureq::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
-        assert!(matches!(proxy_failure(&e, true), Some(ProxyError::Io(_))));
-        assert_eq!(proxy_failure(&e, false), None);
+        assert!(matches!(
+            proxy_failure(&e, PROXIED),
+            Some(ProxyError::Io(_))
+        ));
+        assert_eq!(proxy_failure(&e, Proxied::No), None);
     }
 
     #[test]
@@ -153,17 +185,20 @@ mod tests {
             _ => None,
         };
         let net = Network::with_env(&config, &env).unwrap();
-        assert!(
+        assert_eq!(
             net.agent("https://api.mypurecloud.ie", Duration::from_secs(1))
-                .proxied
+                .proxied,
+            PROXIED
         );
-        assert!(
-            !net.agent("https://login.mypurecloud.ie", Duration::from_secs(1))
-                .proxied
+        assert_eq!(
+            net.agent("https://login.mypurecloud.ie", Duration::from_secs(1))
+                .proxied,
+            Proxied::No
         );
-        assert!(
-            !net.agent("http://127.0.0.1:1", Duration::from_secs(1))
-                .proxied
+        assert_eq!(
+            net.agent("http://127.0.0.1:1", Duration::from_secs(1))
+                .proxied,
+            Proxied::No
         );
     }
 }

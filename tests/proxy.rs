@@ -113,6 +113,36 @@ fn a_proxy_asking_for_credentials_is_a_prompt_clear_error_with_few_attempts() {
     client.shutdown(Duration::from_secs(5)).unwrap();
 }
 
+/// Wrong credentials in the proxy URL: the 407 on the token request (sent through the HTTP
+/// agent, not our own CONNECT) says the credentials were refused, not "give user:password in
+/// the proxy URL", which the user already did.
+#[test]
+fn a_proxy_refusing_the_given_credentials_says_so() {
+    let emu = emulator();
+    let proxy = ConnectProxy::start(Some(("alice", "secret")));
+    let client = builder(&emu)
+        .proxy(&proxy.url_with("alice", "wrong"))
+        .proxy_loopback(true)
+        .connect_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let err = client.verify_token().unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::Token(TokenError::Proxy(ProxyError::AuthenticationRequired {
+                credentials_sent: true,
+                ..
+            }))
+        ),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(text.contains("refused the credentials"), "{text}");
+    assert!(!text.contains("wrong"), "{text}");
+    client.shutdown(Duration::from_secs(5)).unwrap();
+}
+
 #[test]
 fn the_socket_reconnects_through_a_proxy_that_comes_back_and_reports_the_gap() {
     let emu = emulator();

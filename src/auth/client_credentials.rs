@@ -29,7 +29,7 @@ pub struct ClientCredentials {
     request_timeout: Duration,
     agent: ureq::Agent,
     /// Whether requests go through a proxy (a connection failure is then the proxy's).
-    proxied: bool,
+    proxied: crate::network::Proxied,
 }
 
 impl ClientCredentials {
@@ -51,7 +51,7 @@ impl ClientCredentials {
             client_secret: client_secret.into(),
             request_timeout,
             agent: http_agent(request_timeout),
-            proxied: false,
+            proxied: crate::network::Proxied::No,
         }
     }
 
