@@ -39,6 +39,10 @@ pub(crate) struct Located {
 }
 
 /// A `v2.system.*` message, such as `v2.system.socket_closing` (docs/protocol.md, "The WebSocket").
+///
+/// Its texts are bounded, so that one report (and its log line) never holds a huge frame: the
+/// topic is cut to 800 characters, `systemTopicType`, `reason` and `message` to 400, `eventBody`
+/// to 4 096 (each ending in `…` when cut; the service's are far shorter).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SystemMessage {
@@ -52,7 +56,7 @@ pub struct SystemMessage {
     /// `eventBody.message` when present.
     pub message: Option<String>,
     /// The raw JSON of `eventBody`, with the channel id shortened wherever it appears (it is a
-    /// credential).
+    /// credential); cut to 4 096 characters when longer.
     pub event_body: String,
 }
 
@@ -102,6 +106,20 @@ const EXCERPT_CHARS: usize = 120;
 /// The longest reason, in characters: a parser's message may quote the frame (a topic name,
 /// a string where an object was expected), and the frame may be megabytes long.
 const REASON_CHARS: usize = 400;
+/// The longest `eventBody` a [`SystemMessage`] keeps, in characters: the service's are a few
+/// hundred bytes, and one report must not hold a frame of megabytes (4 096 of them may queue).
+pub(crate) const SYSTEM_BODY_CHARS: usize = 4096;
+/// The longest `systemTopicType`, `reason` or `message` a [`SystemMessage`] keeps, in characters.
+const SYSTEM_FIELD_CHARS: usize = 400;
+
+/// `text` cut to `max` characters, with `…` when something was cut, reusing the allocation.
+fn cut(mut text: String, max: usize) -> String {
+    if let Some((end, _)) = text.char_indices().nth(max) {
+        text.truncate(end);
+        text.push('…');
+    }
+    text
+}
 
 /// `text` cut to `max` characters, with `…` when something was cut.
 pub(crate) fn shortened(text: &str, max: usize) -> Cow<'_, str> {
@@ -317,12 +335,13 @@ pub(crate) fn parse(frame: &str) -> Result<Inbound, MalformedFrame> {
         .is_some_and(|prefix| prefix.eq_ignore_ascii_case(b"v2.system."))
     {
         let parsed: SystemBody = serde_json::from_str(body.get()).unwrap_or_default();
+        let field = |text: Option<String>| text.map(|t| cut(t, SYSTEM_FIELD_CHARS));
         return Ok(Inbound::System(SystemMessage {
-            topic: topic.into_owned(),
-            system_topic_type: parsed.system_topic_type,
-            reason: parsed.reason,
-            message: parsed.message,
-            event_body: body.get().to_owned(),
+            topic: shortened(&topic, 4 * MAX_TOPIC_LEN).into_owned(),
+            system_topic_type: field(parsed.system_topic_type),
+            reason: field(parsed.reason),
+            message: field(parsed.message),
+            event_body: shortened(body.get(), SYSTEM_BODY_CHARS).into_owned(),
         }));
     }
     Ok(Inbound::Notification(Located {

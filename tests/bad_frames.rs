@@ -292,6 +292,52 @@ fn unknown_system_message_is_reported_and_the_stream_goes_on() {
     s.client.shutdown(Duration::from_secs(2)).unwrap();
 }
 
+/// A frame of 200 000 characters is reported in a few KiB, not quoted whole: an
+/// unrouted notification with a 200 000-character topic name (never cached as a route, so
+/// every one of them is reported), a system message with such a topic, and one with huge
+/// `message` and `eventBody` fields. Each is reported and the stream goes on.
+#[test]
+fn reports_of_huge_frames_stay_small() {
+    let s = Setup::new();
+    let long = "x".repeat(200_000);
+    let frames = [
+        format!(r#"{{"topicName":"v2.users.{long}.presence","eventBody":{{}}}}"#),
+        format!(r#"{{"topicName":"v2.users.{long}.presence","eventBody":{{}}}}"#),
+        format!(r#"{{"topicName":"v2.system.{long}","eventBody":{{}}}}"#),
+        format!(
+            r#"{{"topicName":"v2.system.something_new","eventBody":{{"systemTopicType":"{long}","reason":"{long}","message":"{long}","padding":"{long}"}}}}"#
+        ),
+    ];
+    for frame in frames {
+        assert!(s.emu.send_frame(&s.channel_id, Frame::Text(frame)));
+    }
+    s.publish_and_receive(1);
+    assert!(s.lifecycle.wait(WAIT, |e| matches!(
+        e,
+        Lifecycle::SystemMessage { message, .. } if message.topic == "v2.system.something_new"
+    )));
+    let reports: Vec<Lifecycle> = s
+        .lifecycle
+        .snapshot()
+        .into_iter()
+        .filter(|e| {
+            matches!(
+                e,
+                Lifecycle::UnroutedMessage { .. } | Lifecycle::SystemMessage { .. }
+            )
+        })
+        .collect();
+    assert_eq!(reports.len(), 4, "{}", reports.len());
+    for report in &reports {
+        let shown = format!("{report:?}");
+        assert!(shown.len() < 16 * 1024, "a report of {} bytes", shown.len());
+        assert!(report.to_string().len() < 16 * 1024);
+    }
+    assert_eq!(s.client.health().unrouted(), 2);
+    s.assert_same_socket();
+    s.client.shutdown(Duration::from_secs(2)).unwrap();
+}
+
 #[test]
 fn every_kind_of_bad_frame_in_a_row_loses_no_event() {
     let s = Setup::new();
