@@ -487,10 +487,24 @@ impl Api {
     /// not read.
     ///
     /// # Errors
-    /// The common mapping (see [`ApiError`]).
+    /// The common mapping (see [`ApiError`]), except that a 404 is [`ApiError::Server`] naming
+    /// the URL: this resource always exists under the API root, so a 404 means the API base URL
+    /// is wrong (not "channel not found").
     pub(crate) fn token_me(&self) -> Result<(), ApiError> {
         let path = "/api/v2/tokens/me";
-        self.call(Method::Get, path, path, None, None).map(drop)
+        match self.call(Method::Get, path, path, None, None) {
+            Ok(_) => Ok(()),
+            Err(ApiError::NotFound) => Err(ApiError::Server {
+                status: 404,
+                message: format!(
+                    "{}{path} answered 404: check the API base URL (it must be the region's \
+                     API root, with no path)",
+                    self.base
+                ),
+                retry_after: None,
+            }),
+            Err(error) => Err(error),
+        }
     }
 
     /// `GET {path}` (path and query under `/api/v2/`, as built by a state resource) and its JSON

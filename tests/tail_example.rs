@@ -269,3 +269,25 @@ fn tail_exits_0_when_the_pipe_of_its_stdout_and_stderr_closes() {
     };
     assert_eq!(status.code(), Some(0), "{status:?}");
 }
+
+/// A wrong `--api-base` (here with a path) is input to fix: exit code 2 and a message naming
+/// the URL, not "channel not found" with exit code 1.
+#[test]
+fn tail_exits_2_naming_a_wrong_api_base() {
+    let emu = emulator();
+    let base = format!("{}/v1", emu.api_base());
+    let output = Command::new(tail_binary())
+        .args(["--api-base", &base])
+        .args(["--login-base", &emu.login_base()])
+        .args(["--client-id", emu.client_id()])
+        .args(["--client-secret", emu.client_secret()])
+        .arg(&presence_topics(1)[0])
+        .env_remove("GENESYS_REGION")
+        .env_remove("GENESYS_ACCESS_TOKEN")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&base), "{stderr}");
+    assert!(stderr.contains("API base URL"), "{stderr}");
+}

@@ -74,3 +74,28 @@ fn a_404_on_the_first_channel_creation_fails_at_once() {
     assert!(flows(&emu, &topics[0], &seqs, 1));
     client.shutdown(Duration::from_secs(2)).unwrap();
 }
+
+/// `verify_token` (the "fail fast" call, and the first thing `genesys-tail` does) with an
+/// `api_base` that has a path: an error naming the URL and the setting to check, at once, not
+/// "channel not found" (it made no channel call).
+#[test]
+fn verify_token_with_a_wrong_api_base_names_the_url() {
+    let emu = emulator();
+    let base = format!("{}/v1", emu.api_base());
+    let client = builder(&emu).api_base(&base).build().unwrap();
+    let started = Instant::now();
+    let error = client.verify_token().unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let text = error.to_string();
+    assert!(text.contains(&format!("{base}/api/v2/tokens/me")), "{text}");
+    assert!(text.contains("API base URL"), "{text}");
+    assert!(!text.contains("channel"), "{text}");
+    assert!(
+        matches!(
+            error,
+            genesys_notify::Error::Api(genesys_notify::ApiError::Server { status: 404, .. })
+        ),
+        "{error:?}"
+    );
+    client.shutdown(Duration::from_secs(5)).unwrap();
+}

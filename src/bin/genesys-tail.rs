@@ -251,6 +251,8 @@ fn from_error(context: &str, error: Error) -> Failure {
         | Error::TooManyChannels { .. } => 2,
         Error::Token(e) if e.is_permanent() => 2,
         Error::Api(genesys_notify::ApiError::Unauthorized { .. }) => 2,
+        // `verify_token` answered 404: the API base URL is wrong.
+        Error::Api(genesys_notify::ApiError::Server { status: 404, .. }) => 2,
         Error::Api(genesys_notify::ApiError::Proxy(e)) if !e.is_transient() => 2,
         _ => 1,
     };
