@@ -264,7 +264,8 @@
 //!    [`ChannelId::as_str`], which you call on purpose. Plain `http`/`ws` is accepted only for
 //!    loopback hosts. This holds for this crate's own log lines at every level; the `ureq` and
 //!    `tungstenite` crates underneath log request paths, which hold the channel id, at `trace`
-//!    level: keep those two at `debug` or above in production.
+//!    level, and `tungstenite` logs a received close frame (whose reason the server may write
+//!    the channel id into) at `debug`: keep those two at `info` or above in production.
 //!
 //! ## Testing without Genesys Cloud
 //! The `emulator` feature adds [`emulator::Emulator`], a fake Genesys Cloud on 127.0.0.1 with

@@ -546,3 +546,51 @@ fn passwords_in_url_settings_never_show_in_errors_or_debug_output() {
         assert!(shown.contains(field), "{field}: {shown}");
     }
 }
+
+/// Texts the server writes may name the channel: a close frame's reason and every field of a
+/// `v2.system.*` message. The client passes them on with the id shortened, in lifecycle events
+/// (`Display` and `Debug`, which `genesys-tail` prints) and in its log lines.
+#[test]
+fn server_texts_naming_the_channel_show_it_shortened() {
+    let _serial = SERIAL.lock();
+    let logs_before = capture().lines.lock().len();
+    let emu = emulator();
+    let client = builder(&emu).build().unwrap();
+    let lifecycle = Recorder::new(&client);
+    let _ = client.subscribe(presence_topics(1)).unwrap();
+    wait_sockets(&emu, 1);
+    let id = emu.channels()[0].id.clone();
+    let system = format!(
+        r#"{{"topicName":"v2.system.{id}","eventBody":{{"reason":"bye {id}","systemTopicType":"kind {id}"}}}}"#
+    );
+    assert!(emu.send_frame(&id, Frame::Text(system)));
+    emu.inject(Fault::CloseSocket {
+        target: Target::channel(&id),
+        code: 4000,
+        reason: format!("channel {id} closed"),
+    });
+    assert!(lifecycle.wait(WAIT, |e| matches!(e, Lifecycle::Reconnecting { .. })));
+    assert!(lifecycle.wait(WAIT, |e| matches!(e, Lifecycle::SystemMessage { .. })));
+    client.shutdown(Duration::from_secs(5)).unwrap();
+    let shown: Vec<String> = lifecycle
+        .snapshot()
+        .iter()
+        .map(|e| format!("{e} {e:?}"))
+        // This crate's own lines: tungstenite logs the close frame it received at `debug`,
+        // reason included (the crate docs say so, next to its `trace` lines).
+        .chain(log_lines().into_iter().skip(logs_before).filter(|line| {
+            line.split(' ')
+                .nth(1)
+                .is_some_and(|target| target.starts_with("genesys_notify"))
+        }))
+        .collect();
+    assert!(
+        shown
+            .iter()
+            .any(|s| s.contains(&format!("bye {}", short_id(&id)))),
+        "{shown:#?}"
+    );
+    for line in shown {
+        assert!(!line.contains(&id), "{line}");
+    }
+}

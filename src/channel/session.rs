@@ -399,11 +399,20 @@ impl Session {
                     log::debug!("channel.metadata on {id}: {message:?}");
                 }
                 Ok(Inbound::System(mut system)) => {
-                    // System bodies name the channel (`channelId`): never pass the full id on.
+                    // System bodies name the channel (`channelId`): never pass the full id on,
+                    // in any of the server's texts.
                     let short = crate::redact::short_id(id.as_str());
+                    system.topic = system.topic.replace(id.as_str(), &short);
                     system.event_body = system.event_body.replace(id.as_str(), &short);
-                    if let Some(message) = system.message.as_mut() {
-                        *message = message.replace(id.as_str(), &short);
+                    for text in [
+                        &mut system.message,
+                        &mut system.reason,
+                        &mut system.system_topic_type,
+                    ]
+                    .into_iter()
+                    .flatten()
+                    {
+                        *text = text.replace(id.as_str(), &short);
                     }
                     let action = failure::system_message(&system);
                     self.shared.emit(Lifecycle::SystemMessage {
@@ -445,8 +454,14 @@ impl Session {
             }
             Message::Close(frame) => {
                 let _ = self.socket.flush();
+                // The server's reason may name the channel: shorten its id as above.
                 let (code, reason) = match frame {
-                    Some(frame) => (Some(u16::from(frame.code)), frame.reason.to_string()),
+                    Some(frame) => (
+                        Some(u16::from(frame.code)),
+                        frame
+                            .reason
+                            .replace(id.as_str(), &crate::redact::short_id(id.as_str())),
+                    ),
                     None => (None, String::new()),
                 };
                 return Next::End(failure::close_frame(code, reason));
