@@ -532,6 +532,16 @@ impl Client {
         &self.inner.shared.config
     }
 
+    /// `Error::Shutdown` for a call that `shutdown` cut short (its channel stopped, its wait
+    /// woken), whatever the call met on its way out.
+    fn shut_down_instead(&self, error: Error) -> Error {
+        if self.inner.shut_down.load(Ordering::Acquire) {
+            Error::Shutdown
+        } else {
+            error
+        }
+    }
+
     fn check_open(&self) -> Result<(), Error> {
         if self.inner.shut_down.load(Ordering::Acquire) {
             Err(Error::Shutdown)
@@ -582,7 +592,8 @@ impl Client {
     ///   subscribed (retry budget spent, unusable `connectUri`);
     /// - [`Error::Spawn`] when a channel thread cannot be started (the system is out of
     ///   threads);
-    /// - [`Error::Shutdown`] after [`Client::shutdown`].
+    /// - [`Error::Shutdown`] after [`Client::shutdown`], or when a `shutdown` on another thread
+    ///   cut this call short.
     ///
     /// When an error happens after some channels were updated, those updates stay.
     pub fn subscribe<I, S>(&self, topics: I) -> Result<SubscribeReport, Error>
@@ -591,6 +602,7 @@ impl Client {
         S: AsRef<str>,
     {
         self.subscribe_with(topics, false)
+            .map_err(|error| self.shut_down_instead(error))
     }
 
     /// Like [`Client::subscribe`], but puts these topics on channels of their own, shared with
@@ -604,6 +616,7 @@ impl Client {
         S: AsRef<str>,
     {
         self.subscribe_with(topics, true)
+            .map_err(|error| self.shut_down_instead(error))
     }
 
     fn deadline(&self) -> (Instant, Duration) {

@@ -160,3 +160,36 @@ fn shutdown_from_a_callback_counts_the_events_queued_behind_it_as_dropped() {
     assert_eq!(health.channels[0].dropped, BEHIND);
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
+
+/// A `subscribe` waiting for a new channel's socket when another thread shuts the client down
+/// returns promptly with `Error::Shutdown` (what a caller matches on to stop retrying), not a
+/// "channel stopped" error naming the user's own request.
+#[test]
+fn a_subscribe_cut_short_by_shutdown_returns_the_shutdown_error() {
+    use genesys_notify::emulator::Fault;
+    let emu = emulator();
+    let client = Arc::new(
+        builder(&emu)
+            .connect_timeout(Duration::from_secs(20))
+            .request_timeout(Duration::from_secs(20))
+            .build()
+            .unwrap(),
+    );
+    emu.inject(Fault::HangHandshakes { times: 100 });
+    let subscriber = client.clone();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(subscriber.subscribe(presence_topics(1)));
+    });
+    // The subscribe is waiting for the socket (its handshake hangs).
+    assert!(emu.wait_for(Duration::from_secs(10), |e| !e.channels().is_empty()));
+    std::thread::sleep(Duration::from_millis(200));
+    client.shutdown(Duration::from_secs(5)).unwrap();
+    let result = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("subscribe returns after shutdown");
+    assert!(
+        matches!(result, Err(genesys_notify::Error::Shutdown)),
+        "{result:?}"
+    );
+}
