@@ -455,13 +455,16 @@ impl Worker {
     /// the channel emptied), and tell waiting `subscribe` calls.
     fn finish(&mut self, reason: StopReason) {
         if let Some(start) = self.outage_since.take() {
-            // The thread ends without a socket: the gap lasted until now at least.
-            if let Some(channel) = self.slot.channel_id() {
+            // The thread ends without a socket: the gap lasted until now at least. A channel
+            // emptied meanwhile (its topics all unsubscribed or rejected) lost nothing anyone
+            // still wants: no gap without topics.
+            let topics = self.slot.topic_list();
+            if let (Some(channel), false) = (self.slot.channel_id(), topics.is_empty()) {
                 self.shared.emit(Lifecycle::Gap {
                     channel,
                     start,
                     end: SystemTime::now(),
-                    topics: self.slot.topic_list(),
+                    topics,
                 });
             }
         }
