@@ -261,8 +261,9 @@ impl ClientBuilder {
     ///
     /// # Errors
     /// [`Error::Config`] for a setting out of range (see [`Config::validate`]), an unknown region
-    /// name or no token source; [`Error::Spawn`] when the dispatcher or lifecycle threads could
-    /// not be started.
+    /// name, no token source, or an empty client id, client secret or access token (or one
+    /// holding white space or control characters); [`Error::Spawn`] when the dispatcher or
+    /// lifecycle threads could not be started.
     pub fn build(self) -> Result<Client, Error> {
         if let Some(error) = self.error {
             return Err(Error::Config(error));
@@ -275,6 +276,7 @@ impl ClientBuilder {
             backoff: config.resync_backoff.clone(),
             custom: self.resync_resources,
         };
+        check_credentials(&self.token)?;
         let network = crate::network::Network::from_config(&config)?;
         let source: Box<dyn TokenSource> = match self.token {
             Some(TokenChoice::ClientCredentials { client_id, secret }) => {
@@ -1259,6 +1261,34 @@ impl Client {
             timed_out
         }
     }
+}
+
+/// An empty client id, secret or access token (an environment variable that was not set), or
+/// one with white space or control characters (a pasted line break, which would also break the
+/// HTTP header it goes in), is a configuration error naming the field, not a 401 later. The
+/// value itself is never quoted.
+fn check_credentials(token: &Option<TokenChoice>) -> Result<(), ConfigError> {
+    let fields: Vec<(&'static str, &str)> = match token {
+        Some(TokenChoice::ClientCredentials { client_id, secret }) => {
+            vec![("client_id", client_id), ("client_secret", secret)]
+        }
+        Some(TokenChoice::Static(token)) => vec![("access_token", token)],
+        _ => Vec::new(),
+    };
+    for (field, value) in fields {
+        let reason = if value.is_empty() {
+            "is empty"
+        } else if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            "holds white space or control characters (a line break pasted with it?)"
+        } else {
+            continue;
+        };
+        return Err(ConfigError {
+            field,
+            reason: reason.into(),
+        });
+    }
+    Ok(())
 }
 
 fn setup_error(failure: SetupFailure) -> Error {

@@ -90,3 +90,34 @@ fn refused_static_token_fails_the_first_subscribe_promptly() {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(emu.requests().len(), calls);
 }
+
+/// An empty credential (an environment variable that was not set) or one with a line break
+/// pasted with it fails `build()` naming the field, without quoting the value; nothing is
+/// sent.
+#[test]
+fn empty_or_broken_credentials_fail_build_naming_the_field() {
+    let emu = emulator();
+    let cases = [
+        ("client_id", builder(&emu).client_credentials("", "secret")),
+        ("client_secret", builder(&emu).client_credentials("id", "")),
+        (
+            "client_secret",
+            builder(&emu).client_credentials("id", "s3cr3t-marker\n"),
+        ),
+        ("access_token", builder(&emu).access_token("")),
+        (
+            "access_token",
+            builder(&emu).access_token("s3cr3t-marker\r\nX-Injected: 1"),
+        ),
+    ];
+    for (field, builder) in cases {
+        match builder.build() {
+            Err(genesys_notify::Error::Config(e)) => {
+                assert_eq!(e.field, field, "{e}");
+                assert!(!format!("{e} {e:?}").contains("s3cr3t"), "{e}");
+            }
+            other => panic!("expected a config error for {field}, got {other:?}"),
+        }
+    }
+    assert_eq!(emu.token_requests(), 0);
+}
