@@ -142,6 +142,9 @@ fn server_errors_are_retried_with_backoff_until_success() {
     assert_eq!(puts.len(), 2, "{puts:?}");
     assert_eq!(puts[0], 500);
     assert!(flows(&emu, &topics[0], &seqs, 1));
+    // Lifecycle events reach listeners on their own thread: an event can be delivered before the
+    // `Connected` report that preceded it.
+    assert!(rec.wait(SOON, |e| matches!(e, Lifecycle::Connected { .. })));
     // Each failure was reported and followed by a backoff, with growing attempt numbers.
     let events = rec.snapshot();
     assert_eq!(
