@@ -11,10 +11,22 @@
 //! - The baseline: tungstenite blocking read, envelope parse keeping `eventBody` raw
 //!   (`serde_json::value::RawValue`), one bounded crossbeam channel (capacity 1024, the
 //!   library's default queue) to one consumer thread.
+//! - The second reference line, "inline": the same raw reading and parsing with the callback
+//!   called on the reading thread (no queue, no hand-off between threads).
 //! - The library: `genesys_notify::Client` against the emulator (token, channels,
 //!   subscriptions) whose `connectUri` points at the generator, a callback registered with `on`.
-//! - Both run the same callback: read the three fields, record send-to-callback latency, check
+//! - All run the same callback: read the three fields, record send-to-callback latency, check
 //!   the per-topic sequence (lost and out-of-order events are counted; both must be zero).
+//! - Client CPU per event: the CPU time of the client's own threads (found by name in
+//!   `/proc/self/task/*/comm`, time from `schedstat`) over the run, divided by the events
+//!   delivered; the generator, the emulator and the bench's main thread are not counted.
+//!   Peak RSS added: the process's peak RSS (VmHWM, reset before each run) above its RSS just
+//!   before the client started.
+//!
+//! Every figure is printed next to its ratio to the raw baseline of the same run; on a shared
+//! machine only the ratios mean something, and close ratios need more `--reps`.
+//! Profiling one side: `--only=throughput --sizes=small --kinds=library1 --reps=3
+//! --events=600000` (kinds: baseline, inline, library1, library4).
 //!
 //! Run: `cargo bench --features emulator --bench load` (about 4 minutes on 2 cores), or
 //! `cargo bench --features emulator --bench load -- --quick` (or `GENESYS_BENCH_QUICK=1`) for a
