@@ -20,8 +20,8 @@
 //! - Client CPU per event: the CPU time of the client's own threads (found by name in
 //!   `/proc/self/task/*/comm`, time from `schedstat`) over the run, divided by the events
 //!   delivered; the generator, the emulator and the bench's main thread are not counted.
-//!   Peak RSS added: the process's peak RSS (VmHWM, reset before each run) above its RSS just
-//!   before the client started.
+//!   Peak RSS added: in a fresh process (the bench runs itself again with `--probe`), the peak
+//!   RSS (VmHWM) of one throughput run above the RSS just before the client started.
 //!
 //! Every figure is printed next to its ratio to the raw baseline of the same run; on a shared
 //! machine only the ratios mean something, and close ratios need more `--reps`.
@@ -790,6 +790,15 @@ impl Kind {
         }
     }
 
+    /// Its name in `--kinds` and `--probe`.
+    fn arg(self) -> String {
+        match self {
+            Kind::Baseline => "baseline".into(),
+            Kind::Inline => "inline".into(),
+            Kind::Library(n) => format!("library{n}"),
+        }
+    }
+
     /// The name prefix of the client's threads (whose CPU time is the client's CPU).
     fn threads(self) -> &'static str {
         match self {
@@ -960,12 +969,45 @@ fn skipped(kind: Kind) -> bool {
     let Some(list) = arg_value("--kinds") else {
         return false;
     };
-    let name = match kind {
-        Kind::Baseline => "baseline".to_owned(),
-        Kind::Inline => "inline".to_owned(),
-        Kind::Library(n) => format!("library{n}"),
+    !list.split(',').any(|k| k == kind.arg())
+}
+
+/// Peak RSS added by one throughput run of `kind` in a fresh process (this bench run again
+/// with `--probe`), KiB: in a process that ran other clients before, the allocator's memory
+/// left over from them hides what a client needs.
+fn fresh_peak_kib(kind: Kind, size: Size, events: u64) -> Option<u64> {
+    let output = std::process::Command::new(std::env::current_exe().ok()?)
+        .arg(format!("--probe={},{},{events}", kind.arg(), size.short()))
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix("probe peak_added_kib="))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// `--probe=kind,size,events`: one throughput run in this fresh process, printing the peak RSS
+/// it added (read by [`fresh_peak_kib`]).
+fn probe(setup: &Setup<'_>, spec: &str) {
+    let parts: Vec<&str> = spec.split(',').collect();
+    let kind = [
+        Kind::Baseline,
+        Kind::Inline,
+        Kind::Library(1),
+        Kind::Library(4),
+    ]
+    .into_iter()
+    .find(|k| k.arg() == parts[0])
+    .expect("a known kind");
+    let size = if parts[1] == "large" {
+        Size::Large
+    } else {
+        Size::Small
     };
-    !list.split(',').any(|k| k == name)
+    let events = parts[2].parse().expect("an event count");
+    let r = run(setup, kind, size, 1, Pace::Max, events);
+    note(&r, "probe");
+    println!("probe peak_added_kib={}", r.added_rss_kib);
 }
 
 /// `--name=value` from the command line.
@@ -1064,7 +1106,7 @@ fn throughput(setup: &Setup<'_>, mode: &Mode) -> Vec<String> {
         mode.reps
     );
     println!("   client CPU: CPU time of the client's threads (/proc/self/task/*/schedstat) per delivered event");
-    println!("   peak RSS added: the process's peak RSS during the run above its RSS before the client started");
+    println!("   peak RSS added: in a fresh process (this bench with --probe), its peak RSS during one such run above its RSS before the client started");
     let mut failures = Vec::new();
     let (b, l) = (kind_index(Kind::Baseline), kind_index(Kind::Library(1)));
     for (si, size) in SIZES.iter().enumerate() {
@@ -1080,7 +1122,23 @@ fn throughput(setup: &Setup<'_>, mode: &Mode) -> Vec<String> {
         );
         let eps = medians(&results, |r| r.events_per_s);
         let cpu = medians(&results, |r| r.cpu_ns_per_event / 1e3);
-        let added = medians(&results, |r| r.added_rss_kib as f64 / 1024.0);
+        let added: Vec<f64> = KINDS
+            .iter()
+            .map(|kind| {
+                if skipped(*kind) {
+                    return 0.0;
+                }
+                let peaks = (0..mode.reps)
+                    .filter_map(|_| fresh_peak_kib(*kind, *size, mode.throughput_events[si]))
+                    .map(|kib| kib as f64 / 1024.0)
+                    .collect::<Vec<_>>();
+                if peaks.is_empty() {
+                    0.0
+                } else {
+                    median(peaks)
+                }
+            })
+            .collect();
         header(size.label());
         row("  events/s", &eps, 0);
         row("  client CPU per event (µs)", &cpu, 3);
@@ -1089,7 +1147,7 @@ fn throughput(setup: &Setup<'_>, mode: &Mode) -> Vec<String> {
             &medians(&results, |r| r.allocations_per_event),
             2,
         );
-        row("  peak RSS added (MiB)", &added, 2);
+        row("  peak RSS added, fresh process (MiB)", &added, 2);
         row(
             "  peak RSS, whole process (MiB)",
             &medians(&results, |r| r.peak_rss_kib as f64 / 1024.0),
@@ -1386,6 +1444,10 @@ fn main() {
         emulator: &emulator,
         generator: &generator,
     };
+    if let Some(spec) = arg_value("--probe") {
+        probe(&setup, &spec);
+        return;
+    }
     let mut failures = Vec::new();
     // Memory first, before the heavy runs leave the allocator's arenas large.
     if section("idle") {
