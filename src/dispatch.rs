@@ -56,7 +56,10 @@ pub(crate) enum Pushed {
 }
 
 enum LifecycleMsg {
-    Event(Lifecycle),
+    /// Boxed: the queue is an array of 4096 slots allocated (and touched) at `build()`; a
+    /// slot of a pointer instead of a whole `Lifecycle` saves about half a MiB of every
+    /// client's memory, for one allocation per lifecycle event (they are rare).
+    Event(Box<Lifecycle>),
     DropsPending,
     Stop,
 }
@@ -145,7 +148,7 @@ impl LifecycleSink {
         log_lifecycle(&event);
         let bytes = lifecycle_bytes(&event);
         self.queued_bytes.fetch_add(bytes, Ordering::AcqRel);
-        let mut message = LifecycleMsg::Event(event);
+        let mut message = LifecycleMsg::Event(Box::new(event));
         loop {
             match self.tx.send_timeout(message, BLOCK_POLL) {
                 Ok(()) => return,
@@ -191,11 +194,14 @@ impl LifecycleSink {
         let queued = self.queued_bytes.fetch_add(bytes, Ordering::AcqRel);
         let sent = if important {
             self.tx
-                .send_timeout(LifecycleMsg::Event(event), IMPORTANT_WAIT)
+                .send_timeout(LifecycleMsg::Event(Box::new(event)), IMPORTANT_WAIT)
                 .is_ok()
         } else {
             queued + bytes <= LIFECYCLE_BYTES
-                && self.tx.try_send(LifecycleMsg::Event(event)).is_ok()
+                && self
+                    .tx
+                    .try_send(LifecycleMsg::Event(Box::new(event)))
+                    .is_ok()
         };
         if !sent {
             self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
