@@ -411,6 +411,11 @@ impl Worker {
         error: ChannelError,
         then: Phase,
     ) -> Phase {
+        // The attempt failed because `stop` cut it short (shutdown, channel emptied): there is
+        // no reconnection to announce, nor a retry budget to spend.
+        if self.slot.is_stopping() {
+            return Phase::Stopped(StopReason::UserRequest);
+        }
         let delay = match pace {
             Pace::Backoff => self.retry.next_delay(retry_after),
             Pace::Prompt => self.retry.prompt(retry_after),
