@@ -48,7 +48,7 @@ impl Default for Backoff {
             cap: Duration::from_secs(60),
             retry_after_cap: Duration::from_secs(300),
             max_retries: None,
-            reset_after: Duration::from_secs(30),
+            reset_after: Duration::from_secs(1),
             seed: None,
         }
     }
@@ -81,10 +81,13 @@ impl Backoff {
         self
     }
 
-    /// A connection that stays healthy this long resets the retry count. Default 30 s; at most
-    /// 1 day. A healthy socket that the server closes (with a close frame, after at least a
-    /// second of reading) needs no such wait: the next attempt comes within 250 ms as the first
-    /// of a new series.
+    /// How long a connection must be read (socket open, topics subscribed) to count as healthy.
+    /// Default 1 s; at most 1 day. The end of a healthy connection is not a failed attempt, so
+    /// it resets the retry count: after a close frame (1000, 1001, takeover, maintenance) the
+    /// next attempt comes within 250 ms; after a network failure (FIN, RST, silence) it is the
+    /// first of a new series (a delay drawn up to `base`). A connection that ends sooner counts
+    /// as a failed attempt and the next delay grows, so a server that accepts and closes at
+    /// once is met with the full backoff.
     pub fn reset_after(mut self, after: Duration) -> Self {
         self.reset_after = after;
         self
@@ -168,7 +171,7 @@ impl Retry {
         Some(jittered.max(floor))
     }
 
-    /// Forgets past failures (after a connection stayed healthy for `reset_after`).
+    /// Forgets past failures (after a connection that stayed healthy for `reset_after`).
     pub(crate) fn reset(&mut self) {
         self.retries = 0;
     }

@@ -165,7 +165,7 @@ pub(crate) fn connect_error(error: &ConnectError) -> ChannelError {
 }
 
 /// A connected socket ended with `cause`. `healthy`: it was subscribed and read long enough to
-/// count as working (see `HEALTHY_AFTER` in the session).
+/// count as working (`Backoff::reset_after`, 1 s by default; see `Session::healthy`).
 pub(crate) fn socket_ended(cause: &DisconnectCause, healthy: bool) -> Decision {
     // A healthy socket that the server chose to end (a close frame: 1000, 1001, takeover,
     // maintenance, channel removed) is a success; one that died (no close frame, silence, a

@@ -25,11 +25,6 @@ const CHECK_EVERY: u32 = 64;
 /// The application ping (docs/protocol.md, "The WebSocket": not an RFC 6455 ping frame).
 const PING: &str = r#"{"message":"ping"}"#;
 
-/// A socket read at least this long (capped by `Backoff::reset_after`) before the server ended
-/// it was healthy: its end is a success, not a failure (issue #10). A server that accepts and
-/// closes at once never passes, so it still backs off.
-const HEALTHY_AFTER: Duration = Duration::from_secs(1);
-
 /// How a read ended.
 pub(super) enum SessionEnd {
     /// The socket ended (or must end) with `cause`. `decision`: what the failure table already
@@ -134,10 +129,11 @@ impl Session {
         &self.origin.channel
     }
 
-    /// Whether the socket was read long enough to count as healthy (see [`HEALTHY_AFTER`]).
+    /// Whether the socket was read long enough to count as healthy (`Backoff::reset_after`,
+    /// 1 s by default): its end is then a success, not a failure (issue #10). A server that
+    /// accepts and closes at once never passes, so it still backs off.
     pub(super) fn healthy(&self) -> bool {
-        let bound = HEALTHY_AFTER.min(self.shared.config.backoff.reset_after);
-        self.reading_since.is_some_and(|at| at.elapsed() >= bound)
+        self.lasted(self.shared.config.backoff.reset_after)
     }
 
     /// Whether the socket was read at least `d`.

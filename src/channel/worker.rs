@@ -270,10 +270,12 @@ impl Worker {
                 Phase::Stopped(StopReason::NoTopics)
             }
             SessionEnd::Ended { cause, decision } => {
-                if session.lasted(self.shared.config.backoff.reset_after) {
+                // A healthy connection's end is not a failed attempt, whatever ended it (a close
+                // frame, FIN, RST, silence): the next one starts a new series of retries.
+                let healthy = session.healthy();
+                if healthy {
                     self.retry.reset();
                 }
-                let healthy = session.healthy();
                 self.end_session(session, cause.clone());
                 if self.slot.is_stopping() {
                     return Phase::Stopped(StopReason::UserRequest);
