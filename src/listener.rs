@@ -337,16 +337,8 @@ impl Registry {
         let listener = self.new_listener(Some(pattern.clone()), callback);
         let mut state = self.state.write();
         if state.cleared {
-            // Raced with a shutdown: never runs, and the closure goes at once.
             drop(state);
-            listener.retire_now();
-            return (
-                listener,
-                Registered {
-                    total: 0,
-                    crossed_threshold: false,
-                },
-            );
+            return refused(listener);
         }
         // The trie changes before the log says so: a dispatcher thread that reads the log and
         // then the trie never caches a route without this listener as up to date.
@@ -374,14 +366,7 @@ impl Registry {
         let mut state = self.state.write();
         if state.cleared {
             drop(state);
-            listener.retire_now();
-            return (
-                listener,
-                Registered {
-                    total: 0,
-                    crossed_threshold: false,
-                },
-            );
+            return refused(listener);
         }
         state.lifecycle.insert(listener.id, listener.clone());
         let registered = state.check_threshold(self.threshold);
@@ -558,6 +543,19 @@ impl Drop for ListenerGuard {
             }
         }
     }
+}
+
+/// A listener registered after the registry was cleared (it raced with a shutdown): it never
+/// runs, and its closure is dropped at once, outside the registry's lock.
+fn refused<T>(listener: Arc<Listener<T>>) -> (Arc<Listener<T>>, Registered) {
+    listener.retire_now();
+    (
+        listener,
+        Registered {
+            total: 0,
+            crossed_threshold: false,
+        },
+    )
 }
 
 #[cfg(test)]
