@@ -40,6 +40,31 @@ fn close(id: &str, code: u16) -> Fault {
     }
 }
 
+/// Injects each fault into a healthy socket (subscribed, read for more than a second, events
+/// flowing), waits for the reconnection and runs `after_each`; then checks that events flow and
+/// returns the `Reconnecting` attempts and delays.
+fn fault_healthy_sockets(
+    s: &OneChannel,
+    faults: &[fn(&str) -> Fault],
+    mut after_each: impl FnMut(),
+) -> Vec<(u32, Duration)> {
+    assert!(wait_until(SOON, || connected_count(&s.rec) == 1));
+    for (n, fault) in faults.iter().enumerate() {
+        std::thread::sleep(Duration::from_millis(1_200));
+        assert!(flows(&s.emu, &s.topics[0], &s.seqs, n as u64));
+        let connected = connected_count(&s.rec);
+        s.emu.inject(fault(&channel_id(&s.client)));
+        assert!(
+            wait_until(SOON, || connected_count(&s.rec) > connected),
+            "fault {n}: {:?}",
+            kinds(&s.rec.snapshot())
+        );
+        after_each();
+    }
+    assert!(flows(&s.emu, &s.topics[0], &s.seqs, 99));
+    retries(&s.rec)
+}
+
 #[test]
 fn healthy_sockets_closed_by_the_server_reconnect_promptly_without_growing_the_backoff() {
     let s = OneChannel::start_on(emulator(), 1, slow_backoff);
@@ -53,24 +78,11 @@ fn healthy_sockets_closed_by_the_server_reconnect_promptly_without_growing_the_b
         |id| close(id, 1001),
     ];
     let mut last_total = Duration::ZERO;
-    assert!(wait_until(SOON, || connected_count(&s.rec) == 1));
-    for (n, fault) in faults.iter().enumerate() {
-        // Healthy: subscribed, read for more than a second, events flowing.
-        std::thread::sleep(Duration::from_millis(1_200));
-        assert!(flows(&s.emu, &s.topics[0], &s.seqs, n as u64));
-        let connected = connected_count(&s.rec);
-        s.emu.inject(fault(&channel_id(&s.client)));
-        assert!(
-            wait_until(SOON, || connected_count(&s.rec) > connected),
-            "fault {n}: {:?}",
-            kinds(&s.rec.snapshot())
-        );
+    let retries = fault_healthy_sockets(&s, &faults, || {
         let total = s.client.health().without_socket();
         assert!(total >= last_total, "{total:?} < {last_total:?}");
         last_total = total;
-    }
-    assert!(flows(&s.emu, &s.topics[0], &s.seqs, 99));
-    let retries = retries(&s.rec);
+    });
     assert_eq!(retries.len(), faults.len(), "{retries:?}");
     for (attempt, delay) in &retries {
         assert_eq!(*attempt, 1, "the count does not grow: {retries:?}");
@@ -88,21 +100,20 @@ fn healthy_sockets_closed_by_the_server_reconnect_promptly_without_growing_the_b
     s.client.shutdown(Duration::from_secs(2)).unwrap();
 }
 
-/// A server that accepts the socket and closes it at once is failing, not healthy: the
-/// attempts keep counting up.
 #[test]
 fn healthy_sockets_lost_without_a_close_frame_start_a_new_series_each_time() {
     // FIN, RST and a silent socket are not the server's choice, but a connection that was
     // healthy before it died is not a failed attempt: each loss starts again at attempt 1 (a
     // delay drawn up to `base`), however many come in a row.
-    let s = OneChannel::start_on(emulator(), 1, |emu| {
-        slow_backoff(emu).liveness_timeout(Duration::from_millis(600))
-    });
-    let faults: [fn(&str) -> Fault; 4] = [
+    let s = OneChannel::start_on(emulator(), 1, slow_backoff);
+    let faults: [fn(&str) -> Fault; 5] = [
         |id| Fault::DropSocket {
             target: Target::channel(id),
         },
         |id| Fault::ResetSocket {
+            target: Target::channel(id),
+        },
+        |id| Fault::GoSilent {
             target: Target::channel(id),
         },
         |id| Fault::DropSocket {
@@ -112,20 +123,7 @@ fn healthy_sockets_lost_without_a_close_frame_start_a_new_series_each_time() {
             target: Target::channel(id),
         },
     ];
-    assert!(wait_until(SOON, || connected_count(&s.rec) == 1));
-    for (n, fault) in faults.iter().enumerate() {
-        std::thread::sleep(Duration::from_millis(1_200));
-        assert!(flows(&s.emu, &s.topics[0], &s.seqs, n as u64));
-        let connected = connected_count(&s.rec);
-        s.emu.inject(fault(&channel_id(&s.client)));
-        assert!(
-            wait_until(SOON, || connected_count(&s.rec) > connected),
-            "fault {n}: {:?}",
-            kinds(&s.rec.snapshot())
-        );
-    }
-    assert!(flows(&s.emu, &s.topics[0], &s.seqs, 99));
-    let retries = retries(&s.rec);
+    let retries = fault_healthy_sockets(&s, &faults, || {});
     assert_eq!(retries.len(), faults.len(), "{retries:?}");
     for (attempt, delay) in &retries {
         assert_eq!(*attempt, 1, "the count does not grow: {retries:?}");
@@ -137,6 +135,8 @@ fn healthy_sockets_lost_without_a_close_frame_start_a_new_series_each_time() {
     s.client.shutdown(Duration::from_secs(2)).unwrap();
 }
 
+/// A server that accepts the socket and closes it at once is failing, not healthy: the
+/// attempts keep counting up.
 #[test]
 fn a_server_that_closes_at_once_still_meets_a_growing_backoff() {
     let s = OneChannel::start_on(emulator(), 1, slow_backoff);
