@@ -155,11 +155,7 @@ impl LifecycleSink {
                 Err(SendTimeoutError::Timeout(back)) if !stop.load(Ordering::Acquire) => {
                     message = back
                 }
-                Err(_) => {
-                    self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
-                    self.lost.fetch_add(1, Ordering::Relaxed);
-                    return;
-                }
+                Err(_) => return self.count_lost(bytes),
             }
         }
     }
@@ -204,9 +200,14 @@ impl LifecycleSink {
                     .is_ok()
         };
         if !sent {
-            self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
-            self.lost.fetch_add(1, Ordering::Relaxed);
+            self.count_lost(bytes);
         }
+    }
+
+    /// A report of `bytes` could not be queued: it is counted as lost.
+    fn count_lost(&self, bytes: u64) {
+        self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+        self.lost.fetch_add(1, Ordering::Relaxed);
     }
 
     fn note_dropped(&self) {

@@ -108,23 +108,10 @@ fn tail_prints_each_notification_as_one_json_line_and_stops_on_sigint() {
     printed.sort_by_key(|(_, b)| b["seq"].as_u64());
     assert_eq!(printed, sent);
 
-    let sigint = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(sigint.success());
-    let stopped = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if stopped.elapsed() > Duration::from_secs(10) {
-            let _ = child.kill();
-            panic!("tail did not stop within 10 s of SIGINT");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(
+        interrupt_and_wait(&mut child, Duration::from_secs(10)),
+        Some(0)
+    );
     reader.join().unwrap();
     // A clean shutdown removed the subscriptions.
     assert!(emu.requests().iter().any(|r| r.method == "DELETE"));
@@ -192,21 +179,10 @@ fn tail_prints_snapshots_at_subscribe_with_a_snapshot_field() {
     }
     names.sort();
     assert_eq!(names, topics);
-    let _ = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status();
-    let stopped = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if stopped.elapsed() > Duration::from_secs(10) {
-            let _ = child.kill();
-            panic!("tail did not stop within 10 s of SIGINT");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(
+        interrupt_and_wait(&mut child, Duration::from_secs(10)),
+        Some(0)
+    );
     reader.join().unwrap();
 
     // The two snapshot flags contradict each other: input to fix.

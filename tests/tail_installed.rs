@@ -9,7 +9,7 @@ mod util;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use util::proxy::ConnectProxy;
@@ -110,25 +110,6 @@ fn wait_line(
     None
 }
 
-fn interrupt_and_wait(mut child: Child) -> i32 {
-    let sigint = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(sigint.success());
-    let stopped = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status.code().unwrap_or(-1);
-        }
-        if stopped.elapsed() > Duration::from_secs(15) {
-            let _ = child.kill();
-            panic!("genesys-tail did not stop within 15 s of SIGINT");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn installed_tail_prints_readable_lifecycle_lines_and_stops_cleanly_on_sigint() {
     let emu = emulator();
@@ -163,7 +144,10 @@ fn installed_tail_prints_readable_lifecycle_lines_and_stops_cleanly_on_sigint() 
     let line = wait_line(&stdout, &mut outs, |_| true).expect("a notification line");
     let json: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert_eq!(json["eventBody"]["seq"], 42);
-    assert_eq!(interrupt_and_wait(child), 0);
+    assert_eq!(
+        interrupt_and_wait(&mut child, Duration::from_secs(15)),
+        Some(0)
+    );
     assert!(emu.requests().iter().any(|r| r.method == "DELETE"));
 }
 
@@ -204,7 +188,10 @@ fn installed_tail_writes_lifecycle_json_lines_and_uses_the_proxy_from_the_enviro
         "{:?}",
         proxy.tunnels()
     );
-    assert_eq!(interrupt_and_wait(child), 0);
+    assert_eq!(
+        interrupt_and_wait(&mut child, Duration::from_secs(15)),
+        Some(0)
+    );
 }
 
 #[test]

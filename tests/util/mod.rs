@@ -117,3 +117,24 @@ pub fn wait_sockets(emu: &Emulator, channels: usize) {
         emu.channels()
     );
 }
+
+/// Sends SIGINT to `child` and waits up to `within` for it to exit; returns its exit code (`None`
+/// when killed by a signal). Panics, after killing it, if it does not stop in time.
+pub fn interrupt_and_wait(child: &mut std::process::Child, within: Duration) -> Option<i32> {
+    let sigint = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sigint.success());
+    let stopped = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        if stopped.elapsed() > within {
+            let _ = child.kill();
+            panic!("the child did not stop within {within:?} of SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
