@@ -9,7 +9,7 @@ use crate::message::{Located, SystemMessage, Text};
 use crate::topic::Topic;
 use serde::Deserialize;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 /// Storage for a frame's text that is shared, not copied (tungstenite's `Utf8Bytes`).
@@ -23,6 +23,8 @@ pub(crate) type FrameText = tungstenite::Utf8Bytes;
 pub struct Event {
     frame: FrameText,
     located: Located,
+    /// `metadata.CorrelationId`, read from the frame the first time it is asked for.
+    correlation: OnceLock<Option<Text>>,
     pub(crate) origin: Arc<Origin>,
     pub(crate) received_instant: Instant,
     /// A state snapshot read over REST rather than a notification read from a socket.
@@ -46,13 +48,14 @@ impl Event {
     pub(crate) fn new(
         frame: FrameText,
         located: Located,
-        origin: &Arc<Origin>,
+        origin: Arc<Origin>,
         now: Instant,
     ) -> Event {
         Event {
             frame,
             located,
-            origin: origin.clone(),
+            correlation: OnceLock::new(),
+            origin,
             received_instant: now,
             snapshot: false,
         }
@@ -69,9 +72,10 @@ impl Event {
             frame: FrameText::from(frame),
             located: Located {
                 topic: crate::message::Text::Owned(topic.into()),
-                correlation_id: None,
+                metadata: None,
                 body: start..start + body.len(),
             },
+            correlation: OnceLock::new(),
             origin: origin.clone(),
             received_instant: now,
             snapshot: true,
@@ -88,17 +92,16 @@ impl Event {
     }
 
     /// What this event counts for against the dispatcher queues' byte capacity: the frame it
-    /// holds, any unescaped copy of its names, and the event itself. The same value whenever
-    /// asked, so a queue frees exactly what it reserved.
+    /// holds, any unescaped copy of its topic, and the event itself. The same value whenever
+    /// asked, so a queue frees exactly what it reserved (an unescaped copy of the
+    /// `CorrelationId`, made when a listener asks for it, is not counted: it is made after the
+    /// event left the queue and is shorter than the frame).
     pub(crate) fn queued_bytes(&self) -> usize {
         let owned = |text: &Text| match text {
             Text::Owned(copy) => copy.len(),
             Text::Span(_) => 0,
         };
-        self.frame.len()
-            + owned(&self.located.topic)
-            + self.located.correlation_id.as_ref().map_or(0, owned)
-            + std::mem::size_of::<Event>()
+        self.frame.len() + owned(&self.located.topic) + std::mem::size_of::<Event>()
     }
 
     /// `topicName` exactly as received (for example
@@ -107,12 +110,17 @@ impl Event {
         self.located.topic.resolve(self.frame.as_str())
     }
 
-    /// `metadata.CorrelationId`, when the service sent one.
+    /// `metadata.CorrelationId`, when the service sent one (a string, or a number given as its
+    /// digits). Read from the frame the first time it is asked for, not for every event.
     pub fn correlation_id(&self) -> Option<&str> {
-        self.located
-            .correlation_id
+        let frame = self.frame.as_str();
+        self.correlation
+            .get_or_init(|| {
+                let metadata = self.located.metadata.as_ref()?;
+                crate::message::correlation_id(frame, metadata)
+            })
             .as_ref()
-            .map(|id| id.resolve(self.frame.as_str()))
+            .map(|id| id.resolve(frame))
     }
 
     /// The channel whose socket delivered the event.

@@ -17,8 +17,10 @@ pub fn frame(text: &str) {
         Ok(Inbound::Notification(located)) => {
             // May be empty: such an event matches no listener and is counted as unrouted.
             let _ = located.topic.resolve(text);
-            if let Some(id) = &located.correlation_id {
-                let _ = id.resolve(text);
+            if let Some(metadata) = &located.metadata {
+                if let Some(id) = message::correlation_id(text, metadata) {
+                    let _ = id.resolve(text);
+                }
             }
             let body = &text[located.body.clone()];
             serde_json::from_str::<serde::de::IgnoredAny>(body)

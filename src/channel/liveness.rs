@@ -33,9 +33,11 @@ impl Liveness {
         self.last_frame
     }
 
-    /// Any inbound frame resets the silence clock.
-    pub(crate) fn frame(&mut self, now: Instant) {
-        self.last_frame = now;
+    /// Any inbound frame resets the silence clock to when it was read (`at`). Frames decoded
+    /// later from bytes read earlier never move it back (time blocked on backpressure may have
+    /// moved it past `at`).
+    pub(crate) fn frame(&mut self, at: Instant) {
+        self.last_frame = self.last_frame.max(at);
     }
 
     /// A pong arrived; returns the round trip if a ping was outstanding.
@@ -150,5 +152,19 @@ mod tests {
         l.blocked(Duration::from_secs(300));
         assert_eq!(l.check(t0 + Duration::from_secs(301), &c), Check::Fine);
         assert_eq!(l.check(t0 + Duration::from_secs(330), &c), Check::SendPing);
+    }
+
+    #[test]
+    fn frames_read_before_a_backpressure_wait_do_not_bring_the_silence_back() {
+        let c = config();
+        let t0 = Instant::now();
+        let mut l = Liveness::new(t0);
+        // One read from the kernel brought two frames; the first one's push waited 5 minutes.
+        l.frame(t0);
+        l.blocked(Duration::from_secs(300));
+        // The second frame is decoded after the wait, stamped with the time of that read.
+        l.frame(t0);
+        assert_eq!(l.last_frame(), t0 + Duration::from_secs(300));
+        assert_eq!(l.check(t0 + Duration::from_secs(301), &c), Check::Fine);
     }
 }
