@@ -121,7 +121,7 @@ fn lifecycle_bytes(event: &Lifecycle) -> u64 {
 
 /// Logs a lifecycle event at the level its kind deserves.
 fn log_lifecycle(event: &Lifecycle) {
-    match event {
+    let level = match event {
         Lifecycle::Disconnected { .. }
         | Lifecycle::Gap { .. }
         | Lifecycle::Reconnecting { .. }
@@ -132,11 +132,20 @@ fn log_lifecycle(event: &Lifecycle) {
         | Lifecycle::DispatchLagHigh { .. }
         | Lifecycle::ListenerPanicked { .. }
         | Lifecycle::TooManyListeners { .. }
-        | Lifecycle::ResyncFailed { .. } => log::warn!("{event:?}"),
+        | Lifecycle::ResyncFailed { .. } => log::Level::Warn,
         Lifecycle::RetryBudgetExhausted { .. } | Lifecycle::PermanentFailure { .. } => {
-            log::error!("{event:?}")
+            log::Level::Error
         }
-        _ => log::info!("{event:?}"),
+        _ => log::Level::Info,
+    };
+    if !log::log_enabled!(level) {
+        return;
+    }
+    // One readable line, like `tail --lifecycle-format text`: the event's name, the
+    // channel (its id shortened) and what happened (`Display`, which never shows a secret).
+    match event.channel() {
+        Some(channel) => log::log!(level, "{} channel={channel}: {event}", event.name()),
+        None => log::log!(level, "{}: {event}", event.name()),
     }
 }
 

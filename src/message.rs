@@ -101,7 +101,8 @@ pub(crate) enum Inbound {
 pub(crate) struct MalformedFrame {
     /// What is wrong, e.g. "not JSON: expected value at line 1 column 1".
     pub reason: String,
-    /// The first 120 characters of the frame.
+    /// The first 120 characters of the frame (the read loop shortens the channel id first:
+    /// [`redacted_excerpt`]).
     pub excerpt: String,
 }
 
@@ -138,6 +139,24 @@ fn malformed(frame: &str, reason: impl Into<String>) -> MalformedFrame {
         reason: shortened(&reason, REASON_CHARS).into_owned(),
         excerpt: frame.chars().take(EXCERPT_CHARS).collect(),
     }
+}
+
+/// The excerpt of a malformed `frame` received on channel `channel_id`: its first 120
+/// characters once every occurrence of the id (a credential) is shortened, so that an id cut
+/// by the 120-character limit cannot leak its first characters either.
+pub(crate) fn redacted_excerpt(frame: &str, channel_id: &str) -> String {
+    // Enough of the frame for 120 characters after shortening: an id that starts within them
+    // is taken whole.
+    let head: String = frame
+        .chars()
+        .take(EXCERPT_CHARS + channel_id.chars().count())
+        .collect();
+    let head = if channel_id.is_empty() {
+        head
+    } else {
+        head.replace(channel_id, &crate::redact::short_id(channel_id))
+    };
+    head.chars().take(EXCERPT_CHARS).collect()
 }
 
 /// A string borrowed from the frame when it has no escapes (serde borrows a `Cow` only when it
@@ -501,6 +520,23 @@ mod tests {
         assert_eq!(n.topic.resolve(repeated), "v2.users.b.presence");
         assert_eq!(&repeated[n.body.clone()], r#"{"n":2}"#);
         assert_eq!(correlation(&n, repeated).unwrap().resolve(repeated), "c2");
+    }
+
+    #[test]
+    fn an_excerpt_never_shows_part_of_the_channel_id_cut_at_its_limit() {
+        let id = "streaming-0-0123456789abcdefghijklmnopqrstuv";
+        for before in [0, 60, 93, 110, 119, 150] {
+            let frame = format!("{}{id}{{not json", "x".repeat(before));
+            let excerpt = redacted_excerpt(&frame, id);
+            assert!(excerpt.chars().count() <= EXCERPT_CHARS, "{excerpt}");
+            for window in id.as_bytes()[12..].windows(6) {
+                let part = std::str::from_utf8(window).unwrap();
+                assert!(!excerpt.contains(part), "{before}: {excerpt}");
+            }
+            if before + 6 <= EXCERPT_CHARS {
+                assert!(excerpt.contains("stre…"), "{before}: {excerpt}");
+            }
+        }
     }
 
     /// Issue 8 #5: a reason never carries a huge piece of the frame.

@@ -387,6 +387,18 @@ fn check_run(emu: &Emulator, run: &Run, plain: Vec<String>, logs_before: usize) 
         short.iter().any(|id| logs.contains(id.as_str())),
         "no shortened channel id in the logs"
     );
+    // Lifecycle events are logged as readable lines (name, channel, what happened), not as
+    // `Debug` dumps of their fields.
+    assert!(
+        short
+            .iter()
+            .any(|id| logs.contains(&format!("connected channel={id}: connected"))),
+        "no readable `connected` line in the logs:\n{logs}"
+    );
+    assert!(
+        !logs.contains("Connected {"),
+        "a Debug dump in the logs:\n{logs}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -482,10 +482,9 @@ impl Session {
                     self.shared.emit(Lifecycle::MalformedMessage {
                         channel: id.clone(),
                         reason: malformed.reason,
-                        // The server's text may name the channel: shorten its id as above.
-                        excerpt: malformed
-                            .excerpt
-                            .replace(id.as_str(), &crate::redact::short_id(id.as_str())),
+                        // The server's text may name the channel: shorten its id as above,
+                        // before the excerpt is cut.
+                        excerpt: message::redacted_excerpt(text.as_str(), id.as_str()),
                     });
                 }
             },
