@@ -23,8 +23,9 @@
 //! `GENESYS_REGION`, or explicit base URLs `--api-base` / `GENESYS_API_BASE` and
 //! `--login-base` / `GENESYS_LOGIN_BASE`, which override the region's hosts.
 //!
-//! Exit codes: 0 after Ctrl-C, 2 for input to fix (missing or wrong credentials, bad topic
-//! names, topics all rejected, bad settings), 1 for other failures.
+//! Exit codes: 0 after Ctrl-C or once nobody reads stdout (`| head -1`), 2 for input to fix
+//! (missing or wrong credentials, bad topic names, topics all rejected, bad settings), 1 for
+//! other failures.
 //!
 //! The source is shared with the installed `genesys-tail` binary (feature `cli`); `--help`
 //! lists every flag, the output formats, the exit codes and examples.

@@ -741,6 +741,7 @@ fn read_text(response: &mut Response<Body>) -> Result<String, ApiError> {
         })
 }
 
+#[cfg(feature = "fuzzing")]
 fn decode_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, ApiError> {
     serde_json::from_str(text).map_err(|e| ApiError::Decode(json_error(&e)))
 }

@@ -246,6 +246,65 @@ fn tail_exits_0_when_the_pipe_of_its_stdout_and_stderr_closes() {
     assert_eq!(status.code(), Some(0), "{status:?}");
 }
 
+/// `genesys-tail topic | head -1`: once the reader of stdout has its line and exits, `tail`
+/// stops promptly with exit code 0 even when no further event comes (nothing to write would
+/// otherwise reveal the closed pipe), and removes its subscriptions on the way out.
+#[cfg(unix)]
+#[test]
+fn tail_stops_when_its_stdout_reader_goes_away_even_without_another_event() {
+    let emu = emulator();
+    let topic = presence_topics(1).remove(0);
+    let mut child = tail_command(&emu, true)
+        .arg(&topic)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(emu.wait_for(Duration::from_secs(20), |e| e
+        .channels()
+        .iter()
+        .any(|c| c.connected && !c.topics.is_empty())));
+    // One event, read as `head -1` reads it; then the reader goes away.
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = stdout.read_line(&mut line);
+        let _ = tx.send(line);
+        // `stdout` is dropped here: the pipe's reading end closes.
+    });
+    let started = Instant::now();
+    let line = loop {
+        emu.publish(&topic, presence_body(1));
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            break line;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no event line from tail"
+        );
+    };
+    assert!(line.contains("\"topicName\""), "{line}");
+    // No more events from here on.
+    let closed = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if closed.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("tail did not stop within 20 s of its stdout reader going away");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    // A clean shutdown: the channel's subscriptions are removed.
+    assert!(emu.wait_for(Duration::from_secs(10), |e| e
+        .channels()
+        .iter()
+        .all(|c| c.topics.is_empty())));
+}
+
 /// A wrong `--api-base` (here with a path) is input to fix: exit code 2 and a message naming
 /// the URL, not "channel not found" with exit code 1.
 #[test]

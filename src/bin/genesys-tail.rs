@@ -457,6 +457,8 @@ fn run(args: Args) -> Result<(), Failure> {
         guards.push(guard);
     }
 
+    watch_stdout(stop_tx.clone());
+
     let ctrl_c = stop_tx.clone();
     let first_press = parking_lot::Mutex::new(None::<Instant>);
     ctrlc::set_handler(move || {
@@ -530,6 +532,48 @@ fn run(args: Args) -> Result<(), Failure> {
     );
     result
 }
+
+/// Stops `tail` when nobody reads its stdout any more (`genesys-tail ... | head -1`): a write
+/// would fail, but without a next event nothing is written. poll(2) reports `POLLERR` on a
+/// pipe whose reading end is closed; a terminal or a file never reports it.
+#[cfg(unix)]
+fn watch_stdout(stop: crossbeam_channel::Sender<Stop>) {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let spawned = std::thread::Builder::new()
+        .name("tail-stdout".into())
+        .spawn(move || {
+            let stdout = std::io::stdout();
+            loop {
+                // No event asked for: only the conditions poll always reports (error, hang-up).
+                let mut fds = [PollFd::new(stdout.as_fd(), PollFlags::empty())];
+                match poll(&mut fds, PollTimeout::from(250u16)) {
+                    Ok(0) => continue,
+                    Ok(_) => {
+                        let revents = fds[0].revents().unwrap_or(PollFlags::empty());
+                        if revents.intersects(PollFlags::POLLERR | PollFlags::POLLHUP) {
+                            let _ = stop.try_send(Stop::StdoutClosed);
+                            return;
+                        }
+                        if revents.contains(PollFlags::POLLNVAL) {
+                            // No stdout at all: nothing to watch.
+                            return;
+                        }
+                        // Nothing to act on: do not spin on a descriptor that keeps reporting.
+                        std::thread::sleep(Duration::from_millis(250));
+                    }
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(_) => return,
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        say!("{NAME}: cannot watch stdout ({e}); a closed stdout is noticed at the next event");
+    }
+}
+
+#[cfg(not(unix))]
+fn watch_stdout(_stop: crossbeam_channel::Sender<Stop>) {}
 
 fn main() -> ExitCode {
     let args = Args::parse();
