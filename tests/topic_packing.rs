@@ -216,10 +216,15 @@ fn subscribing_a_topic_twice_is_a_reported_no_op() {
     assert_eq!(emu.channels().len(), 1);
     assert_eq!(emu.channels()[0].topics.len(), 3);
     assert_eq!(client.topics().len(), 3);
-    assert_eq!(
-        lifecycle.count(|e| matches!(e, Lifecycle::DuplicateSubscription { .. })),
-        2
+    // Lifecycle events reach listeners on the lifecycle thread, after `subscribe` returned:
+    // wait for the second one rather than count too early.
+    let duplicates = || lifecycle.count(|e| matches!(e, Lifecycle::DuplicateSubscription { .. }));
+    assert!(
+        wait_until(WAIT, || duplicates() >= 2),
+        "{:?}",
+        lifecycle.snapshot()
     );
+    assert_eq!(duplicates(), 2);
 
     // The same topic twice within one call is subscribed once and is not a duplicate.
     let fourth = presence_range(3, 4).remove(0);
@@ -227,6 +232,14 @@ fn subscribing_a_topic_twice_is_a_reported_no_op() {
     assert_eq!(report.permitted.len(), 1);
     assert!(report.duplicates.is_empty());
     assert_eq!(emu.channels()[0].topics.len(), 4);
+    // Lifecycle events are delivered in the order they were emitted: once the fourth topic's
+    // `Subscribed` arrived, a duplicate report of this call would have arrived before it.
+    let fourth: Topic = fourth.parse().unwrap();
+    assert!(lifecycle.wait(WAIT, |e| matches!(
+        e,
+        Lifecycle::Subscribed { results, .. } if results.iter().any(|r| r.topic == fourth.as_str())
+    )));
+    assert_eq!(duplicates(), 2, "{:?}", lifecycle.snapshot());
     client.shutdown(Duration::from_secs(5)).unwrap();
 }
 
