@@ -484,7 +484,7 @@ impl Api {
 
     /// `GET /api/v2/tokens/me`: checks that the current token is accepted. Works for
     /// client-credentials tokens, unlike `/api/v2/users/me` (docs/protocol.md "OAuth"). The body is
-    /// not read.
+    /// read and ignored (read, so that the connection can serve the next request).
     ///
     /// # Errors
     /// The common mapping (see [`ApiError`]), except that a 404 is [`ApiError::Server`] naming
@@ -493,7 +493,10 @@ impl Api {
     pub(crate) fn token_me(&self) -> Result<(), ApiError> {
         let path = "/api/v2/tokens/me";
         match self.call(Method::Get, path, path, None, None) {
-            Ok(_) => Ok(()),
+            Ok(mut response) => {
+                let _ = read_text(&mut response);
+                Ok(())
+            }
             Err(ApiError::NotFound) => Err(ApiError::Server {
                 status: 404,
                 message: format!(

@@ -181,6 +181,8 @@ pub(crate) struct Shared {
     pub wake: Sender<()>,
     /// Connection threads, joined on drop.
     pub threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Open HTTP connections, shut down on drop (server.rs).
+    pub http_conns: Mutex<super::server::Connections>,
 }
 
 impl Shared {
@@ -201,6 +203,7 @@ impl Shared {
             shutdown: AtomicBool::new(false),
             wake,
             threads: Mutex::new(Vec::new()),
+            http_conns: Mutex::new(super::server::Connections::default()),
         }
     }
 
