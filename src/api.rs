@@ -749,17 +749,98 @@ fn decode_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, ApiError
     serde_json::from_str(text).map_err(|e| ApiError::Decode(json_error(&e)))
 }
 
-/// The results of a subscription answer whose topic passes `keep` (the others are skipped
-/// without being copied).
+/// The results of a subscription answer whose topic passes `keep`. The answer lists every topic
+/// of the channel (up to 1 000) while a `POST` caller wants a few: entities are read one at a
+/// time and only those kept are converted, so the others cost one pass over their text and no
+/// copy, and no list of them is built.
 fn topic_results(text: &str, keep: &dyn Fn(&str) -> bool) -> Result<Vec<TopicResult>, ApiError> {
-    let parsed: Entities<TopicEntity<'_>> =
-        serde_json::from_str(text).map_err(|e| ApiError::Decode(json_error(&e)))?;
-    Ok(parsed
-        .entities
-        .into_iter()
-        .filter(|entity| keep(&entity.id))
-        .map(topic_result)
-        .collect())
+    use serde::de::DeserializeSeed as _;
+    let decode = |e: serde_json::Error| ApiError::Decode(json_error(&e));
+    let mut de = serde_json::Deserializer::from_str(text);
+    let results = KeptEntities { keep }
+        .deserialize(&mut de)
+        .map_err(decode)?;
+    de.end().map_err(decode)?;
+    Ok(results)
+}
+
+/// `{"entities": [...], ...}` read into the results of the entities `keep` accepts (a missing
+/// `entities` is an empty list, as [`Entities`] reads it).
+struct KeptEntities<'k> {
+    keep: &'k dyn Fn(&str) -> bool,
+}
+
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "lowercase")]
+enum AnswerField {
+    Entities,
+    #[serde(other)]
+    Other,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for KeptEntities<'_> {
+    type Value = Vec<TopicResult>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for KeptEntities<'_> {
+    type Value = Vec<TopicResult>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object with `entities`")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut results = None;
+        while let Some(field) = map.next_key::<AnswerField>()? {
+            match field {
+                AnswerField::Entities if results.is_some() => {
+                    return Err(serde::de::Error::duplicate_field("entities"))
+                }
+                AnswerField::Entities => {
+                    results = Some(map.next_value_seed(KeptList { keep: self.keep })?)
+                }
+                AnswerField::Other => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(results.unwrap_or_default())
+    }
+}
+
+/// The `entities` array of [`KeptEntities`].
+struct KeptList<'k> {
+    keep: &'k dyn Fn(&str) -> bool,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for KeptList<'_> {
+    type Value = Vec<TopicResult>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for KeptList<'_> {
+    type Value = Vec<TopicResult>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a list of subscription entities")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut kept = Vec::new();
+        while let Some(entity) = seq.next_element::<TopicEntity<'de>>()? {
+            if (self.keep)(&entity.id) {
+                kept.push(topic_result(entity));
+            }
+        }
+        Ok(kept)
+    }
 }
 
 /// The decoding steps of the calls above, on bodies given as text (crate feature `fuzzing`).

@@ -941,14 +941,17 @@ fn oversize_frame_is_exact_json() {
 
 #[test]
 fn channel_expires_unless_resubscribed() {
-    let config = EmulatorConfig::default().channel_lifetime(Duration::from_millis(300));
+    // Resubscribed at 2/3 of its lifetime and checked at 4/3: a third of the lifetime (400 ms)
+    // of slack on either side for a loaded machine.
+    let lifetime = Duration::from_millis(1200);
+    let config = EmulatorConfig::default().channel_lifetime(lifetime);
     let (emu, token, id, mut ws) = setup(config, &["v2.users.u.presence"]);
-    std::thread::sleep(Duration::from_millis(200));
+    std::thread::sleep(lifetime * 2 / 3);
     assert_eq!(
         subscribe(&emu, &token, &id, &["v2.users.u.presence"]).status,
         200
     );
-    std::thread::sleep(Duration::from_millis(200));
+    std::thread::sleep(lifetime * 2 / 3);
     let head = format!("/api/v2/notifications/channels/{id}");
     assert_eq!(
         call(&emu, "HEAD", &head, Some(&token), None).status,
