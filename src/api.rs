@@ -265,6 +265,7 @@ struct TopicRef<'a> {
 }
 
 #[derive(Deserialize)]
+#[cfg(test)]
 struct Entities<T> {
     #[serde(default = "Vec::new")]
     entities: Vec<T>,
@@ -757,15 +758,13 @@ fn topic_results(text: &str, keep: &dyn Fn(&str) -> bool) -> Result<Vec<TopicRes
     use serde::de::DeserializeSeed as _;
     let decode = |e: serde_json::Error| ApiError::Decode(json_error(&e));
     let mut de = serde_json::Deserializer::from_str(text);
-    let results = KeptEntities { keep }
-        .deserialize(&mut de)
-        .map_err(decode)?;
+    let results = KeptEntities { keep }.deserialize(&mut de).map_err(decode)?;
     de.end().map_err(decode)?;
     Ok(results)
 }
 
 /// `{"entities": [...], ...}` read into the results of the entities `keep` accepts (a missing
-/// `entities` is an empty list, as [`Entities`] reads it).
+/// `entities` is an empty list).
 struct KeptEntities<'k> {
     keep: &'k dyn Fn(&str) -> bool,
 }

@@ -70,10 +70,18 @@ pub(crate) struct Conn {
 pub(crate) struct Channel {
     pub id: String,
     pub connect_uri: String,
-    /// As subscribed (client's spelling), deduplicated case-insensitively.
+    /// As subscribed (client's spelling), deduplicated case-insensitively. Changed only
+    /// through [`Channel::set_topics`] and [`Channel::add_topics`], which keep the fields below
+    /// in step.
     pub topics: Vec<String>,
     /// Lower-cased individual topic names (combined topics expanded).
     pub expanded: HashSet<String>,
+    /// `topics` lower-cased: a `POST` checks its topics against it, not against the list.
+    lowered: HashSet<String>,
+    /// `topics` as the entities of a subscription answer (`{"id":..,"state":"Permitted"}`,
+    /// comma-separated): the answer lists every topic of the channel (docs/protocol.md), and
+    /// serialising up to 1 000 of them for each call cost more than the call's own work.
+    listing: String,
     pub created: SystemTime,
     pub expires: SystemTime,
     pub deadline: Instant,
@@ -95,6 +103,49 @@ impl Channel {
             created: self.created,
             removed: None,
         }
+    }
+
+    /// Replaces the topics (already deduplicated).
+    fn set_topics(&mut self, topics: Vec<String>) {
+        self.topics.clear();
+        self.expanded.clear();
+        self.lowered.clear();
+        self.listing.clear();
+        self.add_topics(topics);
+    }
+
+    /// Adds topics not subscribed yet (checked by the caller).
+    fn add_topics(&mut self, added: Vec<String>) {
+        for topic in added {
+            self.expanded.extend(expand_topic(&topic));
+            self.lowered.insert(topic.to_lowercase());
+            if !self.listing.is_empty() {
+                self.listing.push(',');
+            }
+            self.listing.push_str(&entity(&topic, None));
+            self.topics.push(topic);
+        }
+    }
+
+    /// Whether `topic` is subscribed (case-insensitive).
+    fn has_topic(&self, topic: &str) -> bool {
+        self.lowered.contains(&topic.to_lowercase())
+    }
+
+    /// The subscription answer: every topic of the channel, then `rejected` (topic and missing
+    /// permissions).
+    fn answer(&self, rejected: &[(String, Vec<String>)]) -> String {
+        let mut out = String::with_capacity(self.listing.len() + 20 + 160 * rejected.len());
+        out.push_str("{\"entities\":[");
+        out.push_str(&self.listing);
+        for (topic, missing) in rejected {
+            if out.len() > "{\"entities\":[".len() {
+                out.push(',');
+            }
+            out.push_str(&entity(topic, Some(missing)));
+        }
+        out.push_str("]}");
+        out
     }
 
     fn extend(&mut self, lifetime: Duration, now: Instant) {
@@ -433,6 +484,8 @@ impl State {
             id,
             topics: Vec::new(),
             expanded: HashSet::new(),
+            lowered: HashSet::new(),
+            listing: String::new(),
             created: SystemTime::now(),
             expires: SystemTime::now(),
             deadline: now,
@@ -504,18 +557,17 @@ impl State {
         let ch = self.channel_mut(id).expect("checked above");
         ch.last_used = now;
         let new_topics = match method {
-            SubMethod::Get => return Ok(Some(entities(&ch.topics, &[]))),
+            SubMethod::Get => return Ok(Some(ch.answer(&[]))),
             SubMethod::Delete => {
-                ch.topics.clear();
-                ch.expanded.clear();
+                ch.set_topics(Vec::new());
                 return Ok(None);
             }
             SubMethod::Put => dedup(Vec::new(), permitted),
             SubMethod::Post => {
                 // Adds in place: the cost of a POST follows its own topics, not the channel's.
-                let added: Vec<String> = permitted
+                let added: Vec<String> = dedup(Vec::new(), permitted)
                     .into_iter()
-                    .filter(|t| !ch.topics.iter().any(|have| have.eq_ignore_ascii_case(t)))
+                    .filter(|t| !ch.has_topic(t))
                     .collect();
                 if ch.topics.len() + added.len() > max_topics {
                     return Err(ApiError::new(
@@ -527,11 +579,9 @@ impl State {
                         ),
                     ));
                 }
-                ch.expanded
-                    .extend(added.iter().flat_map(|t| expand_topic(t)));
-                ch.topics.extend(added);
+                ch.add_topics(added);
                 ch.extend(lifetime, now);
-                return Ok(Some(entities(&ch.topics, &rejected)));
+                return Ok(Some(ch.answer(&rejected)));
             }
         };
         if new_topics.len() > max_topics {
@@ -544,10 +594,9 @@ impl State {
                 ),
             ));
         }
-        ch.expanded = new_topics.iter().flat_map(|t| expand_topic(t)).collect();
-        ch.topics = new_topics;
+        ch.set_topics(new_topics);
         ch.extend(lifetime, now);
-        Ok(Some(entities(&ch.topics, &rejected)))
+        Ok(Some(ch.answer(&rejected)))
     }
 
     /// Connection numbers a socket fault applies to.
@@ -705,9 +754,8 @@ impl State {
 }
 
 /// `{"entities": [...]}`: permitted topics, then rejected ones.
-fn entities(permitted: &[String], rejected: &[(String, Vec<String>)]) -> String {
-    // Serialised straight from borrowed fields: a channel's answer lists up to 1 000 topics,
-    // and building a `Value` per topic made the answer cost more than the change it reports.
+/// One entity of a subscription answer: permitted, or rejected with the permissions missing.
+fn entity(topic: &str, missing: Option<&[String]>) -> String {
     #[derive(serde::Serialize)]
     #[serde(rename_all = "camelCase")]
     struct Entity<'a> {
@@ -718,28 +766,19 @@ fn entities(permitted: &[String], rejected: &[(String, Vec<String>)]) -> String 
         #[serde(skip_serializing_if = "Option::is_none")]
         missing_permissions: Option<&'a [String]>,
     }
-    #[derive(serde::Serialize)]
-    struct Listing<'a> {
-        entities: Vec<Entity<'a>>,
-    }
-    let mut list: Vec<Entity<'_>> = permitted
-        .iter()
-        .map(|t| Entity {
-            id: t,
-            state: "Permitted",
-            rejection_reason: None,
-            missing_permissions: None,
-        })
-        .collect();
-    for (t, missing) in rejected {
-        list.push(Entity {
-            id: t,
-            state: "Rejected",
-            rejection_reason: Some("The client lacks permissions required by this topic"),
-            missing_permissions: Some(missing),
-        });
-    }
-    serde_json::to_string(&Listing { entities: list }).expect("plain strings serialise")
+    let entity = Entity {
+        id: topic,
+        state: if missing.is_some() {
+            "Rejected"
+        } else {
+            "Permitted"
+        },
+        rejection_reason: missing
+            .is_some()
+            .then_some("The client lacks permissions required by this topic"),
+        missing_permissions: missing,
+    };
+    serde_json::to_string(&entity).expect("plain strings serialise")
 }
 
 /// `base` followed by the topics of `add` not already in it (case-insensitive).
