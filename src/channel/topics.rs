@@ -188,7 +188,8 @@ impl Slot {
         // copying the others. The service echoes our spelling; another spelling (case, order of
         // a combined topic's parts) is normalised before it is compared.
         let normalised = |id: &str| -> Option<Topic> {
-            let canonical = !id.contains('?') && !id.bytes().any(|b| b.is_ascii_uppercase());
+            // One pass over the id: this runs for every topic of the channel's answer.
+            let canonical = !id.bytes().any(|b| b == b'?' || b.is_ascii_uppercase());
             (!canonical)
                 .then(|| Topic::parse(id).ok())
                 .flatten()
