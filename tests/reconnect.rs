@@ -482,13 +482,17 @@ fn retry_count_resets_after_a_healthy_connection() {
     let id = channel_id(&client);
     let drop_and_wait = || {
         let connected = connected_count(&rec);
+        let sockets = emu.channel(&id).map_or(0, |c| c.connections);
         emu.inject(Fault::DropSocket {
             target: Target::channel(&id),
         });
         assert!(wait_until(SOON, || connected_count(&rec) > connected));
+        // A new socket: the dropped one stays listed until the emulator has closed it, and a
+        // `Connected` counted above may be an earlier one delivered late, so without this the
+        // next drop could hit the dead socket and change nothing.
         assert!(wait_until(SOON, || emu
             .channel(&id)
-            .is_some_and(|c| c.connected)));
+            .is_some_and(|c| c.connected && c.connections > sockets)));
     };
     drop_and_wait();
     drop_and_wait();
