@@ -6,8 +6,9 @@
 //! It prints the time of each run and the ratio between the two sizes: 20x the topics should
 //! cost about 20x the time (linear), not 400x (quadratic). A reference line gives the floor:
 //! the same number of bare REST calls (`GET /api/v2/tokens/me`), since one subscribe call is
-//! one REST call (connections are kept alive between calls). Machines are shared and noisy, so
-//! no figure is asserted; the run only fails when a subscription fails.
+//! one REST call, each on a new HTTP connection with this emulator (it answers
+//! `Connection: close`). Machines are shared and noisy, so no figure is asserted; the run only
+//! fails when a subscription fails.
 //!
 //! Run: `cargo bench --features emulator --bench subscribe_scale` (under a minute on 2 cores).
 //! `GENESYS_BENCH_SIZES=1000,5000` picks other sizes (each at most 20 000, the 20-channel limit).
@@ -116,7 +117,8 @@ impl How {
 }
 
 /// The floor under any REST call against this emulator: `n` calls of `GET /api/v2/tokens/me`
-/// ([`Client::verify_token`]) on a kept-alive connection. Returns wall and CPU time.
+/// ([`Client::verify_token`]), each a new HTTP connection (the emulator answers
+/// `Connection: close`). Returns wall and CPU time.
 fn rest_floor(n: usize) -> (Duration, Duration) {
     let emu = Emulator::start().expect("emulator starts");
     let client = client(&emu);

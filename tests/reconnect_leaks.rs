@@ -15,32 +15,12 @@ use util::*;
 /// Forced reconnect cycles. 1 000 takes about 10 s in a debug build on two shared cores.
 const CYCLES: usize = 1000;
 
-/// Emulator threads each serving one kept-alive HTTP connection (`emu-http-<n>`): as many as
-/// the client's HTTP pool holds at that moment (a few, however many cycles ran), each with two
-/// descriptors of this process (the emulator's end and the client's). They are counted apart
-/// so that the pool's size when measuring does not read as a leak.
-fn http_connections() -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .filter(|name| {
-            name.trim_end()
-                .strip_prefix("emu-http-")
-                .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
-        })
-        .count()
-}
-
-/// Threads of the process, HTTP connection threads aside.
 fn threads() -> usize {
-    let all = std::fs::read_dir("/proc/self/task").unwrap().count();
-    all.saturating_sub(http_connections())
+    std::fs::read_dir("/proc/self/task").unwrap().count()
 }
 
-/// Open file descriptors, those of HTTP connections aside.
 fn fds() -> usize {
-    let all = std::fs::read_dir("/proc/self/fd").unwrap().count();
-    all.saturating_sub(2 * http_connections())
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
 /// Resident set size in KiB.
@@ -130,15 +110,7 @@ fn many_reconnect_cycles_leak_no_thread_fd_or_memory() {
     let (threads1, fds1, rss1) = (threads(), fds(), rss_kib());
     println!(
         "{CYCLES} reconnect cycles in {took:?}: threads {threads0} -> {threads1}, fds {fds0} -> \
-         {fds1}, RSS {rss0} KiB -> {rss1} KiB, {} pooled HTTP connections",
-        http_connections()
-    );
-    // The HTTP pools are bounded by themselves: the client's two agents (API and login) keep
-    // at most 3 idle connections per host each.
-    assert!(
-        http_connections() <= 6,
-        "{} HTTP connections",
-        http_connections()
+         {fds1}, RSS {rss0} KiB -> {rss1} KiB",
     );
     assert!(threads_ok, "threads {threads0} -> {threads1}");
     assert!(fds_ok, "fds {fds0} -> {fds1}");

@@ -55,30 +55,16 @@ fn threads() -> Vec<String> {
     names
 }
 
-/// An emulator thread serving one HTTP connection (`emu-http-<n>`): it lives as long as the
-/// client keeps that connection in its pool, so it is counted on its own
-/// ([`emulator_http_connections`]), not in the census.
-fn is_http_connection(name: &str) -> bool {
-    name.strip_prefix("emu-http-")
-        .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
-}
-
-/// HTTP connections the emulator serves now (kept alive between requests, issue #11).
-fn emulator_http_connections() -> usize {
-    threads().iter().filter(|n| is_http_connection(n)).count()
-}
-
 fn census() -> BTreeMap<String, usize> {
     let mut map = BTreeMap::new();
-    for name in threads().into_iter().filter(|n| !is_http_connection(n)) {
+    for name in threads() {
         *map.entry(name).or_insert(0) += 1;
     }
     map
 }
 
-/// The census once the emulator's own threads (the HTTP and WebSocket acceptors, the janitor)
-/// carry their names: a new thread names itself once it runs, so it may briefly show its
-/// parent's.
+/// The census once the emulator's own threads (4 HTTP workers, the acceptor, the janitor) carry
+/// their names: a new thread names itself once it runs, so it may briefly show its parent's.
 fn baseline() -> BTreeMap<String, usize> {
     let emulator_threads = |c: &BTreeMap<String, usize>| {
         c.iter()
@@ -87,7 +73,7 @@ fn baseline() -> BTreeMap<String, usize> {
             .sum::<usize>()
     };
     assert!(
-        wait_until(Duration::from_secs(5), || emulator_threads(&census()) == 3),
+        wait_until(Duration::from_secs(5), || emulator_threads(&census()) == 6),
         "{:?}",
         census()
     );
@@ -166,8 +152,7 @@ fn assert_subscriptions_deleted(emu: &Emulator) {
 /// After a `how` (shutdown or drop) that returned: the client's threads are joined (gone from
 /// the process; the kernel may list a just-joined thread a moment longer), the sockets were
 /// closed with close frames, the subscriptions deleted, and once the emulator has seen the
-/// sockets go, its per-socket threads end too: the process is back to `baseline` (HTTP
-/// connections the client still pools aside: [`assert_http_connections_released`]).
+/// sockets go, its per-socket threads end too: the process is back to `baseline`.
 fn assert_closed_and_joined(emu: &Emulator, baseline: &BTreeMap<String, usize>, how: &str) {
     assert!(
         wait_until(Duration::from_millis(500), || client_threads() == 0),
@@ -228,19 +213,7 @@ fn shutdown_closes_sockets_deletes_subscriptions_and_joins_every_thread() {
         lifecycle.count(|e| matches!(e, genesys_notify::Lifecycle::Reconnecting { .. })),
         0
     );
-    drop(lifecycle);
     drop(client);
-    assert_http_connections_released();
-}
-
-/// Once the client is dropped, the HTTP connections it kept alive are closed: the emulator's
-/// threads serving them end.
-fn assert_http_connections_released() {
-    assert!(
-        wait_until(Duration::from_secs(5), || emulator_http_connections() == 0),
-        "HTTP connections left open: {}",
-        emulator_http_connections()
-    );
 }
 
 #[test]
@@ -257,7 +230,6 @@ fn drop_shuts_down_the_same_way() {
     // drop_timeout is 2 s.
     assert!(took < Duration::from_secs(2), "drop took {took:?}");
     assert_closed_and_joined(&emu, &baseline, "drop");
-    assert_http_connections_released();
 }
 
 /// `client.shutdown` with a 1 s timeout, while `stuck` keeps it from finishing, returns
@@ -378,9 +350,8 @@ fn shutdown_completes_when_the_rest_api_is_slow() {
 
 // ---------------------------------------------------------------------------------------------
 // A TCP proxy in front of the emulator's REST API that can pass, delay or hang requests.
-// The emulator keeps connections alive, so one TCP connection may carry many requests: the mode
-// is applied to each piece of a request as it arrives from the client (a client sends its next
-// request only once it has the answer to the previous one).
+// The emulator answers every request with `Connection: close`, so one TCP connection carries
+// one request and the mode is chosen per connection.
 // ---------------------------------------------------------------------------------------------
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -429,10 +400,11 @@ impl Proxy {
                         break;
                     }
                     let Ok(stream) = stream else { continue };
+                    let mode = *st.mode.lock();
                     let st2 = st.clone();
                     let handle = std::thread::Builder::new()
                         .name("proxy-conn".into())
-                        .spawn(move || serve(stream, upstream, &st2))
+                        .spawn(move || serve(stream, upstream, mode, &st2))
                         .unwrap();
                     st.conns.lock().push(handle);
                 }
@@ -481,42 +453,33 @@ impl Drop for Proxy {
     }
 }
 
-fn serve(client: TcpStream, upstream: SocketAddr, state: &ProxyState) {
+fn serve(client: TcpStream, upstream: SocketAddr, mode: Mode, state: &ProxyState) {
+    match mode {
+        Mode::Hang => {
+            state.held.lock().push(client.try_clone().unwrap());
+            let mut sink = [0u8; 4096];
+            let mut c = client;
+            while matches!(c.read(&mut sink), Ok(n) if n > 0) {}
+            return;
+        }
+        Mode::Delay(d) => std::thread::sleep(d),
+        Mode::Pass => {}
+    }
     let Ok(server) = TcpStream::connect(upstream) else {
         return;
     };
-    let (mut s_read, mut c_write) = (server.try_clone().unwrap(), client.try_clone().unwrap());
-    let down = std::thread::Builder::new()
-        .name("proxy-down".into())
+    let (mut c_read, mut s_write) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+    let up = std::thread::Builder::new()
+        .name("proxy-up".into())
         .spawn(move || {
-            let _ = std::io::copy(&mut s_read, &mut c_write);
-            let _ = c_write.flush();
-            let _ = c_write.shutdown(Shutdown::Both);
+            let _ = std::io::copy(&mut c_read, &mut s_write);
+            let _ = s_write.shutdown(Shutdown::Write);
         })
         .unwrap();
-    let (mut c_read, mut s_write) = (client, server);
-    let mut piece = [0u8; 16 << 10];
-    loop {
-        let n = match c_read.read(&mut piece) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        let mode = *state.mode.lock();
-        match mode {
-            Mode::Hang => {
-                // Read the request and never answer (until `release` cuts the connection).
-                state.held.lock().push(c_read.try_clone().unwrap());
-                while matches!(c_read.read(&mut piece), Ok(n) if n > 0) {}
-                break;
-            }
-            Mode::Delay(d) => std::thread::sleep(d),
-            Mode::Pass => {}
-        }
-        if s_write.write_all(&piece[..n]).is_err() {
-            break;
-        }
-    }
-    let _ = s_write.shutdown(Shutdown::Both);
-    let _ = c_read.shutdown(Shutdown::Both);
-    let _ = down.join();
+    let (mut s_read, mut c_write) = (server, client);
+    let _ = std::io::copy(&mut s_read, &mut c_write);
+    let _ = c_write.flush();
+    let _ = c_write.shutdown(Shutdown::Both);
+    let _ = s_read.shutdown(Shutdown::Both);
+    let _ = up.join();
 }

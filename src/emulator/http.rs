@@ -1,22 +1,25 @@
-//! The emulator's HTTP answers: routing, OAuth, channels and subscriptions. It decides what to
-//! answer; server.rs reads the requests and writes the answers.
+//! The emulator's HTTP side: tiny_http workers, routing, OAuth, channels and subscriptions.
 
+use std::io::{Read, Write};
 use std::time::Instant;
 
 use base64::Engine as _;
 use serde_json::{json, Value};
 
 use super::fault::Endpoint;
-use super::server::{HttpRequest, Reply};
 use super::state::{uuid, ApiError, Shared, State, SubMethod};
 use super::{EmulatorConfig, RequestRecord};
 
+/// Largest request body read; the rest is ignored.
+const MAX_BODY: u64 = 16 << 20;
 /// Largest body kept in a [`RequestRecord`].
 const MAX_RECORDED_BODY: usize = 1 << 20;
 
-/// The answer to a request that could not be read (server.rs), Genesys-style.
-pub(super) fn error_reply(status: u16, message: &str) -> Reply {
-    Reply::error(status, "bad.request", message)
+/// An answer, before it is written.
+struct Reply {
+    status: u16,
+    body: String,
+    headers: Vec<(&'static str, String)>,
 }
 
 impl Reply {
@@ -70,14 +73,39 @@ impl From<ApiError> for Reply {
     }
 }
 
-/// Answers one request: routes it, records it, and waits out a hold on state answers
-/// ([`Emulator::hold_state_responses`](super::Emulator::hold_state_responses)).
-pub(super) fn serve(shared: &Shared, request: &HttpRequest) -> Reply {
-    let method = request.method.as_str();
-    let url = request.target.as_str();
-    let authorization = request.header("authorization");
-    let body = String::from_utf8_lossy(&request.body).into_owned();
-    let (path, query) = url.split_once('?').unwrap_or((url, ""));
+/// One HTTP worker: serves requests until the emulator shuts down.
+pub(crate) fn worker(shared: &Shared, server: &tiny_http::Server) {
+    loop {
+        let request = match server.recv() {
+            Ok(r) => r,
+            Err(e) => {
+                if shared.is_shutdown() {
+                    return;
+                }
+                log::debug!("emulator: HTTP accept error: {e}");
+                continue;
+            }
+        };
+        serve(shared, request);
+    }
+}
+
+fn header(request: &tiny_http::Request, name: &'static str) -> Option<String> {
+    request
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv(name))
+        .map(|h| h.value.as_str().to_owned())
+}
+
+fn serve(shared: &Shared, mut request: tiny_http::Request) {
+    let method = request.method().as_str().to_ascii_uppercase();
+    let url = request.url().to_owned();
+    let authorization = header(&request, "Authorization");
+    let mut raw = Vec::new();
+    let _ = request.as_reader().take(MAX_BODY).read_to_end(&mut raw);
+    let body = String::from_utf8_lossy(&raw).into_owned();
+    let (path, query) = url.split_once('?').unwrap_or((url.as_str(), ""));
 
     let now = Instant::now();
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
@@ -87,10 +115,10 @@ pub(super) fn serve(shared: &Shared, request: &HttpRequest) -> Reply {
         let (reply, authorization_ok) = route(
             &mut st,
             &shared.config,
-            method,
+            &method,
             path,
             query,
-            authorization,
+            authorization.as_deref(),
             &body,
         );
         let mut recorded = body;
@@ -102,14 +130,14 @@ pub(super) fn serve(shared: &Shared, request: &HttpRequest) -> Reply {
             recorded.truncate(end);
         }
         st.requests.push(RequestRecord {
-            method: method.to_owned(),
-            path: url.to_owned(),
+            method: method.clone(),
+            path: url.clone(),
             status: reply.status,
             at: now,
             authorization_ok,
             body: recorded,
         });
-        (reply, st.resources.hold_for(method, &segments))
+        (reply, st.resources.hold_for(&method, &segments))
     };
     // A held state answer waits outside the lock (Emulator::hold_state_responses).
     if let Some(hold) = hold {
@@ -121,7 +149,53 @@ pub(super) fn serve(shared: &Shared, request: &HttpRequest) -> Reply {
     if method == "POST" && path.trim_end_matches('/') == "/api/v2/notifications/channels" {
         let _ = shared.wake.send(());
     }
-    reply
+    write_reply(request, &method, &reply);
+}
+
+/// Writes the response by hand so that it can say `Connection: close` (tiny_http refuses that
+/// header): no idle keep-alive connection then outlives the emulator.
+fn write_reply(request: tiny_http::Request, method: &str, reply: &Reply) {
+    let mut head = format!(
+        "HTTP/1.1 {} {}\r\nServer: genesys-emulator\r\nConnection: close\r\nContent-Length: {}\r\n",
+        reply.status,
+        reason_phrase(reply.status),
+        reply.body.len()
+    );
+    if !reply.body.is_empty() {
+        head.push_str("Content-Type: application/json\r\n");
+    }
+    for (name, value) in &reply.headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut writer = request.into_writer();
+    let mut bytes = head.into_bytes();
+    if method != "HEAD" {
+        bytes.extend_from_slice(reply.body.as_bytes());
+    }
+    let _ = writer.write_all(&bytes);
+    let _ = writer.flush();
+}
+
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Status",
+    }
 }
 
 /// Which endpoint a request is for (for HTTP faults).

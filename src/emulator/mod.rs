@@ -27,11 +27,8 @@
 //!
 //!   Every `/api/v2` call needs `Authorization: Bearer <token>` with a token the emulator issued
 //!   that has not expired, else 401 (`authentication.required` when the header is missing,
-//!   `bad.credentials` when the token is unknown or expired). Connections are kept alive
-//!   between requests (HTTP/1.1; `Connection: close` from the client, or HTTP/1.0, closes after
-//!   the answer); dropping the emulator closes every connection, idle or not, so a client's
-//!   pooled connection fails at once instead of waiting for its timeout. Request bodies may be
-//!   sent with `Content-Length` or chunked, up to 16 MiB.
+//!   `bad.credentials` when the token is unknown or expired). Every response carries
+//!   `Connection: close`, so no idle keep-alive connection outlives the emulator.
 //! * a WebSocket server: `ws://127.0.0.1:<port>/channels/<id>` (the `connectUri` of a channel).
 //!
 //! # Decisions where the protocol is silent
@@ -63,8 +60,8 @@
 //!   tungstenite defaults (16 MiB frame, 64 MiB message).
 //!
 //! # Threads
-//! One HTTP acceptor and one thread per HTTP connection, one WebSocket acceptor, one janitor
-//! (channel expiry and delayed closes), and two threads per WebSocket connection (a reader and a writer fed by an unbounded crossbeam
+//! Four HTTP workers, one WebSocket acceptor, one janitor (channel expiry and delayed closes),
+//! and two threads per WebSocket connection (a reader and a writer fed by an unbounded crossbeam
 //! channel, which batches frames before flushing), and one client thread per [`Fault::Takeover`]
 //! socket. [`Emulator`]'s `Drop` closes every socket
 //! (close frame 1001 when the socket is not silent) and joins every thread, within about half a
@@ -74,7 +71,6 @@
 mod fault;
 mod http;
 mod resources;
-mod server;
 mod state;
 mod ws;
 
@@ -105,6 +101,8 @@ pub const CLOSE_CHANNEL_EVICTED: u16 = 4001;
 pub const CLOSE_CHANNEL_EXPIRED: u16 = 4002;
 /// Close code ("going away") sent after `socket_closing` and when the emulator is dropped.
 pub const CLOSE_GOING_AWAY: u16 = 1001;
+
+const HTTP_WORKERS: usize = 4;
 
 /// Settings of an [`Emulator`]. `Default` gives the values of the real service; each setter
 /// consumes and returns the config so calls can be chained.
@@ -343,6 +341,7 @@ pub struct SocketRecord {
 /// A running fake Genesys Cloud. Dropping it stops every thread and closes every socket.
 pub struct Emulator {
     shared: Arc<Shared>,
+    http: Arc<tiny_http::Server>,
     api_addr: SocketAddr,
     ws_addr: SocketAddr,
     threads: Vec<JoinHandle<()>>,
@@ -373,24 +372,30 @@ impl Emulator {
     pub fn start_with(config: EmulatorConfig) -> io::Result<Emulator> {
         let ws_listener = TcpListener::bind("127.0.0.1:0")?;
         let ws_addr = ws_listener.local_addr()?;
-        let http_listener = TcpListener::bind("127.0.0.1:0")?;
-        let api_addr = http_listener.local_addr()?;
+        let server = tiny_http::Server::http("127.0.0.1:0").map_err(io::Error::other)?;
+        let api_addr = server
+            .server_addr()
+            .to_ip()
+            .ok_or_else(|| io::Error::other("HTTP server has no IP address"))?;
+        let http = Arc::new(server);
         let (wake_tx, wake_rx) = crossbeam_channel::unbounded();
         let shared = Arc::new(Shared::new(config, ws_addr.port(), wake_tx));
 
         let mut emulator = Emulator {
             shared: shared.clone(),
+            http: http.clone(),
             api_addr,
             ws_addr,
             threads: Vec::new(),
         };
         // On error, `emulator`'s Drop stops what was started.
-        let http_shared = shared.clone();
-        emulator.threads.push(
-            std::thread::Builder::new()
-                .name("emu-http-accept".into())
-                .spawn(move || server::acceptor(&http_shared, http_listener))?,
-        );
+        for i in 0..HTTP_WORKERS {
+            let (shared, http) = (shared.clone(), http.clone());
+            let handle = std::thread::Builder::new()
+                .name(format!("emu-http-{i}"))
+                .spawn(move || http::worker(&shared, &http))?;
+            emulator.threads.push(handle);
+        }
         let acceptor_shared = shared.clone();
         emulator.threads.push(
             std::thread::Builder::new()
@@ -648,8 +653,10 @@ impl Emulator {
 impl Drop for Emulator {
     fn drop(&mut self) {
         self.shared.shutdown.store(true, Ordering::SeqCst);
-        // Wake the acceptors, which check the flag after each accept.
-        let _ = TcpStream::connect_timeout(&self.api_addr, Duration::from_millis(200));
+        for _ in 0..HTTP_WORKERS {
+            self.http.unblock();
+        }
+        // Wake the acceptor, which checks the flag after each accept.
         let _ = TcpStream::connect_timeout(&self.ws_addr, Duration::from_millis(200));
         let _ = self.shared.wake.send(());
         {
@@ -664,9 +671,6 @@ impl Drop for Emulator {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
-        // No HTTP connection can be accepted now: close every open one, idle or busy, so that
-        // its client sees the server gone at once (not after its timeout) and its thread ends.
-        self.shared.http_conns.lock().shut_all();
         // No new connection can appear now. Give writers a moment to send their close frame,
         // then cut whatever is left (a writer blocked on a client that does not read).
         let deadline = Instant::now() + Duration::from_millis(300);

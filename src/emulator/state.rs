@@ -232,8 +232,6 @@ pub(crate) struct Shared {
     pub wake: Sender<()>,
     /// Connection threads, joined on drop.
     pub threads: Mutex<Vec<JoinHandle<()>>>,
-    /// Open HTTP connections, shut down on drop (server.rs).
-    pub http_conns: Mutex<super::server::Connections>,
 }
 
 impl Shared {
@@ -254,7 +252,6 @@ impl Shared {
             shutdown: AtomicBool::new(false),
             wake,
             threads: Mutex::new(Vec::new()),
-            http_conns: Mutex::new(super::server::Connections::default()),
         }
     }
 
