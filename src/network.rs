@@ -5,15 +5,14 @@
 use crate::config::{Config, ConfigError};
 use crate::gateway::StreamingOverride;
 use crate::proxy::{ProxyError, ProxyPolicy};
-use std::sync::Arc;
+use crate::tls::TrustRoots;
 use std::time::Duration;
 
 /// Everything a connection of this client needs, resolved from [`Config`] and the environment.
 pub(crate) struct Network {
     pub(crate) proxy: ProxyPolicy,
-    /// The rustls configuration of the notification sockets.
-    pub(crate) rustls: Arc<rustls::ClientConfig>,
-    ureq_tls: ureq::tls::TlsConfig,
+    /// The trust roots of the REST calls and of the notification sockets.
+    pub(crate) tls: TrustRoots,
     pub(crate) streaming: StreamingOverride,
 }
 
@@ -21,8 +20,9 @@ impl std::fmt::Debug for Network {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Network")
             .field("proxy", &self.proxy)
+            .field("tls", &self.tls)
             .field("streaming", &self.streaming)
-            .finish_non_exhaustive()
+            .finish()
     }
 }
 
@@ -60,11 +60,9 @@ impl Network {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Network, ConfigError> {
         let proxy = config.proxy.resolve(env)?;
-        let roots = config.tls.root_certificates()?;
         Ok(Network {
             proxy,
-            rustls: crate::tls::rustls_config(&roots),
-            ureq_tls: crate::tls::ureq_config(&roots),
+            tls: TrustRoots::resolve(&config.tls)?,
             streaming: config.streaming.clone(),
         })
     }
@@ -77,7 +75,7 @@ impl Network {
             agent: crate::http::agent_with(
                 timeout,
                 proxy.and_then(|p| p.to_ureq()),
-                &self.ureq_tls,
+                self.tls.ureq_config(),
             ),
             proxied: match proxy {
                 None => Proxied::No,

@@ -261,7 +261,7 @@ pub(crate) fn connect(
         .max_message_size(Some(max_message_size))
         .max_frame_size(Some(max_message_size));
     let connector = if secure {
-        tungstenite::Connector::Rustls(network.rustls.clone())
+        tungstenite::Connector::Rustls(network.tls.socket_config())
     } else {
         tungstenite::Connector::Plain
     };
