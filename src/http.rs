@@ -12,6 +12,16 @@ use ureq::unversioned::transport::NextTimeout;
 
 /// Server-provided error text is cut to this many characters.
 const MAX_ERROR_TEXT: usize = 300;
+/// Bytes of each pooled connection's input buffer: it holds a whole response header (Genesys
+/// sends a few KiB), bodies stream through it. ureq's default, 128 KiB (and as much again for
+/// output), made each idle pooled connection cost a quarter of a MiB of RSS.
+const INPUT_BUFFER: usize = 32 * 1024;
+/// Bytes of each connection's output buffer: a request header (with the access token) must
+/// fit; bodies stream through it.
+const OUTPUT_BUFFER: usize = 16 * 1024;
+/// A response header larger than this is an error (`LargeResponseHeader`), reported before
+/// it could fill the input buffer.
+const MAX_RESPONSE_HEADER: usize = INPUT_BUFFER / 2;
 
 /// One `ureq::Agent` as the crate uses them: `timeout` bounds the whole exchange (DNS,
 /// connect, TLS, request, response body), statuses are returned rather than turned into
@@ -25,6 +35,9 @@ pub(crate) fn http_agent(timeout: Duration) -> ureq::Agent {
             .http_status_as_error(false)
             .max_redirects(0)
             .user_agent(concat!("genesys-notify/", env!("CARGO_PKG_VERSION")))
+            .input_buffer_size(INPUT_BUFFER)
+            .output_buffer_size(OUTPUT_BUFFER)
+            .max_response_header_size(MAX_RESPONSE_HEADER)
             .build(),
     )
 }
@@ -42,6 +55,9 @@ pub(crate) fn agent_with(
             .http_status_as_error(false)
             .max_redirects(0)
             .user_agent(concat!("genesys-notify/", env!("CARGO_PKG_VERSION")))
+            .input_buffer_size(INPUT_BUFFER)
+            .output_buffer_size(OUTPUT_BUFFER)
+            .max_response_header_size(MAX_RESPONSE_HEADER)
             .proxy(proxy)
             .tls_config(tls.clone())
             .build(),
