@@ -107,10 +107,10 @@
 //! sends the application ping `{"message":"ping"}` when the socket is idle, and replaces a
 //! silent socket within the liveness bound (guarantee 3).
 //!
-//! Memory: a connected channel costs about 128 KiB at most (measured about 92 KiB over `ws`:
-//! its thread's stack pages, a 32 KiB socket read buffer, its state; rustls adds about 17 KiB
-//! over `wss`; `benches/load.rs` checks the figure), besides the events waiting in the
-//! dispatcher queues, which [`Config::queue_capacity_bytes`] bounds per dispatcher thread.
+//! Memory: a connected channel costs about 160 KiB at most (measured about 138 KiB over `ws`:
+//! its thread's stack and allocator pages, a 32 KiB socket read buffer, its state; rustls adds
+//! about 17 KiB over `wss`; `benches/load.rs` checks the figure), besides the events waiting in
+//! the dispatcher queues, which [`Config::queue_capacity_bytes`] bounds per dispatcher thread.
 //!
 //! ## Listeners and events
 //! [`Client::on`] registers a callback for a [`Pattern`]: `*` stands for exactly one
