@@ -128,8 +128,9 @@ impl Event {
         &self.origin.channel
     }
 
-    /// When the frame was read from the socket (wall clock, derived from the monotonic clock
-    /// reading taken then).
+    /// When the frame was read from the socket: when the read from the kernel that brought its
+    /// last bytes returned (wall clock, derived from the monotonic clock reading taken then;
+    /// frames that arrived together share it).
     pub fn received_at(&self) -> SystemTime {
         let (instant, wall) = self.origin.epoch;
         wall + self.received_instant.saturating_duration_since(instant)
