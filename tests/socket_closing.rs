@@ -213,3 +213,74 @@ fn failed_switch_keeps_the_old_socket_until_the_server_closes_it() {
     )));
     s.client.shutdown(Duration::from_secs(2)).unwrap();
 }
+
+/// A server that closes the warned socket before the client's switch (here 1 ms after its
+/// warning, inside the switch's jitter of up to 250 ms): the events it could no longer send are
+/// each delivered or inside a reported `Gap` of the channel, never lost unseen. (The client used
+/// to wait out its jitter without reading the socket, missed the close, and took the socket's
+/// end for a clean handover: a loss without a gap, found by the chaos soak.)
+#[test]
+fn a_close_before_the_switch_costs_a_reported_gap_never_a_silent_loss() {
+    let s = OneChannel::start(|b| b);
+    assert!(flows(&s.emu, &s.topics[0], &s.seqs, 0));
+    for round in 1..=5u64 {
+        let first = round * 1_000_000;
+        let stop = Arc::new(AtomicBool::new(false));
+        let publisher = {
+            let (emu, stop, topic) = (s.emu.clone(), stop.clone(), s.topics[0].clone());
+            std::thread::spawn(move || {
+                let mut published = Vec::new();
+                let mut seq = first;
+                while !stop.load(Ordering::SeqCst) {
+                    let before = std::time::SystemTime::now();
+                    emu.publish(&topic, presence_body(seq));
+                    published.push((seq, before, std::time::SystemTime::now()));
+                    seq += 1;
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                published
+            })
+        };
+        std::thread::sleep(Duration::from_millis(100));
+        let connected = connected_count(&s.rec);
+        s.emu.inject(Fault::SocketClosing {
+            target: Target::channel(&s.id),
+            close_after: Some(Duration::from_millis(1)),
+        });
+        assert!(
+            wait_until(SOON, || connected_count(&s.rec) > connected),
+            "round {round}: no new socket"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        stop.store(true, Ordering::SeqCst);
+        let published = publisher.join().unwrap();
+        let last = published.last().unwrap().0;
+        assert!(wait_until(SOON, || s.seqs.contains(last)), "round {round}");
+        let gaps: Vec<(std::time::SystemTime, std::time::SystemTime)> = s
+            .rec
+            .snapshot()
+            .iter()
+            .filter_map(|e| match e {
+                Lifecycle::Gap { start, end, .. } => Some((*start, *end)),
+                _ => None,
+            })
+            .collect();
+        // A small allowance for the clock readings around each publish and each gap's edges.
+        let slack = Duration::from_millis(50);
+        let unseen: Vec<u64> = published
+            .iter()
+            .filter(|(seq, before, after)| {
+                !s.seqs.contains(*seq)
+                    && !gaps
+                        .iter()
+                        .any(|(start, end)| *after + slack >= *start && *before <= *end + slack)
+            })
+            .map(|(seq, _, _)| *seq)
+            .collect();
+        assert!(
+            unseen.is_empty(),
+            "round {round}: lost without a gap: {unseen:?} (gaps {gaps:?})"
+        );
+    }
+    s.client.shutdown(Duration::from_secs(2)).unwrap();
+}

@@ -197,9 +197,30 @@ impl Session {
     /// Reads the socket until it fails, goes silent, the user stops, the channel empties, or a
     /// `socket_closing` warning asks for a switch.
     pub(super) fn read(&mut self) -> SessionEnd {
-        let end = self.read_frames();
+        let end = self.read_frames(None);
+        self.publish_last_frame();
+        end.unwrap_or(SessionEnd::SwitchDue)
+    }
+
+    /// Reads the socket as [`Session::read`] does until `until`; `None` when `until` came first.
+    /// Used while a `socket_closing` switch waits its jitter: the old socket is still read, so a
+    /// server close that comes first is an ordinary end of the socket (its gap is reported),
+    /// not events lost unseen while nothing read the socket. Further `socket_closing` warnings
+    /// are reported but do not start another switch.
+    pub(super) fn read_until(&mut self, until: Instant) -> Option<SessionEnd> {
+        // A read blocks at most until the deadline (the usual timeout is the check interval).
+        let left = until.saturating_duration_since(Instant::now());
+        self.set_read_timeout(left.clamp(Duration::from_millis(1), self.tick));
+        let end = self.read_frames(Some(until));
+        self.set_read_timeout(self.tick);
         self.publish_last_frame();
         end
+    }
+
+    fn set_read_timeout(&self, timeout: Duration) {
+        if let Some(stream) = self.tcp() {
+            let _ = stream.set_read_timeout(Some(timeout));
+        }
     }
 
     /// Publishes when the last frame arrived (health, gap reports). Done at the read loop's
@@ -217,10 +238,13 @@ impl Session {
         }
     }
 
-    fn read_frames(&mut self) -> SessionEnd {
-        let ended = |cause| SessionEnd::Ended {
-            cause,
-            decision: None,
+    /// Reads until the socket ends (`Some`), or until `until` when given (`None`).
+    fn read_frames(&mut self, until: Option<Instant>) -> Option<SessionEnd> {
+        let ended = |cause| {
+            Some(SessionEnd::Ended {
+                cause,
+                decision: None,
+            })
         };
         let mut frames_since_check = 0u32;
         let mut last_check = Instant::now();
@@ -228,12 +252,17 @@ impl Session {
             if self.slot.is_stopping() {
                 return ended(DisconnectCause::UserRequest);
             }
+            // Only while a switch waits (a fraction of a second): a clock reading per frame.
+            if until.is_some_and(|until| Instant::now() >= until) {
+                return None;
+            }
             match self.socket.read() {
                 Ok(message) => {
                     match self.handle(message) {
                         Next::Continue => {}
                         Next::End(cause) => return ended(cause),
-                        Next::Switch => return SessionEnd::SwitchDue,
+                        Next::Switch if until.is_none() => return Some(SessionEnd::SwitchDue),
+                        Next::Switch => {}
                     }
                     // While frames flow the socket is alive: the periodic checks below (ping,
                     // renewal, pending updates) run on every read timeout, every CHECK_EVERY
@@ -269,7 +298,7 @@ impl Session {
                 }
             }
             if let Some(end) = self.apply_pending(now) {
-                return end;
+                return Some(end);
             }
         }
     }
