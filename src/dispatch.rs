@@ -150,6 +150,19 @@ fn log_lifecycle(event: &Lifecycle) {
 }
 
 impl LifecycleSink {
+    /// A sink queueing into `tx`, with every count at zero.
+    fn new(tx: Sender<LifecycleMsg>) -> LifecycleSink {
+        LifecycleSink {
+            tx,
+            lost: AtomicU64::new(0),
+            queued_bytes: AtomicU64::new(0),
+            drops_pending: AtomicBool::new(false),
+            dropped_total: AtomicU64::new(0),
+            listener_panics: AtomicU64::new(0),
+            gap_tap: std::sync::OnceLock::new(),
+        }
+    }
+
     /// Logs the event and queues it for lifecycle listeners, waiting for room until `stop`:
     /// for a thread that may be slowed down by a slow lifecycle listener rather than lose a
     /// report (the resync thread, whose per-topic reports can outnumber the queue).
@@ -447,15 +460,7 @@ impl Dispatcher {
         lag_threshold: Duration,
     ) -> std::io::Result<Dispatcher> {
         let (ltx, lrx) = bounded(LIFECYCLE_CAPACITY);
-        let lifecycle = Arc::new(LifecycleSink {
-            tx: ltx,
-            lost: AtomicU64::new(0),
-            queued_bytes: AtomicU64::new(0),
-            drops_pending: AtomicBool::new(false),
-            dropped_total: AtomicU64::new(0),
-            listener_panics: AtomicU64::new(0),
-            gap_tap: std::sync::OnceLock::new(),
-        });
+        let lifecycle = Arc::new(LifecycleSink::new(ltx));
         let gate = Arc::new(SnapshotGate::default());
         let closing = Arc::new(AtomicBool::new(false));
         let lifecycle_thread = {
@@ -1210,15 +1215,7 @@ mod tests {
     #[test]
     fn the_lifecycle_queue_is_bounded_in_bytes() {
         let (tx, rx) = bounded(LIFECYCLE_CAPACITY);
-        let sink = LifecycleSink {
-            tx,
-            lost: AtomicU64::new(0),
-            queued_bytes: AtomicU64::new(0),
-            drops_pending: AtomicBool::new(false),
-            dropped_total: AtomicU64::new(0),
-            listener_panics: AtomicU64::new(0),
-            gap_tap: std::sync::OnceLock::new(),
-        };
+        let sink = LifecycleSink::new(tx);
         let body = format!("{{\"x\":\"{}\"}}", "b".repeat(64 << 10));
         for _ in 0..1000 {
             sink.emit(Lifecycle::SystemMessage {

@@ -29,17 +29,19 @@ const MAX_RESPONSE_HEADER: usize = INPUT_BUFFER / 2;
 /// would send a request, possibly with a channel id in its path, somewhere unexpected). Host
 /// names are resolved by [`HostResolver`].
 pub(crate) fn http_agent(timeout: Duration) -> ureq::Agent {
-    agent(
-        ureq::Agent::config_builder()
-            .timeout_global(Some(timeout))
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .user_agent(concat!("genesys-notify/", env!("CARGO_PKG_VERSION")))
-            .input_buffer_size(INPUT_BUFFER)
-            .output_buffer_size(OUTPUT_BUFFER)
-            .max_response_header_size(MAX_RESPONSE_HEADER)
-            .build(),
-    )
+    agent(settings(timeout).build())
+}
+
+/// The settings every agent of the crate shares (see [`http_agent`]).
+fn settings(timeout: Duration) -> ureq::config::ConfigBuilder<ureq::typestate::AgentScope> {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .user_agent(concat!("genesys-notify/", env!("CARGO_PKG_VERSION")))
+        .input_buffer_size(INPUT_BUFFER)
+        .output_buffer_size(OUTPUT_BUFFER)
+        .max_response_header_size(MAX_RESPONSE_HEADER)
 }
 
 /// The same agent, through `proxy` (or explicitly direct: ureq's own reading of the proxy
@@ -50,14 +52,7 @@ pub(crate) fn agent_with(
     tls: &ureq::tls::TlsConfig,
 ) -> ureq::Agent {
     agent(
-        ureq::Agent::config_builder()
-            .timeout_global(Some(timeout))
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .user_agent(concat!("genesys-notify/", env!("CARGO_PKG_VERSION")))
-            .input_buffer_size(INPUT_BUFFER)
-            .output_buffer_size(OUTPUT_BUFFER)
-            .max_response_header_size(MAX_RESPONSE_HEADER)
+        settings(timeout)
             .proxy(proxy)
             .tls_config(tls.clone())
             .build(),

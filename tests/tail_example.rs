@@ -20,6 +20,35 @@ fn tail_binary() -> PathBuf {
     path.join("examples").join("tail")
 }
 
+/// Waits until the emulator has a connected socket on a channel with topics (`tail` follows).
+fn wait_following(emu: &genesys_notify::emulator::Emulator) {
+    assert!(emu.wait_for(Duration::from_secs(20), |e| e
+        .channels()
+        .iter()
+        .any(|c| c.connected && !c.topics.is_empty())));
+}
+
+/// Waits up to 20 s for `child` to exit, calling `each` every 50 ms meanwhile; kills it and
+/// panics naming `after` (what should have stopped it) if it does not.
+fn wait_exit(
+    child: &mut std::process::Child,
+    after: &str,
+    mut each: impl FnMut(),
+) -> std::process::ExitStatus {
+    let started = Instant::now();
+    loop {
+        each();
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("tail did not stop within 20 s of {after}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// The built `tail` example pointed at `emu`, with its credentials unless `credentials` is false.
 /// Credentials and region from the environment are removed, so only these flags count.
 fn tail_command(emu: &genesys_notify::emulator::Emulator, credentials: bool) -> Command {
@@ -227,22 +256,10 @@ fn tail_exits_0_when_the_pipe_of_its_stdout_and_stderr_closes() {
         "tail never said it follows the topic"
     );
     drop(child.stdout.take());
-    assert!(emu.wait_for(Duration::from_secs(20), |e| e
-        .channels()
-        .iter()
-        .any(|c| c.connected && !c.topics.is_empty())));
-    let started = Instant::now();
-    let status = loop {
+    wait_following(&emu);
+    let status = wait_exit(&mut child, "its stdout closing", || {
         emu.publish(&topic, presence_body(1));
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > Duration::from_secs(20) {
-            let _ = child.kill();
-            panic!("tail did not stop within 20 s of its stdout closing");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    });
     assert_eq!(status.code(), Some(0), "{status:?}");
 }
 
@@ -260,10 +277,7 @@ fn tail_stops_when_its_stdout_reader_goes_away_even_without_another_event() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    assert!(emu.wait_for(Duration::from_secs(20), |e| e
-        .channels()
-        .iter()
-        .any(|c| c.connected && !c.topics.is_empty())));
+    wait_following(&emu);
     // One event, read as `head -1` reads it; then the reader goes away.
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let (tx, rx) = crossbeam_channel::bounded(1);
@@ -286,17 +300,7 @@ fn tail_stops_when_its_stdout_reader_goes_away_even_without_another_event() {
     };
     assert!(line.contains("\"topicName\""), "{line}");
     // No more events from here on.
-    let closed = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if closed.elapsed() > Duration::from_secs(20) {
-            let _ = child.kill();
-            panic!("tail did not stop within 20 s of its stdout reader going away");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = wait_exit(&mut child, "its stdout reader going away", || {});
     assert_eq!(status.code(), Some(0), "{status:?}");
     // A clean shutdown: the channel's subscriptions are removed.
     assert!(emu.wait_for(Duration::from_secs(10), |e| e

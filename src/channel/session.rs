@@ -199,6 +199,7 @@ impl Session {
     pub(super) fn read(&mut self) -> SessionEnd {
         let end = self.read_frames(None);
         self.publish_last_frame();
+        // Without a deadline the loop only returns when the socket ends.
         end.unwrap_or(SessionEnd::SwitchDue)
     }
 
