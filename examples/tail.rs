@@ -2,8 +2,8 @@
 //!
 //! Each notification is printed on stdout as one line of JSON: the frame exactly as received,
 //! with `topicName`, `eventBody` and `metadata` (pipe it into `jq`). Lifecycle events (connected,
-//! gaps, reconnections, rejected topics, ...) go to stderr. Ctrl-C shuts down cleanly: the
-//! sockets are closed and the server-side subscriptions removed.
+//! gaps, reconnections, rejected topics, ...) go to stderr. Ctrl-C (and SIGTERM or SIGHUP) shuts
+//! down cleanly: the sockets are closed and the server-side subscriptions removed.
 //!
 //! After a gap, the current state of presence and routing-status topics is read over REST and
 //! printed as snapshot lines: frames with `"snapshot": true` whose `eventBody` has the event
@@ -23,9 +23,9 @@
 //! `GENESYS_REGION`, or explicit base URLs `--api-base` / `GENESYS_API_BASE` and
 //! `--login-base` / `GENESYS_LOGIN_BASE`, which override the region's hosts.
 //!
-//! Exit codes: 0 after Ctrl-C or once nobody reads stdout (`| head -1`), 2 for input to fix
-//! (missing or wrong credentials, bad topic names, topics all rejected, bad settings), 1 for
-//! other failures.
+//! Exit codes: 0 after Ctrl-C, SIGTERM or SIGHUP, or once nobody reads stdout (`| head -1`), 2
+//! for input to fix (missing or wrong credentials, bad topic names, topics all rejected, bad
+//! settings), 1 for other failures (stdout not writable included).
 //!
 //! The source is shared with the installed `genesys-tail` binary (feature `cli`); `--help`
 //! lists every flag, the output formats, the exit codes and examples.

@@ -31,13 +31,17 @@ Output:
             2026-12-01T10:00:00.123Z stre…abcd connected
           or, with --lifecycle-format json, one JSON object per line:
             {\"time\":\"…\",\"event\":\"gap\",\"channel\":\"stre…abcd\",\"message\":\"…\",…}
+          tail's own lines (following, topic_rejected, stopping, summary, error with its
+          exit_code) then are JSON objects of the same shape, with \"channel\": null.
 
 Exit codes:
-  0    stopped by Ctrl-C (or stdout closed): sockets closed, subscriptions removed
-  1    a runtime failure (the service kept failing, a channel stopped for good)
+  0    stopped by Ctrl-C, SIGTERM or SIGHUP (or stdout closed): sockets closed,
+       subscriptions removed
+  1    a runtime failure (the service kept failing, a channel stopped for good, stdout
+       not writable: a full disk, an I/O error)
   2    input to fix: missing or wrong credentials, bad topic or pattern, bad settings,
        every topic rejected, a proxy asking for credentials
-  130  a second Ctrl-C: exit without waiting for the clean shutdown
+  130  a second Ctrl-C (or SIGTERM): exit without waiting for the clean shutdown
 
 Corporate networks:
   The proxy comes from --proxy, else from https_proxy / HTTPS_PROXY / all_proxy / ALL_PROXY,
@@ -207,6 +211,39 @@ fn lifecycle_line(event: &Lifecycle, format: LifecycleFormat) -> String {
     }
 }
 
+/// One of tail's own messages (following, rejected topic, stopping, summary, error) as a line
+/// of stderr: `genesys-tail: <message>` as text, or, with `--lifecycle-format json`, a JSON object
+/// with the lifecycle lines' fields (`time`, `event`, `channel`: null, `message`) plus `fields`,
+/// so that every line of stderr parses as JSON.
+fn note_line(
+    format: LifecycleFormat,
+    event: &str,
+    message: &str,
+    fields: &[(&str, serde_json::Value)],
+) -> String {
+    match format {
+        LifecycleFormat::Text => format!("{NAME}: {message}"),
+        LifecycleFormat::Json => {
+            let time = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+            let mut line = serde_json::json!({
+                "time": time,
+                "event": event,
+                "channel": null,
+                "message": message,
+            });
+            for (key, value) in fields {
+                line[*key] = value.clone();
+            }
+            line.to_string()
+        }
+    }
+}
+
+/// Writes one of tail's own messages on stderr (see [`note_line`]); never panics.
+fn note(format: LifecycleFormat, event: &str, message: &str, fields: &[(&str, serde_json::Value)]) {
+    say!("{}", note_line(format, event, message, fields));
+}
+
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum BackpressureArg {
     /// The socket thread waits for room (nothing lost by the client).
@@ -271,6 +308,7 @@ fn flag_or_env(flag: Option<String>, var: &str) -> Option<String> {
 
 /// Why the main thread stops waiting.
 enum Stop {
+    /// Ctrl-C (SIGINT), SIGTERM or SIGHUP.
     CtrlC,
     /// stdout is gone (e.g. `| head` ended).
     StdoutClosed,
@@ -279,6 +317,7 @@ enum Stop {
 }
 
 fn run(args: Args) -> Result<(), Failure> {
+    let format = args.lifecycle_format;
     // Topics first: a typo is reported before any network call.
     let mut topics = Vec::new();
     for name in &args.topics {
@@ -407,7 +446,6 @@ fn run(args: Args) -> Result<(), Failure> {
     let (stop_tx, stop_rx) = crossbeam_channel::bounded::<Stop>(4);
 
     let fatal = stop_tx.clone();
-    let format = args.lifecycle_format;
     let _lifecycle = client
         .on_lifecycle(move |event: &Lifecycle| {
             say!("{}", lifecycle_line(event, format));
@@ -449,20 +487,28 @@ fn run(args: Args) -> Result<(), Failure> {
                     std::borrow::Cow::Borrowed(frame)
                 };
                 let mut out = std::io::stdout().lock();
-                if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
-                    let _ = closed.try_send(Stop::StdoutClosed);
+                if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush()) {
+                    // Nobody reads any more (`| head -1`): the documented clean stop. Any other
+                    // error (a full disk, an I/O error) loses notifications: a failure, never 0.
+                    let stop = if e.kind() == std::io::ErrorKind::BrokenPipe {
+                        Stop::StdoutClosed
+                    } else {
+                        Stop::Fatal(format!("cannot write a notification to stdout: {e}"))
+                    };
+                    let _ = closed.try_send(stop);
                 }
             })
             .map_err(|e| from_error("listener", e))?;
         guards.push(guard);
     }
 
-    watch_stdout(stop_tx.clone());
+    watch_stdout(stop_tx.clone(), format);
 
     let ctrl_c = stop_tx.clone();
     let first_press = parking_lot::Mutex::new(None::<Instant>);
     ctrlc::set_handler(move || {
-        // A second Ctrl-C does not wait for the clean shutdown. One within a second of the first
+        // SIGINT, SIGTERM and SIGHUP (ctrlc's `termination` feature) all shut down cleanly. A
+        // second one does not wait for the clean shutdown. One within a second of the first
         // counts as the same press (some tools deliver SIGINT to the process and its group).
         let mut first = first_press.lock();
         match *first {
@@ -471,7 +517,12 @@ fn run(args: Args) -> Result<(), Failure> {
                 let _ = ctrl_c.try_send(Stop::CtrlC);
             }
             Some(at) if at.elapsed() > Duration::from_secs(1) => {
-                say!("{NAME}: second Ctrl-C, exiting without waiting");
+                note(
+                    format,
+                    "exiting",
+                    "second Ctrl-C (or termination signal), exiting without waiting",
+                    &[("exit_code", 130.into())],
+                );
                 std::process::exit(130);
             }
             Some(_) => {}
@@ -486,8 +537,8 @@ fn run(args: Args) -> Result<(), Failure> {
         .subscribe(&topics)
         .map_err(|e| from_error("subscribe", e))?;
     for rejected in &report.rejected {
-        say!(
-            "{NAME}: topic {} rejected: {} (missing permissions: {})",
+        let message = format!(
+            "topic {} rejected: {} (missing permissions: {})",
             rejected.topic,
             rejected
                 .rejection_reason
@@ -499,20 +550,42 @@ fn run(args: Args) -> Result<(), Failure> {
                 rejected.missing_permissions.join(", ")
             }
         );
+        note(
+            format,
+            "topic_rejected",
+            &message,
+            &[
+                ("topic", rejected.topic.as_str().into()),
+                (
+                    "missing_permissions",
+                    rejected.missing_permissions.clone().into(),
+                ),
+            ],
+        );
     }
     if report.permitted.is_empty() && report.duplicates.is_empty() {
         let _ = client.shutdown(Duration::from_secs(5));
         return Err(usage("every topic was rejected: nothing to follow"));
     }
-    say!(
-        "{NAME}: following {} topic(s); Ctrl-C to stop",
-        report.permitted.len()
+    note(
+        format,
+        "following",
+        &format!(
+            "following {} topic(s); Ctrl-C to stop",
+            report.permitted.len()
+        ),
+        &[("topics", report.permitted.len().into())],
     );
 
     let stop = stop_rx.recv().unwrap_or(Stop::CtrlC);
     let result = match stop {
         Stop::CtrlC => {
-            say!("{NAME}: Ctrl-C, shutting down");
+            note(
+                format,
+                "stopping",
+                "Ctrl-C (or termination signal), shutting down",
+                &[],
+            );
             Ok(())
         }
         Stop::StdoutClosed => Ok(()),
@@ -522,13 +595,24 @@ fn run(args: Args) -> Result<(), Failure> {
     client
         .shutdown(Duration::from_secs(5))
         .map_err(|e| from_error("shutdown", e))?;
-    say!(
-        "{NAME}: received {}, delivered {}, dropped {}, unrouted {}, malformed {}",
-        health.received(),
-        health.delivered(),
-        health.dropped,
-        health.unrouted(),
-        health.malformed()
+    note(
+        format,
+        "summary",
+        &format!(
+            "received {}, delivered {}, dropped {}, unrouted {}, malformed {}",
+            health.received(),
+            health.delivered(),
+            health.dropped,
+            health.unrouted(),
+            health.malformed()
+        ),
+        &[
+            ("received", health.received().into()),
+            ("delivered", health.delivered().into()),
+            ("dropped", health.dropped.into()),
+            ("unrouted", health.unrouted().into()),
+            ("malformed", health.malformed().into()),
+        ],
     );
     result
 }
@@ -537,7 +621,7 @@ fn run(args: Args) -> Result<(), Failure> {
 /// would fail, but without a next event nothing is written. poll(2) reports `POLLERR` on a
 /// pipe whose reading end is closed; a terminal or a file never reports it.
 #[cfg(unix)]
-fn watch_stdout(stop: crossbeam_channel::Sender<Stop>) {
+fn watch_stdout(stop: crossbeam_channel::Sender<Stop>, format: LifecycleFormat) {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     use std::os::fd::AsFd;
     let spawned = std::thread::Builder::new()
@@ -568,19 +652,62 @@ fn watch_stdout(stop: crossbeam_channel::Sender<Stop>) {
             }
         });
     if let Err(e) = spawned {
-        say!("{NAME}: cannot watch stdout ({e}); a closed stdout is noticed at the next event");
+        note(
+            format,
+            "warning",
+            &format!("cannot watch stdout ({e}); a closed stdout is noticed at the next event"),
+            &[],
+        );
     }
 }
 
 #[cfg(not(unix))]
-fn watch_stdout(_stop: crossbeam_channel::Sender<Stop>) {}
+fn watch_stdout(_stop: crossbeam_channel::Sender<Stop>, _format: LifecycleFormat) {}
+
+/// Whether the command line asks for JSON lines on stderr, read from the raw arguments: a
+/// command line clap refuses is reported in the format it asked for too.
+fn json_asked() -> bool {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    args.iter().enumerate().any(|(i, arg)| {
+        arg == "--lifecycle-format=json"
+            || (arg == "--lifecycle-format" && args.get(i + 1).is_some_and(|v| v == "json"))
+    })
+}
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        // `--help` and `--version` print on stdout and exit 0, as clap does.
+        Err(e) if !e.use_stderr() || !json_asked() => e.exit(),
+        Err(e) => {
+            let code = e.exit_code();
+            let message = e.kind().to_string();
+            let detail = e.to_string();
+            let detail = detail.lines().next().unwrap_or_default().trim();
+            let detail = detail.strip_prefix("error: ").unwrap_or(detail);
+            note(
+                LifecycleFormat::Json,
+                "error",
+                if detail.is_empty() { &message } else { detail },
+                &[("exit_code", code.into())],
+            );
+            return ExitCode::from(u8::try_from(code).unwrap_or(2));
+        }
+    };
+    let format = args.lifecycle_format;
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            say!("{NAME}: error: {}", failure.message);
+            let message = match format {
+                LifecycleFormat::Text => format!("error: {}", failure.message),
+                LifecycleFormat::Json => failure.message,
+            };
+            note(
+                format,
+                "error",
+                &message,
+                &[("exit_code", failure.code.into())],
+            );
             ExitCode::from(failure.code)
         }
     }
