@@ -254,8 +254,10 @@
 //!    touching any socket. A 401 forces one refresh. Bad credentials are a clear error
 //!    ([`Error::Token`]), retried by the refresher only every few minutes, never in a hot loop.
 //! 6. **Listeners.** Once dropping a [`ListenerGuard`] returns, its callback is not running and
-//!    never runs again (dropping a guard inside its own callback is allowed). A panicking
-//!    callback is caught and reported; the dispatcher thread lives on.
+//!    never runs again (dropping a guard inside its own callback is allowed; so is dropping
+//!    each other's guards inside two callbacks at once, which cannot wait for each other and
+//!    does not deadlock: see [`ListenerGuard`]). A panicking callback is caught and reported;
+//!    the dispatcher thread lives on.
 //! 7. **Bad input gets a clear error and loses nothing else.** Malformed JSON, binary or oversize
 //!    frames and unknown system messages are reported and the stream goes on. Invalid topic
 //!    names are refused before anything is sent; topics beyond the limits are an error, never a

@@ -18,7 +18,10 @@
 //! none is running, none will start, and the closure (with whatever it captured) has been
 //! dropped, outside every lock. A guard dropped inside its own callback only sets `retired`
 //! (taking the gate there would deadlock); the callback is then released by the last call
-//! running it, as soon as it returns. A thread-local marks which listener the current thread is
+//! running it, as soon as it returns. A guard dropped inside another listener's callback waits,
+//! but notes its wait in a process-wide table: when the calls it waits for are themselves
+//! waiting (directly or through others) for the callback it runs in, it stops waiting and
+//! behaves as inside its own callback, so no cycle of guard drops deadlocks. A thread-local marks which listener the current thread is
 //! running.
 
 use crate::event::{Event, Lifecycle};
@@ -46,6 +49,62 @@ thread_local! {
 }
 
 type Callback<T> = Box<dyn Fn(&T) + Send + Sync>;
+
+/// How often a guard drop waiting inside a callback checks for a cycle of waits.
+const CYCLE_CHECK_PERIOD: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// Guard drops waiting inside callbacks, process-wide (callbacks of one client may drop
+/// another's guards): `(running, awaited)`, a thread running listener `running` waits for the
+/// calls of listener `awaited` to end. Few entries (one per dispatcher thread at most).
+static GUARD_WAITS: parking_lot::Mutex<Vec<(u64, u64)>> = parking_lot::Mutex::new(Vec::new());
+
+/// One entry of [`GUARD_WAITS`], removed on drop.
+struct GuardWait {
+    running: u64,
+    awaited: u64,
+}
+
+impl GuardWait {
+    fn enter(running: u64, awaited: u64) -> GuardWait {
+        GUARD_WAITS.lock().push((running, awaited));
+        GuardWait { running, awaited }
+    }
+
+    /// Whether the calls awaited wait, directly or through others, for the listener this
+    /// thread runs: none of those waits could ever end.
+    fn closes_a_cycle(&self) -> bool {
+        let waits = GUARD_WAITS.lock();
+        let mut seen = vec![self.awaited];
+        let mut next = vec![self.awaited];
+        while let Some(listener) = next.pop() {
+            for &(running, awaited) in waits.iter() {
+                if running != listener {
+                    continue;
+                }
+                if awaited == self.running {
+                    return true;
+                }
+                if !seen.contains(&awaited) {
+                    seen.push(awaited);
+                    next.push(awaited);
+                }
+            }
+        }
+        false
+    }
+}
+
+impl Drop for GuardWait {
+    fn drop(&mut self) {
+        let mut waits = GUARD_WAITS.lock();
+        if let Some(at) = waits
+            .iter()
+            .position(|&w| w == (self.running, self.awaited))
+        {
+            waits.swap_remove(at);
+        }
+    }
+}
 
 /// One registered callback.
 pub(crate) struct Listener<T> {
@@ -99,11 +158,32 @@ impl<T> Listener<T> {
 
     /// Retires the listener: waits for every running call on other threads, then drops the
     /// callback. Inside its own callback it cannot wait: the call releases it when it returns.
+    /// Inside another listener's callback it waits unless that would close a cycle of waits
+    /// (callbacks of A and B each dropping the other's guard at the same time): then it does
+    /// not wait, as inside its own callback, and the last running call releases the callback.
     fn retire(&self) {
         self.retired.store(true, Ordering::SeqCst);
-        if RUNNING.with(|r| r.get()) != self.id {
+        let running = RUNNING.with(|r| r.get());
+        if running == self.id {
+            return;
+        }
+        if running == 0 {
             let callback = self.gate.write().take();
             drop(callback);
+            return;
+        }
+        let wait = GuardWait::enter(running, self.id);
+        loop {
+            if let Some(mut gate) = self.gate.try_write_for(CYCLE_CHECK_PERIOD) {
+                let callback = gate.take();
+                drop(gate);
+                drop(wait);
+                drop(callback);
+                return;
+            }
+            if wait.closes_a_cycle() {
+                return;
+            }
         }
     }
 
@@ -472,8 +552,11 @@ enum Registration {
 /// last of them returns. A forgotten guard's closure is dropped when the client shuts down.
 /// Registering and unregistering cost O(log n) in the number of listeners.
 /// Dropping, inside a callback, the guard of *another* listener waits for that listener's
-/// running calls like any other drop: two callbacks that drop each other's guards at the same
-/// moment would wait for each other forever, so don't do that.
+/// running calls like any other drop, except when that listener's calls are themselves
+/// waiting, directly or through others, for the callback doing the drop (two callbacks
+/// dropping each other's guards at the same moment): such a wait could never end, so that drop
+/// returns within a few milliseconds without waiting, as inside the listener's own callback,
+/// and the closure is dropped when its last running call returns. No guard drop deadlocks.
 /// Call [`ListenerGuard::forget`] to keep the listener for the client's whole life.
 #[must_use = "dropping the guard unregisters the listener at once"]
 pub struct ListenerGuard {
