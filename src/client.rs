@@ -587,9 +587,12 @@ impl Client {
     ///   `max_topics_per_channel` topics (nothing is subscribed);
     /// - [`Error::Token`] when the token source fails permanently (bad client credentials);
     /// - [`Error::Api`] when the service refuses a request or keeps failing until the deadline
-    ///   (`connect_timeout + 2 × request_timeout`);
-    /// - [`Error::Timeout`] when a new channel is not ready by the deadline: its topics stay
-    ///   wanted and its thread keeps trying, reporting through lifecycle events;
+    ///   (`connect_timeout + 2 × request_timeout`), with its last answer; at once when its
+    ///   `Retry-After` (429, 503) puts the next attempt past the deadline (nothing is
+    ///   subscribed for that call's new channels);
+    /// - [`Error::Timeout`] when a new channel is not ready by the deadline for another reason
+    ///   (its socket does not connect): its topics stay wanted and its thread keeps trying,
+    ///   reporting through lifecycle events;
     /// - [`Error::ChannelStopped`] when a new channel's thread stopped before its topics were
     ///   subscribed (retry budget spent, unusable `connectUri`);
     /// - [`Error::Spawn`] when a channel thread cannot be started (the system is out of

@@ -65,6 +65,10 @@ struct Setup {
     last: Option<Result<Vec<TopicResult>, ApiError>>,
     /// Set when the thread stopped for good.
     stopped: Option<StopReason>,
+    /// The REST failure the thread is backing off from, and when it tries again; cleared once
+    /// a socket is open or the topics are applied. A `subscribe` whose deadline comes before
+    /// that attempt gets the service's answer at once instead of waiting for nothing.
+    retrying: Option<(ApiError, Instant)>,
 }
 
 /// Why a `subscribe` waiting on a new channel's first setup gave up.
@@ -216,20 +220,43 @@ impl Slot {
             if let Some(reason) = &setup.stopped {
                 return Some(Err(SetupFailure::Stopped(reason.to_string())));
             }
+            // The service keeps failing, or asked (`Retry-After`) to wait past the deadline:
+            // its answer is the error, not a bare timeout.
+            if let Some((error, next_attempt)) = &setup.retrying {
+                if *next_attempt > deadline {
+                    return Some(Err(SetupFailure::Api(error.clone())));
+                }
+            }
             if self
                 .setup_changed
                 .wait_until(&mut setup, deadline)
                 .timed_out()
             {
-                return None;
+                return setup
+                    .retrying
+                    .as_ref()
+                    .map(|(error, _)| Err(SetupFailure::Api(error.clone())));
             }
         }
+    }
+
+    /// The thread backs off until `next_attempt`, after `error` (`None`: not a REST failure).
+    pub(super) fn publish_retry(&self, error: Option<ApiError>, next_attempt: Instant) {
+        let mut setup = self.setup.lock();
+        setup.retrying = error.map(|error| (error, next_attempt));
+        self.setup_changed.notify_all();
+    }
+
+    /// A socket is open: no REST failure is pending.
+    pub(super) fn clear_retry(&self) {
+        self.setup.lock().retrying = None;
     }
 
     pub(super) fn publish_setup(&self, result: Result<Vec<TopicResult>, ApiError>) {
         let mut setup = self.setup.lock();
         setup.generation += 1;
         setup.last = Some(result);
+        setup.retrying = None;
         self.setup_changed.notify_all();
     }
 

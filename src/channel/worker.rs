@@ -194,6 +194,7 @@ impl Worker {
         match Session::open(&self.slot, &self.shared, &info) {
             Ok((session, interrupt)) => {
                 self.slot.set_interrupt(Some(interrupt));
+                self.slot.clear_retry();
                 Phase::Subscribing {
                     session: Box::new(session),
                     apply,
@@ -442,6 +443,11 @@ impl Worker {
                 })
             }
             Some(delay) => {
+                let rest_error = match &error {
+                    ChannelError::Request { error, .. } => Some(error.clone()),
+                    _ => None,
+                };
+                self.slot.publish_retry(rest_error, Instant::now() + delay);
                 self.shared.emit(Lifecycle::Reconnecting {
                     channel,
                     attempt: self.retry.retries(),

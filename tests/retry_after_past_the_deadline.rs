@@ -1,0 +1,105 @@
+//! A `subscribe` that needs a new channel while the service rate-limits or keeps failing
+//! (guarantee 4, docs/protocol.md "Rate limits"): when `Retry-After` puts the next attempt past
+//! the call's deadline, the call returns the service's answer at once (`Error::Api` with the
+//! `Retry-After`), not a bare `Error::Timeout` after waiting for nothing; a service that keeps
+//! failing until the deadline gives its last answer too. Nothing is left subscribed and the
+//! client does not hammer the service.
+mod util;
+
+use genesys_notify::emulator::{Endpoint, Fault};
+use genesys_notify::{ApiError, Error};
+use std::time::{Duration, Instant};
+use util::*;
+
+fn create_channel_calls(emu: &genesys_notify::emulator::Emulator) -> usize {
+    emu.requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path == "/api/v2/notifications/channels")
+        .count()
+}
+
+#[test]
+fn a_retry_after_past_the_deadline_is_returned_at_once_as_the_rate_limit() {
+    let emu = emulator();
+    let client = builder(&emu)
+        .connect_timeout(Duration::from_secs(20))
+        .request_timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    // A day: past the 60 s deadline of this call, and past the client's 300 s cap too.
+    emu.inject(Fault::HttpStatus {
+        endpoint: Endpoint::CreateChannel,
+        status: 429,
+        retry_after: Some(86_400),
+        times: 1_000,
+    });
+    let started = Instant::now();
+    let error = client.subscribe(presence_topics(1)).unwrap_err();
+    let took = started.elapsed();
+    match &error {
+        Error::Api(ApiError::RateLimited { retry_after, .. }) => {
+            assert_eq!(*retry_after, Some(Duration::from_secs(86_400)), "{error:?}")
+        }
+        other => panic!("expected the 429, got {other:?} after {took:?}"),
+    }
+    assert!(error.to_string().contains("429"), "{error}");
+    // Well before the deadline (60 s): the call did not wait for an attempt it could not see.
+    assert!(took < Duration::from_secs(30), "{took:?}");
+    // Nothing left wanted, no channel thread still hammering the endpoint.
+    assert!(client.topics().is_empty());
+    let calls = create_channel_calls(&emu);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(create_channel_calls(&emu), calls);
+    client.shutdown(Duration::from_secs(5)).unwrap();
+}
+
+#[test]
+fn a_token_endpoint_rate_limiting_past_the_deadline_is_returned_at_once() {
+    let emu = emulator();
+    let client = builder(&emu)
+        .connect_timeout(Duration::from_secs(20))
+        .request_timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    emu.inject(Fault::HttpStatus {
+        endpoint: Endpoint::Token,
+        status: 429,
+        retry_after: Some(1_000_000),
+        times: 1_000,
+    });
+    let started = Instant::now();
+    let error = client.subscribe(presence_topics(1)).unwrap_err();
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(30), "{error:?} after {took:?}");
+    assert!(error.to_string().contains("rate limited"), "{error}");
+    let retry_after = match &error {
+        Error::Api(api) => api.retry_after(),
+        Error::Token(token) => token.retry_after(),
+        other => panic!("expected the token endpoint's 429, got {other:?}"),
+    };
+    assert_eq!(retry_after, Some(Duration::from_secs(1_000_000)));
+    client.shutdown(Duration::from_secs(5)).unwrap();
+}
+
+#[test]
+fn a_service_failing_until_the_deadline_gives_its_last_answer() {
+    let emu = emulator();
+    let client = builder(&emu)
+        .connect_timeout(Duration::from_secs(1))
+        .request_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    emu.inject(Fault::HttpStatus {
+        endpoint: Endpoint::CreateChannel,
+        status: 503,
+        retry_after: None,
+        times: 100_000,
+    });
+    let error = client.subscribe(presence_topics(1)).unwrap_err();
+    assert!(
+        matches!(error, Error::Api(ApiError::Server { status: 503, .. })),
+        "{error:?}"
+    );
+    assert!(client.topics().is_empty());
+    client.shutdown(Duration::from_secs(5)).unwrap();
+}
