@@ -77,7 +77,8 @@ struct Args {
     #[arg(long, value_name = "URL")]
     api_base: Option<String>,
 
-    /// OAuth base URL, overrides the region's `https://login.<domain>` [env: GENESYS_LOGIN_BASE].
+    /// OAuth base URL, overrides the region's `https://login.<domain>`; not needed with an
+    /// access token [env: GENESYS_LOGIN_BASE].
     #[arg(long, value_name = "URL")]
     login_base: Option<String>,
 
@@ -342,6 +343,9 @@ fn run(args: Args) -> Result<(), Failure> {
     let region = flag_or_env(args.region, "GENESYS_REGION");
     let api_base = flag_or_env(args.api_base, "GENESYS_API_BASE");
     let login_base = flag_or_env(args.login_base, "GENESYS_LOGIN_BASE");
+    let access_token = flag_or_env(args.access_token, "GENESYS_ACCESS_TOKEN");
+    // An access token needs no OAuth host: the API base alone says where to go.
+    let login_needed = access_token.is_none();
     match &region {
         Some(name) => {
             let region = Region::from_name(name).ok_or_else(|| {
@@ -353,10 +357,11 @@ fn run(args: Args) -> Result<(), Failure> {
             })?;
             builder = builder.region(region);
         }
-        None if api_base.is_none() || login_base.is_none() => {
+        None if api_base.is_none() || (login_needed && login_base.is_none()) => {
             return Err(usage(
                 "no region: set GENESYS_REGION (or --region), e.g. eu-west-1, or give both \
-                 GENESYS_API_BASE and GENESYS_LOGIN_BASE (or --api-base and --login-base)",
+                 GENESYS_API_BASE and GENESYS_LOGIN_BASE (or --api-base and --login-base; \
+                 with an access token, the API base alone)",
             ))
         }
         None => {}
@@ -368,7 +373,6 @@ fn run(args: Args) -> Result<(), Failure> {
         builder = builder.login_base(url);
     }
 
-    let access_token = flag_or_env(args.access_token, "GENESYS_ACCESS_TOKEN");
     let client_id = flag_or_env(args.client_id, "GENESYS_CLIENT_ID");
     let client_secret = flag_or_env(args.client_secret, "GENESYS_CLIENT_SECRET");
     builder = match (access_token, client_id, client_secret) {

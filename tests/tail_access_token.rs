@@ -1,0 +1,63 @@
+//! `tail` with a token obtained elsewhere: `--access-token` (or `GENESYS_ACCESS_TOKEN`) and the
+//! API base are all it needs; no OAuth host is asked for, since no token is requested.
+mod util;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use util::*;
+
+fn tail_binary() -> PathBuf {
+    let mut path = std::env::current_exe().unwrap();
+    path.pop(); // the test binary's name
+    if path.ends_with("deps") {
+        path.pop();
+    }
+    path.join("examples").join("tail")
+}
+
+#[test]
+fn an_access_token_and_the_api_base_are_enough() {
+    let emu = emulator();
+    let topic = presence_topics(1).remove(0);
+    let mut child = Command::new(tail_binary())
+        .args(["--api-base", &emu.api_base()])
+        .env("GENESYS_ACCESS_TOKEN", emu.issue_token())
+        .env_remove("GENESYS_REGION")
+        .env_remove("GENESYS_LOGIN_BASE")
+        .env_remove("GENESYS_CLIENT_ID")
+        .env_remove("GENESYS_CLIENT_SECRET")
+        .arg(&topic)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let following = emu.wait_for(Duration::from_secs(20), |e| {
+        e.channels()
+            .iter()
+            .any(|c| c.connected && !c.topics.is_empty())
+    });
+    if !following {
+        let _ = child.kill();
+        let output = child.wait_with_output().unwrap();
+        panic!(
+            "tail did not follow: {:?} {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    wait_sockets(&emu, 1);
+    emu.publish(&topic, presence_body(7));
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(json["eventBody"]["seq"], 7);
+    assert_eq!(emu.token_requests(), 0, "no token was requested");
+    assert_eq!(
+        interrupt_and_wait(&mut child, Duration::from_secs(15)),
+        Some(0)
+    );
+}
