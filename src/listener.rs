@@ -50,6 +50,17 @@ thread_local! {
 
 type Callback<T> = Box<dyn Fn(&T) + Send + Sync>;
 
+/// The message of a caught panic.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_owned()
+    }
+}
+
 /// How often a guard drop waiting inside a callback checks for a cycle of waits.
 const CYCLE_CHECK_PERIOD: std::time::Duration = std::time::Duration::from_millis(5);
 
@@ -132,28 +143,28 @@ impl<T> Listener<T> {
                 _ => None,
             }
         };
-        if self.retired.load(Ordering::SeqCst) {
+        let released = if self.retired.load(Ordering::SeqCst) {
             // Retired while (or before) running here: the guard could not take the callback
             // out then; whichever call ends last does, outside the gate.
-            self.release();
-        }
-        match result {
-            None => Ok(false),
-            Some(Ok(())) => Ok(true),
-            Some(Err(payload)) => Err(if let Some(s) = payload.downcast_ref::<&str>() {
-                (*s).to_owned()
-            } else if let Some(s) = payload.downcast_ref::<String>() {
-                s.clone()
-            } else {
-                "panic with a non-string payload".to_owned()
-            }),
+            self.release()
+        } else {
+            Ok(())
+        };
+        match (result, released) {
+            (Some(Err(payload)), _) => Err(panic_message(payload.as_ref())),
+            (_, Err(message)) => Err(format!("dropping the callback panicked: {message}")),
+            (None, Ok(())) => Ok(false),
+            (Some(Ok(())), Ok(())) => Ok(true),
         }
     }
 
-    /// Takes the callback out if no call is running it, and drops it with no lock held.
-    fn release(&self) {
+    /// Takes the callback out if no call is running it, and drops it with no lock held. A
+    /// panic in its `Drop` (in something it captured) is caught and returned: it must not kill
+    /// the dispatcher thread, nor a shutdown, that happens to release it.
+    fn release(&self) -> Result<(), String> {
         let callback = self.gate.try_write().and_then(|mut gate| gate.take());
-        drop(callback);
+        catch_unwind(AssertUnwindSafe(move || drop(callback)))
+            .map_err(|payload| panic_message(payload.as_ref()))
     }
 
     /// Retires the listener: waits for every running call on other threads, then drops the
@@ -191,7 +202,9 @@ impl<T> Listener<T> {
     /// callback when it returns.
     fn retire_now(&self) {
         self.retired.store(true, Ordering::SeqCst);
-        self.release();
+        if let Err(message) = self.release() {
+            log::error!("dropping a listener's callback panicked: {message}");
+        }
     }
 
     #[cfg(test)]
@@ -557,6 +570,10 @@ enum Registration {
 /// dropping each other's guards at the same moment): such a wait could never end, so that drop
 /// returns within a few milliseconds without waiting, as inside the listener's own callback,
 /// and the closure is dropped when its last running call returns. No guard drop deadlocks.
+/// A panic in the closure's `Drop` (in something it captured) reaches the thread that drops
+/// the guard, as any drop would; where the client's own threads drop it (the last running call
+/// after a drop inside a callback, a shutdown) it is caught and reported as
+/// [`Lifecycle::ListenerPanicked`](crate::Lifecycle::ListenerPanicked), and the thread lives on.
 /// Call [`ListenerGuard::forget`] to keep the listener for the client's whole life.
 #[must_use = "dropping the guard unregisters the listener at once"]
 pub struct ListenerGuard {
