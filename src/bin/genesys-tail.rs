@@ -39,7 +39,8 @@ Exit codes:
        subscriptions removed
   1    a runtime failure (the service kept failing, a channel stopped for good, stdout
        not writable: a full disk, an I/O error)
-  2    input to fix: missing or wrong credentials, bad topic or pattern, bad settings,
+  2    input to fix: missing or wrong credentials, bad topic, a pattern that is invalid or
+       matches none of the topics, bad settings,
        every topic rejected, a proxy asking for credentials
   130  a second Ctrl-C (or SIGTERM): exit without waiting for the clean shutdown
 
@@ -332,11 +333,24 @@ fn run(args: Args) -> Result<(), Failure> {
     }
 
     if let Some(pattern) = &args.pattern {
-        Pattern::parse(pattern).map_err(|e| {
+        let parsed = Pattern::parse(pattern).map_err(|e| {
             usage(format!(
                 "bad --pattern {pattern:?}: {e}\n(patterns look like v2.users.*.presence)"
             ))
         })?;
+        // Only subscribed topics bring events: a pattern matching none of them would print
+        // nothing, ever.
+        if !topics
+            .iter()
+            .flat_map(Topic::expand)
+            .any(|name| parsed.matches(&name))
+        {
+            return Err(usage(format!(
+                "--pattern {pattern:?} matches none of the topics given, so nothing would be \
+                 printed (events arrive under the individual names, e.g. \
+                 v2.users.<id>.presence for v2.users.<id>?presence&routingStatus)"
+            )));
+        }
     }
 
     let mut builder = Client::builder();
