@@ -98,12 +98,22 @@ impl fmt::Display for Error {
                 "{needed} channels would be needed but this client may create at most \
                  {max_channels} (isolated channels do not share their room)"
             ),
-            Error::Api(e) => write!(f, "REST call failed: {e}"),
-            Error::Token(e) => write!(f, "access token: {e}"),
+            // Server texts inside: shown on one line, control characters escaped.
+            Error::Api(e) => {
+                f.write_str("REST call failed: ")?;
+                crate::event::write_one_line(f, &e.to_string())
+            }
+            Error::Token(e) => {
+                f.write_str("access token: ")?;
+                crate::event::write_one_line(f, &e.to_string())
+            }
             Error::Timeout { operation, after } => {
                 write!(f, "{operation} did not finish within {after:?}")
             }
-            Error::ChannelStopped { reason } => write!(f, "the channel stopped: {reason}"),
+            Error::ChannelStopped { reason } => {
+                f.write_str("the channel stopped: ")?;
+                crate::event::write_one_line(f, reason)
+            }
             Error::Shutdown => f.write_str("the client has been shut down"),
             Error::Spawn { thread, error } => {
                 write!(f, "could not start a {thread} thread: {error}")

@@ -617,11 +617,38 @@ fn some_topics(topics: &[Topic]) -> String {
 
 impl fmt::Display for Lifecycle {
     /// One readable line: what happened and why, without the channel (see
-    /// [`Lifecycle::channel`]) and never with a secret or a full channel id.
+    /// [`Lifecycle::channel`]) and never with a secret or a full channel id. Control characters
+    /// in texts from outside (a topic name, a system message's reason, a server's error message,
+    /// a panic message) are shown escaped (`\n`, `\u{1b}`), so that they can neither break the
+    /// line nor drive a terminal.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_one_line(f, &LifecycleText(self).to_string())
+    }
+}
+
+/// Writes `text` with its control characters escaped: one line, whatever it holds.
+pub(crate) fn write_one_line(f: &mut fmt::Formatter<'_>, text: &str) -> fmt::Result {
+    if !text.contains(char::is_control) {
+        return f.write_str(text);
+    }
+    for c in text.chars() {
+        if c.is_control() {
+            write!(f, "{}", c.escape_default())?;
+        } else {
+            fmt::Write::write_char(f, c)?;
+        }
+    }
+    Ok(())
+}
+
+/// [`Lifecycle`]'s text before [`write_one_line`].
+struct LifecycleText<'a>(&'a Lifecycle);
+
+impl fmt::Display for LifecycleText<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let secs =
             |d: &Duration| humantime::format_duration(Duration::from_millis(d.as_millis() as u64));
-        match self {
+        match self.0 {
             Lifecycle::ChannelCreated { .. } => f.write_str("channel created"),
             Lifecycle::ChannelReplaced { old, .. } => {
                 write!(
