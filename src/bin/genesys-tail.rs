@@ -568,6 +568,18 @@ fn run(args: Args) -> Result<(), Failure> {
                 rejected.missing_permissions.join(", ")
             }
         );
+        // The reason and permissions are the server's text: one line, whatever they hold.
+        let message: String = message
+            .chars()
+            .flat_map(|c| {
+                let escaped: Vec<char> = if c.is_control() {
+                    c.escape_default().collect()
+                } else {
+                    vec![c]
+                };
+                escaped
+            })
+            .collect();
         note(
             format,
             "topic_rejected",
