@@ -118,7 +118,7 @@ pub enum ApiError {
     /// 429 (docs/protocol.md "Rate limits"). Transient.
     #[non_exhaustive]
     RateLimited {
-        /// The `Retry-After` header (whole seconds on the wire), a lower bound for the next
+        /// The `Retry-After` header (seconds or an HTTP-date on the wire), a lower bound for the next
         /// attempt; `None` when absent or unparseable.
         retry_after: Option<Duration>,
     },
@@ -139,7 +139,7 @@ pub enum ApiError {
         status: u16,
         /// The error body's `message` (or its text), shortened, or empty.
         message: String,
-        /// The `Retry-After` header (whole seconds on the wire), sent with 503 by services
+        /// The `Retry-After` header (seconds or an HTTP-date on the wire), sent with 503 by services
         /// under load: a lower bound for the next attempt, as for 429.
         retry_after: Option<Duration>,
     },

@@ -229,18 +229,33 @@ pub(crate) fn transport_message(e: &ureq::Error) -> String {
     }
 }
 
-/// Parses a `Retry-After` header given in whole seconds (docs/protocol.md "Rate limits").
-/// An HTTP-date or garbage yields `None`.
+/// Parses a `Retry-After` header (docs/protocol.md "Rate limits"); see [`retry_after_value`].
 pub(crate) fn parse_retry_after(headers: &ureq::http::HeaderMap) -> Option<Duration> {
-    let value = headers.get("retry-after")?.to_str().ok()?.trim();
+    retry_after_value(headers.get("retry-after")?.to_str().ok()?)
+}
+
+/// The wait a `Retry-After` value asks for: whole seconds (what Genesys sends), or an HTTP-date
+/// (RFC 9110 §10.2.3; proxies and gateways in front of the API may send one), a date already
+/// past meaning no wait. Garbage, negative or non-finite values yield `None`, never a panic;
+/// callers cap what they honour.
+pub(crate) fn retry_after_value(value: &str) -> Option<Duration> {
+    let value = value.trim();
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
     // `try_from`: negative, NaN, infinite or huge values give `None`, never a panic.
-    value
+    if let Some(secs) = value
         .parse::<f64>()
         .ok()
         .and_then(|s| Duration::try_from_secs_f64(s).ok())
+    {
+        return Some(secs);
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(
+        at.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
 /// Describes a JSON decoding error by kind and position only: serde's own message may quote a
@@ -268,6 +283,26 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
+
+    #[test]
+    fn retry_after_takes_seconds_or_an_http_date_and_ignores_garbage() {
+        assert_eq!(retry_after_value(" 7 "), Some(Duration::from_secs(7)));
+        assert_eq!(retry_after_value("1.5"), Some(Duration::from_millis(1500)));
+        let in_a_minute = std::time::SystemTime::now() + Duration::from_secs(60);
+        let wait = retry_after_value(&httpdate::fmt_http_date(in_a_minute)).unwrap();
+        assert!(
+            wait > Duration::from_secs(55) && wait <= Duration::from_secs(60),
+            "{wait:?}"
+        );
+        assert_eq!(
+            retry_after_value("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(Duration::ZERO),
+            "a past date means no wait"
+        );
+        for garbage in ["", "soon", "-5", "NaN", "inf", "1e400", "Mon, 99 Foo 2026"] {
+            assert_eq!(retry_after_value(garbage), None, "{garbage:?}");
+        }
+    }
 
     const NAMED: [u8; 4] = [192, 0, 2, 7];
 

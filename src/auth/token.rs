@@ -68,7 +68,7 @@ pub enum TokenError {
     },
     /// The token endpoint answered 429 (docs/protocol.md "Rate limits").
     RateLimited {
-        /// The `Retry-After` header, whole seconds on the wire; `None` when absent or
+        /// The `Retry-After` header, seconds or an HTTP-date on the wire; `None` when absent or
         /// unparseable. A lower bound for the next attempt.
         retry_after: Option<Duration>,
     },

@@ -87,7 +87,7 @@ pub(crate) enum ConnectError {
     /// (404: the channel does not exist; 429: rate limited).
     Rejected {
         status: u16,
-        /// The answer's `Retry-After` (whole seconds), a lower bound for the next attempt.
+        /// The answer's `Retry-After` (seconds or an HTTP-date), a lower bound for the next attempt.
         retry_after: Option<Duration>,
     },
     /// The URI cannot be used (bad syntax, plain `ws` to a non-loopback host). Permanent.
@@ -301,8 +301,7 @@ fn classify_handshake(e: tungstenite::Error) -> ConnectError {
                 .headers()
                 .get("retry-after")
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(Duration::from_secs),
+                .and_then(crate::http::retry_after_value),
         },
         tungstenite::Error::Io(io)
             if matches!(
