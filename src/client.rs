@@ -591,8 +591,8 @@ impl Client {
     ///   `Retry-After` (429, 503) puts the next attempt past the deadline (nothing is
     ///   subscribed for that call's new channels);
     /// - [`Error::Timeout`] when a new channel is not ready by the deadline for another reason
-    ///   (its socket does not connect): its topics stay wanted and its thread keeps trying,
-    ///   reporting through lifecycle events;
+    ///   (its socket does not connect; the error names the last failure): its topics stay
+    ///   wanted and its thread keeps trying, reporting through lifecycle events;
     /// - [`Error::ChannelStopped`] when a new channel's thread stopped before its topics were
     ///   subscribed (retry budget spent, unusable `connectUri`);
     /// - [`Error::Spawn`] when a channel thread cannot be started (the system is out of
@@ -791,6 +791,7 @@ impl Client {
                     return Err(Error::Timeout {
                         operation: "subscribe",
                         after: budget,
+                        last_failure: slot.last_failure(),
                     })
                 }
             }
@@ -926,6 +927,7 @@ impl Client {
                         return Err(Error::Timeout {
                             operation: "subscribe",
                             after: budget,
+                            last_failure: slot.last_failure(),
                         })
                     }
                 }
@@ -1204,6 +1206,7 @@ impl Client {
         let timed_out = Err(Error::Timeout {
             operation: "shutdown",
             after: timeout,
+            last_failure: None,
         });
         // One shutdown runs at a time; a later call waits for it and reports its outcome. A
         // callback cannot wait: the shutdown running elsewhere may be waiting for that very

@@ -54,6 +54,9 @@ pub enum Error {
         operation: &'static str,
         /// How long it was given.
         after: Duration,
+        /// For a `subscribe`: what the channel's last attempt met (a connection, TLS or proxy
+        /// failure, ...), if it met one; its thread keeps trying.
+        last_failure: Option<crate::ChannelError>,
     },
     /// A channel's thread stopped for good before the request was done (its retry budget was
     /// spent, or its `connectUri` cannot be used); see the lifecycle events for the cause.
@@ -107,8 +110,19 @@ impl fmt::Display for Error {
                 f.write_str("access token: ")?;
                 crate::event::write_one_line(f, &e.to_string())
             }
-            Error::Timeout { operation, after } => {
-                write!(f, "{operation} did not finish within {after:?}")
+            Error::Timeout {
+                operation,
+                after,
+                last_failure,
+            } => {
+                write!(f, "{operation} did not finish within {after:?}")?;
+                match last_failure {
+                    Some(failure) => {
+                        f.write_str("; last failure: ")?;
+                        crate::event::write_one_line(f, &failure.to_string())
+                    }
+                    None => Ok(()),
+                }
             }
             Error::ChannelStopped { reason } => {
                 f.write_str("the channel stopped: ")?;

@@ -103,3 +103,31 @@ fn a_service_failing_until_the_deadline_gives_its_last_answer() {
     assert!(client.topics().is_empty());
     client.shutdown(Duration::from_secs(5)).unwrap();
 }
+
+#[test]
+fn a_subscribe_that_times_out_names_the_last_failure() {
+    // The channel's socket can never connect: nothing listens on the connectUri's port.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let emu = emulator_with(
+        genesys_notify::emulator::EmulatorConfig::default()
+            .connect_uri_base(format!("ws://127.0.0.1:{port}")),
+    );
+    let client = builder(&emu)
+        .connect_timeout(Duration::from_secs(1))
+        .request_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let error = client.subscribe(presence_topics(1)).unwrap_err();
+    match &error {
+        Error::Timeout {
+            operation: "subscribe",
+            last_failure: Some(failure),
+            ..
+        } => assert!(failure.to_string().contains("refused"), "{failure}"),
+        other => panic!("expected a timeout naming its cause, got {other:?}"),
+    }
+    assert!(error.to_string().contains("last failure"), "{error}");
+    client.shutdown(Duration::from_secs(5)).unwrap();
+}

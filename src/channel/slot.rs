@@ -69,6 +69,9 @@ struct Setup {
     /// a socket is open or the topics are applied. A `subscribe` whose deadline comes before
     /// that attempt gets the service's answer at once instead of waiting for nothing.
     retrying: Option<(ApiError, Instant)>,
+    /// What the thread's last failed attempt met, until the topics are applied: the cause a
+    /// `subscribe` that times out reports.
+    last_failure: Option<ChannelError>,
 }
 
 /// Why a `subscribe` waiting on a new channel's first setup gave up.
@@ -240,11 +243,20 @@ impl Slot {
         }
     }
 
-    /// The thread backs off until `next_attempt`, after `error` (`None`: not a REST failure).
-    pub(super) fn publish_retry(&self, error: Option<ApiError>, next_attempt: Instant) {
+    /// The thread backs off until `next_attempt`, after `failure`.
+    pub(super) fn publish_retry(&self, failure: &ChannelError, next_attempt: Instant) {
         let mut setup = self.setup.lock();
-        setup.retrying = error.map(|error| (error, next_attempt));
+        setup.retrying = match failure {
+            ChannelError::Request { error, .. } => Some((error.clone(), next_attempt)),
+            _ => None,
+        };
+        setup.last_failure = Some(failure.clone());
         self.setup_changed.notify_all();
+    }
+
+    /// What the thread's last failed attempt met since the topics were last applied.
+    pub(crate) fn last_failure(&self) -> Option<ChannelError> {
+        self.setup.lock().last_failure.clone()
     }
 
     /// A socket is open: no REST failure is pending.
@@ -257,6 +269,7 @@ impl Slot {
         setup.generation += 1;
         setup.last = Some(result);
         setup.retrying = None;
+        setup.last_failure = None;
         self.setup_changed.notify_all();
     }
 

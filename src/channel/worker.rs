@@ -443,11 +443,7 @@ impl Worker {
                 })
             }
             Some(delay) => {
-                let rest_error = match &error {
-                    ChannelError::Request { error, .. } => Some(error.clone()),
-                    _ => None,
-                };
-                self.slot.publish_retry(rest_error, Instant::now() + delay);
+                self.slot.publish_retry(&error, Instant::now() + delay);
                 self.shared.emit(Lifecycle::Reconnecting {
                     channel,
                     attempt: self.retry.retries(),
