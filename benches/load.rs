@@ -20,8 +20,10 @@
 //! - Client CPU per event: the CPU time of the client's own threads (found by name in
 //!   `/proc/self/task/*/comm`, time from `schedstat`) over the run, divided by the events
 //!   delivered; the generator, the emulator and the bench's main thread are not counted.
-//!   Peak RSS added: in a fresh process (the bench runs itself again with `--probe`), the peak
-//!   RSS (VmHWM) of one throughput run above the RSS just before the client started. The
+//!   Peak RSS: in a fresh process (the bench runs itself again with `--probe`), the peak RSS
+//!   (VmHWM) during one throughput run, the measure of issue 11's table and target; "added" is
+//!   the same peak above the RSS just before the client started (stricter: it leaves out the
+//!   process's floor, common to all kinds, so the client's code pages weigh most). The
 //!   emulator (the stand-in for Genesys Cloud) stays in the parent process: the probe's client
 //!   makes its REST calls to it over loopback and reaches the probe's own generator through
 //!   its streaming override, so the probe's memory is the client's, the generator's and the
@@ -1039,10 +1041,21 @@ fn skipped(kind: Kind) -> bool {
     !list.split(',').any(|k| k == kind.arg())
 }
 
-/// Peak RSS added by one throughput run of `kind` in a fresh process (this bench run again
-/// with `--probe`), and the file-backed part of it, KiB: in a process that ran other clients
-/// before, the allocator's memory left over from them hides what a client needs.
-fn fresh_peak_kib(setup: &Setup<'_>, kind: Kind, size: Size, events: u64) -> Option<(u64, u64)> {
+/// The peak RSS of one throughput run of `kind` in a fresh process (this bench run again with
+/// `--probe`), KiB: in a process that ran other clients before, the allocator's memory left
+/// over from them hides what a client needs.
+#[derive(Clone, Copy, Debug, Default)]
+struct FreshPeak {
+    /// The whole process's peak (VmHWM): the measure of issue 11's table and target.
+    whole: u64,
+    /// The peak above the process's RSS just before the client started (stricter: the
+    /// process's own floor, the same for every kind, is left out).
+    added: u64,
+    /// Of `added`, file-backed (code and read-only data).
+    added_file: u64,
+}
+
+fn fresh_peak_kib(setup: &Setup<'_>, kind: Kind, size: Size, events: u64) -> Option<FreshPeak> {
     let output = std::process::Command::new(std::env::current_exe().ok()?)
         .arg(format!("--probe={},{},{events}", kind.arg(), size.short()))
         .args(setup.service.args())
@@ -1054,7 +1067,11 @@ fn fresh_peak_kib(setup: &Setup<'_>, kind: Kind, size: Size, events: u64) -> Opt
             .find_map(|w| w.strip_prefix(key))
             .and_then(|v| v.parse().ok())
     };
-    Some((value("peak_added_kib=")?, value("file_added_kib=")?))
+    Some(FreshPeak {
+        whole: value("peak_kib=")?,
+        added: value("peak_added_kib=")?,
+        added_file: value("file_added_kib=")?,
+    })
 }
 
 /// `--probe=kind,size,events`: one throughput run in this fresh process, printing the peak RSS
@@ -1089,8 +1106,8 @@ fn probe(setup: &Setup<'_>, spec: &str) {
     let r = run(setup, kind, size, 1, Pace::Max, events);
     note(&r, "probe");
     println!(
-        "probe peak_added_kib={} file_added_kib={}",
-        r.added_rss_kib, r.added_file_kib
+        "probe peak_kib={} peak_added_kib={} file_added_kib={}",
+        r.peak_rss_kib, r.added_rss_kib, r.added_file_kib
     );
 }
 
@@ -1192,7 +1209,8 @@ fn throughput(setup: &Setup<'_>, mode: &Mode) -> Vec<String> {
         mode.reps
     );
     println!("   client CPU: CPU time of the client's threads (/proc/self/task/*/schedstat) per delivered event");
-    println!("   peak RSS added: in a fresh process (this bench with --probe; the emulator stays in this one), its peak RSS during one such run above its RSS before the client started");
+    println!("   peak RSS: of a fresh process (this bench with --probe; the emulator stays in this one) running the generator and one client, during one such run (VmHWM; the measure of issue 11)");
+    println!("   peak RSS added: the same peak above that process's RSS just before the client started");
     println!("   file-backed: the code and read-only data first run in that run (mapped 64 KiB around each page fault; shared, clean, never grows with load)");
     let mut failures = Vec::new();
     let (b, l) = (kind_index(Kind::Baseline), kind_index(Kind::Library(1)));
@@ -1209,26 +1227,27 @@ fn throughput(setup: &Setup<'_>, mode: &Mode) -> Vec<String> {
         );
         let eps = medians(&results, |r| r.events_per_s);
         let cpu = medians(&results, |r| r.cpu_ns_per_event / 1e3);
-        // Per kind: the median total and the median file-backed part, MiB.
-        let (added, added_file): (Vec<f64>, Vec<f64>) = KINDS
+        // Per kind, the medians over fresh processes, MiB.
+        let fresh: Vec<[f64; 3]> = KINDS
             .iter()
             .map(|kind| {
                 if skipped(*kind) {
-                    return (0.0, 0.0);
+                    return [0.0; 3];
                 }
-                let peaks: Vec<(u64, u64)> = (0..mode.reps)
+                let peaks: Vec<FreshPeak> = (0..mode.reps)
                     .filter_map(|_| fresh_peak_kib(setup, *kind, *size, mode.throughput_events[si]))
                     .collect();
                 if peaks.is_empty() {
-                    return (0.0, 0.0);
+                    return [0.0; 3];
                 }
-                let mib = |kib: u64| kib as f64 / 1024.0;
-                (
-                    median(peaks.iter().map(|p| mib(p.0)).collect()),
-                    median(peaks.iter().map(|p| mib(p.1)).collect()),
-                )
+                let mib = |f: fn(&FreshPeak) -> u64| {
+                    median(peaks.iter().map(|p| f(p) as f64 / 1024.0).collect())
+                };
+                [mib(|p| p.whole), mib(|p| p.added), mib(|p| p.added_file)]
             })
-            .unzip();
+            .collect();
+        let whole: Vec<f64> = fresh.iter().map(|f| f[0]).collect();
+        let added: Vec<f64> = fresh.iter().map(|f| f[1]).collect();
         header(size.label());
         row("  events/s", &eps, 0);
         row("  client CPU per event (µs)", &cpu, 3);
@@ -1237,12 +1256,12 @@ fn throughput(setup: &Setup<'_>, mode: &Mode) -> Vec<String> {
             &medians(&results, |r| r.allocations_per_event),
             2,
         );
+        row("  peak RSS, fresh process (MiB)", &whole, 2);
         row("  peak RSS added, fresh process (MiB)", &added, 2);
-        row("    of which file-backed (code, MiB)", &added_file, 2);
         row(
-            "  peak RSS, whole process (MiB)",
-            &medians(&results, |r| r.peak_rss_kib as f64 / 1024.0),
-            1,
+            "    of which file-backed (code, MiB)",
+            &fresh.iter().map(|f| f[2]).collect::<Vec<_>>(),
+            2,
         );
         let mut check = |ok: bool, what: String| {
             println!("  target: {what}: {}", verdict(ok));
@@ -1274,13 +1293,23 @@ fn throughput(setup: &Setup<'_>, mode: &Mode) -> Vec<String> {
                 ),
             );
         }
-        let allowed = 1.5 * added[b] + CHANNEL_COST_KIB / 1024.0;
+        let allowed = 1.5 * whole[b] + CHANNEL_COST_KIB / 1024.0;
         check(
-            added[l] <= allowed,
+            whole[l] <= allowed,
             format!(
-                "peak RSS added <= 1.5x baseline + {CHANNEL_COST_KIB:.0} KiB per channel (library(1) {:.2} MiB, allowed {allowed:.2} MiB)",
-                added[l]
+                "peak RSS <= 1.5x baseline + {CHANNEL_COST_KIB:.0} KiB per channel (library(1) {:.2} MiB, allowed {allowed:.2} MiB)",
+                whole[l]
             ),
+        );
+        // Not a target: the same bound on the memory added above the process's floor, where
+        // the code the client runs (file-backed, mapped 64 KiB around each first run) weighs
+        // most. Printed so that a change in the client's own memory is not hidden by the floor.
+        let strict = 1.5 * added[b] + CHANNEL_COST_KIB / 1024.0;
+        println!(
+            "  stricter, for information: peak RSS added {:.2} MiB against {strict:.2} MiB by the same bound ({:.2}x the baseline's; without file-backed pages {:.2}x)",
+            added[l],
+            added[l] / added[b],
+            (added[l] - fresh[l][2]) / (added[b] - fresh[b][2]),
         );
     }
     failures
