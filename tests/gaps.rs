@@ -160,22 +160,7 @@ fn each_interval_without_a_socket_yields_exactly_one_gap() {
 #[test]
 fn a_channel_emptied_during_an_outage_reports_no_gap_without_topics() {
     let emu = emulator();
-    let client = builder(&emu)
-        .connect_timeout(Duration::from_secs(30))
-        .build()
-        .unwrap();
-    let lifecycle = Recorder::new(&client);
-    let topics = presence_topics(2);
-    let _ = client.subscribe(&topics).unwrap();
-    wait_sockets(&emu, 1);
-    emu.inject(Fault::HangHandshakes { times: 100 });
-    emu.inject(Fault::DropSocket {
-        target: Target::AllSockets,
-    });
-    assert!(lifecycle.wait(Duration::from_secs(10), |e| matches!(
-        e,
-        Lifecycle::Reconnecting { .. }
-    )));
+    let (client, lifecycle, topics) = hanging_reconnection(&emu);
     assert_eq!(client.unsubscribe(&topics).unwrap().len(), 2);
     assert!(client.health().channels.is_empty());
     client.shutdown(Duration::from_secs(5)).unwrap();

@@ -4,7 +4,7 @@
 mod resync;
 mod util;
 
-use genesys_notify::emulator::{Endpoint, Fault, Target};
+use genesys_notify::emulator::{Endpoint, Fault};
 use genesys_notify::{Lifecycle, ResyncError, Snapshots};
 use resync::*;
 use serde_json::json;
@@ -15,13 +15,6 @@ const LONG: Duration = Duration::from_secs(30);
 
 fn users(n: usize) -> Vec<String> {
     (0..n).map(user_id).collect()
-}
-
-fn combined(users: &[String]) -> Vec<String> {
-    users
-        .iter()
-        .map(|u| format!("v2.users.{u}?presence&routingStatus"))
-        .collect()
 }
 
 fn resynced(rec: &Recorder) -> usize {
@@ -49,11 +42,7 @@ fn outage_with_changes_ends_with_every_view_equal_to_the_server_in_bulk_requests
     let presence = View::new(&client, "v2.users.*.presence");
     let routing = View::new(&client, "v2.users.*.routingStatus");
     let both = View::new(&client, "v2.users.*.*");
-    assert!(client
-        .subscribe(combined(&users))
-        .unwrap()
-        .rejected
-        .is_empty());
+    subscribe_all(&client, combined_topics(&users));
     wait_sockets(&emu, 1);
     assert_eq!(
         emu.state_requests().len(),
@@ -62,9 +51,7 @@ fn outage_with_changes_ends_with_every_view_equal_to_the_server_in_bulk_requests
     );
 
     emu.inject(Fault::HangHandshakes { times: 1 });
-    emu.inject(Fault::DropSocket {
-        target: Target::AllSockets,
-    });
+    drop_all_sockets(&emu);
     assert!(emu.wait_for(LONG, |e| !e.channels()[0].connected));
     // Every user changes both twice while no socket is connected: all lost on the wire.
     for round in 0..2 {
@@ -142,26 +129,16 @@ fn outage_with_changes_ends_with_every_view_equal_to_the_server_in_bulk_requests
 #[test]
 fn changes_racing_a_held_fetch_win_and_no_live_event_is_lost_or_doubled() {
     let emu = emulator();
-    let users = users(10);
-    for user in &users {
-        emu.set_user_presence(user, "AVAILABLE");
-        emu.set_user_routing_status(user, "IDLE");
-    }
+    let users = users_in_state(&emu, 10, "AVAILABLE", Some("IDLE"));
     let client = builder(&emu).build().unwrap();
     let rec = Recorder::new(&client);
     let view = View::new(&client, "v2.users.*.*");
-    assert!(client
-        .subscribe(combined(&users))
-        .unwrap()
-        .rejected
-        .is_empty());
+    subscribe_all(&client, combined_topics(&users));
     wait_sockets(&emu, 1);
 
     // The state answers are computed when the request arrives, then held.
     let hold = emu.hold_state_responses();
-    emu.inject(Fault::DropSocket {
-        target: Target::AllSockets,
-    });
+    drop_all_sockets(&emu);
     assert!(rec.wait(LONG, |e| matches!(e, Lifecycle::Gap { .. })));
     assert!(
         hold.wait_held(1, LONG),
@@ -219,15 +196,12 @@ fn changes_racing_a_held_fetch_win_and_no_live_event_is_lost_or_doubled() {
 #[test]
 fn retry_after_on_the_first_bulk_request_holds_the_next_one_back_and_all_converge() {
     let emu = emulator();
-    let users = users(2000);
-    for user in &users {
-        emu.set_user_presence(user, "AVAILABLE");
-    }
+    let users = users_in_state(&emu, 2000, "AVAILABLE", None);
     let client = builder(&emu).build().unwrap();
     let rec = Recorder::new(&client);
     let view = View::new(&client, "v2.users.*.presence");
     let topics: Vec<String> = users.iter().map(|u| presence_topic(u)).collect();
-    assert!(client.subscribe(&topics).unwrap().rejected.is_empty());
+    subscribe_all(&client, &topics);
     wait_sockets(&emu, 2);
     for user in users.iter().step_by(7) {
         emu.set_user_presence(user, "MEAL");
@@ -238,9 +212,7 @@ fn retry_after_on_the_first_bulk_request_holds_the_next_one_back_and_all_converg
         retry_after: Some(1),
         times: 1,
     });
-    emu.inject(Fault::DropSocket {
-        target: Target::AllSockets,
-    });
+    drop_all_sockets(&emu);
     assert!(
         wait_until(LONG, || resynced(&rec) == 2),
         "{:?}",
@@ -269,23 +241,18 @@ fn retry_after_on_the_first_bulk_request_holds_the_next_one_back_and_all_converg
 #[test]
 fn missing_permission_is_reported_once_per_topic_and_live_events_keep_flowing() {
     let emu = emulator();
-    let users = users(5);
-    for user in &users {
-        emu.set_user_presence(user, "AVAILABLE");
-    }
+    let users = users_in_state(&emu, 5, "AVAILABLE", None);
     emu.deny_state_resource(Endpoint::PresenceBulk, &["presence:userPresence:view"]);
     let client = builder(&emu).build().unwrap();
     let rec = Recorder::new(&client);
     let view = View::new(&client, "v2.users.*.presence");
     let topics: Vec<String> = users.iter().map(|u| presence_topic(u)).collect();
-    assert!(client.subscribe(&topics).unwrap().rejected.is_empty());
+    subscribe_all(&client, &topics);
     wait_sockets(&emu, 1);
 
     let failed = |rec: &Recorder| rec.count(|e| matches!(e, Lifecycle::ResyncFailed { .. }));
     for outage in 1..=2 {
-        emu.inject(Fault::DropSocket {
-            target: Target::AllSockets,
-        });
+        drop_all_sockets(&emu);
         assert!(wait_until(LONG, || gaps(&rec) == outage));
         wait_sockets(&emu, 1);
         // Live events flow after each gap.
@@ -336,9 +303,7 @@ fn topic_without_state_resource_gets_only_its_gap() {
         .unwrap();
     assert!(report.rejected.is_empty());
     wait_sockets(&emu, 1);
-    emu.inject(Fault::DropSocket {
-        target: Target::AllSockets,
-    });
+    drop_all_sockets(&emu);
     assert!(rec.wait(LONG, |e| matches!(e, Lifecycle::Gap { .. })));
     // The presence topic on the same channel shows the gap's resync is done.
     assert!(rec.wait(LONG, |e| matches!(e, Lifecycle::Resynced { .. })));
@@ -364,15 +329,9 @@ fn snapshots_off_make_no_state_request() {
     let client = builder(&emu).snapshots(Snapshots::Off).build().unwrap();
     let rec = Recorder::new(&client);
     let view = View::new(&client, "v2.users.*.presence");
-    assert!(client
-        .subscribe([presence_topic(&user)])
-        .unwrap()
-        .rejected
-        .is_empty());
+    subscribe_all(&client, [presence_topic(&user)]);
     wait_sockets(&emu, 1);
-    emu.inject(Fault::DropSocket {
-        target: Target::AllSockets,
-    });
+    drop_all_sockets(&emu);
     assert!(rec.wait(LONG, |e| matches!(e, Lifecycle::Gap { .. })));
     wait_sockets(&emu, 1);
     emu.publish(&presence_topic(&user), emu.set_user_presence(&user, "AWAY"));
@@ -392,7 +351,7 @@ fn shutdown_during_a_long_resync_returns_within_its_timeout() {
     let client = builder(&emu).build().unwrap();
     let rec = Recorder::new(&client);
     let topics: Vec<String> = users.iter().map(|u| presence_topic(u)).collect();
-    assert!(client.subscribe(&topics).unwrap().rejected.is_empty());
+    subscribe_all(&client, &topics);
     wait_sockets(&emu, 1);
     // The resync is told to wait a minute before its next request.
     emu.inject(Fault::HttpStatus {
@@ -401,9 +360,7 @@ fn shutdown_during_a_long_resync_returns_within_its_timeout() {
         retry_after: Some(60),
         times: 1,
     });
-    emu.inject(Fault::DropSocket {
-        target: Target::AllSockets,
-    });
+    drop_all_sockets(&emu);
     assert!(rec.wait(LONG, |e| matches!(e, Lifecycle::Gap { .. })));
     assert!(emu.wait_for(LONG, |e| !e.state_requests().is_empty()));
     assert!(
@@ -438,11 +395,9 @@ fn a_slow_lifecycle_listener_slows_the_reports_down_but_loses_none() {
         })
         .unwrap();
     let topics: Vec<String> = users.iter().map(|u| presence_topic(u)).collect();
-    assert!(client.subscribe(&topics).unwrap().rejected.is_empty());
+    subscribe_all(&client, &topics);
     wait_sockets(&emu, 5);
-    emu.inject(Fault::DropSocket {
-        target: Target::AllSockets,
-    });
+    drop_all_sockets(&emu);
     // Nearly 4 096 reports (and a few other lifecycle events) fill the queue; give the resync
     // time to run into the full queue, where it now waits (it used to drop the rest).
     assert!(
@@ -465,11 +420,7 @@ fn a_slow_lifecycle_listener_slows_the_reports_down_but_loses_none() {
 #[test]
 fn replacement_channel_is_resynced_and_server_errors_are_retried() {
     let emu = emulator();
-    let users = users(60);
-    for user in &users {
-        emu.set_user_presence(user, "AVAILABLE");
-        emu.set_user_routing_status(user, "IDLE");
-    }
+    let users = users_in_state(&emu, 60, "AVAILABLE", Some("IDLE"));
     let client = builder(&emu)
         .resync_backoff(
             genesys_notify::Backoff::default()
@@ -481,11 +432,7 @@ fn replacement_channel_is_resynced_and_server_errors_are_retried() {
         .unwrap();
     let rec = Recorder::new(&client);
     let view = View::new(&client, "v2.users.*.*");
-    assert!(client
-        .subscribe(combined(&users))
-        .unwrap()
-        .rejected
-        .is_empty());
+    subscribe_all(&client, combined_topics(&users));
     wait_sockets(&emu, 1);
     let old = emu.channels()[0].id.clone();
     // Changes nobody hears about (set, not published), two 503s on the state reads, then the

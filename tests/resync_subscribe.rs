@@ -2,7 +2,6 @@
 mod resync;
 mod util;
 
-use genesys_notify::emulator::{Fault, Target};
 use genesys_notify::{Lifecycle, Snapshots, StateResource, StateSnapshot, Topic};
 use resync::*;
 use serde_json::{json, Value};
@@ -14,11 +13,7 @@ const LONG: Duration = Duration::from_secs(30);
 #[test]
 fn listener_registered_before_subscribe_sees_the_current_state_before_any_change() {
     let emu = emulator();
-    let users: Vec<String> = (0..20).map(user_id).collect();
-    for user in &users {
-        emu.set_user_presence(user, "On Queue");
-        emu.set_user_routing_status(user, "IDLE");
-    }
+    let users = users_in_state(&emu, 20, "On Queue", Some("IDLE"));
     let client = builder(&emu)
         .snapshots(Snapshots::AfterGapsAndSubscribe)
         .build()
@@ -29,7 +24,7 @@ fn listener_registered_before_subscribe_sees_the_current_state_before_any_change
         .iter()
         .map(|u| format!("v2.users.{u}?presence&routingStatus"))
         .collect();
-    assert!(client.subscribe(&topics).unwrap().rejected.is_empty());
+    subscribe_all(&client, &topics);
     assert!(rec.wait(LONG, |e| matches!(e, Lifecycle::Resynced { .. })));
     wait_sockets(&emu, 1);
     for user in &users {
@@ -66,10 +61,7 @@ fn listener_registered_before_subscribe_sees_the_current_state_before_any_change
 #[test]
 fn user_supplied_resource_is_called_in_batches_and_its_snapshots_delivered() {
     let emu = emulator();
-    let users: Vec<String> = (0..25).map(user_id).collect();
-    for user in &users {
-        emu.set_user_presence(user, "AVAILABLE");
-    }
+    let users = users_in_state(&emu, 25, "AVAILABLE", None);
     // A custom topic read through the users listing, 10 users per request.
     let resource = StateResource::bulk(
         "v2.users.*.conversationsummary",
@@ -103,11 +95,9 @@ fn user_supplied_resource_is_called_in_batches_and_its_snapshots_delivered() {
         .iter()
         .map(|u| format!("v2.users.{u}.conversationsummary"))
         .collect();
-    assert!(client.subscribe(&topics).unwrap().rejected.is_empty());
+    subscribe_all(&client, &topics);
     wait_sockets(&emu, 1);
-    emu.inject(Fault::DropSocket {
-        target: Target::AllSockets,
-    });
+    drop_all_sockets(&emu);
     assert!(rec.wait(LONG, |e| matches!(e, Lifecycle::Resynced { .. })));
     assert!(wait_until(LONG, || view.snapshots() == 25));
     for (user, topic) in users.iter().zip(&topics) {
@@ -145,11 +135,7 @@ fn user_supplied_resource_with_a_bad_path_is_reported_not_requested() {
         .unwrap();
     let rec = Recorder::new(&client);
     let topic = format!("v2.users.{}.conversationsummary", user_id(3));
-    assert!(client
-        .subscribe([topic.clone()])
-        .unwrap()
-        .rejected
-        .is_empty());
+    subscribe_all(&client, [topic.clone()]);
     assert!(rec.wait(LONG, |e| matches!(e, Lifecycle::ResyncFailed { .. })));
     assert!(emu.state_requests().is_empty());
     assert!(emu.requests().iter().all(|r| !r.path.contains("steal")));
@@ -185,21 +171,13 @@ fn a_panicking_user_resource_is_reported_and_resyncs_go_on() {
     let rec = Recorder::new(&client);
     let view = View::new(&client, "v2.users.*.presence");
     let custom = format!("v2.users.{user}.conversationsummary");
-    assert!(client
-        .subscribe([custom.clone()])
-        .unwrap()
-        .rejected
-        .is_empty());
+    subscribe_all(&client, [custom.clone()]);
     assert!(rec.wait(LONG, |e| matches!(
         e,
         Lifecycle::ResyncFailed { error, .. } if error.to_string().contains("bug in a converter")
     )));
     // The resync thread lives on: the next subscribe gets its snapshot.
-    assert!(client
-        .subscribe([presence_topic(&user)])
-        .unwrap()
-        .rejected
-        .is_empty());
+    subscribe_all(&client, [presence_topic(&user)]);
     assert!(wait_until(LONG, || view.snapshots() == 1));
     client.shutdown(Duration::from_secs(5)).unwrap();
 }

@@ -198,27 +198,11 @@ fn a_subscribe_cut_short_by_shutdown_returns_the_shutdown_error() {
 /// attempt short: no `Reconnecting` is announced for a channel that is stopping.
 #[test]
 fn a_stop_during_a_hanging_handshake_announces_no_reconnection() {
-    use genesys_notify::emulator::{Fault, Target};
     use genesys_notify::Lifecycle;
     for unsubscribe in [true, false] {
         let emu = emulator();
-        let client = builder(&emu)
-            .connect_timeout(Duration::from_secs(30))
-            .build()
-            .unwrap();
-        let lifecycle = Recorder::new(&client);
-        let topics = presence_topics(2);
-        let _ = client.subscribe(&topics).unwrap();
-        wait_sockets(&emu, 1);
-        emu.inject(Fault::HangHandshakes { times: 100 });
-        emu.inject(Fault::DropSocket {
-            target: Target::AllSockets,
-        });
         // The first reconnection attempt is hanging in its handshake.
-        assert!(lifecycle.wait(Duration::from_secs(10), |e| matches!(
-            e,
-            Lifecycle::Reconnecting { .. }
-        )));
+        let (client, lifecycle, topics) = hanging_reconnection(&emu);
         std::thread::sleep(Duration::from_millis(300));
         let before = lifecycle.snapshot().len();
         if unsubscribe {

@@ -2,7 +2,7 @@
 //! they saw, and comparisons with the emulator's state.
 #![allow(dead_code)] // each test file uses a different subset of these helpers
 
-use genesys_notify::emulator::Emulator;
+use genesys_notify::emulator::{Emulator, Fault, Target};
 use genesys_notify::{same_system_presence, Client, ListenerGuard};
 use parking_lot::Mutex;
 use serde_json::Value;
@@ -119,4 +119,46 @@ pub fn out_of_date(
         }
     }
     stale
+}
+
+/// `n` user ids, each with `presence` and, if given, `routing` set in the emulator.
+pub fn users_in_state(
+    emu: &Emulator,
+    n: usize,
+    presence: &str,
+    routing: Option<&str>,
+) -> Vec<String> {
+    let users: Vec<String> = (0..n).map(crate::util::user_id).collect();
+    for user in &users {
+        emu.set_user_presence(user, presence);
+        if let Some(status) = routing {
+            emu.set_user_routing_status(user, status);
+        }
+    }
+    users
+}
+
+/// One topic per user for both its presence and its routing status.
+pub fn combined_topics(users: &[String]) -> Vec<String> {
+    users
+        .iter()
+        .map(|u| format!("v2.users.{u}?presence&routingStatus"))
+        .collect()
+}
+
+/// Subscribes `topics`, asserting that none is rejected.
+pub fn subscribe_all<I, S>(client: &Client, topics: I)
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    let report = client.subscribe(topics).expect("subscribe");
+    assert!(report.rejected.is_empty(), "{:?}", report.rejected);
+}
+
+/// Drops every socket of the emulator (an outage: each channel's gap follows).
+pub fn drop_all_sockets(emu: &Emulator) {
+    emu.inject(Fault::DropSocket {
+        target: Target::AllSockets,
+    });
 }

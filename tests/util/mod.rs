@@ -118,6 +118,31 @@ pub fn wait_sockets(emu: &Emulator, channels: usize) {
     );
 }
 
+/// A client of `emu` with two presence topics on one channel, caught in a reconnection whose
+/// handshake hangs: the socket was dropped, the next handshakes hang (for the 30 s connect
+/// timeout) and `Reconnecting` has been reported. Returns the client, its recorder (started
+/// before anything happened) and the topics.
+pub fn hanging_reconnection(emu: &Emulator) -> (Client, Recorder, Vec<String>) {
+    use genesys_notify::emulator::{Fault, Target};
+    let client = builder(emu)
+        .connect_timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let lifecycle = Recorder::new(&client);
+    let topics = presence_topics(2);
+    let _ = client.subscribe(&topics).unwrap();
+    wait_sockets(emu, 1);
+    emu.inject(Fault::HangHandshakes { times: 100 });
+    emu.inject(Fault::DropSocket {
+        target: Target::AllSockets,
+    });
+    assert!(lifecycle.wait(Duration::from_secs(10), |e| matches!(
+        e,
+        Lifecycle::Reconnecting { .. }
+    )));
+    (client, lifecycle, topics)
+}
+
 /// Sends SIGINT to `child` and waits up to `within` for it to exit; returns its exit code (`None`
 /// when killed by a signal). Panics, after killing it, if it does not stop in time.
 pub fn interrupt_and_wait(child: &mut std::process::Child, within: Duration) -> Option<i32> {
