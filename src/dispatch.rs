@@ -841,7 +841,7 @@ fn run_shard(
         if closing.load(Ordering::Acquire) && queue.rx.is_empty() {
             break;
         }
-        let Ok(Some(event)) = queue.rx.recv() else {
+        let Ok(Some(mut event)) = queue.rx.recv() else {
             break;
         };
         queue.release(event.queued_bytes() as u64);
@@ -882,6 +882,12 @@ fn run_shard(
             sink.note_dropped();
             continue;
         }
+        // A notification queued by its first key alone: its envelope is parsed here, off the
+        // socket thread (message::notification_topic).
+        if let Err(malformed) = event.locate() {
+            report_malformed(&event, malformed, sink);
+            continue;
+        }
         let topic = event.topic();
         // The order and freshness rule of snapshots (resync/gate.rs).
         if event.is_snapshot() {
@@ -899,6 +905,28 @@ fn run_shard(
         deliver(&event, &route, true, sink);
         routes.insert(topic, route);
     }
+}
+
+/// A queued notification whose envelope proved malformed: counted (the channel's `malformed`,
+/// and no longer `received`) and reported as the socket thread reports one, its channel id
+/// shortened in the excerpt.
+fn report_malformed(
+    event: &Event,
+    malformed: crate::message::MalformedFrame,
+    sink: &LifecycleSink,
+) {
+    event
+        .origin
+        .stats
+        .dispatch
+        .malformed
+        .fetch_add(1, Ordering::Release);
+    let channel = event.channel_id();
+    sink.emit(Lifecycle::MalformedMessage {
+        channel: channel.clone(),
+        reason: malformed.reason,
+        excerpt: crate::message::redacted_excerpt(event.frame_json(), channel.as_str()),
+    });
 }
 
 /// The topic name as a lifecycle event carries it: whole up to 4 × [`MAX_TOPIC_LEN`] bytes,

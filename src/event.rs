@@ -9,6 +9,7 @@ use crate::message::{Located, SystemMessage, Text};
 use crate::topic::Topic;
 use serde::Deserialize;
 use std::fmt;
+use std::ops::Range;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -29,6 +30,9 @@ pub struct Event {
     pub(crate) received_instant: Instant,
     /// A state snapshot read over REST rather than a notification read from a socket.
     snapshot: bool,
+    /// Queued with only its topic located ([`Event::unlocated`]): the dispatcher thread parses
+    /// its envelope ([`Event::locate`]) before anyone sees it.
+    unlocated: bool,
 }
 
 /// Where events come from: one per socket connection, shared by its events (one reference count
@@ -58,7 +62,43 @@ impl Event {
             origin,
             received_instant: now,
             snapshot: false,
+            unlocated: false,
         }
+    }
+
+    /// A notification read at `now` whose frame was only seen to start with its `topicName`,
+    /// `frame[topic]` ([`crate::message::notification_topic`]); [`Event::locate`] parses the
+    /// rest on the dispatcher thread.
+    pub(crate) fn unlocated(
+        frame: FrameText,
+        topic: Range<usize>,
+        origin: Arc<Origin>,
+        now: Instant,
+    ) -> Event {
+        Event {
+            frame,
+            located: Located {
+                topic: Text::Span(topic),
+                metadata: None,
+                body: 0..0,
+            },
+            correlation: OnceLock::new(),
+            origin,
+            received_instant: now,
+            snapshot: false,
+            unlocated: true,
+        }
+    }
+
+    /// Parses the envelope of an event made by [`Event::unlocated`] (nothing to do for any
+    /// other); the error says why the frame cannot be delivered.
+    pub(crate) fn locate(&mut self) -> Result<(), crate::message::MalformedFrame> {
+        if !self.unlocated {
+            return Ok(());
+        }
+        self.located = crate::message::locate_notification(self.frame.as_str())?;
+        self.unlocated = false;
+        Ok(())
     }
 
     /// A state snapshot of `topic` whose `eventBody` is the JSON text `body`, made at `now`.
@@ -79,6 +119,7 @@ impl Event {
             origin: origin.clone(),
             received_instant: now,
             snapshot: true,
+            unlocated: false,
         }
     }
 

@@ -10,9 +10,20 @@ use crate::message::{self, Inbound};
 /// The longest malformed-frame excerpt, in characters (message.rs keeps 120).
 const MAX_EXCERPT_CHARS: usize = 120;
 
-/// A WebSocket text frame, as the channel's read loop hands it to `message::parse`. Checks that
-/// the spans of a notification lie inside the frame and that an excerpt stays short.
+/// A WebSocket text frame, as the channel's read loop hands it to `message::notification_topic`
+/// and `message::parse`. Checks that the spans of a notification lie inside the frame and that
+/// an excerpt stays short.
 pub fn frame(text: &str) {
+    // The socket thread's prefix check: a frame it takes for a notification is one whose
+    // envelope, parsed later, is a notification or an explained error, never a heartbeat or a
+    // system message to act on.
+    if let Some(topic) = message::notification_topic(text) {
+        let topic = &text[topic];
+        assert!(topic.len() >= 3 && topic[..3].eq_ignore_ascii_case("v2."));
+        if let Err(malformed) = message::locate_notification(text) {
+            assert!(malformed.excerpt.chars().count() <= MAX_EXCERPT_CHARS);
+        }
+    }
     match message::parse(text) {
         Ok(Inbound::Notification(located)) => {
             // May be empty: such an event matches no listener and is counted as unrouted.

@@ -52,6 +52,9 @@ pub(crate) struct DispatchCounters {
     pub delivered: AtomicU64,
     pub dropped: AtomicU64,
     pub unrouted: AtomicU64,
+    /// Notifications the socket thread counted as received whose envelope the dispatcher found
+    /// malformed (`message::locate_notification`): reported under `malformed`, not `received`.
+    pub malformed: AtomicU64,
 }
 
 /// The slowly changing part of a channel's health.
@@ -119,14 +122,27 @@ impl ChannelStats {
                 .unwrap_or_default()
     }
 
+    /// Notifications received and frames malformed: a notification the dispatcher found
+    /// malformed moves from the first count to the second. (Its malformed count is read first:
+    /// each one it holds was counted received before, so the difference never goes below zero.)
+    fn received_and_malformed(&self) -> (u64, u64) {
+        let found_later = self.dispatch.malformed.load(Ordering::Acquire);
+        let received = self.received.load(Ordering::Acquire);
+        (
+            received.saturating_sub(found_later),
+            self.malformed.load(Ordering::Relaxed) + found_later,
+        )
+    }
+
     /// The counters summed into a client's totals.
     fn totals(&self) -> Totals {
         let status = self.status.lock();
+        let (received, malformed) = self.received_and_malformed();
         Totals {
-            received: self.received.load(Ordering::Relaxed),
+            received,
             delivered: self.dispatch.delivered.load(Ordering::Relaxed),
             unrouted: self.dispatch.unrouted.load(Ordering::Relaxed),
-            malformed: self.malformed.load(Ordering::Relaxed),
+            malformed,
             reconnects: self.reconnects.load(Ordering::Relaxed),
             without_socket: self.without_socket(&status),
         }
@@ -139,6 +155,7 @@ impl ChannelStats {
         let without_socket = self.without_socket(&status);
         let last = self.last_frame_nanos.load(Ordering::Relaxed);
         let rtt = self.ping_rtt_nanos.load(Ordering::Relaxed);
+        let (received, malformed) = self.received_and_malformed();
         ChannelHealth {
             channel: status.channel,
             state: status.state,
@@ -146,11 +163,11 @@ impl ChannelStats {
             connected_since: status.connected_since,
             last_frame_at: (last > 0).then(|| epoch.1 + Duration::from_nanos(last)),
             ping_rtt: (rtt > 0).then(|| Duration::from_nanos(rtt)),
-            received: self.received.load(Ordering::Relaxed),
+            received,
             delivered: self.dispatch.delivered.load(Ordering::Relaxed),
             dropped: self.dispatch.dropped.load(Ordering::Relaxed),
             unrouted: self.dispatch.unrouted.load(Ordering::Relaxed),
-            malformed: self.malformed.load(Ordering::Relaxed),
+            malformed,
             heartbeats: self.heartbeats.load(Ordering::Relaxed),
             reconnects: self.reconnects.load(Ordering::Relaxed),
             without_socket,

@@ -326,6 +326,74 @@ pub(crate) fn correlation_id(frame: &str, metadata: &Range<usize>) -> Option<Tex
 /// # Errors
 /// [`MalformedFrame`] when the frame is not a JSON object, has no `topicName`, or is a
 /// notification without `eventBody`.
+/// The topic of a frame that says, by its first key, that it is a notification: the byte range
+/// of `<topic>` when the frame starts `{"topicName":"<topic>"` (whitespace allowed between the
+/// tokens) and `<topic>` is a `v2.` topic other than `v2.system.*` (ASCII case ignored, as
+/// [`parse`] does), free of escapes and control characters. The service writes `topicName`
+/// first (docs/protocol.md, "The WebSocket"; the recorded payloads in `tests/payloads`).
+///
+/// Such a frame is queued as it is and its envelope is parsed by the dispatcher thread that
+/// delivers it ([`locate_notification`]): the socket thread only frames, checks UTF-8 and reads
+/// this prefix. Profiled (issue 11): the envelope parse, which must scan the whole body to find
+/// its end, was most of the socket thread's time, and the socket thread was the slowest stage
+/// of the pipeline. Every other frame (`channel.metadata` heartbeats and pongs, `v2.system.*`
+/// messages, any other shape) gives `None` and is parsed whole, at once, by [`parse`].
+pub(crate) fn notification_topic(frame: &str) -> Option<Range<usize>> {
+    fn skip_space(bytes: &[u8], mut at: usize) -> usize {
+        while bytes
+            .get(at)
+            .is_some_and(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        {
+            at += 1;
+        }
+        at
+    }
+    fn expect(bytes: &[u8], at: usize, token: &[u8]) -> Option<usize> {
+        let at = skip_space(bytes, at);
+        bytes
+            .get(at..)?
+            .starts_with(token)
+            .then_some(at + token.len())
+    }
+    let bytes = frame.as_bytes();
+    let at = expect(bytes, 0, b"{")?;
+    let at = expect(bytes, at, b"\"topicName\"")?;
+    let at = expect(bytes, at, b":")?;
+    let start = expect(bytes, at, b"\"")?;
+    let len = bytes[start..]
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+    if bytes[start + len] != b'"' {
+        return None;
+    }
+    let topic = &bytes[start..start + len];
+    let is_v2 = topic
+        .get(..3)
+        .is_some_and(|p| p.eq_ignore_ascii_case(b"v2."));
+    let is_system = topic
+        .get(..10)
+        .is_some_and(|p| p.eq_ignore_ascii_case(b"v2.system."));
+    (is_v2 && !is_system).then_some(start..start + len)
+}
+
+/// The envelope of a frame that [`notification_topic`] found to be a notification, located as
+/// [`parse`] locates it; or why it cannot be delivered (bad JSON, no `eventBody`). A repeated
+/// key keeps its last value here too, `topicName` included: a frame naming a second
+/// notification topic later is delivered under that one (queued by its first, its order among
+/// the second topic's events is kept only with one dispatcher thread; the service never repeats
+/// a key). A frame whose later `topicName` is not a notification's (`channel.metadata`,
+/// `v2.system.*`) is malformed: it was queued as a notification and is never acted on as a
+/// heartbeat or system message.
+pub(crate) fn locate_notification(frame: &str) -> Result<Located, MalformedFrame> {
+    match parse(frame)? {
+        Inbound::Notification(located) => Ok(located),
+        _ => Err(malformed(
+            frame,
+            "topicName given twice: a notification topic, then a channel.metadata or v2.system one",
+        )),
+    }
+}
+
 pub(crate) fn parse(frame: &str) -> Result<Inbound, MalformedFrame> {
     let envelope: Envelope<'_> = serde_json::from_str(frame)
         .map_err(|e| malformed(frame, format!("not a JSON message object: {e}")))?;
@@ -520,6 +588,85 @@ mod tests {
         assert_eq!(n.topic.resolve(repeated), "v2.users.b.presence");
         assert_eq!(&repeated[n.body.clone()], r#"{"n":2}"#);
         assert_eq!(correlation(&n, repeated).unwrap().resolve(repeated), "c2");
+    }
+
+    #[test]
+    fn a_frame_starting_with_a_notification_topic_is_known_by_its_prefix_alone() {
+        fn topic_of(frame: &str) -> Option<&str> {
+            notification_topic(frame).map(|range| &frame[range])
+        }
+        // The recorded payload (pretty-printed) and the compact form the service sends.
+        assert_eq!(
+            topic_of(PRESENCE),
+            Some("v2.users.9ed7d9f6-0c59-4360-ac54-40dd35eb9c2f.presence")
+        );
+        let compact = r#"{"topicName":"v2.users.u.presence","version":"2","eventBody":{}}"#;
+        assert_eq!(topic_of(compact), Some("v2.users.u.presence"));
+        assert_eq!(
+            topic_of(" \r\n{ \t\"topicName\" :\n \"V2.Users.U.Presence\" , ..."),
+            Some("V2.Users.U.Presence"),
+            "whitespace between tokens, any case, and the rest unread"
+        );
+        // Everything else is left to `parse`, at once, on the socket thread.
+        for frame in [
+            HEARTBEAT,
+            PONG,
+            r#"{"topicName":"v2.system.socket_closing","eventBody":{}}"#,
+            r#"{"topicName":"V2.SYSTEM.socket_closing","eventBody":{}}"#,
+            r#"{"topicName":"channel.metadata","eventBody":{"message":"pong"}}"#,
+            r#"{"version":"2","topicName":"v2.users.u.presence","eventBody":{}}"#,
+            r#"{"topicName":"v2.users.\u0075.presence","eventBody":{}}"#,
+            "{\"topicName\":\"v2.users.u\n.presence\",\"eventBody\":{}}",
+            r#"{"topicName":"v2.users.u.presence"#,
+            r#"{"topicName":42,"eventBody":{}}"#,
+            r#"{"topicNames":"v2.users.u.presence","eventBody":{}}"#,
+            r#"["topicName","v2.users.u.presence"]"#,
+            r#"{"topicName":"v2","eventBody":{}}"#,
+            r#"{"topicName":"","eventBody":{}}"#,
+            "",
+            "{",
+        ] {
+            assert_eq!(topic_of(frame), None, "{frame}");
+        }
+    }
+
+    #[test]
+    fn a_notification_known_by_its_prefix_is_located_as_parse_locates_it() {
+        for frame in [
+            PRESENCE,
+            r#"{"topicName":"v2.users.u.presence","eventBody":{"a":"\"}"},"metadata":{"CorrelationId":"c"}}"#,
+            r#"{"topicName":"v2.users.u.presence","eventBody":{"n":1},"eventBody":{"n":2}}"#,
+        ] {
+            assert!(notification_topic(frame).is_some(), "{frame}");
+            assert_eq!(locate_notification(frame).unwrap(), notification(frame));
+        }
+        // A repeated topicName keeps its last value, as parse does.
+        let moved = r#"{"topicName":"v2.users.a.presence","eventBody":{},"topicName":"v2.users.b.presence"}"#;
+        assert_eq!(
+            locate_notification(moved).unwrap().topic.resolve(moved),
+            "v2.users.b.presence"
+        );
+        // What cannot be delivered is explained, with an excerpt.
+        for (frame, reason) in [
+            (
+                r#"{"topicName":"v2.users.u.presence","eventBody":{"oops""#,
+                "JSON",
+            ),
+            (r#"{"topicName":"v2.users.u.presence"}"#, "eventBody"),
+            (
+                r#"{"topicName":"v2.users.u.presence","eventBody":{},"topicName":"v2.system.socket_closing"}"#,
+                "topicName given twice",
+            ),
+            (
+                r#"{"topicName":"v2.users.u.presence","topicName":"channel.metadata","eventBody":{"message":"WebSocket Heartbeat"}}"#,
+                "topicName given twice",
+            ),
+        ] {
+            assert!(notification_topic(frame).is_some(), "{frame}");
+            let error = locate_notification(frame).unwrap_err();
+            assert!(error.reason.contains(reason), "{frame}: {}", error.reason);
+            assert!(frame.starts_with(&error.excerpt), "{}", error.excerpt);
+        }
     }
 
     #[test]

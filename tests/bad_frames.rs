@@ -417,3 +417,53 @@ fn fields_we_do_not_use_never_make_a_notification_malformed() {
     s.assert_same_socket();
     s.client.shutdown(Duration::from_secs(2)).unwrap();
 }
+
+/// A frame that starts like a notification (`{"topicName":"v2.…"`) is queued on that alone and
+/// its envelope is read by the dispatcher thread (issue 11: off the socket thread). When the
+/// rest proves malformed, it is reported there just as the socket thread reports bad frames:
+/// a `MalformedMessage` for its channel with the id shortened in the excerpt, counted as
+/// malformed and not as received, and the events around it are delivered in order. A later
+/// `topicName` naming a system message is never acted on (no switch, no disconnect).
+#[test]
+fn a_notification_malformed_past_its_topic_is_reported_by_the_dispatcher_and_loses_nothing() {
+    let s = Setup::new();
+    let t = &s.topic;
+    let id = &s.channel_id;
+    let bad = [
+        // Cut short, naming the channel (its id is a credential) before the cut.
+        format!(r#"{{"topicName":"{t}","eventBody":{{"channel":"{id}","seq":"#),
+        format!(r#"{{"topicName":"{t}","version":"2"}}"#),
+        format!(r#"{{"topicName":"{t}","eventBody":{{}},"topicName":"v2.system.socket_closing"}}"#),
+    ];
+    let mut seq = 0;
+    for frame in &bad {
+        seq += 1;
+        assert_eq!(s.emu.publish(&s.topic, presence_body(seq)), 1);
+        assert!(s.emu.send_frame(&s.channel_id, Frame::Text(frame.clone())));
+    }
+    s.publish_and_receive(seq + 1);
+    let reports = s.wait_malformed(bad.len());
+    assert!(reports[0].0.contains("JSON"), "{:?}", reports[0]);
+    assert!(
+        !reports[0].1.contains(id.as_str()) && reports[0].1.contains("topicName"),
+        "the excerpt shows the frame, never the whole channel id: {:?}",
+        reports[0].1
+    );
+    assert!(reports[1].0.contains("eventBody"), "{:?}", reports[1]);
+    assert!(
+        reports[2].0.contains("topicName given twice"),
+        "{:?}",
+        reports[2]
+    );
+    assert_eq!(s.delivered.load(Ordering::SeqCst), seq + 1);
+    let health = s.client.health();
+    assert_eq!(
+        health.received(),
+        seq + 1,
+        "malformed frames are not notifications"
+    );
+    assert_eq!(health.delivered(), seq + 1);
+    assert_eq!(health.channels[0].malformed, bad.len() as u64);
+    s.assert_same_socket();
+    s.client.shutdown(Duration::from_secs(2)).unwrap();
+}

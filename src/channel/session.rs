@@ -442,6 +442,22 @@ impl Session {
     }
 
     /// Handles one message read from the socket.
+    /// Counts a notification received and queues it for the dispatcher.
+    fn queue(&mut self, event: Event) {
+        // Only this channel's worker thread writes the count: a load and a store keep it exact
+        // without a locked read-modify-write per event (profiled).
+        let received = &self.slot.stats.received;
+        received.store(received.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        if let Pushed::QueuedAfter(blocked) = self
+            .shared
+            .dispatcher
+            .push(event, self.slot.stopping_flag())
+        {
+            // Time spent blocked by backpressure is not server silence.
+            self.liveness.blocked(blocked);
+        }
+    }
+
     fn handle(&mut self, message: Message) -> Next {
         let stats = &self.slot.stats;
         let id = &self.origin.channel;
@@ -451,73 +467,71 @@ impl Session {
         self.liveness.frame(now);
         self.last_frame_at = Some(now);
         match message {
-            Message::Text(text) => match message::parse(text.as_str()) {
-                Ok(Inbound::Notification(located)) => {
-                    // Only this channel's worker thread writes the count: a load and a store
-                    // keep it exact without a locked read-modify-write per event (profiled).
-                    let received = stats.received.load(Ordering::Relaxed);
-                    stats.received.store(received + 1, Ordering::Relaxed);
-                    let event = Event::new(text, located, self.next_origin(), now);
-                    if let Pushed::QueuedAfter(blocked) = self
-                        .shared
-                        .dispatcher
-                        .push(event, self.slot.stopping_flag())
-                    {
-                        // Time spent blocked by backpressure is not server silence.
-                        self.liveness.blocked(blocked);
+            Message::Text(text) => {
+                // A notification by its first key: its envelope is parsed by the dispatcher
+                // thread (message::notification_topic says why).
+                if let Some(topic) = message::notification_topic(text.as_str()) {
+                    let event = Event::unlocated(text, topic, self.next_origin(), now);
+                    self.queue(event);
+                    return Next::Continue;
+                }
+                match message::parse(text.as_str()) {
+                    Ok(Inbound::Notification(located)) => {
+                        let event = Event::new(text, located, self.next_origin(), now);
+                        self.queue(event);
+                    }
+                    Ok(Inbound::Heartbeat) => {
+                        stats.heartbeats.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(Inbound::Pong) => {
+                        if let Some(rtt) = self.liveness.pong(now) {
+                            stats
+                                .ping_rtt_nanos
+                                .store(rtt.as_nanos().max(1) as u64, Ordering::Relaxed);
+                        }
+                    }
+                    Ok(Inbound::Metadata(message)) => {
+                        log::debug!("channel.metadata on {id}: {message:?}");
+                    }
+                    Ok(Inbound::System(mut system)) => {
+                        // System bodies name the channel (`channelId`): never pass the full id on,
+                        // in any of the server's texts.
+                        let short = crate::redact::short_id(id.as_str());
+                        system.topic = system.topic.replace(id.as_str(), &short);
+                        system.event_body = system.event_body.replace(id.as_str(), &short);
+                        for text in [
+                            &mut system.message,
+                            &mut system.reason,
+                            &mut system.system_topic_type,
+                        ]
+                        .into_iter()
+                        .flatten()
+                        {
+                            *text = text.replace(id.as_str(), &short);
+                        }
+                        let action = failure::system_message(&system);
+                        self.shared.emit(Lifecycle::SystemMessage {
+                            channel: id.clone(),
+                            message: system,
+                        });
+                        match action {
+                            SystemAction::Report => {}
+                            SystemAction::SwitchSocket => return Next::Switch,
+                            SystemAction::End(cause) => return Next::End(cause),
+                        }
+                    }
+                    Err(malformed) => {
+                        stats.malformed.fetch_add(1, Ordering::Relaxed);
+                        self.shared.emit(Lifecycle::MalformedMessage {
+                            channel: id.clone(),
+                            reason: malformed.reason,
+                            // The server's text may name the channel: shorten its id as above,
+                            // before the excerpt is cut.
+                            excerpt: message::redacted_excerpt(text.as_str(), id.as_str()),
+                        });
                     }
                 }
-                Ok(Inbound::Heartbeat) => {
-                    stats.heartbeats.fetch_add(1, Ordering::Relaxed);
-                }
-                Ok(Inbound::Pong) => {
-                    if let Some(rtt) = self.liveness.pong(now) {
-                        stats
-                            .ping_rtt_nanos
-                            .store(rtt.as_nanos().max(1) as u64, Ordering::Relaxed);
-                    }
-                }
-                Ok(Inbound::Metadata(message)) => {
-                    log::debug!("channel.metadata on {id}: {message:?}");
-                }
-                Ok(Inbound::System(mut system)) => {
-                    // System bodies name the channel (`channelId`): never pass the full id on,
-                    // in any of the server's texts.
-                    let short = crate::redact::short_id(id.as_str());
-                    system.topic = system.topic.replace(id.as_str(), &short);
-                    system.event_body = system.event_body.replace(id.as_str(), &short);
-                    for text in [
-                        &mut system.message,
-                        &mut system.reason,
-                        &mut system.system_topic_type,
-                    ]
-                    .into_iter()
-                    .flatten()
-                    {
-                        *text = text.replace(id.as_str(), &short);
-                    }
-                    let action = failure::system_message(&system);
-                    self.shared.emit(Lifecycle::SystemMessage {
-                        channel: id.clone(),
-                        message: system,
-                    });
-                    match action {
-                        SystemAction::Report => {}
-                        SystemAction::SwitchSocket => return Next::Switch,
-                        SystemAction::End(cause) => return Next::End(cause),
-                    }
-                }
-                Err(malformed) => {
-                    stats.malformed.fetch_add(1, Ordering::Relaxed);
-                    self.shared.emit(Lifecycle::MalformedMessage {
-                        channel: id.clone(),
-                        reason: malformed.reason,
-                        // The server's text may name the channel: shorten its id as above,
-                        // before the excerpt is cut.
-                        excerpt: message::redacted_excerpt(text.as_str(), id.as_str()),
-                    });
-                }
-            },
+            }
             Message::Binary(bytes) => {
                 stats.malformed.fetch_add(1, Ordering::Relaxed);
                 self.shared.emit(Lifecycle::MalformedMessage {

@@ -467,17 +467,17 @@ impl Emulator {
 
     /// Publishes an event: builds
     /// `{"topicName": topic, "version": "2", "eventBody": body, "metadata": {"CorrelationId": "<random uuid>"}}`
-    /// and queues it to every connected socket whose channel subscribes `topic` (compared
+    /// (keys in that order, as the service writes them) and queues it to every connected socket whose channel subscribes `topic` (compared
     /// lower-cased; combined subscriptions are expanded). Returns the number of sockets it was
     /// queued to. Never blocks on a slow client: each socket has its own unbounded queue.
     pub fn publish(&self, topic: &str, event_body: serde_json::Value) -> usize {
-        let message = serde_json::json!({
-            "topicName": topic,
-            "version": "2",
-            "eventBody": event_body,
-            "metadata": {"CorrelationId": state::uuid()},
-        });
-        self.publish_raw(topic, message.to_string())
+        // In the service's key order, `topicName` first (a `json!` object would sort its keys).
+        let message = format!(
+            r#"{{"topicName":{},"version":"2","eventBody":{event_body},"metadata":{{"CorrelationId":"{}"}}}}"#,
+            serde_json::Value::from(topic),
+            state::uuid()
+        );
+        self.publish_raw(topic, message)
     }
 
     /// Like [`Self::publish`] but sends `text` as is (it should be a whole notification JSON);
