@@ -253,7 +253,10 @@ pub struct ChannelHealth {
     pub last_frame_at: Option<SystemTime>,
     /// The last measured round trip of the application ping (`{"message":"ping"}` → pong).
     pub ping_rtt: Option<Duration>,
-    /// Notifications read from the socket (heartbeats, pongs and system messages excluded).
+    /// Notifications read from the socket (heartbeats, pongs and system messages excluded, and
+    /// notifications whose envelope the dispatcher found malformed: those are in `malformed`).
+    /// A notification dropped by the backpressure policy before its envelope was read counts as
+    /// received and dropped.
     pub received: u64,
     /// Notifications handed to at least one listener.
     pub delivered: u64,

@@ -123,7 +123,12 @@
 //!
 //! Callbacks run on the dispatcher threads ([`ClientBuilder::dispatcher_threads`]). Events are
 //! sharded by topic, so each listener sees one topic's events in the order they were received
-//! (guarantee 2) while different topics run in parallel.
+//! (guarantee 2) while different topics run in parallel. Each channel's socket thread only
+//! reads: a notification is queued as soon as its first key, `topicName`, is read (the service
+//! writes it first), and the rest of its envelope is parsed by the dispatcher thread that
+//! delivers it, so that parsing never slows the reading of the socket. A notification found
+//! malformed there is reported like any bad frame ([`Lifecycle::MalformedMessage`], counted in
+//! [`ChannelHealth::malformed`], not in `received`).
 //!
 //! [`Client::on_lifecycle`] registers a callback for [`Lifecycle`] events, which say what
 //! happened to the client: channels created or replaced, sockets connected and disconnected (with

@@ -1,5 +1,7 @@
 //! message.rs parses one inbound text frame into a notification, heartbeat, pong or system
-//! message; it never touches a socket and never parses an `eventBody` it does not need.
+//! message; it never touches a socket and never parses an `eventBody` it does not need. A frame
+//! that starts as a notification is told apart by its first key alone on the socket thread
+//! ([`notification_topic`]) and parsed on the dispatcher thread ([`locate_notification`]).
 //!
 //! Frame shapes (docs/protocol.md, "The WebSocket"): notifications are
 //! `{"topicName", "version", "eventBody", "metadata": {"CorrelationId"}}`; heartbeats and pongs
