@@ -175,7 +175,7 @@ impl ClientBuilder {
         queue_capacity: usize
     );
     setter!(
-        /// Capacity of each dispatcher queue, in bytes of queued events (default 16 MiB; see
+        /// Capacity of each dispatcher queue, in bytes of queued events (default 4 MiB; see
         /// [`Config::queue_capacity_bytes`] for the memory bound).
         queue_capacity_bytes: usize
     );

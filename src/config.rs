@@ -199,14 +199,15 @@ impl Config {
     /// frame's length plus about 100 bytes). A queue holding this many bytes is full, as one
     /// holding `queue_capacity` events is, and [`backpressure`](Config::backpressure) applies
     /// (blocked or dropped, and counted, alike); an empty queue always takes one event, however
-    /// large. Default 16 MiB. Range 64 KiB..=1 GiB.
+    /// large. Default 4 MiB (the default `max_message_size`: about 1 000 events of 4 KB; the
+    /// count limit comes first for smaller ones). Range 64 KiB..=1 GiB.
     ///
     /// The memory bound: events waiting in the dispatcher queues never take more than
     /// `dispatcher_threads × max(queue_capacity_bytes, max_message_size + 100 bytes)`, plus one
     /// event being delivered per dispatcher thread. The queues themselves cost about 150 bytes
     /// per slot: a queue of up to 4096 events reserves its slots at `build()` (600 KiB at
     /// most), a larger one takes slots only for what it holds. With the defaults:
-    /// 2 × 16 MiB of events plus 2 × 150 KiB of slots.
+    /// 2 × 4 MiB of events plus 2 × 150 KiB of slots.
     pub fn queue_capacity_bytes(&self) -> usize {
         self.queue_capacity_bytes
     }
@@ -314,7 +315,7 @@ impl Default for Config {
             login_base: crate::Region::UsEast1.login_base(),
             dispatcher_threads: 2,
             queue_capacity: 1024,
-            queue_capacity_bytes: 16 << 20,
+            queue_capacity_bytes: 4 << 20,
             backpressure: Backpressure::Block,
             ping_interval: Duration::from_secs(30),
             pong_timeout: Duration::from_secs(15),
