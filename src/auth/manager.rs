@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 
 use super::refresh::{expiry_margin, refresh_at, MAX_LIFETIME};
-use super::token::{TokenError, TokenSource};
+use super::token::{AccessToken, TokenError, TokenSource};
 use crate::redact::Redacted;
 
 /// What the token manager reports to the client, which turns these into lifecycle events.
@@ -158,6 +158,7 @@ impl TokenManager {
         let outcome = parking_lot::MutexGuard::unlocked(&mut st, || {
             catch_unwind(AssertUnwindSafe(|| self.source.fetch_token()))
                 .unwrap_or_else(|_| Err(TokenError::Other("token source panicked".into())))
+                .and_then(check_header_safe)
         });
         st.fetching = false;
         st.fetches += 1;
@@ -197,6 +198,26 @@ impl TokenManager {
             log::error!("auth event handler panicked");
         }
     }
+}
+
+/// A token goes into `Authorization: Bearer <token>`: one that header cannot carry (empty, or
+/// with white space, control or non-ASCII characters) is the source's error, said as such,
+/// rather than a request failing later with an HTTP library's parse error (or, for a line
+/// break, a header smuggled into the request). Transient like [`TokenError::Other`]: the next
+/// fetch may do better. The value is never quoted.
+fn check_header_safe(token: AccessToken) -> Result<AccessToken, TokenError> {
+    let secret = token.secret();
+    if !secret.is_empty() && secret.bytes().all(|b| b.is_ascii_graphic()) {
+        return Ok(token);
+    }
+    Err(TokenError::Other(format!(
+        "the token source returned an access token an HTTP header cannot carry ({})",
+        if secret.is_empty() {
+            "empty"
+        } else {
+            "white space, control or non-ASCII characters"
+        }
+    )))
 }
 
 fn event_expiry(event: &AuthEvent) -> Option<Duration> {

@@ -327,6 +327,31 @@ fn expired_token_is_fetched_again_on_demand() {
 }
 
 #[test]
+fn a_token_no_header_can_carry_is_the_sources_error_never_quoted() {
+    for bad in [
+        "",
+        "line\nbreak",
+        "with space",
+        "\u{e9}t\u{e9}",
+        "ok\r\nX-Smuggled: 1",
+    ] {
+        let manager = TokenManager::new(
+            Box::new(move || -> Result<AccessToken, TokenError> {
+                Ok(AccessToken::new(bad, Some(Duration::from_secs(3600))))
+            }),
+            no_events(),
+        );
+        match manager.token() {
+            Err(TokenError::Other(message)) => {
+                assert!(message.contains("HTTP header"), "{message}");
+                assert!(bad.is_empty() || !message.contains(bad), "{message}");
+            }
+            other => panic!("{bad:?}: {other:?}"),
+        }
+    }
+}
+
+#[test]
 fn panicking_source_becomes_an_error() {
     let manager = TokenManager::new(
         Box::new(|| -> Result<AccessToken, TokenError> { panic!("boom") }),
