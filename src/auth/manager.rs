@@ -202,9 +202,9 @@ impl TokenManager {
 
 /// A token goes into `Authorization: Bearer <token>`: one that header cannot carry (empty, or
 /// with white space, control or non-ASCII characters) is the source's error, said as such,
-/// rather than a request failing later with an HTTP library's parse error (or, for a line
-/// break, a header smuggled into the request). Transient like [`TokenError::Other`]: the next
-/// fetch may do better. The value is never quoted.
+/// rather than a request failing later with the HTTP library's parse error (or a 401 for an
+/// empty one). Transient like [`TokenError::Other`]: the next fetch may do better. The value is
+/// never quoted.
 fn check_header_safe(token: AccessToken) -> Result<AccessToken, TokenError> {
     let secret = token.secret();
     if !secret.is_empty() && secret.bytes().all(|b| b.is_ascii_graphic()) {
