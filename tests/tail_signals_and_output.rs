@@ -283,3 +283,24 @@ fn a_stdout_that_cannot_be_written_is_a_failure_not_a_clean_exit() {
         "{stderr}"
     );
 }
+
+#[test]
+fn ctrl_c_while_the_first_subscribe_hangs_stops_tail_promptly_and_cleanly() {
+    let emu = emulator();
+    // Every socket handshake hangs: the subscribe waits for its deadline (80 s by default).
+    emu.inject(genesys_notify::emulator::Fault::HangHandshakes { times: 1_000 });
+    let mut child = tail_command(&emu)
+        .arg(presence_topics(1).remove(0))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(
+        emu.wait_for(Duration::from_secs(20), |e| !e.channels().is_empty()),
+        "tail never created its channel"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(signal_and_wait(&mut child, "-INT"), Some(0));
+    let stderr = read_all(child.stderr.take());
+    assert!(!stderr.contains("error"), "{stderr}");
+}

@@ -455,7 +455,8 @@ fn run(args: Args) -> Result<(), Failure> {
         builder = builder.streaming_base(url);
     }
 
-    let client = builder.build().map_err(|e| from_error("settings", e))?;
+    // Shared with the Ctrl-C handler, which cuts a hanging first subscribe short.
+    let client = std::sync::Arc::new(builder.build().map_err(|e| from_error("settings", e))?);
     // Fail fast on wrong credentials, before any channel is created.
     client
         .verify_token()
@@ -524,6 +525,16 @@ fn run(args: Args) -> Result<(), Failure> {
 
     let ctrl_c = stop_tx.clone();
     let first_press = parking_lot::Mutex::new(None::<Instant>);
+    // Until the subscribe returns, nothing reads `stop_rx`: a signal then shuts the client down
+    // itself, which cuts the subscribe short (it may wait up to its deadline, 80 s by default,
+    // on a service that does not answer).
+    let subscribing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let interrupted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (handler_client, handler_subscribing, handler_interrupted) = (
+        std::sync::Arc::downgrade(&client),
+        subscribing.clone(),
+        interrupted.clone(),
+    );
     ctrlc::set_handler(move || {
         // SIGINT, SIGTERM and SIGHUP (ctrlc's `termination` feature) all shut down cleanly. A
         // second one does not wait for the clean shutdown. One within a second of the first
@@ -532,7 +543,18 @@ fn run(args: Args) -> Result<(), Failure> {
         match *first {
             None => {
                 *first = Some(Instant::now());
+                handler_interrupted.store(true, std::sync::atomic::Ordering::SeqCst);
                 let _ = ctrl_c.try_send(Stop::CtrlC);
+                if handler_subscribing.load(std::sync::atomic::Ordering::SeqCst) {
+                    if let Some(client) = handler_client.upgrade() {
+                        // On a thread of its own: the handler stays free for a second press.
+                        let _ = std::thread::Builder::new()
+                            .name("tail-interrupt".into())
+                            .spawn(move || {
+                                let _ = client.shutdown(Duration::from_secs(5));
+                            });
+                    }
+                }
             }
             Some(at) if at.elapsed() > Duration::from_secs(1) => {
                 note(
@@ -551,9 +573,21 @@ fn run(args: Args) -> Result<(), Failure> {
         message: format!("cannot install the Ctrl-C handler: {e}"),
     })?;
 
-    let report = client
-        .subscribe(&topics)
-        .map_err(|e| from_error("subscribe", e))?;
+    let report = match client.subscribe(&topics) {
+        Ok(report) => report,
+        Err(Error::Shutdown) if interrupted.load(std::sync::atomic::Ordering::SeqCst) => {
+            note(
+                format,
+                "stopping",
+                "Ctrl-C (or termination signal) while subscribing, shutting down",
+                &[],
+            );
+            let _ = client.shutdown(Duration::from_secs(5));
+            return Ok(());
+        }
+        Err(e) => return Err(from_error("subscribe", e)),
+    };
+    subscribing.store(false, std::sync::atomic::Ordering::SeqCst);
     for rejected in &report.rejected {
         let message = format!(
             "topic {} rejected: {} (missing permissions: {})",
