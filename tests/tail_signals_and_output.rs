@@ -304,3 +304,30 @@ fn ctrl_c_while_the_first_subscribe_hangs_stops_tail_promptly_and_cleanly() {
     let stderr = read_all(child.stderr.take());
     assert!(!stderr.contains("error"), "{stderr}");
 }
+
+#[test]
+fn ctrl_c_while_checking_credentials_on_a_silent_service_exits_0_at_once() {
+    // A login host that accepts connections and never answers: the credentials check would
+    // wait for its request timeout (30 s by default).
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    let held = std::thread::spawn(move || {
+        let (connection, _) = silent.accept().unwrap();
+        std::thread::sleep(Duration::from_secs(20));
+        drop(connection);
+    });
+    let mut child = Command::new(tail_binary())
+        .args(["--api-base", &url, "--login-base", &url])
+        .args(["--client-id", "id", "--client-secret", "secret"])
+        .env_remove("GENESYS_REGION")
+        .env_remove("GENESYS_ACCESS_TOKEN")
+        .arg(presence_topics(1).remove(0))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Let it reach the credentials check.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(signal_and_wait(&mut child, "-TERM"), Some(0));
+    drop(held);
+}

@@ -455,14 +455,28 @@ fn run(args: Args) -> Result<(), Failure> {
         builder = builder.streaming_base(url);
     }
 
+    let (stop_tx, stop_rx) = crossbeam_channel::bounded::<Stop>(4);
+    // Installed before anything talks to the service, so that a signal at any moment stops
+    // tail as documented (exit 0): see `on_signal`.
+    let phase = std::sync::Arc::new(parking_lot::Mutex::new(Phase::Starting));
+    let handler_client = std::sync::Arc::new(std::sync::OnceLock::new());
+    {
+        let (stop, phase, client) = (stop_tx.clone(), phase.clone(), handler_client.clone());
+        let first_press = parking_lot::Mutex::new(None::<Instant>);
+        ctrlc::set_handler(move || on_signal(&first_press, &phase, &client, &stop, format))
+            .map_err(|e| Failure {
+                code: 1,
+                message: format!("cannot install the Ctrl-C handler: {e}"),
+            })?;
+    }
+
     // Shared with the Ctrl-C handler, which cuts a hanging first subscribe short.
     let client = std::sync::Arc::new(builder.build().map_err(|e| from_error("settings", e))?);
+    let _ = handler_client.set(std::sync::Arc::downgrade(&client));
     // Fail fast on wrong credentials, before any channel is created.
     client
         .verify_token()
         .map_err(|e| from_error("credentials", e))?;
-
-    let (stop_tx, stop_rx) = crossbeam_channel::bounded::<Stop>(4);
 
     let fatal = stop_tx.clone();
     let _lifecycle = client
@@ -523,59 +537,17 @@ fn run(args: Args) -> Result<(), Failure> {
 
     watch_stdout(stop_tx.clone(), format);
 
-    let ctrl_c = stop_tx.clone();
-    let first_press = parking_lot::Mutex::new(None::<Instant>);
-    // Until the subscribe returns, nothing reads `stop_rx`: a signal then shuts the client down
-    // itself, which cuts the subscribe short (it may wait up to its deadline, 80 s by default,
-    // on a service that does not answer).
-    let subscribing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let interrupted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (handler_client, handler_subscribing, handler_interrupted) = (
-        std::sync::Arc::downgrade(&client),
-        subscribing.clone(),
-        interrupted.clone(),
-    );
-    ctrlc::set_handler(move || {
-        // SIGINT, SIGTERM and SIGHUP (ctrlc's `termination` feature) all shut down cleanly. A
-        // second one does not wait for the clean shutdown. One within a second of the first
-        // counts as the same press (some tools deliver SIGINT to the process and its group).
-        let mut first = first_press.lock();
-        match *first {
-            None => {
-                *first = Some(Instant::now());
-                handler_interrupted.store(true, std::sync::atomic::Ordering::SeqCst);
-                let _ = ctrl_c.try_send(Stop::CtrlC);
-                if handler_subscribing.load(std::sync::atomic::Ordering::SeqCst) {
-                    if let Some(client) = handler_client.upgrade() {
-                        // On a thread of its own: the handler stays free for a second press.
-                        let _ = std::thread::Builder::new()
-                            .name("tail-interrupt".into())
-                            .spawn(move || {
-                                let _ = client.shutdown(Duration::from_secs(5));
-                            });
-                    }
-                }
-            }
-            Some(at) if at.elapsed() > Duration::from_secs(1) => {
-                note(
-                    format,
-                    "exiting",
-                    "second Ctrl-C (or termination signal), exiting without waiting",
-                    &[("exit_code", 130.into())],
-                );
-                std::process::exit(130);
-            }
-            Some(_) => {}
+    {
+        let mut phase = phase.lock();
+        if *phase == Phase::Interrupted {
+            // A signal came before anything was subscribed: nothing to undo.
+            return Ok(());
         }
-    })
-    .map_err(|e| Failure {
-        code: 1,
-        message: format!("cannot install the Ctrl-C handler: {e}"),
-    })?;
-
+        *phase = Phase::Subscribing;
+    }
     let report = match client.subscribe(&topics) {
         Ok(report) => report,
-        Err(Error::Shutdown) if interrupted.load(std::sync::atomic::Ordering::SeqCst) => {
+        Err(Error::Shutdown) if *phase.lock() == Phase::Interrupted => {
             note(
                 format,
                 "stopping",
@@ -587,7 +559,12 @@ fn run(args: Args) -> Result<(), Failure> {
         }
         Err(e) => return Err(from_error("subscribe", e)),
     };
-    subscribing.store(false, std::sync::atomic::Ordering::SeqCst);
+    {
+        let mut phase = phase.lock();
+        if *phase == Phase::Subscribing {
+            *phase = Phase::Following;
+        }
+    }
     for rejected in &report.rejected {
         let message = format!(
             "topic {} rejected: {} (missing permissions: {})",
@@ -679,6 +656,79 @@ fn run(args: Args) -> Result<(), Failure> {
         ],
     );
     result
+}
+
+/// Where `run` is, for the signal handler.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Checking settings and credentials: nothing exists on the service yet.
+    Starting,
+    /// The first subscribe runs; nothing reads the stop channel yet.
+    Subscribing,
+    /// The main thread waits on the stop channel.
+    Following,
+    /// A signal came before `Following`.
+    Interrupted,
+}
+
+/// SIGINT, SIGTERM and SIGHUP (ctrlc's `termination` feature) all stop tail cleanly: while
+/// following, the main thread shuts down; during the first subscribe (which may wait on a
+/// service that does not answer until its deadline, 80 s by default) the client is shut down
+/// at once, which cuts the subscribe short; before it, nothing exists on the service and tail
+/// exits at once. A second
+/// signal more than a second after the first exits at once with 130 (one within a second
+/// counts as the same press: some tools signal both the process and its group).
+fn on_signal(
+    first_press: &parking_lot::Mutex<Option<Instant>>,
+    phase: &parking_lot::Mutex<Phase>,
+    client: &std::sync::OnceLock<std::sync::Weak<Client>>,
+    stop: &crossbeam_channel::Sender<Stop>,
+    format: LifecycleFormat,
+) {
+    let mut first = first_press.lock();
+    match *first {
+        None => {
+            *first = Some(Instant::now());
+            let _ = stop.try_send(Stop::CtrlC);
+            let mut phase = phase.lock();
+            match *phase {
+                Phase::Following | Phase::Interrupted => {}
+                Phase::Starting => {
+                    // Checking credentials may wait on a service that does not answer; nothing
+                    // exists there yet, so there is nothing to wait for. The lock is held: the
+                    // main thread cannot start subscribing meanwhile.
+                    note(
+                        format,
+                        "stopping",
+                        "Ctrl-C (or termination signal), exiting",
+                        &[],
+                    );
+                    std::process::exit(0);
+                }
+                Phase::Subscribing => {
+                    *phase = Phase::Interrupted;
+                    if let Some(client) = client.get().and_then(std::sync::Weak::upgrade) {
+                        // On a thread of its own: the handler stays free for a second signal.
+                        let _ = std::thread::Builder::new()
+                            .name("tail-interrupt".into())
+                            .spawn(move || {
+                                let _ = client.shutdown(Duration::from_secs(5));
+                            });
+                    }
+                }
+            }
+        }
+        Some(at) if at.elapsed() > Duration::from_secs(1) => {
+            note(
+                format,
+                "exiting",
+                "second Ctrl-C (or termination signal), exiting without waiting",
+                &[("exit_code", 130.into())],
+            );
+            std::process::exit(130);
+        }
+        Some(_) => {}
+    }
 }
 
 /// Stops `tail` when nobody reads its stdout any more (`genesys-tail ... | head -1`): a write
