@@ -377,6 +377,12 @@ const _: () = {
     send_sync::<Health>();
 };
 
+// README.md's Rust blocks are doc tests: the Usage example must compile. (Its emulator example
+// is a `#[test]` function, which a doc test would drop: tests/readme.rs runs it.)
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme {}
+
 /// The public surface, pinned by doc tests: the REST and token modules are private (what users
 /// need is re-exported above), nothing public holds a channel's full id or `connectUri`, and
 /// settings are changed only through setters, so adding one breaks no one.
