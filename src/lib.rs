@@ -253,8 +253,9 @@
 //!    the same channel is opened within 250 ms of the warning (a uniform jitter) plus the
 //!    connection time, and takes over after what still arrives on the old one is delivered: no
 //!    gap. The old socket is read during that wait: if the server closes it first, that is an
-//!    ordinary end of the socket, and its [`Lifecycle::Gap`] is reported. A wrong `api_base` (404 on the very first channel creation) fails the first
-//!    `subscribe` at once with [`Error::ChannelStopped`] naming the URL.
+//!    ordinary end of the socket, and its [`Lifecycle::Gap`] is reported. A wrong `api_base`
+//!    (404 on the very first channel creation) fails the first `subscribe` at once with
+//!    [`Error::ChannelStopped`] naming the URL.
 //! 5. **Tokens are refreshed ahead of expiry**, from `expires_in` (at about 80 % of it), without
 //!    touching any socket. A 401 forces one refresh. Bad credentials are a clear error
 //!    ([`Error::Token`]), retried by the refresher only every few minutes, never in a hot loop.

@@ -239,7 +239,7 @@ pub(crate) fn read_error(error: &tungstenite::Error) -> ReadFailure {
             malformed: Some(format!("text frame is not UTF-8: {e}")),
         },
         tungstenite::Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => ended(
-            DisconnectCause::Io("connection reset without a close frame".into()),
+            DisconnectCause::Io("the TCP connection ended without a close frame".into()),
         ),
         tungstenite::Error::Protocol(e) => ended(DisconnectCause::Protocol(e.to_string())),
         tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed => {

@@ -434,10 +434,10 @@ fn read_error_rows() {
             },
         ),
         (
-            "reset without a close frame",
+            "TCP end (FIN) without a close frame",
             tungstenite::Error::Protocol(ProtocolError::ResetWithoutClosingHandshake),
             ReadFailure {
-                cause: DisconnectCause::Io("connection reset without a close frame".into()),
+                cause: DisconnectCause::Io("the TCP connection ended without a close frame".into()),
                 malformed: None,
             },
         ),
