@@ -31,12 +31,15 @@ Output:
             2026-12-01T10:00:00.123Z stre…abcd connected
           or, with --lifecycle-format json, one JSON object per line:
             {\"time\":\"…\",\"event\":\"gap\",\"channel\":\"stre…abcd\",\"message\":\"…\",…}
+          event names the lifecycle kind (channel_created, subscribed, connected, disconnected,
+          reconnecting, gap, resynced, system_message, ...); gap adds start, end and topics,
+          reconnecting adds attempt and delay_ms, dropped adds count and total.
           tail's own lines (following, topic_rejected, stopping, summary, error with its
           exit_code) then are JSON objects of the same shape, with \"channel\": null.
 
 Exit codes:
-  0    stopped by Ctrl-C, SIGTERM or SIGHUP (or stdout closed): sockets closed,
-       subscriptions removed
+  0    stopped by Ctrl-C, SIGTERM or SIGHUP (also while still subscribing) or because
+       stdout was closed (| head -1): sockets closed, subscriptions removed
   1    a runtime failure (the service kept failing, a channel stopped for good, stdout
        not writable: a full disk, an I/O error)
   2    input to fix: missing or wrong credentials, bad topic, a pattern that is invalid or
@@ -48,13 +51,14 @@ Corporate networks:
   The proxy comes from --proxy, else from https_proxy / HTTPS_PROXY / all_proxy / ALL_PROXY,
   with no_proxy / NO_PROXY (or --no-proxy) naming hosts that go direct (host names cover their
   subdomains; .domain, IP, CIDR and :port forms work). --no-proxy-env ignores the environment.
+  Loopback hosts go direct unless --proxy-loopback.
 
 Examples:
   export GENESYS_REGION=eu-west-1 GENESYS_CLIENT_ID=… GENESYS_CLIENT_SECRET=…
   genesys-tail 'v2.users.<user-id>?presence&routingStatus' | jq .eventBody
-  genesys-tail --pattern 'v2.users.*.presence' v2.users.<id1>.presence v2.users.<id2>.presence
-  genesys-tail --proxy http://user:pass@proxy.corp:3128 --ca-file corp-ca.pem v2.users.<id>.presence
-  genesys-tail --lifecycle-format json v2.users.<id>.presence 2>lifecycle.jsonl
+  genesys-tail --pattern 'v2.users.*.presence' 'v2.users.<id1>.presence' 'v2.users.<id2>.presence'
+  genesys-tail --proxy http://user:pass@proxy.corp:3128 --ca-file corp-ca.pem 'v2.users.<id>.presence'
+  genesys-tail --lifecycle-format json 'v2.users.<id>.presence' 2>lifecycle.jsonl
 ";
 
 #[derive(Parser, Debug)]
@@ -142,11 +146,12 @@ struct Args {
     #[arg(long, value_name = "HOSTS")]
     no_proxy: Option<String>,
 
-    /// Ignore HTTPS_PROXY, ALL_PROXY and NO_PROXY from the environment.
+    /// Ignore the proxy settings of the environment (https_proxy, HTTPS_PROXY, all_proxy,
+    /// ALL_PROXY, no_proxy, NO_PROXY).
     #[arg(long)]
     no_proxy_env: bool,
 
-    /// Send loopback hosts (localhost, 127.0.0.1) through the proxy too.
+    /// Send loopback hosts (localhost, 127.0.0.0/8, ::1) through the proxy too.
     #[arg(long)]
     proxy_loopback: bool,
 
