@@ -542,14 +542,8 @@ fn run(args: Args) -> Result<(), Failure> {
 
     watch_stdout(stop_tx.clone(), format);
 
-    {
-        let mut phase = phase.lock();
-        if *phase == Phase::Interrupted {
-            // A signal came before anything was subscribed: nothing to undo.
-            return Ok(());
-        }
-        *phase = Phase::Subscribing;
-    }
+    // Under the lock: a signal from now on shuts the client down (see `on_signal`).
+    *phase.lock() = Phase::Subscribing;
     let report = match client.subscribe(&topics) {
         Ok(report) => report,
         Err(Error::Shutdown) if *phase.lock() == Phase::Interrupted => {
@@ -584,22 +578,11 @@ fn run(args: Args) -> Result<(), Failure> {
                 rejected.missing_permissions.join(", ")
             }
         );
-        // The reason and permissions are the server's text: one line, whatever they hold.
-        let message: String = message
-            .chars()
-            .flat_map(|c| {
-                let escaped: Vec<char> = if c.is_control() {
-                    c.escape_default().collect()
-                } else {
-                    vec![c]
-                };
-                escaped
-            })
-            .collect();
         note(
             format,
             "topic_rejected",
-            &message,
+            // The reason and permissions are the server's text: one line, whatever they hold.
+            &one_line(&message),
             &[
                 ("topic", rejected.topic.as_str().into()),
                 (
@@ -663,6 +646,19 @@ fn run(args: Args) -> Result<(), Failure> {
     result
 }
 
+/// `text` with its control characters escaped (`\n`, `\u{1b}`): one line.
+fn one_line(text: &str) -> String {
+    let mut line = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            line.extend(c.escape_default());
+        } else {
+            line.push(c);
+        }
+    }
+    line
+}
+
 /// Where `run` is, for the signal handler.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
@@ -672,7 +668,7 @@ enum Phase {
     Subscribing,
     /// The main thread waits on the stop channel.
     Following,
-    /// A signal came before `Following`.
+    /// A signal came during the first subscribe.
     Interrupted,
 }
 
@@ -680,9 +676,9 @@ enum Phase {
 /// following, the main thread shuts down; during the first subscribe (which may wait on a
 /// service that does not answer until its deadline, 80 s by default) the client is shut down
 /// at once, which cuts the subscribe short; before it, nothing exists on the service and tail
-/// exits at once. A second
-/// signal more than a second after the first exits at once with 130 (one within a second
-/// counts as the same press: some tools signal both the process and its group).
+/// exits at once. A second signal more than a second after the first exits at once with 130
+/// (one within a second counts as the same press: some tools signal both the process and its
+/// group).
 fn on_signal(
     first_press: &parking_lot::Mutex<Option<Instant>>,
     phase: &parking_lot::Mutex<Phase>,
