@@ -206,8 +206,12 @@ impl Config {
     /// `dispatcher_threads × max(queue_capacity_bytes, max_message_size + 100 bytes)`, plus one
     /// event being delivered per dispatcher thread. The queues themselves cost about 150 bytes
     /// per slot: a queue of up to 4096 events reserves its slots at `build()` (600 KiB at
-    /// most), a larger one takes slots only for what it holds. With the defaults:
-    /// 2 × 4 MiB of events plus 2 × 150 KiB of slots.
+    /// most), a larger one takes slots only for what it holds. A queued event's frame is a slice
+    /// of its socket's 32 KiB read buffer, which stays allocated while any frame of it is
+    /// queued. One queue holds frames that follow each other in the buffers (they add about
+    /// 64 KiB); with several dispatcher threads, only the first 32 events of a queue keep such
+    /// slices (the rest get copies), so read buffers add at most 1 MiB per queue. With the
+    /// defaults: 2 × 4 MiB of events, 2 × 150 KiB of slots and at most 2 × 1 MiB of buffers.
     pub fn queue_capacity_bytes(&self) -> usize {
         self.queue_capacity_bytes
     }

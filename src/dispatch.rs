@@ -255,6 +255,12 @@ const BYTES_MASK: u64 = (1 << COUNT_SHIFT) - 1;
 /// as events arrive and freed as they leave.
 const EAGER_SLOTS: usize = 4096;
 
+/// With several dispatcher threads, a queue holding this many events copies the frames it takes
+/// out of the socket read buffers ([`Dispatcher::push`]).
+const UNPIN_DEPTH: u64 = 32;
+/// How many pushes apart a producer looks at the true depth of a queue for [`UNPIN_DEPTH`].
+const UNPIN_SAMPLE: u64 = 16;
+
 fn packed(events: u64, bytes: u64) -> u64 {
     (events << COUNT_SHIFT) | bytes
 }
@@ -353,6 +359,20 @@ impl Queue {
                 Err(now) => pushed = now,
             }
         }
+    }
+
+    /// Whether the queue holds at least [`UNPIN_DEPTH`] events, by the producers' estimate
+    /// (never below the truth), brought up to date every [`UNPIN_SAMPLE`] pushes: one read of
+    /// the dispatcher thread's counter per sample, not per event.
+    fn backed_up(&self) -> bool {
+        let totals = &self.producers.0;
+        let mut seen = totals.popped_seen.load(Ordering::SeqCst);
+        let pushed = totals.pushed.load(Ordering::SeqCst);
+        if (pushed >> COUNT_SHIFT) % UNPIN_SAMPLE == 0 {
+            seen = self.popped.0.load(Ordering::SeqCst);
+            totals.popped_seen.store(seen, Ordering::SeqCst);
+        }
+        (pushed.wrapping_sub(seen) >> COUNT_SHIFT) >= UNPIN_DEPTH
     }
 
     /// Frees the room of one event taken out of the queue. Blocked socket threads are woken
@@ -523,8 +543,19 @@ impl Dispatcher {
 
     /// Queues one event per the backpressure policy. Under `Block`, waits for room unless `stop`
     /// becomes true (then the event is dropped and counted).
-    pub(crate) fn push(&self, event: Event, stop: &AtomicBool) -> Pushed {
+    pub(crate) fn push(&self, mut event: Event, stop: &AtomicBool) -> Pushed {
         let queue = &self.queues[self.shard_of(event.topic())];
+        // A frame is a slice of its socket's read buffer, kept allocated while any frame of it
+        // is queued. One queue holds a contiguous run of frames, so the buffers it keeps are
+        // about the bytes it holds. With several queues, one queue's frames can be sparse in
+        // the buffers (a slow listener of a rare topic, the others flowing): 1 024 of them
+        // could keep 1 024 buffers, 32 MiB, for 400 KB counted. A queue deep enough to be
+        // backed up gives its events copies of their own: at most UNPIN_DEPTH events of a queue
+        // share buffers with others (each was queued behind fewer than that many), so buffers
+        // add at most UNPIN_DEPTH × 32 KiB, 1 MiB, to what each queue counts.
+        if self.queues.len() > 1 && queue.backed_up() {
+            event.unpin();
+        }
         let bytes = event.queued_bytes() as u64;
         if queue.try_reserve(bytes) {
             // Never disconnected: the queue holds a receiver.
@@ -1216,6 +1247,84 @@ mod tests {
         }
         waiter.join().unwrap();
         assert_eq!(queue.len(), 4);
+    }
+
+    #[test]
+    fn with_several_queues_a_backed_up_queue_copies_its_frames_out_of_the_read_buffer() {
+        let registry = Arc::new(Registry::new(usize::MAX));
+        let (release_tx, release_rx) = crossbeam_channel::bounded::<()>(1);
+        // Where each delivered frame lies: in the shared read buffer or in a copy.
+        let seen: Arc<Mutex<Vec<usize>>> = Arc::default();
+        let record = seen.clone();
+        let _listener = registry.add_event(
+            "v2.a.b".parse().unwrap(),
+            Box::new(move |event: &Event| {
+                let mut seen = record.lock();
+                if seen.is_empty() {
+                    // The first call holds the queue back until every frame is pushed.
+                    let _ = release_rx.recv_timeout(Duration::from_secs(30));
+                }
+                seen.push(event.frame_json().as_ptr() as usize);
+            }),
+        );
+        let limits = QueueLimits {
+            capacity: 1024,
+            capacity_bytes: 1 << 30,
+        };
+        let dispatcher = Dispatcher::start(
+            registry,
+            2,
+            limits,
+            Backpressure::Block,
+            Duration::from_secs(60),
+        )
+        .unwrap();
+        // One read buffer holding 200 frames, as a socket's does.
+        let frames: Vec<String> = (0..200)
+            .map(|n| format!(r#"{{"topicName":"v2.a.b","eventBody":{{"n":{n}}}}}"#))
+            .collect();
+        let buffer = tungstenite::Bytes::from(frames.concat());
+        let inside = |at: usize| {
+            (buffer.as_ptr() as usize..buffer.as_ptr() as usize + buffer.len()).contains(&at)
+        };
+        let origin = Arc::new(crate::event::Origin {
+            channel: crate::event::ChannelId::new("c1"),
+            stats: Arc::new(crate::health::ChannelStats::new()),
+            epoch: (Instant::now(), std::time::SystemTime::now()),
+        });
+        let stop = AtomicBool::new(false);
+        let mut start = 0;
+        for frame in &frames {
+            let slice = buffer.slice(start..start + frame.len());
+            start += frame.len();
+            let text = crate::event::FrameText::try_from(slice).unwrap();
+            let Ok(crate::message::Inbound::Notification(located)) =
+                crate::message::parse(text.as_str())
+            else {
+                panic!("a notification");
+            };
+            let event = Event::new(text, located, origin.clone(), Instant::now());
+            assert!(inside(event.frame_json().as_ptr() as usize));
+            assert_eq!(dispatcher.push(event, &stop), Pushed::Queued);
+        }
+        release_tx.send(()).unwrap();
+        let started = Instant::now();
+        while seen.lock().len() < 200 {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "not all delivered"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let seen = seen.lock().clone();
+        let pinned = seen.iter().filter(|at| inside(**at)).count();
+        // An event queued behind fewer than 32 keeps its slice of the buffer, the others were
+        // given copies: 32, or 33 when a producer saw the first event already taken out.
+        assert!(
+            (UNPIN_DEPTH as usize..=UNPIN_DEPTH as usize + 1).contains(&pinned),
+            "{pinned} of 200 in the read buffer"
+        );
+        assert!(dispatcher.shutdown(Instant::now() + Duration::from_secs(10)));
     }
 
     fn event(topic: &str) -> Event {

@@ -90,6 +90,13 @@ impl Event {
         }
     }
 
+    /// Gives the event a copy of its frame of its own: a frame is a slice of the socket's read
+    /// buffer (32 KiB, shared by the frames read with it), which stays allocated while any of
+    /// them is queued. See `Dispatcher::push`.
+    pub(crate) fn unpin(&mut self) {
+        self.frame = FrameText::from(self.frame.as_str().to_owned());
+    }
+
     /// Parses the envelope of an event made by [`Event::unlocated`] (nothing to do for any
     /// other); the error says why the frame cannot be delivered.
     pub(crate) fn locate(&mut self) -> Result<(), crate::message::MalformedFrame> {
