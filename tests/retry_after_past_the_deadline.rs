@@ -11,6 +11,31 @@ use genesys_notify::{ApiError, Error};
 use std::time::{Duration, Instant};
 use util::*;
 
+/// A client of `emu` whose connect and request timeouts are both `timeout`.
+fn client(emu: &genesys_notify::emulator::Emulator, timeout: Duration) -> genesys_notify::Client {
+    builder(emu)
+        .connect_timeout(timeout)
+        .request_timeout(timeout)
+        .build()
+        .unwrap()
+}
+
+/// `endpoint` answers `status` (with this `Retry-After`, in seconds) for its next `times` calls.
+fn refuse(
+    emu: &genesys_notify::emulator::Emulator,
+    endpoint: Endpoint,
+    status: u16,
+    retry_after: Option<u64>,
+    times: usize,
+) {
+    emu.inject(Fault::HttpStatus {
+        endpoint,
+        status,
+        retry_after,
+        times,
+    });
+}
+
 fn create_channel_calls(emu: &genesys_notify::emulator::Emulator) -> usize {
     emu.requests()
         .iter()
@@ -21,18 +46,9 @@ fn create_channel_calls(emu: &genesys_notify::emulator::Emulator) -> usize {
 #[test]
 fn a_retry_after_past_the_deadline_is_returned_at_once_as_the_rate_limit() {
     let emu = emulator();
-    let client = builder(&emu)
-        .connect_timeout(Duration::from_secs(20))
-        .request_timeout(Duration::from_secs(20))
-        .build()
-        .unwrap();
+    let client = client(&emu, Duration::from_secs(20));
     // A day: past the 60 s deadline of this call, and past the client's 300 s cap too.
-    emu.inject(Fault::HttpStatus {
-        endpoint: Endpoint::CreateChannel,
-        status: 429,
-        retry_after: Some(86_400),
-        times: 1_000,
-    });
+    refuse(&emu, Endpoint::CreateChannel, 429, Some(86_400), 1_000);
     let started = Instant::now();
     let error = client.subscribe(presence_topics(1)).unwrap_err();
     let took = started.elapsed();
@@ -56,17 +72,8 @@ fn a_retry_after_past_the_deadline_is_returned_at_once_as_the_rate_limit() {
 #[test]
 fn a_token_endpoint_rate_limiting_past_the_deadline_is_returned_at_once() {
     let emu = emulator();
-    let client = builder(&emu)
-        .connect_timeout(Duration::from_secs(20))
-        .request_timeout(Duration::from_secs(20))
-        .build()
-        .unwrap();
-    emu.inject(Fault::HttpStatus {
-        endpoint: Endpoint::Token,
-        status: 429,
-        retry_after: Some(1_000_000),
-        times: 1_000,
-    });
+    let client = client(&emu, Duration::from_secs(20));
+    refuse(&emu, Endpoint::Token, 429, Some(1_000_000), 1_000);
     let started = Instant::now();
     let error = client.subscribe(presence_topics(1)).unwrap_err();
     let took = started.elapsed();
@@ -84,17 +91,8 @@ fn a_token_endpoint_rate_limiting_past_the_deadline_is_returned_at_once() {
 #[test]
 fn a_service_failing_until_the_deadline_gives_its_last_answer() {
     let emu = emulator();
-    let client = builder(&emu)
-        .connect_timeout(Duration::from_secs(1))
-        .request_timeout(Duration::from_secs(1))
-        .build()
-        .unwrap();
-    emu.inject(Fault::HttpStatus {
-        endpoint: Endpoint::CreateChannel,
-        status: 503,
-        retry_after: None,
-        times: 100_000,
-    });
+    let client = client(&emu, Duration::from_secs(1));
+    refuse(&emu, Endpoint::CreateChannel, 503, None, 100_000);
     let error = client.subscribe(presence_topics(1)).unwrap_err();
     assert!(
         matches!(error, Error::Api(ApiError::Server { status: 503, .. })),
@@ -114,11 +112,7 @@ fn a_subscribe_that_times_out_names_the_last_failure() {
         genesys_notify::emulator::EmulatorConfig::default()
             .connect_uri_base(format!("ws://127.0.0.1:{port}")),
     );
-    let client = builder(&emu)
-        .connect_timeout(Duration::from_secs(1))
-        .request_timeout(Duration::from_secs(1))
-        .build()
-        .unwrap();
+    let client = client(&emu, Duration::from_secs(1));
     let error = client.subscribe(presence_topics(1)).unwrap_err();
     match &error {
         Error::Timeout {

@@ -3,31 +3,17 @@
 mod util;
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 use util::*;
-
-fn tail_binary() -> PathBuf {
-    let mut path = std::env::current_exe().unwrap();
-    path.pop(); // the test binary's name
-    if path.ends_with("deps") {
-        path.pop();
-    }
-    path.join("examples").join("tail")
-}
 
 #[test]
 fn an_access_token_and_the_api_base_are_enough() {
     let emu = emulator();
     let topic = presence_topics(1).remove(0);
-    let mut child = Command::new(tail_binary())
+    let mut child = tail::isolated(&tail::example())
         .args(["--api-base", &emu.api_base()])
         .env("GENESYS_ACCESS_TOKEN", emu.issue_token())
-        .env_remove("GENESYS_REGION")
-        .env_remove("GENESYS_LOGIN_BASE")
-        .env_remove("GENESYS_CLIENT_ID")
-        .env_remove("GENESYS_CLIENT_SECRET")
         .arg(&topic)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -6,71 +6,23 @@
 mod util;
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use util::*;
 
-fn tail_binary() -> PathBuf {
-    let mut path = std::env::current_exe().unwrap();
-    path.pop(); // the test binary's name
-    if path.ends_with("deps") {
-        path.pop();
-    }
-    path.join("examples").join("tail")
-}
-
-/// Waits until the emulator has a connected socket on a channel with topics (`tail` follows).
-fn wait_following(emu: &genesys_notify::emulator::Emulator) {
-    assert!(emu.wait_for(Duration::from_secs(20), |e| e
-        .channels()
-        .iter()
-        .any(|c| c.connected && !c.topics.is_empty())));
-}
-
-/// Waits up to 20 s for `child` to exit, calling `each` every 50 ms meanwhile; kills it and
-/// panics naming `after` (what should have stopped it) if it does not.
-fn wait_exit(
-    child: &mut std::process::Child,
-    after: &str,
-    mut each: impl FnMut(),
-) -> std::process::ExitStatus {
-    let started = Instant::now();
-    loop {
-        each();
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if started.elapsed() > Duration::from_secs(20) {
-            let _ = child.kill();
-            panic!("tail did not stop within 20 s of {after}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// The built `tail` example pointed at `emu`, with its credentials unless `credentials` is false.
-/// Credentials and region from the environment are removed, so only these flags count.
+/// Nothing comes from the environment, so only these flags count.
 fn tail_command(emu: &genesys_notify::emulator::Emulator, credentials: bool) -> Command {
-    let mut command = Command::new(tail_binary());
-    command
-        .args(["--api-base", &emu.api_base()])
-        .args(["--login-base", &emu.login_base()])
-        .env_remove("GENESYS_REGION")
-        .env_remove("GENESYS_ACCESS_TOKEN")
-        .env_remove("GENESYS_CLIENT_ID")
-        .env_remove("GENESYS_CLIENT_SECRET");
     if credentials {
-        command
-            .args(["--client-id", emu.client_id()])
-            .args(["--client-secret", emu.client_secret()]);
+        tail::command(&tail::example(), emu)
+    } else {
+        tail::pointed_at(&tail::example(), emu)
     }
-    command
 }
 
 #[test]
 fn tail_prints_each_notification_as_one_json_line_and_stops_on_sigint() {
-    let bin = tail_binary();
+    let bin = tail::example();
     assert!(bin.exists(), "{} not built", bin.display());
     let emu = emulator();
     let topics = presence_topics(2);
@@ -256,8 +208,8 @@ fn tail_exits_0_when_the_pipe_of_its_stdout_and_stderr_closes() {
         "tail never said it follows the topic"
     );
     drop(child.stdout.take());
-    wait_following(&emu);
-    let status = wait_exit(&mut child, "its stdout closing", || {
+    tail::wait_following(&emu);
+    let status = tail::wait_exit(&mut child, "its stdout closing", || {
         emu.publish(&topic, presence_body(1));
     });
     assert_eq!(status.code(), Some(0), "{status:?}");
@@ -277,7 +229,7 @@ fn tail_stops_when_its_stdout_reader_goes_away_even_without_another_event() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    wait_following(&emu);
+    tail::wait_following(&emu);
     // One event, read as `head -1` reads it; then the reader goes away.
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let (tx, rx) = crossbeam_channel::bounded(1);
@@ -300,7 +252,7 @@ fn tail_stops_when_its_stdout_reader_goes_away_even_without_another_event() {
     };
     assert!(line.contains("\"topicName\""), "{line}");
     // No more events from here on.
-    let status = wait_exit(&mut child, "its stdout reader going away", || {});
+    let status = tail::wait_exit(&mut child, "its stdout reader going away", || {});
     assert_eq!(status.code(), Some(0), "{status:?}");
     // A clean shutdown: the channel's subscriptions are removed.
     assert!(emu.wait_for(Duration::from_secs(10), |e| e
@@ -315,14 +267,12 @@ fn tail_stops_when_its_stdout_reader_goes_away_even_without_another_event() {
 fn tail_exits_2_naming_a_wrong_api_base() {
     let emu = emulator();
     let base = format!("{}/v1", emu.api_base());
-    let output = Command::new(tail_binary())
+    let output = tail::isolated(&tail::example())
         .args(["--api-base", &base])
         .args(["--login-base", &emu.login_base()])
         .args(["--client-id", emu.client_id()])
         .args(["--client-secret", emu.client_secret()])
         .arg(&presence_topics(1)[0])
-        .env_remove("GENESYS_REGION")
-        .env_remove("GENESYS_ACCESS_TOKEN")
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);

@@ -60,16 +60,8 @@ fn installed() -> &'static Path {
 }
 
 fn command(emu: &genesys_notify::emulator::Emulator) -> Command {
-    let mut command = Command::new(installed());
+    let mut command = tail::command(installed(), emu);
     command
-        .args(["--api-base", &emu.api_base()])
-        .args(["--login-base", &emu.login_base()])
-        .args(["--client-id", emu.client_id()])
-        .args(["--client-secret", emu.client_secret()])
-        .env_remove("GENESYS_REGION")
-        .env_remove("GENESYS_ACCESS_TOKEN")
-        .env_remove("GENESYS_CLIENT_ID")
-        .env_remove("GENESYS_CLIENT_SECRET")
         .env_remove("HTTPS_PROXY")
         .env_remove("https_proxy")
         .env_remove("ALL_PROXY")

@@ -4,30 +4,12 @@
 mod util;
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use util::*;
 
-fn tail_binary() -> PathBuf {
-    let mut path = std::env::current_exe().unwrap();
-    path.pop(); // the test binary's name
-    if path.ends_with("deps") {
-        path.pop();
-    }
-    path.join("examples").join("tail")
-}
-
 fn tail_command(emu: &genesys_notify::emulator::Emulator) -> Command {
-    let mut command = Command::new(tail_binary());
-    command
-        .args(["--api-base", &emu.api_base()])
-        .args(["--login-base", &emu.login_base()])
-        .args(["--client-id", emu.client_id()])
-        .args(["--client-secret", emu.client_secret()])
-        .env_remove("GENESYS_REGION")
-        .env_remove("GENESYS_ACCESS_TOKEN");
-    command
+    tail::command(&tail::example(), emu)
 }
 
 #[test]

@@ -7,44 +7,13 @@ mod util;
 
 use genesys_notify::emulator::{Emulator, SocketEventKind};
 use std::io::Read;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use util::*;
-
-fn tail_binary() -> PathBuf {
-    let mut path = std::env::current_exe().unwrap();
-    path.pop(); // the test binary's name
-    if path.ends_with("deps") {
-        path.pop();
-    }
-    path.join("examples").join("tail")
-}
 
 /// The built `tail` example pointed at `emu` with its credentials; nothing from the environment.
 fn tail_command(emu: &Emulator) -> Command {
-    let mut command = Command::new(tail_binary());
-    command
-        .args(["--api-base", &emu.api_base()])
-        .args(["--login-base", &emu.login_base()])
-        .args(["--client-id", emu.client_id()])
-        .args(["--client-secret", emu.client_secret()])
-        .env_remove("GENESYS_REGION")
-        .env_remove("GENESYS_ACCESS_TOKEN")
-        .env_remove("GENESYS_CLIENT_ID")
-        .env_remove("GENESYS_CLIENT_SECRET");
-    command
-}
-
-/// Waits until the emulator has a connected socket on a channel with topics (`tail` follows).
-fn wait_following(emu: &Emulator) {
-    assert!(
-        emu.wait_for(Duration::from_secs(20), |e| e
-            .channels()
-            .iter()
-            .any(|c| c.connected && !c.topics.is_empty())),
-        "tail never followed its topics"
-    );
+    tail::command(&tail::example(), emu)
 }
 
 /// Sends `signal` (`-TERM`, ...) to `child`, waits up to 15 s for it to exit and returns its
@@ -59,17 +28,7 @@ fn signal_and_wait(child: &mut Child, signal: &str) -> Option<i32> {
 }
 
 fn wait_exit(child: &mut Child, after: &str) -> Option<i32> {
-    let started = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status.code();
-        }
-        if started.elapsed() > Duration::from_secs(15) {
-            let _ = child.kill();
-            panic!("tail did not stop within 15 s of {after}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    tail::wait_exit(child, after, || {}).code()
 }
 
 fn read_all(pipe: Option<impl Read>) -> String {
@@ -113,7 +72,7 @@ fn with_json_lifecycle_format_every_stderr_line_is_a_json_object() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_following(&emu);
+    tail::wait_following(&emu);
     // The "following" line is written right after the subscribe returns.
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(signal_and_wait(&mut child, "-INT"), Some(0));
@@ -144,14 +103,10 @@ fn with_json_lifecycle_format_errors_are_json_lines_with_the_exit_code() {
     let emu = emulator();
     // A bad topic (our check), a bad flag value (clap's), wrong credentials (the service's).
     let wrong_secret = {
-        let mut command = Command::new(tail_binary());
+        let mut command = tail::pointed_at(&tail::example(), &emu);
         command
-            .args(["--api-base", &emu.api_base()])
-            .args(["--login-base", &emu.login_base()])
             .args(["--client-id", emu.client_id()])
-            .args(["--client-secret", "wrong"])
-            .env_remove("GENESYS_REGION")
-            .env_remove("GENESYS_ACCESS_TOKEN");
+            .args(["--client-secret", "wrong"]);
         command
     };
     let cases: [(Command, &[&str], &str); 3] = [
@@ -221,7 +176,7 @@ fn stops_cleanly_on(signal: &str) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_following(&emu);
+    tail::wait_following(&emu);
     let channel = emu.channels()[0].id.clone();
     assert_eq!(
         signal_and_wait(&mut child, signal),
@@ -270,7 +225,7 @@ fn a_stdout_that_cannot_be_written_is_a_failure_not_a_clean_exit() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_following(&emu);
+    tail::wait_following(&emu);
     wait_sockets(&emu, 1);
     emu.publish(&topic, presence_body(1));
     let code = wait_exit(&mut child, "a failed write to stdout");
@@ -316,11 +271,9 @@ fn ctrl_c_while_checking_credentials_on_a_silent_service_exits_0_at_once() {
         std::thread::sleep(Duration::from_secs(20));
         drop(connection);
     });
-    let mut child = Command::new(tail_binary())
+    let mut child = tail::isolated(&tail::example())
         .args(["--api-base", &url, "--login-base", &url])
         .args(["--client-id", "id", "--client-secret", "secret"])
-        .env_remove("GENESYS_REGION")
-        .env_remove("GENESYS_ACCESS_TOKEN")
         .arg(presence_topics(1).remove(0))
         .stdout(Stdio::null())
         .stderr(Stdio::null())

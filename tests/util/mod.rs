@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test file uses a different subset of these helpers
 
 pub mod proxy;
+pub mod tail;
 
 use genesys_notify::emulator::{Emulator, EmulatorConfig};
 use genesys_notify::{Backoff, Client, ClientBuilder, Lifecycle, ListenerGuard};
