@@ -939,8 +939,7 @@ fn run_shard(
 }
 
 /// A queued notification whose envelope proved malformed: counted (the channel's `malformed`,
-/// and no longer `received`) and reported as the socket thread reports one, its channel id
-/// shortened in the excerpt.
+/// and no longer `received`) and reported as the socket thread reports one.
 fn report_malformed(
     event: &Event,
     malformed: crate::message::MalformedFrame,
@@ -952,12 +951,11 @@ fn report_malformed(
         .dispatch
         .malformed
         .fetch_add(1, Ordering::Release);
-    let channel = event.channel_id();
-    sink.emit(Lifecycle::MalformedMessage {
-        channel: channel.clone(),
-        reason: malformed.reason,
-        excerpt: crate::message::redacted_excerpt(event.frame_json(), channel.as_str()),
-    });
+    sink.emit(Lifecycle::malformed_frame(
+        event.channel_id(),
+        event.frame_json(),
+        malformed,
+    ));
 }
 
 /// The topic name as a lifecycle event carries it: whole up to 4 × [`MAX_TOPIC_LEN`] bytes,

@@ -30,9 +30,6 @@ pub struct Event {
     pub(crate) received_instant: Instant,
     /// A state snapshot read over REST rather than a notification read from a socket.
     snapshot: bool,
-    /// Queued with only its topic located ([`Event::unlocated`]): the dispatcher thread parses
-    /// its envelope ([`Event::locate`]) before anyone sees it.
-    unlocated: bool,
 }
 
 /// Where events come from: one per socket connection, shared by its events (one reference count
@@ -62,13 +59,12 @@ impl Event {
             origin,
             received_instant: now,
             snapshot: false,
-            unlocated: false,
         }
     }
 
     /// A notification read at `now` whose frame was only seen to start with its `topicName`,
     /// `frame[topic]` ([`crate::message::notification_topic`]); [`Event::locate`] parses the
-    /// rest on the dispatcher thread.
+    /// rest on the dispatcher thread. Its body range stays empty until then.
     pub(crate) fn unlocated(
         frame: FrameText,
         topic: Range<usize>,
@@ -86,7 +82,6 @@ impl Event {
             origin,
             received_instant: now,
             snapshot: false,
-            unlocated: true,
         }
     }
 
@@ -100,11 +95,12 @@ impl Event {
     /// Parses the envelope of an event made by [`Event::unlocated`] (nothing to do for any
     /// other); the error says why the frame cannot be delivered.
     pub(crate) fn locate(&mut self) -> Result<(), crate::message::MalformedFrame> {
-        if !self.unlocated {
+        // Only an unlocated event has an empty body range: a located `eventBody` is a JSON
+        // value, never empty.
+        if !self.located.body.is_empty() {
             return Ok(());
         }
         self.located = crate::message::locate_notification(self.frame.as_str())?;
-        self.unlocated = false;
         Ok(())
     }
 
@@ -126,7 +122,6 @@ impl Event {
             origin: origin.clone(),
             received_instant: now,
             snapshot: true,
-            unlocated: false,
         }
     }
 
@@ -587,6 +582,22 @@ pub enum Lifecycle {
 }
 
 impl Lifecycle {
+    /// The report of a text frame of `channel` that cannot be delivered: why, and the frame's
+    /// excerpt with the channel id (a credential the server's text may quote) shortened before
+    /// the cut ([`crate::message::redacted_excerpt`]). The socket thread and the dispatcher
+    /// (for a notification queued on its topic alone) report through this one constructor.
+    pub(crate) fn malformed_frame(
+        channel: &ChannelId,
+        frame: &str,
+        malformed: crate::message::MalformedFrame,
+    ) -> Lifecycle {
+        Lifecycle::MalformedMessage {
+            channel: channel.clone(),
+            reason: malformed.reason,
+            excerpt: crate::message::redacted_excerpt(frame, channel.as_str()),
+        }
+    }
+
     /// A stable snake_case name of the event kind (`"connected"`, `"gap"`, `"reconnecting"`,
     /// ...), for logs, metrics and the `tail` tool's JSON lines. Names are never changed once
     /// published; new kinds get new names.

@@ -522,13 +522,8 @@ impl Session {
                     }
                     Err(malformed) => {
                         stats.malformed.fetch_add(1, Ordering::Relaxed);
-                        self.shared.emit(Lifecycle::MalformedMessage {
-                            channel: id.clone(),
-                            reason: malformed.reason,
-                            // The server's text may name the channel: shorten its id as above,
-                            // before the excerpt is cut.
-                            excerpt: message::redacted_excerpt(text.as_str(), id.as_str()),
-                        });
+                        self.shared
+                            .emit(Lifecycle::malformed_frame(id, text.as_str(), malformed));
                     }
                 }
             }
