@@ -20,9 +20,11 @@ use serde::{Deserialize, Serialize};
 use ureq::http::Response;
 use ureq::Body;
 
-use crate::auth::{TokenError, TokenManager};
+use crate::auth::TokenManager;
+use crate::error::ApiError;
 use crate::http::{http_agent, json_error, parse_retry_after, shorten, transport_message};
 use crate::redact::{short_id, short_uri};
+use crate::topic::{TopicResult, TopicState};
 
 /// Response bodies larger than this are refused as [`ApiError::Decode`]. The largest expected
 /// body, a subscription result for 1 000 topics with reasons, is well under 1 MiB.
@@ -59,191 +61,6 @@ impl fmt::Debug for ChannelInfo {
                 &self.expires.map(humantime::format_rfc3339_seconds),
             )
             .finish()
-    }
-}
-
-/// Whether Genesys accepted a topic (`state` of a subscription result).
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum TopicState {
-    /// `"Permitted"`: the topic is subscribed.
-    Permitted,
-    /// `"Rejected"`: the topic is not subscribed; see [`TopicResult::rejection_reason`] and
-    /// [`TopicResult::missing_permissions`].
-    Rejected,
-}
-
-/// The outcome for one topic of `PUT .../subscriptions?ignoreErrors=true`
-/// (docs/protocol.md "Subscriptions": `{"id", "state", "rejectionReason", "missingPermissions"}`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct TopicResult {
-    /// The topic name as the server returned it (`id`).
-    pub topic: String,
-    /// Permitted or rejected. An entity without `state` is taken as permitted (the server
-    /// listed it as subscribed); a `state` other than `Permitted`/`Rejected` (any case) is
-    /// taken as rejected, with the state named in `rejection_reason` if none was given.
-    pub state: TopicState,
-    /// `rejectionReason`, when given.
-    pub rejection_reason: Option<String>,
-    /// `missingPermissions`: the permissions the token's client or user lacks; empty when none
-    /// were listed.
-    pub missing_permissions: Vec<String>,
-}
-
-/// Why a REST call failed. No variant carries a token; channel ids in server messages are
-/// shortened.
-#[non_exhaustive]
-#[derive(Debug, Clone)]
-pub enum ApiError {
-    /// 401 again after the one token refresh (docs/protocol.md "OAuth": expired or revoked tokens
-    /// get 401). Not transient: the token source keeps producing tokens Genesys refuses.
-    #[non_exhaustive]
-    Unauthorized {
-        /// The error body's `message`, or empty.
-        message: String,
-    },
-    /// 403, e.g. `notification.unauthorized.topic` (docs/protocol.md "Subscriptions").
-    /// Not transient.
-    #[non_exhaustive]
-    Forbidden {
-        /// The error body's `code`, or empty.
-        code: String,
-        /// The error body's `message`, or empty.
-        message: String,
-    },
-    /// 404: the channel does not exist (any more): evicted, expired, or never was
-    /// (docs/protocol.md "Channels"). Not transient: make a new channel.
-    NotFound,
-    /// 429 (docs/protocol.md "Rate limits"). Transient.
-    #[non_exhaustive]
-    RateLimited {
-        /// The `Retry-After` header (seconds or an HTTP-date on the wire), a lower bound for the next
-        /// attempt; `None` when absent or unparseable.
-        retry_after: Option<Duration>,
-    },
-    /// 400, e.g. more than 1 000 topics on a channel or a malformed topic (docs/protocol.md
-    /// "Subscriptions"). Not transient.
-    #[non_exhaustive]
-    BadRequest {
-        /// The error body's `code`, or empty.
-        code: String,
-        /// The error body's `message`, or empty.
-        message: String,
-    },
-    /// 5xx or any other status this call does not expect (3xx, 405, 409, ...).
-    /// Transient for 5xx and 408, not for the others.
-    #[non_exhaustive]
-    Server {
-        /// HTTP status.
-        status: u16,
-        /// The error body's `message` (or its text), shortened, or empty.
-        message: String,
-        /// The `Retry-After` header (seconds or an HTTP-date on the wire), sent with 503 by services
-        /// under load: a lower bound for the next attempt, as for 429.
-        retry_after: Option<Duration>,
-    },
-    /// The call did not complete: DNS, connect, TLS, I/O, or the request timeout. Transient.
-    Transport(String),
-    /// The proxy in the way failed: it refused the tunnel, asked for credentials (407), could
-    /// not be reached, or did not answer in time. Transient unless it asks for credentials
-    /// ([`ProxyError::is_transient`](crate::ProxyError::is_transient)).
-    Proxy(crate::proxy::ProxyError),
-    /// The token source failed; transient unless [`TokenError::is_permanent`].
-    Token(TokenError),
-    /// A 2xx body that is not what docs/protocol.md says (bad JSON, missing `id`/`connectUri`,
-    /// larger than 4 MiB). Transient, so it counts against the caller's retry budget rather than
-    /// stopping the client on one odd response.
-    Decode(String),
-}
-
-impl ApiError {
-    /// Whether retrying later (with backoff) may succeed: [`ApiError::RateLimited`],
-    /// [`ApiError::Transport`], [`ApiError::Decode`], [`ApiError::Server`] with a 5xx or 408
-    /// status, and [`ApiError::Token`] with a non-permanent [`TokenError`]
-    /// (docs/protocol.md "Rate limits": 5xx and network errors are transient; 400/403/404 are not
-    /// retried blindly).
-    pub fn is_transient(&self) -> bool {
-        match self {
-            ApiError::RateLimited { .. } | ApiError::Transport(_) | ApiError::Decode(_) => true,
-            ApiError::Proxy(e) => e.is_transient(),
-            ApiError::Server { status, .. } => *status >= 500 || *status == 408,
-            ApiError::Token(e) => !e.is_permanent(),
-            ApiError::Unauthorized { .. }
-            | ApiError::Forbidden { .. }
-            | ApiError::NotFound
-            | ApiError::BadRequest { .. } => false,
-        }
-    }
-
-    /// The `Retry-After` of a 429 (or a 5xx that sent one) from the API, or of a 429 from the
-    /// token endpoint: a lower bound for the
-    /// next attempt, uncapped (the caller caps it). `None` otherwise.
-    pub fn retry_after(&self) -> Option<Duration> {
-        match self {
-            ApiError::RateLimited { retry_after } | ApiError::Server { retry_after, .. } => {
-                *retry_after
-            }
-            ApiError::Token(e) => e.retry_after(),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for ApiError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fn code_message(f: &mut fmt::Formatter<'_>, code: &str, message: &str) -> fmt::Result {
-            if !code.is_empty() {
-                write!(f, " ({code})")?;
-            }
-            if !message.is_empty() {
-                write!(f, ": {message}")?;
-            }
-            Ok(())
-        }
-        match self {
-            ApiError::Unauthorized { message } => {
-                f.write_str("unauthorized (401) after refreshing the token")?;
-                code_message(f, "", message)
-            }
-            ApiError::Forbidden { code, message } => {
-                f.write_str("forbidden (403)")?;
-                code_message(f, code, message)
-            }
-            ApiError::NotFound => f.write_str("channel not found (404)"),
-            ApiError::RateLimited {
-                retry_after: Some(d),
-            } => write!(
-                f,
-                "rate limited (429), retry after {}",
-                humantime::format_duration(*d)
-            ),
-            ApiError::RateLimited { retry_after: None } => f.write_str("rate limited (429)"),
-            ApiError::BadRequest { code, message } => {
-                f.write_str("bad request (400)")?;
-                code_message(f, code, message)
-            }
-            ApiError::Server {
-                status, message, ..
-            } => {
-                write!(f, "unexpected status {status}")?;
-                code_message(f, "", message)
-            }
-            ApiError::Transport(message) => write!(f, "request failed: {message}"),
-            ApiError::Proxy(e) => write!(f, "{e}"),
-            ApiError::Token(e) => write!(f, "no access token: {e}"),
-            ApiError::Decode(message) => write!(f, "unexpected response body: {message}"),
-        }
-    }
-}
-
-impl std::error::Error for ApiError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            ApiError::Token(e) => Some(e),
-            ApiError::Proxy(e) => Some(e),
-            _ => None,
-        }
     }
 }
 
@@ -909,6 +726,7 @@ fn parse_expires(text: &str) -> Option<SystemTime> {
 mod tests {
     use super::*;
     use crate::auth::{AccessToken, AuthEvent, StaticToken, TokenSource};
+    use crate::error::TokenError;
     use mockito::Matcher;
     use std::sync::atomic::{AtomicUsize, Ordering};
 

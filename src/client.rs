@@ -9,23 +9,27 @@
 //! so calls adding to one channel at the same time share one request; each channel's topic
 //! updates are serialised with its own thread's re-application by the channel's own lock.
 
-use crate::api::{Api, ApiError, ChannelInfo, TopicResult, TopicState};
+use crate::api::{Api, ChannelInfo};
 use crate::auth::{
     AuthEvent, ClientCredentials, RefresherHandle, StaticToken, TokenManager, TokenSource,
 };
 use crate::backoff::{Backoff, Retry};
 use crate::channel::topics::TopicSet;
 use crate::channel::{SetupFailure, Shared, Slot, StopReason};
-use crate::config::{Backpressure, Config, ConfigError, Region};
+use crate::config::Snapshots;
+use crate::config::{Backpressure, Config, Region};
 use crate::dispatch::Dispatcher;
+use crate::error::ApiError;
+use crate::error::ConfigError;
 use crate::error::Error;
 use crate::event::{Event, Lifecycle};
 use crate::health::Health;
 use crate::listener::{ListenerGuard, Registry};
 use crate::plan::{self, Limits, Load, PlanError};
 use crate::redact::Redacted;
-use crate::resync::{Engine, ResyncSettings, Snapshots, StateResource};
+use crate::resync::{Engine, ResyncSettings, StateResource};
 use crate::topic::{Pattern, Topic};
+use crate::topic::{TopicResult, TopicState};
 use parking_lot::{Mutex, RwLock};
 use std::collections::{BTreeSet, HashSet};
 use std::fmt;

@@ -1,6 +1,7 @@
 //! config.rs owns every setting of a client, with defaults and validation; it never does I/O.
 
 use crate::backoff::Backoff;
+use crate::error::ConfigError;
 use std::fmt;
 use std::time::Duration;
 
@@ -149,7 +150,7 @@ pub struct Config {
     pub(crate) drop_timeout: Duration,
     pub(crate) dispatch_lag_threshold: Duration,
     pub(crate) backoff: Backoff,
-    pub(crate) snapshots: crate::Snapshots,
+    pub(crate) snapshots: Snapshots,
     pub(crate) resync_concurrency: usize,
     pub(crate) resync_backoff: Backoff,
     pub(crate) proxy: crate::proxy::ProxyConfig,
@@ -295,8 +296,8 @@ impl Config {
     }
 
     /// When topics' state is read over REST and delivered as snapshots. Default
-    /// [`Snapshots::AfterGaps`](crate::Snapshots::AfterGaps); `Off` makes no state request.
-    pub fn snapshots(&self) -> crate::Snapshots {
+    /// [`Snapshots::AfterGaps`](Snapshots::AfterGaps); `Off` makes no state request.
+    pub fn snapshots(&self) -> Snapshots {
         self.snapshots
     }
 
@@ -315,8 +316,8 @@ impl Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            api_base: crate::Region::UsEast1.api_base(),
-            login_base: crate::Region::UsEast1.login_base(),
+            api_base: Region::UsEast1.api_base(),
+            login_base: Region::UsEast1.login_base(),
             dispatcher_threads: 2,
             queue_capacity: 1024,
             queue_capacity_bytes: 4 << 20,
@@ -333,7 +334,7 @@ impl Default for Config {
             drop_timeout: Duration::from_secs(5),
             dispatch_lag_threshold: Duration::from_millis(50),
             backoff: Backoff::default(),
-            snapshots: crate::Snapshots::default(),
+            snapshots: Snapshots::default(),
             resync_concurrency: 2,
             resync_backoff: Backoff::default()
                 .base(Duration::from_millis(500))
@@ -380,24 +381,6 @@ impl fmt::Debug for Config {
             .finish()
     }
 }
-
-/// Why a configuration was refused by [`ClientBuilder::build`](crate::ClientBuilder::build).
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ConfigError {
-    /// The setting, e.g. `"queue_capacity"`.
-    pub field: &'static str,
-    /// What is wrong with it.
-    pub reason: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid {}: {}", self.field, self.reason)
-    }
-}
-
-impl std::error::Error for ConfigError {}
 
 /// The shortest ping interval, pong timeout and liveness timeout accepted (a faster ping would
 /// flood the service).
@@ -676,7 +659,7 @@ mod tests {
             drop_timeout: Duration::from_secs(16),
             dispatch_lag_threshold: Duration::from_millis(17),
             backoff: Backoff::default().max_retries(Some(18)),
-            snapshots: crate::Snapshots::AfterGapsAndSubscribe,
+            snapshots: Snapshots::AfterGapsAndSubscribe,
             resync_concurrency: 4,
             resync_backoff: Backoff::default().max_retries(Some(19)),
             proxy: crate::proxy::ProxyConfig {
@@ -713,7 +696,7 @@ mod tests {
         assert_eq!(c.drop_timeout(), Duration::from_secs(16));
         assert_eq!(c.dispatch_lag_threshold(), Duration::from_millis(17));
         assert_eq!(c.backoff(), &Backoff::default().max_retries(Some(18)));
-        assert_eq!(c.snapshots(), crate::Snapshots::AfterGapsAndSubscribe);
+        assert_eq!(c.snapshots(), Snapshots::AfterGapsAndSubscribe);
         assert_eq!(c.resync_concurrency(), 4);
         assert_eq!(
             c.resync_backoff(),
@@ -740,4 +723,35 @@ mod tests {
         c.backoff.base = Duration::from_secs(120);
         assert_eq!(c.validate().unwrap_err().field, "backoff.base");
     }
+}
+
+/// When the client reads topics' state over REST and delivers it as snapshots
+/// ([`Event::is_snapshot`](crate::Event::is_snapshot)).
+///
+/// A snapshot goes to the same listeners as the topic's live events, under the same topic name,
+/// with a body in the topic's event shape. Only topics with a state resource get snapshots
+/// (built in: `v2.users.{id}.presence` and `v2.users.{id}.routingStatus`, also through the
+/// combined `v2.users.{id}?presence&routingStatus`; more with
+/// [`ClientBuilder::state_resource`](crate::ClientBuilder::state_resource)); for the others the
+/// [`Lifecycle::Gap`](crate::Lifecycle::Gap) stays the only signal.
+///
+/// Order and freshness: a snapshot's fetch begins just before its request is sent; if a live
+/// event of the topic is read from the socket after that moment, the snapshot is skipped (the
+/// live event carries state at least as new), else it is delivered in the topic's queue, before
+/// every live event read after the answer. Live events are never held back, dropped or
+/// reordered for a snapshot. So a snapshot never follows a newer live event, and the listener's
+/// latest view ends equal to the server's state. This relies on each live event carrying the
+/// topic's whole state, as presence and routing-status events do; a user-supplied resource for
+/// a topic whose events are changes should take that into account.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Snapshots {
+    /// No snapshots and no state requests at all: the [`Lifecycle::Gap`](crate::Lifecycle::Gap) is the only signal.
+    Off,
+    /// After every gap, for the gap's topics (the default).
+    #[default]
+    AfterGaps,
+    /// After every gap, and right after a topic is first subscribed (so a dashboard starts
+    /// with the current state instead of waiting for the next change).
+    AfterGapsAndSubscribe,
 }

@@ -12,7 +12,8 @@ use crate::config::Backpressure;
 use crate::event::{Event, Lifecycle};
 use crate::lag::{LagAlarm, LagRecorder, WINDOW};
 use crate::listener::{Changes, Listener, Registry};
-use crate::resync::gate::SnapshotGate;
+use crate::snapshot_gate::SnapshotGate;
+use crate::threads::join_until;
 use crate::topic::MAX_TOPIC_LEN;
 use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, SendTimeoutError, Sender};
 use parking_lot::{Condvar, Mutex};
@@ -81,7 +82,7 @@ pub(crate) struct LifecycleSink {
 
 /// A function told of every gap: the channel and its topics.
 pub(crate) type GapTap =
-    Box<dyn Fn(&crate::event::ChannelId, &[crate::topic::Topic]) + Send + Sync>;
+    Box<dyn Fn(&crate::channel_id::ChannelId, &[crate::topic::Topic]) + Send + Sync>;
 
 /// What a lifecycle event weighs in the lifecycle queue: its own size and, roughly, the text
 /// and lists it holds.
@@ -451,7 +452,7 @@ pub(crate) struct Dispatcher {
     pub(crate) lifecycle: Arc<LifecycleSink>,
     /// Queue wait measurements, one per dispatcher thread.
     pub(crate) lag: Vec<Arc<LagRecorder>>,
-    /// Decides whether a snapshot may still be delivered (resync/gate.rs).
+    /// Decides whether a snapshot may still be delivered (snapshot_gate.rs).
     pub(crate) gate: Arc<SnapshotGate>,
     /// The threads not joined yet: a shutdown that timed out leaves them here so that a later
     /// one can join them.
@@ -694,18 +695,6 @@ impl Dispatcher {
     }
 }
 
-/// Joins `handle` if it finishes before `deadline`; otherwise gives it back, still running.
-pub(crate) fn join_until(handle: JoinHandle<()>, deadline: Instant) -> Option<JoinHandle<()>> {
-    while !handle.is_finished() {
-        if Instant::now() >= deadline {
-            return Some(handle);
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    let _ = handle.join();
-    None
-}
-
 type Route = Arc<[Arc<Listener<Event>>]>;
 
 /// Bytes of routes one dispatcher thread remembers before it forgets them all: topic names
@@ -920,7 +909,7 @@ fn run_shard(
             continue;
         }
         let topic = event.topic();
-        // The order and freshness rule of snapshots (resync/gate.rs).
+        // The order and freshness rule of snapshots (snapshot_gate.rs).
         if event.is_snapshot() {
             if !gate.admit(topic) {
                 continue;
@@ -1286,7 +1275,7 @@ mod tests {
             (buffer.as_ptr() as usize..buffer.as_ptr() as usize + buffer.len()).contains(&at)
         };
         let origin = Arc::new(crate::event::Origin {
-            channel: crate::event::ChannelId::new("c1"),
+            channel: crate::channel_id::ChannelId::new("c1"),
             stats: Arc::new(crate::health::ChannelStats::new()),
             epoch: (Instant::now(), std::time::SystemTime::now()),
         });
@@ -1327,7 +1316,7 @@ mod tests {
 
     fn event(topic: &str) -> Event {
         let origin = Arc::new(crate::event::Origin {
-            channel: crate::event::ChannelId::new("c1"),
+            channel: crate::channel_id::ChannelId::new("c1"),
             stats: Arc::new(crate::health::ChannelStats::new()),
             epoch: (Instant::now(), std::time::SystemTime::now()),
         });
@@ -1354,7 +1343,7 @@ mod tests {
         let body = format!("{{\"x\":\"{}\"}}", "b".repeat(64 << 10));
         for _ in 0..1000 {
             sink.emit(Lifecycle::SystemMessage {
-                channel: crate::event::ChannelId::new("c1"),
+                channel: crate::channel_id::ChannelId::new("c1"),
                 message: crate::message::SystemMessage {
                     topic: "v2.system.x".into(),
                     system_topic_type: None,

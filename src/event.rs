@@ -1,12 +1,14 @@
 //! event.rs owns what listeners receive: [`Event`] (one notification) and [`Lifecycle`] (what
 //! happened to the client); it holds data and never does I/O.
 
-use crate::api::{ApiError, TopicResult};
-use crate::auth::TokenError;
-pub(crate) use crate::channel_id::ChannelId;
+use crate::channel_id::ChannelId;
+use crate::error::ApiError;
+use crate::error::TokenError;
+use crate::error::{write_one_line, ChannelError, DisconnectCause};
 use crate::health::ChannelStats;
 use crate::message::{Located, SystemMessage, Text};
 use crate::topic::Topic;
+use crate::topic::TopicResult;
 use serde::Deserialize;
 use std::fmt;
 use std::ops::Range;
@@ -225,135 +227,6 @@ impl fmt::Debug for Event {
     }
 }
 
-/// Why a socket stopped.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum DisconnectCause {
-    /// The server sent a close frame (or the stream ended after one). Close codes are not
-    /// documented by Genesys (docs/protocol.md): any close the user did not ask for is recovered.
-    #[non_exhaustive]
-    Closed {
-        /// The close code, `None` when the frame carried none (1005).
-        code: Option<u16>,
-        /// The close reason text.
-        reason: String,
-    },
-    /// The TCP connection failed or ended without a close frame (1006 in RFC 6455 terms).
-    Io(String),
-    /// A WebSocket protocol violation (bad frame, oversize message, ...).
-    Protocol(String),
-    /// No frame and no answer to our ping arrived within the liveness bound.
-    #[non_exhaustive]
-    LivenessTimeout {
-        /// How long the socket had been silent.
-        silent_for: Duration,
-    },
-    /// The server announced maintenance with `v2.system.socket_closing` and we switched sockets.
-    ServerMaintenance,
-    /// The channel no longer exists (expired, evicted, or answered 404).
-    ChannelGone,
-    /// The user asked for it (`shutdown`, `Drop`, or unsubscribing the last topic of an
-    /// isolated channel).
-    UserRequest,
-}
-
-impl fmt::Display for DisconnectCause {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            DisconnectCause::Closed { code, reason } => match code {
-                Some(code) => write!(f, "closed by the server with code {code} ({reason:?})"),
-                None => write!(f, "closed by the server without a code ({reason:?})"),
-            },
-            DisconnectCause::Io(e) => write!(f, "connection lost: {e}"),
-            DisconnectCause::Protocol(e) => write!(f, "WebSocket protocol error: {e}"),
-            DisconnectCause::LivenessTimeout { silent_for } => {
-                write!(f, "no frame for {silent_for:?}: socket presumed dead")
-            }
-            DisconnectCause::ServerMaintenance => {
-                f.write_str("server maintenance (socket_closing)")
-            }
-            DisconnectCause::ChannelGone => f.write_str("the channel no longer exists"),
-            DisconnectCause::UserRequest => f.write_str("closed at the user's request"),
-        }
-    }
-}
-
-/// Why a channel gave up: the error of [`Lifecycle::PermanentFailure`] and the last error of
-/// [`Lifecycle::RetryBudgetExhausted`]. Its `Display` is the message to log.
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub enum ChannelError {
-    /// A REST call for the channel failed.
-    Request {
-        /// What was being done ("create channel", "subscribe", ...).
-        operation: &'static str,
-        /// The error.
-        error: ApiError,
-    },
-    /// `POST {api_base}/api/v2/notifications/channels` answered 404 before this client ever
-    /// had a working channel: the base URL is wrong (for example it has a path, or is not a
-    /// Genesys Cloud API). Not retried.
-    NotificationsApiNotFound {
-        /// The URL that answered 404.
-        url: String,
-    },
-    /// Opening the socket failed (DNS, TCP, TLS, the WebSocket handshake, or an HTTP answer to
-    /// the upgrade request).
-    Connect {
-        /// The HTTP status that answered the upgrade request, if the server answered one.
-        status: Option<u16>,
-        /// What failed, naming the stage.
-        message: String,
-    },
-    /// The `connectUri` the service gave cannot be used (bad syntax, or plain `ws` to a host
-    /// that is not a loopback address). Not retried.
-    UnusableConnectUri {
-        /// Why.
-        reason: String,
-    },
-    /// The proxy in the way failed while opening the socket (proxy.rs); not retried when it
-    /// asks for credentials.
-    Proxy(crate::proxy::ProxyError),
-    /// A connected socket ended.
-    Disconnected(DisconnectCause),
-    /// The channel's thread panicked (a bug in this library).
-    Panicked {
-        /// The panic message.
-        message: String,
-    },
-}
-
-impl fmt::Display for ChannelError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ChannelError::Request { operation, error } => write!(f, "{operation}: {error}"),
-            ChannelError::NotificationsApiNotFound { url } => write!(
-                f,
-                "{url} answered 404 before any channel was created: check the API base URL \
-                 (it must be the region's API root, with no path)"
-            ),
-            ChannelError::Connect { message, .. } => f.write_str(message),
-            ChannelError::UnusableConnectUri { reason } => {
-                write!(f, "unusable connectUri: {reason}")
-            }
-            ChannelError::Proxy(e) => e.fmt(f),
-            ChannelError::Disconnected(cause) => cause.fmt(f),
-            ChannelError::Panicked { message } => {
-                write!(f, "channel thread panicked: {message}")
-            }
-        }
-    }
-}
-
-impl std::error::Error for ChannelError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            ChannelError::Request { error, .. } => Some(error),
-            _ => None,
-        }
-    }
-}
-
 /// Something that happened to the client, delivered to listeners registered with
 /// [`Client::on_lifecycle`](crate::Client::on_lifecycle).
 ///
@@ -569,7 +442,7 @@ pub enum Lifecycle {
         /// The individual topic.
         topic: Topic,
         /// Why.
-        error: crate::resync::ResyncError,
+        error: crate::error::ResyncError,
     },
     /// A `v2.system.*` message arrived on a channel (for example `v2.system.socket_closing`).
     #[non_exhaustive]
@@ -685,21 +558,6 @@ impl fmt::Display for Lifecycle {
     }
 }
 
-/// Writes `text` with its control characters escaped: one line, whatever it holds.
-pub(crate) fn write_one_line(f: &mut fmt::Formatter<'_>, text: &str) -> fmt::Result {
-    if !text.contains(char::is_control) {
-        return f.write_str(text);
-    }
-    for c in text.chars() {
-        if c.is_control() {
-            write!(f, "{}", c.escape_default())?;
-        } else {
-            fmt::Write::write_char(f, c)?;
-        }
-    }
-    Ok(())
-}
-
 /// [`Lifecycle`]'s text before [`write_one_line`].
 struct LifecycleText<'a>(&'a Lifecycle);
 
@@ -743,7 +601,7 @@ impl fmt::Display for LifecycleText<'_> {
             Lifecycle::Subscribed { results, .. } => {
                 let rejected: Vec<_> = results
                     .iter()
-                    .filter(|r| r.state == crate::api::TopicState::Rejected)
+                    .filter(|r| r.state == crate::topic::TopicState::Rejected)
                     .collect();
                 write!(f, "subscribed {} topic(s)", results.len() - rejected.len())?;
                 for r in rejected.iter().take(3) {

@@ -102,13 +102,16 @@ pub fn retry_after_header(value: &[u8]) -> Option<Duration> {
 /// A base URL as given to `api_base`/`login_base`, checked as `Config::validate` does; and a
 /// region name.
 pub fn config_text(text: &str) {
-    if let Some(region) = crate::Region::from_name(text) {
-        assert_eq!(crate::Region::from_name(region.name()), Some(region));
+    if let Some(region) = crate::config::Region::from_name(text) {
+        assert_eq!(
+            crate::config::Region::from_name(region.name()),
+            Some(region)
+        );
     }
     let ok = crate::url::check_base_url(text).is_ok();
-    let config = crate::Config {
+    let config = crate::config::Config {
         api_base: text.to_owned(),
-        ..crate::Config::default()
+        ..crate::config::Config::default()
     };
     assert_eq!(
         config.validate().is_ok(),

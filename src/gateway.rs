@@ -2,7 +2,7 @@
 //! Cloud with a gateway; it keeps the `connectUri` path and query (the channel id lives there)
 //! and never opens a connection.
 
-use crate::config::ConfigError;
+use crate::error::ConfigError;
 use std::fmt;
 use std::sync::Arc;
 

@@ -312,7 +312,7 @@ pub struct Health {
     pub(crate) totals: Totals,
     /// State reads and snapshots ([`Snapshots`](crate::Snapshots)); all zero when they are
     /// off.
-    pub resync: crate::resync::ResyncHealth,
+    pub resync: crate::health::ResyncHealth,
 }
 
 /// The totals below cover every channel since the client started, including channels no
@@ -417,4 +417,24 @@ mod tests {
         registry.register(&Arc::new(ChannelStats::new()));
         assert_eq!(registry.totals().received, 8);
     }
+}
+
+/// The resync counters in [`Health`](crate::Health).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ResyncHealth {
+    /// Resyncs finished (one per gap or subscribe that had topics to read).
+    pub resyncs: u64,
+    /// REST requests made for state (retries and per-topic fallbacks included).
+    pub requests: u64,
+    /// Requests answered 429.
+    pub rate_limited: u64,
+    /// Snapshots handed to the dispatcher.
+    pub snapshots_queued: u64,
+    /// Snapshots skipped because a live event of the topic arrived after their fetch began.
+    pub snapshots_superseded: u64,
+    /// Topics whose resync failed ([`Lifecycle::ResyncFailed`](crate::Lifecycle::ResyncFailed)).
+    pub failures: u64,
+    /// Topics waiting for a resync or being resynced now.
+    pub pending_topics: usize,
 }

@@ -342,28 +342,32 @@ mod plan;
 mod proxy;
 mod redact;
 mod resync;
+mod snapshot_gate;
+mod threads;
 mod tls;
 mod topic;
+mod trust;
+mod tunnel;
 mod url;
 
-pub use api::{ApiError, TopicResult, TopicState};
-pub use auth::{AccessToken, ClientCredentials, StaticToken, TokenError, TokenSource};
+pub use auth::{AccessToken, ClientCredentials, StaticToken, TokenSource};
 pub use backoff::Backoff;
 pub use channel_id::ChannelId;
 pub use client::{Client, ClientBuilder, SubscribeReport};
-pub use config::{Backpressure, Config, ConfigError, Region};
-pub use error::Error;
-pub use event::{ChannelError, DisconnectCause, Event, Lifecycle};
-pub use health::{ChannelHealth, ChannelState, Health};
+pub use config::{Backpressure, Config, Region, Snapshots};
+pub use error::{
+    ApiError, ChannelError, ConfigError, DisconnectCause, Error, ProxyError, ResyncError,
+    TokenError,
+};
+pub use event::{Event, Lifecycle};
+pub use health::{ChannelHealth, ChannelState, Health, ResyncHealth};
 pub use lag::DispatchWait;
 pub use listener::ListenerGuard;
 pub use message::SystemMessage;
-pub use proxy::{Proxy, ProxyConfig, ProxyError};
-pub use resync::{
-    same_system_presence, ResyncError, ResyncHealth, Snapshots, StateResource, StateSnapshot,
-};
+pub use proxy::{Proxy, ProxyConfig};
+pub use resync::{same_system_presence, StateResource, StateSnapshot};
 pub use tls::TlsRoots;
-pub use topic::{Pattern, Topic, TopicError, MAX_TOPIC_LEN};
+pub use topic::{Pattern, Topic, TopicError, TopicResult, TopicState, MAX_TOPIC_LEN};
 
 // Compile-time proof of the thread-safety the docs promise: a `Client` is shared between
 // threads, a `ListenerGuard` may be dropped on any thread, and an `Error` can travel in

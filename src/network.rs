@@ -2,10 +2,12 @@
 //! trust roots, the HTTP agents and the socket address rewriting. It resolves settings once, at
 //! `build()`; it never opens a connection itself.
 
-use crate::config::{Config, ConfigError};
+use crate::config::Config;
+use crate::error::ConfigError;
+use crate::error::ProxyError;
 use crate::gateway::StreamingOverride;
-use crate::proxy::{ProxyError, ProxyPolicy};
-use crate::tls::TrustRoots;
+use crate::proxy::ProxyPolicy;
+use crate::trust::TrustRoots;
 use std::time::Duration;
 
 /// Everything a connection of this client needs, resolved from [`Config`] and the environment.

@@ -535,3 +535,32 @@ mod tests {
         assert_eq!(Pattern::parse("v2..x"), Err(TopicError::EmptySegment));
     }
 }
+
+/// Whether Genesys accepted a topic (`state` of a subscription result).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TopicState {
+    /// `"Permitted"`: the topic is subscribed.
+    Permitted,
+    /// `"Rejected"`: the topic is not subscribed; see [`TopicResult::rejection_reason`] and
+    /// [`TopicResult::missing_permissions`].
+    Rejected,
+}
+
+/// The outcome for one topic of `PUT .../subscriptions?ignoreErrors=true`
+/// (docs/protocol.md "Subscriptions": `{"id", "state", "rejectionReason", "missingPermissions"}`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TopicResult {
+    /// The topic name as the server returned it (`id`).
+    pub topic: String,
+    /// Permitted or rejected. An entity without `state` is taken as permitted (the server
+    /// listed it as subscribed); a `state` other than `Permitted`/`Rejected` (any case) is
+    /// taken as rejected, with the state named in `rejection_reason` if none was given.
+    pub state: TopicState,
+    /// `rejectionReason`, when given.
+    pub rejection_reason: Option<String>,
+    /// `missingPermissions`: the permissions the token's client or user lacks; empty when none
+    /// were listed.
+    pub missing_permissions: Vec<String>,
+}

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use serde::Deserialize;
 
-use super::token::{AccessToken, TokenError, TokenSource};
+use super::token::{AccessToken, TokenSource};
+use crate::error::TokenError;
 use crate::http::{http_agent, json_error, parse_retry_after, shorten, transport_message};
 use crate::redact::Redacted;
 

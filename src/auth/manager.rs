@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 
 use super::refresh::{expiry_margin, refresh_at, MAX_LIFETIME};
-use super::token::{AccessToken, TokenError, TokenSource};
+use super::token::{AccessToken, TokenSource};
+use crate::error::TokenError;
 use crate::redact::Redacted;
 
 /// What the token manager reports to the client, which turns these into lifecycle events.

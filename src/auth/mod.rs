@@ -46,6 +46,6 @@ mod token;
 pub use client_credentials::ClientCredentials;
 pub(crate) use manager::{AuthEvent, TokenManager};
 pub(crate) use refresher::RefresherHandle;
-pub use token::{AccessToken, StaticToken, TokenError, TokenSource};
+pub use token::{AccessToken, StaticToken, TokenSource};
 #[cfg(feature = "fuzzing")]
 pub(crate) use {client_credentials::token_response, refresh::refresh_at};

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::token::TokenError;
+use crate::error::TokenError;
 
 /// Never refresh more often than this, whatever `expires_in` says (guards against a source
 /// that hands out tokens with a zero or tiny lifetime).

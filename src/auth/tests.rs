@@ -9,6 +9,7 @@ use parking_lot::Mutex;
 
 use super::refresh::{refresh_at, retry_base_delay, retry_delay, MIN_REFRESH_DELAY};
 use super::*;
+use crate::error::TokenError;
 use mockito::Matcher;
 use std::sync::atomic::AtomicUsize;
 

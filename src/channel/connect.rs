@@ -92,8 +92,8 @@ pub(crate) enum ConnectError {
     },
     /// The URI cannot be used (bad syntax, plain `ws` to a non-loopback host). Permanent.
     BadUri(String),
-    /// The proxy in the way failed (proxy.rs); permanent when it asks for credentials.
-    Proxy(crate::proxy::ProxyError),
+    /// The proxy in the way failed (tunnel.rs); permanent when it asks for credentials.
+    Proxy(crate::error::ProxyError),
 }
 
 impl ConnectError {
@@ -220,10 +220,10 @@ pub(crate) fn connect(
     let (dial_host, dial_port) = proxy.map_or((host.as_str(), port), |p| (p.host(), p.port()));
     let blame_proxy = |error: ConnectError| match (proxy, error) {
         (Some(p), ConnectError::Dns(e) | ConnectError::Tcp(e)) => {
-            ConnectError::Proxy(crate::proxy::ProxyError::Io(format!("proxy {p}: {e}")))
+            ConnectError::Proxy(crate::error::ProxyError::Io(format!("proxy {p}: {e}")))
         }
         (Some(_), ConnectError::Timeout { .. }) => {
-            ConnectError::Proxy(crate::proxy::ProxyError::Timeout)
+            ConnectError::Proxy(crate::error::ProxyError::Timeout)
         }
         (_, other) => other,
     };
@@ -250,7 +250,7 @@ pub(crate) fn connect(
     if let Some(proxy) = proxy {
         // The shutdown can cut a hung CONNECT too.
         register(stream.try_clone().map_err(io)?);
-        crate::proxy::tunnel(&mut stream, proxy, &host, port, deadline)
+        crate::tunnel::tunnel(&mut stream, proxy, &host, port, deadline)
             .map_err(ConnectError::Proxy)?;
     }
     let left = remaining("TLS and WebSocket handshake")?;

@@ -7,9 +7,9 @@
 //! Adding a failure class: one row in the matching function below plus one unit test.
 
 use super::connect::ConnectError;
-use crate::event::{ChannelError, DisconnectCause};
+use crate::error::ApiError;
+use crate::error::{ChannelError, DisconnectCause};
 use crate::message::SystemMessage;
-use crate::ApiError;
 use std::time::Duration;
 
 /// A REST call a channel's thread makes (the names appear in [`Lifecycle::RequestFailed`]).

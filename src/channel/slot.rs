@@ -5,11 +5,13 @@
 use super::renewal::Renewal;
 use super::topics::TopicSet;
 use super::{worker, Shared};
-use crate::api::{ChannelInfo, TopicResult, TopicState};
-use crate::event::{ChannelError, ChannelId};
+use crate::api::ChannelInfo;
+use crate::channel_id::ChannelId;
+use crate::error::ApiError;
+use crate::error::ChannelError;
 use crate::health::ChannelStats;
 use crate::topic::Topic;
-use crate::ApiError;
+use crate::topic::{TopicResult, TopicState};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use std::fmt;
 use std::net::{Shutdown, TcpStream};

@@ -11,9 +11,12 @@
 //! commit). Each call's cost is its own topics plus one answer, never a copy of the whole set.
 
 use super::{Shared, Slot};
-use crate::api::{ApiError, ChannelInfo, TopicResult, TopicState};
-use crate::event::{ChannelId, Lifecycle};
+use crate::api::ChannelInfo;
+use crate::channel_id::ChannelId;
+use crate::error::ApiError;
+use crate::event::Lifecycle;
 use crate::topic::Topic;
+use crate::topic::{TopicResult, TopicState};
 use rustc_hash::FxHashSet;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, OnceLock};

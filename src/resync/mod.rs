@@ -6,7 +6,8 @@
 //! - `plan.rs`: topics → bulk requests, at each resource's limit (pure);
 //! - `builtin.rs`: presence and routing status, and their REST → event shape converters;
 //! - `resource.rs`: what a resource is, and the user-supplied form;
-//! - `gate.rs`: the order and freshness rule applied on the dispatcher threads.
+//! - `snapshot_gate.rs` (a module of its own, below the dispatcher and this engine): the order
+//!   and freshness rule applied on the dispatcher threads.
 //!
 //! Politeness: one resync thread; requests of a resync run on at most `concurrency` workers, and
 //! only the first one runs until the API has answered once (so a 429 on the first call holds
@@ -16,139 +17,30 @@
 //! every wait at once.
 
 mod builtin;
-pub(crate) mod gate;
 mod plan;
 mod resource;
 
 pub use builtin::same_system_presence;
 pub use resource::{StateResource, StateSnapshot};
 
-use crate::api::ApiError;
 use crate::backoff::{Backoff, Retry};
 use crate::channel::{Shared, Slot};
-use crate::event::{ChannelId, Event, Lifecycle, Origin};
+use crate::channel_id::ChannelId;
+use crate::config::Snapshots;
+use crate::error::ApiError;
+use crate::error::ResyncError;
+use crate::event::{Event, Lifecycle, Origin};
+use crate::health::ResyncHealth;
 use crate::health::{ChannelState, ChannelStats};
 use crate::topic::Topic;
 use parking_lot::{Condvar, Mutex, RwLock};
 use resource::Resource;
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-
-/// When the client reads topics' state over REST and delivers it as snapshots
-/// ([`Event::is_snapshot`]).
-///
-/// A snapshot goes to the same listeners as the topic's live events, under the same topic name,
-/// with a body in the topic's event shape. Only topics with a state resource get snapshots
-/// (built in: `v2.users.{id}.presence` and `v2.users.{id}.routingStatus`, also through the
-/// combined `v2.users.{id}?presence&routingStatus`; more with
-/// [`ClientBuilder::state_resource`](crate::ClientBuilder::state_resource)); for the others the
-/// [`Lifecycle::Gap`] stays the only signal.
-///
-/// Order and freshness: a snapshot's fetch begins just before its request is sent; if a live
-/// event of the topic is read from the socket after that moment, the snapshot is skipped (the
-/// live event carries state at least as new), else it is delivered in the topic's queue, before
-/// every live event read after the answer. Live events are never held back, dropped or
-/// reordered for a snapshot. So a snapshot never follows a newer live event, and the listener's
-/// latest view ends equal to the server's state. This relies on each live event carrying the
-/// topic's whole state, as presence and routing-status events do; a user-supplied resource for
-/// a topic whose events are changes should take that into account.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Snapshots {
-    /// No snapshots and no state requests at all: the [`Lifecycle::Gap`] is the only signal.
-    Off,
-    /// After every gap, for the gap's topics (the default).
-    #[default]
-    AfterGaps,
-    /// After every gap, and right after a topic is first subscribed (so a dashboard starts
-    /// with the current state instead of waiting for the next change).
-    AfterGapsAndSubscribe,
-}
-
-/// Why a topic could not be brought back to the server's state, in
-/// [`Lifecycle::ResyncFailed`].
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub enum ResyncError {
-    /// The API refused the state resource (403). Reported once; the topic is not read again
-    /// until it is subscribed again.
-    Forbidden {
-        /// The permissions the API said are missing (empty when it did not say).
-        missing_permissions: Vec<String>,
-        /// The API's answer.
-        error: ApiError,
-    },
-    /// The request kept failing; the resync backoff's budget is spent (or the failure cannot
-    /// be retried: 400, 401, 404).
-    Request {
-        /// The last failure.
-        error: ApiError,
-        /// Requests made.
-        attempts: u32,
-    },
-    /// The answer could not be turned into the event shape.
-    Unreadable(String),
-    /// The answer held no state for the topic (for example a user that no longer exists).
-    NoState,
-    /// A user-supplied resource gave a path that does not start with `/api/v2/`.
-    BadPath(String),
-}
-
-impl fmt::Display for ResyncError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ResyncError::Forbidden {
-                missing_permissions,
-                error,
-            } if missing_permissions.is_empty() => write!(f, "{error}"),
-            ResyncError::Forbidden {
-                missing_permissions,
-                ..
-            } => write!(
-                f,
-                "forbidden (403): missing permission {}",
-                missing_permissions.join(", ")
-            ),
-            ResyncError::Request {
-                error: ApiError::NotFound,
-                attempts,
-            } => write!(f, "not found (404) after {attempts} request(s)"),
-            ResyncError::Request { error, attempts } => {
-                write!(f, "{error} (after {attempts} request(s))")
-            }
-            ResyncError::Unreadable(reason) => write!(f, "unreadable state: {reason}"),
-            ResyncError::NoState => f.write_str("the answer held no state for the topic"),
-            ResyncError::BadPath(path) => write!(f, "state path {path:?} is not under /api/v2/"),
-        }
-    }
-}
-
-impl std::error::Error for ResyncError {}
-
-/// The resync counters in [`Health`](crate::Health).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ResyncHealth {
-    /// Resyncs finished (one per gap or subscribe that had topics to read).
-    pub resyncs: u64,
-    /// REST requests made for state (retries and per-topic fallbacks included).
-    pub requests: u64,
-    /// Requests answered 429.
-    pub rate_limited: u64,
-    /// Snapshots handed to the dispatcher.
-    pub snapshots_queued: u64,
-    /// Snapshots skipped because a live event of the topic arrived after their fetch began.
-    pub snapshots_superseded: u64,
-    /// Topics whose resync failed ([`Lifecycle::ResyncFailed`]).
-    pub failures: u64,
-    /// Topics waiting for a resync or being resynced now.
-    pub pending_topics: usize,
-}
 
 /// The resync settings, from the [`Config`](crate::Config) and the
 /// [`ClientBuilder`](crate::ClientBuilder).
@@ -360,7 +252,7 @@ impl Engine {
         let handle = self.thread.lock().take();
         match handle {
             Some(handle) if handle.thread().id() != std::thread::current().id() => {
-                match crate::dispatch::join_until(handle, deadline) {
+                match crate::threads::join_until(handle, deadline) {
                     None => true,
                     // Still running: a later shutdown joins it.
                     Some(handle) => {
@@ -674,7 +566,7 @@ impl Engine {
     }
 
     /// Reads `path` for `topics`, retrying per the resync backoff and honouring `Retry-After`.
-    /// Marks the topics' fetch as begun before each request (see `gate.rs`). `None` when
+    /// Marks the topics' fetch as begun before each request (see `snapshot_gate.rs`). `None` when
     /// stopped. On error the topics' fetch is cancelled.
     fn fetch(
         &self,

@@ -71,7 +71,7 @@ mod tests {
     use super::*;
     use crate::resync::builtin::{PresenceResource, RoutingStatusResource};
     use crate::resync::resource::StateSnapshot;
-    use crate::StateResource;
+    use crate::resync::StateResource;
 
     fn builtins() -> Vec<Arc<dyn Resource>> {
         vec![Arc::new(PresenceResource), Arc::new(RoutingStatusResource)]

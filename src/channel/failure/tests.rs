@@ -1,8 +1,8 @@
 //! One test per row of the failure table.
 
 use super::*;
-use crate::proxy::ProxyError;
-use crate::TokenError;
+use crate::error::ProxyError;
+use crate::error::TokenError;
 
 /// A row: its name, the table's answer, and what the answer must be.
 type Row = (&'static str, Decision, Box<dyn Fn(&Decision) -> bool>);

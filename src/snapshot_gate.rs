@@ -1,4 +1,4 @@
-//! gate.rs decides, on the dispatcher thread of a topic, whether a snapshot may still be
+//! snapshot_gate.rs decides, on the dispatcher thread of a topic, whether a snapshot may still be
 //! delivered: it never blocks a live event and never holds one back.
 //!
 //! The rule (docs in [`Snapshots`](crate::Snapshots)): a fetch of topic T *begins* just before

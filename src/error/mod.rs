@@ -1,9 +1,22 @@
-//! error.rs owns [`Error`], what the client's methods fail with; it never logs and never carries a
-//! secret.
+//! error/ owns every error type of the crate, at the bottom of the module graph: [`Error`], what
+//! the client's methods fail with, and the errors it and the lifecycle events carry. Values only:
+//! nothing here makes a request, touches a socket, logs, or carries a secret.
 
-use crate::api::ApiError;
-use crate::auth::TokenError;
-use crate::config::ConfigError;
+mod api;
+mod channel;
+mod config;
+mod proxy;
+mod resync;
+mod token;
+
+pub use api::ApiError;
+pub(crate) use channel::write_one_line;
+pub use channel::{ChannelError, DisconnectCause};
+pub use config::ConfigError;
+pub use proxy::ProxyError;
+pub use resync::ResyncError;
+pub use token::TokenError;
+
 use crate::topic::TopicError;
 use std::fmt;
 use std::time::Duration;
@@ -56,7 +69,7 @@ pub enum Error {
         after: Duration,
         /// For a `subscribe`: what the channel's last attempt met (a connection, TLS or proxy
         /// failure, ...), if it met one; its thread keeps trying.
-        last_failure: Option<crate::ChannelError>,
+        last_failure: Option<ChannelError>,
     },
     /// A channel's thread stopped for good before the request was done (its retry budget was
     /// spent, or its `connectUri` cannot be used); see the lifecycle events for the cause.
@@ -104,11 +117,11 @@ impl fmt::Display for Error {
             // Server texts inside: shown on one line, control characters escaped.
             Error::Api(e) => {
                 f.write_str("REST call failed: ")?;
-                crate::event::write_one_line(f, &e.to_string())
+                write_one_line(f, &e.to_string())
             }
             Error::Token(e) => {
                 f.write_str("access token: ")?;
-                crate::event::write_one_line(f, &e.to_string())
+                write_one_line(f, &e.to_string())
             }
             Error::Timeout {
                 operation,
@@ -119,14 +132,14 @@ impl fmt::Display for Error {
                 match last_failure {
                     Some(failure) => {
                         f.write_str("; last failure: ")?;
-                        crate::event::write_one_line(f, &failure.to_string())
+                        write_one_line(f, &failure.to_string())
                     }
                     None => Ok(()),
                 }
             }
             Error::ChannelStopped { reason } => {
                 f.write_str("the channel stopped: ")?;
-                crate::event::write_one_line(f, reason)
+                write_one_line(f, reason)
             }
             Error::Shutdown => f.write_str("the client has been shut down"),
             Error::Spawn { thread, error } => {
