@@ -22,7 +22,7 @@ use ureq::Body;
 
 use crate::auth::TokenManager;
 use crate::error::ApiError;
-use crate::http::{http_agent, json_error, parse_retry_after, shorten, transport_message};
+use crate::http::{http_agent, json_error, parse_retry_after, shorten, transport_cause};
 use crate::redact::{short_id, short_uri};
 use crate::topic::{TopicResult, TopicState};
 
@@ -269,7 +269,7 @@ impl Api {
         let (path, shown) = channel_path(id, "/subscriptions?ignoreErrors=true");
         let body: Vec<TopicRef<'_>> = topics.iter().map(|t| TopicRef { id: t }).collect();
         let body = serde_json::to_vec(&body)
-            .map_err(|e| ApiError::Decode(format!("cannot encode topics: {e}")))?;
+            .map_err(|e| ApiError::Decode(format!("cannot encode topics: {e}").into()))?;
         let mut response = self.call(method, &path, &shown, Some(&body), Some(id))?;
         let text = read_text(&mut response)?;
         topic_results(&text, keep)
@@ -419,13 +419,13 @@ impl Api {
                     );
                     return Err(ApiError::Proxy(proxy));
                 }
-                let message = transport_message(&e);
+                let cause = transport_cause(e);
                 log::debug!(
-                    "{} {shown} failed after {:?}: {message}",
+                    "{} {shown} failed after {:?}: {cause}",
                     method.as_str(),
                     started.elapsed()
                 );
-                Err(ApiError::Transport(message))
+                Err(ApiError::Transport(cause))
             }
         }
     }
@@ -546,7 +546,7 @@ fn channel_info(body: ChannelBody) -> Result<ChannelInfo, ApiError> {
 
 fn read_json<T: serde::de::DeserializeOwned>(response: &mut Response<Body>) -> Result<T, ApiError> {
     let text = read_text(response)?;
-    serde_json::from_str(&text).map_err(|e| ApiError::Decode(json_error(&e)))
+    serde_json::from_str(&text).map_err(|e| ApiError::Decode(json_error(&e).into()))
 }
 
 /// The response body as text, at most `MAX_BODY` bytes.
@@ -558,13 +558,13 @@ fn read_text(response: &mut Response<Body>) -> Result<String, ApiError> {
         .read_to_string()
         .map_err(|e| match e {
             ureq::Error::BodyExceedsLimit(_) => ApiError::Decode("response body too large".into()),
-            other => ApiError::Transport(transport_message(&other)),
+            other => ApiError::Transport(transport_cause(other)),
         })
 }
 
 #[cfg(feature = "fuzzing")]
 fn decode_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, ApiError> {
-    serde_json::from_str(text).map_err(|e| ApiError::Decode(json_error(&e)))
+    serde_json::from_str(text).map_err(|e| ApiError::Decode(json_error(&e).into()))
 }
 
 /// The results of a subscription answer whose topic passes `keep`. The answer lists every topic
@@ -573,7 +573,7 @@ fn decode_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, ApiError
 /// copy, and no list of them is built.
 fn topic_results(text: &str, keep: &dyn Fn(&str) -> bool) -> Result<Vec<TopicResult>, ApiError> {
     use serde::de::DeserializeSeed as _;
-    let decode = |e: serde_json::Error| ApiError::Decode(json_error(&e));
+    let decode = |e: serde_json::Error| ApiError::Decode(json_error(&e).into());
     let mut de = serde_json::Deserializer::from_str(text);
     let results = KeptEntities { keep }.deserialize(&mut de).map_err(decode)?;
     de.end().map_err(decode)?;

@@ -15,13 +15,14 @@ use crate::auth::{
 };
 use crate::backoff::{Backoff, Retry};
 use crate::channel::topics::TopicSet;
-use crate::channel::{SetupFailure, Shared, Slot, StopReason};
+use crate::channel::{SetupFailure, Shared, Slot};
 use crate::config::Snapshots;
 use crate::config::{Backpressure, Config, Region};
 use crate::dispatch::Dispatcher;
 use crate::error::ApiError;
 use crate::error::ConfigError;
 use crate::error::Error;
+use crate::error::StopReason;
 use crate::event::{Event, Lifecycle};
 use crate::health::Health;
 use crate::listener::{ListenerGuard, Registry};

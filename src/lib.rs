@@ -356,8 +356,8 @@ pub use channel_id::ChannelId;
 pub use client::{Client, ClientBuilder, SubscribeReport};
 pub use config::{Backpressure, Config, Region, Snapshots};
 pub use error::{
-    ApiError, ChannelError, ConfigError, DisconnectCause, Error, ProxyError, ResyncError,
-    TokenError,
+    ApiError, Cause, ChannelError, ConfigError, DisconnectCause, Error, ProxyError, ResyncError,
+    StopReason, TokenError,
 };
 pub use event::{Event, Lifecycle};
 pub use health::{ChannelHealth, ChannelState, Health, ResyncHealth};

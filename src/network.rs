@@ -4,7 +4,7 @@
 
 use crate::config::Config;
 use crate::error::ConfigError;
-use crate::error::ProxyError;
+use crate::error::{Cause, ProxyError};
 use crate::gateway::StreamingOverride;
 use crate::proxy::ProxyPolicy;
 use crate::trust::TrustRoots;
@@ -106,7 +106,7 @@ pub(crate) fn proxy_failure(error: &ureq::Error, proxied: Proxied) -> Option<Pro
                     | std::io::ErrorKind::UnexpectedEof
             ) =>
         {
-            Some(ProxyError::Io(e.to_string()))
+            Some(ProxyError::Io(Cause::io(e)))
         }
         ureq::Error::Timeout(_) => Some(ProxyError::Timeout),
         _ => None,
@@ -127,7 +127,7 @@ fn connect_failure(message: &str, credentials_sent: bool) -> ProxyError {
             credentials_sent,
         },
         Some(status) => ProxyError::Refused { status },
-        None => ProxyError::Io(message.chars().take(200).collect()),
+        None => ProxyError::Io(message.chars().take(200).collect::<String>().into()),
     }
 }
 

@@ -2,7 +2,7 @@
 //! socket, since tungstenite has no proxy support; it never speaks TLS or WebSocket itself and
 //! never shows proxy credentials. Which proxy, if any, is proxy.rs's decision.
 
-use crate::error::ProxyError;
+use crate::error::{Cause, ProxyError};
 use crate::proxy::Proxy;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -43,7 +43,7 @@ pub(crate) fn tunnel(
     };
     let io = |e: std::io::Error| match e.kind() {
         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => ProxyError::Timeout,
-        _ => ProxyError::Io(e.to_string()),
+        _ => ProxyError::Io(Cause::new(e)),
     };
     stream.set_write_timeout(Some(left()?)).map_err(io)?;
     stream.write_all(request.as_bytes()).map_err(io)?;
@@ -76,7 +76,7 @@ pub(crate) fn tunnel(
                 left()?;
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(ProxyError::Io(e.to_string())),
+            Err(e) => return Err(ProxyError::Io(Cause::new(e))),
         }
     }
     let mut headers = [httparse::EMPTY_HEADER; 64];

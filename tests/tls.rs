@@ -93,7 +93,19 @@ fn plain_ws_to_a_non_loopback_host_is_refused_without_connecting() {
     let lifecycle = Recorder::new(&client);
     let err = client.subscribe(presence_topics(1)).unwrap_err();
     match &err {
-        Error::ChannelStopped { reason, .. } => assert!(reason.contains("loopback"), "{reason}"),
+        Error::ChannelStopped { reason, .. } => {
+            assert!(reason.to_string().contains("loopback"), "{reason}");
+            // The reason is typed: the channel's permanent failure, an unusable connectUri.
+            assert!(
+                matches!(
+                    reason,
+                    genesys_notify::StopReason::PermanentFailure(
+                        genesys_notify::ChannelError::UnusableConnectUri { .. }
+                    )
+                ),
+                "{reason:?}"
+            );
+        }
         other => panic!("expected ChannelStopped, got {other:?}"),
     }
     assert!(lifecycle.wait(Duration::from_secs(5), |e| matches!(

@@ -9,8 +9,8 @@ use base64::Engine as _;
 use serde::Deserialize;
 
 use super::token::{AccessToken, TokenSource};
-use crate::error::TokenError;
-use crate::http::{http_agent, json_error, parse_retry_after, shorten, transport_message};
+use crate::error::{Cause, TokenError};
+use crate::http::{http_agent, json_error, parse_retry_after, shorten, transport_cause};
 use crate::redact::Redacted;
 
 /// Token responses larger than this are refused (a token response is well under 10 KiB).
@@ -131,7 +131,7 @@ impl TokenSource for ClientCredentials {
             .send_form([("grant_type", "client_credentials")])
             .map_err(|e| match crate::network::proxy_failure(&e, self.proxied) {
                 Some(proxy) => TokenError::Proxy(proxy),
-                None => TokenError::Transport(transport_message(&e)),
+                None => TokenError::Transport(transport_cause(e)),
             })?;
         let status = response.status().as_u16();
         log::debug!(
@@ -145,7 +145,7 @@ impl TokenSource for ClientCredentials {
             .with_config()
             .limit(MAX_TOKEN_BODY)
             .read_to_string()
-            .map_err(|e| transport_message(&e));
+            .map_err(transport_cause);
         token_response(status, retry_after, body)
     }
 }
@@ -155,7 +155,7 @@ impl TokenSource for ClientCredentials {
 pub(crate) fn token_response(
     status: u16,
     retry_after: Option<Duration>,
-    body: Result<String, String>,
+    body: Result<String, Cause>,
 ) -> Result<AccessToken, TokenError> {
     match status {
         200..=299 => {

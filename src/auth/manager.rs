@@ -204,21 +204,20 @@ impl TokenManager {
 /// A token goes into `Authorization: Bearer <token>`: one that header cannot carry (empty, or
 /// with white space, control or non-ASCII characters) is the source's error, said as such,
 /// rather than a request failing later with the HTTP library's parse error (or a 401 for an
-/// empty one). Transient like [`TokenError::Other`]: the next fetch may do better. The value is
-/// never quoted.
+/// empty one): [`TokenError::UnusableToken`], permanent, so that a call needing the token fails
+/// at once instead of retrying until its deadline. The value is never quoted.
 fn check_header_safe(token: AccessToken) -> Result<AccessToken, TokenError> {
     let secret = token.secret();
     if !secret.is_empty() && secret.bytes().all(|b| b.is_ascii_graphic()) {
         return Ok(token);
     }
-    Err(TokenError::Other(format!(
-        "the token source returned an access token an HTTP header cannot carry ({})",
-        if secret.is_empty() {
+    Err(TokenError::UnusableToken {
+        reason: if secret.is_empty() {
             "empty"
         } else {
             "white space, control or non-ASCII characters"
-        }
-    )))
+        },
+    })
 }
 
 fn event_expiry(event: &AuthEvent) -> Option<Duration> {

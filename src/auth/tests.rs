@@ -343,9 +343,12 @@ fn a_token_no_header_can_carry_is_the_sources_error_never_quoted() {
             no_events(),
         );
         match manager.token() {
-            Err(TokenError::Other(message)) => {
+            Err(e @ TokenError::UnusableToken { .. }) => {
+                let message = e.to_string();
                 assert!(message.contains("HTTP header"), "{message}");
                 assert!(bad.is_empty() || !message.contains(bad), "{message}");
+                // Permanent: a call needing the token fails at once, not at its deadline.
+                assert!(e.is_permanent(), "{e:?}");
             }
             other => panic!("{bad:?}: {other:?}"),
         }

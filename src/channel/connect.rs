@@ -73,7 +73,7 @@ impl<S: std::io::Write> std::io::Write for Stamped<S> {
 }
 
 /// Why a connection attempt failed.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub(crate) enum ConnectError {
     /// A stage did not finish before the deadline.
     Timeout { stage: &'static str },
@@ -219,9 +219,9 @@ pub(crate) fn connect(
     let proxy = network.proxy.for_target(&host, port);
     let (dial_host, dial_port) = proxy.map_or((host.as_str(), port), |p| (p.host(), p.port()));
     let blame_proxy = |error: ConnectError| match (proxy, error) {
-        (Some(p), ConnectError::Dns(e) | ConnectError::Tcp(e)) => {
-            ConnectError::Proxy(crate::error::ProxyError::Io(format!("proxy {p}: {e}")))
-        }
+        (Some(p), ConnectError::Dns(e) | ConnectError::Tcp(e)) => ConnectError::Proxy(
+            crate::error::ProxyError::Io(format!("proxy {p}: {e}").into()),
+        ),
         (Some(_), ConnectError::Timeout { .. }) => {
             ConnectError::Proxy(crate::error::ProxyError::Timeout)
         }

@@ -8,7 +8,7 @@
 
 use super::connect::ConnectError;
 use crate::error::ApiError;
-use crate::error::{ChannelError, DisconnectCause};
+use crate::error::{Cause, ChannelError, DisconnectCause};
 use crate::message::SystemMessage;
 use std::time::Duration;
 
@@ -248,7 +248,11 @@ pub(crate) fn read_error(error: &tungstenite::Error) -> ReadFailure {
                 reason: String::new(),
             })
         }
-        other => ended(DisconnectCause::Io(other.to_string())),
+        tungstenite::Error::Io(e) => ended(DisconnectCause::Io(Cause::with_message(
+            error.to_string(),
+            std::io::Error::new(e.kind(), e.to_string()),
+        ))),
+        other => ended(DisconnectCause::Io(other.to_string().into())),
     }
 }
 
@@ -258,7 +262,7 @@ pub(crate) fn close_frame(code: Option<u16>, reason: String) -> DisconnectCause 
 }
 
 /// What a `v2.system.*` message asks of the channel's thread (it is always reported).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub(crate) enum SystemAction {
     /// Nothing beyond reporting it.
     Report,

@@ -26,7 +26,7 @@ mod slot;
 pub(crate) mod topics;
 mod worker;
 
-pub(crate) use slot::{SetupFailure, Slot, StopReason};
+pub(crate) use slot::{SetupFailure, Slot};
 
 use crate::api::Api;
 use crate::config::Config;

@@ -8,55 +8,16 @@ use super::{worker, Shared};
 use crate::api::ChannelInfo;
 use crate::channel_id::ChannelId;
 use crate::error::ApiError;
-use crate::error::ChannelError;
+use crate::error::{ChannelError, StopReason};
 use crate::health::ChannelStats;
 use crate::topic::Topic;
 use crate::topic::{TopicResult, TopicState};
 use parking_lot::{Condvar, Mutex, MutexGuard};
-use std::fmt;
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
-
-/// Why a channel's thread stopped for good.
-#[derive(Clone, Debug)]
-pub(crate) enum StopReason {
-    /// `shutdown`, `Drop`, or the last topic of an isolated channel unsubscribed.
-    UserRequest,
-    /// Every topic of the channel was rejected when the topics were applied again (a renewal
-    /// or a replacement channel): an empty channel is closed and its slot may be forgotten.
-    NoTopics,
-    /// Retrying cannot help
-    /// ([`Lifecycle::PermanentFailure`](crate::event::Lifecycle::PermanentFailure) was
-    /// reported).
-    PermanentFailure(ChannelError),
-    /// [`Backoff::max_retries`](crate::Backoff) retries in a row failed
-    /// ([`Lifecycle::RetryBudgetExhausted`](crate::event::Lifecycle::RetryBudgetExhausted)
-    /// was reported).
-    RetryBudgetExhausted {
-        attempts: u32,
-        last_error: ChannelError,
-    },
-}
-
-impl fmt::Display for StopReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StopReason::UserRequest => f.write_str("stopped by the user"),
-            StopReason::NoTopics => f.write_str("every topic of the channel was rejected"),
-            StopReason::PermanentFailure(error) => error.fmt(f),
-            StopReason::RetryBudgetExhausted {
-                attempts,
-                last_error,
-            } => write!(
-                f,
-                "retry budget spent after {attempts} retries: {last_error}"
-            ),
-        }
-    }
-}
 
 /// The outcome of the latest topic application by the channel's thread, for `subscribe` calls
 /// waiting on it.
@@ -80,7 +41,7 @@ struct Setup {
 #[derive(Clone, Debug)]
 pub(crate) enum SetupFailure {
     Api(ApiError),
-    Stopped(String),
+    Stopped(StopReason),
 }
 
 /// One channel slot: the topics that belong on it and the thread that keeps them flowing.
@@ -223,7 +184,7 @@ impl Slot {
                 return setup.last.clone().map(|r| r.map_err(SetupFailure::Api));
             }
             if let Some(reason) = &setup.stopped {
-                return Some(Err(SetupFailure::Stopped(reason.to_string())));
+                return Some(Err(SetupFailure::Stopped(reason.clone())));
             }
             // The service keeps failing, or asked (`Retry-After`) to wait past the deadline:
             // its answer is the error, not a bare timeout.

@@ -13,11 +13,12 @@
 
 use super::failure::{self, Decision, Operation, Pace};
 use super::session::{Session, SessionEnd, Switch};
-use super::slot::{Slot, StopReason};
+use super::slot::Slot;
 use super::Shared;
 use crate::backoff::Retry;
 use crate::channel_id::ChannelId;
 use crate::error::ApiError;
+use crate::error::StopReason;
 use crate::error::{ChannelError, DisconnectCause};
 use crate::event::Lifecycle;
 use crate::health::ChannelState;

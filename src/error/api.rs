@@ -1,8 +1,8 @@
 //! error/api.rs defines [`ApiError`], why a REST call failed; it holds values only and makes no
 //! request (api.rs maps HTTP answers to it).
 
-use crate::error::ProxyError;
 use crate::error::TokenError;
+use crate::error::{Cause, ProxyError};
 use std::fmt;
 use std::time::Duration;
 
@@ -59,7 +59,8 @@ pub enum ApiError {
         retry_after: Option<Duration>,
     },
     /// The call did not complete: DNS, connect, TLS, I/O, or the request timeout. Transient.
-    Transport(String),
+    /// The [`Cause`] holds the HTTP library's error ([`Cause::is_timeout`], [`Cause::io_kind`]).
+    Transport(Cause),
     /// The proxy in the way failed: it refused the tunnel, asked for credentials (407), could
     /// not be reached, or did not answer in time. Transient unless it asks for credentials
     /// ([`ProxyError::is_transient`](crate::ProxyError::is_transient)).
@@ -68,8 +69,9 @@ pub enum ApiError {
     Token(TokenError),
     /// A 2xx body that is not what docs/protocol.md says (bad JSON, missing `id`/`connectUri`,
     /// larger than 4 MiB). Transient, so it counts against the caller's retry budget rather than
-    /// stopping the client on one odd response.
-    Decode(String),
+    /// stopping the client on one odd response. The [`Cause`] holds the JSON error when there
+    /// is one.
+    Decode(Cause),
 }
 
 impl ApiError {
@@ -88,6 +90,31 @@ impl ApiError {
             | ApiError::Forbidden { .. }
             | ApiError::NotFound
             | ApiError::BadRequest { .. } => false,
+        }
+    }
+
+    /// The HTTP status the API answered: 401, 403, 404, 429, 400, or the status of
+    /// [`ApiError::Server`]; `None` when no answer came (transport, proxy, token, decode).
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ApiError::Unauthorized { .. } => Some(401),
+            ApiError::Forbidden { .. } => Some(403),
+            ApiError::NotFound => Some(404),
+            ApiError::RateLimited { .. } => Some(429),
+            ApiError::BadRequest { .. } => Some(400),
+            ApiError::Server { status, .. } => Some(*status),
+            ApiError::Token(e) => e.status(),
+            ApiError::Transport(_) | ApiError::Proxy(_) | ApiError::Decode(_) => None,
+        }
+    }
+
+    /// Whether the call (or the token request before it, or the proxy) timed out.
+    pub fn is_timeout(&self) -> bool {
+        match self {
+            ApiError::Transport(cause) => cause.is_timeout(),
+            ApiError::Proxy(e) => e.is_timeout(),
+            ApiError::Token(e) => e.is_timeout(),
+            _ => false,
         }
     }
 
@@ -152,12 +179,5 @@ impl fmt::Display for ApiError {
     }
 }
 
-impl std::error::Error for ApiError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            ApiError::Token(e) => Some(e),
-            ApiError::Proxy(e) => Some(e),
-            _ => None,
-        }
-    }
-}
+/// No `source()`: `Display` already prints the token or proxy error held (see [`Cause`]).
+impl std::error::Error for ApiError {}

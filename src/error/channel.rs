@@ -1,13 +1,13 @@
 //! error/channel.rs defines what ended a socket ([`DisconnectCause`]) and why a channel failed
 //! ([`ChannelError`]); values only, shown in lifecycle events and errors.
 
-use crate::error::ApiError;
 use crate::error::ProxyError;
+use crate::error::{ApiError, Cause};
 use std::fmt;
 use std::time::Duration;
 
 /// Why a socket stopped.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum DisconnectCause {
     /// The server sent a close frame (or the stream ended after one). Close codes are not
@@ -19,8 +19,9 @@ pub enum DisconnectCause {
         /// The close reason text.
         reason: String,
     },
-    /// The TCP connection failed or ended without a close frame (1006 in RFC 6455 terms).
-    Io(String),
+    /// The TCP connection failed or ended without a close frame (1006 in RFC 6455 terms); the
+    /// [`Cause`] holds the I/O error when there is one ([`Cause::io_kind`]).
+    Io(Cause),
     /// A WebSocket protocol violation (bad frame, oversize message, ...).
     Protocol(String),
     /// No frame and no answer to our ping arrived within the liveness bound.
@@ -126,14 +127,9 @@ impl fmt::Display for ChannelError {
     }
 }
 
-impl std::error::Error for ChannelError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            ChannelError::Request { error, .. } => Some(error),
-            _ => None,
-        }
-    }
-}
+/// No `source()`: `Display` already prints the API or proxy error held; they are the variants'
+/// fields.
+impl std::error::Error for ChannelError {}
 
 /// Writes `text` with its control characters escaped: one line, whatever it holds.
 pub(crate) fn write_one_line(f: &mut fmt::Formatter<'_>, text: &str) -> fmt::Result {
@@ -148,4 +144,45 @@ pub(crate) fn write_one_line(f: &mut fmt::Formatter<'_>, text: &str) -> fmt::Res
         }
     }
     Ok(())
+}
+
+/// Why a channel's thread stopped for good, in [`Error::ChannelStopped`](crate::Error).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum StopReason {
+    /// `shutdown`, `Drop`, or the last topic of an isolated channel unsubscribed.
+    UserRequest,
+    /// Every topic of the channel was rejected when the topics were applied again (a renewal
+    /// or a replacement channel): an empty channel is closed and its slot may be forgotten.
+    NoTopics,
+    /// Retrying cannot help
+    /// ([`Lifecycle::PermanentFailure`](crate::event::Lifecycle::PermanentFailure) was
+    /// reported).
+    PermanentFailure(ChannelError),
+    /// [`Backoff::max_retries`](crate::Backoff) retries in a row failed
+    /// ([`Lifecycle::RetryBudgetExhausted`](crate::event::Lifecycle::RetryBudgetExhausted)
+    /// was reported).
+    RetryBudgetExhausted {
+        /// Attempts made in a row.
+        attempts: u32,
+        /// The last attempt's failure.
+        last_error: ChannelError,
+    },
+}
+
+impl fmt::Display for StopReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StopReason::UserRequest => f.write_str("stopped by the user"),
+            StopReason::NoTopics => f.write_str("every topic of the channel was rejected"),
+            StopReason::PermanentFailure(error) => fmt::Display::fmt(error, f),
+            StopReason::RetryBudgetExhausted {
+                attempts,
+                last_error,
+            } => write!(
+                f,
+                "retry budget spent after {attempts} retries: {last_error}"
+            ),
+        }
+    }
 }

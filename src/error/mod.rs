@@ -3,6 +3,7 @@
 //! nothing here makes a request, touches a socket, logs, or carries a secret.
 
 mod api;
+mod cause;
 mod channel;
 mod config;
 mod proxy;
@@ -10,8 +11,9 @@ mod resync;
 mod token;
 
 pub use api::ApiError;
+pub use cause::Cause;
 pub(crate) use channel::write_one_line;
-pub use channel::{ChannelError, DisconnectCause};
+pub use channel::{ChannelError, DisconnectCause, StopReason};
 pub use config::ConfigError;
 pub use proxy::ProxyError;
 pub use resync::ResyncError;
@@ -72,11 +74,11 @@ pub enum Error {
         last_failure: Option<ChannelError>,
     },
     /// A channel's thread stopped for good before the request was done (its retry budget was
-    /// spent, or its `connectUri` cannot be used); see the lifecycle events for the cause.
+    /// spent, or its `connectUri` cannot be used); the lifecycle events said so too.
     #[non_exhaustive]
     ChannelStopped {
         /// Why it stopped.
-        reason: String,
+        reason: StopReason,
     },
     /// The client was shut down.
     Shutdown,
@@ -139,7 +141,7 @@ impl fmt::Display for Error {
             }
             Error::ChannelStopped { reason } => {
                 f.write_str("the channel stopped: ")?;
-                write_one_line(f, reason)
+                write_one_line(f, &reason.to_string())
             }
             Error::Shutdown => f.write_str("the client has been shut down"),
             Error::Spawn { thread, error } => {
@@ -149,15 +151,39 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+/// No `source()`: `Display` prints every error held, on one line (this crate's rule: an error
+/// prints its cause or returns it from `source()`, never both, so a reporter walking the chain
+/// never repeats a line). The held errors are the variants' fields, and [`Error::status`] and
+/// [`Error::is_timeout`] answer the usual questions without a match.
+impl std::error::Error for Error {}
+
+impl Error {
+    /// The HTTP status behind the failure, when a REST or token request was answered with an
+    /// error status ([`ApiError::status`], [`TokenError::status`]); else `None`.
+    pub fn status(&self) -> Option<u16> {
         match self {
-            Error::Config(e) => Some(e),
-            Error::Topic { error, .. } => Some(error),
-            Error::Api(e) => Some(e),
-            Error::Token(e) => Some(e),
-            Error::Spawn { error, .. } => Some(error),
+            Error::Api(e) => e.status(),
+            Error::Token(e) => e.status(),
+            Error::ChannelStopped {
+                reason:
+                    StopReason::PermanentFailure(ChannelError::Request { error, .. })
+                    | StopReason::RetryBudgetExhausted {
+                        last_error: ChannelError::Request { error, .. },
+                        ..
+                    },
+            } => error.status(),
             _ => None,
+        }
+    }
+
+    /// Whether the operation timed out: [`Error::Timeout`], or a REST, token or proxy request
+    /// that timed out.
+    pub fn is_timeout(&self) -> bool {
+        match self {
+            Error::Timeout { .. } => true,
+            Error::Api(e) => e.is_timeout(),
+            Error::Token(e) => e.is_timeout(),
+            _ => false,
         }
     }
 }
@@ -192,8 +218,124 @@ mod tests {
             error.to_string(),
             "could not start a channel thread: no more threads"
         );
-        let source = error.source().expect("the io::Error is the source");
-        assert_eq!(source.to_string(), "no more threads");
-        assert!(!matches!(error, Error::Config(_)));
+        // Printed, so not returned again from source(); the typed error is the field.
+        assert!(error.source().is_none());
+        let Error::Spawn { error: os, .. } = &error else {
+            unreachable!()
+        };
+        assert_eq!(os.kind(), std::io::ErrorKind::OutOfMemory);
+    }
+
+    /// Walks `error`'s chain as a reporter does and fails if a link's text is printed again
+    /// by the link before it.
+    fn assert_chain_repeats_nothing(error: &(dyn std::error::Error + 'static)) {
+        let mut link = error;
+        while let Some(source) = link.source() {
+            let (outer, inner) = (link.to_string(), source.to_string());
+            assert!(
+                !outer.contains(&inner),
+                "{outer:?} prints its source {inner:?}, which source() returns too"
+            );
+            link = source;
+        }
+    }
+
+    fn proxy_timeout() -> ProxyError {
+        ProxyError::Io(Cause::new(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "timed out",
+        )))
+    }
+
+    #[test]
+    fn no_error_prints_its_cause_and_returns_it_from_source() {
+        let api = ApiError::Proxy(ProxyError::Refused { status: 502 });
+        let channel = ChannelError::Request {
+            operation: "create channel",
+            error: ApiError::Token(TokenError::Proxy(proxy_timeout())),
+        };
+        let errors: Vec<Box<dyn std::error::Error + 'static>> = vec![
+            Box::new(Error::Api(api.clone())),
+            Box::new(api),
+            Box::new(Error::Token(TokenError::Proxy(proxy_timeout()))),
+            Box::new(channel.clone()),
+            Box::new(Error::Timeout {
+                operation: "subscribe",
+                after: Duration::from_secs(1),
+                last_failure: Some(channel.clone()),
+            }),
+            Box::new(Error::ChannelStopped {
+                reason: StopReason::PermanentFailure(channel),
+            }),
+            Box::new(ResyncError::Request {
+                error: ApiError::Transport("reset".into()),
+                attempts: 3,
+            }),
+            Box::new(Error::Config(ConfigError {
+                field: "api_base",
+                reason: "not a URL".into(),
+            })),
+        ];
+        for error in &errors {
+            assert_chain_repeats_nothing(error.as_ref());
+        }
+    }
+
+    #[test]
+    fn status_and_timeout_are_answered_without_a_match() {
+        let forbidden = Error::Api(ApiError::Forbidden {
+            code: "x".into(),
+            message: String::new(),
+        });
+        assert_eq!(forbidden.status(), Some(403));
+        assert!(!forbidden.is_timeout());
+        let token = Error::Token(TokenError::InvalidCredentials {
+            status: 401,
+            error: "invalid_client".into(),
+            description: String::new(),
+        });
+        assert_eq!(token.status(), Some(401));
+        assert!(Error::Token(TokenError::Proxy(proxy_timeout())).is_timeout());
+        assert!(Error::Api(ApiError::Proxy(ProxyError::Timeout)).is_timeout());
+        let stopped = Error::ChannelStopped {
+            reason: StopReason::RetryBudgetExhausted {
+                attempts: 5,
+                last_error: ChannelError::Request {
+                    operation: "subscribe",
+                    error: ApiError::Server {
+                        status: 503,
+                        message: String::new(),
+                        retry_after: None,
+                    },
+                },
+            },
+        };
+        assert_eq!(stopped.status(), Some(503));
+        assert!(Error::Timeout {
+            operation: "subscribe",
+            after: Duration::from_secs(1),
+            last_failure: None,
+        }
+        .is_timeout());
+        assert_eq!(Error::Shutdown.status(), None);
+    }
+
+    #[test]
+    fn a_token_source_fails_with_its_own_typed_error() {
+        let e = TokenError::other(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            "vault sealed",
+        ));
+        assert_eq!(e.to_string(), "token source failed: vault sealed");
+        let TokenError::Other(cause) = &e else {
+            panic!("{e:?}")
+        };
+        assert_eq!(cause.io_kind(), Some(std::io::ErrorKind::PermissionDenied));
+        assert!(cause.downcast_ref::<std::io::Error>().is_some());
+        assert!(!e.is_permanent());
+        assert!(matches!(
+            TokenError::other("plain text"),
+            TokenError::Other(_)
+        ));
     }
 }

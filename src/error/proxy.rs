@@ -1,10 +1,11 @@
 //! error/proxy.rs defines [`ProxyError`], why the HTTP proxy in the way failed; values only
 //! (tunnel.rs and network.rs produce it).
 
+use crate::error::Cause;
 use std::fmt;
 
 /// Why a proxy could not open a tunnel. Each says the proxy is at fault, not Genesys Cloud.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum ProxyError {
     /// The proxy asks for credentials (HTTP 407): none were given, or they were refused.
@@ -24,8 +25,9 @@ pub enum ProxyError {
     },
     /// The proxy's answer was not HTTP, or its head was longer than 16 KiB.
     BadResponse(String),
-    /// Reading or writing the proxy connection failed, or it closed before answering.
-    Io(String),
+    /// Connecting to, reading or writing the proxy connection failed, or it closed before
+    /// answering; the [`Cause`] holds the I/O error when there is one ([`Cause::io_kind`]).
+    Io(Cause),
     /// The proxy did not answer within the connect deadline.
     Timeout,
 }
@@ -34,6 +36,15 @@ impl ProxyError {
     /// Whether a later attempt may succeed without a change of settings.
     pub fn is_transient(&self) -> bool {
         !matches!(self, ProxyError::AuthenticationRequired { .. })
+    }
+
+    /// Whether the proxy did not answer in time ([`ProxyError::Timeout`], or an I/O timeout).
+    pub fn is_timeout(&self) -> bool {
+        match self {
+            ProxyError::Timeout => true,
+            ProxyError::Io(cause) => cause.is_timeout(),
+            _ => false,
+        }
     }
 }
 

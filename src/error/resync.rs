@@ -1,7 +1,7 @@
 //! error/resync.rs defines [`ResyncError`], why a topic's state could not be read after a gap;
 //! values only (resync/ produces it).
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Cause};
 use std::fmt;
 
 /// Why a topic could not be brought back to the server's state, in
@@ -25,8 +25,9 @@ pub enum ResyncError {
         /// Requests made.
         attempts: u32,
     },
-    /// The answer could not be turned into the event shape.
-    Unreadable(String),
+    /// The answer could not be turned into the event shape; the [`Cause`] holds the JSON error
+    /// when there is one.
+    Unreadable(Cause),
     /// The answer held no state for the topic (for example a user that no longer exists).
     NoState,
     /// A user-supplied resource gave a path that does not start with `/api/v2/`.
@@ -62,4 +63,6 @@ impl fmt::Display for ResyncError {
     }
 }
 
+/// No `source()`: `Display` already prints the API error or cause held; they are the
+/// variants' fields.
 impl std::error::Error for ResyncError {}

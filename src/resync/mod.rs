@@ -494,7 +494,7 @@ impl Engine {
             Ok(path) => path,
             Err(reason) => {
                 for topic in &batch.topics {
-                    self.fail(round, topic, ResyncError::Unreadable(reason.clone()));
+                    self.fail(round, topic, ResyncError::Unreadable(reason.clone().into()));
                 }
                 return;
             }
@@ -526,7 +526,7 @@ impl Engine {
             }
             Err(reason) => {
                 for topic in &batch.topics {
-                    self.fail(round, topic, ResyncError::Unreadable(reason.clone()));
+                    self.fail(round, topic, ResyncError::Unreadable(reason.clone().into()));
                 }
                 return;
             }
@@ -556,7 +556,7 @@ impl Engine {
                     }
                     Err(reason) => {
                         self.shared.dispatcher.gate.cancel(topic.as_str());
-                        self.fail(round, topic, ResyncError::Unreadable(reason));
+                        self.fail(round, topic, ResyncError::Unreadable(reason.into()));
                     }
                 },
                 Some(Err(error)) => self.fail(round, topic, error),
