@@ -21,8 +21,16 @@
 //! running it, as soon as it returns. A guard dropped inside another listener's callback waits,
 //! but notes its wait in a process-wide table: when the calls it waits for are themselves
 //! waiting (directly or through others) for the callback it runs in, it stops waiting and
-//! behaves as inside its own callback, so no cycle of guard drops deadlocks. A thread-local marks which listener the current thread is
-//! running.
+//! behaves as inside its own callback, so no cycle of guard drops deadlocks. A thread-local marks
+//! which listener the current thread is running.
+//!
+//! A guard dropped because the client is dropping the closure that owned it (a shutdown clearing
+//! the registry, or the last call of a retired listener releasing it) never waits: the user did
+//! not let go of that guard, and the callback it would wait for may be the one a shutdown gave up
+//! on, or one waiting for this very thread. It retires its listener as a shutdown does, and the
+//! running call releases the callback. A call skips a retired listener before touching its gate,
+//! and reads the gate recursively, so it never queues behind a guard drop waiting for the calls
+//! already running.
 
 use crate::event::{Event, Lifecycle};
 use crate::topic::Pattern;
@@ -46,6 +54,11 @@ const CHANGE_LOG_MAX: usize = 4096;
 thread_local! {
     /// The id of the listener whose callback this thread is running, 0 if none.
     static RUNNING: Cell<u64> = const { Cell::new(0) };
+    /// Whether this thread is dropping a callback the client released (a shutdown clearing the
+    /// registry, or the last call of a retired listener): a guard that closure owned is not
+    /// the user letting go, and its drop must not wait for a running callback (which may be
+    /// the very one a shutdown gave up on, or one waiting for this thread).
+    static RELEASING: Cell<bool> = const { Cell::new(false) };
 }
 
 type Callback<T> = Box<dyn Fn(&T) + Send + Sync>;
@@ -131,8 +144,19 @@ impl<T> Listener<T> {
     /// Runs the callback unless the listener is retired. Returns `Ok(true)` if it ran,
     /// `Ok(false)` if retired, `Err(message)` if it panicked (the panic is caught).
     pub(crate) fn call(&self, item: &T) -> Result<bool, String> {
+        // A retired listener is skipped without touching its gate: a guard drop waiting for the
+        // gate (a writer) would otherwise park this thread behind it (the lock is fair) until
+        // the callback it waits for returns, although this call has nothing to do.
+        if self.retired.load(Ordering::SeqCst) {
+            return self
+                .release()
+                .map(|()| false)
+                .map_err(|message| format!("dropping the callback panicked: {message}"));
+        }
         let result = {
-            let gate = self.gate.read();
+            // Recursive read: never queued behind a guard drop that is waiting for the calls
+            // already running (it set `retired` first, which is checked again below).
+            let gate = self.gate.read_recursive();
             match gate.as_ref() {
                 Some(callback) if !self.retired.load(Ordering::SeqCst) => {
                     let outer = RUNNING.with(|r| r.replace(self.id));
@@ -163,8 +187,14 @@ impl<T> Listener<T> {
     /// the dispatcher thread, nor a shutdown, that happens to release it.
     fn release(&self) -> Result<(), String> {
         let callback = self.gate.try_write().and_then(|mut gate| gate.take());
-        catch_unwind(AssertUnwindSafe(move || drop(callback)))
-            .map_err(|payload| panic_message(payload.as_ref()))
+        if callback.is_none() {
+            return Ok(());
+        }
+        let outer = RELEASING.with(|r| r.replace(true));
+        let dropped = catch_unwind(AssertUnwindSafe(move || drop(callback)))
+            .map_err(|payload| panic_message(payload.as_ref()));
+        RELEASING.with(|r| r.set(outer));
+        dropped
     }
 
     /// Retires the listener: waits for every running call on other threads, then drops the
@@ -172,8 +202,14 @@ impl<T> Listener<T> {
     /// Inside another listener's callback it waits unless that would close a cycle of waits
     /// (callbacks of A and B each dropping the other's guard at the same time): then it does
     /// not wait, as inside its own callback, and the last running call releases the callback.
+    /// A guard owned by a closure the client is releasing (see `RELEASING`) is retired without
+    /// waiting, as by a shutdown: its running call, if any, releases the callback.
     fn retire(&self) {
         self.retired.store(true, Ordering::SeqCst);
+        if RELEASING.with(|r| r.get()) {
+            self.retire_now();
+            return;
+        }
         let running = RUNNING.with(|r| r.get());
         if running == self.id {
             return;
@@ -908,6 +944,139 @@ mod tests {
         assert!(outer.is_released() && inner.is_released());
         assert!(inner.is_retired());
         assert_eq!(reg.total(), 0);
+    }
+
+    /// A lifecycle listener whose callback, once called, blocks until `release` is sent; the
+    /// receiver says when it has started.
+    fn blocking_listener(
+        reg: &Arc<Registry>,
+    ) -> (
+        Arc<Listener<Lifecycle>>,
+        std::sync::mpsc::Sender<()>,
+        std::sync::mpsc::Receiver<()>,
+    ) {
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let release_rx = Mutex::new(release_rx);
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let started_tx = Mutex::new(started_tx);
+        let (listener, _) = reg.add_lifecycle(Box::new(move |_| {
+            let _ = started_tx.lock().send(());
+            let _ = release_rx.lock().recv_timeout(Duration::from_secs(20));
+        }));
+        (listener, release_tx, started_rx)
+    }
+
+    fn item() -> Lifecycle {
+        Lifecycle::DuplicateSubscription {
+            topic: "v2.x.y".parse().unwrap(),
+        }
+    }
+
+    /// Issue 17, point 1: `clear()` drops a closure that owns the guard of a listener whose
+    /// callback is still running; that guard's drop must not wait for it (before the fix it
+    /// waited, untimed, for the callback to return: a shutdown past its timeout, or for ever).
+    #[test]
+    fn clear_never_waits_for_a_running_callback_through_a_guard_a_closure_owned() {
+        let reg = registry();
+        let (slow, release, started) = blocking_listener(&reg);
+        let slow_guard = ListenerGuard::for_lifecycle(&reg, slow.clone());
+        let (owner, _) = reg.add_lifecycle(Box::new(move |_| {
+            let _ = &slow_guard;
+        }));
+        std::mem::forget(ListenerGuard::for_lifecycle(&reg, owner.clone()));
+        let caller = {
+            let slow = slow.clone();
+            std::thread::spawn(move || slow.call(&item()))
+        };
+        started.recv_timeout(Duration::from_secs(10)).unwrap();
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let r = reg.clone();
+        std::thread::spawn(move || {
+            r.clear();
+            let _ = done_tx.send(());
+        });
+        let cleared = done_rx.recv_timeout(Duration::from_secs(5));
+        let _ = release.send(());
+        assert!(
+            cleared.is_ok(),
+            "clear() waited for a running callback through a guard a closure owned"
+        );
+        assert!(owner.is_released());
+        // The running call releases the slow listener's closure when it returns.
+        assert_eq!(caller.join().unwrap(), Ok(true));
+        assert!(slow.is_retired() && slow.is_released());
+    }
+
+    /// Issue 17, point 1, second path: the last call of a retired listener releases its closure,
+    /// which owns the guard of a listener whose callback runs on another thread: the call
+    /// returns without waiting for it.
+    #[test]
+    fn the_last_call_releasing_a_closure_never_waits_through_a_guard_it_owned() {
+        let reg = registry();
+        let (slow, release, started) = blocking_listener(&reg);
+        let slow_guard = ListenerGuard::for_lifecycle(&reg, slow.clone());
+        let own: Arc<Mutex<Option<ListenerGuard>>> = Arc::new(Mutex::new(None));
+        let o = own.clone();
+        let (owner, _) = reg.add_lifecycle(Box::new(move |_| {
+            let _ = &slow_guard;
+            // Drop our own guard: this call is then the last, and releases this closure.
+            drop(o.lock().take());
+        }));
+        *own.lock() = Some(ListenerGuard::for_lifecycle(&reg, owner.clone()));
+        let caller = {
+            let slow = slow.clone();
+            std::thread::spawn(move || slow.call(&item()))
+        };
+        started.recv_timeout(Duration::from_secs(10)).unwrap();
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = done_tx.send(owner.call(&item()));
+        });
+        let owner_call = done_rx.recv_timeout(Duration::from_secs(5));
+        let _ = release.send(());
+        assert_eq!(
+            owner_call.expect("the releasing call waited for a running callback"),
+            Ok(true)
+        );
+        assert_eq!(caller.join().unwrap(), Ok(true));
+        assert!(slow.is_released());
+    }
+
+    /// Issue 17, point 2: while a guard drop waits for a slow running call, another thread
+    /// calling the same (retired) listener for an event it had already routed skips it at once
+    /// instead of parking behind the waiting drop until the slow call returns.
+    #[test]
+    fn a_call_on_a_retired_listener_never_waits_behind_a_guard_drop() {
+        let reg = registry();
+        let (slow, release, started) = blocking_listener(&reg);
+        let guard = ListenerGuard::for_lifecycle(&reg, slow.clone());
+        let running = {
+            let slow = slow.clone();
+            std::thread::spawn(move || slow.call(&item()))
+        };
+        started.recv_timeout(Duration::from_secs(10)).unwrap();
+        let dropper = std::thread::spawn(move || drop(guard));
+        while !slow.is_retired() {
+            std::thread::yield_now();
+        }
+        // Let the drop park on the gate as a waiting writer.
+        std::thread::sleep(Duration::from_millis(100));
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        {
+            let slow = slow.clone();
+            std::thread::spawn(move || {
+                let _ = done_tx.send(slow.call(&item()));
+            });
+        }
+        let skipped = done_rx.recv_timeout(Duration::from_secs(5));
+        let _ = release.send(());
+        assert_eq!(
+            skipped.expect("the call parked behind the waiting guard drop"),
+            Ok(false)
+        );
+        dropper.join().unwrap();
+        assert_eq!(running.join().unwrap(), Ok(true));
+        assert!(slow.is_released());
     }
 
     #[test]
