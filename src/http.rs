@@ -220,7 +220,6 @@ impl NameCache {
     }
 }
 
-/// A ureq transport error as text that never contains a URL (URLs may hold channel ids).
 /// `e` as the [`Cause`](crate::error::Cause) of a transport failure: shown as
 /// [`transport_message`], holding the typed error except where its text could hold a URL (a
 /// bad URI, or an `http` URL refused: the path may carry a channel id).
@@ -232,6 +231,7 @@ pub(crate) fn transport_cause(e: ureq::Error) -> crate::error::Cause {
     }
 }
 
+/// A ureq transport error as text that never contains a URL (URLs may hold channel ids).
 pub(crate) fn transport_message(e: &ureq::Error) -> String {
     match e {
         ureq::Error::BadUri(_) => "bad uri".to_owned(),
