@@ -144,13 +144,33 @@ mod tests {
     fn huge_expires_in_does_not_panic() {
         let huge = r#"{"access_token":"t","expires_in":1e300}"#;
         let token = crate::auth::token_response(200, None, Ok(huge.to_owned())).unwrap();
-        assert_eq!(token.expires_in(), None);
+        assert_eq!(token.expires_in(), Some(crate::auth::SUSPECT_LIFETIME));
         let big = r#"{"access_token":"t","expires_in":1e19}"#;
         let token = crate::auth::token_response(200, None, Ok(big.to_owned())).unwrap();
         let life = token.expires_in().expect("representable");
         let now = Instant::now();
         assert!(crate::auth::refresh_at(now, life) > now);
         token_response(200, b"", big);
+    }
+
+    /// Issue 17, point 8: a negative, zero or absurd `expires_in` means "refresh soon" (the
+    /// service's shortest lifetime, 300 s), never "never" (before: no expiry at all).
+    #[test]
+    fn a_senseless_expires_in_means_refresh_soon_never_never() {
+        for expires_in in ["-5", "-1e300", "0", "1e19", "1e300", "31536000"] {
+            let body = format!(r#"{{"access_token":"t","expires_in":{expires_in}}}"#);
+            let token = crate::auth::token_response(200, None, Ok(body)).unwrap();
+            assert_eq!(
+                token.expires_in(),
+                Some(crate::auth::SUSPECT_LIFETIME),
+                "expires_in {expires_in}"
+            );
+        }
+        for (expires_in, secs) in [("2", 2), ("300", 300), ("86400", 86400), ("172800", 172800)] {
+            let body = format!(r#"{{"access_token":"t","expires_in":{expires_in}}}"#);
+            let token = crate::auth::token_response(200, None, Ok(body)).unwrap();
+            assert_eq!(token.expires_in(), Some(Duration::from_secs(secs)));
+        }
     }
 
     /// The fuzzers' first finding, kept as a seed of behaviour: an empty `topicName` is a

@@ -150,6 +150,32 @@ impl TokenSource for ClientCredentials {
     }
 }
 
+/// The longest `expires_in` taken at its word: a week, far beyond the service's maximum of
+/// 48 h (docs/protocol.md "OAuth": 300 s to 172 800 s).
+const MAX_PLAUSIBLE_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The lifetime a token is given when `expires_in` makes no sense (zero or negative, or over
+/// [`MAX_PLAUSIBLE_LIFETIME`]): the service's shortest, 300 s, so it is refreshed soon
+/// (after 240 s) but never in a hot loop. Never "does not expire": a token kept for ever would
+/// fail every call once it really expired.
+pub(crate) const SUSPECT_LIFETIME: Duration = Duration::from_secs(300);
+
+/// The lifetime `expires_in` (seconds, as the token endpoint sent it) gives a token: the value
+/// itself when it is plausible, else [`SUSPECT_LIFETIME`].
+fn lifetime_from_expires_in(seconds: f64) -> Duration {
+    match Duration::try_from_secs_f64(seconds) {
+        Ok(life) if !life.is_zero() && life <= MAX_PLAUSIBLE_LIFETIME => life,
+        _ => {
+            log::warn!(
+                "the token endpoint's expires_in ({seconds}) is not a plausible lifetime; \
+                 refreshing the token after {}s",
+                SUSPECT_LIFETIME.as_secs() * 4 / 5
+            );
+            SUSPECT_LIFETIME
+        }
+    }
+}
+
 /// Decodes the answer of `POST /oauth/token` (status, `Retry-After`, body or the error reading
 /// it) into a token or a [`TokenError`], as documented on [`ClientCredentials::fetch_token`].
 pub(crate) fn token_response(
@@ -169,13 +195,10 @@ pub(crate) fn token_response(
                     ),
                 })?;
             match parsed.access_token {
-                Some(token) if !token.is_empty() => {
-                    // `try_from`: a huge `expires_in` must not panic.
-                    let expires_in = parsed
-                        .expires_in
-                        .and_then(|s| Duration::try_from_secs_f64(s).ok());
-                    Ok(AccessToken::new(token, expires_in))
-                }
+                Some(token) if !token.is_empty() => Ok(AccessToken::new(
+                    token,
+                    parsed.expires_in.map(lifetime_from_expires_in),
+                )),
                 _ => Err(TokenError::Server {
                     status,
                     message: "token response has no access_token".into(),
