@@ -23,6 +23,16 @@ pub(crate) type FrameText = tungstenite::Utf8Bytes;
 ///
 /// The `eventBody` is kept as raw JSON inside the received frame; it is parsed only when a
 /// listener calls [`Event::body`] or [`Event::body_value`], and never copied per listener.
+///
+/// A callback gets `&Event`. To keep one past the callback or hand it to a thread of yours,
+/// clone it: the clone is an owned `Event` (`Send + Sync + 'static`) with a copy of the frame
+/// of its own (the frame the callback sees may be a slice of the socket's 32 KiB read buffer,
+/// which a clone does not keep alive), so a clone costs one allocation of the frame's size.
+/// ```
+/// # fn f(event: &genesys_notify::Event, tx: std::sync::mpsc::Sender<genesys_notify::Event>) {
+/// tx.send(event.clone()).ok(); // to a worker thread; the topic, body, time all come along
+/// # }
+/// ```
 pub struct Event {
     frame: FrameText,
     located: Located,
@@ -44,6 +54,25 @@ pub(crate) struct Origin {
     /// The monotonic and wall-clock origin used to give events a wall-clock time without a
     /// second clock read.
     pub epoch: (Instant, SystemTime),
+}
+
+impl Clone for Event {
+    /// An owned copy: its own copy of the frame (never a slice of a socket's read buffer), the
+    /// same topic, body, `CorrelationId`, channel, times and snapshot flag.
+    fn clone(&self) -> Event {
+        let correlation = OnceLock::new();
+        if let Some(id) = self.correlation.get() {
+            let _ = correlation.set(id.clone());
+        }
+        Event {
+            frame: FrameText::from(self.frame.as_str().to_owned()),
+            located: self.located.clone(),
+            correlation,
+            origin: self.origin.clone(),
+            received_instant: self.received_instant,
+            snapshot: self.snapshot,
+        }
+    }
 }
 
 impl Event {
@@ -835,5 +864,54 @@ mod lifecycle_text_tests {
             reconnecting.contains("1s 500ms") && reconnecting.contains("attempt 2"),
             "{reconnecting}"
         );
+    }
+}
+
+#[cfg(test)]
+mod event_tests {
+    use super::*;
+
+    /// Issue 17, point 17: an event can be kept past its callback and handed to another thread;
+    /// the clone owns a copy of its frame (a read buffer is never kept alive by it) and reads
+    /// the same as the original.
+    #[test]
+    fn a_clone_is_owned_reads_the_same_and_has_a_frame_of_its_own() {
+        let frame = r#"{"topicName":"v2.users.u1.presence","eventBody":{"systemPresence":"BUSY"},"metadata":{"CorrelationId":"c-1"}}"#;
+        let located = crate::message::locate_notification(frame).unwrap();
+        let origin = Arc::new(Origin {
+            channel: ChannelId::new("streaming-c1"),
+            stats: Arc::new(ChannelStats::new()),
+            epoch: (Instant::now(), SystemTime::now()),
+        });
+        let event = Event::new(
+            FrameText::from(frame.to_owned()),
+            located,
+            origin,
+            Instant::now(),
+        );
+        assert_eq!(event.correlation_id(), Some("c-1"));
+        let copy = event.clone();
+        assert_ne!(copy.frame_json().as_ptr(), event.frame_json().as_ptr());
+        let expected = (
+            event.topic().to_owned(),
+            event.body_json().to_owned(),
+            Some("c-1".to_owned()),
+            event.received_at(),
+            false,
+            event.channel_id().clone(),
+        );
+        let seen = std::thread::spawn(move || {
+            (
+                copy.topic().to_owned(),
+                copy.body_json().to_owned(),
+                copy.correlation_id().map(str::to_owned),
+                copy.received_at(),
+                copy.is_snapshot(),
+                copy.channel_id().clone(),
+            )
+        })
+        .join()
+        .unwrap();
+        assert_eq!(seen, expected);
     }
 }

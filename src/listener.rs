@@ -636,6 +636,31 @@ impl ListenerGuard {
     }
 
     /// Keeps the listener registered until the client is shut down, consuming the guard.
+    ///
+    /// The client then keeps the closure, and everything it captured, until
+    /// [`Client::shutdown`](crate::Client::shutdown). A closure that captures the client itself
+    /// (an `Arc<Client>`) therefore keeps the client alive for ever: it is never dropped, so
+    /// never shut down by `Drop`, and its threads and sockets live on. Capture a
+    /// [`Weak`](std::sync::Weak) instead and upgrade it in the callback:
+    /// ```no_run
+    /// use genesys_notify::{Client, Event};
+    /// use std::sync::{Arc, Weak};
+    ///
+    /// # fn main() -> Result<(), genesys_notify::Error> {
+    /// let client = Arc::new(Client::builder().access_token("t").api_base("http://127.0.0.1:9").build()?);
+    /// let weak: Weak<Client> = Arc::downgrade(&client);
+    /// client
+    ///     .on("v2.users.*.presence", move |event: &Event| {
+    ///         if let Some(client) = weak.upgrade() {
+    ///             // Use the client; the strong reference ends with the callback.
+    ///             println!("{} ({} channels)", event.topic(), client.health().channels.len());
+    ///         }
+    ///     })?
+    ///     .forget();
+    /// drop(client); // the last Arc: the client shuts down
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn forget(mut self) {
         self.registration = None;
     }

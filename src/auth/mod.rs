@@ -48,7 +48,6 @@ pub(crate) use manager::{AuthEvent, TokenManager};
 pub(crate) use refresher::RefresherHandle;
 pub use token::{AccessToken, StaticToken, TokenSource};
 #[cfg(feature = "fuzzing")]
-pub(crate) use {
-    client_credentials::{token_response, SUSPECT_LIFETIME},
-    refresh::refresh_at,
-};
+pub(crate) use {client_credentials::token_response, refresh::refresh_at};
+#[cfg(all(feature = "fuzzing", test))]
+pub(crate) use client_credentials::SUSPECT_LIFETIME;
