@@ -1568,7 +1568,7 @@ fn idle(setup: &Setup<'_>, mode: &Mode) -> Vec<String> {
     );
     let health = client.health();
     let connected = health
-        .channels
+        .channels()
         .iter()
         .filter(|c| c.state == genesys_notify::ChannelState::Connected)
         .count();

@@ -224,14 +224,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // 7. Health: every notification read is delivered, dropped (backpressure) or unrouted.
     let deadline = Instant::now() + Duration::from_secs(2);
     let mut health = client.health();
-    while health.delivered() + health.unrouted() + health.dropped < published as u64
+    while health.delivered() + health.unrouted() + health.dropped() < published as u64
         && Instant::now() < deadline
     {
         std::thread::sleep(Duration::from_millis(10));
         health = client.health();
     }
     println!("\nHealth after publishing {published} events:");
-    for channel in &health.channels {
+    for channel in health.channels() {
         let id = channel
             .channel
             .as_ref()
@@ -249,16 +249,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             channel.reconnects,
         );
     }
-    println!("  dispatcher queue depths: {:?}", health.queue_depths);
-    let wait = health.dispatch_wait;
+    println!("  dispatcher queue depths: {:?}", health.queue_depths());
+    let wait = health.dispatch_wait();
     if let (Some(p50), Some(max)) = (wait.p50, wait.max) {
         println!(
             "  wait from socket to callback over the last 1-2 s: median {p50:?}, longest {max:?} ({} events)",
             wait.samples
         );
     }
-    println!("  listeners by pattern: {:?}", health.listeners);
-    println!("  listener panics: {}", health.listener_panics);
+    println!("  listeners by pattern: {:?}", health.listeners());
+    println!("  listener panics: {}", health.listener_panics());
 
     // 8. Shut down: close frames, DELETE of the subscriptions, every thread joined.
     let stopping = Instant::now();

@@ -1169,6 +1169,7 @@ impl Client {
     pub fn health(&self) -> Health {
         let shared = &self.inner.shared;
         let sink = &shared.dispatcher.lifecycle;
+        let (listeners, lifecycle_listeners) = self.inner.registry.counts();
         Health {
             channels: self
                 .inner
@@ -1179,7 +1180,8 @@ impl Client {
                 .collect(),
             queue_depths: shared.dispatcher.queue_depths(),
             dispatch_wait: crate::lag::summarize(&shared.dispatcher.lag),
-            listeners: self.inner.registry.counts(),
+            listeners,
+            lifecycle_listeners,
             dropped: sink.dropped_total.load(Ordering::Relaxed),
             listener_panics: sink.listener_panics.load(Ordering::Relaxed),
             lifecycle_dropped: sink.lost.load(Ordering::Relaxed),

@@ -291,33 +291,86 @@ pub struct ChannelHealth {
 #[must_use = "a health snapshot does nothing unless read"]
 pub struct Health {
     /// One entry per channel, in creation order.
-    pub channels: Vec<ChannelHealth>,
+    pub(crate) channels: Vec<ChannelHealth>,
     /// Events waiting in each dispatcher thread's queue.
-    pub queue_depths: Vec<usize>,
+    pub(crate) queue_depths: Vec<usize>,
     /// How long events waited in the dispatcher queues recently (the last one to two seconds):
     /// the lag that slow callbacks cause, visible before events are dropped.
-    pub dispatch_wait: crate::lag::DispatchWait,
-    /// Registered listeners per pattern (`"(lifecycle)"` for lifecycle listeners: no pattern
-    /// can contain parentheses, so the key cannot clash with one).
-    pub listeners: BTreeMap<String, usize>,
+    pub(crate) dispatch_wait: crate::lag::DispatchWait,
+    /// Registered event listeners per pattern.
+    pub(crate) listeners: BTreeMap<String, usize>,
+    /// Registered lifecycle listeners.
+    pub(crate) lifecycle_listeners: usize,
     /// Events dropped by the backpressure policy, all channels.
-    pub dropped: u64,
+    pub(crate) dropped: u64,
     /// Callbacks that panicked.
-    pub listener_panics: u64,
+    pub(crate) listener_panics: u64,
     /// Lifecycle events lost because the lifecycle queue was full (slow lifecycle listener): it
     /// holds at most 4096 events and, for the ones that are not important (gaps, disconnects,
     /// stops always get their chance), at most 16 MiB of them.
-    pub lifecycle_dropped: u64,
+    pub(crate) lifecycle_dropped: u64,
     /// Every channel since the client started, forgotten ones included.
     pub(crate) totals: Totals,
     /// State reads and snapshots ([`Snapshots`](crate::Snapshots)); all zero when they are
     /// off.
-    pub resync: crate::health::ResyncHealth,
+    pub(crate) resync: ResyncHealth,
 }
 
-/// The totals below cover every channel since the client started, including channels no
-/// longer listed in `channels` (stopped for good, or closed when emptied): they never go down.
+/// Every figure is read with a method. The totals (`received`, `delivered`, `dropped`,
+/// `unrouted`, `malformed`, `reconnects`, `without_socket`) cover every channel since the client
+/// started, including channels no longer listed in [`Health::channels`] (stopped for good, or
+/// closed when emptied): they never go down.
 impl Health {
+    /// One entry per channel, in creation order.
+    pub fn channels(&self) -> &[ChannelHealth] {
+        &self.channels
+    }
+
+    /// Events waiting in each dispatcher thread's queue, one entry per thread.
+    pub fn queue_depths(&self) -> &[usize] {
+        &self.queue_depths
+    }
+
+    /// How long events waited in the dispatcher queues recently (the last one to two seconds):
+    /// the lag that slow callbacks cause, visible before events are dropped.
+    pub fn dispatch_wait(&self) -> &crate::lag::DispatchWait {
+        &self.dispatch_wait
+    }
+
+    /// Registered event listeners per pattern (lower-cased, as matched). Lifecycle listeners
+    /// are counted apart: [`Health::lifecycle_listeners`].
+    pub fn listeners(&self) -> &BTreeMap<String, usize> {
+        &self.listeners
+    }
+
+    /// Registered lifecycle listeners ([`Client::on_lifecycle`](crate::Client::on_lifecycle)).
+    pub fn lifecycle_listeners(&self) -> usize {
+        self.lifecycle_listeners
+    }
+
+    /// Notifications dropped by the backpressure policy, all channels ever (see
+    /// [`ChannelHealth::dropped`]).
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Callbacks that panicked (event and lifecycle listeners).
+    pub fn listener_panics(&self) -> u64 {
+        self.listener_panics
+    }
+
+    /// Lifecycle events lost because the lifecycle queue was full (a slow lifecycle listener):
+    /// it holds at most 4096 events and, for the ones that are not important (gaps,
+    /// disconnects, stops always get their chance), at most 16 MiB of them.
+    pub fn lifecycle_dropped(&self) -> u64 {
+        self.lifecycle_dropped
+    }
+
+    /// State reads and snapshots ([`Snapshots`](crate::Snapshots)); all zero when they are off.
+    pub fn resync(&self) -> &ResyncHealth {
+        &self.resync
+    }
+
     /// Notifications received, all channels ever.
     pub fn received(&self) -> u64 {
         self.totals.received
@@ -349,9 +402,9 @@ impl Health {
         self.totals.without_socket
     }
 
-    /// Total listeners registered.
+    /// Total listeners registered, event and lifecycle listeners together.
     pub fn listener_count(&self) -> usize {
-        self.listeners.values().sum()
+        self.listeners.values().sum::<usize>() + self.lifecycle_listeners
     }
 }
 

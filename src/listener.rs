@@ -544,18 +544,15 @@ impl Registry {
         drop(removed);
     }
 
-    /// Listener counts per pattern (`"(lifecycle)"` for lifecycle listeners).
-    pub(crate) fn counts(&self) -> BTreeMap<String, usize> {
+    /// Event listener counts per pattern, and the number of lifecycle listeners.
+    pub(crate) fn counts(&self) -> (BTreeMap<String, usize>, usize) {
         let state = self.state.read();
-        let mut counts: BTreeMap<String, usize> = state
+        let counts = state
             .counts
             .iter()
             .map(|(pattern, count)| (pattern.to_string(), *count))
             .collect();
-        if !state.lifecycle.is_empty() {
-            counts.insert("(lifecycle)".to_owned(), state.lifecycle.len());
-        }
-        counts
+        (counts, state.lifecycle.len())
     }
 
     /// Retires everything (shutdown): no callback starts after this. The callbacks are
@@ -653,7 +650,7 @@ impl ListenerGuard {
     ///     .on("v2.users.*.presence", move |event: &Event| {
     ///         if let Some(client) = weak.upgrade() {
     ///             // Use the client; the strong reference ends with the callback.
-    ///             println!("{} ({} channels)", event.topic(), client.health().channels.len());
+    ///             println!("{} ({} channels)", event.topic(), client.health().channels().len());
     ///         }
     ///     })?
     ///     .forget();
@@ -804,7 +801,7 @@ mod tests {
             crossed.push(r.crossed_threshold);
         }
         assert_eq!(crossed, [false, false, false, true, false]);
-        assert_eq!(reg.counts().get("v2.a.b"), Some(&5));
+        assert_eq!(reg.counts().0.get("v2.a.b"), Some(&5));
         guards.truncate(2);
         assert_eq!(reg.total(), 2);
         let (l, r) = reg.add_event("v2.a.*".parse().unwrap(), Box::new(|_| {}));
@@ -1124,9 +1121,9 @@ mod tests {
             })
             .collect();
         assert_eq!(reg.route("v2.users.u.presence").len(), 2000);
-        assert_eq!(reg.counts().get("v2.users.*.presence"), Some(&2000));
+        assert_eq!(reg.counts().0.get("v2.users.*.presence"), Some(&2000));
         drop(guards);
         assert_eq!(reg.total(), 0);
-        assert!(reg.counts().is_empty());
+        assert!(reg.counts().0.is_empty());
     }
 }

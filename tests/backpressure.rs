@@ -131,19 +131,19 @@ fn run_drop_policy(policy: Backpressure) -> Vec<u64> {
     );
     let health = s.client.health();
     assert_eq!(
-        health.queue_depths,
+        health.queue_depths(),
         [CAPACITY],
         "{policy:?}: the queue is full"
     );
-    assert_eq!(health.dropped, expected_drops, "{policy:?}");
-    assert_eq!(health.channels[0].dropped, expected_drops, "{policy:?}");
+    assert_eq!(health.dropped(), expected_drops, "{policy:?}");
+    assert_eq!(health.channels()[0].dropped, expected_drops, "{policy:?}");
     assert_eq!(s.blocked.seqs.lock().len(), 1, "still blocked on event 0");
 
     s.blocked.release();
     assert!(
         wait_until(WAIT, || {
             let h = s.client.health();
-            h.delivered() + h.dropped == total
+            h.delivered() + h.dropped() == total
         }),
         "{policy:?}: {:?}",
         s.client.health()
@@ -151,15 +151,15 @@ fn run_drop_policy(policy: Backpressure) -> Vec<u64> {
     let health = s.client.health();
     assert_eq!(health.received(), total);
     assert_eq!(health.delivered(), CAPACITY as u64 + 1, "{policy:?}");
-    assert_eq!(health.dropped, expected_drops, "{policy:?}");
-    assert_eq!(health.channels[0].dropped, expected_drops, "{policy:?}");
+    assert_eq!(health.dropped(), expected_drops, "{policy:?}");
+    assert_eq!(health.channels()[0].dropped, expected_drops, "{policy:?}");
     assert_eq!(health.unrouted(), 0);
     assert_eq!(
         health.received(),
-        health.delivered() + health.dropped,
+        health.delivered() + health.dropped(),
         "{policy:?}: received == delivered + dropped"
     );
-    assert_eq!(health.queue_depths, [0]);
+    assert_eq!(health.queue_depths(), [0]);
 
     // The drops are reported, coalesced, and add up.
     assert!(
@@ -211,11 +211,11 @@ fn block_loses_nothing_and_holds_the_socket_thread() {
         "received {}",
         s.client.health().received()
     );
-    assert!(wait_until(WAIT, || s.client.health().queue_depths == [CAPACITY]));
+    assert!(wait_until(WAIT, || s.client.health().queue_depths() == [CAPACITY]));
     std::thread::sleep(Duration::from_millis(200));
     let health = s.client.health();
     assert_eq!(health.received(), in_hand, "the socket thread waits");
-    assert_eq!(health.dropped, 0);
+    assert_eq!(health.dropped(), 0);
 
     s.blocked.release();
     let total = BURST + 1;
@@ -226,8 +226,8 @@ fn block_loses_nothing_and_holds_the_socket_thread() {
     );
     let health = s.client.health();
     assert_eq!(health.received(), total);
-    assert_eq!(health.dropped, 0);
-    assert_eq!(health.channels[0].dropped, 0);
+    assert_eq!(health.dropped(), 0);
+    assert_eq!(health.channels()[0].dropped, 0);
     assert_eq!(health.unrouted(), 0);
     let expected: Vec<u64> = (0..=BURST).collect();
     assert_eq!(*s.blocked.seqs.lock(), expected, "all delivered, in order");
@@ -266,14 +266,14 @@ fn a_queue_full_by_bytes_drops_per_the_policy_and_counts() {
         s.client.health().received()
     );
     let health = s.client.health();
-    let queued = health.queue_depths[0] as u64;
+    let queued = health.queue_depths()[0] as u64;
     // 64 KiB holds 7 events of 8 KB and some bytes: far fewer than the 16 the count allows.
     assert!((5..=8).contains(&queued), "{queued} events queued");
-    assert_eq!(health.dropped, BURST - queued);
+    assert_eq!(health.dropped(), BURST - queued);
     s.blocked.release();
     assert!(wait_until(WAIT, || {
         let h = s.client.health();
-        h.delivered() + h.dropped == total
+        h.delivered() + h.dropped() == total
     }));
     let expected: Vec<u64> = (0..=queued).collect();
     assert_eq!(
@@ -294,14 +294,14 @@ fn a_queue_full_by_bytes_blocks_the_socket_thread_under_block() {
     for seq in 1..=BURST {
         assert_eq!(s.emu.publish(&s.topic, padded_body(seq)), 1);
     }
-    assert!(wait_until(WAIT, || s.client.health().queue_depths[0] >= 5));
+    assert!(wait_until(WAIT, || s.client.health().queue_depths()[0] >= 5));
     std::thread::sleep(Duration::from_millis(200));
     let health = s.client.health();
-    let queued = health.queue_depths[0] as u64;
+    let queued = health.queue_depths()[0] as u64;
     assert!((5..=8).contains(&queued), "{queued} events queued");
     // Event 0 in the callback, the queue, and one read and waiting for room.
     assert_eq!(health.received(), queued + 2, "the socket thread waits");
-    assert_eq!(health.dropped, 0);
+    assert_eq!(health.dropped(), 0);
     s.blocked.release();
     assert!(wait_until(WAIT, || s.client.health().delivered() == BURST + 1));
     let expected: Vec<u64> = (0..=BURST).collect();

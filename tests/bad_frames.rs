@@ -125,7 +125,7 @@ impl Setup {
             self.lifecycle.snapshot()
         );
         let health = self.client.health();
-        assert_eq!(health.channels[0].reconnects, 0);
+        assert_eq!(health.channels()[0].reconnects, 0);
     }
 }
 
@@ -463,7 +463,7 @@ fn a_notification_malformed_past_its_topic_is_reported_by_the_dispatcher_and_los
         "malformed frames are not notifications"
     );
     assert_eq!(health.delivered(), seq + 1);
-    assert_eq!(health.channels[0].malformed, bad.len() as u64);
+    assert_eq!(health.channels()[0].malformed, bad.len() as u64);
     s.assert_same_socket();
     s.client.shutdown(Duration::from_secs(2)).unwrap();
 }

@@ -461,9 +461,9 @@ impl Soak {
         wait_until(timeout, || {
             let health = self.client.health();
             let live = self.emu.channels();
-            health.channels.len() == CHANNELS
+            health.channels().len() == CHANNELS
                 && health
-                    .channels
+                    .channels()
                     .iter()
                     .all(|c| c.state == ChannelState::Connected)
                 && live.len() == CHANNELS
@@ -571,7 +571,7 @@ fn chaos_soak() {
     assert!(
         recovered,
         "the client ends connected: {:#?}\nemulator: {:#?}",
-        soak.client.health().channels,
+        soak.client.health().channels(),
         soak.emu.channels()
     );
     // A final batch, with no fault: every event of it must arrive.
@@ -822,8 +822,8 @@ fn chaos_soak() {
         creations.len(),
         soak.ledger.token_revocations,
         health.malformed(),
-        health.dropped,
-        health.lifecycle_dropped
+        health.dropped(),
+        health.lifecycle_dropped()
     );
 
     assert!(
@@ -847,7 +847,7 @@ fn chaos_soak() {
             final_delivered(&soak),
             violations.join("\n"),
             soak.emu.channels(),
-            health.channels,
+            health.channels(),
             tail.join("\n")
         );
     }
@@ -858,9 +858,10 @@ fn chaos_soak() {
         violations.len(),
         violations.join("\n")
     );
-    assert_eq!(health.dropped, 0, "nothing dropped by backpressure");
+    assert_eq!(health.dropped(), 0, "nothing dropped by backpressure");
     assert_eq!(
-        health.lifecycle_dropped, 0,
+        health.lifecycle_dropped(),
+        0,
         "no lifecycle event (Gap) dropped"
     );
     assert!(

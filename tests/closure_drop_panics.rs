@@ -61,7 +61,7 @@ fn a_closure_panicking_in_drop_on_a_dispatcher_thread_is_reported_and_delivery_g
         e,
         Lifecycle::ListenerPanicked { message, .. } if message.contains("panicked in drop")
     )));
-    assert_eq!(client.health().listener_panics, 1);
+    assert_eq!(client.health().listener_panics(), 1);
     client.shutdown(Duration::from_secs(5)).unwrap();
 }
 

@@ -19,7 +19,7 @@ fn a_channel_emptied_by_rejections_on_reapply_stops() {
         channel_id: s.id.clone(),
     });
     assert!(
-        wait_until(SOON, || s.client.health().channels[0].state
+        wait_until(SOON, || s.client.health().channels()[0].state
             == ChannelState::Stopped),
         "{:?}",
         kinds(&s.rec.snapshot())

@@ -20,9 +20,9 @@ fn connected_sockets(emu: &Emulator) -> usize {
 fn assert_no_empty_channel(client: &Client) {
     let health = client.health();
     assert!(
-        health.channels.iter().all(|c| c.topics > 0),
+        health.channels().iter().all(|c| c.topics > 0),
         "{:?}",
-        health.channels
+        health.channels()
     );
 }
 
@@ -42,7 +42,7 @@ fn twenty_one_isolated_subscriptions_all_rejected_leave_room_for_more() {
         assert_no_empty_channel(&client);
     }
     assert!(
-        client.health().channels.is_empty(),
+        client.health().channels().is_empty(),
         "every empty channel is closed"
     );
     assert!(wait_until(WAIT, || connected_sockets(&emu) == 0));
@@ -68,7 +68,7 @@ fn a_shared_subscription_all_rejected_closes_its_channel() {
     // On a new channel.
     let report = client.subscribe(&denied[..2]).unwrap();
     assert_eq!(report.rejected.len(), 2);
-    assert!(client.health().channels.is_empty());
+    assert!(client.health().channels().is_empty());
     assert!(wait_until(WAIT, || connected_sockets(&emu) == 0));
 
     // Added to an existing channel whose other topics go away.
@@ -76,16 +76,16 @@ fn a_shared_subscription_all_rejected_closes_its_channel() {
     let _ = client.subscribe(&allowed).unwrap();
     client.unsubscribe(&allowed).unwrap();
     assert!(
-        client.health().channels.is_empty(),
+        client.health().channels().is_empty(),
         "emptied by unsubscribe"
     );
     let _ = client.subscribe(&allowed).unwrap();
     let report = client.subscribe(&denied[2..]).unwrap();
     assert_eq!(report.rejected.len(), 1);
-    assert_eq!(client.health().channels.len(), 1);
+    assert_eq!(client.health().channels().len(), 1);
     assert_no_empty_channel(&client);
     client.unsubscribe(&allowed).unwrap();
-    assert!(client.health().channels.is_empty());
+    assert!(client.health().channels().is_empty());
     assert!(wait_until(WAIT, || connected_sockets(&emu) == 0));
 
     // With max_channels 1 every round reused the one channel.
@@ -108,7 +108,7 @@ fn a_channel_emptied_by_a_later_rejection_is_forgotten_and_its_channel_reused() 
     emu.inject(Fault::EvictChannel {
         channel_id: first.clone(),
     });
-    assert!(wait_until(WAIT, || client.health().channels[0].state
+    assert!(wait_until(WAIT, || client.health().channels()[0].state
         == ChannelState::Stopped));
     assert!(client.topics().is_empty());
 
@@ -116,7 +116,7 @@ fn a_channel_emptied_by_a_later_rejection_is_forgotten_and_its_channel_reused() 
     // serves the next topic instead of a new one.
     let report = client.subscribe(&topics[1..]).unwrap();
     assert_eq!(report.permitted.len(), 1, "{report:?}");
-    assert_eq!(client.health().channels.len(), 1);
+    assert_eq!(client.health().channels().len(), 1);
     let live: Vec<_> = emu
         .channels()
         .into_iter()

@@ -162,7 +162,7 @@ fn a_channel_emptied_during_an_outage_reports_no_gap_without_topics() {
     let emu = emulator();
     let (client, lifecycle, topics) = hanging_reconnection(&emu);
     assert_eq!(client.unsubscribe(&topics).unwrap().len(), 2);
-    assert!(client.health().channels.is_empty());
+    assert!(client.health().channels().is_empty());
     client.shutdown(Duration::from_secs(5)).unwrap();
     let empty_gaps =
         lifecycle.count(|e| matches!(e, Lifecycle::Gap { topics, .. } if topics.is_empty()));

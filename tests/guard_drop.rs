@@ -135,7 +135,7 @@ fn after_drop_returns_the_callback_is_not_running_and_never_runs_again() {
     assert!(busy_rounds > 0, "no drop overlapped a running callback");
     let health = client.health();
     assert_eq!(health.listener_count(), 1, "only the witness is left");
-    assert_eq!(health.dropped, 0);
+    assert_eq!(health.dropped(), 0);
     drop(_publisher);
     client.shutdown(Duration::from_secs(5)).unwrap();
 }

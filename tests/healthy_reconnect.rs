@@ -91,7 +91,7 @@ fn healthy_sockets_closed_by_the_server_reconnect_promptly_without_growing_the_b
     }
     let health = s.client.health();
     assert!(health.without_socket() > Duration::ZERO);
-    assert!(health.channels[0].without_socket <= health.without_socket());
+    assert!(health.channels()[0].without_socket <= health.without_socket());
     println!(
         "{} server closes: {:?} without a socket in total",
         faults.len(),
@@ -171,7 +171,7 @@ fn health_totals_never_go_down_when_a_channel_is_forgotten() {
     );
     assert!(flows(&emu, &topics[0], &seqs, 1));
     assert!(flows(&emu, &topics[1], &seqs, 2));
-    let isolated = client.health().channels[1]
+    let isolated = client.health().channels()[1]
         .channel
         .as_ref()
         .unwrap()
@@ -185,15 +185,19 @@ fn health_totals_never_go_down_when_a_channel_is_forgotten() {
     assert!(flows(&emu, &topics[1], &seqs, 3));
 
     let before = client.health();
-    assert_eq!(before.channels.len(), 2);
+    assert_eq!(before.channels().len(), 2);
     assert!(before.reconnects() >= 1 && before.without_socket() > Duration::ZERO);
     client.unsubscribe(&topics[1..]).unwrap();
     let after = client.health();
-    assert_eq!(after.channels.len(), 1, "the isolated channel is forgotten");
+    assert_eq!(
+        after.channels().len(),
+        1,
+        "the isolated channel is forgotten"
+    );
     assert!(after.received() >= before.received());
     assert!(after.delivered() >= before.delivered());
     assert!(after.reconnects() >= before.reconnects());
     assert!(after.without_socket() >= before.without_socket());
-    assert!(after.received() > after.channels[0].received);
+    assert!(after.received() > after.channels()[0].received);
     client.shutdown(Duration::from_secs(2)).unwrap();
 }

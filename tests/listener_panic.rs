@@ -134,7 +134,7 @@ fn panicking_listener_is_reported_and_others_get_every_event() {
             );
         }
     }
-    assert_eq!(client.health().listener_panics, presence_events as u64);
+    assert_eq!(client.health().listener_panics(), presence_events as u64);
 
     // Phase 2: the dispatcher thread that caught all those panics still delivers.
     for topic in &all {
@@ -185,11 +185,11 @@ fn panicking_listener_is_reported_and_others_get_every_event() {
     // A panicking listener is not a delivery failure: nothing unrouted or dropped, and the
     // socket never noticed.
     let health = client.health();
-    assert_eq!(health.listener_panics, presence_events as u64 + 2);
+    assert_eq!(health.listener_panics(), presence_events as u64 + 2);
     assert_eq!(health.received(), seq);
     assert_eq!(health.delivered(), seq);
     assert_eq!(health.unrouted(), 0);
-    assert_eq!(health.dropped, 0);
+    assert_eq!(health.dropped(), 0);
     assert_eq!(emu.channels()[0].connections, 1);
     client.shutdown(Duration::from_secs(2)).unwrap();
 }
@@ -221,7 +221,7 @@ fn panic_with_a_non_string_payload_is_reported_too() {
         Lifecycle::ListenerPanicked { message, topic, .. }
             if message.contains("non-string") && *topic == topics[0]
     )));
-    assert!(wait_until(WAIT, || client.health().listener_panics == 3));
+    assert!(wait_until(WAIT, || client.health().listener_panics() == 3));
     client.shutdown(Duration::from_secs(2)).unwrap();
 }
 
@@ -239,12 +239,12 @@ fn panicking_lifecycle_listener_does_not_stop_lifecycle_delivery() {
     wait_sockets(&emu, 1);
     assert!(lifecycle.wait(WAIT, |e| matches!(e, Lifecycle::Subscribed { .. })));
     assert!(lifecycle.wait(WAIT, |e| matches!(e, Lifecycle::Connected { .. })));
-    let panics_so_far = client.health().listener_panics;
+    let panics_so_far = client.health().listener_panics();
     assert!(panics_so_far >= 2, "panics counted: {panics_so_far}");
 
     // Later lifecycle events still reach the recorder (unrouted: no event listener).
     assert_eq!(emu.publish(&topics[0], presence_body(1)), 1);
     assert!(lifecycle.wait(WAIT, |e| matches!(e, Lifecycle::UnroutedMessage { .. })));
-    assert!(wait_until(WAIT, || client.health().listener_panics > panics_so_far));
+    assert!(wait_until(WAIT, || client.health().listener_panics() > panics_so_far));
     client.shutdown(Duration::from_secs(2)).unwrap();
 }

@@ -89,9 +89,9 @@ fn heartbeats_keep_an_idle_socket_alive_without_pings() {
     std::thread::sleep(Duration::from_millis(2500));
     let health = client.health();
     assert!(
-        health.channels[0].heartbeats >= 5,
+        health.channels()[0].heartbeats >= 5,
         "{:?}",
-        health.channels[0]
+        health.channels()[0]
     );
     let pings = emu
         .socket_log()
@@ -150,7 +150,7 @@ fn blocked_listener_under_block_backpressure_causes_no_reconnect() {
         "{:?}",
         kinds(&rec.snapshot())
     );
-    assert_eq!(client.health().channels[0].reconnects, 0);
+    assert_eq!(client.health().channels()[0].reconnects, 0);
     client.shutdown(Duration::from_secs(2)).unwrap();
 }
 
@@ -161,10 +161,10 @@ fn ping_round_trip_shows_in_health() {
     let emu = emulator();
     let client = fast(&emu).build().unwrap();
     let _ = client.subscribe(presence_topics(1)).unwrap();
-    assert!(wait_until(SOON, || client.health().channels[0]
+    assert!(wait_until(SOON, || client.health().channels()[0]
         .ping_rtt
         .is_some()));
-    let rtt = client.health().channels[0].ping_rtt.unwrap();
+    let rtt = client.health().channels()[0].ping_rtt.unwrap();
     assert!(
         rtt > Duration::ZERO && rtt < Duration::from_secs(1),
         "{rtt:?}"

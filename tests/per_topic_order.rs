@@ -105,11 +105,11 @@ fn ten_thousand_events_over_fifty_topics_arrive_in_order_per_topic() {
     let health = client.health();
     assert_eq!(health.received(), EVENTS);
     assert_eq!(health.delivered(), EVENTS);
-    assert_eq!(health.dropped, 0);
+    assert_eq!(health.dropped(), 0);
     assert_eq!(health.unrouted(), 0);
     assert_eq!(health.malformed(), 0);
-    assert_eq!(health.listener_panics, 0);
-    assert_eq!(health.queue_depths.len(), 4);
+    assert_eq!(health.listener_panics(), 0);
+    assert_eq!(health.queue_depths().len(), 4);
 
     // The topics were spread over more than one dispatcher thread, and each topic stayed on
     // one thread (which is what keeps its order).

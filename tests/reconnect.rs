@@ -443,7 +443,7 @@ fn spent_retry_budget_is_terminal_and_reported() {
         ],
     );
     assert_eq!(
-        client.health().channels[0].state,
+        client.health().channels()[0].state,
         genesys_notify::ChannelState::Stopped
     );
     // No more attempts.

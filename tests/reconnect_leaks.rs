@@ -123,7 +123,7 @@ fn many_reconnect_cycles_leak_no_thread_fd_or_memory() {
         rss1 <= rss0 + 8 * 1024,
         "RSS grew from {rss0} KiB to {rss1} KiB"
     );
-    let reconnects = client.health().channels[0].reconnects;
+    let reconnects = client.health().channels()[0].reconnects;
     // Each cycle costs one socket (a drop can also land during a handshake, which counts as a
     // failed attempt instead), so at least the measured cycles are counted.
     assert!(reconnects >= CYCLES as u64, "{reconnects}");

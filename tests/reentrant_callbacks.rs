@@ -183,7 +183,7 @@ fn an_event_callback_can_subscribe_unsubscribe_register_and_read_health() {
                 let subscribed = client.subscribe(&rest).map(|r| r.permitted.len());
                 let removed = client.unsubscribe(&rest[..10]).map(|r| r.len());
                 let listener = client.on("v2.users.*.presence", |_| {});
-                let channels = client.health().channels.len();
+                let channels = client.health().channels().len();
                 let _ = tx.send((subscribed.ok(), removed.ok(), listener.is_ok(), channels));
             })
             .unwrap();

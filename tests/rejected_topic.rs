@@ -90,7 +90,7 @@ fn a_denied_topic_on_a_new_channel_is_rejected_and_the_others_work() {
     let denied_topic: Topic = denied.parse().unwrap();
     assert!(!client.topics().contains(&denied_topic));
     assert_eq!(client.topics().len(), 4);
-    assert_eq!(client.health().channels[0].topics, 4);
+    assert_eq!(client.health().channels()[0].topics, 4);
     assert_eq!(emu.channels()[0].topics, others);
     assert_eq!(emu.publish(&denied, presence_body(1)), 0);
     assert_delivers(&emu, &client, &others);
@@ -140,7 +140,7 @@ fn a_denied_topic_added_to_an_existing_channel_is_rejected_alone() {
     assert_eq!(client.topics().len(), 5);
     assert_eq!(emu.channels().len(), 1);
     assert_eq!(emu.channels()[0].topics.len(), 5);
-    assert_eq!(client.health().channels[0].topics, 5);
+    assert_eq!(client.health().channels()[0].topics, 5);
     let others: Vec<String> = topics.iter().filter(|t| **t != denied).cloned().collect();
     assert_delivers(&emu, &client, &others);
     client.shutdown(Duration::from_secs(5)).unwrap();

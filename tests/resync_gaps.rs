@@ -91,7 +91,7 @@ fn outage_with_changes_ends_with_every_view_equal_to_the_server_in_bulk_requests
     let requests = emu.state_requests();
     assert_eq!(requests.len(), 3, "{requests:#?}");
     assert!(requests.iter().all(|r| r.status == 200));
-    let health = client.health().resync;
+    let health = client.health().resync().clone();
     assert_eq!(health.requests, 3);
     assert_eq!(health.snapshots_queued, 200);
     assert_eq!(health.failures, 0);
@@ -160,7 +160,7 @@ fn changes_racing_a_held_fetch_win_and_no_live_event_is_lost_or_doubled() {
     hold.release();
     assert!(rec.wait(LONG, |e| matches!(e, Lifecycle::Resynced { .. })));
     // Wait until the dispatcher has dealt with every snapshot (delivered or skipped).
-    let health = || client.health().resync;
+    let health = || client.health().resync().clone();
     assert!(wait_until(LONG, || {
         let h = health();
         h.pending_topics == 0
@@ -234,7 +234,7 @@ fn retry_after_on_the_first_bulk_request_holds_the_next_one_back_and_all_converg
     // 2 000 / 50 bulk reads, plus the one answered 429.
     assert_eq!(requests.len(), 41);
     assert!(requests.iter().all(|r| r.path.matches("id=").count() <= 50));
-    assert_eq!(client.health().resync.rate_limited, 1);
+    assert_eq!(client.health().resync().clone().rate_limited, 1);
     client.shutdown(Duration::from_secs(5)).unwrap();
 }
 
@@ -267,7 +267,12 @@ fn missing_permission_is_reported_once_per_topic_and_live_events_keep_flowing() 
     assert!(wait_until(LONG, || failed(&rec) == 5));
     // The second gap's resync made no request: the denied topics are not read again. Its
     // job is done once the engine has nothing pending.
-    assert!(wait_until(LONG, || client.health().resync.pending_topics == 0));
+    assert!(wait_until(LONG, || client
+        .health()
+        .resync()
+        .clone()
+        .pending_topics
+        == 0));
     assert_eq!(emu.state_requests().len(), 1, "{:#?}", emu.state_requests());
     assert_eq!(failed(&rec), 5, "once per topic");
     for event in rec.snapshot() {
@@ -340,7 +345,10 @@ fn snapshots_off_make_no_state_request() {
         .is_some()));
     assert!(emu.state_requests().is_empty());
     assert_eq!(view.snapshots(), 0);
-    assert_eq!(client.health().resync, Default::default());
+    assert_eq!(
+        client.health().resync().clone(),
+        genesys_notify::ResyncHealth::default()
+    );
     client.shutdown(Duration::from_secs(5)).unwrap();
 }
 
@@ -364,7 +372,7 @@ fn shutdown_during_a_long_resync_returns_within_its_timeout() {
     assert!(rec.wait(LONG, |e| matches!(e, Lifecycle::Gap { .. })));
     assert!(emu.wait_for(LONG, |e| !e.state_requests().is_empty()));
     assert!(
-        client.health().resync.pending_topics > 0,
+        client.health().resync().clone().pending_topics > 0,
         "the resync is waiting"
     );
     let timeout = Duration::from_secs(10);
@@ -401,9 +409,9 @@ fn a_slow_lifecycle_listener_slows_the_reports_down_but_loses_none() {
     // Nearly 4 096 reports (and a few other lifecycle events) fill the queue; give the resync
     // time to run into the full queue, where it now waits (it used to drop the rest).
     assert!(
-        wait_until(LONG, || client.health().resync.failures >= 4000),
+        wait_until(LONG, || client.health().resync().clone().failures >= 4000),
         "{:?}",
-        client.health().resync
+        client.health().resync().clone()
     );
     std::thread::sleep(Duration::from_millis(300));
     release_tx.send(()).unwrap();
@@ -411,7 +419,7 @@ fn a_slow_lifecycle_listener_slows_the_reports_down_but_loses_none() {
     assert!(wait_until(LONG, || count() == 5000), "{} reports", count());
     // (Other lifecycle events, such as a late `Connected`, may have been dropped while the
     // listener was stuck: they do not wait as long.)
-    assert_eq!(client.health().resync.failures, 5000);
+    assert_eq!(client.health().resync().clone().failures, 5000);
     // 5 000 / 50 bulk reads, each refused once, none retried.
     assert_eq!(emu.state_requests().len(), 100);
     client.shutdown(Duration::from_secs(5)).unwrap();

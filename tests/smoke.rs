@@ -27,7 +27,7 @@ fn subscribed_presence_event_reaches_the_listener() {
         .load(Ordering::SeqCst)
         == 1));
     let health = client.health();
-    assert_eq!(health.channels.len(), 1);
+    assert_eq!(health.channels().len(), 1);
     assert_eq!(health.received(), 1);
     client.shutdown(Duration::from_secs(2)).unwrap();
     println!("{:#?}", lifecycle.snapshot());
@@ -92,7 +92,7 @@ fn passing_the_listener_threshold_raises_a_lifecycle_warning() {
         }
     )));
     assert_eq!(
-        client.health().listeners.get("v2.users.*.presence"),
+        client.health().listeners().get("v2.users.*.presence"),
         Some(&3)
     );
     assert_eq!(client.health().listener_count(), 4);
@@ -134,7 +134,7 @@ fn concurrent_shutdowns_all_wait_for_the_one_that_runs() {
                 // Whoever returns, the client is shut down by then: its channel has stopped.
                 let stopped = c
                     .health()
-                    .channels
+                    .channels()
                     .iter()
                     .all(|ch| ch.state == genesys_notify::ChannelState::Stopped);
                 (r.is_ok(), stopped)

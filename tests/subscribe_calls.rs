@@ -93,6 +93,6 @@ fn concurrent_calls_to_one_channel_post_only_their_topics_and_may_share_a_post()
     assert_eq!(emu.channels().len(), 1);
     assert_eq!(emu.channels()[0].topics.len(), 401);
     assert_eq!(client.topics().len(), 401);
-    assert_eq!(client.health().channels[0].topics, 401);
+    assert_eq!(client.health().channels()[0].topics, 401);
     client.shutdown(Duration::from_secs(5)).unwrap();
 }

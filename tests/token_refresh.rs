@@ -147,6 +147,6 @@ fn token_is_refreshed_ahead_of_expiry_without_touching_the_socket() {
         "{:#?}",
         lifecycle.snapshot()
     );
-    assert_eq!(client.health().channels[0].reconnects, 0);
+    assert_eq!(client.health().channels()[0].reconnects, 0);
     client.shutdown(Duration::from_secs(2)).unwrap();
 }

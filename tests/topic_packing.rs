@@ -20,7 +20,12 @@ fn emu_topic_counts(emu: &Emulator) -> Vec<usize> {
 
 /// Topic counts of the client's channels, in creation order.
 fn client_topic_counts(client: &Client) -> Vec<usize> {
-    client.health().channels.iter().map(|c| c.topics).collect()
+    client
+        .health()
+        .channels()
+        .iter()
+        .map(|c| c.topics)
+        .collect()
 }
 
 /// Requests that change something on the server (everything but the token endpoint and GETs).
@@ -94,7 +99,7 @@ fn twenty_five_hundred_topics_fill_three_channels_and_each_delivers() {
     let health = client.health();
     assert_eq!(health.received(), 6);
     assert_eq!(health.delivered(), 6);
-    for channel in &health.channels {
+    for channel in health.channels() {
         assert_eq!(channel.received, 2, "two events per channel: {channel:?}");
     }
     client.shutdown(Duration::from_secs(5)).unwrap();
@@ -124,7 +129,7 @@ fn more_than_twenty_thousand_topics_is_an_error_and_subscribes_nothing() {
     let before = mutating_requests(&emu);
     assert_too_many_topics(client.subscribe(presence_topics(20_001)));
     assert!(client.topics().is_empty());
-    assert!(client.health().channels.is_empty());
+    assert!(client.health().channels().is_empty());
     assert!(emu.channels().is_empty(), "no channel created");
     assert_eq!(
         mutating_requests(&emu),
@@ -373,7 +378,11 @@ fn an_emptied_isolated_channel_does_not_use_up_the_channel_limit() {
     }
     let report = client.subscribe([&topics[3]]);
     assert!(report.is_ok(), "0 topics subscribed, yet: {report:?}");
-    assert!(client.health().channels.len() <= 2, "{:?}", client.health());
+    assert!(
+        client.health().channels().len() <= 2,
+        "{:?}",
+        client.health()
+    );
     assert_eq!(emu.publish(&topics[3], presence_body(1)), 1);
     // The emptied isolated channels' sockets were closed: only the shared one is connected.
     assert!(

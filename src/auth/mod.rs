@@ -44,10 +44,10 @@ mod tests;
 mod token;
 
 pub use client_credentials::ClientCredentials;
+#[cfg(all(feature = "fuzzing", test))]
+pub(crate) use client_credentials::SUSPECT_LIFETIME;
 pub(crate) use manager::{AuthEvent, TokenManager};
 pub(crate) use refresher::RefresherHandle;
 pub use token::{AccessToken, StaticToken, TokenSource};
 #[cfg(feature = "fuzzing")]
 pub(crate) use {client_credentials::token_response, refresh::refresh_at};
-#[cfg(all(feature = "fuzzing", test))]
-pub(crate) use client_credentials::SUSPECT_LIFETIME;

@@ -631,14 +631,14 @@ fn run(args: Args) -> Result<(), Failure> {
             "received {}, delivered {}, dropped {}, unrouted {}, malformed {}",
             health.received(),
             health.delivered(),
-            health.dropped,
+            health.dropped(),
             health.unrouted(),
             health.malformed()
         ),
         &[
             ("received", health.received().into()),
             ("delivered", health.delivered().into()),
-            ("dropped", health.dropped.into()),
+            ("dropped", health.dropped().into()),
             ("unrouted", health.unrouted().into()),
             ("malformed", health.malformed().into()),
         ],

@@ -178,7 +178,7 @@ pub fn since(rec: &Recorder, from: usize) -> Vec<Lifecycle> {
 
 /// The id of the client's only channel.
 pub fn channel_id(client: &Client) -> String {
-    client.health().channels[0]
+    client.health().channels()[0]
         .channel
         .as_ref()
         .expect("a channel")
