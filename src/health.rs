@@ -333,8 +333,8 @@ impl Health {
 
     /// How long events waited in the dispatcher queues recently (the last one to two seconds):
     /// the lag that slow callbacks cause, visible before events are dropped.
-    pub fn dispatch_wait(&self) -> &crate::lag::DispatchWait {
-        &self.dispatch_wait
+    pub fn dispatch_wait(&self) -> crate::lag::DispatchWait {
+        self.dispatch_wait
     }
 
     /// Registered event listeners per pattern (lower-cased, as matched). Lifecycle listeners

@@ -36,7 +36,7 @@ fn slow_callback_shows_in_dispatch_wait_and_raises_the_lag_warning() {
         "no DispatchLagHigh: {:?}",
         lifecycle.snapshot()
     );
-    let wait = client.health().dispatch_wait().clone();
+    let wait = client.health().dispatch_wait();
     assert!(wait.samples > 0);
     assert!(wait.max.unwrap() >= Duration::from_millis(500), "{wait:?}");
     assert!(wait.p99.unwrap() > Duration::from_millis(50), "{wait:?}");
@@ -63,7 +63,7 @@ fn fast_callbacks_keep_the_wait_low_and_raise_no_warning() {
         .health()
         .delivered()
         == 200));
-    let wait = client.health().dispatch_wait().clone();
+    let wait = client.health().dispatch_wait();
     // Only the last one to two seconds are kept; on a slow machine some may have aged out.
     assert!(wait.samples > 0 && wait.samples <= 200, "{wait:?}");
     assert!(wait.p50.unwrap() < Duration::from_millis(50), "{wait:?}");
