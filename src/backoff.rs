@@ -101,6 +101,40 @@ impl Backoff {
     }
 }
 
+/// Getters: the setters above hold the plain names (`base`, `cap`, ...), so each setting is read
+/// back with `get_` before its name.
+impl Backoff {
+    /// The first retry's upper bound ([`Backoff::base`]).
+    pub fn get_base(&self) -> Duration {
+        self.base
+    }
+
+    /// The largest upper bound of a retry's delay ([`Backoff::cap`]).
+    pub fn get_cap(&self) -> Duration {
+        self.cap
+    }
+
+    /// The largest `Retry-After` honoured ([`Backoff::retry_after_cap`]).
+    pub fn get_retry_after_cap(&self) -> Duration {
+        self.retry_after_cap
+    }
+
+    /// Retries in a row before giving up, `None` for never ([`Backoff::max_retries`]).
+    pub fn get_max_retries(&self) -> Option<u32> {
+        self.max_retries
+    }
+
+    /// How long a connection must be read to count as healthy ([`Backoff::reset_after`]).
+    pub fn get_reset_after(&self) -> Duration {
+        self.reset_after
+    }
+
+    /// The jitter's fixed seed, if any ([`Backoff::seed`]).
+    pub fn get_seed(&self) -> Option<u64> {
+        self.seed
+    }
+}
+
 impl Backoff {
     /// The upper bound of the `retry`-th retry (1-based): `min(cap, base × 2^(retry-1))`.
     pub fn ceiling(&self, retry: u32) -> Duration {

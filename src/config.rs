@@ -186,6 +186,26 @@ impl Config {
         &self.login_base
     }
 
+    /// The socket address override set with
+    /// [`ClientBuilder::streaming_base`](crate::ClientBuilder::streaming_base), as
+    /// `wss://host[:port]` (or `ws://` for loopback); `None` when the sockets connect to the
+    /// `connectUri` as given, or when [`Config::maps_connect_uri`] is set instead.
+    pub fn streaming_base(&self) -> Option<String> {
+        match &self.streaming {
+            crate::gateway::StreamingOverride::Base { scheme, authority } => {
+                Some(format!("{scheme}://{authority}"))
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether a function set with
+    /// [`ClientBuilder::map_connect_uri`](crate::ClientBuilder::map_connect_uri) rewrites every
+    /// `connectUri` before the socket connects.
+    pub fn maps_connect_uri(&self) -> bool {
+        matches!(self.streaming, crate::gateway::StreamingOverride::Map(_))
+    }
+
     /// Dispatcher threads running callbacks. Default 2. Range 1..=256.
     pub fn dispatcher_threads(&self) -> usize {
         self.dispatcher_threads

@@ -294,6 +294,28 @@ impl ProxyConfig {
         self.proxy_loopback
     }
 
+    /// The proxy set with [`ClientBuilder::proxy`](crate::ClientBuilder::proxy), `None` when
+    /// none was
+    /// (the environment may still name one, see [`ProxyConfig::from_env`]).
+    pub fn proxy(&self) -> Option<&Proxy> {
+        self.proxy.as_ref()
+    }
+
+    /// The hosts that go direct, as set with
+    /// [`ClientBuilder::no_proxy`](crate::ClientBuilder::no_proxy) (curl's `NO_PROXY` syntax),
+    /// `None` when not set (then `NO_PROXY`/`no_proxy` is read when
+    /// [`ProxyConfig::from_env`]).
+    pub fn no_proxy(&self) -> Option<&str> {
+        self.no_proxy.as_deref()
+    }
+
+    /// Whether the proxy environment variables (`https_proxy`, `HTTPS_PROXY`, `all_proxy`,
+    /// `ALL_PROXY`, `no_proxy`, `NO_PROXY`) are read for what was not set explicitly (default:
+    /// yes; [`ClientBuilder::proxy_from_env`](crate::ClientBuilder::proxy_from_env)).
+    pub fn from_env(&self) -> bool {
+        self.from_env
+    }
+
     /// Resolves the setting against `env` (a variable's value by name; injectable for tests).
     ///
     /// # Errors
