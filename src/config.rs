@@ -108,6 +108,26 @@ impl fmt::Display for Region {
     }
 }
 
+/// `"eu-west-1".parse::<Region>()`, or the domain `"mypurecloud.ie"`, ignoring case and
+/// surrounding white space (see [`Region::from_name`]).
+///
+/// # Errors
+/// [`ConfigError`] (field `region`) naming the unknown region and listing the known ones.
+impl std::str::FromStr for Region {
+    type Err = ConfigError;
+
+    fn from_str(name: &str) -> Result<Region, ConfigError> {
+        Region::from_name(name).ok_or_else(|| ConfigError {
+            field: "region",
+            reason: format!(
+                "unknown region {:?} (known: {})",
+                name.chars().take(64).collect::<String>(),
+                Region::all().map(Region::name).collect::<Vec<_>>().join(", ")
+            ),
+        })
+    }
+}
+
 /// What the socket thread does when a dispatcher queue is full.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
@@ -584,6 +604,19 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 17, point 13: a region is a typed value that parses from its name or domain.
+    #[test]
+    fn regions_parse_from_name_or_domain_and_name_the_unknown() {
+        assert_eq!("eu-west-1".parse::<Region>().unwrap(), Region::EuWest1);
+        assert_eq!(" MYPURECLOUD.IE ".parse::<Region>().unwrap(), Region::EuWest1);
+        for region in Region::all() {
+            assert_eq!(region.to_string().parse::<Region>().unwrap(), region);
+        }
+        let e = "eu-west-9".parse::<Region>().unwrap_err();
+        assert_eq!(e.field, "region");
+        assert!(e.reason.contains("eu-west-9") && e.reason.contains("eu-central-1"), "{e}");
+    }
 
     #[test]
     fn regions_resolve_by_name_and_domain() {
