@@ -122,7 +122,10 @@ impl std::str::FromStr for Region {
             reason: format!(
                 "unknown region {:?} (known: {})",
                 name.chars().take(64).collect::<String>(),
-                Region::all().map(Region::name).collect::<Vec<_>>().join(", ")
+                Region::all()
+                    .map(Region::name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         })
     }
@@ -609,13 +612,19 @@ mod tests {
     #[test]
     fn regions_parse_from_name_or_domain_and_name_the_unknown() {
         assert_eq!("eu-west-1".parse::<Region>().unwrap(), Region::EuWest1);
-        assert_eq!(" MYPURECLOUD.IE ".parse::<Region>().unwrap(), Region::EuWest1);
+        assert_eq!(
+            " MYPURECLOUD.IE ".parse::<Region>().unwrap(),
+            Region::EuWest1
+        );
         for region in Region::all() {
             assert_eq!(region.to_string().parse::<Region>().unwrap(), region);
         }
         let e = "eu-west-9".parse::<Region>().unwrap_err();
         assert_eq!(e.field, "region");
-        assert!(e.reason.contains("eu-west-9") && e.reason.contains("eu-central-1"), "{e}");
+        assert!(
+            e.reason.contains("eu-west-9") && e.reason.contains("eu-central-1"),
+            "{e}"
+        );
     }
 
     #[test]

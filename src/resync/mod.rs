@@ -413,7 +413,6 @@ impl Engine {
                 }
             }
         });
-        self.in_progress.store(0, Ordering::Relaxed);
         if self.stopped() {
             return;
         }
@@ -676,6 +675,24 @@ fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     })
 }
 
+/// Takes every queued job, counting their topics as in progress before the queue's lock (held
+/// by the caller) is released: `ResyncHealth::pending_topics` (queued + in progress, the queue
+/// read under the same lock) never misses them between the queue and the round.
+fn take_jobs(queue: &mut Vec<Job>, in_progress: &AtomicUsize) -> Vec<Job> {
+    let jobs = std::mem::take(queue);
+    in_progress.store(jobs.iter().map(|j| j.topics.len()).sum(), Ordering::Relaxed);
+    jobs
+}
+
+/// Resets the in-progress count when a round ends, by return or by panic.
+struct InRound<'a>(&'a AtomicUsize);
+
+impl Drop for InRound<'_> {
+    fn drop(&mut self) {
+        self.0.store(0, Ordering::Relaxed);
+    }
+}
+
 /// The resync thread: waits for jobs, runs one resync at a time.
 fn run(engine: &Weak<Engine>) {
     loop {
@@ -689,7 +706,7 @@ fn run(engine: &Weak<Engine>) {
                     return;
                 }
                 if !queue.is_empty() {
-                    break std::mem::take(&mut *queue);
+                    break take_jobs(&mut queue, &engine.in_progress);
                 }
                 // Wakes now and then so that a client dropped without shutdown lets this
                 // thread end (the engine is held weakly between waits).
@@ -700,6 +717,8 @@ fn run(engine: &Weak<Engine>) {
             }
         };
         if !jobs.is_empty() {
+            // However the round ends, its topics are no longer pending.
+            let _in_round = InRound(&engine.in_progress);
             // A bug here (or a panic the guards missed) must not end resyncs for good.
             if let Err(reason) = guarded(|| engine.round(jobs)) {
                 log::error!("a resync failed: {reason}");
@@ -711,6 +730,40 @@ fn run(engine: &Weak<Engine>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn job(channel: &str, topics: &[&str]) -> Job {
+        Job {
+            channel: ChannelId::new(channel),
+            topics: topics.iter().map(|t| Topic::parse(t).unwrap()).collect(),
+            at_subscribe: false,
+        }
+    }
+
+    /// Issue 17, point 7: taken jobs count as pending at once (they used to count for nothing
+    /// between leaving the queue and the round's plan), and a round that ends by a panic leaves
+    /// nothing pending (it used to leave its count for ever).
+    #[test]
+    fn pending_topics_cover_taken_jobs_and_reset_when_a_round_panics() {
+        let queue = Mutex::new(vec![
+            job("c1", &["v2.users.a.presence", "v2.users.b.presence"]),
+            job("c2", &["v2.users.c.presence"]),
+        ]);
+        let in_progress = AtomicUsize::new(0);
+        let pending = || {
+            let queued: usize = queue.lock().iter().map(|j| j.topics.len()).sum();
+            queued + in_progress.load(Ordering::Relaxed)
+        };
+        assert_eq!(pending(), 3);
+        let jobs = take_jobs(&mut queue.lock(), &in_progress);
+        assert_eq!(jobs.len(), 2);
+        assert_eq!(pending(), 3, "taken jobs are still pending");
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _in_round = InRound(&in_progress);
+            panic!("a bug in a round");
+        }));
+        assert!(panicked.is_err());
+        assert_eq!(pending(), 0, "a panicked round leaves nothing pending");
+    }
 
     #[test]
     fn permissions_are_read_from_the_403_message() {
