@@ -138,7 +138,7 @@ impl Client {
             .read()
             .iter()
             .filter(|s| !s.is_dead())
-            .flat_map(|s| s.topics.lock().iter().cloned().collect::<Vec<_>>())
+            .flat_map(|s| s.topics().iter().cloned().collect::<Vec<_>>())
             .collect();
         set.into_iter().collect()
     }
@@ -217,7 +217,7 @@ impl Client {
                 .slots
                 .read()
                 .iter()
-                .map(|s| s.stats.snapshot(shared.epoch, s.topic_count()))
+                .map(|s| s.stats().snapshot(shared.epoch, s.topic_count()))
                 .collect(),
             queue_depths: shared.dispatcher.queue_depths(),
             dispatch_wait: crate::lag::summarize(&shared.dispatcher.lag),

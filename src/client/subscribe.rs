@@ -190,7 +190,7 @@ impl Client {
                 .iter()
                 .zip(open)
                 .filter(|(_, open)| **open)
-                .map(|(s, _)| s.topics.lock())
+                .map(|(s, _)| s.topics())
                 .collect();
             plan::resolve(wanted, |name| {
                 sets.iter().any(|set| set.covering(name).is_some())
@@ -225,7 +225,7 @@ impl Client {
             .zip(open)
             .map(|(s, open)| Load {
                 topics: s.topic_count(),
-                isolated: s.isolated,
+                isolated: s.is_isolated(),
                 open: *open,
             })
             .collect();
@@ -273,7 +273,7 @@ impl Client {
                 }
             }
             // Not subscribed: give the reserved room back.
-            let mut set = slot.topics.lock();
+            let mut set = slot.topics();
             for topic in add {
                 set.remove(topic);
             }
@@ -351,7 +351,7 @@ fn reserve_room(
         .map(|(index, range)| {
             let slot = slots[*index].clone();
             let add = new[range.clone()].to_vec();
-            let mut set = slot.topics.lock();
+            let mut set = slot.topics();
             for topic in &add {
                 set.insert(topic.clone());
             }

@@ -10,7 +10,6 @@ use crate::error::Error;
 use crate::event::Lifecycle;
 use crate::topic::Topic;
 use std::collections::HashSet;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 impl Client {
@@ -51,7 +50,7 @@ impl Client {
         let mut emptied = Vec::new();
         for slot in slots {
             let gone: Vec<Topic> = {
-                let mut set = slot.topics.lock();
+                let mut set = slot.topics();
                 let mut gone = Vec::new();
                 for topic in set.overlapping(&names) {
                     set.remove(&topic);
@@ -73,7 +72,7 @@ impl Client {
                 Err(error) => {
                     // The server still has the old set: the channel's thread sends the new one
                     // at its next chance.
-                    slot.reapply.store(true, Ordering::Release);
+                    slot.reapply_later();
                     first_error.get_or_insert(error);
                 }
             }
