@@ -1,6 +1,6 @@
 //! listener.rs keeps the registered callbacks and their guards; it decides which listeners an
 //! event reaches and guarantees that a dropped guard's callback never runs again. It never
-//! queues or delivers events itself (dispatch.rs does), and it never runs or drops a callback
+//! queues or delivers events itself (dispatch/ does), and it never runs or drops a callback
 //! while holding one of its locks.
 //!
 //! Event listeners live in a trie keyed by the lower-cased dot-separated segments of their
@@ -9,7 +9,7 @@
 //! O(segments + log n), never a copy of the whole set. Finding the listeners of a topic walks the
 //! topic's segments, following the exact child and the `*` child at each level. Every change is
 //! also appended to a short log of changed patterns so that each dispatcher thread can drop from
-//! its route cache exactly the topics the pattern matches (dispatch.rs).
+//! its route cache exactly the topics the pattern matches (dispatch/route.rs).
 //!
 //! Each listener's callback sits behind its gate (a read-write lock). A dispatcher thread runs
 //! the callback while holding the gate for reading and only if the listener is not retired.

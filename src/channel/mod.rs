@@ -1,6 +1,6 @@
 //! channel/ owns the notification channels: one OS thread per channel creates it, connects its
 //! socket, applies its topics, reads frames with liveness deadlines and recovers from every
-//! failure with backoff. It never runs a listener's callback (dispatch.rs does).
+//! failure with backoff. It never runs a listener's callback (dispatch/ does).
 //!
 //! One concept per file:
 //! - `slot.rs`: the slot the client and the channel's thread share (topics, channel, signals);

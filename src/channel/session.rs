@@ -117,7 +117,7 @@ impl Session {
         Session {
             origin: Arc::new(Origin {
                 channel: id,
-                stats: slot.stats.clone(),
+                stats: slot.stats().clone(),
                 epoch: shared.epoch,
             }),
             spare_origins: Vec::with_capacity(ORIGIN_BATCH),
@@ -232,7 +232,7 @@ impl Session {
     /// check interval old.
     fn publish_last_frame(&self) {
         if let Some(at) = self.last_frame_at {
-            self.slot.stats.last_frame_nanos.store(
+            self.slot.stats().last_frame_nanos.store(
                 at.saturating_duration_since(self.shared.epoch.0)
                     .as_nanos()
                     .max(1) as u64,
@@ -308,8 +308,8 @@ impl Session {
 
     /// Re-sends a pending user update or renews the channel when due.
     fn apply_pending(&mut self, now: Instant) -> Option<SessionEnd> {
-        let update_due = self.update_retry_at.is_none_or(|at| now >= at)
-            && self.slot.reapply.swap(false, Ordering::AcqRel);
+        let update_due =
+            self.update_retry_at.is_none_or(|at| now >= at) && self.slot.take_reapply();
         if !update_due && !self.slot.renewal_due(now) {
             return None;
         }
@@ -343,7 +343,7 @@ impl Session {
                         self.slot.renewal_failed(after, delay);
                         if update_due {
                             // Not sent: keep it pending, to be tried after the delay.
-                            self.slot.reapply.store(true, Ordering::Release);
+                            self.slot.reapply_later();
                             self.update_retry_at = after.checked_add(delay);
                         }
                         self.shared.emit(Lifecycle::RequestFailed {
@@ -365,7 +365,7 @@ impl Session {
     fn read_failed(&self, error: &tungstenite::Error) -> DisconnectCause {
         let read = failure::read_error(error);
         if let Some(reason) = read.malformed {
-            self.slot.stats.malformed.fetch_add(1, Ordering::Relaxed);
+            self.slot.stats().malformed.fetch_add(1, Ordering::Relaxed);
             self.shared.emit(Lifecycle::MalformedMessage {
                 channel: self.id().clone(),
                 reason,
@@ -448,7 +448,7 @@ impl Session {
     fn queue(&mut self, event: Event) {
         // Only this channel's worker thread writes the count: a load and a store keep it exact
         // without a locked read-modify-write per event (profiled).
-        let received = &self.slot.stats.received;
+        let received = &self.slot.stats().received;
         received.store(received.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         if let Pushed::QueuedAfter(blocked) = self
             .shared
@@ -461,7 +461,7 @@ impl Session {
     }
 
     fn handle(&mut self, message: Message) -> Next {
-        let stats = &self.slot.stats;
+        let stats = self.slot.stats();
         let id = &self.origin.channel;
         // The time its bytes were read (one clock reading per read from the kernel, not per
         // frame) serves liveness, health and the event's timestamps.

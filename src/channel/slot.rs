@@ -48,13 +48,14 @@ pub(crate) enum SetupFailure {
 /// When the channel on the server is lost, the slot gets a new one with the same topics.
 pub(crate) struct Slot {
     /// Whether only the topics it was created with may live here (`subscribe_isolated`).
-    pub isolated: bool,
+    isolated: bool,
     /// The desired topics of this channel: the one source of truth for it (and its count).
-    pub(crate) topics: Mutex<TopicSet>,
+    topics: Mutex<TopicSet>,
     /// Set when a user's topic update could not be sent: the thread sends the whole topic set
     /// again at its next chance (while reading, or after reconnecting).
-    pub reapply: AtomicBool,
-    pub stats: Arc<ChannelStats>,
+    reapply: AtomicBool,
+    /// The channel's state and counters, shared with its events (`Event::origin`).
+    stats: Arc<ChannelStats>,
     channel: Mutex<Option<ChannelInfo>>,
     /// When the channel's topics must be `PUT` again so that it does not lapse.
     renewal: Mutex<Option<Renewal>>,
@@ -95,6 +96,37 @@ impl Slot {
             setup_changed: Condvar::new(),
             thread: Mutex::new(None),
         })
+    }
+
+    /// Whether only the topics it was created with may live here (`subscribe_isolated`).
+    #[inline]
+    pub(crate) fn is_isolated(&self) -> bool {
+        self.isolated
+    }
+
+    /// The desired topics of this channel, locked. Keep the guard short: the channel's thread
+    /// and every `subscribe` and `unsubscribe` call take it.
+    #[inline]
+    pub(crate) fn topics(&self) -> MutexGuard<'_, TopicSet> {
+        self.topics.lock()
+    }
+
+    /// The channel's state and counters.
+    #[inline]
+    pub(crate) fn stats(&self) -> &Arc<ChannelStats> {
+        &self.stats
+    }
+
+    /// A user's topic update could not be sent: the thread sends the whole topic set again at
+    /// its next chance.
+    pub(crate) fn reapply_later(&self) {
+        self.reapply.store(true, Ordering::Release);
+    }
+
+    /// Whether a user's topic update waits to be sent again; the thread takes it (the flag is
+    /// cleared).
+    pub(super) fn take_reapply(&self) -> bool {
+        self.reapply.swap(false, Ordering::AcqRel)
     }
 
     /// Starts the slot's thread.

@@ -127,7 +127,7 @@ impl Slot {
 
     /// The number of topics of the slot (health, packing).
     pub(crate) fn topic_count(&self) -> usize {
-        self.topics.lock().len()
+        self.topics().len()
     }
 
     /// Adds `topics` (already in the slot's set, reserved by the caller) to the channel on the
@@ -145,7 +145,7 @@ impl Slot {
         shared: &Shared,
         topics: &[Topic],
     ) -> Result<Vec<TopicResult>, ApiError> {
-        let batch = self.topics.lock().queue_post(topics);
+        let batch = self.topics().queue_post(topics);
         let _apply = self.lock_updates();
         let result = match batch.result.get() {
             // Sent by another call of the same batch while this one waited for the lock.
@@ -154,8 +154,7 @@ impl Slot {
                 // Batches are taken only under the update lock and this one is not sent yet:
                 // the queued batch is this one.
                 let (queued, taken) = self
-                    .topics
-                    .lock()
+                    .topics()
                     .take_unsent()
                     .expect("an unsent batch is queued");
                 debug_assert!(Arc::ptr_eq(&taken, &batch));
@@ -228,7 +227,7 @@ impl Slot {
             .filter_map(|r| Topic::parse(&r.topic).ok())
             .collect();
         if !rejected.is_empty() {
-            let mut set = self.topics.lock();
+            let mut set = self.topics();
             for topic in &rejected {
                 set.remove(topic);
             }

@@ -97,7 +97,7 @@ pub(super) fn run(slot: Arc<Slot>, shared: Arc<Shared>) {
             channel: slot.channel_id(),
             error: error.clone(),
         });
-        slot.stats.set_state(ChannelState::Stopped);
+        slot.stats().set_state(ChannelState::Stopped);
         slot.publish_stopped(StopReason::PermanentFailure(error));
     }
 }
@@ -120,7 +120,7 @@ impl Worker {
             Phase::NeedsChannel { lost: None }
         };
         let reason = loop {
-            self.slot.stats.set_state(phase.state());
+            self.slot.stats().set_state(phase.state());
             if let Phase::Stopped(reason) = phase {
                 break reason;
             }
@@ -218,7 +218,7 @@ impl Worker {
     }
 
     fn subscribe(&mut self, mut session: Box<Session>, apply: bool) -> Phase {
-        let pending_update = self.slot.reapply.swap(false, Ordering::AcqRel);
+        let pending_update = self.slot.take_reapply();
         if apply || pending_update {
             match self.slot.apply_topics(&self.shared) {
                 Ok(results) => {
@@ -287,7 +287,7 @@ impl Worker {
                 // Events are lost from the last frame on, not from when the loss was noticed (a
                 // silent socket is found out only after the liveness timeout).
                 self.outage_since = Some(self.last_frame_time().unwrap_or_else(SystemTime::now));
-                self.slot.stats.reconnects.fetch_add(1, Ordering::Relaxed);
+                self.slot.stats().reconnects.fetch_add(1, Ordering::Relaxed);
                 let decision = decision.unwrap_or_else(|| failure::socket_ended(&cause, healthy));
                 self.execute(
                     decision,
@@ -324,7 +324,7 @@ impl Worker {
                     channel: session.id().clone(),
                     cause: DisconnectCause::ServerMaintenance,
                 });
-                self.slot.stats.reconnects.fetch_add(1, Ordering::Relaxed);
+                self.slot.stats().reconnects.fetch_add(1, Ordering::Relaxed);
                 Phase::Subscribing {
                     session: next,
                     apply: false,
@@ -464,7 +464,7 @@ impl Worker {
 
     /// When the last frame of any kind arrived, on the wall clock.
     fn last_frame_time(&self) -> Option<SystemTime> {
-        let nanos = self.slot.stats.last_frame_nanos.load(Ordering::Relaxed);
+        let nanos = self.slot.stats().last_frame_nanos.load(Ordering::Relaxed);
         (nanos > 0).then(|| self.shared.epoch.1 + Duration::from_nanos(nanos))
     }
 

@@ -70,8 +70,10 @@
 
 mod fault;
 mod http;
+mod inject;
 mod resources;
 mod state;
+mod topics;
 mod ws;
 
 #[cfg(test)]

@@ -1,5 +1,7 @@
 //! Shared state of the emulator: tokens, channels, subscriptions, pending faults and records,
-//! behind one mutex; plus the janitor thread (channel expiry, delayed closes).
+//! behind one mutex; plus the janitor thread (channel expiry, delayed closes). It never reads
+//! or writes a socket (the connections' threads carry out what it queues). Fault injection
+//! lives in inject.rs, topic validation and subscription answers in topics.rs.
 
 use std::collections::{HashMap, HashSet};
 use std::net::TcpStream;
@@ -10,16 +12,14 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
-use serde_json::{json, Value};
 
-use super::fault::{Endpoint, Fault, Target};
+use super::fault::Endpoint;
+use super::topics::{dedup, entity, expand_topic, parse_topics};
 use super::{
     ChannelRecord, ChannelRemoval, EmulatorConfig, RequestRecord, SocketEventKind, SocketRecord,
-    CLOSE_CHANNEL_EVICTED, CLOSE_CHANNEL_EXPIRED, CLOSE_GOING_AWAY,
+    CLOSE_CHANNEL_EVICTED, CLOSE_CHANNEL_EXPIRED,
 };
 
-/// Longest topic accepted, in characters (a combined topic counts as one).
-const MAX_TOPIC_CHARS: usize = 200;
 /// Far enough in the future to mean "never" without overflowing `Instant`.
 const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
@@ -173,7 +173,7 @@ pub(crate) struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: u16, code: &'static str, message: impl Into<String>) -> ApiError {
+    pub(super) fn new(status: u16, code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
             code,
@@ -290,52 +290,6 @@ pub(crate) fn uuid() -> String {
         &h[16..20],
         &h[20..32]
     )
-}
-
-/// The individual lower-cased topic names a subscription stands for:
-/// `v2.users.X?presence&routingStatus` → `v2.users.x.presence`, `v2.users.x.routingstatus`.
-/// Empty for a malformed combined topic.
-pub(crate) fn expand_topic(topic: &str) -> Vec<String> {
-    let lower = topic.to_lowercase();
-    match lower.split_once('?') {
-        None => vec![lower],
-        Some((prefix, parts)) => {
-            if prefix.is_empty() || prefix.ends_with('.') {
-                return Vec::new();
-            }
-            let names: Vec<String> = parts.split('&').map(|p| format!("{prefix}.{p}")).collect();
-            if parts.split('&').any(str::is_empty) {
-                Vec::new()
-            } else {
-                names
-            }
-        }
-    }
-}
-
-/// Why a topic cannot be subscribed at all (400), if so.
-fn topic_problem(topic: &str) -> Option<String> {
-    if topic.is_empty() {
-        return Some("Topic name is empty".into());
-    }
-    if topic.chars().any(char::is_whitespace) {
-        return Some(format!("Topic name contains whitespace: {topic:?}"));
-    }
-    if topic.chars().count() > MAX_TOPIC_CHARS {
-        return Some(format!(
-            "Topic name is longer than {MAX_TOPIC_CHARS} characters"
-        ));
-    }
-    let lower = topic.to_lowercase();
-    if lower == "channel.metadata" || lower.starts_with("v2.system.") {
-        return Some(format!(
-            "Topic {topic} is sent without subscription and cannot be subscribed"
-        ));
-    }
-    if expand_topic(topic).is_empty() {
-        return Some(format!("Malformed combined topic: {topic}"));
-    }
-    None
 }
 
 impl State {
@@ -595,238 +549,6 @@ impl State {
         ch.extend(lifetime, now);
         Ok(Some(ch.answer(&rejected)))
     }
-
-    /// Connection numbers a socket fault applies to.
-    fn targets(&self, target: &Target) -> Vec<u64> {
-        let found: Vec<u64> = match target {
-            Target::Channel(id) => self
-                .channels
-                .iter()
-                .filter(|c| c.id == *id)
-                .filter_map(|c| c.conn)
-                .collect(),
-            Target::AllSockets => {
-                let mut all: Vec<u64> = self.conns.keys().copied().collect();
-                all.sort_unstable();
-                all
-            }
-        };
-        if found.is_empty() {
-            log::warn!("emulator: fault target {target:?} has no connected socket");
-        }
-        found
-    }
-
-    /// Applies a fault.
-    pub fn inject(&mut self, fault: Fault) {
-        let now = Instant::now();
-        self.sweep(now);
-        match fault {
-            Fault::CloseSocket {
-                target,
-                code,
-                reason,
-            } => {
-                for c in self.targets(&target) {
-                    let reason = truncate_utf8(&reason, 123);
-                    let code = Some(code);
-                    self.send_to_conn(c, Out::Close { code, reason });
-                }
-            }
-            Fault::CloseWithoutStatus { target } => {
-                for c in self.targets(&target) {
-                    let reason = String::new();
-                    self.send_to_conn(c, Out::Close { code: None, reason });
-                }
-            }
-            Fault::DropSocket { target } => {
-                for c in self.targets(&target) {
-                    self.send_to_conn(c, Out::Drop);
-                }
-            }
-            Fault::ResetSocket { target } => {
-                for c in self.targets(&target) {
-                    self.send_to_conn(c, Out::Reset);
-                }
-            }
-            Fault::GoSilent { target } => {
-                for c in self.targets(&target) {
-                    if self.send_to_conn(c, Out::Silent) {
-                        let id = self.conns[&c].channel_id.clone();
-                        self.log(&id, c, SocketEventKind::WentSilent);
-                    }
-                }
-            }
-            Fault::SocketClosing {
-                target,
-                close_after,
-            } => {
-                for c in self.targets(&target) {
-                    let id = self.conns[&c].channel_id.clone();
-                    let msg = json!({
-                        "topicName": "v2.system.socket_closing",
-                        "version": "2",
-                        "eventBody": {
-                            "channelId": id,
-                            "systemTopicType": "socket_closing",
-                            "reason": "maintenance",
-                            "message": "The socket will close soon for maintenance; connect a new socket",
-                        },
-                        "metadata": {"CorrelationId": uuid()},
-                    });
-                    self.send_to_conn(c, Out::Text(msg.to_string()));
-                    self.log(&id, c, SocketEventKind::SocketClosingSent);
-                    if let Some(d) = close_after {
-                        let close = Out::Close {
-                            code: Some(CLOSE_GOING_AWAY),
-                            reason: "socket closing for maintenance".into(),
-                        };
-                        self.scheduled.push((later(now, d), c, close));
-                    }
-                }
-            }
-            Fault::ExpireChannel { channel_id } => {
-                if !self.remove_channel(&channel_id, ChannelRemoval::Expired) {
-                    log::warn!("emulator: ExpireChannel: no live channel {channel_id}");
-                }
-            }
-            Fault::EvictChannel { channel_id } => {
-                if !self.remove_channel(&channel_id, ChannelRemoval::Evicted) {
-                    log::warn!("emulator: EvictChannel: no live channel {channel_id}");
-                }
-            }
-            Fault::ExpireTokens => {
-                for exp in self.tokens.values_mut() {
-                    *exp = (*exp).min(now);
-                }
-            }
-            Fault::HttpStatus {
-                endpoint,
-                status,
-                retry_after,
-                times,
-            } => {
-                if times > 0 {
-                    self.http_faults.push(HttpFault {
-                        endpoint,
-                        status,
-                        retry_after,
-                        remaining: times,
-                    });
-                }
-            }
-            Fault::RefuseHandshakes { times } => self.refuse_handshakes += times,
-            Fault::HangHandshakes { times } => self.hang_handshakes += times,
-            Fault::FragmentEvents {
-                target,
-                events,
-                fragment_size,
-            } => {
-                for c in self.targets(&target) {
-                    let size = fragment_size.max(1);
-                    self.send_to_conn(c, Out::Fragment { events, size });
-                }
-            }
-            Fault::OversizeFrame { target, bytes } => {
-                let text = oversize_text(bytes);
-                for c in self.targets(&target) {
-                    self.send_to_conn(c, Out::Text(text.clone()));
-                }
-            }
-            Fault::MalformedJson { target } => {
-                for c in self.targets(&target) {
-                    let text = r#"{"topicName":"v2.emulator.malformed","eventBody":{"oops""#;
-                    self.send_to_conn(c, Out::Text(text.into()));
-                }
-            }
-            Fault::BinaryFrame { target, data } => {
-                for c in self.targets(&target) {
-                    self.send_to_conn(c, Out::Binary(data.clone()));
-                }
-            }
-            // Needs a thread and a socket: `Emulator::inject` handles it without the lock.
-            Fault::Takeover { .. } => {}
-        }
-    }
-}
-
-/// `{"entities": [...]}`: permitted topics, then rejected ones.
-/// One entity of a subscription answer: permitted, or rejected with the permissions missing.
-fn entity(topic: &str, missing: Option<&[String]>) -> String {
-    #[derive(serde::Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Entity<'a> {
-        id: &'a str,
-        state: &'static str,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        rejection_reason: Option<&'static str>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        missing_permissions: Option<&'a [String]>,
-    }
-    let entity = Entity {
-        id: topic,
-        state: if missing.is_some() {
-            "Rejected"
-        } else {
-            "Permitted"
-        },
-        rejection_reason: missing
-            .is_some()
-            .then_some("The client lacks permissions required by this topic"),
-        missing_permissions: missing,
-    };
-    serde_json::to_string(&entity).expect("plain strings serialise")
-}
-
-/// `base` followed by the topics of `add` not already in it (case-insensitive).
-fn dedup(mut base: Vec<String>, add: Vec<String>) -> Vec<String> {
-    let mut seen: HashSet<String> = base.iter().map(|t| t.to_lowercase()).collect();
-    for t in add {
-        if seen.insert(t.to_lowercase()) {
-            base.push(t);
-        }
-    }
-    base
-}
-
-/// Parses `[{"id": topic}, ...]`, rejecting bad topics with 400; duplicates removed.
-fn parse_topics(body: &str) -> Result<Vec<String>, ApiError> {
-    let bad = |m: String| ApiError::new(400, "bad.request", m);
-    let items: Vec<Value> = serde_json::from_str(if body.trim().is_empty() { "[]" } else { body })
-        .map_err(|e| bad(format!("Request body is not a JSON array of topics: {e}")))?;
-    let mut topics = Vec::with_capacity(items.len());
-    for item in items {
-        let Some(topic) = item.get("id").and_then(Value::as_str) else {
-            return Err(bad(format!("Expected {{\"id\": \"<topic>\"}}, got {item}")));
-        };
-        if let Some(problem) = topic_problem(topic) {
-            return Err(bad(problem));
-        }
-        topics.push(topic.to_owned());
-    }
-    Ok(dedup(Vec::new(), topics))
-}
-
-/// A valid notification JSON padded to exactly `bytes` bytes, or `x`s if too small.
-fn oversize_text(bytes: usize) -> String {
-    let head = r#"{"topicName":"v2.emulator.oversize","eventBody":{"padding":""#;
-    let tail = r#""}}"#;
-    if bytes < head.len() + tail.len() {
-        return "x".repeat(bytes);
-    }
-    let mut s = String::with_capacity(bytes);
-    s.push_str(head);
-    s.extend(std::iter::repeat_n('x', bytes - head.len() - tail.len()));
-    s.push_str(tail);
-    s
-}
-
-fn truncate_utf8(s: &str, max: usize) -> String {
-    let mut end = s.len().min(max);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].to_owned()
 }
 
 /// A shortened id for logs (the channel id is a credential).

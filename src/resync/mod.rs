@@ -197,8 +197,7 @@ impl Engine {
                 continue;
             };
             let mine: Vec<Topic> = slot
-                .topics
-                .lock()
+                .topics()
                 .iter()
                 .filter(|t| wanted.contains(t))
                 .cloned()
@@ -316,8 +315,7 @@ impl Engine {
             let subscribed: HashSet<String> = slots
                 .iter()
                 .flat_map(|s| {
-                    s.topics
-                        .lock()
+                    s.topics()
                         .iter()
                         .flat_map(Topic::expand)
                         .collect::<Vec<_>>()
@@ -335,7 +333,7 @@ impl Engine {
             };
             // A gap is reported while the socket is back (the channel's thread may still be
             // finishing its subscribe step) or when the thread stops for good (no resync then).
-            let state = slot.stats.status.lock().state;
+            let state = slot.stats().status.lock().state;
             let usable = !slot.is_stopping()
                 && !slot.is_dead()
                 && (job.at_subscribe
@@ -344,7 +342,7 @@ impl Engine {
                 log::debug!("resync of channel {} skipped: not connected", job.channel);
                 continue;
             }
-            let current = slot.topics.lock();
+            let current = slot.topics();
             let topics: Vec<Topic> = job
                 .topics
                 .into_iter()

@@ -1,0 +1,468 @@
+//! client/builder.rs owns [`ClientBuilder`]: collecting settings and credentials, checking
+//! them, and starting the client's threads in `build`; it never creates a channel (the first
+//! subscribe does).
+
+use super::{Client, Inner};
+use crate::api::Api;
+use crate::auth::{AuthEvent, ClientCredentials, StaticToken, TokenManager, TokenSource};
+use crate::backoff::Backoff;
+use crate::channel::Shared;
+use crate::config::Snapshots;
+use crate::config::{Backpressure, Config, Region};
+use crate::dispatch::Dispatcher;
+use crate::error::ConfigError;
+use crate::error::Error;
+use crate::event::Lifecycle;
+use crate::listener::Registry;
+use crate::redact::Redacted;
+use crate::resync::{Engine, ResyncSettings, StateResource};
+use parking_lot::{Mutex, RwLock};
+use std::fmt;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+enum TokenChoice {
+    ClientCredentials { client_id: String, secret: String },
+    Static(String),
+    Source(Box<dyn TokenSource>),
+}
+
+/// Builds a [`Client`]: where to connect, how to authenticate, and the settings of
+/// [`Config`]. Every setter takes the unit named in its docs.
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct ClientBuilder {
+    config: Config,
+    token: Option<TokenChoice>,
+    error: Option<ConfigError>,
+    /// User-supplied state resources ([`ClientBuilder::state_resource`]).
+    resync_resources: Vec<StateResource>,
+}
+
+impl Client {
+    /// Starts building a client.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder {
+            config: Config::default(),
+            token: None,
+            error: None,
+            resync_resources: Vec::new(),
+        }
+    }
+}
+
+impl fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let token = match &self.token {
+            Some(TokenChoice::ClientCredentials { client_id, .. }) => {
+                format!("client credentials (client id {client_id}, secret {Redacted:?})")
+            }
+            Some(TokenChoice::Static(_)) => format!("static token {Redacted:?}"),
+            Some(TokenChoice::Source(_)) => "custom token source".to_owned(),
+            None => "none".to_owned(),
+        };
+        f.debug_struct("ClientBuilder")
+            .field("config", &self.config)
+            .field("token", &token)
+            .field("state_resources", &self.resync_resources)
+            .finish()
+    }
+}
+
+macro_rules! setter {
+    ($(#[$doc:meta])* $name:ident: $ty:ty) => {
+        $(#[$doc])*
+        pub fn $name(mut self, value: $ty) -> Self {
+            self.config.$name = value;
+            self
+        }
+    };
+}
+
+impl ClientBuilder {
+    /// Uses the region's `api.<domain>` and `login.<domain>` hosts.
+    pub fn region(mut self, region: Region) -> Self {
+        self.config.api_base = region.api_base();
+        self.config.login_base = region.login_base();
+        self
+    }
+
+    /// Uses the region named like `eu-west-1` (or its domain, like `mypurecloud.ie`).
+    /// An unknown name makes [`ClientBuilder::build`] fail with a [`ConfigError`].
+    pub fn region_name(self, name: &str) -> Self {
+        match Region::from_name(name) {
+            Some(region) => self.region(region),
+            None => ClientBuilder {
+                error: Some(ConfigError {
+                    field: "region",
+                    reason: format!("unknown region {name:?}"),
+                }),
+                ..self
+            },
+        }
+    }
+
+    /// The REST base URL, e.g. `https://api.mypurecloud.com` (emulators, test servers, new
+    /// regions). Plain `http` is accepted only for loopback hosts.
+    pub fn api_base(mut self, url: impl Into<String>) -> Self {
+        self.config.api_base = url.into().trim_end_matches('/').to_owned();
+        self
+    }
+
+    /// The OAuth base URL, e.g. `https://login.mypurecloud.com`. Plain `http` is accepted only
+    /// for loopback hosts.
+    pub fn login_base(mut self, url: impl Into<String>) -> Self {
+        self.config.login_base = url.into().trim_end_matches('/').to_owned();
+        self
+    }
+
+    /// Authenticates with the OAuth client credentials grant (`POST {login_base}/oauth/token`).
+    /// The secret never appears in `Debug` output or logs.
+    pub fn client_credentials(
+        mut self,
+        client_id: impl Into<String>,
+        client_secret: impl Into<String>,
+    ) -> Self {
+        self.token = Some(TokenChoice::ClientCredentials {
+            client_id: client_id.into(),
+            secret: client_secret.into(),
+        });
+        self
+    }
+
+    /// Uses an access token obtained elsewhere (implicit or code grant). It is never refreshed;
+    /// once it expires, REST calls fail with 401 (sockets already connected keep working).
+    pub fn access_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(TokenChoice::Static(token.into()));
+        self
+    }
+
+    /// Uses any [`TokenSource`], including a closure returning
+    /// `Result<AccessToken, TokenError>`.
+    pub fn token_source(mut self, source: impl TokenSource) -> Self {
+        self.token = Some(TokenChoice::Source(Box::new(source)));
+        self
+    }
+
+    /// Replaces every setting at once (the token choice is kept).
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    setter!(
+        /// Dispatcher threads running callbacks (1..=256, default 2).
+        dispatcher_threads: usize
+    );
+    setter!(
+        /// Capacity of each dispatcher queue, in events (default 1024).
+        queue_capacity: usize
+    );
+    setter!(
+        /// Capacity of each dispatcher queue, in bytes of queued events (default 4 MiB; see
+        /// [`Config::queue_capacity_bytes`] for the memory bound).
+        queue_capacity_bytes: usize
+    );
+    setter!(
+        /// What happens when a dispatcher queue is full (default [`Backpressure::Block`]).
+        backpressure: Backpressure
+    );
+    setter!(
+        /// Silence after which the application ping is sent (default 30 s).
+        ping_interval: Duration
+    );
+    setter!(
+        /// Wait for the pong before the socket is presumed dead (default 15 s).
+        pong_timeout: Duration
+    );
+    setter!(
+        /// Silence after which the socket is presumed dead, ping or not (default 60 s).
+        liveness_timeout: Duration
+    );
+    setter!(
+        /// Deadline for DNS + TCP + TLS + WebSocket handshake of one socket (default 20 s).
+        connect_timeout: Duration
+    );
+    setter!(
+        /// Deadline for one REST call (default 30 s).
+        request_timeout: Duration
+    );
+    setter!(
+        /// Most channels this client creates (1..=20, default 20).
+        max_channels: usize
+    );
+    setter!(
+        /// Most topics per channel (1..=1000, default 1000).
+        max_topics_per_channel: usize
+    );
+    setter!(
+        /// Largest WebSocket message accepted, in bytes (default 4 MiB).
+        max_message_size: usize
+    );
+    setter!(
+        /// Listener count above which [`Lifecycle::TooManyListeners`] fires (default 10 000).
+        listener_warning_threshold: usize
+    );
+    setter!(
+        /// How long `Drop` waits for a clean shutdown (default 5 s).
+        drop_timeout: Duration
+    );
+    setter!(
+        /// 99th percentile dispatcher queue wait above which
+        /// [`Lifecycle::DispatchLagHigh`] fires (default 50 ms).
+        dispatch_lag_threshold: Duration
+    );
+    setter!(
+        /// Retry policy for reconnection and REST failures.
+        backoff: Backoff
+    );
+
+    setter!(
+        /// When to read topics' state over REST and deliver it as snapshots (default
+        /// [`Snapshots::AfterGaps`]; [`Snapshots::Off`] makes no state request at all).
+        snapshots: Snapshots
+    );
+    setter!(
+        /// Most state requests in flight at once during a resync (1..=8, default 2).
+        resync_concurrency: usize
+    );
+    setter!(
+        /// Retry policy of state requests (default: base 500 ms, cap 30 s, `Retry-After`
+        /// honoured up to 300 s, 5 retries per request, then [`Lifecycle::ResyncFailed`]).
+        resync_backoff: Backoff
+    );
+
+    /// Adds a user-supplied state resource for the topics matching its pattern; it takes
+    /// precedence over the built-in ones (and over resources added before it for the same
+    /// topics, in the order added).
+    pub fn state_resource(mut self, resource: StateResource) -> Self {
+        self.resync_resources.push(resource);
+        self
+    }
+
+    /// Validates the settings and starts the client's threads (dispatchers, lifecycle, token
+    /// refresher). No channel is created until the first [`Client::subscribe`].
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a setting out of range (see [`Config::validate`]), an unknown region
+    /// name, no token source, or an empty client id, client secret or access token (or one
+    /// holding white space or control characters); [`Error::Spawn`] when the dispatcher or
+    /// lifecycle threads could not be started.
+    pub fn build(self) -> Result<Client, Error> {
+        if let Some(error) = self.error {
+            return Err(Error::Config(error));
+        }
+        let config = self.config;
+        config.validate()?;
+        let resync = ResyncSettings {
+            snapshots: config.snapshots,
+            concurrency: config.resync_concurrency,
+            backoff: config.resync_backoff.clone(),
+            custom: self.resync_resources,
+        };
+        check_credentials(&self.token)?;
+        let network = crate::network::Network::from_config(&config)?;
+        let source: Box<dyn TokenSource> = match self.token {
+            Some(TokenChoice::ClientCredentials { client_id, secret }) => {
+                Box::new(ClientCredentials::with_agent(
+                    &config.login_base,
+                    client_id,
+                    secret,
+                    config.request_timeout,
+                    network.agent(&config.login_base, config.request_timeout),
+                ))
+            }
+            Some(TokenChoice::Static(token)) => Box::new(StaticToken::new(token)),
+            Some(TokenChoice::Source(source)) => source,
+            None => {
+                return Err(Error::Config(ConfigError {
+                    field: "token",
+                    reason:
+                        "no token source: call client_credentials, access_token or token_source"
+                            .into(),
+                }))
+            }
+        };
+        let thread_error = |error: std::io::Error| Error::Spawn {
+            thread: "dispatcher",
+            error,
+        };
+        let registry = Arc::new(Registry::new(config.listener_warning_threshold));
+        let dispatcher = Dispatcher::start(
+            registry.clone(),
+            config.dispatcher_threads,
+            crate::dispatch::QueueLimits {
+                capacity: config.queue_capacity,
+                capacity_bytes: config.queue_capacity_bytes,
+            },
+            config.backpressure,
+            config.dispatch_lag_threshold,
+        )
+        .map_err(thread_error)?;
+        let sink = dispatcher.lifecycle.clone();
+        let tokens = TokenManager::new(
+            source,
+            Arc::new(move |event| {
+                sink.emit(match event {
+                    AuthEvent::Refreshed { expires_in } => Lifecycle::TokenRefreshed { expires_in },
+                    AuthEvent::RefreshFailed { error, retry_in } => {
+                        Lifecycle::TokenRefreshFailed { error, retry_in }
+                    }
+                })
+            }),
+        );
+        let refresher = tokens.start_refresher();
+        let api = Api::with_agent(
+            &config.api_base,
+            tokens.clone(),
+            config.request_timeout,
+            network.agent(&config.api_base, config.request_timeout),
+        );
+        let shared = Arc::new(Shared {
+            config,
+            api,
+            dispatcher,
+            network,
+            epoch: (Instant::now(), SystemTime::now()),
+            stats: Default::default(),
+        });
+        let slots = Arc::new(RwLock::new(Vec::new()));
+        let engine = Engine::start(shared.clone(), slots.clone(), resync).map_err(thread_error)?;
+        if let Some(engine) = &engine {
+            let weak = Arc::downgrade(engine);
+            let _ = shared
+                .dispatcher
+                .lifecycle
+                .gap_tap
+                .set(Box::new(move |channel, topics| {
+                    if let Some(engine) = weak.upgrade() {
+                        engine.after_gap(channel, topics);
+                    }
+                }));
+        }
+        Ok(Client {
+            inner: Arc::new(Inner {
+                shared,
+                registry,
+                refresher: Mutex::new(Some(refresher)),
+                updates: Mutex::new(()),
+                slots,
+                spare_channels: Mutex::new(Vec::new()),
+                resync: engine,
+                shut_down: AtomicBool::new(false),
+                shutdown_outcome: Mutex::new(None),
+            }),
+        })
+    }
+}
+
+/// Corporate networks: proxy, trust roots, gateways (README "Corporate networks").
+impl ClientBuilder {
+    /// Sends every connection (token request, REST calls and notification sockets) through the
+    /// HTTP `CONNECT` proxy at `url`: `http://[user:password@]host[:port]` (port 1080 if
+    /// omitted). Credentials go as `Proxy-Authorization: Basic` and never appear in `Debug`
+    /// output or logs. Overrides `HTTPS_PROXY`/`ALL_PROXY`; hosts in [`ClientBuilder::no_proxy`]
+    /// and loopback hosts still go direct.
+    ///
+    /// An unusable URL (another scheme, no host, bad port) makes [`ClientBuilder::build`] fail
+    /// with [`Error::Config`] naming the field `proxy`.
+    pub fn proxy(mut self, url: &str) -> Self {
+        match crate::proxy::Proxy::parse(url) {
+            Ok(proxy) => self.config.proxy.proxy = Some(proxy),
+            Err(e) => self.error = Some(e),
+        }
+        self
+    }
+
+    /// The hosts that bypass the proxy, curl's `NO_PROXY` syntax: comma-separated host names
+    /// (each also covers its subdomains), `.domain` or `*.domain`, IP addresses or CIDR blocks,
+    /// each optionally with `:port`; `*` for all. Overrides `NO_PROXY` from the environment.
+    pub fn no_proxy(mut self, list: &str) -> Self {
+        self.config.proxy.no_proxy = Some(list.to_owned());
+        self
+    }
+
+    /// Whether to read the proxy from the environment when none is set with
+    /// [`ClientBuilder::proxy`] (default `true`): `https_proxy`, `HTTPS_PROXY`, `all_proxy`,
+    /// `ALL_PROXY` (in that order) and `no_proxy`/`NO_PROXY`, as curl does for `https` URLs.
+    pub fn proxy_from_env(mut self, read: bool) -> Self {
+        self.config.proxy.from_env = read;
+        self
+    }
+
+    /// Whether loopback hosts (`localhost`, 127.0.0.0/8, `::1`) go through the proxy too
+    /// (default `false`: they go direct).
+    pub fn proxy_loopback(mut self, through_proxy: bool) -> Self {
+        self.config.proxy.proxy_loopback = through_proxy;
+        self
+    }
+
+    /// Which root certificates servers must chain to, for REST and sockets alike (default
+    /// [`TlsRoots::WebPki`](crate::TlsRoots::WebPki), the bundled Mozilla set). Certificates
+    /// are always verified.
+    pub fn tls_roots(mut self, roots: crate::tls::TlsRoots) -> Self {
+        self.config.tls.roots = roots;
+        self
+    }
+
+    /// Adds the `CERTIFICATE` blocks of `pem` (PEM text, e.g. a corporate CA's file) to the
+    /// trusted roots. Text without a certificate, or a block that does not decode to an X.509
+    /// certificate, makes
+    /// [`ClientBuilder::build`] fail with [`Error::Config`] naming `root_certificates`.
+    pub fn add_root_certificates_pem(mut self, pem: impl AsRef<[u8]>) -> Self {
+        match crate::tls::parse_pem(pem.as_ref()) {
+            Ok(certs) => self.config.tls.extra.extend(certs),
+            Err(e) => self.error = Some(e),
+        }
+        self
+    }
+
+    /// Connects the notification sockets to a gateway instead of the host in `connectUri`:
+    /// `https://gateway.example.com[:port]` replaces scheme, host and port and keeps the
+    /// `connectUri`'s path and query (which carry the channel id). `http` is accepted only for
+    /// loopback hosts. An unusable URL makes [`ClientBuilder::build`] fail with
+    /// [`Error::Config`] naming `streaming_base`.
+    pub fn streaming_base(mut self, url: &str) -> Self {
+        match crate::gateway::StreamingOverride::parse_base(url) {
+            Ok(o) => self.config.streaming = o,
+            Err(e) => self.error = Some(e),
+        }
+        self
+    }
+
+    /// Maps each `connectUri` the service gives to the address to connect to, for gateways
+    /// that need more than [`ClientBuilder::streaming_base`]. The result is checked like any
+    /// `connectUri` (`wss`, or `ws` to loopback only). The function must not block.
+    pub fn map_connect_uri(mut self, map: impl Fn(&str) -> String + Send + Sync + 'static) -> Self {
+        self.config.streaming = crate::gateway::StreamingOverride::Map(Arc::new(map));
+        self
+    }
+}
+
+/// An empty client id, secret or access token (an environment variable that was not set), or
+/// one with white space or control characters (a pasted line break, which would also break the
+/// HTTP header it goes in), is a configuration error naming the field, not a 401 later. The
+/// value itself is never quoted.
+fn check_credentials(token: &Option<TokenChoice>) -> Result<(), ConfigError> {
+    let fields: Vec<(&'static str, &str)> = match token {
+        Some(TokenChoice::ClientCredentials { client_id, secret }) => {
+            vec![("client_id", client_id), ("client_secret", secret)]
+        }
+        Some(TokenChoice::Static(token)) => vec![("access_token", token)],
+        _ => Vec::new(),
+    };
+    for (field, value) in fields {
+        let reason = if value.is_empty() {
+            "is empty"
+        } else if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            "holds white space or control characters (a line break pasted with it?)"
+        } else {
+            continue;
+        };
+        return Err(ConfigError {
+            field,
+            reason: reason.into(),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,387 @@
+//! client/subscribe.rs carries out a subscribe call: duplicates, the packing plan, room
+//! reserved on existing channels, new channels, and the report; it never decides the packing
+//! itself (plan.rs does) and never touches a socket.
+
+use super::retry::setup_error;
+use super::Client;
+use crate::channel::topics::TopicSet;
+use crate::channel::Slot;
+use crate::error::Error;
+use crate::event::Lifecycle;
+use crate::plan::{self, Limits, Load, PlanError};
+use crate::topic::Topic;
+use crate::topic::{TopicResult, TopicState};
+use std::collections::HashSet;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What [`Client::subscribe`] did with each topic it was given.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+#[must_use = "some topics may have been rejected; check `rejected`"]
+pub struct SubscribeReport {
+    /// Topics now subscribed (state `Permitted`).
+    pub permitted: Vec<Topic>,
+    /// Topics the service refused, with `rejectionReason` and `missingPermissions`. They are not
+    /// kept: subscribe them again once the permission is granted.
+    pub rejected: Vec<TopicResult>,
+    /// Topics that were already subscribed: nothing was sent for them.
+    pub duplicates: Vec<Topic>,
+}
+
+pub(super) fn parse_topics<I, S>(topics: I) -> Result<Vec<Topic>, Error>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for name in topics {
+        let name = name.as_ref();
+        let topic = Topic::parse(name).map_err(|error| Error::Topic {
+            name: name.to_owned(),
+            error,
+        })?;
+        if seen.insert(topic.clone()) {
+            out.push(topic);
+        }
+    }
+    Ok(out)
+}
+
+impl Client {
+    /// Subscribes topics, packing them into as few channels as the limits allow, and returns
+    /// once each is `Permitted` or `Rejected` by the service (or the deadline passes).
+    ///
+    /// Topic names are validated and lower-cased; combined topics
+    /// (`v2.users.<id>?presence&routingStatus`) count as one, and their parts are put in one
+    /// order (`?presence&routingstatus`), so the same combination spelled in another order is
+    /// the same topic.
+    ///
+    /// Duplicates are found by what a topic expands to (docs/protocol.md, "How this crate
+    /// subscribes"): events of a combined topic arrive under the individual names
+    /// (`v2.users.<id>.presence`, ...), so a topic whose every name is already brought by a
+    /// subscribed topic (or by an earlier topic of the same call) is reported as a duplicate
+    /// ([`SubscribeReport::duplicates`], [`Lifecycle::DuplicateSubscription`]) and nothing is
+    /// sent for it; a combined topic that overlaps only in part is narrowed to the parts it adds
+    /// (`v2.users.<id>?presence&routingStatus` with `v2.users.<id>.presence` subscribed
+    /// subscribes `v2.users.<id>.routingstatus`, reported in `permitted`, and reports the
+    /// presence part as a duplicate). So overlapping subscriptions never make a listener see
+    /// one event twice. The same name twice in one call is simply subscribed once.
+    ///
+    /// Topics join the room left on existing channels with `POST .../subscriptions` carrying
+    /// only them (calls adding to one channel at the same time share one `POST`); a new channel
+    /// gets its topics with `PUT`. Subscriptions use `ignoreErrors=true`, so a topic lacking a
+    /// permission is reported in [`SubscribeReport::rejected`] with its reason and missing
+    /// permissions while the others work; a channel left with no topic (all rejected) is
+    /// closed. A new channel's socket is connected before its topics are subscribed, so no
+    /// event published after this returns is missed.
+    ///
+    /// # Errors
+    /// - [`Error::Topic`] for an invalid name (nothing is subscribed);
+    /// - [`Error::TooManyChannels`] when they would fit in number but need more channels than
+    ///   `max_channels` (isolated channels do not share their room; nothing is subscribed);
+    /// - [`Error::TooManyTopics`] when the topics would not fit in `max_channels` channels of
+    ///   `max_topics_per_channel` topics (nothing is subscribed);
+    /// - [`Error::Token`] when the token source fails permanently (bad client credentials);
+    /// - [`Error::Api`] when the service refuses a request or keeps failing until the deadline
+    ///   (`connect_timeout + 2 × request_timeout`), with its last answer; at once when its
+    ///   `Retry-After` (429, 503) puts the next attempt past the deadline (nothing is
+    ///   subscribed for that call's new channels);
+    /// - [`Error::Timeout`] when a new channel is not ready by the deadline for another reason
+    ///   (its socket does not connect; the error names the last failure): its topics stay
+    ///   wanted and its thread keeps trying, reporting through lifecycle events;
+    /// - [`Error::ChannelStopped`] when a new channel's thread stopped before its topics were
+    ///   subscribed (retry budget spent, unusable `connectUri`);
+    /// - [`Error::Spawn`] when a channel thread cannot be started (the system is out of
+    ///   threads);
+    /// - [`Error::Shutdown`] after [`Client::shutdown`], or when a `shutdown` on another thread
+    ///   cut this call short.
+    ///
+    /// When an error happens after some channels were updated, those updates stay.
+    pub fn subscribe<I, S>(&self, topics: I) -> Result<SubscribeReport, Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.subscribe_with(topics, false)
+            .map_err(|error| self.shut_down_instead(error))
+    }
+
+    /// Like [`Client::subscribe`], but puts these topics on channels of their own, shared with
+    /// no other topics (for example to keep a high-volume group away from the rest).
+    ///
+    /// # Errors
+    /// As [`Client::subscribe`].
+    pub fn subscribe_isolated<I, S>(&self, topics: I) -> Result<SubscribeReport, Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.subscribe_with(topics, true)
+            .map_err(|error| self.shut_down_instead(error))
+    }
+
+    /// One subscribe call, in steps: resolve duplicates, plan, reserve room on existing
+    /// channels, `POST` to them, create new channels, close emptied ones, report.
+    fn subscribe_with<I, S>(&self, topics: I, isolated: bool) -> Result<SubscribeReport, Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.check_open()?;
+        let wanted = parse_topics(topics)?;
+        let mut updates = Some(self.inner.updates.lock());
+        self.check_open()?;
+        self.forget_stopped();
+        let slots: Vec<Arc<Slot>> = self.inner.slots.read().clone();
+        let open: Vec<bool> = slots
+            .iter()
+            .map(|s| !s.is_stopping() && !s.is_dead())
+            .collect();
+
+        let (new, mut report) = self.resolve_duplicates(wanted, &slots, &open);
+        if new.is_empty() {
+            return Ok(report);
+        }
+        let plan = self.place(&slots, &open, new.len(), isolated)?;
+        let to_existing = reserve_room(&slots, &plan.to_existing, &new);
+        if plan.new_channels.is_empty() {
+            updates = None;
+        }
+
+        let (deadline, budget) = self.deadline();
+        let mut results: Vec<TopicResult> = Vec::new();
+        let (touched, failure) = self.post_reserved(to_existing, deadline, budget, &mut results);
+        if let Some(error) = failure {
+            self.close_emptied(&touched, updates, deadline);
+            return Err(error);
+        }
+        let mut created = self.create_channels(
+            &new,
+            plan.new_channels,
+            isolated,
+            (deadline, budget),
+            &mut results,
+        )?;
+        // A channel whose topics were all rejected is closed: no open channel without topics.
+        created.extend(touched);
+        self.close_emptied(&created, updates, deadline);
+
+        sort_answers(&mut report, new, results);
+        if let Some(engine) = &self.inner.resync {
+            engine.after_subscribe(&report.permitted);
+        }
+        Ok(report)
+    }
+
+    /// Splits `wanted` into the topics to subscribe and the duplicates of topics the `open`
+    /// slots already bring (each reported as [`Lifecycle::DuplicateSubscription`]).
+    fn resolve_duplicates(
+        &self,
+        wanted: Vec<Topic>,
+        slots: &[Arc<Slot>],
+        open: &[bool],
+    ) -> (Vec<Topic>, SubscribeReport) {
+        let shared = &self.inner.shared;
+        let resolved = {
+            let sets: Vec<_> = slots
+                .iter()
+                .zip(open)
+                .filter(|(_, open)| **open)
+                .map(|(s, _)| s.topics())
+                .collect();
+            plan::resolve(wanted, |name| {
+                sets.iter().any(|set| set.covering(name).is_some())
+            })
+        };
+        for topic in &resolved.duplicates {
+            shared
+                .dispatcher
+                .lifecycle
+                .emit(Lifecycle::DuplicateSubscription {
+                    topic: topic.clone(),
+                });
+        }
+        let report = SubscribeReport {
+            duplicates: resolved.duplicates,
+            ..SubscribeReport::default()
+        };
+        (resolved.new, report)
+    }
+
+    /// Where `count` new topics go (plan.rs decides), or why they fit nowhere.
+    fn place(
+        &self,
+        slots: &[Arc<Slot>],
+        open: &[bool],
+        count: usize,
+        isolated: bool,
+    ) -> Result<plan::Plan, Error> {
+        let config = &self.inner.shared.config;
+        let loads: Vec<Load> = slots
+            .iter()
+            .zip(open)
+            .map(|(s, open)| Load {
+                topics: s.topic_count(),
+                isolated: s.is_isolated(),
+                open: *open,
+            })
+            .collect();
+        let limits = Limits {
+            max_topics_per_channel: config.max_topics_per_channel,
+            max_channels: config.max_channels,
+        };
+        plan::place(&loads, count, isolated, limits).map_err(|e| match e {
+            PlanError::TooManyTopics {
+                requested,
+                capacity,
+            } => Error::TooManyTopics {
+                requested,
+                capacity,
+            },
+            PlanError::TooManyChannels {
+                needed,
+                max_channels,
+            } => Error::TooManyChannels {
+                needed,
+                max_channels,
+            },
+        })
+    }
+
+    /// `POST`s each slot's reserved topics, appending the service's answers to `results`. After
+    /// the first failure nothing more is sent, and every slot not subscribed gets its reserved
+    /// room back. Returns every slot touched, and the failure if any.
+    fn post_reserved(
+        &self,
+        to_existing: Vec<(Arc<Slot>, Vec<Topic>)>,
+        deadline: Instant,
+        budget: Duration,
+        results: &mut Vec<TopicResult>,
+    ) -> (Vec<Arc<Slot>>, Option<Error>) {
+        let mut failure = None;
+        for (slot, add) in &to_existing {
+            if failure.is_none() {
+                match self.post_with_retry(slot, add, deadline, budget) {
+                    Ok(r) => {
+                        results.extend(r);
+                        continue;
+                    }
+                    Err(error) => failure = Some(error),
+                }
+            }
+            // Not subscribed: give the reserved room back.
+            let mut set = slot.topics();
+            for topic in add {
+                set.remove(topic);
+            }
+        }
+        let touched: Vec<Arc<Slot>> = to_existing.into_iter().map(|(slot, _)| slot).collect();
+        (touched, failure)
+    }
+
+    /// Creates one slot per range of `new` (reusing spare channels first), waits for each to
+    /// have its topics subscribed (`PUT`), and appends the answers to `results`. Stops at the
+    /// first failure.
+    fn create_channels(
+        &self,
+        new: &[Topic],
+        new_channels: Vec<Range<usize>>,
+        isolated: bool,
+        (deadline, budget): (Instant, Duration),
+        results: &mut Vec<TopicResult>,
+    ) -> Result<Vec<Arc<Slot>>, Error> {
+        let shared = &self.inner.shared;
+        let mut created = Vec::new();
+        for range in new_channels {
+            let topics = TopicSet::of(new[range].iter().cloned());
+            let slot = Slot::new(isolated, topics);
+            {
+                // Checked under the list's lock: a `shutdown` running now either sees this slot
+                // (and stops it) or has already marked the client shut down.
+                let mut list = self.inner.slots.write();
+                self.check_open()?;
+                if let Some(spare) = self.inner.spare_channels.lock().pop() {
+                    slot.reuse_channel(spare);
+                }
+                slot.start(shared, list.len())
+                    .map_err(|error| Error::Spawn {
+                        thread: "channel",
+                        error,
+                    })?;
+                list.push(slot.clone());
+            }
+            match slot.wait_setup(0, deadline) {
+                Some(Ok(r)) => results.extend(r),
+                Some(Err(failure)) => {
+                    slot.stop(false);
+                    // Forgotten only once its thread has ended; a stopping slot takes no topics
+                    // and `shutdown` still joins it.
+                    if slot.join_until(Instant::now() + Duration::from_secs(1)) {
+                        self.inner.slots.write().retain(|s| !Arc::ptr_eq(s, &slot));
+                    }
+                    return Err(setup_error(failure));
+                }
+                None => {
+                    return Err(Error::Timeout {
+                        operation: "subscribe",
+                        after: budget,
+                        last_failure: slot.last_failure(),
+                    })
+                }
+            }
+            created.push(slot);
+        }
+        Ok(created)
+    }
+}
+
+/// Reserves room for the planned topics in existing slots' sets. Done under the update lock, so
+/// that calls planning meanwhile count it; adding to channels that already work then needs the
+/// lock no more, and calls adding to the same channel at the same time share a `POST`.
+fn reserve_room(
+    slots: &[Arc<Slot>],
+    to_existing: &[(usize, Range<usize>)],
+    new: &[Topic],
+) -> Vec<(Arc<Slot>, Vec<Topic>)> {
+    to_existing
+        .iter()
+        .map(|(index, range)| {
+            let slot = slots[*index].clone();
+            let add = new[range.clone()].to_vec();
+            let mut set = slot.topics();
+            for topic in &add {
+                set.insert(topic.clone());
+            }
+            drop(set);
+            (slot, add)
+        })
+        .collect()
+}
+
+/// Sorts the service's answers for the `new` topics into `report`: the first answer for each
+/// topic counts, answers for other topics are ignored.
+fn sort_answers(report: &mut SubscribeReport, new: Vec<Topic>, results: Vec<TopicResult>) {
+    let new_set: HashSet<&Topic> = new.iter().collect();
+    let mut answered = HashSet::new();
+    for result in results {
+        let Ok(topic) = Topic::parse(&result.topic) else {
+            continue;
+        };
+        if !new_set.contains(&topic) || !answered.insert(topic.clone()) {
+            continue;
+        }
+        match result.state {
+            TopicState::Permitted => report.permitted.push(topic),
+            TopicState::Rejected => report.rejected.push(result),
+        }
+    }
+    // A topic the service did not list is taken as permitted (it stays in the desired set).
+    for topic in new {
+        if !answered.contains(&topic) {
+            report.permitted.push(topic);
+        }
+    }
+}

@@ -1,0 +1,395 @@
+//! dispatch/ owns the dispatcher threads: bounded queues, the backpressure policy, per-topic
+//! ordering, and the lifecycle thread. It never reads a socket and never blocks a socket thread
+//! for long: only under [`Backpressure::Block`] (until there is room), and for at most 200 ms
+//! when an important lifecycle event (gap, disconnect, stop) finds the lifecycle queue full.
+//!
+//! Events are sharded by a case-insensitive hash of their topic, so all events of one topic go
+//! through one queue and one thread, in the order the socket thread pushed them; different
+//! topics run in parallel on different threads. Each thread caches, per topic name, the listeners
+//! that match it, and refreshes the cache when the registry's version changes.
+//!
+//! This file holds the [`Dispatcher`] itself (starting its threads, sharding and pushing events
+//! per the backpressure policy, shutting down); queue.rs the bounded queue and its accounting,
+//! route.rs the per-thread route cache, shard.rs a dispatcher thread's loop, lifecycle.rs the
+//! lifecycle queue and thread.
+
+mod lifecycle;
+mod queue;
+mod route;
+mod shard;
+
+use crate::config::Backpressure;
+use crate::event::Event;
+use crate::lag::LagRecorder;
+use crate::listener::Registry;
+use crate::snapshot_gate::SnapshotGate;
+use crate::threads::join_until;
+use crossbeam_channel::bounded;
+use lifecycle::{run_lifecycle, LifecycleMsg, LifecycleSink, LIFECYCLE_CAPACITY};
+use parking_lot::Mutex;
+use queue::Queue;
+use shard::Shard;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+thread_local! {
+    /// Whether this thread is one of the dispatcher or lifecycle threads (runs callbacks).
+    static CALLBACK_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the calling thread runs callbacks (a dispatcher or the lifecycle thread).
+pub(crate) fn on_callback_thread() -> bool {
+    CALLBACK_THREAD.with(|c| c.get())
+}
+
+/// How often a socket thread blocked by [`Backpressure::Block`] checks for shutdown.
+const BLOCK_POLL: Duration = Duration::from_millis(50);
+
+/// What happened to an event handed to [`Dispatcher::push`].
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Pushed {
+    Queued,
+    /// Queued after waiting this long for room ([`Backpressure::Block`]).
+    QueuedAfter(Duration),
+    /// The event itself was dropped (queue full under `DropNewest`, or shutting down).
+    DroppedNewest,
+    /// An older event was dropped to make room.
+    DroppedOldest,
+}
+
+/// The dispatcher threads and the lifecycle thread of one client.
+pub(crate) struct Dispatcher {
+    /// One per dispatcher thread, shared with it.
+    queues: Vec<Arc<Queue>>,
+    policy: Backpressure,
+    pub(crate) lifecycle: Arc<LifecycleSink>,
+    /// Queue wait measurements, one per dispatcher thread.
+    pub(crate) lag: Vec<Arc<LagRecorder>>,
+    /// Decides whether a snapshot may still be delivered (snapshot_gate.rs).
+    pub(crate) gate: Arc<SnapshotGate>,
+    /// The threads not joined yet: a shutdown that timed out leaves them here so that a later
+    /// one can join them.
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    lifecycle_thread: Mutex<Option<JoinHandle<()>>>,
+    /// Set by `shutdown`: threads end once their queue is empty even if their stop marker
+    /// could not be queued.
+    closing: Arc<AtomicBool>,
+}
+
+/// The limits of each dispatcher queue.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct QueueLimits {
+    /// Events.
+    pub capacity: usize,
+    /// Bytes of queued events ([`Event::queued_bytes`]).
+    pub capacity_bytes: usize,
+}
+
+impl Dispatcher {
+    pub(crate) fn start(
+        registry: Arc<Registry>,
+        threads: usize,
+        limits: QueueLimits,
+        policy: Backpressure,
+        lag_threshold: Duration,
+    ) -> std::io::Result<Dispatcher> {
+        let (ltx, lrx) = bounded(LIFECYCLE_CAPACITY);
+        let lifecycle = Arc::new(LifecycleSink::new(ltx));
+        let gate = Arc::new(SnapshotGate::default());
+        let closing = Arc::new(AtomicBool::new(false));
+        let lifecycle_thread = {
+            let (registry, sink, closing) = (registry.clone(), lifecycle.clone(), closing.clone());
+            std::thread::Builder::new()
+                .name("genesys-lifecycle".into())
+                .spawn(move || {
+                    CALLBACK_THREAD.with(|c| c.set(true));
+                    run_lifecycle(lrx, registry, sink, &closing)
+                })?
+        };
+        let mut queues = Vec::with_capacity(threads);
+        let mut handles = Vec::with_capacity(threads);
+        let mut lag = Vec::with_capacity(threads);
+        for index in 0..threads {
+            let queue = Arc::new(Queue::new(limits.capacity, limits.capacity_bytes));
+            let recorder = Arc::new(LagRecorder::new());
+            let shard = Shard {
+                queue: queue.clone(),
+                registry: registry.clone(),
+                sink: lifecycle.clone(),
+                lag: recorder.clone(),
+                lag_threshold,
+                closing: closing.clone(),
+                gate: gate.clone(),
+            };
+            handles.push(
+                std::thread::Builder::new()
+                    .name(format!("genesys-dispatch-{index}"))
+                    .spawn(move || shard.run())?,
+            );
+            queues.push(queue);
+            lag.push(recorder);
+        }
+        Ok(Dispatcher {
+            queues,
+            policy,
+            lifecycle,
+            lag,
+            gate,
+            closing,
+            threads: Mutex::new(handles),
+            lifecycle_thread: Mutex::new(Some(lifecycle_thread)),
+        })
+    }
+
+    fn shard_of(&self, topic: &str) -> usize {
+        if self.queues.len() == 1 {
+            // One dispatcher thread: no hash over the topic on the socket thread's hot path.
+            return 0;
+        }
+        // FNV-1a over the lower-cased bytes: all spellings of a topic share a queue.
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in topic.bytes() {
+            hash ^= u64::from(b.to_ascii_lowercase());
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        (hash % self.queues.len() as u64) as usize
+    }
+
+    /// Queues one event per the backpressure policy. Under `Block`, waits for room unless `stop`
+    /// becomes true (then the event is dropped and counted).
+    pub(crate) fn push(&self, mut event: Event, stop: &AtomicBool) -> Pushed {
+        let queue = &self.queues[self.shard_of(event.topic())];
+        // A frame is a slice of its socket's read buffer, kept allocated while any frame of it
+        // is queued. One queue holds a contiguous run of frames, so the buffers it keeps are
+        // about the bytes it holds. With several queues, one queue's frames can be sparse in
+        // the buffers (a slow listener of a rare topic, the others flowing): 1 024 of them
+        // could keep 1 024 buffers, 32 MiB, for 400 KB counted. A queue deep enough to be
+        // backed up gives its events copies of their own: at most UNPIN_DEPTH events of a queue
+        // share buffers with others (each was queued behind fewer than that many), so buffers
+        // add at most UNPIN_DEPTH × 32 KiB, 1 MiB, to what each queue counts.
+        if self.queues.len() > 1 && queue.backed_up() {
+            event.unpin();
+        }
+        let bytes = event.queued_bytes() as u64;
+        if queue.try_reserve(bytes) {
+            // Never disconnected: the queue holds a receiver.
+            let _ = queue.tx.send(Some(event));
+            return Pushed::Queued;
+        }
+        match self.policy {
+            Backpressure::DropNewest => {
+                self.count_drop(&event);
+                Pushed::DroppedNewest
+            }
+            Backpressure::DropOldest => loop {
+                match queue.rx.try_recv() {
+                    Ok(Some(oldest)) => {
+                        queue.release(oldest.queued_bytes() as u64);
+                        self.count_drop(&oldest);
+                    }
+                    Ok(None) => {
+                        // Took the stop marker of a shutdown: put it back and give up.
+                        let _ = queue.tx.send(None);
+                        self.count_drop(&event);
+                        return Pushed::DroppedNewest;
+                    }
+                    // Empty: the thread took the rest and frees its room in a moment.
+                    Err(_) => std::thread::yield_now(),
+                }
+                if queue.try_reserve(bytes) {
+                    let _ = queue.tx.send(Some(event));
+                    return Pushed::DroppedOldest;
+                }
+            },
+            Backpressure::Block => {
+                let started = Instant::now();
+                loop {
+                    if stop.load(Ordering::Acquire) {
+                        self.count_drop(&event);
+                        return Pushed::DroppedNewest;
+                    }
+                    queue.wait_for_room(bytes, BLOCK_POLL);
+                    if queue.try_reserve(bytes) {
+                        let _ = queue.tx.send(Some(event));
+                        return Pushed::QueuedAfter(started.elapsed());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Queues a snapshot in its topic's queue behind the events already there, waiting for
+    /// room whatever the policy (snapshots are never dropped), until `stop` becomes true.
+    /// Returns whether it was queued.
+    pub(crate) fn push_snapshot(&self, event: Event, stop: &AtomicBool) -> bool {
+        let queue = &self.queues[self.shard_of(event.topic())];
+        let bytes = event.queued_bytes() as u64;
+        loop {
+            if queue.try_reserve(bytes) {
+                let _ = queue.tx.send(Some(event));
+                return true;
+            }
+            if stop.load(Ordering::Acquire) {
+                return false;
+            }
+            queue.wait_for_room(bytes, BLOCK_POLL);
+        }
+    }
+
+    fn count_drop(&self, event: &Event) {
+        event
+            .origin
+            .stats
+            .dispatch
+            .dropped
+            .fetch_add(1, Ordering::Relaxed);
+        self.lifecycle.note_dropped();
+    }
+
+    /// Events waiting in each queue.
+    pub(crate) fn queue_depths(&self) -> Vec<usize> {
+        self.queues.iter().map(|q| q.len()).collect()
+    }
+
+    /// Stops the dispatcher threads after they drain their queues, then the lifecycle thread.
+    /// Waits until `deadline`; threads still busy in a callback then are left to finish alone,
+    /// and a later call joins them. Returns whether every thread was joined.
+    pub(crate) fn shutdown(&self, deadline: Instant) -> bool {
+        let me = std::thread::current().id();
+        // The stop marker goes behind the queued events: each thread drains its queue first.
+        // (Markers take no room, so this never waits.) Sent once: a later call only joins.
+        if !self.closing.load(Ordering::Acquire) {
+            for queue in &self.queues {
+                let _ = queue.tx.send(None);
+            }
+        }
+        let mut all = true;
+        {
+            let mut threads = self.threads.lock();
+            let mut left = Vec::new();
+            for handle in threads.drain(..) {
+                // Shutdown called from a callback runs on one of our threads: that thread
+                // cannot join itself; it ends after the callback returns.
+                if handle.thread().id() == me {
+                    continue;
+                }
+                if let Some(handle) = join_until(handle, deadline) {
+                    all = false;
+                    left.push(handle);
+                }
+            }
+            *threads = left;
+        }
+        // Set once the other dispatcher threads are done, so the lifecycle thread does not end
+        // before their last events are queued.
+        let first = !self.closing.swap(true, Ordering::AcqRel);
+        let mut lifecycle_thread = self.lifecycle_thread.lock();
+        let own = lifecycle_thread
+            .as_ref()
+            .is_some_and(|h| h.thread().id() == me);
+        if first && own {
+            // Called from a lifecycle callback: this thread is the queue's only reader.
+            let _ = self.lifecycle.tx.try_send(LifecycleMsg::Stop);
+        } else if first {
+            let _ = self.lifecycle.tx.send_timeout(
+                LifecycleMsg::Stop,
+                deadline.saturating_duration_since(Instant::now()),
+            );
+        }
+        if own {
+            lifecycle_thread.take();
+        } else if let Some(handle) = lifecycle_thread.take() {
+            if let Some(handle) = join_until(handle, deadline) {
+                all = false;
+                *lifecycle_thread = Some(handle);
+            }
+        }
+        all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use queue::UNPIN_DEPTH;
+
+    #[test]
+    fn with_several_queues_a_backed_up_queue_copies_its_frames_out_of_the_read_buffer() {
+        let registry = Arc::new(Registry::new(usize::MAX));
+        let (release_tx, release_rx) = crossbeam_channel::bounded::<()>(1);
+        // Where each delivered frame lies: in the shared read buffer or in a copy.
+        let seen: Arc<Mutex<Vec<usize>>> = Arc::default();
+        let record = seen.clone();
+        let _listener = registry.add_event(
+            "v2.a.b".parse().unwrap(),
+            Box::new(move |event: &Event| {
+                let mut seen = record.lock();
+                if seen.is_empty() {
+                    // The first call holds the queue back until every frame is pushed.
+                    let _ = release_rx.recv_timeout(Duration::from_secs(30));
+                }
+                seen.push(event.frame_json().as_ptr() as usize);
+            }),
+        );
+        let limits = QueueLimits {
+            capacity: 1024,
+            capacity_bytes: 1 << 30,
+        };
+        let dispatcher = Dispatcher::start(
+            registry,
+            2,
+            limits,
+            Backpressure::Block,
+            Duration::from_secs(60),
+        )
+        .unwrap();
+        // One read buffer holding 200 frames, as a socket's does.
+        let frames: Vec<String> = (0..200)
+            .map(|n| format!(r#"{{"topicName":"v2.a.b","eventBody":{{"n":{n}}}}}"#))
+            .collect();
+        let buffer = tungstenite::Bytes::from(frames.concat());
+        let inside = |at: usize| {
+            (buffer.as_ptr() as usize..buffer.as_ptr() as usize + buffer.len()).contains(&at)
+        };
+        let origin = Arc::new(crate::event::Origin {
+            channel: crate::channel_id::ChannelId::new("c1"),
+            stats: Arc::new(crate::health::ChannelStats::new()),
+            epoch: (Instant::now(), std::time::SystemTime::now()),
+        });
+        let stop = AtomicBool::new(false);
+        let mut start = 0;
+        for frame in &frames {
+            let slice = buffer.slice(start..start + frame.len());
+            start += frame.len();
+            let text = crate::event::FrameText::try_from(slice).unwrap();
+            let Ok(crate::message::Inbound::Notification(located)) =
+                crate::message::parse(text.as_str())
+            else {
+                panic!("a notification");
+            };
+            let event = Event::new(text, located, origin.clone(), Instant::now());
+            assert!(inside(event.frame_json().as_ptr() as usize));
+            assert_eq!(dispatcher.push(event, &stop), Pushed::Queued);
+        }
+        release_tx.send(()).unwrap();
+        let started = Instant::now();
+        while seen.lock().len() < 200 {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "not all delivered"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let seen = seen.lock().clone();
+        let pinned = seen.iter().filter(|at| inside(**at)).count();
+        // An event queued behind fewer than 32 keeps its slice of the buffer, the others were
+        // given copies: 32, or 33 when a producer saw the first event already taken out.
+        assert!(
+            (UNPIN_DEPTH as usize..=UNPIN_DEPTH as usize + 1).contains(&pinned),
+            "{pinned} of 200 in the read buffer"
+        );
+        assert!(dispatcher.shutdown(Instant::now() + Duration::from_secs(10)));
+    }
+}

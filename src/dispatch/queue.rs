@@ -1,0 +1,315 @@
+//! dispatch/queue.rs owns one dispatcher thread's bounded queue and its accounting of events
+//! and bytes (packed running totals, waking blocked socket threads); it never decides what to
+//! drop (the backpressure policy is the dispatcher's) and never runs a callback.
+
+use crate::event::Event;
+use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
+use parking_lot::{Condvar, Mutex};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// Queue accounting packs an event count and a byte count in one word: the count in the high
+/// 24 bits, the bytes in the low 40. The words are running totals (events and bytes pushed so
+/// far, or popped so far), compared with wrapping arithmetic: their difference is what the
+/// queue holds, exactly, as long as it holds fewer than 2^24 events and 2^40 bytes (the
+/// settings' ranges ensure both).
+const COUNT_SHIFT: u32 = 40;
+const BYTES_MASK: u64 = (1 << COUNT_SHIFT) - 1;
+/// Queues of up to this many events are arrays allocated at `build()` (about 150 bytes a
+/// slot: 600 KiB at most), the fastest kind; larger ones are lists of small blocks allocated
+/// as events arrive and freed as they leave.
+const EAGER_SLOTS: usize = 4096;
+
+/// With several dispatcher threads, a queue holding this many events copies the frames it takes
+/// out of the socket read buffers ([`Dispatcher::push`]).
+pub(super) const UNPIN_DEPTH: u64 = 32;
+/// How many pushes apart a producer looks at the true depth of a queue for [`UNPIN_DEPTH`].
+const UNPIN_SAMPLE: u64 = 16;
+
+fn packed(events: u64, bytes: u64) -> u64 {
+    (events << COUNT_SHIFT) | bytes
+}
+
+/// Keeps a value on a cache line of its own, so that one thread writing it does not slow
+/// down another reading its neighbours.
+#[repr(align(128))]
+struct Padded<T>(T);
+
+/// The totals the socket threads keep.
+struct ProducerTotals {
+    pushed: AtomicU64,
+    /// The consumer's `popped` as last read by a socket thread: an estimate that is never
+    /// ahead of the truth, so room is never overestimated; refreshed only when it says full.
+    popped_seen: AtomicU64,
+}
+
+/// One dispatcher thread's queue, with its limits in events and in bytes. The hot path touches
+/// no cache line written by the other side: socket threads add to `pushed` (their line) and
+/// check room against a stale but safe copy of `popped`; the dispatcher thread adds to `popped`
+/// (its line). Both ends are kept, the receiver for `DropOldest`. `None` tells the thread to
+/// stop (it takes no room; the channel has one slot more for it).
+pub(super) struct Queue {
+    pub(super) tx: Sender<Option<Event>>,
+    pub(super) rx: Receiver<Option<Event>>,
+    producers: Padded<ProducerTotals>,
+    popped: Padded<AtomicU64>,
+    /// Socket threads waiting for room ([`Backpressure::Block`]).
+    waiters: Padded<AtomicUsize>,
+    room_lock: Mutex<()>,
+    room: Condvar,
+    capacity: u64,
+    capacity_bytes: u64,
+    /// How many times `release` woke the waiters.
+    #[cfg(test)]
+    wakes: AtomicU64,
+}
+
+impl Queue {
+    pub(super) fn new(capacity: usize, capacity_bytes: usize) -> Queue {
+        let (tx, rx) = if capacity <= EAGER_SLOTS {
+            bounded(capacity + 1)
+        } else {
+            unbounded()
+        };
+        Queue {
+            tx,
+            rx,
+            producers: Padded(ProducerTotals {
+                pushed: AtomicU64::new(0),
+                popped_seen: AtomicU64::new(0),
+            }),
+            popped: Padded(AtomicU64::new(0)),
+            waiters: Padded(AtomicUsize::new(0)),
+            room_lock: Mutex::new(()),
+            room: Condvar::new(),
+            capacity: capacity as u64,
+            capacity_bytes: capacity_bytes as u64,
+            #[cfg(test)]
+            wakes: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether an event of `bytes` fits when the queue holds `held` (packed). An empty queue
+    /// takes any one event, so one bigger than the byte capacity is not refused for ever.
+    fn fits(&self, held: u64, bytes: u64) -> bool {
+        let events = held >> COUNT_SHIFT;
+        events < self.capacity
+            && (events == 0 || (held & BYTES_MASK) + bytes <= self.capacity_bytes)
+    }
+
+    /// Reserves room for one event of `bytes`, if it fits.
+    pub(super) fn try_reserve(&self, bytes: u64) -> bool {
+        let totals = &self.producers.0;
+        // `popped_seen` first: it is never ahead of `popped`, which is never ahead of `pushed`
+        // read after it, so the difference is never negative.
+        let mut seen = totals.popped_seen.load(Ordering::SeqCst);
+        let mut pushed = totals.pushed.load(Ordering::SeqCst);
+        loop {
+            if !self.fits(pushed.wrapping_sub(seen), bytes) {
+                // Full by the estimate: look at what the dispatcher thread really took.
+                seen = self.popped.0.load(Ordering::SeqCst);
+                totals.popped_seen.store(seen, Ordering::SeqCst);
+                pushed = totals.pushed.load(Ordering::SeqCst);
+                if !self.fits(pushed.wrapping_sub(seen), bytes) {
+                    return false;
+                }
+            }
+            match totals.pushed.compare_exchange_weak(
+                pushed,
+                pushed.wrapping_add(packed(1, bytes)),
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => return true,
+                Err(now) => pushed = now,
+            }
+        }
+    }
+
+    /// Whether the queue holds at least [`UNPIN_DEPTH`] events, by the producers' estimate
+    /// (never below the truth), brought up to date every [`UNPIN_SAMPLE`] pushes: one read of
+    /// the dispatcher thread's counter per sample, not per event.
+    pub(super) fn backed_up(&self) -> bool {
+        let totals = &self.producers.0;
+        let mut seen = totals.popped_seen.load(Ordering::SeqCst);
+        let pushed = totals.pushed.load(Ordering::SeqCst);
+        if (pushed >> COUNT_SHIFT) % UNPIN_SAMPLE == 0 {
+            seen = self.popped.0.load(Ordering::SeqCst);
+            totals.popped_seen.store(seen, Ordering::SeqCst);
+        }
+        (pushed.wrapping_sub(seen) >> COUNT_SHIFT) >= UNPIN_DEPTH
+    }
+
+    /// Frees the room of one event taken out of the queue. Blocked socket threads are woken
+    /// once the queue has drained to half its limits (see [`Queue::drained`]), not at every
+    /// freed slot.
+    pub(super) fn release(&self, bytes: u64) {
+        // A read-modify-write (never a plain store): `DropOldest` takes events out from a
+        // socket thread too. SeqCst, so a waiter that announced itself is seen below.
+        let popped = self
+            .popped
+            .0
+            .fetch_add(packed(1, bytes), Ordering::SeqCst)
+            .wrapping_add(packed(1, bytes));
+        if self.waiters.0.load(Ordering::SeqCst) > 0 {
+            let held = self
+                .producers
+                .0
+                .pushed
+                .load(Ordering::SeqCst)
+                .wrapping_sub(popped);
+            if self.drained(held) {
+                let _room = self.room_lock.lock();
+                #[cfg(test)]
+                self.wakes.fetch_add(1, Ordering::Relaxed);
+                self.room.notify_all();
+            }
+        }
+    }
+
+    /// Whether a queue holding `held` (packed) has drained far enough to wake the socket
+    /// threads waiting for room: to half its capacity in events and in bytes. Waking them at
+    /// every freed slot made a full queue cost two thread switches per event (the waiter
+    /// queued one event and blocked again; profiled: a third of the client's CPU at full load);
+    /// from half, a woken socket thread queues up to half a queue without blocking. An empty
+    /// queue always counts as drained, so a waiter for an event bigger than half the byte
+    /// capacity is still woken.
+    fn drained(&self, held: u64) -> bool {
+        let events = held >> COUNT_SHIFT;
+        events == 0
+            || (events <= self.capacity / 2 && (held & BYTES_MASK) <= self.capacity_bytes / 2)
+    }
+
+    /// What the queue holds now (packed).
+    fn held(&self) -> u64 {
+        let popped = self.popped.0.load(Ordering::SeqCst);
+        self.producers
+            .0
+            .pushed
+            .load(Ordering::SeqCst)
+            .wrapping_sub(popped)
+    }
+
+    /// Waits up to `timeout` for room for an event of `bytes` (returns at once if it fits);
+    /// once blocked, it is woken when the queue has drained to half ([`Queue::drained`]).
+    pub(super) fn wait_for_room(&self, bytes: u64, timeout: Duration) {
+        let mut room = self.room_lock.lock();
+        self.waiters.0.fetch_add(1, Ordering::SeqCst);
+        // Checked after announcing the wait and under the lock `release` takes to notify: a
+        // release either happened before this check or notifies this wait.
+        if !self.fits(self.held(), bytes) {
+            self.room.wait_for(&mut room, timeout);
+        }
+        self.waiters.0.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    pub(super) fn len(&self) -> usize {
+        (self.held() >> COUNT_SHIFT) as usize
+    }
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    #[test]
+    fn queue_limits_count_events_and_bytes_and_an_empty_queue_takes_any_event() {
+        let queue = Queue::new(4, 1000);
+        assert!(
+            queue.try_reserve(5000),
+            "an empty queue takes one big event"
+        );
+        assert!(!queue.try_reserve(1), "then it is full by bytes");
+        queue.release(5000);
+        assert!(queue.try_reserve(400));
+        assert!(queue.try_reserve(400));
+        assert!(!queue.try_reserve(201), "1001 bytes would not fit");
+        assert!(queue.try_reserve(200));
+        assert!(queue.try_reserve(0));
+        assert!(!queue.try_reserve(0), "4 events: full by count");
+        assert_eq!(queue.len(), 4);
+        for bytes in [400, 400, 200, 0] {
+            queue.release(bytes);
+        }
+        assert_eq!(queue.held(), 0);
+    }
+
+    #[test]
+    fn a_blocked_push_wakes_when_room_is_freed() {
+        let queue = Arc::new(Queue::new(1, 1 << 20));
+        assert!(queue.try_reserve(10));
+        let q = queue.clone();
+        let waiter = std::thread::spawn(move || {
+            let started = Instant::now();
+            while !q.try_reserve(10) {
+                q.wait_for_room(10, Duration::from_secs(30));
+                assert!(started.elapsed() < Duration::from_secs(30));
+            }
+        });
+        while queue.waiters.0.load(Ordering::SeqCst) == 0 {
+            std::thread::yield_now();
+        }
+        queue.release(10);
+        waiter.join().unwrap();
+        assert_eq!(queue.len(), 1);
+    }
+
+    #[test]
+    fn blocked_pushes_are_woken_once_the_queue_drained_to_half_not_per_freed_slot() {
+        let queue = Queue::new(8, 1 << 20);
+        for _ in 0..8 {
+            assert!(queue.try_reserve(10));
+        }
+        // A socket thread announced that it waits (as `wait_for_room` does).
+        queue.waiters.0.fetch_add(1, Ordering::SeqCst);
+        for _ in 0..3 {
+            queue.release(10);
+        }
+        assert_eq!(
+            queue.wakes.load(Ordering::Relaxed),
+            0,
+            "5 of 8 held: no wake-up"
+        );
+        queue.release(10);
+        assert_eq!(queue.wakes.load(Ordering::Relaxed), 1, "4 of 8 held: woken");
+        queue.waiters.0.fetch_sub(1, Ordering::SeqCst);
+        // Over half by bytes counts too; an emptied queue always wakes (one event bigger
+        // than half the byte capacity is still waited for).
+        let queue = Queue::new(4, 1000);
+        assert!(!queue.drained(packed(1, 5000)));
+        assert!(queue.drained(0));
+        assert!(queue.drained(packed(2, 500)));
+        assert!(!queue.drained(packed(2, 501)));
+        assert!(!queue.drained(packed(3, 30)));
+    }
+
+    #[test]
+    fn a_blocked_push_into_a_full_queue_of_eight_is_woken_as_it_drains() {
+        let queue = Arc::new(Queue::new(8, 1 << 20));
+        for _ in 0..8 {
+            assert!(queue.try_reserve(10));
+        }
+        let q = queue.clone();
+        let waiter = std::thread::spawn(move || {
+            let started = Instant::now();
+            let mut queued = 0;
+            while queued < 4 {
+                if q.try_reserve(10) {
+                    queued += 1;
+                } else {
+                    q.wait_for_room(10, Duration::from_secs(30));
+                    assert!(started.elapsed() < Duration::from_secs(30), "never woken");
+                }
+            }
+        });
+        while queue.waiters.0.load(Ordering::SeqCst) == 0 {
+            std::thread::yield_now();
+        }
+        for _ in 0..8 {
+            queue.release(10);
+        }
+        waiter.join().unwrap();
+        assert_eq!(queue.len(), 4);
+    }
+}
