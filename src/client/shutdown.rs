@@ -81,8 +81,13 @@ impl Client {
             }
         }
         clean &= self.inner.shared.dispatcher.shutdown(deadline);
-        self.inner.registry.clear();
+        // No callback starts from here on; the closures are dropped below, once this call's
+        // lock is released: their `Drop` is user code (it may drop guards, or the last
+        // reference to this client).
+        let cleared = self.inner.registry.take_all();
         *outcome = Some(clean);
+        drop(outcome);
+        cleared.release();
         if clean {
             Ok(())
         } else {
