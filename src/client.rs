@@ -1304,6 +1304,14 @@ fn setup_error(failure: SetupFailure) -> Error {
     }
 }
 
+impl Client {
+    /// The lifecycle sink, for public methods of `Client` defined in other modules
+    /// (models/typed.rs).
+    pub(crate) fn lifecycle_sink(&self) -> &Arc<crate::dispatch::LifecycleSink> {
+        &self.inner.shared.dispatcher.lifecycle
+    }
+}
+
 impl Drop for Client {
     fn drop(&mut self) {
         let timeout = self.inner.shared.config.drop_timeout;

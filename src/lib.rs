@@ -337,6 +337,7 @@ mod http;
 mod lag;
 mod listener;
 mod message;
+pub mod models;
 mod network;
 mod plan;
 mod proxy;
