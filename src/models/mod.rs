@@ -2,8 +2,9 @@
 //!
 //! models/ holds plain data: serde types that follow Genesys' published notification schemas
 //! (the Platform SDKs' generated notification models; each type names its schema), and
-//! builders of the topic names ([`topics`]). It does no I/O; [`Client::on_typed`] (in
-//! `models/typed.rs`) delivers events with their bodies parsed into these types.
+//! builders of the topic names ([`topics`]). It does no I/O;
+//! [`Client::on_typed`](crate::Client::on_typed) (in `models/typed.rs`) delivers events with
+//! their bodies parsed into these types.
 //!
 //! | topic | body type | schema |
 //! |---|---|---|
@@ -32,7 +33,7 @@
 //! use genesys_notify::models::{topics, SystemPresence, UserPresence};
 //! use genesys_notify::{Client, Event};
 //!
-//! # fn main() -> Result<(), genesys_notify::Error> {
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let client = Client::builder().access_token("token").build()?;
 //! let presence = topics::user_presence("9ed7d9f6-0c59-4360-ac54-40dd35eb9c2f")?;
 //! let _guard = client.on_typed(presence.pattern_any(), |event: &Event, body: &UserPresence| {

@@ -46,11 +46,13 @@ struct ParsedBody {
     value: Rc<dyn Any>,
 }
 
+/// Topics already reported per body type, and the bytes of their names.
+type Reported = (HashSet<(Box<str>, TypeId)>, usize);
+
 thread_local! {
     static PARSED: RefCell<Vec<ParsedBody>> = const { RefCell::new(Vec::new()) };
     /// `(topic lower-cased, body type)` already reported as a mismatch, and their bytes.
-    static REPORTED: RefCell<(HashSet<(Box<str>, TypeId)>, usize)> =
-        RefCell::new((HashSet::new(), 0));
+    static REPORTED: RefCell<Reported> = RefCell::new((HashSet::new(), 0));
 }
 
 /// `event`'s body parsed as `T`, from this thread's cache when the same body was just parsed
