@@ -7,7 +7,7 @@
 use genesys_notify::models::{
     CommunicationState, ConversationEvent, Direction, DisconnectType, QueueMember,
     QueueObservation, RecordingState, RoutingStatusValue, SystemPresence, UserConversationSummary,
-    UserPresence, UserRoutingStatus,
+    UserPresence, UserRoutingStatus, UserStations,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -22,6 +22,7 @@ const QUEUE_CALLS: &str =
     include_str!("payloads/documented/routing.queues.conversations.calls.json");
 const MEMBERS: &str = include_str!("payloads/documented/routing.queues.users.json");
 const OBSERVATIONS: &str = include_str!("payloads/documented/analytics.queues.observations.json");
+const STATION: &str = include_str!("payloads/documented/users.station.json");
 
 /// The `eventBody` of a whole notification.
 fn body(frame: &str) -> Value {
@@ -318,6 +319,23 @@ fn queue_observation_reads_its_documented_sample() {
     let averaged: QueueObservation =
         parse(&json!({"data": [{"metrics": [{"metric": "oWaiting", "stats": {"avg": 1.5}}]}]}));
     assert_eq!(averaged.stat("oWaiting", "avg"), Some(1.5));
+}
+
+#[test]
+fn user_stations_reads_its_documented_sample() {
+    let stations: UserStations = check(STATION);
+    let station = stations.associated_station.as_ref().unwrap();
+    assert_eq!(
+        station.id.as_deref(),
+        Some("3c2b1a09-8f7e-4d6c-b5a4-93827160f5e4")
+    );
+    assert_eq!(station.name.as_deref(), Some("Desk 12"));
+    assert_eq!(
+        station.associated_user.as_ref().unwrap().id.as_deref(),
+        Some("9ed7d9f6-0c59-4360-ac54-40dd35eb9c2f")
+    );
+    // A user without a station.
+    assert_eq!(parse::<UserStations>(&json!({})).associated_station, None);
 }
 
 #[test]

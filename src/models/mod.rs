@@ -15,6 +15,7 @@
 //! | `v2.routing.queues.{id}.conversations[.{media}]` | [`ConversationEvent`] | `QueueConversationEventTopicConversation` |
 //! | `v2.routing.queues.{id}.users` | [`QueueMember`] | `QueueUserEventTopicQueueMember` |
 //! | `v2.analytics.queues.{id}.observations` | [`QueueObservation`] | `StatEventQueueTopicStatsNotification` |
+//! | `v2.users.{id}.station` | [`UserStations`] | `UserStationChangeTopicUserStations` |
 //!
 //! Three rules hold for every type, so that a change on the service never breaks a listener:
 //! every field is an `Option` (the service leaves fields out freely); fields the type does
@@ -54,6 +55,7 @@ mod conversation_summary;
 mod presence;
 mod queue;
 mod routing;
+mod station;
 pub mod topics;
 mod typed;
 
@@ -65,4 +67,5 @@ pub use conversation_summary::{MediaSummary, MediaSummaryDetail, UserConversatio
 pub use presence::{PresenceDefinition, SystemPresence, UserPresence};
 pub use queue::{ObservationData, ObservationMetric, QueueMember, QueueObservation, UserReference};
 pub use routing::{RoutingStatus, RoutingStatusValue, UserRoutingStatus};
+pub use station::{UserStation, UserStations};
 pub use topics::{CombinedUserTopic, ConversationMedia, TypedTopic, UserTopic};

@@ -7,7 +7,7 @@
 
 use super::{
     ConversationEvent, QueueMember, QueueObservation, UserConversationSummary, UserPresence,
-    UserRoutingStatus,
+    UserRoutingStatus, UserStations,
 };
 use crate::topic::{Pattern, Topic, TopicError};
 use std::fmt;
@@ -158,7 +158,7 @@ pub enum UserTopic {
     ConversationSummary,
     /// `conversations` ([`ConversationEvent`]).
     Conversations,
-    /// `station` (no typed body yet: read it as `serde_json::Value`).
+    /// `station` ([`UserStations`]).
     Station,
 }
 
@@ -306,12 +306,11 @@ pub fn user_conversations_of(
     )
 }
 
-/// `v2.users.{user_id}.station`: the station the user is associated with (no typed body yet:
-/// the events are read as `serde_json::Value`; schema `UserStationChangeTopicUserStations`).
+/// `v2.users.{user_id}.station`: the station the user is associated with ([`UserStations`]).
 ///
 /// # Errors
 /// As [`user_presence`].
-pub fn user_station(user_id: &str) -> Result<TypedTopic<serde_json::Value>, TopicError> {
+pub fn user_station(user_id: &str) -> Result<TypedTopic<UserStations>, TopicError> {
     typed("v2.users.", user_id, ".station")
 }
 
