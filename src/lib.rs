@@ -148,7 +148,7 @@
 //! (`topics::user_presence(id)`, `topics::queue_observations(id)`, the combined user topic,
 //! ...), each a validated [`Topic`] with the [`Pattern`]s that match its events.
 //! [`Client::on_typed`] registers a listener that gets the body parsed, on the dispatcher
-//! thread; a body that does not fit skips it and is reported once per topic
+//! thread ([`Client::on_topic`] takes the type from a built topic); a body that does not fit skips it and is reported once per topic
 //! ([`Lifecycle::BodyMismatch`], counted in [`Health::body_mismatches`]) while every other
 //! listener still gets the event. Presence and routing-status snapshots parse into the same
 //! types.

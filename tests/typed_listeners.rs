@@ -35,11 +35,25 @@ fn typed_bodies_arrive_parsed_and_a_misfit_is_reported_once_per_topic_while_unty
         .map(|u| topics::user_presence(u).unwrap())
         .collect();
 
-    // Two typed listeners of one type (they share one parse per event) and an untyped one.
+    // Two typed listeners of one type for every user (they share one parse per event), one
+    // for the second user's topic alone (its type comes from the topic), and an untyped one.
     let typed_a: Seen<Option<SystemPresence>> = seen();
     let typed_b: Seen<Option<SystemPresence>> = seen();
+    let typed_user_2: Seen<Option<SystemPresence>> = seen();
     let untyped: Seen<String> = seen();
     let mut guards = Vec::new();
+    {
+        let typed = typed_user_2.clone();
+        guards.push(
+            client
+                .on_topic(&presence[1], move |event, body| {
+                    typed
+                        .lock()
+                        .push((event.topic().to_owned(), body.system_presence().cloned()));
+                })
+                .unwrap(),
+        );
+    }
     for typed in [&typed_a, &typed_b] {
         let typed = typed.clone();
         guards.push(
@@ -107,6 +121,8 @@ fn typed_bodies_arrive_parsed_and_a_misfit_is_reported_once_per_topic_while_unty
         assert_eq!(of(t0), want, "the misfits skipped the typed callback");
         assert_eq!(of(t1), want_t1);
     }
+    assert!(wait_until(LONG, || typed_user_2.lock().len() == 1));
+    assert_eq!(*typed_user_2.lock(), want_t1);
     // The untyped listener got every event, the misfits included, unchanged.
     assert!(wait_until(LONG, || untyped.lock().len() == 6));
     let raw = untyped.lock().clone();
@@ -161,17 +177,18 @@ fn typed_bodies_arrive_parsed_and_a_misfit_is_reported_once_per_topic_while_unty
         "{line}"
     );
 
-    // Counted per listener and event: 3 misfit events, 2 typed listeners. Nothing was dropped
-    // or left unrouted: the misfits were delivered (to the untyped listener).
+    // Counted per listener and event: 3 misfit events for the 2 listeners of every user, and
+    // the second user's misfit for its own listener (reported once all the same). Nothing was
+    // dropped or left unrouted: the misfits were delivered (to the untyped listener).
     let health = client.health();
-    assert_eq!(health.body_mismatches(), 6);
+    assert_eq!(health.body_mismatches(), 7);
     assert_eq!(
         health
             .channels
             .iter()
             .map(|c| c.body_mismatches)
             .sum::<u64>(),
-        6
+        7
     );
     assert_eq!(health.delivered(), 6);
     assert_eq!(health.dropped + health.unrouted(), 0);

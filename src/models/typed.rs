@@ -13,6 +13,7 @@ use crate::dispatch::LifecycleSink;
 use crate::error::Error;
 use crate::event::{Event, Lifecycle};
 use crate::listener::ListenerGuard;
+use crate::models::topics::TypedTopic;
 use serde::de::DeserializeOwned;
 use std::any::{Any, TypeId};
 use std::cell::RefCell;
@@ -203,6 +204,40 @@ impl Client {
                 Err(error) => mismatch::<T>(event, error, &sink),
             }
         })
+    }
+}
+
+impl Client {
+    /// [`Client::on_typed`] for the events of a topic built by [`models::topics`]: the body
+    /// type comes from the topic, so it cannot be mistaken. Listens on
+    /// [`TypedTopic::pattern`] (this topic only); for every user or queue of a kind, use
+    /// `on_typed(topic.pattern_any(), ...)`.
+    ///
+    /// ```no_run
+    /// use genesys_notify::models::topics;
+    /// use genesys_notify::Client;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let client = Client::builder().access_token("token").build()?;
+    /// let observations = topics::queue_observations("0b1f2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d")?;
+    /// let _guard = client.on_topic(&observations, |_event, body| {
+    ///     println!("waiting: {:?}", body.stat("oWaiting", "count"));
+    /// })?;
+    /// let _report = client.subscribe([&observations])?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Shutdown`].
+    ///
+    /// [`models::topics`]: crate::models::topics
+    pub fn on_topic<T, F>(&self, topic: &TypedTopic<T>, callback: F) -> Result<ListenerGuard, Error>
+    where
+        T: DeserializeOwned + 'static,
+        F: Fn(&Event, &T) + Send + Sync + 'static,
+    {
+        self.on_typed(topic.pattern(), callback)
     }
 }
 
