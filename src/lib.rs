@@ -142,16 +142,16 @@
 //! [`models`] has serde types for the bodies of the topics used most, each following the
 //! Genesys notification schema it names: [`models::UserPresence`],
 //! [`models::UserRoutingStatus`], [`models::UserConversationSummary`],
-//! [`models::ConversationEvent`], [`models::QueueMember`] and [`models::QueueObservation`]
-//! (every field optional, unknown fields ignored, unknown enumeration values kept as `Other`;
-//! each type's docs have an example). [`models::topics`] builds their topic names from ids
-//! (`topics::user_presence(id)`, `topics::queue_observations(id)`, the combined user topic,
-//! ...), each a validated [`Topic`] with the [`Pattern`]s that match its events.
-//! [`Client::on_typed`] registers a listener that gets the body parsed, on the dispatcher
-//! thread ([`Client::on_topic`] takes the type from a built topic); a body that does not fit skips it and is reported once per topic
-//! ([`Lifecycle::BodyMismatch`], counted in [`Health::body_mismatches`]) while every other
-//! listener still gets the event. Presence and routing-status snapshots parse into the same
-//! types.
+//! [`models::ConversationEvent`], [`models::QueueMember`], [`models::QueueObservation`] and
+//! [`models::UserStations`] (every field optional, unknown fields ignored, unknown enumeration
+//! values kept as `Other`; each type's docs have an example). [`models::topics`] builds their
+//! topic names from ids (`topics::user_presence(id)`, `topics::queue_observations(id)`, the
+//! combined user topic, ...), each a validated [`Topic`] with the [`Pattern`]s that match its
+//! events. [`Client::on_typed`] registers a listener that gets the body parsed, on the
+//! dispatcher thread ([`Client::on_topic`] takes the type from a built topic); a body that does
+//! not fit skips it and is reported once per topic ([`Lifecycle::BodyMismatch`], counted in
+//! [`Health::body_mismatches`]) while every other listener still gets the event. Presence and
+//! routing-status snapshots parse into the same types.
 //! ```no_run
 //! use genesys_notify::models::{topics, UserPresence};
 //! use genesys_notify::{Client, Event};
