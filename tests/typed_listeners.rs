@@ -7,7 +7,7 @@ mod util;
 use genesys_notify::models::{
     topics, RoutingStatusValue, SystemPresence, UserPresence, UserRoutingStatus,
 };
-use genesys_notify::{Event, Lifecycle, Snapshots};
+use genesys_notify::{Error, Event, Lifecycle, Snapshots};
 use parking_lot::Mutex;
 use serde_json::json;
 use std::sync::Arc;
@@ -79,6 +79,14 @@ fn typed_bodies_arrive_parsed_and_a_misfit_is_reported_once_per_topic_while_unty
                         .push((event.topic().to_owned(), event.body_json().to_owned()));
                 })
                 .unwrap(),
+        );
+    }
+    // The patterns `on` refuses, `on_typed` refuses the same way.
+    for refused in ["channel.metadata", "v2.users..presence"] {
+        let result = client.on_typed(refused, |_: &Event, _: &UserPresence| {});
+        assert!(
+            matches!(result, Err(Error::Topic { ref name, .. }) if name == refused),
+            "{result:?}"
         );
     }
     let report = client.subscribe(&presence).unwrap();

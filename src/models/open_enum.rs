@@ -29,7 +29,9 @@ macro_rules! open_enum {
             )*
             /// A value this version of the crate does not know, exactly as the service sent it.
             /// A later version may give it a variant of its own: compare through
-            /// [`as_str`](Self::as_str) if you must recognise a value not listed here.
+            /// [`as_str`](Self::as_str) if you must recognise a value not listed here. Build
+            /// values with `From<&str>`, which never makes an `Other` of a known value (an
+            /// `Other` holding a known value is not equal to that value's variant).
             Other(String),
         }
 
