@@ -61,6 +61,35 @@ fn with_unknown_fields(value: &Value) -> Value {
     }
 }
 
+/// `value` with every scalar field of every record it holds set to `null`, as a service that
+/// writes out absent fields would send it (array items and map values are data, kept).
+fn with_null_fields(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(key, field)| {
+                    let field = match field {
+                        _ if MAPS.contains(&key.as_str()) => field.clone(),
+                        Value::Object(_) => with_null_fields(field),
+                        Value::Array(items) => Value::Array(
+                            items
+                                .iter()
+                                .map(|item| match item {
+                                    Value::Object(_) => with_null_fields(item),
+                                    other => other.clone(),
+                                })
+                                .collect(),
+                        ),
+                        _ => Value::Null,
+                    };
+                    (key.clone(), field)
+                })
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
 /// Whether everything in `written` is in `read` with the same value (numbers compared as
 /// numbers: `2` and `2.0` are one count).
 fn written_from(written: &Value, read: &Value) -> bool {
@@ -93,8 +122,18 @@ where
         "wrote what it did not read:\n{written:#}\nfrom\n{body:#}"
     );
     assert_eq!(parse::<T>(&written), parsed, "round trip");
-    // Every field is optional: the service may leave any out.
+    // Every field is optional: the service may leave any out, or send it as null.
     assert_eq!(parse::<T>(&json!({})), T::default(), "an empty body reads");
+    let nulls = with_null_fields(&body);
+    assert_ne!(nulls, body, "the payload has scalar fields");
+    let _: T = parse(&nulls);
+    let top_level_nulls: serde_json::Map<String, Value> = body
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|key| (key.clone(), Value::Null))
+        .collect();
+    assert_eq!(parse::<T>(&Value::Object(top_level_nulls)), T::default());
     parsed
 }
 

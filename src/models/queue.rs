@@ -66,7 +66,10 @@ pub struct UserReference {
 /// Schema: Genesys' `StatEventQueueTopicStatsNotification` (with `StatEventQueueTopicDatum`
 /// for [`ObservationData`] and `StatEventQueueTopicMetric` for [`ObservationMetric`]). Every
 /// field is optional; fields not listed here are ignored. Metric names and qualifiers are kept
-/// as text: the service adds metrics over time.
+/// as text: the service adds metrics over time. Per Genesys' analytics notifications page
+/// (developer.genesys.cloud, "Analytics notifications"), the topic carries the queue's
+/// aggregate metrics of the current 30-minute interval and its observations (conversations
+/// waiting, members' routing statuses), and is published on change, at most once a second.
 ///
 /// ```
 /// use genesys_notify::models::QueueObservation;
