@@ -219,7 +219,7 @@
 //! ## Health
 //! [`Client::health`] returns a [`Health`] snapshot: per channel ([`ChannelHealth`]) its state,
 //! topics, counters (received, delivered, dropped, unrouted, malformed, heartbeats,
-//! reconnects), time without a socket, last frame time and ping round trip; the dispatcher queue
+//! reconnects, typed-body mismatches), time without a socket, last frame time and ping round trip; the dispatcher queue
 //! depths and recent queue waits ([`DispatchWait`]); listeners per pattern; panic and drop
 //! totals. The totals ([`Health::received`], [`Health::without_socket`], ...) cover every
 //! channel since the client started, forgotten ones included: they never go down.
