@@ -135,8 +135,7 @@
 //! a [`DisconnectCause`]), reconnection attempts, gaps, per-topic subscription results, token
 //! refreshes, failed REST calls, malformed and unrouted messages, dropped events, panicking
 //! listeners, bodies that did not fit a typed listener, dispatch lag and `v2.system.*` messages
-//! ([`SystemMessage`]). They run on one
-//! lifecycle thread, in the order they happened.
+//! ([`SystemMessage`]). They run on one lifecycle thread, in the order they happened.
 //!
 //! ## Typed bodies and topic names
 //! [`models`] has serde types for the bodies of the topics used most, each following the
@@ -219,10 +218,11 @@
 //! ## Health
 //! [`Client::health`] returns a [`Health`] snapshot: per channel ([`ChannelHealth`]) its state,
 //! topics, counters (received, delivered, dropped, unrouted, malformed, heartbeats,
-//! reconnects, typed-body mismatches), time without a socket, last frame time and ping round trip; the dispatcher queue
-//! depths and recent queue waits ([`DispatchWait`]); listeners per pattern; panic and drop
-//! totals. The totals ([`Health::received`], [`Health::without_socket`], ...) cover every
-//! channel since the client started, forgotten ones included: they never go down.
+//! reconnects, typed-body mismatches), time without a socket, last frame time and ping round
+//! trip; the dispatcher queue depths and recent queue waits ([`DispatchWait`]); listeners per
+//! pattern; panic and drop totals. The totals ([`Health::received`],
+//! [`Health::without_socket`], ...) cover every channel since the client started, forgotten
+//! ones included: they never go down.
 //!
 //! ## Configuration
 //! Every setting has a setter of the same name on [`ClientBuilder`], in the unit its docs name

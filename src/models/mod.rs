@@ -25,9 +25,9 @@
 //! fields and values can be added without breaking your code. Timestamps are kept as the
 //! ISO-8601 text the service sent. Every type serialises back to the service's field names.
 //!
-//! The resync snapshots of presence and routing status ([`Event::is_snapshot`](crate::Event::is_snapshot))
-//! have the event shape and parse into [`UserPresence`] and [`UserRoutingStatus`] like live
-//! events.
+//! The resync snapshots of presence and routing status
+//! ([`Event::is_snapshot`](crate::Event::is_snapshot)) have the event shape and parse into
+//! [`UserPresence`] and [`UserRoutingStatus`] like live events.
 //!
 //! A typed listener for a topic built by [`topics`]:
 //! ```no_run

@@ -176,7 +176,8 @@ impl Client {
     ///
     /// # fn main() -> Result<(), genesys_notify::Error> {
     /// # let client = Client::builder().access_token("token").build()?;
-    /// let _guard = client.on_typed("v2.users.*.routingStatus", |event: &Event, body: &UserRoutingStatus| {
+    /// let pattern = "v2.users.*.routingStatus";
+    /// let _guard = client.on_typed(pattern, |event: &Event, body: &UserRoutingStatus| {
     ///     if body.status() == Some(&RoutingStatusValue::NotResponding) {
     ///         eprintln!("{} is not responding", event.topic());
     ///     }
