@@ -473,6 +473,23 @@ pub enum Lifecycle {
         /// Why.
         error: crate::error::ResyncError,
     },
+    /// An event's `eventBody` did not fit the type a typed listener
+    /// ([`Client::on_typed`](crate::Client::on_typed)) asked for. Reported the first time per
+    /// topic and type; every such event is counted in
+    /// [`ChannelHealth::body_mismatches`](crate::ChannelHealth::body_mismatches). The event
+    /// still reached its other listeners.
+    #[non_exhaustive]
+    BodyMismatch {
+        /// The channel that delivered the event.
+        channel: ChannelId,
+        /// `topicName` as received.
+        topic: String,
+        /// The body type asked for (`std::any::type_name`, for example
+        /// `genesys_notify::models::presence::UserPresence`).
+        body_type: &'static str,
+        /// The serde error saying where the body does not fit (at most about 512 bytes).
+        error: String,
+    },
     /// A `v2.system.*` message arrived on a channel (for example `v2.system.socket_closing`).
     #[non_exhaustive]
     SystemMessage {
@@ -527,6 +544,7 @@ impl Lifecycle {
             Lifecycle::DispatchLagHigh { .. } => "dispatch_lag_high",
             Lifecycle::Resynced { .. } => "resynced",
             Lifecycle::ResyncFailed { .. } => "resync_failed",
+            Lifecycle::BodyMismatch { .. } => "body_mismatch",
             Lifecycle::SystemMessage { .. } => "system_message",
         }
     }
@@ -543,6 +561,7 @@ impl Lifecycle {
             | Lifecycle::MalformedMessage { channel, .. }
             | Lifecycle::UnroutedMessage { channel, .. }
             | Lifecycle::Resynced { channel, .. }
+            | Lifecycle::BodyMismatch { channel, .. }
             | Lifecycle::SystemMessage { channel, .. } => Some(channel),
             Lifecycle::ChannelReplaced { new, .. } => Some(new),
             Lifecycle::Reconnecting { channel, .. }
@@ -714,6 +733,16 @@ impl fmt::Display for LifecycleText<'_> {
             Lifecycle::ResyncFailed { topic, error } => {
                 write!(f, "resync of {topic} failed: {error}")
             }
+            Lifecycle::BodyMismatch {
+                topic,
+                body_type,
+                error,
+                ..
+            } => write!(
+                f,
+                "eventBody of {topic} does not fit {body_type}: {error} (typed listeners skipped; \
+                 reported once per topic)"
+            ),
             Lifecycle::SystemMessage { message, .. } => {
                 write!(f, "system message {}", message.topic)?;
                 if let Some(kind) = &message.system_topic_type {
@@ -832,6 +861,12 @@ mod lifecycle_text_tests {
                 topics: vec![topic.clone()],
                 snapshots: 1,
                 failures: 0,
+            },
+            Lifecycle::BodyMismatch {
+                channel: channel.clone(),
+                topic: "v2.x".into(),
+                body_type: "T",
+                error: "missing field".into(),
             },
         ]
     }

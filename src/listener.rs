@@ -558,6 +558,7 @@ impl Registry {
     /// Retires everything (shutdown): no callback starts after this. The callbacks are
     /// dropped once the lock is released (a callback may own guards, whose drop needs it);
     /// one still running is dropped when it returns.
+    #[cfg(test)]
     pub(crate) fn clear(&self) {
         self.take_all().release();
     }

@@ -254,7 +254,10 @@ fn shutdown_keeps_its_timeout_when_a_closure_owns_the_guard_of_a_running_callbac
     let result = client.shutdown(Duration::from_millis(500));
     let took = started.elapsed();
     let _ = release_tx.send(());
-    assert!(result.is_err(), "the blocked callback cannot be joined: {result:?}");
+    assert!(
+        result.is_err(),
+        "the blocked callback cannot be joined: {result:?}"
+    );
     assert!(
         took < Duration::from_secs(15),
         "shutdown(500 ms) waited {took:?} for the blocked callback"

@@ -15,6 +15,7 @@ mod retry;
 mod shutdown;
 mod slots;
 mod subscribe;
+mod typed;
 mod unsubscribe;
 
 pub use builder::ClientBuilder;
@@ -122,7 +123,7 @@ impl Client {
     /// # Errors
     /// [`Error::Token`] when no token can be obtained (for example bad client credentials),
     /// [`Error::Api`] when the service refuses the token or cannot be reached, and
-    /// [`ApiError::Server`](crate::api::ApiError::Server) with status 404, naming the URL, when
+    /// [`ApiError::Server`](crate::error::ApiError::Server) with status 404, naming the URL, when
     /// `api_base` is not the API root.
     pub fn verify_token(&self) -> Result<(), Error> {
         self.check_open()?;
@@ -235,5 +236,13 @@ impl Client {
                 .map(|e| e.health())
                 .unwrap_or_default(),
         }
+    }
+}
+
+impl Client {
+    /// The lifecycle sink, for public methods of `Client` defined in other modules
+    /// (models/typed.rs).
+    pub(crate) fn lifecycle_sink(&self) -> &Arc<crate::dispatch::LifecycleSink> {
+        &self.inner.shared.dispatcher.lifecycle
     }
 }
