@@ -8,13 +8,15 @@ use crate::error::{Cause, ProxyError};
 use crate::gateway::StreamingOverride;
 use crate::proxy::ProxyPolicy;
 use crate::trust::TrustRoots;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Everything a connection of this client needs, resolved from [`Config`] and the environment.
 pub(crate) struct Network {
     pub(crate) proxy: ProxyPolicy,
-    /// The trust roots of the REST calls and of the notification sockets.
-    pub(crate) tls: TrustRoots,
+    /// The trust roots (and the one rustls configuration) of the REST calls and of the
+    /// notification sockets.
+    pub(crate) tls: Arc<TrustRoots>,
     pub(crate) streaming: StreamingOverride,
 }
 
@@ -64,7 +66,7 @@ impl Network {
         let proxy = config.proxy.resolve(env)?;
         Ok(Network {
             proxy,
-            tls: TrustRoots::resolve(&config.tls)?,
+            tls: Arc::new(TrustRoots::resolve(&config.tls)?),
             streaming: config.streaming.clone(),
         })
     }
@@ -74,11 +76,10 @@ impl Network {
     pub(crate) fn agent(&self, base_url: &str, timeout: Duration) -> HttpAgent {
         let proxy = self.proxy.for_url(base_url);
         HttpAgent {
-            agent: crate::http::agent_with(
-                timeout,
-                proxy.and_then(|p| p.to_ureq()),
-                self.tls.ureq_config(),
-            ),
+            agent: crate::http::agent_with(timeout, proxy.and_then(|p| p.to_ureq()), {
+                let tls = self.tls.clone();
+                Arc::new(move || tls.client_config())
+            }),
             proxied: match proxy {
                 None => Proxied::No,
                 Some(p) => Proxied::Yes {
@@ -200,5 +201,100 @@ mod tests {
                 .proxied,
             Proxied::No
         );
+    }
+
+    /// What each request gets: generous for a slow machine.
+    const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+    /// A TLS server on 127.0.0.1 whose self-signed certificate (returned, PEM) names
+    /// `localhost`; it answers one request per connection with 204 and reports how each
+    /// handshake ended.
+    fn self_signed_https() -> (String, String, crossbeam_channel::Receiver<String>) {
+        use std::io::{Read, Write};
+        let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let pem = certified.cert.pem();
+        let key =
+            rustls::pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into());
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![certified.cert.der().clone()], key)
+        .unwrap();
+        let config = Arc::new(config);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!(
+            "https://localhost:{}",
+            listener.local_addr().unwrap().port()
+        );
+        let (tx, rx) = crossbeam_channel::unbounded();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let _ = stream.set_read_timeout(Some(REQUEST_TIMEOUT));
+                let conn = rustls::ServerConnection::new(config.clone()).unwrap();
+                let mut tls = rustls::StreamOwned::new(conn, stream);
+                let mut buf = [0u8; 4096];
+                let outcome = match tls.read(&mut buf) {
+                    Ok(n) => {
+                        let _ = tls.write_all(
+                            b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                        );
+                        let _ = tls.flush();
+                        format!("read {n} bytes of application data")
+                    }
+                    Err(e) => format!("handshake failed: {e}"),
+                };
+                if tx.send(outcome).is_err() {
+                    return;
+                }
+            }
+        });
+        (base, pem, rx)
+    }
+
+    #[test]
+    fn rest_calls_verify_certificates_with_the_clients_roots() {
+        let (base, pem, server) = self_signed_https();
+        // Default roots: the self-signed certificate is refused, no request is sent.
+        let net = Network::with_env(&Config::default(), &|_| None).unwrap();
+        let error = net
+            .agent(&base, REQUEST_TIMEOUT)
+            .agent
+            .get(&format!("{base}/api/v2/tokens/me"))
+            .call()
+            .expect_err("an unknown issuer");
+        assert!(
+            crate::http::transport_message(&error).contains("certificate"),
+            "{error:?}"
+        );
+        let outcome = server.recv_timeout(REQUEST_TIMEOUT).unwrap();
+        assert!(outcome.starts_with("handshake failed"), "{outcome}");
+
+        // The same certificate added as a root: verified, the request goes through.
+        let config = Config {
+            tls: crate::tls::TlsSettings {
+                roots: crate::tls::TlsRoots::WebPki,
+                extra: crate::tls::parse_pem(pem.as_bytes()).unwrap(),
+            },
+            ..Config::default()
+        };
+        let net = Network::with_env(&config, &|_| None).unwrap();
+        let response = net
+            .agent(&base, REQUEST_TIMEOUT)
+            .agent
+            .get(&format!("{base}/api/v2/tokens/me"))
+            .call()
+            .unwrap();
+        assert_eq!(response.status(), 204);
+        let outcome = server.recv_timeout(REQUEST_TIMEOUT).unwrap();
+        assert!(outcome.contains("application data"), "{outcome}");
+        // REST and sockets verify with the one configuration of the client.
+        assert!(Arc::ptr_eq(
+            &net.tls.client_config(),
+            &net.tls.socket_config()
+        ));
     }
 }
