@@ -13,7 +13,7 @@ use ureq::unversioned::transport::NextTimeout;
 
 pub(crate) mod connector;
 
-use connector::TlsSource;
+use connector::{OpenSockets, TlsSource};
 
 /// Server-provided error text is cut to this many characters.
 const MAX_ERROR_TEXT: usize = 300;
@@ -33,10 +33,12 @@ const MAX_RESPONSE_HEADER: usize = INPUT_BUFFER / 2;
 /// errors, and redirects are not followed (Genesys does not redirect API calls; following one
 /// would send a request, possibly with a channel id in its path, somewhere unexpected). Host
 /// names are resolved by [`HostResolver`]; servers are verified against the bundled Mozilla
-/// roots (a client's agents come from network.rs, with its own roots).
+/// roots. Its sockets are registered nowhere a shutdown would reach: a client's agents come
+/// from network.rs.
 pub(crate) fn http_agent(timeout: Duration) -> ureq::Agent {
     agent(
         settings(timeout).build(),
+        Arc::new(OpenSockets::default()),
         Arc::new(|| crate::trust::default_roots().client_config()),
     )
 }
@@ -54,19 +56,24 @@ fn settings(timeout: Duration) -> ureq::config::ConfigBuilder<ureq::typestate::A
 }
 
 /// The same agent, through `proxy` (or explicitly direct: ureq's own reading of the proxy
-/// environment is replaced by ours, see proxy.rs), and TLS with the configuration `tls` gives
-/// (the client's, trust.rs).
+/// environment is replaced by ours, see proxy.rs), its sockets registered in `sockets`, and
+/// TLS with the configuration `tls` gives (the client's, trust.rs).
 pub(crate) fn agent_with(
     timeout: Duration,
     proxy: Option<ureq::Proxy>,
+    sockets: Arc<OpenSockets>,
     tls: TlsSource,
 ) -> ureq::Agent {
-    agent(settings(timeout).proxy(proxy).build(), tls)
+    agent(settings(timeout).proxy(proxy).build(), sockets, tls)
 }
 
 /// An agent with our connector chain (http/connector.rs) and our [`HostResolver`].
-fn agent(config: ureq::config::Config, tls: TlsSource) -> ureq::Agent {
-    ureq::Agent::with_parts(config, connector::chain(tls), HostResolver::default())
+fn agent(config: ureq::config::Config, sockets: Arc<OpenSockets>, tls: TlsSource) -> ureq::Agent {
+    ureq::Agent::with_parts(
+        config,
+        connector::chain(sockets, tls),
+        HostResolver::default(),
+    )
 }
 
 /// How long a host name's addresses are reused: long enough that a burst of calls (one
