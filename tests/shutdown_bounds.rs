@@ -263,3 +263,24 @@ fn shutdown_keeps_its_timeout_when_a_closure_owns_the_guard_of_a_running_callbac
         "shutdown(500 ms) waited {took:?} for the blocked callback"
     );
 }
+
+/// Issue 17, point 8: a shutdown during a REST call that hangs (here the state read that follows
+/// a subscribe, held by the emulator) cuts the call and returns `Ok` on time. Before, the call
+/// kept its thread until the 30 s request timeout and `shutdown(5 s)` returned `Timeout`.
+#[test]
+fn a_shutdown_during_a_hanging_rest_call_cuts_it_and_returns_ok_on_time() {
+    let emu = emulator();
+    let hold = emu.hold_state_responses();
+    let client = builder(&emu)
+        .snapshots(genesys_notify::Snapshots::AfterGapsAndSubscribe)
+        .build()
+        .unwrap();
+    let topic = presence_topics(1).remove(0);
+    let _ = client.subscribe([&topic]).unwrap();
+    assert!(hold.wait_held(1, WAIT), "the state read is held");
+    let started = std::time::Instant::now();
+    let result = client.shutdown(SHUTDOWN);
+    let took = started.elapsed();
+    drop(hold);
+    assert!(result.is_ok(), "{result:?} after {took:?}");
+}
