@@ -29,9 +29,20 @@ pub(crate) type FrameText = tungstenite::Utf8Bytes;
 /// of its own (the frame the callback sees may be a slice of the socket's 32 KiB read buffer,
 /// which a clone does not keep alive), so a clone costs one allocation of the frame's size.
 /// ```
-/// # fn f(event: &genesys_notify::Event, tx: std::sync::mpsc::Sender<genesys_notify::Event>) {
-/// tx.send(event.clone()).ok(); // to a worker thread; the topic, body, time all come along
-/// # }
+/// use genesys_notify::Event;
+/// use std::sync::mpsc;
+///
+/// let (tx, rx) = mpsc::channel::<Event>();
+/// // A callback for `Client::on`: the topic, body, times and channel go along to the worker.
+/// let forward = move |event: &Event| {
+///     let _ = tx.send(event.clone());
+/// };
+/// std::thread::spawn(move || {
+///     for event in rx {
+///         println!("{} {}", event.topic(), event.body_json());
+///     }
+/// });
+/// # drop(forward);
 /// ```
 pub struct Event {
     frame: FrameText,
