@@ -161,6 +161,22 @@ impl Session {
         self.stamped().map(Stamped::get_ref)
     }
 
+    /// A clone of this socket's TCP stream for the slot's interrupts; `None` when it cannot be
+    /// cloned (out of file descriptors: a stop is then seen at the next read timeout).
+    fn interrupt_handle(&self) -> Option<TcpStream> {
+        let stream = self.tcp()?;
+        match stream.try_clone() {
+            Ok(clone) => Some(clone),
+            Err(error) => {
+                log::warn!(
+                    "cannot clone the socket of {} for interrupts: {error}",
+                    self.id()
+                );
+                None
+            }
+        }
+    }
+
     /// A reference to this socket's [`Origin`] for one event. Each event holds one and the
     /// dispatcher thread drops it: cloning one per event made the reference count's cache line
     /// travel between the two threads twice per event (profiled: the most expensive instruction
@@ -386,6 +402,11 @@ impl Session {
         let (mut next, interrupt) = match Session::open(&self.slot, &self.shared, &info) {
             Ok(next) => next,
             Err(error) => {
+                // `open` handed the new connection's TCP stream to the slot for interrupts as
+                // soon as it was connected: give the slot the old one back, so that a stop or a
+                // nudge reaches the socket still read (not only at its next read timeout), and
+                // so that the slot's clone does not hold the failed connection open.
+                self.slot.set_interrupt(self.interrupt_handle());
                 log::warn!(
                     "socket_closing: opening the new socket for {} failed ({error}); keeping the old one",
                     self.id()
