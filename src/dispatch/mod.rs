@@ -187,7 +187,12 @@ impl Dispatcher {
                 match queue.rx.try_recv() {
                     Ok(Some(oldest)) => {
                         queue.release(oldest.queued_bytes() as u64);
-                        self.count_drop(&oldest);
+                        // The oldest goes, snapshot or not: events of all topics share the
+                        // queue and several socket threads push into it, so taking a later
+                        // live event out instead would mean re-queuing the ones before it,
+                        // behind events pushed meanwhile (reordering a topic). A snapshot is
+                        // never dropped silently, though (`drop_queued`).
+                        self.drop_queued(&oldest);
                     }
                     Ok(None) => {
                         // Took the stop marker of a shutdown: put it back and give up.
@@ -236,6 +241,15 @@ impl Dispatcher {
             }
             queue.wait_for_room(bytes, BLOCK_POLL);
         }
+    }
+
+    /// Drops an event taken out of a queue undelivered: a snapshot's fetch is forgotten by the
+    /// gate and counted there too (`ResyncHealth::snapshots_dropped`).
+    fn drop_queued(&self, event: &Event) {
+        if event.is_snapshot() {
+            self.gate.dropped(event.topic());
+        }
+        self.count_drop(event);
     }
 
     fn count_drop(&self, event: &Event) {
@@ -314,6 +328,97 @@ impl Dispatcher {
 mod tests {
     use super::*;
     use queue::UNPIN_DEPTH;
+
+    fn test_origin() -> Arc<crate::event::Origin> {
+        Arc::new(crate::event::Origin {
+            channel: crate::channel_id::ChannelId::new("c1"),
+            stats: Arc::new(crate::health::ChannelStats::new()),
+            epoch: (Instant::now(), std::time::SystemTime::now()),
+        })
+    }
+
+    /// A live event of `topic` as a socket thread queues it.
+    fn live(topic: &str, origin: &Arc<crate::event::Origin>) -> Event {
+        let frame = format!(r#"{{"topicName":"{topic}","eventBody":{{}}}}"#);
+        let text = crate::event::FrameText::try_from(tungstenite::Bytes::from(frame)).unwrap();
+        let Ok(crate::message::Inbound::Notification(located)) =
+            crate::message::parse(text.as_str())
+        else {
+            panic!("a notification");
+        };
+        Event::new(text, located, origin.clone(), Instant::now())
+    }
+
+    /// Issue 17 point 4: `DropOldest` dropped a queued snapshot without cancelling its fetch in
+    /// the gate (every live event then took the gate's lock until the topic's next snapshot)
+    /// and without counting it as a dropped snapshot.
+    #[test]
+    fn drop_oldest_dropping_a_snapshot_frees_its_gate_entry_and_counts_it() {
+        let registry = Arc::new(Registry::new(usize::MAX));
+        let (entered_tx, entered_rx) = crossbeam_channel::bounded::<()>(1);
+        let (release_tx, release_rx) = crossbeam_channel::bounded::<()>(1);
+        let _listener = registry.add_event(
+            "v2.hold".parse().unwrap(),
+            Box::new(move |_: &Event| {
+                let _ = entered_tx.send(());
+                let _ = release_rx.recv_timeout(Duration::from_secs(30));
+            }),
+        );
+        let limits = QueueLimits {
+            capacity: 2,
+            capacity_bytes: 1 << 20,
+        };
+        let dispatcher = Dispatcher::start(
+            registry,
+            1,
+            limits,
+            Backpressure::DropOldest,
+            Duration::from_secs(60),
+        )
+        .unwrap();
+        let origin = test_origin();
+        let snapshot_origin = test_origin();
+        let stop = AtomicBool::new(false);
+        // The dispatcher thread is held inside a callback: the queue fills.
+        assert_eq!(
+            dispatcher.push(live("v2.hold", &origin), &stop),
+            Pushed::Queued
+        );
+        entered_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        let topic = "v2.users.u1.presence";
+        dispatcher.gate.begin([topic], Instant::now());
+        let snapshot = Event::snapshot(topic, "{}", &snapshot_origin, Instant::now());
+        assert!(dispatcher.push_snapshot(snapshot, &stop));
+        assert_eq!(
+            dispatcher.push(live("v2.other", &origin), &stop),
+            Pushed::Queued
+        );
+        // Full: the oldest queued event, the snapshot, makes room.
+        assert_eq!(
+            dispatcher.push(live("v2.other", &origin), &stop),
+            Pushed::DroppedOldest
+        );
+        assert_eq!(
+            dispatcher.gate.dropped_count(),
+            1,
+            "the snapshot counted as dropped"
+        );
+        assert_eq!(
+            snapshot_origin
+                .stats
+                .dispatch
+                .dropped
+                .load(Ordering::Relaxed),
+            1
+        );
+        // Its fetch is forgotten: a live event of the topic no longer looks it up, and a later
+        // snapshot of the topic is not taken for superseded.
+        dispatcher.gate.note_live(topic, Instant::now());
+        assert!(dispatcher.gate.admit(topic));
+        assert_eq!(dispatcher.gate.superseded(), 0);
+        release_tx.send(()).unwrap();
+        assert!(dispatcher.shutdown(Instant::now() + Duration::from_secs(10)));
+    }
 
     #[test]
     fn with_several_queues_a_backed_up_queue_copies_its_frames_out_of_the_read_buffer() {
