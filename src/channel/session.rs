@@ -79,6 +79,9 @@ pub(super) struct Session {
     tick: Duration,
     /// When the last frame of any kind arrived (published by `publish_last_frame`).
     last_frame_at: Option<Instant>,
+    /// An event read but not queued: a nudge interrupted its blocked push (`queue`). The
+    /// session ends with it; the worker queues it before any event of the next socket.
+    pub(super) held: Option<Event>,
 }
 
 impl Session {
@@ -130,6 +133,7 @@ impl Session {
             reading_since: None,
             tick,
             last_frame_at: None,
+            held: None,
         }
     }
 
@@ -464,21 +468,30 @@ impl Session {
         }
     }
 
-    /// Handles one message read from the socket.
-    /// Counts a notification received and queues it for the dispatcher.
-    fn queue(&mut self, event: Event) {
+    /// Counts a notification received and queues it for the dispatcher. A nudge that comes
+    /// while the push waits for room (`Backpressure::Block`) ends the socket as the nudge's
+    /// interrupt would: the event is kept in `held`, not lost, and the thread serves the nudge
+    /// (a callback that called `subscribe` may be what holds the queue full).
+    fn queue(&mut self, event: Event) -> Next {
         // Only this channel's worker thread writes the count: a load and a store keep it exact
         // without a locked read-modify-write per event (profiled).
         let received = &self.slot.stats().received;
         received.store(received.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-        if let Pushed::QueuedAfter(blocked) = self
+        let slot = &self.slot;
+        match self
             .shared
             .dispatcher
-            .push(event, self.slot.stopping_flag())
+            .push(event, slot.stopping_flag(), &|| slot.nudge_pending())
         {
             // Time spent blocked by backpressure is not server silence.
-            self.liveness.blocked(blocked);
+            Pushed::QueuedAfter(blocked) => self.liveness.blocked(blocked),
+            Pushed::Interrupted(event) => {
+                self.held = Some(event);
+                return Next::End(nudged());
+            }
+            Pushed::Queued | Pushed::DroppedNewest | Pushed::DroppedOldest => {}
         }
+        Next::Continue
     }
 
     fn handle(&mut self, message: Message) -> Next {
@@ -495,13 +508,12 @@ impl Session {
                 // thread (message::notification_topic says why).
                 if let Some(topic) = message::notification_topic(text.as_str()) {
                     let event = Event::unlocated(text, topic, self.next_origin(), now);
-                    self.queue(event);
-                    return Next::Continue;
+                    return self.queue(event);
                 }
                 match message::parse(text.as_str()) {
                     Ok(Inbound::Notification(located)) => {
                         let event = Event::new(text, located, self.next_origin(), now);
-                        self.queue(event);
+                        return self.queue(event);
                     }
                     Ok(Inbound::Heartbeat) => {
                         stats.heartbeats.fetch_add(1, Ordering::Relaxed);
@@ -583,6 +595,13 @@ impl Session {
         }
         Next::Continue
     }
+}
+
+/// How a socket ends when a nudge interrupted a blocked push: as the nudge's interrupt of the
+/// socket ends it (the read half shut, so the read sees the connection end without a close
+/// frame), so that the failure table decides the same (check the channel).
+pub(super) fn nudged() -> DisconnectCause {
+    DisconnectCause::Io("the TCP connection ended without a close frame (interrupted)".into())
 }
 
 fn is_timeout(e: &std::io::Error) -> bool {
