@@ -492,8 +492,9 @@ gn_result gn_client_health_json(gn_client *client, char *buf, size_t len, size_t
 
 // Shuts the client down within `timeout_ms` milliseconds (`Client::shutdown`): close frames
 // sent, server-side subscriptions removed, queued events delivered, threads joined. Listeners
-// are unregistered (their `userdata_free` runs when their guards are freed). Later calls on
-// the client fail with `GN_SHUTDOWN`; the handle must still be freed.
+// are unregistered and their `userdata_free` runs now (their guards must still be freed, which
+// then does nothing more). Later calls on the client fail with `GN_SHUTDOWN`; the handle must
+// still be freed.
 //
 // Errors: `GN_TIMEOUT` when some thread did not finish in time; `GN_INVALID_ARGUMENT`.
 gn_result gn_client_shutdown(gn_client *client, uint64_t timeout_ms);

@@ -289,8 +289,9 @@ pub extern "C" fn gn_client_health_json(
 
 /// Shuts the client down within `timeout_ms` milliseconds (`Client::shutdown`): close frames
 /// sent, server-side subscriptions removed, queued events delivered, threads joined. Listeners
-/// are unregistered (their `userdata_free` runs when their guards are freed). Later calls on
-/// the client fail with `GN_SHUTDOWN`; the handle must still be freed.
+/// are unregistered and their `userdata_free` runs now (their guards must still be freed, which
+/// then does nothing more). Later calls on the client fail with `GN_SHUTDOWN`; the handle must
+/// still be freed.
 ///
 /// Errors: `GN_TIMEOUT` when some thread did not finish in time; `GN_INVALID_ARGUMENT`.
 #[no_mangle]

@@ -95,3 +95,19 @@ fn bad_input_under_valgrind_no_invalid_access_no_definite_leak() {
         assert!(out.ends_with("bad_input: ok\n"), "{out}");
     }
 }
+
+/// README's "From C" program compiles and links as README says (it needs Genesys Cloud to run).
+#[test]
+fn the_readme_c_program_compiles() {
+    let readme = std::fs::read_to_string(util::crate_dir().join("../README.md")).expect("README");
+    let start = readme
+        .find("```c\n/* presence.c")
+        .expect("README's C program")
+        + "```c\n".len();
+    let end = start + readme[start..].find("```").expect("the end of the block");
+    let source = util::out_dir().join("presence.c");
+    std::fs::create_dir_all(util::out_dir()).unwrap();
+    std::fs::write(&source, &readme[start..end]).unwrap();
+    let program = util::compile_file("cc", "-std=c11", &source, "presence", Link::Shared);
+    assert!(program.exists());
+}

@@ -200,13 +200,31 @@ int main(void) {
   MESSAGE_HAS("not JSON");
   EXPECT(GN_INVALID_ARGUMENT, gn_emulator_inject_socket_fault(emu, 42));
 
+  /* A guard outliving its client: freeing the client releases the userdata, freeing the
+   * guard afterwards is fine and releases nothing twice. */
+  gn_builder *second_builder = NULL;
+  gn_client *second = NULL;
+  OK(gn_builder_new(&second_builder));
+  OK(gn_builder_api_base(second_builder, gn_emulator_api_base(emu)));
+  OK(gn_builder_login_base(second_builder, gn_emulator_login_base(emu)));
+  OK(gn_builder_access_token(second_builder, "token"));
+  OK(gn_builder_build(second_builder, &second));
+  OK(gn_builder_free(second_builder));
+  gn_guard *orphan = NULL;
+  int before_orphan = atomic_load(&freed);
+  OK(gn_client_on(second, "v2.users.*.presence", ignore_event, NULL, count_free, &orphan));
+  OK(gn_client_free(second));
+  CHECK(atomic_load(&freed) == before_orphan + 1);
+  OK(gn_guard_free(orphan));
+  CHECK(atomic_load(&freed) == before_orphan + 1);
+
   /* Use after shutdown. */
   OK(gn_client_shutdown(client, 5000));
   EXPECT(GN_SHUTDOWN, gn_client_subscribe(client, mixed, 1, &report));
   EXPECT(GN_SHUTDOWN, gn_client_unsubscribe(client, mixed, 1, &report));
   EXPECT(GN_SHUTDOWN, gn_client_verify_token(client));
   EXPECT(GN_SHUTDOWN, gn_client_on_lifecycle(client, ignore_lifecycle, NULL, count_free, &guard));
-  CHECK(atomic_load(&freed) == 7);
+  CHECK(atomic_load(&freed) == 8);
   OK(gn_client_shutdown(client, 5000)); /* a second shutdown reports the first's outcome */
   OK(gn_client_free(client));
   EXPECT(GN_INVALID_ARGUMENT, gn_client_subscribe(client, mixed, 1, &report));

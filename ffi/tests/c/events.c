@@ -308,6 +308,9 @@ int main(int argc, char **argv) {
   CHECK(atomic_load(&late.freed) == 1); /* userdata released when registration fails */
   CHECK(late_guard == NULL);
 
+  /* The shutdown unregistered the listeners and released their userdata, once. */
+  CHECK(atomic_load(&order.freed) == 1);
+  CHECK(atomic_load(&life.freed) == 1);
   OK(gn_guard_free(order_guard));
   OK(gn_guard_free(life_guard));
   CHECK(atomic_load(&order.freed) == 1);

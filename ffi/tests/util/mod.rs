@@ -93,6 +93,13 @@ fn compile(compiler: &str, std: &str, source: &Path, output: &Path, link: Link) 
     );
 }
 
+/// Compiles `source` with `compiler` into a program named after `name`, and returns its path.
+pub fn compile_file(compiler: &str, std: &str, source: &Path, name: &str, link: Link) -> PathBuf {
+    let output = unique(name);
+    compile(compiler, std, source, &output, link);
+    output
+}
+
 /// Compiles tests/c/<name>.c with `cc` and returns the program's path.
 pub fn compile_c(name: &str, link: Link) -> PathBuf {
     let output = unique(&format!("{name}-{link:?}"));
