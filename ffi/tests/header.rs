@@ -40,13 +40,40 @@ fn the_committed_header_is_what_cbindgen_generates() {
             generated.lines().nth(first),
         );
     }
-    // Every exported function is declared, and nothing else carries another prefix.
     for name in [
         "gn_version",
         "gn_client_on",
         "gn_guard_free",
         "gn_emulator_start",
     ] {
-        assert!(generated.contains(&format!(" {name}(")), "{name} missing");
+        assert!(generated.contains(&format!("{name}(")), "{name} missing");
     }
+}
+
+/// ffi/README.md maps every function of the header to its Rust counterpart.
+#[test]
+fn the_readme_table_names_every_function_of_the_header() {
+    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let header = std::fs::read_to_string(crate_dir.join("include/genesys_notify.h")).unwrap();
+    let readme = std::fs::read_to_string(crate_dir.join("README.md")).unwrap();
+    let mut missing = Vec::new();
+    let mut count = 0;
+    for line in header.lines().filter(|l| !l.starts_with("//")) {
+        let Some(open) = line.find('(') else { continue };
+        let Some(name) = line[..open].rsplit([' ', '*']).next() else {
+            continue;
+        };
+        if !name.starts_with("gn_") {
+            continue;
+        }
+        count += 1;
+        if !readme.contains(&format!("`{name}`")) {
+            missing.push(name.to_owned());
+        }
+    }
+    assert!(count > 60, "only {count} functions found in the header");
+    assert!(
+        missing.is_empty(),
+        "ffi/README.md does not list {missing:?}"
+    );
 }
