@@ -7,9 +7,8 @@
 
 mod util;
 
-use std::path::PathBuf;
 use std::time::Duration;
-use util::{compile_c, lib_dir, run, Link};
+use util::{compile_c, run, under_valgrind, Link};
 
 #[test]
 fn events_in_order_guards_gap_unsubscribe_and_shutdown() {
@@ -42,40 +41,6 @@ fn the_static_library_links_with_the_documented_line() {
         Duration::from_secs(120),
     );
     assert!(out.ends_with("bad_input: ok\n"), "{out}");
-}
-
-fn valgrind() -> Option<PathBuf> {
-    let found = std::process::Command::new("valgrind")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    found.then(|| PathBuf::from("valgrind"))
-}
-
-/// Runs `program` (with `args`) under valgrind's memcheck: any invalid read or write, use of
-/// uninitialised memory, bad free, or leak definitely lost makes it exit 99.
-fn under_valgrind(program: &std::path::Path, args: &[&str]) -> Option<String> {
-    let Some(valgrind) = valgrind() else {
-        println!(
-            "NOTICE: valgrind is not installed: the memcheck runs are skipped (CI installs it)"
-        );
-        return None;
-    };
-    let mut command = std::process::Command::new(valgrind);
-    command
-        .args([
-            "--error-exitcode=99",
-            "--leak-check=full",
-            "--show-leak-kinds=definite",
-            "--errors-for-leak-kinds=definite",
-            "--track-origins=no",
-            "--quiet",
-        ])
-        .arg(program)
-        .args(args)
-        // The library's own directory, so valgrind's loader finds it too.
-        .env("LD_LIBRARY_PATH", lib_dir());
-    Some(run(&mut command, Duration::from_secs(300)))
 }
 
 #[test]

@@ -166,3 +166,32 @@ pub fn run(command: &mut Command, limit: Duration) -> String {
         None => panic!("{command:?} still ran after {limit:?}\nstdout:\n{out}\nstderr:\n{err}"),
     }
 }
+
+/// Runs `program` (with `args`) under valgrind's memcheck and returns its standard output: any
+/// invalid read or write, use of uninitialised memory, bad free, or leak definitely lost makes
+/// it exit 99, which fails the test. `None`, with a notice, when valgrind is not installed
+/// (.ci/run installs it).
+pub fn under_valgrind(program: &Path, args: &[&str]) -> Option<String> {
+    let found = Command::new("valgrind")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        println!("NOTICE: valgrind is not installed: the memcheck run is skipped (CI installs it)");
+        return None;
+    }
+    let mut command = Command::new("valgrind");
+    command
+        .args([
+            "--error-exitcode=99",
+            "--leak-check=full",
+            "--show-leak-kinds=definite",
+            "--errors-for-leak-kinds=definite",
+            "--quiet",
+        ])
+        .arg(program)
+        .args(args)
+        // The library's own directory, so valgrind's loader finds it too.
+        .env("LD_LIBRARY_PATH", lib_dir());
+    Some(run(&mut command, Duration::from_secs(300)))
+}
