@@ -13,20 +13,22 @@ pub fn crate_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// target/<profile>/, where cargo puts libgenesys_notify_c.so and .a: the test binary lives
-/// in target/<profile>/deps/.
+/// Where this build's libgenesys_notify_c.so and .a are: for a test, cargo builds the library
+/// (every crate type) into target/<profile>/deps/, beside the test binary. (target/<profile>/
+/// itself gets copies only from `cargo build`, and they may be stale: never use those here.)
 pub fn lib_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("the test binary's path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps/<test>")
-        .to_path_buf();
-    assert!(
-        dir.join("libgenesys_notify_c.so").exists(),
-        "{} holds no libgenesys_notify_c.so: cargo builds it with this test",
-        dir.display()
-    );
+    let dir = exe.parent().expect("target/<profile>/deps/").to_path_buf();
+    for file in ["libgenesys_notify_c.so", "libgenesys_notify_c.a"] {
+        let path = dir.join(file);
+        let library = path.metadata().and_then(|m| m.modified());
+        let test = exe.metadata().and_then(|m| m.modified());
+        assert!(
+            matches!((library, test), (Ok(l), Ok(t)) if l <= t),
+            "{} is missing or newer than the test binary: cargo builds it before the test",
+            path.display()
+        );
+    }
     dir
 }
 
