@@ -233,7 +233,7 @@ typedef uint32_t gn_socket_fault;
 #endif
 
 // A client builder: where to connect, how to authenticate, and the settings. Made by
-// `gn_builder_new`, freed by `gn_builder_free`. Not to be used by two threads at once.
+// `gn_builder_new`, freed by `gn_builder_free`. Its functions may be called from any thread.
 typedef struct gn_builder gn_builder;
 
 // A client: its channels, topics and listeners. Made by `gn_builder_build`, freed by
@@ -276,7 +276,8 @@ typedef void (*gn_lifecycle_callback)(void *userdata, const gn_lifecycle *event)
 
 // A string handed to C without a copy: `len` bytes of UTF-8 at `ptr`, not NUL-terminated
 // (print it with `printf("%.*s", (int)s.len, s.ptr)`). Valid for as long as the function that
-// returned it says (during the callback, for event views). `ptr` is NULL only when `len` is 0.
+// returned it says (during the callback, for event views). An empty string has `ptr` NULL and
+// `len` 0.
 typedef struct {
   // The first byte.
   const char *ptr;
@@ -500,8 +501,9 @@ gn_result gn_client_health_json(gn_client *client, char *buf, size_t len, size_t
 gn_result gn_client_shutdown(gn_client *client, uint64_t timeout_ms);
 
 // Shuts the client down (if not done yet) and frees it. Bounded: it waits at most the
-// builder's drop timeout (`gn_builder_drop_timeout_ms`, default 5 s). Allowed inside a
-// callback. NULL is a no-op.
+// builder's drop timeout (`gn_builder_drop_timeout_ms`, default 5 s), twice that when threads
+// did not finish in time (dropping the client tries once more, as `Drop` of `Client` does).
+// Allowed inside a callback. NULL is a no-op.
 //
 // Errors: `GN_INVALID_ARGUMENT` for a handle that is not live (freed already); `GN_TIMEOUT`
 // when the shutdown did not finish in time (the handle is freed all the same).

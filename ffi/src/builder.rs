@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 /// A client builder: where to connect, how to authenticate, and the settings. Made by
-/// `gn_builder_new`, freed by `gn_builder_free`. Not to be used by two threads at once.
+/// `gn_builder_new`, freed by `gn_builder_free`. Its functions may be called from any thread.
 #[allow(non_camel_case_types)]
 pub struct gn_builder {
     _opaque: [u8; 0],

@@ -303,8 +303,9 @@ pub extern "C" fn gn_client_shutdown(client: *mut gn_client, timeout_ms: u64) ->
 }
 
 /// Shuts the client down (if not done yet) and frees it. Bounded: it waits at most the
-/// builder's drop timeout (`gn_builder_drop_timeout_ms`, default 5 s). Allowed inside a
-/// callback. NULL is a no-op.
+/// builder's drop timeout (`gn_builder_drop_timeout_ms`, default 5 s), twice that when threads
+/// did not finish in time (dropping the client tries once more, as `Drop` of `Client` does).
+/// Allowed inside a callback. NULL is a no-op.
 ///
 /// Errors: `GN_INVALID_ARGUMENT` for a handle that is not live (freed already); `GN_TIMEOUT`
 /// when the shutdown did not finish in time (the handle is freed all the same).

@@ -49,7 +49,8 @@ use std::ffi::{c_char, CString};
 
 /// A string handed to C without a copy: `len` bytes of UTF-8 at `ptr`, not NUL-terminated
 /// (print it with `printf("%.*s", (int)s.len, s.ptr)`). Valid for as long as the function that
-/// returned it says (during the callback, for event views). `ptr` is NULL only when `len` is 0.
+/// returned it says (during the callback, for event views). An empty string has `ptr` NULL and
+/// `len` 0.
 #[allow(non_camel_case_types)]
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -66,7 +67,12 @@ impl gn_str {
         len: 0,
     };
 
+    /// `text` without a copy; an empty text is `EMPTY` (a NULL `ptr`), never the dangling
+    /// pointer of an empty Rust string.
     pub(crate) fn of(text: &str) -> gn_str {
+        if text.is_empty() {
+            return gn_str::EMPTY;
+        }
         gn_str {
             ptr: text.as_ptr().cast(),
             len: text.len(),
