@@ -258,7 +258,8 @@ pub(crate) fn health_json(health: &Health) -> String {
 
 /// Writes the client's health (`Client::health`) as one JSON object into `buf` (`len` bytes,
 /// NUL-terminated); `*out_len` (if not NULL) receives the document's length, NUL excluded. Pass
-/// `buf` NULL and `len` 0 to learn the length.
+/// `buf` NULL and `len` 0 to learn the length; the document may grow before the next call (a
+/// timestamp appears), so call again, with the new length, while `GN_BUFFER_TOO_SMALL`.
 ///
 /// The object: totals `received`, `delivered`, `unrouted`, `malformed`, `reconnects`, `dropped`,
 /// `listener_panics`, `lifecycle_dropped` (integers, never going down), `without_socket_ms`;

@@ -143,6 +143,8 @@ int main(void) {
   CHECK(gn_report_rejected_missing_permission_count(report, 0) == 1);
   CHECK(strcmp(gn_report_rejected_missing_permission(report, 0, 0), "directory:user:view") == 0);
   CHECK(gn_report_rejected_missing_permission(report, 0, 1) == NULL);
+  CHECK(strstr(gn_report_rejected_reason(report, 0), "lacks permissions") != NULL);
+  CHECK(gn_last_error_code() == GN_OK);
   CHECK(gn_report_rejected_topic(report, 1) == NULL);
   gn_report *copy = report;
   OK(gn_report_free(report));
@@ -151,7 +153,19 @@ int main(void) {
   MESSAGE_HAS("not a live gn_report handle");
   OK(gn_client_subscribe(client, mixed, 1, &report));
   CHECK(gn_report_duplicate_count(report) == 1);
+  CHECK(strcmp(gn_report_duplicate(report, 0), "v2.users.a.presence") == 0);
   OK(gn_report_free(report));
+
+  /* A topic on a channel of its own. */
+  const char *isolated[] = {"v2.users.c.presence"};
+  OK(gn_client_subscribe_isolated(client, isolated, 1, &report));
+  CHECK(gn_report_permitted_count(report) == 1);
+  OK(gn_report_free(report));
+  char *health = health_json(client);
+  /* Two channels now: the shared one and the isolated one. */
+  CHECK(strstr(health, "\"channels\":[{") != NULL);
+  CHECK(strstr(strstr(health, "\"channels\":[{") + 12, "},{\"channel\"") != NULL);
+  free(health);
 
   /* Patterns: bad ones and reserved ones, with userdata released exactly once each time. */
   gn_guard *guard = NULL;

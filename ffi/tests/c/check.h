@@ -58,4 +58,21 @@ static inline void sleep_ms(long ms) {
     CHECK(cond);                                                                            \
   } while (0)
 
+/* The client's health JSON in a malloc'ed string: the document may grow between the length
+ * query and the copy (a timestamp appears), so ask again until it fits. */
+static inline char *health_json(gn_client *client) {
+  char *text = NULL;
+  size_t capacity = 0, needed = 0;
+  gn_result result;
+  while ((result = gn_client_health_json(client, text, capacity, &needed)) == GN_BUFFER_TOO_SMALL) {
+    free(text);
+    capacity = needed + 64;
+    text = malloc(capacity);
+    CHECK(text != NULL);
+  }
+  OK(result);
+  CHECK(strlen(text) == needed);
+  return text;
+}
+
 #endif
