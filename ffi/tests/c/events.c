@@ -74,10 +74,11 @@ static void order_free(void *userdata) {
   atomic_fetch_add(&o->freed, 1);
 }
 
-/* ---- a slow listener freed from outside --------------------------------------------------- */
+/* ---- a listener freed from outside while its callback runs ---------------------------------- */
 
 struct slow {
   atomic_int running;
+  atomic_int release; /* the first call waits for it: the guard is freed during that call */
   atomic_long calls;
   atomic_int freed;
   atomic_int called_after_free;
@@ -88,8 +89,10 @@ static void on_slow(void *userdata, const gn_event *event) {
   (void)event;
   if (atomic_load(&s->freed)) atomic_store(&s->called_after_free, 1);
   atomic_store(&s->running, 1);
-  atomic_fetch_add(&s->calls, 1);
-  sleep_ms(20);
+  if (atomic_fetch_add(&s->calls, 1) == 0) {
+    double until = now_s() + 30;
+    while (!atomic_load(&s->release) && now_s() < until) sleep_ms(1);
+  }
   atomic_store(&s->running, 0);
 }
 
@@ -98,6 +101,14 @@ static void slow_free(void *userdata) {
   /* Must come after the last call: no call may be running now. */
   if (atomic_load(&s->running)) atomic_store(&s->called_after_free, 1);
   atomic_fetch_add(&s->freed, 1);
+}
+
+/* Lets the blocked first call go on a little after gn_guard_free has started waiting. */
+static void *release_later(void *userdata) {
+  struct slow *s = userdata;
+  sleep_ms(100);
+  atomic_store(&s->release, 1);
+  return NULL;
 }
 
 /* ---- a listener that frees its own guard ---------------------------------------------------- */
@@ -233,11 +244,16 @@ int main(int argc, char **argv) {
   gn_guard *slow_guard = NULL;
   OK(gn_client_on(client, topics[1], on_slow, &slow, slow_free, &slow_guard));
   for (int i = 0; i < 20; i++) publish(emu, 1, per_topic + i);
-  WAIT_FOR(atomic_load(&slow.running) == 1, 30);
+  WAIT_FOR(atomic_load(&slow.running) == 1, 30); /* the first call, held */
+  pthread_t releaser;
+  CHECK(pthread_create(&releaser, NULL, release_later, &slow) == 0);
   OK(gn_guard_free(slow_guard));
-  /* The promise: not running now, never again, userdata released once. */
+  /* The promise: the free waited for the running call (released only by the other thread),
+   * nothing runs now or ever again, and the userdata was released once. */
+  CHECK(atomic_load(&slow.release) == 1);
   CHECK(atomic_load(&slow.running) == 0);
   CHECK(atomic_load(&slow.freed) == 1);
+  CHECK(pthread_join(releaser, NULL) == 0);
   long slow_calls = atomic_load(&slow.calls);
   EXPECT(GN_INVALID_ARGUMENT, gn_guard_free(slow_guard)); /* freed twice: refused */
   WAIT_FOR(atomic_load(&order.received) == per_topic * TOPICS + 20, 60);
