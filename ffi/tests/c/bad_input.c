@@ -90,6 +90,46 @@ int main(void) {
   MESSAGE_HAS("mars-north-1");
   OK(gn_builder_free(builder));
 
+  /* Every setter with a valid value builds; each range is checked at build, naming the field. */
+  OK(gn_builder_new(&builder));
+  OK(gn_builder_api_base(builder, "http://127.0.0.1:1"));
+  OK(gn_builder_login_base(builder, "http://127.0.0.1:1"));
+  OK(gn_builder_access_token(builder, "token"));
+  OK(gn_builder_proxy(builder, "http://user:secret@127.0.0.1:3128"));
+  OK(gn_builder_no_proxy(builder, "internal.example.com,10.0.0.0/8"));
+  OK(gn_builder_proxy_loopback(builder, false));
+  OK(gn_builder_proxy_from_env(builder, false));
+  OK(gn_builder_tls_roots(builder, GN_TLS_ROOTS_WEBPKI));
+  OK(gn_builder_streaming_base(builder, "http://127.0.0.1:2"));
+  OK(gn_builder_dispatcher_threads(builder, 4));
+  OK(gn_builder_queue_capacity(builder, 2048));
+  OK(gn_builder_queue_capacity_bytes(builder, 8u << 20));
+  OK(gn_builder_backpressure(builder, GN_BACKPRESSURE_DROP_OLDEST));
+  OK(gn_builder_ping_interval_ms(builder, 20000));
+  OK(gn_builder_pong_timeout_ms(builder, 10000));
+  OK(gn_builder_liveness_timeout_ms(builder, 45000));
+  OK(gn_builder_connect_timeout_ms(builder, 5000));
+  OK(gn_builder_request_timeout_ms(builder, 5000));
+  OK(gn_builder_drop_timeout_ms(builder, 2000));
+  OK(gn_builder_backoff_ms(builder, 100, 10000));
+  OK(gn_builder_snapshots(builder, GN_SNAPSHOTS_AFTER_GAPS_AND_SUBSCRIBE));
+  OK(gn_builder_build(builder, &client));
+  OK(gn_client_free(client));
+  client = NULL;
+  OK(gn_builder_queue_capacity(builder, 0));
+  EXPECT(GN_CONFIG, gn_builder_build(builder, &client));
+  MESSAGE_HAS("queue_capacity");
+  OK(gn_builder_queue_capacity(builder, 2048));
+  OK(gn_builder_liveness_timeout_ms(builder, 0));
+  EXPECT(GN_CONFIG, gn_builder_build(builder, &client));
+  MESSAGE_HAS("liveness_timeout");
+  OK(gn_builder_liveness_timeout_ms(builder, 45000));
+  OK(gn_builder_add_root_certificates_pem(builder, "no certificate here"));
+  EXPECT(GN_CONFIG, gn_builder_build(builder, &client));
+  MESSAGE_HAS("root_certificates");
+  CHECK(client == NULL);
+  OK(gn_builder_free(builder));
+
   /* A client against the emulator for the rest. */
   gn_emulator *emu = NULL;
   OK(gn_emulator_start(&emu));
