@@ -100,7 +100,10 @@
 //! [`Client::subscribe_isolated`] puts a group of topics on a channel of its own;
 //! [`Client::unsubscribe`] removes topics and [`Client::topics`] lists them. Each call returns a
 //! [`SubscribeReport`]: topics permitted, topics rejected by the service (with the reason and the
-//! missing permissions, [`TopicResult`]) and duplicates that needed nothing.
+//! missing permissions, [`TopicResult`]) and duplicates that needed nothing (a topic already
+//! subscribed, or named again in the same call in any spelling:
+//! `v2.users.<id>?presence&routingStatus` and `v2.users.<id>?routingStatus&presence` are one
+//! topic).
 //!
 //! Each channel runs on an OS thread of its own: it creates the channel, connects its socket
 //! (tungstenite over rustls), subscribes the topics with `ignoreErrors=true`, reads frames,

@@ -26,28 +26,28 @@ pub struct SubscribeReport {
     /// Topics the service refused, with `rejectionReason` and `missingPermissions`. They are not
     /// kept: subscribe them again once the permission is granted.
     pub rejected: Vec<TopicResult>,
-    /// Topics that were already subscribed: nothing was sent for them.
+    /// Topics that were already subscribed (or named earlier in the same call, in any spelling
+    /// of the same subscription): nothing was sent for them.
     pub duplicates: Vec<Topic>,
 }
 
+/// The topics named, validated and in their one spelling ([`Topic::parse`]), repeats kept: a
+/// subscribe call reports a repeat as a duplicate, like any topic an earlier one brings.
 pub(super) fn parse_topics<I, S>(topics: I) -> Result<Vec<Topic>, Error>
 where
     I: IntoIterator<Item = S>,
     S: AsRef<str>,
 {
-    let mut seen = HashSet::new();
-    let mut out = Vec::new();
-    for name in topics {
-        let name = name.as_ref();
-        let topic = Topic::parse(name).map_err(|error| Error::Topic {
-            name: name.to_owned(),
-            error,
-        })?;
-        if seen.insert(topic.clone()) {
-            out.push(topic);
-        }
-    }
-    Ok(out)
+    topics
+        .into_iter()
+        .map(|name| {
+            let name = name.as_ref();
+            Topic::parse(name).map_err(|error| Error::Topic {
+                name: name.to_owned(),
+                error,
+            })
+        })
+        .collect()
 }
 
 impl Client {
@@ -56,19 +56,20 @@ impl Client {
     ///
     /// Topic names are validated and lower-cased; combined topics
     /// (`v2.users.<id>?presence&routingStatus`) count as one, and their parts are put in one
-    /// order (`?presence&routingstatus`), so the same combination spelled in another order is
-    /// the same topic.
+    /// order (`?presence&routingstatus`), so the same combination spelled in another order or
+    /// case is the same topic, in this call, a later one and [`Client::unsubscribe`] alike.
     ///
     /// Duplicates are found by what a topic expands to (docs/protocol.md, "How this crate
     /// subscribes"): events of a combined topic arrive under the individual names
     /// (`v2.users.<id>.presence`, ...), so a topic whose every name is already brought by a
-    /// subscribed topic (or by an earlier topic of the same call) is reported as a duplicate
-    /// ([`SubscribeReport::duplicates`], [`Lifecycle::DuplicateSubscription`]) and nothing is
-    /// sent for it; a combined topic that overlaps only in part is narrowed to the parts it adds
+    /// subscribed topic (or by an earlier topic of the same call, the same topic named again
+    /// included) is reported as a duplicate ([`SubscribeReport::duplicates`],
+    /// [`Lifecycle::DuplicateSubscription`]) and nothing is sent for it; a combined topic that
+    /// overlaps only in part is narrowed to the parts it adds
     /// (`v2.users.<id>?presence&routingStatus` with `v2.users.<id>.presence` subscribed
     /// subscribes `v2.users.<id>.routingstatus`, reported in `permitted`, and reports the
     /// presence part as a duplicate). So overlapping subscriptions never make a listener see
-    /// one event twice. The same name twice in one call is simply subscribed once.
+    /// one event twice.
     ///
     /// Topics join the room left on existing channels with `POST .../subscriptions` carrying
     /// only them (calls adding to one channel at the same time share one `POST`); a new channel
