@@ -76,7 +76,9 @@ impl Client {
     /// gets its topics with `PUT`. Subscriptions use `ignoreErrors=true`, so a topic lacking a
     /// permission is reported in [`SubscribeReport::rejected`] with its reason and missing
     /// permissions while the others work; a channel left with no topic (all rejected) is
-    /// closed. A new channel's socket is connected before its topics are subscribed, so no
+    /// closed. A topic the service answers for in a channel's own re-application of its topics
+    /// (its thread's `PUT` after a reconnection or a renewal) before the call's `POST` went out
+    /// is reported with that answer. A new channel's socket is connected before its topics are subscribed, so no
     /// event published after this returns is missed.
     ///
     /// # Errors
@@ -264,19 +266,29 @@ impl Client {
     ) -> (Vec<Arc<Slot>>, Option<Error>) {
         let mut failure = None;
         for (slot, add) in &to_existing {
-            if failure.is_none() {
-                match self.post_with_retry(slot, add, deadline, budget) {
+            let posted = match failure {
+                Some(_) => false,
+                None => match self.post_with_retry(slot, add, deadline, budget) {
                     Ok(r) => {
                         results.extend(r);
-                        continue;
+                        true
                     }
-                    Err(error) => failure = Some(error),
-                }
-            }
-            // Not subscribed: give the reserved room back.
+                    Err(error) => {
+                        failure = Some(error);
+                        false
+                    }
+                },
+            };
             let mut set = slot.topics();
             for topic in add {
-                set.remove(topic);
+                // The thread's own `PUT` of the set may have answered for it first (and taken
+                // it out of the set, and so out of the `POST`): that answer is the service's.
+                if let Some(rejection) = set.take_rejection(topic) {
+                    results.push(rejection);
+                } else if !posted {
+                    // Not subscribed: give the reserved room back.
+                    set.remove(topic);
+                }
             }
         }
         let touched: Vec<Arc<Slot>> = to_existing.into_iter().map(|(slot, _)| slot).collect();
@@ -354,7 +366,7 @@ fn reserve_room(
             let add = new[range.clone()].to_vec();
             let mut set = slot.topics();
             for topic in &add {
-                set.insert(topic.clone());
+                set.reserve(topic.clone());
             }
             drop(set);
             (slot, add)
