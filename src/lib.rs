@@ -100,7 +100,10 @@
 //! [`Client::subscribe_isolated`] puts a group of topics on a channel of its own;
 //! [`Client::unsubscribe`] removes topics and [`Client::topics`] lists them. Each call returns a
 //! [`SubscribeReport`]: topics permitted, topics rejected by the service (with the reason and the
-//! missing permissions, [`TopicResult`]) and duplicates that needed nothing.
+//! missing permissions, [`TopicResult`]) and duplicates that needed nothing (a topic already
+//! subscribed, or named again in the same call in any spelling:
+//! `v2.users.<id>?presence&routingStatus` and `v2.users.<id>?routingStatus&presence` are one
+//! topic).
 //!
 //! Each channel runs on an OS thread of its own: it creates the channel, connects its socket
 //! (tungstenite over rustls), subscribes the topics with `ignoreErrors=true`, reads frames,
@@ -260,6 +263,32 @@
 //! [`Error::Timeout`], [`Error::ChannelStopped`], [`Error::Spawn`] (the system refused a
 //! thread) and [`Error::Shutdown`]. Each method's docs say which it returns and when.
 //!
+//! [`Client::subscribe`] and [`Client::unsubscribe`] can fail part-way, so they return the
+//! [`Error`] together with what they did, as a [`SubscribeError`] or an [`UnsubscribeError`]
+//! (`error()` is the [`Error`]); both convert into [`Error`], so `?` works as for the other
+//! methods. After a failed `subscribe`, every topic given is in one list: `report().permitted`
+//! (subscribed; they stay), `report().rejected`, `report().duplicates`, `pending()` (on a new
+//! channel whose thread keeps trying after the deadline: still wanted, do not subscribe them
+//! again) or `not_subscribed()` (nothing in place: subscribe them again once the cause is
+//! dealt with). After a failed `unsubscribe`, `removed()` lists the topics removed here and on
+//! the service, `pending()` those removed here whose channel's thread keeps sending the new set
+//! until the service takes it: nothing is left to retry.
+//!
+//! ```no_run
+//! # fn demo(client: &genesys_notify::Client, topics: &[&str]) {
+//! match client.subscribe(topics) {
+//!     Ok(report) => println!("{} subscribed", report.permitted.len()),
+//!     Err(failed) => {
+//!         eprintln!("subscribe failed: {}", failed.error());
+//!         // Subscribe these again later; those permitted or pending are in place.
+//!         let retry_later = failed.not_subscribed().to_vec();
+//!         # let _ = retry_later;
+//!     }
+//! }
+//! # }
+//! # let _ = demo;
+//! ```
+//!
 //! ## Guarantees
 //! The one list of what the crate promises; tests cite these numbers.
 //! 1. **No silent loss.** Every notification read from a socket is delivered to every matching
@@ -386,7 +415,7 @@ mod url;
 pub use auth::{AccessToken, ClientCredentials, StaticToken, TokenSource};
 pub use backoff::Backoff;
 pub use channel_id::ChannelId;
-pub use client::{Client, ClientBuilder, SubscribeReport};
+pub use client::{Client, ClientBuilder, SubscribeError, SubscribeReport, UnsubscribeError};
 pub use config::{Backpressure, Config, Region, Snapshots};
 pub use error::{
     ApiError, Cause, ChannelError, ConfigError, DisconnectCause, Error, ProxyError, ResyncError,
