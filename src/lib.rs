@@ -260,8 +260,18 @@
 //! [`Error::Topic`] (an invalid topic or pattern), [`Error::TooManyTopics`] and
 //! [`Error::TooManyChannels`] (the service's limits), [`Error::Api`] (a REST call failed,
 //! [`ApiError`]), [`Error::Token`] (the token source failed, [`TokenError`]),
-//! [`Error::Timeout`], [`Error::ChannelStopped`], [`Error::Spawn`] (the system refused a
-//! thread) and [`Error::Shutdown`]. Each method's docs say which it returns and when.
+//! [`Error::Timeout`], [`Error::ChannelStopped`] (with its typed [`StopReason`]),
+//! [`Error::Spawn`] (the system refused a thread) and [`Error::Shutdown`]. Each method's docs
+//! say which it returns and when.
+//!
+//! Every error prints its whole story on one line (its `Display` includes the errors it
+//! holds), so `eprintln!("{error}")` is enough; none returns a cause it printed from
+//! `source()`, so a reporter that walks the chain never repeats a line. The held errors are
+//! the variants' fields; the failures underneath (I/O, HTTP, JSON, your token source's own
+//! error) are a [`Cause`], whose [`Cause::io_kind`], [`Cause::is_timeout`] and
+//! [`Cause::downcast_ref`] give the typed error. [`Error::status`] (the HTTP status behind a
+//! REST or token failure) and [`Error::is_timeout`] answer the usual questions without a match.
+//! A [`TokenSource`] of yours fails with [`TokenError::other`]`(your_error)`.
 //!
 //! [`Client::subscribe`] and [`Client::unsubscribe`] can fail part-way, so they return the
 //! [`Error`] together with what they did, as a [`SubscribeError`] or an [`UnsubscribeError`]
