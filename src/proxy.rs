@@ -49,6 +49,71 @@ impl fmt::Display for Proxy {
     }
 }
 
+/// What [`ClientBuilder::proxy`](crate::ClientBuilder::proxy) takes: a proxy URL as text
+/// (`&str`, `String`), parsed at that call, or a [`Proxy`] already parsed with
+/// [`Proxy::parse`] (whose error the caller has then handled). Sealed: the crate implements it
+/// for those types only.
+pub trait IntoProxy: sealed::Sealed {
+    /// The proxy, or the [`ConfigError`] (field `proxy`) of [`Proxy::parse`].
+    ///
+    /// # Errors
+    /// Those of [`Proxy::parse`], for text.
+    fn into_proxy(self) -> Result<Proxy, ConfigError>;
+}
+
+mod sealed {
+    /// Keeps [`IntoProxy`](super::IntoProxy) to the crate's own implementations, so that more
+    /// can be added without breaking anyone.
+    pub trait Sealed {}
+    impl Sealed for super::Proxy {}
+    impl Sealed for &super::Proxy {}
+    impl Sealed for &str {}
+    impl Sealed for String {}
+    impl Sealed for &String {}
+}
+
+impl IntoProxy for Proxy {
+    fn into_proxy(self) -> Result<Proxy, ConfigError> {
+        Ok(self)
+    }
+}
+
+impl IntoProxy for &Proxy {
+    fn into_proxy(self) -> Result<Proxy, ConfigError> {
+        Ok(self.clone())
+    }
+}
+
+impl IntoProxy for &str {
+    fn into_proxy(self) -> Result<Proxy, ConfigError> {
+        Proxy::parse(self)
+    }
+}
+
+impl IntoProxy for String {
+    fn into_proxy(self) -> Result<Proxy, ConfigError> {
+        Proxy::parse(&self)
+    }
+}
+
+impl IntoProxy for &String {
+    fn into_proxy(self) -> Result<Proxy, ConfigError> {
+        Proxy::parse(self)
+    }
+}
+
+/// `"http://proxy.corp:3128".parse::<Proxy>()`, the same as [`Proxy::parse`].
+///
+/// # Errors
+/// Those of [`Proxy::parse`].
+impl std::str::FromStr for Proxy {
+    type Err = ConfigError;
+
+    fn from_str(url: &str) -> Result<Proxy, ConfigError> {
+        Proxy::parse(url)
+    }
+}
+
 impl Proxy {
     /// Parses a proxy URL: `http://[user:password@]host[:port]` (a bare `host[:port]` is taken as
     /// `http`). User and password may be percent-encoded.

@@ -122,7 +122,7 @@ impl Client {
     /// # Errors
     /// [`Error::Token`] when no token can be obtained (for example bad client credentials),
     /// [`Error::Api`] when the service refuses the token or cannot be reached, and
-    /// [`ApiError::Server`](crate::api::ApiError::Server) with status 404, naming the URL, when
+    /// [`ApiError::Server`](crate::error::ApiError::Server) with status 404, naming the URL, when
     /// `api_base` is not the API root.
     pub fn verify_token(&self) -> Result<(), Error> {
         self.check_open()?;
