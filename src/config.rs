@@ -212,6 +212,7 @@ impl Config {
     }
 
     /// How many extra root certificates were added with
+    /// [`ClientBuilder::add_root_certificates`](crate::ClientBuilder::add_root_certificates) or
     /// [`ClientBuilder::add_root_certificates_pem`](crate::ClientBuilder::add_root_certificates_pem).
     pub fn extra_root_certificates(&self) -> usize {
         self.tls.extra.len()

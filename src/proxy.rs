@@ -20,6 +20,19 @@ use std::net::IpAddr;
 ///
 /// The port defaults to 1080, as in curl. Credentials in the URL's user info are sent as
 /// `Proxy-Authorization: Basic`; they never appear in `Debug` output or logs.
+///
+/// Parse it where the URL is read and hand it to
+/// [`ClientBuilder::proxy`](crate::ClientBuilder::proxy), which then cannot fail:
+/// ```
+/// use genesys_notify::{Client, Proxy, Region};
+///
+/// # fn main() -> Result<(), genesys_notify::Error> {
+/// let proxy: Proxy = "http://proxy.corp.example:3128".parse()?;
+/// let builder = Client::builder().region(Region::EuWest1).proxy(proxy);
+/// # drop(builder);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct Proxy {
     host: String,
