@@ -211,3 +211,28 @@ fn parsed_root_certificates_are_accepted_and_bad_ones_fail_where_read() {
     assert_eq!(client.config().extra_root_certificates(), 2);
     client.shutdown(Duration::from_secs(5)).unwrap();
 }
+
+/// The same source trusts the roots added to the client: its own agent knew only the bundled
+/// Mozilla roots, so a login host behind a corporate CA failed with "unknown issuer".
+#[test]
+fn client_credentials_handed_to_token_source_trust_the_clients_roots() {
+    let emu = emulator();
+    let upstream = emu.api_base().trim_start_matches("http://").to_owned();
+    let (port, ca_pem) = util::tls::tls_terminator(upstream);
+    let source = ClientCredentials::new(
+        &format!("https://localhost:{port}"),
+        emu.client_id(),
+        emu.client_secret(),
+        Duration::from_secs(5),
+    );
+    let client = Client::builder()
+        .api_base(emu.api_base())
+        .token_source(source)
+        .add_root_certificates(RootCertificate::parse_pem(&ca_pem).unwrap())
+        .request_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    client.verify_token().unwrap();
+    assert!(emu.token_requests() >= 1);
+    client.shutdown(Duration::from_secs(5)).unwrap();
+}
