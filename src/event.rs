@@ -29,9 +29,20 @@ pub(crate) type FrameText = tungstenite::Utf8Bytes;
 /// of its own (the frame the callback sees may be a slice of the socket's 32 KiB read buffer,
 /// which a clone does not keep alive), so a clone costs one allocation of the frame's size.
 /// ```
-/// # fn f(event: &genesys_notify::Event, tx: std::sync::mpsc::Sender<genesys_notify::Event>) {
-/// tx.send(event.clone()).ok(); // to a worker thread; the topic, body, time all come along
-/// # }
+/// use genesys_notify::Event;
+/// use std::sync::mpsc;
+///
+/// let (tx, rx) = mpsc::channel::<Event>();
+/// // A callback for `Client::on`: the topic, body, times and channel go along to the worker.
+/// let forward = move |event: &Event| {
+///     let _ = tx.send(event.clone());
+/// };
+/// std::thread::spawn(move || {
+///     for event in rx {
+///         println!("{} {}", event.topic(), event.body_json());
+///     }
+/// });
+/// # drop(forward);
 /// ```
 pub struct Event {
     frame: FrameText,
@@ -473,6 +484,23 @@ pub enum Lifecycle {
         /// Why.
         error: crate::error::ResyncError,
     },
+    /// An event's `eventBody` did not fit the type a typed listener
+    /// ([`Client::on_typed`](crate::Client::on_typed)) asked for. Reported the first time per
+    /// topic and type; every such event is counted in
+    /// [`ChannelHealth::body_mismatches`](crate::ChannelHealth::body_mismatches). The event
+    /// still reached its other listeners.
+    #[non_exhaustive]
+    BodyMismatch {
+        /// The channel that delivered the event.
+        channel: ChannelId,
+        /// `topicName` as received.
+        topic: String,
+        /// The body type asked for (`std::any::type_name`, for example
+        /// `genesys_notify::models::presence::UserPresence`).
+        body_type: &'static str,
+        /// The serde error saying where the body does not fit (at most about 512 bytes).
+        error: String,
+    },
     /// A `v2.system.*` message arrived on a channel (for example `v2.system.socket_closing`).
     #[non_exhaustive]
     SystemMessage {
@@ -527,6 +555,7 @@ impl Lifecycle {
             Lifecycle::DispatchLagHigh { .. } => "dispatch_lag_high",
             Lifecycle::Resynced { .. } => "resynced",
             Lifecycle::ResyncFailed { .. } => "resync_failed",
+            Lifecycle::BodyMismatch { .. } => "body_mismatch",
             Lifecycle::SystemMessage { .. } => "system_message",
         }
     }
@@ -543,6 +572,7 @@ impl Lifecycle {
             | Lifecycle::MalformedMessage { channel, .. }
             | Lifecycle::UnroutedMessage { channel, .. }
             | Lifecycle::Resynced { channel, .. }
+            | Lifecycle::BodyMismatch { channel, .. }
             | Lifecycle::SystemMessage { channel, .. } => Some(channel),
             Lifecycle::ChannelReplaced { new, .. } => Some(new),
             Lifecycle::Reconnecting { channel, .. }
@@ -714,6 +744,16 @@ impl fmt::Display for LifecycleText<'_> {
             Lifecycle::ResyncFailed { topic, error } => {
                 write!(f, "resync of {topic} failed: {error}")
             }
+            Lifecycle::BodyMismatch {
+                topic,
+                body_type,
+                error,
+                ..
+            } => write!(
+                f,
+                "eventBody of {topic} does not fit {body_type}: {error} (typed listeners skipped; \
+                 reported once per topic)"
+            ),
             Lifecycle::SystemMessage { message, .. } => {
                 write!(f, "system message {}", message.topic)?;
                 if let Some(kind) = &message.system_topic_type {
@@ -832,6 +872,12 @@ mod lifecycle_text_tests {
                 topics: vec![topic.clone()],
                 snapshots: 1,
                 failures: 0,
+            },
+            Lifecycle::BodyMismatch {
+                channel: channel.clone(),
+                topic: "v2.x".into(),
+                body_type: "T",
+                error: "missing field".into(),
             },
         ]
     }

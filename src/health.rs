@@ -55,6 +55,8 @@ pub(crate) struct DispatchCounters {
     /// Notifications the socket thread counted as received whose envelope the dispatcher found
     /// malformed (`message::locate_notification`): reported under `malformed`, not `received`.
     pub malformed: AtomicU64,
+    /// Typed-listener calls skipped because the body did not fit (models/typed.rs).
+    pub body_mismatches: AtomicU64,
 }
 
 /// The slowly changing part of a channel's health.
@@ -145,6 +147,7 @@ impl ChannelStats {
             malformed,
             reconnects: self.reconnects.load(Ordering::Relaxed),
             without_socket: self.without_socket(&status),
+            body_mismatches: self.dispatch.body_mismatches.load(Ordering::Relaxed),
         }
     }
 
@@ -171,6 +174,7 @@ impl ChannelStats {
             heartbeats: self.heartbeats.load(Ordering::Relaxed),
             reconnects: self.reconnects.load(Ordering::Relaxed),
             without_socket,
+            body_mismatches: self.dispatch.body_mismatches.load(Ordering::Relaxed),
         }
     }
 }
@@ -184,6 +188,7 @@ pub(crate) struct Totals {
     malformed: u64,
     reconnects: u64,
     without_socket: Duration,
+    body_mismatches: u64,
 }
 
 impl Totals {
@@ -194,6 +199,7 @@ impl Totals {
         self.malformed += other.malformed;
         self.reconnects += other.reconnects;
         self.without_socket += other.without_socket;
+        self.body_mismatches += other.body_mismatches;
     }
 }
 
@@ -277,6 +283,10 @@ pub struct ChannelHealth {
     /// every topic subscribed (the first setup does not count; a `socket_closing` switch costs
     /// nothing). Grows while the channel has no socket.
     pub without_socket: Duration,
+    /// Typed-listener calls ([`Client::on_typed`](crate::Client::on_typed)) skipped because
+    /// the event's body did not fit the listener's type: one per listener and event (reported
+    /// as [`Lifecycle::BodyMismatch`](crate::Lifecycle::BodyMismatch) once per topic).
+    pub body_mismatches: u64,
 }
 
 /// A point-in-time view of a client, from [`Client::health`](crate::Client::health).
@@ -400,6 +410,12 @@ impl Health {
     /// (see [`ChannelHealth::without_socket`]).
     pub fn without_socket(&self) -> Duration {
         self.totals.without_socket
+    }
+
+    /// Typed-listener calls skipped because the body did not fit, all channels ever (see
+    /// [`ChannelHealth::body_mismatches`]).
+    pub fn body_mismatches(&self) -> u64 {
+        self.totals.body_mismatches
     }
 
     /// Total listeners registered, event and lifecycle listeners together.

@@ -3,12 +3,17 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ureq::config::IpFamily;
 use ureq::http::Uri;
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::NextTimeout;
+
+pub(crate) mod connector;
+
+use connector::{OpenSockets, TlsSource};
 
 /// Server-provided error text is cut to this many characters.
 const MAX_ERROR_TEXT: usize = 300;
@@ -27,9 +32,15 @@ const MAX_RESPONSE_HEADER: usize = INPUT_BUFFER / 2;
 /// connect, TLS, request, response body), statuses are returned rather than turned into
 /// errors, and redirects are not followed (Genesys does not redirect API calls; following one
 /// would send a request, possibly with a channel id in its path, somewhere unexpected). Host
-/// names are resolved by [`HostResolver`].
+/// names are resolved by [`HostResolver`]; servers are verified against the bundled Mozilla
+/// roots. Its sockets are registered nowhere a shutdown would reach: a client's agents come
+/// from network.rs.
 pub(crate) fn http_agent(timeout: Duration) -> ureq::Agent {
-    agent(settings(timeout).build())
+    agent(
+        settings(timeout).build(),
+        Arc::new(OpenSockets::default()),
+        Arc::new(|| crate::trust::default_roots().client_config()),
+    )
 }
 
 /// The settings every agent of the crate shares (see [`http_agent`]).
@@ -45,25 +56,22 @@ fn settings(timeout: Duration) -> ureq::config::ConfigBuilder<ureq::typestate::A
 }
 
 /// The same agent, through `proxy` (or explicitly direct: ureq's own reading of the proxy
-/// environment is replaced by ours, see proxy.rs) and verifying servers against `tls`'s roots.
+/// environment is replaced by ours, see proxy.rs), its sockets registered in `sockets`, and
+/// TLS with the configuration `tls` gives (the client's, trust.rs).
 pub(crate) fn agent_with(
     timeout: Duration,
     proxy: Option<ureq::Proxy>,
-    tls: &ureq::tls::TlsConfig,
+    sockets: Arc<OpenSockets>,
+    tls: TlsSource,
 ) -> ureq::Agent {
-    agent(
-        settings(timeout)
-            .proxy(proxy)
-            .tls_config(tls.clone())
-            .build(),
-    )
+    agent(settings(timeout).proxy(proxy).build(), sockets, tls)
 }
 
-/// An agent with ureq's own connector (TCP, proxies, TLS) and our [`HostResolver`].
-fn agent(config: ureq::config::Config) -> ureq::Agent {
+/// An agent with our connector chain (http/connector.rs) and our [`HostResolver`].
+fn agent(config: ureq::config::Config, sockets: Arc<OpenSockets>, tls: TlsSource) -> ureq::Agent {
     ureq::Agent::with_parts(
         config,
-        ureq::unversioned::transport::DefaultConnector::new(),
+        connector::chain(sockets, tls),
         HostResolver::default(),
     )
 }

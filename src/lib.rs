@@ -149,8 +149,40 @@
 //! happened to the client: channels created or replaced, sockets connected and disconnected (with
 //! a [`DisconnectCause`]), reconnection attempts, gaps, per-topic subscription results, token
 //! refreshes, failed REST calls, malformed and unrouted messages, dropped events, panicking
-//! listeners, dispatch lag and `v2.system.*` messages ([`SystemMessage`]). They run on one
-//! lifecycle thread, in the order they happened.
+//! listeners, bodies that did not fit a typed listener, dispatch lag and `v2.system.*` messages
+//! ([`SystemMessage`]). They run on one lifecycle thread, in the order they happened.
+//!
+//! ## Typed bodies and topic names
+//! [`models`] has serde types for the bodies of the topics used most, each following the
+//! Genesys notification schema it names: [`models::UserPresence`],
+//! [`models::UserRoutingStatus`], [`models::UserConversationSummary`],
+//! [`models::ConversationEvent`], [`models::QueueMember`], [`models::QueueObservation`] and
+//! [`models::UserStations`] (every field optional, unknown fields ignored, unknown enumeration
+//! values kept as `Other`; each type's docs have an example). [`models::topics`] builds their
+//! topic names from ids (`topics::user_presence(id)`, `topics::queue_observations(id)`, the
+//! combined user topic, ...), each a validated [`Topic`] with the [`Pattern`]s that match its
+//! events. [`Client::on_typed`] registers a listener that gets the body parsed, on the
+//! dispatcher thread ([`Client::on_topic`] takes the type from a built topic); a body that does
+//! not fit skips it and is reported once per topic ([`Lifecycle::BodyMismatch`], counted in
+//! [`Health::body_mismatches`]) while every other listener still gets the event. Presence and
+//! routing-status snapshots parse into the same types.
+//! ```no_run
+//! use genesys_notify::models::{topics, UserPresence};
+//! use genesys_notify::{Client, Event};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let client = Client::builder()
+//! #     .region(genesys_notify::Region::UsEast1)
+//! #     .access_token("token")
+//! #     .build()?;
+//! let presence = topics::user_presence("9ed7d9f6-0c59-4360-ac54-40dd35eb9c2f")?;
+//! let _guard = client.on_typed(presence.pattern_any(), |event: &Event, body: &UserPresence| {
+//!     println!("{} is {:?}", event.topic(), body.system_presence());
+//! })?;
+//! let _report = client.subscribe([&presence])?;
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! ## Backpressure
 //! Each dispatcher thread has a bounded queue ([`ClientBuilder::queue_capacity`] events). When
@@ -204,10 +236,11 @@
 //! ## Health
 //! [`Client::health`] returns a [`Health`] snapshot: per channel ([`ChannelHealth`]) its state,
 //! topics, counters (received, delivered, dropped, unrouted, malformed, heartbeats,
-//! reconnects), time without a socket, last frame time and ping round trip; the dispatcher queue
-//! depths and recent queue waits ([`DispatchWait`]); listeners per pattern; panic and drop
-//! totals. The totals ([`Health::received`], [`Health::without_socket`], ...) cover every
-//! channel since the client started, forgotten ones included: they never go down.
+//! reconnects, typed-body mismatches), time without a socket, last frame time and ping round
+//! trip; the dispatcher queue depths and recent queue waits ([`DispatchWait`]); listeners per
+//! pattern; panic and drop totals. The totals ([`Health::received`],
+//! [`Health::without_socket`], ...) cover every channel since the client started, forgotten
+//! ones included: they never go down.
 //!
 //! ## Configuration
 //! Every setting has a setter of the same name on [`ClientBuilder`], in the unit its docs name
@@ -361,6 +394,7 @@ mod http;
 mod lag;
 mod listener;
 mod message;
+pub mod models;
 mod network;
 mod plan;
 mod proxy;

@@ -558,7 +558,15 @@ impl Registry {
     /// Retires everything (shutdown): no callback starts after this. The callbacks are
     /// dropped once the lock is released (a callback may own guards, whose drop needs it);
     /// one still running is dropped when it returns.
+    #[cfg(test)]
     pub(crate) fn clear(&self) {
+        self.take_all().release();
+    }
+
+    /// Empties the registry and retires every listener (no callback starts after this), but
+    /// drops no closure: [`Cleared::release`] does, so that the caller can first let go of its
+    /// own locks (a closure's `Drop` is user code).
+    pub(crate) fn take_all(&self) -> Cleared {
         let (events, lifecycle) = {
             let mut state = self.state.write();
             let events = std::mem::take(&mut state.events);
@@ -575,9 +583,32 @@ impl Registry {
         let mut listeners = Vec::new();
         events.drain_into(&mut listeners);
         for listener in &listeners {
-            listener.retire_now();
+            listener.retired.store(true, Ordering::SeqCst);
         }
         for listener in lifecycle.values() {
+            listener.retired.store(true, Ordering::SeqCst);
+        }
+        Cleared {
+            events: listeners,
+            lifecycle: lifecycle.into_values().collect(),
+        }
+    }
+}
+
+/// The listeners a shutdown took out of the registry, retired, closures not yet dropped.
+pub(crate) struct Cleared {
+    events: Vec<Arc<Listener<Event>>>,
+    lifecycle: Vec<Arc<Listener<Lifecycle>>>,
+}
+
+impl Cleared {
+    /// Drops the closures of the listeners not running now; a running one is dropped by its
+    /// call when it returns. Never waits for a callback.
+    pub(crate) fn release(self) {
+        for listener in &self.events {
+            listener.retire_now();
+        }
+        for listener in &self.lifecycle {
             listener.retire_now();
         }
     }

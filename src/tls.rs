@@ -16,7 +16,7 @@ use rustls::pki_types::CertificateDer;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TlsRoots {
-    /// The Mozilla root set bundled with the crate (`webpki-root-certs`). The default.
+    /// The Mozilla root set bundled with the crate (`webpki-roots`). The default.
     #[default]
     WebPki,
     /// The operating system's trust store (via `rustls-native-certs`: on Linux the files that

@@ -7,32 +7,48 @@ use crate::tls::{TlsRoots, TlsSettings};
 use rustls::pki_types::CertificateDer;
 use std::sync::{Arc, OnceLock};
 
+/// The Mozilla roots as rustls takes them: `webpki-roots` ships them already parsed, and this
+/// store is assembled once per process and shared by every client that uses the default set.
+pub(crate) fn mozilla_roots() -> &'static Arc<rustls::RootCertStore> {
+    static MOZILLA: OnceLock<Arc<rustls::RootCertStore>> = OnceLock::new();
+    MOZILLA.get_or_init(|| {
+        Arc::new(rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        })
+    })
+}
+
+/// The default trust roots (the Mozilla set, nothing added) of the HTTP agents built outside a
+/// client (`ClientCredentials::new`): one configuration for the whole process.
+pub(crate) fn default_roots() -> &'static TrustRoots {
+    static DEFAULT: OnceLock<TrustRoots> = OnceLock::new();
+    DEFAULT.get_or_init(|| {
+        TrustRoots::resolve(&TlsSettings::default()).expect("the bundled roots need no I/O")
+    })
+}
+
 /// The trust roots of one client, resolved once at `build()` and shared by its HTTP agents and
-/// its notification sockets.
+/// its notification sockets: one root store, one rustls configuration.
 ///
-/// Nothing is parsed for the default set: the sockets and `ureq` both use the Mozilla roots
-/// that `webpki-roots` ships already parsed (the same crate, so the same set), and the sockets'
-/// rustls configuration is assembled on the first `wss` connection, once (a client that only
-/// talks `http`/`ws` to a loopback emulator never builds it). The platform store is read at
-/// `build()`, so that an empty one is an error there, as are unusable extra certificates
-/// ([`parse_pem`]).
+/// The default set is the process-wide [`mozilla_roots`], never copied; the platform store is
+/// read at `build()`, so that an empty one is an error there, as are unusable extra
+/// certificates ([`parse_pem`](crate::tls::parse_pem)). The rustls configuration is assembled
+/// on the first `https` or `wss` connection, once (a client that only talks `http`/`ws` to a
+/// loopback emulator never builds it).
 pub(crate) struct TrustRoots {
-    /// The platform store's certificates ([`TlsRoots::Platform`]), or `None` for the bundled
-    /// Mozilla set.
-    platform: Option<Vec<CertificateDer<'static>>>,
-    /// The user's extra roots.
-    extra: Vec<CertificateDer<'static>>,
-    /// The same roots as `ureq` takes them.
-    ureq: ureq::tls::TlsConfig,
-    /// The sockets' rustls configuration, built on first use.
-    sockets: OnceLock<Arc<rustls::ClientConfig>>,
+    /// What the server's certificate must chain to.
+    store: Arc<rustls::RootCertStore>,
+    /// Whether `store` came from the platform (for `Debug`).
+    platform: bool,
+    /// The configuration of every TLS connection of this client, built on first use.
+    config: OnceLock<Arc<rustls::ClientConfig>>,
 }
 
 impl std::fmt::Debug for TrustRoots {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TrustRoots")
-            .field("platform", &self.platform.as_ref().map(Vec::len))
-            .field("extra", &self.extra.len())
+            .field("platform", &self.platform)
+            .field("roots", &self.store.len())
             .finish_non_exhaustive()
     }
 }
@@ -45,8 +61,13 @@ impl TrustRoots {
     /// certificate at all (a missing store must not silently mean "trust nothing", nor fall
     /// back to another set).
     pub(crate) fn resolve(settings: &TlsSettings) -> Result<TrustRoots, ConfigError> {
-        let platform = match settings.roots {
-            TlsRoots::WebPki => None,
+        let store = match settings.roots {
+            TlsRoots::WebPki if settings.extra.is_empty() => mozilla_roots().clone(),
+            TlsRoots::WebPki => {
+                let mut store = rustls::RootCertStore::clone(mozilla_roots());
+                add_parsed(&mut store, &settings.extra);
+                Arc::new(store)
+            }
             TlsRoots::Platform => {
                 let found = rustls_native_certs::load_native_certs();
                 for error in &found.errors {
@@ -58,80 +79,48 @@ impl TrustRoots {
                         reason: "the operating system's trust store has no certificate".into(),
                     });
                 }
-                Some(found.certs)
+                let mut store = rustls::RootCertStore::empty();
+                add_parsed(&mut store, &found.certs);
+                add_parsed(&mut store, &settings.extra);
+                Arc::new(store)
             }
         };
-        let extra = settings.extra.clone();
-        let ureq_roots = match &platform {
-            None if extra.is_empty() => ureq::tls::RootCerts::WebPki,
-            None => specific(webpki_root_certs::TLS_SERVER_ROOT_CERTS, extra.iter()),
-            Some(certs) => specific(&[], certs.iter().chain(&extra)),
-        };
         Ok(TrustRoots {
-            platform,
-            extra,
-            ureq: ureq::tls::TlsConfig::builder()
-                .root_certs(ureq_roots)
-                .build(),
-            sockets: OnceLock::new(),
+            store,
+            platform: settings.roots == TlsRoots::Platform,
+            config: OnceLock::new(),
         })
     }
 
-    /// The rustls configuration of the `wss` sockets, built on the first call and shared by
-    /// every later one.
+    /// The rustls configuration of every `https` call and `wss` socket of this client, built
+    /// on the first call and shared by every later one.
+    pub(crate) fn client_config(&self) -> Arc<rustls::ClientConfig> {
+        self.config.get_or_init(|| self.build_config()).clone()
+    }
+
+    /// The same, for the sockets (channel/connect.rs).
     pub(crate) fn socket_config(&self) -> Arc<rustls::ClientConfig> {
-        self.sockets
-            .get_or_init(|| self.build_socket_config())
-            .clone()
+        self.client_config()
     }
 
-    /// The sockets' root store: the bundled set comes parsed; the platform's and the extra
-    /// certificates are parsed here.
-    fn socket_roots(&self) -> rustls::RootCertStore {
-        let mut store = rustls::RootCertStore::empty();
-        let (_added, ignored) = match &self.platform {
-            None => {
-                store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-                store.add_parsable_certificates(self.extra.iter().cloned())
-            }
-            Some(certs) => {
-                store.add_parsable_certificates(certs.iter().chain(&self.extra).cloned())
-            }
-        };
-        if ignored > 0 {
-            log::warn!("{ignored} root certificates could not be parsed and are not trusted");
-        }
-        store
-    }
-
-    fn build_socket_config(&self) -> Arc<rustls::ClientConfig> {
-        let store = self.socket_roots();
+    fn build_config(&self) -> Arc<rustls::ClientConfig> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .expect("ring supports the default TLS versions")
-            .with_root_certificates(store)
+            .with_root_certificates(self.store.clone())
             .with_no_client_auth();
         Arc::new(config)
     }
-
-    /// The same roots for `ureq` (REST and token calls). `ureq` builds its own rustls
-    /// configuration from them per agent, on the agent's first `https` request.
-    pub(crate) fn ureq_config(&self) -> &ureq::tls::TlsConfig {
-        &self.ureq
-    }
 }
 
-/// `bundled` (borrowed, not copied), then `owned` (copied), as `ureq` takes them.
-fn specific<'a>(
-    bundled: &'static [CertificateDer<'static>],
-    owned: impl Iterator<Item = &'a CertificateDer<'static>>,
-) -> ureq::tls::RootCerts {
-    let bundled = bundled
-        .iter()
-        .map(|c| ureq::tls::Certificate::from_der(c.as_ref()));
-    let owned = owned.map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned());
-    ureq::tls::RootCerts::Specific(Arc::new(bundled.chain(owned).collect()))
+/// Adds `certs` to `store`; one that cannot be parsed is logged and not trusted (the user's
+/// own PEM was checked at the builder, so these come from the platform store).
+fn add_parsed(store: &mut rustls::RootCertStore, certs: &[CertificateDer<'static>]) {
+    let (_added, ignored) = store.add_parsable_certificates(certs.iter().cloned());
+    if ignored > 0 {
+        log::warn!("{ignored} root certificates could not be parsed and are not trusted");
+    }
 }
 
 #[cfg(test)]
@@ -156,39 +145,34 @@ mod tests {
             extra: extra.clone(),
         };
         let roots = TrustRoots::resolve(&settings).unwrap();
-        // REST: the bundled certificates, then the extra ones.
-        let ureq::tls::RootCerts::Specific(certs) = roots.ureq_config().root_certs() else {
-            panic!("extra roots need a specific list");
-        };
-        assert_eq!(
-            certs.len(),
-            webpki_root_certs::TLS_SERVER_ROOT_CERTS.len() + 2
+        // One store for REST and sockets: the bundled set, then the extra ones.
+        assert_eq!(roots.store.len(), webpki_roots::TLS_SERVER_ROOTS.len() + 2);
+        assert!(
+            !Arc::ptr_eq(&roots.store, mozilla_roots()),
+            "the shared Mozilla store itself is never extended"
         );
-        let tail: Vec<&[u8]> = certs[certs.len() - 2..].iter().map(|c| c.der()).collect();
-        let expected: Vec<&[u8]> = extra.iter().map(|c| c.as_ref()).collect();
-        assert_eq!(tail, expected);
-        // Sockets: the same set, parsed.
-        assert_eq!(
-            roots.socket_roots().len(),
-            webpki_roots::TLS_SERVER_ROOTS.len() + 2
-        );
+        assert_eq!(mozilla_roots().len(), webpki_roots::TLS_SERVER_ROOTS.len());
+        let last = &roots.store.roots[roots.store.len() - 1];
+        let mut alone = rustls::RootCertStore::empty();
+        alone.add(extra[1].clone()).unwrap();
+        assert_eq!(last.subject, alone.roots[0].subject);
     }
 
     #[test]
-    fn default_roots_are_never_parsed_and_the_socket_config_is_built_once() {
-        let roots = TrustRoots::resolve(&TlsSettings::default()).unwrap();
-        // REST: ureq's own copy of the same pre-parsed set (the same webpki-roots crate).
-        assert!(matches!(
-            roots.ureq_config().root_certs(),
-            ureq::tls::RootCerts::WebPki
-        ));
-        assert!(roots.sockets.get().is_none(), "built before any wss socket");
-        let first = roots.socket_config();
-        assert!(Arc::ptr_eq(&first, &roots.socket_config()));
-        assert_eq!(
-            roots.socket_roots().len(),
-            webpki_roots::TLS_SERVER_ROOTS.len()
+    fn every_default_client_shares_the_one_mozilla_store_and_builds_its_config_once() {
+        let first = TrustRoots::resolve(&TlsSettings::default()).unwrap();
+        let second = TrustRoots::resolve(&TlsSettings::default()).unwrap();
+        // The Mozilla set is assembled once per process, shared by every client.
+        assert!(Arc::ptr_eq(&first.store, mozilla_roots()));
+        assert!(Arc::ptr_eq(&first.store, &second.store));
+        assert!(
+            first.config.get().is_none(),
+            "built before any TLS connection"
         );
+        // One configuration per client, for its REST calls and its sockets alike.
+        let config = first.client_config();
+        assert!(Arc::ptr_eq(&config, &first.socket_config()));
+        assert!(Arc::ptr_eq(&config, &first.client_config()));
     }
 
     #[test]

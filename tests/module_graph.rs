@@ -26,6 +26,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "gateway",
             "config",
             "threads",
+            "models",
         ],
     ),
     (

@@ -219,3 +219,68 @@ fn a_stop_during_a_hanging_handshake_announces_no_reconnection() {
         );
     }
 }
+
+/// Issue 17, point 1, as reproduced: a forgotten listener's closure owns the guard of a listener
+/// whose callback is still running (blocked). The dispatcher gives up on that callback at the
+/// shutdown's deadline; dropping the closures must then not wait for it through the guard it
+/// owned. Before the fix, `shutdown(500 ms)` returned only when the blocked callback did.
+#[test]
+fn shutdown_keeps_its_timeout_when_a_closure_owns_the_guard_of_a_running_callback() {
+    let emu = emulator();
+    let client = builder(&emu).build().unwrap();
+    let topic = presence_topics(1).remove(0);
+    let (started_tx, started_rx) = mpsc::channel::<()>();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let (started_tx, release_rx) = (Mutex::new(started_tx), Mutex::new(release_rx));
+    let slow: ListenerGuard = client
+        .on(&topic, move |_| {
+            let _ = started_tx.lock().send(());
+            // Blocks until released; 20 s at most, so that the test ends whatever happens.
+            let _ = release_rx.lock().recv_timeout(Duration::from_secs(20));
+        })
+        .unwrap();
+    client
+        .on_lifecycle(move |_| {
+            let _ = &slow;
+        })
+        .unwrap()
+        .forget();
+    let _ = client.subscribe([&topic]).unwrap();
+    emu.publish(&topic, presence_body(1));
+    started_rx
+        .recv_timeout(WAIT)
+        .expect("the slow callback started");
+    let started = std::time::Instant::now();
+    let result = client.shutdown(Duration::from_millis(500));
+    let took = started.elapsed();
+    let _ = release_tx.send(());
+    assert!(
+        result.is_err(),
+        "the blocked callback cannot be joined: {result:?}"
+    );
+    assert!(
+        took < Duration::from_secs(15),
+        "shutdown(500 ms) waited {took:?} for the blocked callback"
+    );
+}
+
+/// Issue 17, point 8: a shutdown during a REST call that hangs (here the state read that follows
+/// a subscribe, held by the emulator) cuts the call and returns `Ok` on time. Before, the call
+/// kept its thread until the 30 s request timeout and `shutdown(5 s)` returned `Timeout`.
+#[test]
+fn a_shutdown_during_a_hanging_rest_call_cuts_it_and_returns_ok_on_time() {
+    let emu = emulator();
+    let hold = emu.hold_state_responses();
+    let client = builder(&emu)
+        .snapshots(genesys_notify::Snapshots::AfterGapsAndSubscribe)
+        .build()
+        .unwrap();
+    let topic = presence_topics(1).remove(0);
+    let _ = client.subscribe([&topic]).unwrap();
+    assert!(hold.wait_held(1, WAIT), "the state read is held");
+    let started = std::time::Instant::now();
+    let result = client.shutdown(SHUTDOWN);
+    let took = started.elapsed();
+    drop(hold);
+    assert!(result.is_ok(), "{result:?} after {took:?}");
+}

@@ -1,6 +1,7 @@
-//! `wss` connectUris go through rustls with verified certificates; plain `ws` is refused for any
-//! host but loopback. The TLS peer here is a local server with a self-signed certificate, which
-//! a verifying client must refuse.
+//! `wss` connectUris and `https` REST calls go through rustls with verified certificates; plain
+//! `ws` is refused for any host but loopback. The TLS peer here is a local server with a
+//! self-signed certificate, which a verifying client must refuse unless it was given that
+//! certificate as a root.
 mod util;
 
 use genesys_notify::emulator::EmulatorConfig;
@@ -11,10 +12,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use util::*;
 
-/// A TLS server on 127.0.0.1 with a self-signed certificate for `localhost`. Returns its port
-/// and a receiver of how each handshake ended on the server side.
-fn self_signed_server() -> (u16, crossbeam_channel::Receiver<String>) {
+/// A TLS server on 127.0.0.1 with a self-signed certificate for `localhost`. Returns its port,
+/// a receiver of how each handshake ended on the server side, and its certificate (PEM).
+fn self_signed_server() -> (u16, crossbeam_channel::Receiver<String>, String) {
     let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let pem = certified.cert.pem();
     let cert = certified.cert.der().clone();
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into());
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(
@@ -30,7 +32,7 @@ fn self_signed_server() -> (u16, crossbeam_channel::Receiver<String>) {
     let port = listener.local_addr().unwrap().port();
     let (tx, rx) = crossbeam_channel::unbounded();
     std::thread::spawn(move || {
-        for stream in listener.incoming().take(8) {
+        for stream in listener.incoming().take(64) {
             let Ok(stream) = stream else { continue };
             let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
             let conn = rustls::ServerConnection::new(config.clone()).unwrap();
@@ -45,12 +47,12 @@ fn self_signed_server() -> (u16, crossbeam_channel::Receiver<String>) {
             }
         }
     });
-    (port, rx)
+    (port, rx, pem)
 }
 
 #[test]
 fn a_self_signed_certificate_is_refused() {
-    let (port, server) = self_signed_server();
+    let (port, server, _) = self_signed_server();
     let emu = emulator_with(
         EmulatorConfig::default().connect_uri_base(format!("wss://localhost:{port}")),
     );
@@ -116,4 +118,37 @@ fn plain_ws_to_a_non_loopback_host_is_refused_without_connecting() {
         lifecycle.count(|e| matches!(e, Lifecycle::Reconnecting { .. })),
         0
     );
+}
+
+#[test]
+fn rest_calls_verify_certificates_with_the_clients_roots() {
+    let emu = emulator();
+    // Default roots: the self-signed certificate is refused before any request is sent.
+    let (port, server, _) = self_signed_server();
+    let client = builder(&emu)
+        .api_base(format!("https://localhost:{port}"))
+        .connect_timeout(Duration::from_secs(1))
+        .request_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let err = client.subscribe(presence_topics(1)).unwrap_err();
+    assert!(err.to_string().contains("certificate"), "{err}");
+    let outcome = server.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert!(outcome.starts_with("handshake failed"), "{outcome}");
+    client.shutdown(Duration::from_secs(2)).unwrap();
+
+    // The server's certificate added as a root: the handshake succeeds and the request is sent
+    // (the server never answers it, so the subscribe itself still fails).
+    let (port, server, pem) = self_signed_server();
+    let client = builder(&emu)
+        .api_base(format!("https://localhost:{port}"))
+        .add_root_certificates_pem(pem)
+        .connect_timeout(Duration::from_secs(1))
+        .request_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let _ = client.subscribe(presence_topics(1));
+    let outcome = server.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert!(outcome.contains("application data"), "{outcome}");
+    client.shutdown(Duration::from_secs(2)).unwrap();
 }

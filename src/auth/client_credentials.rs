@@ -68,6 +68,20 @@ impl ClientCredentials {
         }
     }
 
+    /// The same, with an agent built for the client's proxy and trust roots (network.rs).
+    pub(crate) fn with_agent(
+        login_base: &str,
+        client_id: String,
+        client_secret: String,
+        request_timeout: Duration,
+        agent: crate::network::HttpAgent,
+    ) -> Self {
+        let mut source =
+            ClientCredentials::new(login_base, client_id, client_secret, request_timeout);
+        source.use_agent(agent);
+        source
+    }
+
     /// The login base URL, without a trailing `/`.
     pub(crate) fn login_base(&self) -> &str {
         &self.login_base

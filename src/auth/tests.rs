@@ -520,3 +520,27 @@ fn debug_output_never_shows_secrets() {
     manager.token().unwrap();
     assert!(!format!("{manager:?}").contains(TOKEN));
 }
+
+/// A token request hanging on a silent login server is cut by the client's
+/// `Network::interrupt_requests` (the token agent shares the REST agents' socket registry).
+#[test]
+fn a_hanging_token_request_is_cut_as_a_transport_error() {
+    use crate::network::testing::{hanging, silent_server, PROMPTLY, REQUEST_TIMEOUT};
+    let (base, accepted) = silent_server();
+    let net =
+        crate::network::Network::with_env(&crate::config::Config::default(), &|_| None).unwrap();
+    let source = ClientCredentials::with_agent(
+        &base,
+        "id".into(),
+        "secret".into(),
+        REQUEST_TIMEOUT,
+        net.agent(&base, REQUEST_TIMEOUT),
+    );
+    let call = hanging(&net, &accepted, move || source.fetch_token());
+    net.interrupt_requests();
+    let error = call.recv_timeout(PROMPTLY).expect("returned promptly");
+    match error {
+        Err(TokenError::Transport(cause)) => assert!(!cause.is_timeout(), "{cause}"),
+        other => panic!("expected a transport error, got {other:?}"),
+    }
+}

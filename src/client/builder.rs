@@ -315,14 +315,13 @@ impl ClientBuilder {
         let network = crate::network::Network::from_config(&config)?;
         let source: Box<dyn TokenSource> = match self.token {
             Some(TokenChoice::ClientCredentials { client_id, secret }) => {
-                let mut grant = ClientCredentials::new(
+                Box::new(ClientCredentials::with_agent(
                     &config.login_base,
                     client_id,
                     secret,
                     config.request_timeout,
-                );
-                grant.use_agent(network.agent(&config.login_base, config.request_timeout));
-                Box::new(grant)
+                    network.agent(&config.login_base, config.request_timeout),
+                ))
             }
             Some(TokenChoice::Grant(mut grant)) => {
                 grant.use_agent(network.agent(grant.login_base(), grant.request_timeout()));

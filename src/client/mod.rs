@@ -15,6 +15,7 @@ mod retry;
 mod shutdown;
 mod slots;
 mod subscribe;
+mod typed;
 mod unsubscribe;
 
 pub use builder::ClientBuilder;
@@ -235,5 +236,13 @@ impl Client {
                 .map(|e| e.health())
                 .unwrap_or_default(),
         }
+    }
+}
+
+impl Client {
+    /// The lifecycle sink, for public methods of `Client` defined in other modules
+    /// (models/typed.rs).
+    pub(crate) fn lifecycle_sink(&self) -> &Arc<crate::dispatch::LifecycleSink> {
+        &self.inner.shared.dispatcher.lifecycle
     }
 }

@@ -9,6 +9,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// How long before its deadline a shutdown cuts the REST calls still under way (at most a
+/// quarter of its timeout), so that the threads making them can end within it.
+const CUT_BEFORE_DEADLINE: Duration = Duration::from_millis(250);
+
 impl Client {
     /// Shuts down: every socket gets a close frame, the server-side subscriptions are removed
     /// (`DELETE .../subscriptions`), events already queued are delivered, and every thread is
@@ -18,9 +22,15 @@ impl Client {
     /// `Ok(())` at once (that shutdown finishes once the callback returns). Called from a
     /// callback, it cannot join the thread running that callback, which ends right after.
     ///
+    /// REST and token requests under way when it starts are cut at once (they fail as shut
+    /// down); the channels' clean-up requests get until shortly before the deadline (250 ms,
+    /// or a quarter of `timeout` if that is less), when any request still hanging is cut too
+    /// and no new one is made: once `shutdown` returns, no thread of the client is inside a
+    /// request.
+    ///
     /// # Errors
     /// [`Error::Timeout`] when some thread did not finish in time (a callback that does not
-    /// return, a REST call that hangs): those threads are left to end by themselves.
+    /// return, or a DNS lookup that hangs): those threads are left to end by themselves.
     pub fn shutdown(&self, timeout: Duration) -> Result<(), Error> {
         let deadline = Instant::now()
             .checked_add(timeout)
@@ -62,13 +72,36 @@ impl Client {
         for slot in &slots {
             slot.stop(true);
         }
-        let mut clean = true;
-        for slot in &slots {
-            clean &= slot.join_until(deadline);
+        // REST calls under way (a subscribe's, a renewal's, a state read's, a token request)
+        // are no longer needed: cut them now rather than at their request timeout. The
+        // channels' own clean-up (`DELETE .../subscriptions`) opens connections of its own.
+        let network = &self.inner.shared.network;
+        network.interrupt_requests();
+        // Near the deadline, whatever REST call is still hanging (a clean-up on a silent
+        // server) is cut and no new one starts, so that the threads can still end in time:
+        // once this returns, no thread of the client is inside a request.
+        let cut_at = deadline
+            .checked_sub(CUT_BEFORE_DEADLINE.min(timeout / 4))
+            .unwrap_or(deadline);
+        let mut running: Vec<&Arc<Slot>> = slots
+            .iter()
+            .filter(|slot| !slot.join_until(cut_at))
+            .collect();
+        let mut resync_running = self
+            .inner
+            .resync
+            .as_ref()
+            .is_some_and(|engine| !engine.join_until(cut_at));
+        network.close_requests();
+        running.retain(|slot| !slot.join_until(deadline));
+        if resync_running {
+            resync_running = self
+                .inner
+                .resync
+                .as_ref()
+                .is_some_and(|engine| !engine.join_until(deadline));
         }
-        if let Some(engine) = &self.inner.resync {
-            clean &= engine.join_until(deadline);
-        }
+        let mut clean = running.is_empty() && !resync_running;
         {
             let mut refresher = self.inner.refresher.lock();
             if let Some(handle) = refresher.as_mut() {
@@ -81,8 +114,13 @@ impl Client {
             }
         }
         clean &= self.inner.shared.dispatcher.shutdown(deadline);
-        self.inner.registry.clear();
+        // No callback starts from here on; the closures are dropped below, once this call's
+        // lock is released: their `Drop` is user code (it may drop guards, or the last
+        // reference to this client).
+        let cleared = self.inner.registry.take_all();
         *outcome = Some(clean);
+        drop(outcome);
+        cleared.release();
         if clean {
             Ok(())
         } else {

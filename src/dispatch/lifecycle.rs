@@ -70,6 +70,7 @@ fn lifecycle_bytes(event: &Lifecycle) -> u64 {
             reason, excerpt, ..
         } => reason.len() + excerpt.len(),
         Lifecycle::UnroutedMessage { topic, .. } => topic.len(),
+        Lifecycle::BodyMismatch { topic, error, .. } => topic.len() + error.len(),
         Lifecycle::ListenerPanicked {
             pattern,
             topic,
@@ -97,7 +98,8 @@ fn log_lifecycle(event: &Lifecycle) {
         | Lifecycle::DispatchLagHigh { .. }
         | Lifecycle::ListenerPanicked { .. }
         | Lifecycle::TooManyListeners { .. }
-        | Lifecycle::ResyncFailed { .. } => log::Level::Warn,
+        | Lifecycle::ResyncFailed { .. }
+        | Lifecycle::BodyMismatch { .. } => log::Level::Warn,
         Lifecycle::RetryBudgetExhausted { .. } | Lifecycle::PermanentFailure { .. } => {
             log::Level::Error
         }
