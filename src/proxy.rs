@@ -63,9 +63,10 @@ impl fmt::Display for Proxy {
 }
 
 /// What [`ClientBuilder::proxy`](crate::ClientBuilder::proxy) takes: a proxy URL as text
-/// (`&str`, `String`), parsed at that call, or a [`Proxy`] already parsed with
+/// (`&str`, `&String`), parsed at that call, or a [`Proxy`] already parsed with
 /// [`Proxy::parse`] (whose error the caller has then handled). Sealed: the crate implements it
-/// for those types only.
+/// for those types only. (Not for an owned `String`, so that `proxy(&url)` stays free of
+/// clippy's `needless_borrows_for_generic_args`, as it was when `proxy` took `&str`.)
 pub trait IntoProxy: sealed::Sealed {
     /// The proxy, or the [`ConfigError`] (field `proxy`) of [`Proxy::parse`].
     ///
@@ -81,7 +82,6 @@ mod sealed {
     impl Sealed for super::Proxy {}
     impl Sealed for &super::Proxy {}
     impl Sealed for &str {}
-    impl Sealed for String {}
     impl Sealed for &String {}
 }
 
@@ -100,12 +100,6 @@ impl IntoProxy for &Proxy {
 impl IntoProxy for &str {
     fn into_proxy(self) -> Result<Proxy, ConfigError> {
         Proxy::parse(self)
-    }
-}
-
-impl IntoProxy for String {
-    fn into_proxy(self) -> Result<Proxy, ConfigError> {
-        Proxy::parse(&self)
     }
 }
 

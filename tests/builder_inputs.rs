@@ -127,7 +127,7 @@ fn client_credentials_handed_to_token_source_go_through_the_proxy() {
         .api_base(emu.api_base())
         .token_source(source)
         .request_timeout(Duration::from_secs(5))
-        .proxy(proxy.url())
+        .proxy(&proxy.url())
         .proxy_loopback(true)
         .no_proxy("127.0.0.1")
         .build()

@@ -26,7 +26,7 @@ fn token_rest_and_socket_all_pass_through_the_proxy_and_events_flow() {
     let emu = emulator();
     let proxy = ConnectProxy::start(Some(("alice", "pa:ss@word")));
     let client = builder(&emu)
-        .proxy(proxy.url_with("alice", "pa%3Ass%40word"))
+        .proxy(&proxy.url_with("alice", "pa%3Ass%40word"))
         .proxy_loopback(true)
         .build()
         .unwrap();
@@ -70,14 +70,14 @@ fn hosts_on_the_bypass_list_and_loopback_go_direct() {
     let proxy = ConnectProxy::start(None);
     // Asked to proxy loopback, but the bypass list names the host.
     let client = builder(&emu)
-        .proxy(proxy.url())
+        .proxy(&proxy.url())
         .proxy_loopback(true)
         .no_proxy("localhost, 127.0.0.1")
         .build()
         .unwrap();
     let _ = client.subscribe(presence_topics(1)).unwrap();
     // Loopback without proxy_loopback: direct as well.
-    let direct = builder(&emu).proxy(proxy.url()).build().unwrap();
+    let direct = builder(&emu).proxy(&proxy.url()).build().unwrap();
     let _ = direct.subscribe(["v2.users.x.presence"]).unwrap();
     assert!(proxy.tunnels().is_empty(), "{:?}", proxy.tunnels());
     client.shutdown(Duration::from_secs(5)).unwrap();
@@ -89,7 +89,7 @@ fn a_proxy_asking_for_credentials_is_a_prompt_clear_error_with_few_attempts() {
     let emu = emulator();
     let proxy = ConnectProxy::start(Some(("alice", "secret")));
     let client = builder(&emu)
-        .proxy(proxy.url())
+        .proxy(&proxy.url())
         .proxy_loopback(true)
         .connect_timeout(Duration::from_secs(2))
         .build()
@@ -122,7 +122,7 @@ fn a_proxy_refusing_the_given_credentials_says_so() {
     let emu = emulator();
     let proxy = ConnectProxy::start(Some(("alice", "secret")));
     let client = builder(&emu)
-        .proxy(proxy.url_with("alice", "wrong"))
+        .proxy(&proxy.url_with("alice", "wrong"))
         .proxy_loopback(true)
         .connect_timeout(Duration::from_secs(2))
         .build()
@@ -149,7 +149,7 @@ fn the_socket_reconnects_through_a_proxy_that_comes_back_and_reports_the_gap() {
     let emu = emulator();
     let mut proxy = ConnectProxy::start(None);
     let client = builder(&emu)
-        .proxy(proxy.url())
+        .proxy(&proxy.url())
         .proxy_loopback(true)
         .build()
         .unwrap();
@@ -221,7 +221,7 @@ fn proxy_credentials_never_show_in_debug_output_or_logs() {
     let emu = emulator();
     let proxy = ConnectProxy::start(Some(("bob", MARKER)));
     let builder = builder(&emu)
-        .proxy(proxy.url_with("bob", MARKER))
+        .proxy(&proxy.url_with("bob", MARKER))
         .proxy_loopback(true);
     let shown = format!("{builder:?}");
     let client = builder.build().unwrap();
@@ -236,7 +236,7 @@ fn proxy_credentials_never_show_in_debug_output_or_logs() {
     ];
     // A wrong password: the error and its lifecycle events must not echo it.
     let bad = util::builder(&emu)
-        .proxy(proxy.url_with("bob", &format!("{MARKER}-wrong")))
+        .proxy(&proxy.url_with("bob", &format!("{MARKER}-wrong")))
         .proxy_loopback(true)
         .build()
         .unwrap();

@@ -548,7 +548,7 @@ fn passwords_in_url_settings_never_show_in_errors_or_debug_output() {
         // The `@host` part forgotten: the password sits where the port goes.
         (
             "proxy",
-            builder(&emu).proxy(format!("http://user:{PASSWORD}")),
+            builder(&emu).proxy(&format!("http://user:{PASSWORD}")),
         ),
     ];
     for (field, builder) in cases {

@@ -419,7 +419,7 @@ impl ClientBuilder {
     /// output or logs. Overrides `HTTPS_PROXY`/`ALL_PROXY`; hosts in [`ClientBuilder::no_proxy`]
     /// and loopback hosts still go direct.
     ///
-    /// Takes the URL as text (`&str`, `String`) or a [`Proxy`](crate::Proxy) parsed with
+    /// Takes the URL as text (`&str`, `&String`) or a [`Proxy`](crate::Proxy) parsed with
     /// [`Proxy::parse`](crate::Proxy::parse) (see [`IntoProxy`]). Unusable text (another
     /// scheme, no host, bad port) makes [`ClientBuilder::build`] fail with [`Error::Config`]
     /// naming the field `proxy`, unless an earlier setter already failed (the first bad input
