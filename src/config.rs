@@ -154,7 +154,12 @@ pub enum Backpressure {
     Block,
     /// Drop the event that does not fit (the newest), counting it.
     DropNewest,
-    /// Drop the oldest queued event to make room for the new one, counting it.
+    /// Drop the oldest queued event to make room for the new one, counting it. The oldest may
+    /// be a snapshot ([`Snapshots`]): it is dropped like a live event (taking a later event out
+    /// instead would reorder its topic), counted in
+    /// [`ResyncHealth::snapshots_dropped`](crate::ResyncHealth::snapshots_dropped) as well, and
+    /// the topic's listeners get no snapshot from that resync (the live events that follow
+    /// carry its state on).
     DropOldest,
 }
 

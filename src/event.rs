@@ -469,8 +469,11 @@ pub enum Lifecycle {
         /// Its subscribed topics that were part of the resync (with or without a state
         /// resource).
         topics: Vec<Topic>,
-        /// Snapshots queued for the listeners (a snapshot superseded by a newer live event is
-        /// skipped at delivery; see [`ResyncHealth`](crate::ResyncHealth)).
+        /// Snapshots queued for the listeners: queued, not yet delivered. A snapshot superseded
+        /// by a newer live event is skipped at delivery, and one taken out of a full queue by
+        /// [`Backpressure::DropOldest`](crate::Backpressure::DropOldest) is dropped; both are
+        /// counted in [`ResyncHealth`](crate::ResyncHealth) (`snapshots_superseded`,
+        /// `snapshots_dropped`).
         snapshots: usize,
         /// Individual topics whose state could not be read (each also reported as
         /// [`Lifecycle::ResyncFailed`]).

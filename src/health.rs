@@ -502,6 +502,11 @@ pub struct ResyncHealth {
     pub snapshots_queued: u64,
     /// Snapshots skipped because a live event of the topic arrived after their fetch began.
     pub snapshots_superseded: u64,
+    /// Snapshots queued but dropped before delivery: taken out as the oldest event of a full
+    /// queue under [`Backpressure::DropOldest`](crate::Backpressure::DropOldest), or still
+    /// queued at shutdown. Each is also counted in [`Health::dropped`](crate::Health::dropped)
+    /// and reported in [`Lifecycle::Dropped`](crate::Lifecycle::Dropped).
+    pub snapshots_dropped: u64,
     /// Topics whose resync failed ([`Lifecycle::ResyncFailed`](crate::Lifecycle::ResyncFailed)).
     pub failures: u64,
     /// Topics waiting for a resync or being resynced now.

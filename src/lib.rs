@@ -191,7 +191,9 @@
 //! nothing is lost by the client, and the wait does not count as server silence),
 //! [`Backpressure::DropNewest`] or [`Backpressure::DropOldest`]. Every drop is counted
 //! ([`Health::dropped`]) and reported as [`Lifecycle::Dropped`], coalesced to about one report
-//! every 100 ms.
+//! every 100 ms. A snapshot is never dropped for lack of room when it is queued; under
+//! `DropOldest` it can be dropped later as the oldest queued event, and is then also counted in
+//! [`ResyncHealth::snapshots_dropped`].
 //!
 //! ## Recovery
 //! Any close or error you did not ask for leads to reconnection with exponential backoff and

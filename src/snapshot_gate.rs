@@ -30,6 +30,8 @@ pub(crate) struct SnapshotGate {
     fetches: Mutex<FxHashMap<Box<str>, Fetch>>,
     /// Snapshots skipped because a live event superseded them.
     superseded: AtomicU64,
+    /// Snapshots taken out of a queue undelivered (`Backpressure::DropOldest`, a shutdown).
+    dropped: AtomicU64,
 }
 
 impl SnapshotGate {
@@ -53,6 +55,14 @@ impl SnapshotGate {
         let mut fetches = self.fetches.lock();
         fetches.remove(&*topic.to_ascii_lowercase());
         self.active.store(fetches.len(), Ordering::SeqCst);
+    }
+
+    /// A queued snapshot of `topic` was dropped before delivery: forgets its fetch (else the
+    /// entry stayed until the topic's next snapshot, and every live event of every dispatcher
+    /// thread took the `fetches` lock meanwhile) and counts it.
+    pub(crate) fn dropped(&self, topic: &str) {
+        self.cancel(topic);
+        self.dropped.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A live event of `topic` received at `received` is being delivered.
@@ -91,6 +101,11 @@ impl SnapshotGate {
     pub(crate) fn superseded(&self) -> u64 {
         self.superseded.load(Ordering::Relaxed)
     }
+
+    /// Snapshots dropped undelivered so far ([`SnapshotGate::dropped`]).
+    pub(crate) fn dropped_count(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
 }
 
 #[cfg(test)]
@@ -122,6 +137,15 @@ mod tests {
         assert_eq!(gate.superseded(), 1);
         // The fetch ended: a later snapshot without a fetch is not held back.
         assert!(gate.admit("v2.users.a.routingstatus"));
+    }
+
+    #[test]
+    fn dropped_snapshot_frees_the_gate_and_is_counted() {
+        let gate = SnapshotGate::default();
+        gate.begin(["x.a"], Instant::now());
+        gate.dropped("X.A");
+        assert_eq!(gate.active.load(Ordering::Acquire), 0);
+        assert_eq!((gate.dropped_count(), gate.superseded()), (1, 0));
     }
 
     #[test]

@@ -79,6 +79,9 @@ pub(super) struct Session {
     tick: Duration,
     /// When the last frame of any kind arrived (published by `publish_last_frame`).
     last_frame_at: Option<Instant>,
+    /// An event read but not queued: a nudge interrupted its blocked push (`queue`). The
+    /// session ends with it; the worker queues it before any event of the next socket.
+    pub(super) held: Option<Event>,
 }
 
 impl Session {
@@ -130,6 +133,7 @@ impl Session {
             reading_since: None,
             tick,
             last_frame_at: None,
+            held: None,
         }
     }
 
@@ -159,6 +163,22 @@ impl Session {
 
     fn tcp(&self) -> Option<&TcpStream> {
         self.stamped().map(Stamped::get_ref)
+    }
+
+    /// A clone of this socket's TCP stream for the slot's interrupts; `None` when it cannot be
+    /// cloned (out of file descriptors: a stop is then seen at the next read timeout).
+    fn interrupt_handle(&self) -> Option<TcpStream> {
+        let stream = self.tcp()?;
+        match stream.try_clone() {
+            Ok(clone) => Some(clone),
+            Err(error) => {
+                log::warn!(
+                    "cannot clone the socket of {} for interrupts: {error}",
+                    self.id()
+                );
+                None
+            }
+        }
     }
 
     /// A reference to this socket's [`Origin`] for one event. Each event holds one and the
@@ -386,6 +406,11 @@ impl Session {
         let (mut next, interrupt) = match Session::open(&self.slot, &self.shared, &info) {
             Ok(next) => next,
             Err(error) => {
+                // `open` handed the new connection's TCP stream to the slot for interrupts as
+                // soon as it was connected: give the slot the old one back, so that a stop or a
+                // nudge reaches the socket still read (not only at its next read timeout), and
+                // so that the slot's clone does not hold the failed connection open.
+                self.slot.set_interrupt(self.interrupt_handle());
                 log::warn!(
                     "socket_closing: opening the new socket for {} failed ({error}); keeping the old one",
                     self.id()
@@ -443,21 +468,30 @@ impl Session {
         }
     }
 
-    /// Handles one message read from the socket.
-    /// Counts a notification received and queues it for the dispatcher.
-    fn queue(&mut self, event: Event) {
+    /// Counts a notification received and queues it for the dispatcher. A nudge that comes
+    /// while the push waits for room (`Backpressure::Block`) ends the socket as the nudge's
+    /// interrupt would: the event is kept in `held`, not lost, and the thread serves the nudge
+    /// (a callback that called `subscribe` may be what holds the queue full).
+    fn queue(&mut self, event: Event) -> Next {
         // Only this channel's worker thread writes the count: a load and a store keep it exact
         // without a locked read-modify-write per event (profiled).
         let received = &self.slot.stats().received;
         received.store(received.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-        if let Pushed::QueuedAfter(blocked) = self
+        let slot = &self.slot;
+        match self
             .shared
             .dispatcher
-            .push(event, self.slot.stopping_flag())
+            .push(event, slot.stopping_flag(), &|| slot.nudge_pending())
         {
             // Time spent blocked by backpressure is not server silence.
-            self.liveness.blocked(blocked);
+            Pushed::QueuedAfter(blocked) => self.liveness.blocked(blocked),
+            Pushed::Interrupted(event) => {
+                self.held = Some(event);
+                return Next::End(nudged());
+            }
+            Pushed::Queued | Pushed::DroppedNewest | Pushed::DroppedOldest => {}
         }
+        Next::Continue
     }
 
     fn handle(&mut self, message: Message) -> Next {
@@ -474,13 +508,12 @@ impl Session {
                 // thread (message::notification_topic says why).
                 if let Some(topic) = message::notification_topic(text.as_str()) {
                     let event = Event::unlocated(text, topic, self.next_origin(), now);
-                    self.queue(event);
-                    return Next::Continue;
+                    return self.queue(event);
                 }
                 match message::parse(text.as_str()) {
                     Ok(Inbound::Notification(located)) => {
                         let event = Event::new(text, located, self.next_origin(), now);
-                        self.queue(event);
+                        return self.queue(event);
                     }
                     Ok(Inbound::Heartbeat) => {
                         stats.heartbeats.fetch_add(1, Ordering::Relaxed);
@@ -562,6 +595,13 @@ impl Session {
         }
         Next::Continue
     }
+}
+
+/// How a socket ends when a nudge interrupted a blocked push: as the nudge's interrupt of the
+/// socket ends it (the read half shut, so the read sees the connection end without a close
+/// frame), so that the failure table decides the same (check the channel).
+pub(super) fn nudged() -> DisconnectCause {
+    DisconnectCause::Io("the TCP connection ended without a close frame (interrupted)".into())
 }
 
 fn is_timeout(e: &std::io::Error) -> bool {

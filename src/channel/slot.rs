@@ -14,7 +14,7 @@ use crate::topic::Topic;
 use crate::topic::{TopicResult, TopicState};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use std::net::{Shutdown, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
@@ -62,8 +62,15 @@ pub(crate) struct Slot {
     /// Serialises topic updates of this channel (user calls and the thread's re-application).
     apply_lock: Mutex<()>,
     stopping: AtomicBool,
-    /// Set by [`Slot::nudge`]: end the current backoff wait early.
-    nudged: AtomicBool,
+    /// Nudges so far ([`Slot::nudge`]), bumped under `sleep_lock`. A generation, not a flag:
+    /// the thread and any number of user threads backing off (`client/retry.rs`) sleep on the
+    /// same condvar, and a flag taken by one of them was lost to the others (a `subscribe`
+    /// backing off from a 5xx took the nudge meant for the thread after a 404, and the thread
+    /// slept its whole backoff). Each sleeper compares with the generation it already saw.
+    nudges: AtomicU64,
+    /// The nudge generation the channel's thread has acted on: a nudge after it is pending and
+    /// cuts the thread's next backoff short. Written by the thread only.
+    worker_seen_nudges: AtomicU64,
     /// Whether to remove the server-side subscriptions when stopping.
     delete_on_stop: AtomicBool,
     sleep_lock: Mutex<()>,
@@ -73,6 +80,9 @@ pub(crate) struct Slot {
     setup: Mutex<Setup>,
     setup_changed: Condvar,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// Threads inside a sleep (tests wait for a sleeper before nudging).
+    #[cfg(test)]
+    sleepers: std::sync::atomic::AtomicUsize,
 }
 
 impl Slot {
@@ -87,7 +97,8 @@ impl Slot {
             renewal: Mutex::new(None),
             apply_lock: Mutex::new(()),
             stopping: AtomicBool::new(false),
-            nudged: AtomicBool::new(false),
+            nudges: AtomicU64::new(0),
+            worker_seen_nudges: AtomicU64::new(0),
             delete_on_stop: AtomicBool::new(true),
             sleep_lock: Mutex::new(()),
             wake: Condvar::new(),
@@ -95,6 +106,8 @@ impl Slot {
             setup: Mutex::new(Setup::default()),
             setup_changed: Condvar::new(),
             thread: Mutex::new(None),
+            #[cfg(test)]
+            sleepers: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -184,18 +197,26 @@ impl Slot {
     /// Wakes the thread now: drops its socket's connection, or cuts short its backoff wait,
     /// so that it re-checks its channel at once.
     pub(crate) fn nudge(&self) {
-        self.nudged.store(true, Ordering::Release);
         {
+            // Bumped under the lock the sleepers check it under: none misses it.
             let _guard = self.sleep_lock.lock();
+            self.nudges.fetch_add(1, Ordering::AcqRel);
             self.wake.notify_all();
         }
         self.interrupt();
     }
 
-    /// Forgets a nudge: while connected a nudge is delivered by interrupting the socket, and a
-    /// stale one must not cut a later backoff short.
+    /// Forgets the nudges so far for the thread: while connected a nudge is delivered by
+    /// interrupting the socket, and a stale one must not cut a later backoff short.
     pub(super) fn clear_nudge(&self) {
-        self.nudged.store(false, Ordering::Release);
+        self.worker_seen_nudges
+            .store(self.nudges.load(Ordering::Acquire), Ordering::Release);
+    }
+
+    /// Whether a nudge came that the channel's thread has not acted on yet (a blocked push
+    /// into a dispatcher queue watches it, so that the thread can serve the nudge).
+    pub(super) fn nudge_pending(&self) -> bool {
+        self.nudges.load(Ordering::Acquire) != self.worker_seen_nudges.load(Ordering::Acquire)
     }
 
     /// The current setup generation (see [`Slot::wait_setup`]).
@@ -331,16 +352,36 @@ impl Slot {
         }
     }
 
-    /// Sleeps `delay` unless stopped first; returns whether it was stopped. A nudge cuts the
-    /// sleep short, but never below `floor` (a `Retry-After` the service asked for).
-    pub(crate) fn sleep(&self, delay: Duration, floor: Duration) -> bool {
+    /// The channel's thread sleeps `delay` unless stopped first; returns whether it was
+    /// stopped. A nudge it has not acted on (one that came during the sleep or before it, since
+    /// [`Slot::clear_nudge`]) cuts the sleep short, but never below `floor` (a `Retry-After` the
+    /// service asked for). Only the channel's thread calls it.
+    pub(super) fn sleep(&self, delay: Duration, floor: Duration) -> bool {
+        self.sleep_nudged(delay, floor, &self.worker_seen_nudges)
+    }
+
+    /// A user thread (a `subscribe` or `unsubscribe` backing off) sleeps `delay` unless stopped
+    /// first; returns whether it was stopped. A nudge during the sleep cuts it short (never
+    /// below `floor`), without taking the nudge from the channel's thread or other sleepers.
+    pub(crate) fn sleep_caller(&self, delay: Duration, floor: Duration) -> bool {
+        let seen = AtomicU64::new(self.nudges.load(Ordering::Acquire));
+        self.sleep_nudged(delay, floor, &seen)
+    }
+
+    /// Sleeps as [`Slot::sleep`] says, waking for a nudge generation other than `seen` (which
+    /// is brought up to date when that nudge ends the sleep).
+    fn sleep_nudged(&self, delay: Duration, floor: Duration, seen: &AtomicU64) -> bool {
         let start = Instant::now();
         let far = || Instant::now() + Duration::from_secs(86_400 * 365);
         let deadline = start.checked_add(delay).unwrap_or_else(far);
         let floor_end = start.checked_add(floor.min(delay)).unwrap_or_else(far);
         let mut guard = self.sleep_lock.lock();
+        #[cfg(test)]
+        self.sleepers.fetch_add(1, Ordering::SeqCst);
         while !self.is_stopping() {
-            if Instant::now() >= floor_end && self.nudged.swap(false, Ordering::AcqRel) {
+            let nudges = self.nudges.load(Ordering::Acquire);
+            if Instant::now() >= floor_end && nudges != seen.load(Ordering::Acquire) {
+                seen.store(nudges, Ordering::Release);
                 break;
             }
             let wake_at = if Instant::now() < floor_end {
@@ -352,6 +393,8 @@ impl Slot {
                 break;
             }
         }
+        #[cfg(test)]
+        self.sleepers.fetch_sub(1, Ordering::SeqCst);
         self.is_stopping()
     }
 
@@ -428,5 +471,77 @@ impl Slot {
     /// The topics, for a `Gap` report.
     pub(super) fn topic_list(&self) -> Vec<Topic> {
         self.topics.lock().iter().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    /// Waits until `n` threads sleep on the slot (each holds `sleep_lock` until it waits, so a
+    /// nudge after this is seen by all of them).
+    fn wait_sleepers(slot: &Slot, n: usize) {
+        let started = Instant::now();
+        while slot.sleepers.load(Ordering::SeqCst) < n {
+            assert!(started.elapsed() < Duration::from_secs(30), "no sleeper");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Issue 17 point 3: a user thread backing off (a `subscribe` after a 5xx) took the nudge
+    /// meant for the channel's thread (after a 404), which then slept its whole backoff.
+    #[test]
+    fn a_caller_backing_off_does_not_take_the_nudge_meant_for_the_channel_thread() {
+        let slot = Slot::new(false, TopicSet::default());
+        let caller = {
+            let slot = slot.clone();
+            std::thread::spawn(move || slot.sleep_caller(Duration::from_secs(60), Duration::ZERO))
+        };
+        wait_sleepers(&slot, 1);
+        // The nudge comes while the channel's thread is busy (a REST call), not yet asleep.
+        slot.nudge();
+        assert!(!caller.join().unwrap(), "the caller's sleep was cut short");
+        let (tx, rx) = mpsc::channel();
+        let worker = {
+            let slot = slot.clone();
+            std::thread::spawn(move || {
+                let _ = tx.send(slot.sleep(Duration::from_secs(60), Duration::ZERO));
+            })
+        };
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(30)),
+            Ok(false),
+            "the channel's thread slept through the nudge a caller took"
+        );
+        worker.join().unwrap();
+        // Acted on: the next sleep of the thread is not cut short by it.
+        assert!(!slot.nudge_pending());
+    }
+
+    #[test]
+    fn one_nudge_wakes_every_sleeper() {
+        let slot = Slot::new(false, TopicSet::default());
+        let (tx, rx) = mpsc::channel();
+        let mut threads = Vec::new();
+        for worker in [true, false, false] {
+            let (slot, tx) = (slot.clone(), tx.clone());
+            threads.push(std::thread::spawn(move || {
+                let stopped = if worker {
+                    slot.sleep(Duration::from_secs(60), Duration::ZERO)
+                } else {
+                    slot.sleep_caller(Duration::from_secs(60), Duration::ZERO)
+                };
+                let _ = tx.send(stopped);
+            }));
+        }
+        wait_sleepers(&slot, 3);
+        slot.nudge();
+        for _ in 0..3 {
+            assert_eq!(rx.recv_timeout(Duration::from_secs(30)), Ok(false));
+        }
+        for thread in threads {
+            thread.join().unwrap();
+        }
     }
 }

@@ -12,15 +12,16 @@
 //! ```
 
 use super::failure::{self, Decision, Operation, Pace};
-use super::session::{Session, SessionEnd, Switch};
+use super::session::{self, Session, SessionEnd, Switch};
 use super::slot::Slot;
 use super::Shared;
 use crate::backoff::Retry;
 use crate::channel_id::ChannelId;
+use crate::dispatch::Pushed;
 use crate::error::ApiError;
 use crate::error::StopReason;
 use crate::error::{ChannelError, DisconnectCause};
-use crate::event::Lifecycle;
+use crate::event::{Event, Lifecycle};
 use crate::health::ChannelState;
 use rand::RngExt;
 use std::sync::atomic::Ordering;
@@ -82,6 +83,7 @@ pub(super) fn run(slot: Arc<Slot>, shared: Arc<Shared>) {
     let worker = Worker {
         retry: Retry::new(shared.config.backoff.clone()),
         outage_since: None,
+        held: None,
         slot: slot.clone(),
         shared: shared.clone(),
     };
@@ -109,6 +111,9 @@ struct Worker {
     /// When events stopped arriving for the current outage (reported as a `Gap` once a socket
     /// is back): data about the past, not a control flag.
     outage_since: Option<SystemTime>,
+    /// An event read from the last socket whose push a nudge interrupted (`Session::held`):
+    /// queued before any event of the next socket.
+    held: Option<Event>,
 }
 
 impl Worker {
@@ -244,6 +249,18 @@ impl Worker {
                 }
             }
         }
+        // Before the gap is reported: the snapshots of the resync it starts must queue behind
+        // the last socket's events.
+        if !self.queue_held() {
+            // Nudged again while queueing it: serve the nudge as a nudge while reading is.
+            return self.after_read(
+                session,
+                SessionEnd::Ended {
+                    cause: session::nudged(),
+                    decision: None,
+                },
+            );
+        }
         let id = session.id().clone();
         self.shared.emit(Lifecycle::Connected {
             channel: id.clone(),
@@ -258,6 +275,36 @@ impl Worker {
         }
         session.start_reading();
         Phase::Reading(session)
+    }
+
+    /// Queues the event the last socket could not (`held`) before this socket's first; false
+    /// when a new nudge interrupted the push again (it stays held). Nudges so far were served
+    /// by getting here: the channel was checked or replaced and this socket is open.
+    fn queue_held(&mut self) -> bool {
+        let Some(event) = self.held.take() else {
+            return true;
+        };
+        self.slot.clear_nudge();
+        let slot = &self.slot;
+        if let Pushed::Interrupted(event) =
+            self.shared
+                .dispatcher
+                .push(event, slot.stopping_flag(), &|| slot.nudge_pending())
+        {
+            self.held = Some(event);
+            return false;
+        }
+        true
+    }
+
+    /// Takes over the event a session could not queue.
+    fn keep_held(&mut self, session: &mut Session) {
+        if let Some(event) = session.held.take() {
+            // At most one: `held` is queued before a socket is read, and a session ends at
+            // its first interrupted push.
+            debug_assert!(self.held.is_none());
+            self.held = Some(event);
+        }
     }
 
     fn after_read(&mut self, session: Box<Session>, end: SessionEnd) -> Phase {
@@ -299,7 +346,8 @@ impl Worker {
     }
 
     /// Reports the end of a socket and closes it.
-    fn end_session(&self, mut session: Box<Session>, cause: DisconnectCause) {
+    fn end_session(&mut self, mut session: Box<Session>, cause: DisconnectCause) {
+        self.keep_held(&mut session);
         self.slot.set_interrupt(None);
         self.shared.emit(Lifecycle::Disconnected {
             channel: session.id().clone(),
@@ -319,6 +367,8 @@ impl Worker {
         }
         match session.switch() {
             Switch::Done(next) => {
+                // An event the old socket could not queue goes before the new socket's.
+                self.keep_held(&mut session);
                 // socket_closing: the new socket is already connected, no gap.
                 self.shared.emit(Lifecycle::Disconnected {
                     channel: session.id().clone(),
@@ -471,6 +521,10 @@ impl Worker {
     /// The thread ends: report the gap it leaves, remove the subscriptions when asked (or when
     /// the channel emptied), and tell waiting `subscribe` calls.
     fn finish(&mut self, reason: StopReason) {
+        if let Some(event) = self.held.take() {
+            // Received, never queued: counted as dropped, as a blocked push cut short by a stop.
+            self.shared.dispatcher.discard(&event);
+        }
         if let Some(start) = self.outage_since.take() {
             // The thread ends without a socket: the gap lasted until now at least. A channel
             // emptied meanwhile (its topics all unsubscribed or rejected) lost nothing anyone

@@ -77,7 +77,7 @@ impl Client {
                 error: error.clone(),
             });
         // A shutdown wakes this wait; nothing is sent after it.
-        if slot.sleep(delay, error.retry_after().unwrap_or_default()) {
+        if slot.sleep_caller(delay, error.retry_after().unwrap_or_default()) {
             return Err(error);
         }
         Ok(())

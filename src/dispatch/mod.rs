@@ -49,7 +49,7 @@ pub(crate) fn on_callback_thread() -> bool {
 const BLOCK_POLL: Duration = Duration::from_millis(50);
 
 /// What happened to an event handed to [`Dispatcher::push`].
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) enum Pushed {
     Queued,
     /// Queued after waiting this long for room ([`Backpressure::Block`]).
@@ -58,6 +58,10 @@ pub(crate) enum Pushed {
     DroppedNewest,
     /// An older event was dropped to make room.
     DroppedOldest,
+    /// Under [`Backpressure::Block`], the caller's `interrupted` said to stop waiting before
+    /// there was room: the event is handed back, neither queued nor counted, for the caller to
+    /// push again (before any later event of its socket, so that nothing is reordered).
+    Interrupted(Event),
 }
 
 /// The dispatcher threads and the lifecycle thread of one client.
@@ -159,8 +163,17 @@ impl Dispatcher {
     }
 
     /// Queues one event per the backpressure policy. Under `Block`, waits for room unless `stop`
-    /// becomes true (then the event is dropped and counted).
-    pub(crate) fn push(&self, mut event: Event, stop: &AtomicBool) -> Pushed {
+    /// becomes true (then the event is dropped and counted) or `interrupted` returns true
+    /// (checked every [`BLOCK_POLL`]; the event is handed back: [`Pushed::Interrupted`]). A
+    /// socket thread blocked here reads no socket and serves no nudge: `interrupted` lets it
+    /// serve one (a callback that called `subscribe` from the very dispatcher thread it waits
+    /// for stalled until the subscribe deadline, issue 17 point 6).
+    pub(crate) fn push(
+        &self,
+        mut event: Event,
+        stop: &AtomicBool,
+        interrupted: &dyn Fn() -> bool,
+    ) -> Pushed {
         let queue = &self.queues[self.shard_of(event.topic())];
         // A frame is a slice of its socket's read buffer, kept allocated while any frame of it
         // is queued. One queue holds a contiguous run of frames, so the buffers it keeps are
@@ -188,7 +201,12 @@ impl Dispatcher {
                 match queue.rx.try_recv() {
                     Ok(Some(oldest)) => {
                         queue.release(oldest.queued_bytes() as u64);
-                        self.count_drop(&oldest);
+                        // The oldest goes, snapshot or not: events of all topics share the
+                        // queue and several socket threads push into it, so taking a later
+                        // live event out instead would mean re-queuing the ones before it,
+                        // behind events pushed meanwhile (reordering a topic). A snapshot is
+                        // never dropped silently, though (`drop_queued`).
+                        self.drop_queued(&oldest);
                     }
                     Ok(None) => {
                         // Took the stop marker of a shutdown: put it back and give up.
@@ -210,6 +228,9 @@ impl Dispatcher {
                     if stop.load(Ordering::Acquire) {
                         self.count_drop(&event);
                         return Pushed::DroppedNewest;
+                    }
+                    if interrupted() {
+                        return Pushed::Interrupted(event);
                     }
                     queue.wait_for_room(bytes, BLOCK_POLL);
                     if queue.try_reserve(bytes) {
@@ -237,6 +258,21 @@ impl Dispatcher {
             }
             queue.wait_for_room(bytes, BLOCK_POLL);
         }
+    }
+
+    /// Counts as dropped an event its socket thread could not queue before it stopped (one
+    /// handed back by [`Pushed::Interrupted`]).
+    pub(crate) fn discard(&self, event: &Event) {
+        self.drop_queued(event);
+    }
+
+    /// Drops an event taken out of a queue undelivered: a snapshot's fetch is forgotten by the
+    /// gate and counted there too (`ResyncHealth::snapshots_dropped`).
+    fn drop_queued(&self, event: &Event) {
+        if event.is_snapshot() {
+            self.gate.dropped(event.topic());
+        }
+        self.count_drop(event);
     }
 
     fn count_drop(&self, event: &Event) {
@@ -316,6 +352,165 @@ mod tests {
     use super::*;
     use queue::UNPIN_DEPTH;
 
+    fn test_origin() -> Arc<crate::event::Origin> {
+        Arc::new(crate::event::Origin {
+            channel: crate::channel_id::ChannelId::new("c1"),
+            stats: Arc::new(crate::health::ChannelStats::new()),
+            epoch: (Instant::now(), std::time::SystemTime::now()),
+        })
+    }
+
+    /// A live event of `topic` as a socket thread queues it.
+    fn live(topic: &str, origin: &Arc<crate::event::Origin>) -> Event {
+        let frame = format!(r#"{{"topicName":"{topic}","eventBody":{{}}}}"#);
+        let text = crate::event::FrameText::try_from(tungstenite::Bytes::from(frame)).unwrap();
+        let Ok(crate::message::Inbound::Notification(located)) =
+            crate::message::parse(text.as_str())
+        else {
+            panic!("a notification");
+        };
+        Event::new(text, located, origin.clone(), Instant::now())
+    }
+
+    /// Issue 17 point 6: a push blocked under `Block` gives way when `interrupted` says so,
+    /// handing the event back uncounted; pushed again once there is room, it is queued.
+    #[test]
+    fn a_blocked_push_hands_the_event_back_when_interrupted() {
+        let registry = Arc::new(Registry::new(usize::MAX));
+        let (entered_tx, entered_rx) = crossbeam_channel::bounded::<()>(1);
+        let (release_tx, release_rx) = crossbeam_channel::bounded::<()>(1);
+        let delivered: Arc<Mutex<Vec<String>>> = Arc::default();
+        let record = delivered.clone();
+        let _listener = registry.add_event(
+            "v2.*".parse().unwrap(),
+            Box::new(move |event: &Event| {
+                record.lock().push(event.topic().to_owned());
+                if event.topic() == "v2.hold" {
+                    let _ = entered_tx.send(());
+                    let _ = release_rx.recv_timeout(Duration::from_secs(30));
+                }
+            }),
+        );
+        let limits = QueueLimits {
+            capacity: 1,
+            capacity_bytes: 1 << 20,
+        };
+        let dispatcher = Dispatcher::start(
+            registry,
+            1,
+            limits,
+            Backpressure::Block,
+            Duration::from_secs(60),
+        )
+        .unwrap();
+        let origin = test_origin();
+        let stop = AtomicBool::new(false);
+        let never = || false;
+        assert!(matches!(
+            dispatcher.push(live("v2.hold", &origin), &stop, &never),
+            Pushed::Queued
+        ));
+        entered_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        assert!(matches!(
+            dispatcher.push(live("v2.first", &origin), &stop, &never),
+            Pushed::Queued
+        ));
+        // Full, and the dispatcher thread is held: only the interruption ends this push.
+        let nudged = AtomicBool::new(false);
+        let event = std::thread::scope(|scope| {
+            let pushing = scope.spawn(|| {
+                dispatcher.push(live("v2.second", &origin), &stop, &|| {
+                    nudged.load(Ordering::SeqCst)
+                })
+            });
+            nudged.store(true, Ordering::SeqCst);
+            match pushing.join().unwrap() {
+                Pushed::Interrupted(event) => event,
+                other => panic!("{other:?}"),
+            }
+        });
+        assert_eq!(event.topic(), "v2.second");
+        assert_eq!(origin.stats.dispatch.dropped.load(Ordering::Relaxed), 0);
+        release_tx.send(()).unwrap();
+        assert!(matches!(
+            dispatcher.push(event, &stop, &never),
+            Pushed::Queued | Pushed::QueuedAfter(_)
+        ));
+        assert!(dispatcher.shutdown(Instant::now() + Duration::from_secs(10)));
+        assert_eq!(*delivered.lock(), ["v2.hold", "v2.first", "v2.second"]);
+    }
+
+    /// Issue 17 point 4: `DropOldest` dropped a queued snapshot without cancelling its fetch in
+    /// the gate (every live event then took the gate's lock until the topic's next snapshot)
+    /// and without counting it as a dropped snapshot.
+    #[test]
+    fn drop_oldest_dropping_a_snapshot_frees_its_gate_entry_and_counts_it() {
+        let registry = Arc::new(Registry::new(usize::MAX));
+        let (entered_tx, entered_rx) = crossbeam_channel::bounded::<()>(1);
+        let (release_tx, release_rx) = crossbeam_channel::bounded::<()>(1);
+        let _listener = registry.add_event(
+            "v2.hold".parse().unwrap(),
+            Box::new(move |_: &Event| {
+                let _ = entered_tx.send(());
+                let _ = release_rx.recv_timeout(Duration::from_secs(30));
+            }),
+        );
+        let limits = QueueLimits {
+            capacity: 2,
+            capacity_bytes: 1 << 20,
+        };
+        let dispatcher = Dispatcher::start(
+            registry,
+            1,
+            limits,
+            Backpressure::DropOldest,
+            Duration::from_secs(60),
+        )
+        .unwrap();
+        let origin = test_origin();
+        let snapshot_origin = test_origin();
+        let stop = AtomicBool::new(false);
+        // The dispatcher thread is held inside a callback: the queue fills.
+        assert!(matches!(
+            dispatcher.push(live("v2.hold", &origin), &stop, &|| false),
+            Pushed::Queued
+        ));
+        entered_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        let topic = "v2.users.u1.presence";
+        dispatcher.gate.begin([topic], Instant::now());
+        let snapshot = Event::snapshot(topic, "{}", &snapshot_origin, Instant::now());
+        assert!(dispatcher.push_snapshot(snapshot, &stop));
+        assert!(matches!(
+            dispatcher.push(live("v2.other", &origin), &stop, &|| false),
+            Pushed::Queued
+        ));
+        // Full: the oldest queued event, the snapshot, makes room.
+        assert!(matches!(
+            dispatcher.push(live("v2.other", &origin), &stop, &|| false),
+            Pushed::DroppedOldest
+        ));
+        assert_eq!(
+            dispatcher.gate.dropped_count(),
+            1,
+            "the snapshot counted as dropped"
+        );
+        assert_eq!(
+            snapshot_origin
+                .stats
+                .dispatch
+                .dropped
+                .load(Ordering::Relaxed),
+            1
+        );
+        // Its fetch is forgotten: a live event of the topic no longer looks it up, and a later
+        // snapshot of the topic is not taken for superseded.
+        dispatcher.gate.note_live(topic, Instant::now());
+        assert!(dispatcher.gate.admit(topic));
+        assert_eq!(dispatcher.gate.superseded(), 0);
+        release_tx.send(()).unwrap();
+        assert!(dispatcher.shutdown(Instant::now() + Duration::from_secs(10)));
+    }
+
     #[test]
     fn with_several_queues_a_backed_up_queue_copies_its_frames_out_of_the_read_buffer() {
         let registry = Arc::new(Registry::new(usize::MAX));
@@ -372,7 +567,10 @@ mod tests {
             };
             let event = Event::new(text, located, origin.clone(), Instant::now());
             assert!(inside(event.frame_json().as_ptr() as usize));
-            assert_eq!(dispatcher.push(event, &stop), Pushed::Queued);
+            assert!(matches!(
+                dispatcher.push(event, &stop, &|| false),
+                Pushed::Queued
+            ));
         }
         release_tx.send(()).unwrap();
         let started = Instant::now();

@@ -100,6 +100,9 @@ fn run_shard(
             }
         }
         if cleared {
+            if event.is_snapshot() {
+                gate.dropped(event.topic());
+            }
             event
                 .origin
                 .stats

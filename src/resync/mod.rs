@@ -272,6 +272,7 @@ impl Engine {
             rate_limited: self.rate_limited.load(Ordering::Relaxed),
             snapshots_queued: self.queued.load(Ordering::Relaxed),
             snapshots_superseded: self.shared.dispatcher.gate.superseded(),
+            snapshots_dropped: self.shared.dispatcher.gate.dropped_count(),
             failures: self.failures.load(Ordering::Relaxed),
             pending_topics: queued_topics + self.in_progress.load(Ordering::Relaxed),
         }
