@@ -115,7 +115,10 @@
 //! [`Client::subscribe_isolated`] puts a group of topics on a channel of its own;
 //! [`Client::unsubscribe`] removes topics and [`Client::topics`] lists them. Each call returns a
 //! [`SubscribeReport`]: topics permitted, topics rejected by the service (with the reason and the
-//! missing permissions, [`TopicResult`]) and duplicates that needed nothing.
+//! missing permissions, [`TopicResult`]) and duplicates that needed nothing (a topic already
+//! subscribed, or named again in the same call in any spelling:
+//! `v2.users.<id>?presence&routingStatus` and `v2.users.<id>?routingStatus&presence` are one
+//! topic).
 //!
 //! Each channel runs on an OS thread of its own: it creates the channel, connects its socket
 //! (tungstenite over rustls), subscribes the topics with `ignoreErrors=true`, reads frames,
@@ -284,8 +287,44 @@
 //! [`Error::Topic`] (an invalid topic or pattern), [`Error::TooManyTopics`] and
 //! [`Error::TooManyChannels`] (the service's limits), [`Error::Api`] (a REST call failed,
 //! [`ApiError`]), [`Error::Token`] (the token source failed, [`TokenError`]),
-//! [`Error::Timeout`], [`Error::ChannelStopped`], [`Error::Spawn`] (the system refused a
-//! thread) and [`Error::Shutdown`]. Each method's docs say which it returns and when.
+//! [`Error::Timeout`], [`Error::ChannelStopped`] (with its typed [`StopReason`]),
+//! [`Error::Spawn`] (the system refused a thread) and [`Error::Shutdown`]. Each method's docs
+//! say which it returns and when.
+//!
+//! Every error prints its whole story on one line (its `Display` includes the errors it
+//! holds), so `eprintln!("{error}")` is enough; none returns a cause it printed from
+//! `source()`, so a reporter that walks the chain never repeats a line. The held errors are
+//! the variants' fields; the failures underneath (I/O, HTTP, JSON, your token source's own
+//! error) are a [`Cause`], whose [`Cause::io_kind`], [`Cause::is_timeout`] and
+//! [`Cause::downcast_ref`] give the typed error. [`Error::status`] (the HTTP status behind a
+//! REST or token failure) and [`Error::is_timeout`] answer the usual questions without a match.
+//! A [`TokenSource`] of yours fails with [`TokenError::other`]`(your_error)`.
+//!
+//! [`Client::subscribe`] and [`Client::unsubscribe`] can fail part-way, so they return the
+//! [`Error`] together with what they did, as a [`SubscribeError`] or an [`UnsubscribeError`]
+//! (`error()` is the [`Error`]); both convert into [`Error`], so `?` works as for the other
+//! methods. After a failed `subscribe`, every topic given is in one list: `report().permitted`
+//! (subscribed; they stay), `report().rejected`, `report().duplicates`, `pending()` (on a new
+//! channel whose thread keeps trying after the deadline: still wanted, do not subscribe them
+//! again) or `not_subscribed()` (nothing in place: subscribe them again once the cause is
+//! dealt with). After a failed `unsubscribe`, `removed()` lists the topics removed here and on
+//! the service, `pending()` those removed here whose channel's thread keeps sending the new set
+//! until the service takes it: nothing is left to retry.
+//!
+//! ```no_run
+//! # fn demo(client: &genesys_notify::Client, topics: &[&str]) {
+//! match client.subscribe(topics) {
+//!     Ok(report) => println!("{} subscribed", report.permitted.len()),
+//!     Err(failed) => {
+//!         eprintln!("subscribe failed: {}", failed.error());
+//!         // Subscribe these again later; those permitted or pending are in place.
+//!         let retry_later = failed.not_subscribed().to_vec();
+//!         # let _ = retry_later;
+//!     }
+//! }
+//! # }
+//! # let _ = demo;
+//! ```
 //!
 //! ## Guarantees
 //! The one list of what the crate promises; tests cite these numbers.
@@ -413,7 +452,7 @@ mod url;
 pub use auth::{AccessToken, ClientCredentials, StaticToken, TokenSource};
 pub use backoff::Backoff;
 pub use channel_id::ChannelId;
-pub use client::{Client, ClientBuilder, SubscribeReport};
+pub use client::{Client, ClientBuilder, SubscribeError, SubscribeReport, UnsubscribeError};
 pub use config::{Backpressure, Config, Region, Snapshots};
 pub use error::{
     ApiError, Cause, ChannelError, ConfigError, DisconnectCause, Error, ProxyError, ResyncError,

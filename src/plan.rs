@@ -141,7 +141,8 @@ pub(crate) struct Resolved {
     pub duplicates: Vec<Topic>,
 }
 
-/// Sorts `wanted` (validated, no two equal) into new topics and duplicates, comparing what they
+/// Sorts `wanted` (validated; a topic named again is a duplicate) into new topics and
+/// duplicates, comparing what they
 /// expand to: `covered(name)` says whether a subscribed topic already brings events named
 /// `name`; topics earlier in `wanted` count too.
 pub(crate) fn resolve(wanted: Vec<Topic>, covered: impl Fn(&str) -> bool) -> Resolved {

@@ -18,7 +18,7 @@ fn wrong_secret_fails_promptly_and_is_not_retried_in_a_loop() {
         .unwrap();
     let rec = Recorder::new(&client);
     let started = Instant::now();
-    let result = client.subscribe(presence_topics(1));
+    let result = client.subscribe(presence_topics(1)).map_err(Error::from);
     let took = started.elapsed();
     match result {
         Err(Error::Token(TokenError::InvalidCredentials { status, .. })) => {
@@ -36,7 +36,7 @@ fn wrong_secret_fails_promptly_and_is_not_retried_in_a_loop() {
     // A second attempt by the user fails the same way, just as promptly.
     let started = Instant::now();
     assert!(matches!(
-        client.subscribe(presence_topics(2)),
+        client.subscribe(presence_topics(2)).map_err(Error::from),
         Err(Error::Token(TokenError::InvalidCredentials { .. }))
     ));
     assert!(started.elapsed() < Duration::from_secs(3));
@@ -72,7 +72,10 @@ fn refused_static_token_fails_the_first_subscribe_promptly() {
         .build()
         .unwrap();
     let started = std::time::Instant::now();
-    let err = client.subscribe(presence_topics(1)).unwrap_err();
+    let err = client
+        .subscribe(presence_topics(1))
+        .unwrap_err()
+        .into_error();
     assert!(
         matches!(
             err,

@@ -211,3 +211,30 @@ fn unsubscribing_a_part_of_a_combined_topic_splits_it() {
     assert!(client.topics().is_empty());
     client.shutdown(Duration::from_secs(5)).unwrap();
 }
+
+/// Issue 17 point 8: one call naming a combined topic twice, its parts in another order and
+/// case the second time, subscribes it once and lists the second under `duplicates` (it was in
+/// no list of the report); a later call and `unsubscribe` take any spelling for the same topic.
+#[test]
+fn a_combined_topic_named_twice_in_one_call_lists_the_second_as_a_duplicate() {
+    let emu = emulator();
+    let client = one_topic_per_channel(&emu);
+    let combined = topic(&format!("{}?presence&routingstatus", user(6)));
+    let first = format!("{}?presence&routingStatus", user(6));
+    let second = format!("{}?ROUTINGSTATUS&Presence", user(6));
+    let report = client.subscribe([&first, &second]).unwrap();
+    assert_eq!(report.permitted, std::slice::from_ref(&combined));
+    assert_eq!(report.duplicates, std::slice::from_ref(&combined));
+    assert!(report.rejected.is_empty());
+    assert_eq!(emu.channels().len(), 1);
+    assert_eq!(emu.channels()[0].topics.len(), 1);
+
+    let report = client.subscribe([&second]).unwrap();
+    assert_eq!(report.duplicates, std::slice::from_ref(&combined));
+    assert!(report.permitted.is_empty());
+
+    let removed = client.unsubscribe([&second, &first]).unwrap();
+    assert_eq!(removed, [combined]);
+    assert!(client.topics().is_empty());
+    client.shutdown(Duration::from_secs(5)).unwrap();
+}

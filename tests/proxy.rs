@@ -95,7 +95,10 @@ fn a_proxy_asking_for_credentials_is_a_prompt_clear_error_with_few_attempts() {
         .build()
         .unwrap();
     let started = Instant::now();
-    let err = client.subscribe(presence_topics(1)).unwrap_err();
+    let err = client
+        .subscribe(presence_topics(1))
+        .unwrap_err()
+        .into_error();
     let took = started.elapsed();
     let text = err.to_string();
     assert!(
@@ -240,7 +243,7 @@ fn proxy_credentials_never_show_in_debug_output_or_logs() {
         .proxy_loopback(true)
         .build()
         .unwrap();
-    let err = bad.subscribe(presence_topics(1)).unwrap_err();
+    let err = bad.subscribe(presence_topics(1)).unwrap_err().into_error();
     texts.push(format!("{err:?} {err}"));
     client.shutdown(Duration::from_secs(5)).unwrap();
     bad.shutdown(Duration::from_secs(5)).unwrap();
@@ -267,7 +270,10 @@ fn a_server_signed_by_a_private_ca_is_refused_by_default_and_accepted_with_its_p
         .build()
         .unwrap();
     let lifecycle = Recorder::new(&refusing);
-    let err = refusing.subscribe(presence_topics(1)).unwrap_err();
+    let err = refusing
+        .subscribe(presence_topics(1))
+        .unwrap_err()
+        .into_error();
     assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
     assert!(lifecycle.wait(Duration::from_secs(5), |e| matches!(
         e,

@@ -50,7 +50,10 @@ fn a_retry_after_past_the_deadline_is_returned_at_once_as_the_rate_limit() {
     // A day: past the 60 s deadline of this call, and past the client's 300 s cap too.
     refuse(&emu, Endpoint::CreateChannel, 429, Some(86_400), 1_000);
     let started = Instant::now();
-    let error = client.subscribe(presence_topics(1)).unwrap_err();
+    let error = client
+        .subscribe(presence_topics(1))
+        .unwrap_err()
+        .into_error();
     let took = started.elapsed();
     match &error {
         Error::Api(ApiError::RateLimited { retry_after, .. }) => {
@@ -75,7 +78,10 @@ fn a_token_endpoint_rate_limiting_past_the_deadline_is_returned_at_once() {
     let client = client(&emu, Duration::from_secs(20));
     refuse(&emu, Endpoint::Token, 429, Some(1_000_000), 1_000);
     let started = Instant::now();
-    let error = client.subscribe(presence_topics(1)).unwrap_err();
+    let error = client
+        .subscribe(presence_topics(1))
+        .unwrap_err()
+        .into_error();
     let took = started.elapsed();
     assert!(took < Duration::from_secs(30), "{error:?} after {took:?}");
     assert!(error.to_string().contains("rate limited"), "{error}");
@@ -93,7 +99,10 @@ fn a_service_failing_until_the_deadline_gives_its_last_answer() {
     let emu = emulator();
     let client = client(&emu, Duration::from_secs(1));
     refuse(&emu, Endpoint::CreateChannel, 503, None, 100_000);
-    let error = client.subscribe(presence_topics(1)).unwrap_err();
+    let error = client
+        .subscribe(presence_topics(1))
+        .unwrap_err()
+        .into_error();
     assert!(
         matches!(error, Error::Api(ApiError::Server { status: 503, .. })),
         "{error:?}"
@@ -113,7 +122,10 @@ fn a_subscribe_that_times_out_names_the_last_failure() {
             .connect_uri_base(format!("ws://127.0.0.1:{port}")),
     );
     let client = client(&emu, Duration::from_secs(1));
-    let error = client.subscribe(presence_topics(1)).unwrap_err();
+    let error = client
+        .subscribe(presence_topics(1))
+        .unwrap_err()
+        .into_error();
     match &error {
         Error::Timeout {
             operation: "subscribe",

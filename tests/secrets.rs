@@ -281,7 +281,7 @@ fn exercise(emu: &Emulator, client: Client) -> Run {
     let _ = client
         .subscribe([format!("v2.users.{}.presence", user_id(9))])
         .unwrap();
-    let error = client.subscribe(["not a topic"]).unwrap_err();
+    let error = client.subscribe(["not a topic"]).unwrap_err().into_error();
     debug.push(("Error".into(), format!("{error:?} / {error}")));
 
     let before = got.load(Ordering::SeqCst);

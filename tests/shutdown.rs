@@ -191,7 +191,7 @@ fn shutdown_closes_sockets_deletes_subscriptions_and_joins_every_thread() {
 
     // Shut down means shut down.
     assert!(matches!(
-        client.subscribe(presence_topics(1)),
+        client.subscribe(presence_topics(1)).map_err(Error::from),
         Err(Error::Shutdown)
     ));
     assert!(client.on("v2.users.*.presence", |_| {}).is_err());

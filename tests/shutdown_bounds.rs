@@ -180,7 +180,11 @@ fn a_subscribe_cut_short_by_shutdown_returns_the_shutdown_error() {
     let subscriber = client.clone();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        let _ = tx.send(subscriber.subscribe(presence_topics(1)));
+        let _ = tx.send(
+            subscriber
+                .subscribe(presence_topics(1))
+                .map_err(genesys_notify::Error::from),
+        );
     });
     // The subscribe is waiting for the socket (its handshake hangs).
     assert!(emu.wait_for(Duration::from_secs(10), |e| !e.channels().is_empty()));

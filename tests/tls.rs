@@ -64,7 +64,10 @@ fn a_self_signed_certificate_is_refused() {
     let lifecycle = Recorder::new(&client);
     // The socket never connects, so the subscription is never applied: subscribe gives up at
     // its deadline (connect_timeout + 2 × request_timeout).
-    let err = client.subscribe(presence_topics(1)).unwrap_err();
+    let err = client
+        .subscribe(presence_topics(1))
+        .unwrap_err()
+        .into_error();
     assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
     let outcome = server.recv_timeout(Duration::from_secs(5)).unwrap();
     assert!(
@@ -93,7 +96,10 @@ fn plain_ws_to_a_non_loopback_host_is_refused_without_connecting() {
     );
     let client = builder(&emu).build().unwrap();
     let lifecycle = Recorder::new(&client);
-    let err = client.subscribe(presence_topics(1)).unwrap_err();
+    let err = client
+        .subscribe(presence_topics(1))
+        .unwrap_err()
+        .into_error();
     match &err {
         Error::ChannelStopped { reason, .. } => {
             assert!(reason.to_string().contains("loopback"), "{reason}");

@@ -38,7 +38,7 @@ fn failed_unsubscribe_is_sent_again_by_the_channel_thread() {
         retry_after: None,
         times: 1,
     });
-    let err = client.unsubscribe([&topics[0]]).unwrap_err();
+    let err = client.unsubscribe([&topics[0]]).unwrap_err().into_error();
     assert!(matches!(err, Error::Api(_)), "{err:?}");
     // Client-side the topic is gone at once...
     assert_eq!(client.topics().len(), 2);

@@ -1,7 +1,7 @@
 //! result.rs owns the one result enum, the thread-local last error and the panic boundary that
 //! every entry point goes through.
 
-use genesys_notify::{ApiError, Error};
+use genesys_notify::{ApiError, Error, SubscribeError, UnsubscribeError};
 use std::cell::RefCell;
 use std::ffi::{c_char, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -103,6 +103,27 @@ impl Failure {
 impl From<Error> for Failure {
     fn from(error: Error) -> Failure {
         Failure::from_error(&error)
+    }
+}
+
+/// The code of the error inside, and its message, which adds what the call did before it
+/// failed (topics in place, pending, not subscribed).
+impl From<SubscribeError> for Failure {
+    fn from(error: SubscribeError) -> Failure {
+        Failure {
+            message: error.to_string(),
+            ..Failure::from_error(error.error())
+        }
+    }
+}
+
+/// As for [`SubscribeError`]: the message adds what was removed, and where.
+impl From<UnsubscribeError> for Failure {
+    fn from(error: UnsubscribeError) -> Failure {
+        Failure {
+            message: error.to_string(),
+            ..Failure::from_error(error.error())
+        }
     }
 }
 

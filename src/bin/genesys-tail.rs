@@ -544,7 +544,8 @@ fn run(args: Args) -> Result<(), Failure> {
 
     // Under the lock: a signal from now on shuts the client down (see `on_signal`).
     *phase.lock() = Phase::Subscribing;
-    let report = match client.subscribe(&topics) {
+    // The error alone: tail exits on any failure, so what the call did before is not needed.
+    let report = match client.subscribe(&topics).map_err(Error::from) {
         Ok(report) => report,
         Err(Error::Shutdown) if *phase.lock() == Phase::Interrupted => {
             note(

@@ -30,6 +30,10 @@ pub(crate) struct TopicSet {
     combined_names: HashMap<String, Topic>,
     /// Topics added and not yet sent with `POST`, and the batch they will be sent in.
     unsent: Option<(Vec<Topic>, Arc<Batch>)>,
+    /// Topics reserved by `subscribe` calls that have not reported them yet, with the rejection
+    /// a whole-set `PUT` (the thread re-applying the set) gave one meanwhile: such a topic
+    /// leaves the set before the call's `POST` carries it, and the call reports this answer.
+    awaiting: HashMap<Topic, Option<TopicResult>>,
 }
 
 /// One `POST` shared by the calls whose topics it carries.
@@ -77,6 +81,19 @@ impl TopicSet {
         }
         self.topics.insert(topic);
         true
+    }
+
+    /// Adds `topic` for a `subscribe` call, which takes its answer back with
+    /// [`TopicSet::take_rejection`] once it reports it.
+    pub(crate) fn reserve(&mut self, topic: Topic) {
+        self.awaiting.insert(topic.clone(), None);
+        self.insert(topic);
+    }
+
+    /// The rejection a reserved `topic` met before its call reported it, if any; it is reserved
+    /// no more.
+    pub(crate) fn take_rejection(&mut self, topic: &Topic) -> Option<TopicResult> {
+        self.awaiting.remove(topic).flatten()
     }
 
     /// Removes `topic`; false when it was not there.
@@ -221,15 +238,19 @@ impl Slot {
     /// it rejected leave the set (they are not kept: the user subscribes them again once the
     /// permission is granted), and [`Lifecycle::Subscribed`] reports the results.
     pub(super) fn settle(&self, shared: &Shared, channel_id: &str, results: &[TopicResult]) {
-        let rejected: Vec<Topic> = results
+        let rejected: Vec<(Topic, &TopicResult)> = results
             .iter()
             .filter(|r| r.state == TopicState::Rejected)
-            .filter_map(|r| Topic::parse(&r.topic).ok())
+            .filter_map(|r| Some((Topic::parse(&r.topic).ok()?, r)))
             .collect();
         if !rejected.is_empty() {
             let mut set = self.topics();
-            for topic in &rejected {
-                set.remove(topic);
+            for (topic, result) in rejected {
+                set.remove(&topic);
+                // A call that reserved it reports this answer: its `POST` no longer carries it.
+                if let Some(answer) = set.awaiting.get_mut(&topic) {
+                    answer.get_or_insert_with(|| result.clone());
+                }
             }
         }
         if !results.is_empty() {

@@ -19,7 +19,8 @@ mod typed;
 mod unsubscribe;
 
 pub use builder::ClientBuilder;
-pub use subscribe::SubscribeReport;
+pub use subscribe::{SubscribeError, SubscribeReport};
+pub use unsubscribe::UnsubscribeError;
 
 use crate::api::ChannelInfo;
 use crate::auth::RefresherHandle;

@@ -12,6 +12,7 @@ use crate::plan::{self, Limits, Load, PlanError};
 use crate::topic::Topic;
 use crate::topic::{TopicResult, TopicState};
 use std::collections::HashSet;
+use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,28 +27,147 @@ pub struct SubscribeReport {
     /// Topics the service refused, with `rejectionReason` and `missingPermissions`. They are not
     /// kept: subscribe them again once the permission is granted.
     pub rejected: Vec<TopicResult>,
-    /// Topics that were already subscribed: nothing was sent for them.
+    /// Topics that were already subscribed (or named earlier in the same call, in any spelling
+    /// of the same subscription): nothing was sent for them.
     pub duplicates: Vec<Topic>,
 }
 
+/// Why [`Client::subscribe`] failed, and what it had done by then: every valid topic it was
+/// given is in exactly one of `report().permitted`, `report().rejected`, `report().duplicates`,
+/// [`pending`](SubscribeError::pending) and [`not_subscribed`](SubscribeError::not_subscribed)
+/// (a combined topic narrowed to the parts it adds is listed as for a successful call).
+///
+/// Converts into [`Error`] (`?` works in functions returning `Error`), dropping the lists.
+/// Boxed inside, so that a `Result` carrying it stays small.
+pub struct SubscribeError {
+    inner: Box<SubscribeFailure>,
+}
+
+struct SubscribeFailure {
+    error: Error,
+    report: SubscribeReport,
+    pending: Vec<Topic>,
+    not_subscribed: Vec<Topic>,
+}
+
+impl SubscribeError {
+    fn new(
+        error: Error,
+        report: SubscribeReport,
+        pending: Vec<Topic>,
+        not_subscribed: Vec<Topic>,
+    ) -> Self {
+        SubscribeError {
+            inner: Box::new(SubscribeFailure {
+                error,
+                report,
+                pending,
+                not_subscribed,
+            }),
+        }
+    }
+
+    /// Why the call failed (see [`Client::subscribe`], "Errors").
+    pub fn error(&self) -> &Error {
+        &self.inner.error
+    }
+
+    /// The error alone, as `?` converts it.
+    pub fn into_error(self) -> Error {
+        self.inner.error
+    }
+
+    /// What the service answered before the failure: those `permitted` are subscribed and stay
+    /// (do not subscribe them again: that reports them as duplicates), those `rejected` are
+    /// not kept, `duplicates` needed nothing.
+    pub fn report(&self) -> &SubscribeReport {
+        &self.inner.report
+    }
+
+    /// Topics on a new channel whose thread keeps trying after the call's deadline
+    /// ([`Error::Timeout`]): they stay wanted (listed by [`Client::topics`]) and are subscribed
+    /// once the channel connects ([`Lifecycle::Subscribed`] then gives the service's answer).
+    /// Do not subscribe them again; unsubscribe them to give up.
+    pub fn pending(&self) -> &[Topic] {
+        &self.inner.pending
+    }
+
+    /// Topics for which nothing is in place (never sent, or their channel gave up): subscribe
+    /// them again once the cause is dealt with.
+    pub fn not_subscribed(&self) -> &[Topic] {
+        &self.inner.not_subscribed
+    }
+
+    /// A failure before anything was sent: `not_subscribed` are the topics of the call.
+    fn before_sending(error: Error, report: SubscribeReport, not_subscribed: Vec<Topic>) -> Self {
+        SubscribeError::new(error, report, Vec::new(), not_subscribed)
+    }
+}
+
+impl fmt::Debug for SubscribeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = &self.inner;
+        f.debug_struct("SubscribeError")
+            .field("error", &inner.error)
+            .field("report", &inner.report)
+            .field("pending", &inner.pending)
+            .field("not_subscribed", &inner.not_subscribed)
+            .finish()
+    }
+}
+
+/// Prints the error, then what was done when something was: no `source()`, as for [`Error`]
+/// (the cause is printed, and is [`SubscribeError::error`]).
+impl fmt::Display for SubscribeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = &self.inner;
+        fmt::Display::fmt(&inner.error, f)?;
+        let r = &inner.report;
+        let counts = [
+            (r.permitted.len(), "permitted"),
+            (r.rejected.len(), "rejected"),
+            (r.duplicates.len(), "duplicates"),
+            (inner.pending.len(), "pending on a channel still trying"),
+            (inner.not_subscribed.len(), "not subscribed"),
+        ];
+        if counts[..4].iter().all(|(n, _)| *n == 0) {
+            return Ok(());
+        }
+        f.write_str(" (topics:")?;
+        let mut first = true;
+        for (n, what) in counts.iter().filter(|(n, _)| *n > 0) {
+            write!(f, "{} {n} {what}", if first { "" } else { "," })?;
+            first = false;
+        }
+        f.write_str(")")
+    }
+}
+
+impl std::error::Error for SubscribeError {}
+
+impl From<SubscribeError> for Error {
+    fn from(e: SubscribeError) -> Error {
+        e.into_error()
+    }
+}
+
+/// The topics named, validated and in their one spelling ([`Topic::parse`]), repeats kept: a
+/// subscribe call reports a repeat as a duplicate, like any topic an earlier one brings.
 pub(super) fn parse_topics<I, S>(topics: I) -> Result<Vec<Topic>, Error>
 where
     I: IntoIterator<Item = S>,
     S: AsRef<str>,
 {
-    let mut seen = HashSet::new();
-    let mut out = Vec::new();
-    for name in topics {
-        let name = name.as_ref();
-        let topic = Topic::parse(name).map_err(|error| Error::Topic {
-            name: name.to_owned(),
-            error,
-        })?;
-        if seen.insert(topic.clone()) {
-            out.push(topic);
-        }
-    }
-    Ok(out)
+    topics
+        .into_iter()
+        .map(|name| {
+            let name = name.as_ref();
+            Topic::parse(name).map_err(|error| Error::Topic {
+                name: name.to_owned(),
+                error,
+            })
+        })
+        .collect()
 }
 
 impl Client {
@@ -56,42 +176,48 @@ impl Client {
     ///
     /// Topic names are validated and lower-cased; combined topics
     /// (`v2.users.<id>?presence&routingStatus`) count as one, and their parts are put in one
-    /// order (`?presence&routingstatus`), so the same combination spelled in another order is
-    /// the same topic.
+    /// order (`?presence&routingstatus`), so the same combination spelled in another order or
+    /// case is the same topic, in this call, a later one and [`Client::unsubscribe`] alike.
     ///
     /// Duplicates are found by what a topic expands to (docs/protocol.md, "How this crate
     /// subscribes"): events of a combined topic arrive under the individual names
     /// (`v2.users.<id>.presence`, ...), so a topic whose every name is already brought by a
-    /// subscribed topic (or by an earlier topic of the same call) is reported as a duplicate
-    /// ([`SubscribeReport::duplicates`], [`Lifecycle::DuplicateSubscription`]) and nothing is
-    /// sent for it; a combined topic that overlaps only in part is narrowed to the parts it adds
+    /// subscribed topic (or by an earlier topic of the same call, the same topic named again
+    /// included) is reported as a duplicate ([`SubscribeReport::duplicates`],
+    /// [`Lifecycle::DuplicateSubscription`]) and nothing is sent for it; a combined topic that
+    /// overlaps only in part is narrowed to the parts it adds
     /// (`v2.users.<id>?presence&routingStatus` with `v2.users.<id>.presence` subscribed
     /// subscribes `v2.users.<id>.routingstatus`, reported in `permitted`, and reports the
     /// presence part as a duplicate). So overlapping subscriptions never make a listener see
-    /// one event twice. The same name twice in one call is simply subscribed once.
+    /// one event twice.
     ///
     /// Topics join the room left on existing channels with `POST .../subscriptions` carrying
     /// only them (calls adding to one channel at the same time share one `POST`); a new channel
     /// gets its topics with `PUT`. Subscriptions use `ignoreErrors=true`, so a topic lacking a
     /// permission is reported in [`SubscribeReport::rejected`] with its reason and missing
     /// permissions while the others work; a channel left with no topic (all rejected) is
-    /// closed. A new channel's socket is connected before its topics are subscribed, so no
-    /// event published after this returns is missed.
+    /// closed. A topic the service answers for in a channel's own re-application of its topics
+    /// (its thread's `PUT` after a reconnection or a renewal) before the call's `POST` went out
+    /// is reported with that answer. A new channel's socket is connected before its topics are
+    /// subscribed, so no event published after this returns is missed.
     ///
     /// # Errors
-    /// - [`Error::Topic`] for an invalid name (nothing is subscribed);
+    /// A [`SubscribeError`]: its [`error`](SubscribeError::error) says why, its lists what was
+    /// done by then (the channels updated before a failure stay updated). By error:
+    /// - [`Error::Topic`] for an invalid name: nothing was done and every list is empty; fix
+    ///   the name and call again;
     /// - [`Error::TooManyChannels`] when they would fit in number but need more channels than
-    ///   `max_channels` (isolated channels do not share their room; nothing is subscribed);
-    /// - [`Error::TooManyTopics`] when the topics would not fit in `max_channels` channels of
-    ///   `max_topics_per_channel` topics (nothing is subscribed);
+    ///   `max_channels` (isolated channels do not share their room), and
+    ///   [`Error::TooManyTopics`] when the topics would not fit in `max_channels` channels of
+    ///   `max_topics_per_channel` topics: nothing was sent (the topics are `not_subscribed`,
+    ///   the duplicates found are reported);
     /// - [`Error::Token`] when the token source fails permanently (bad client credentials);
     /// - [`Error::Api`] when the service refuses a request or keeps failing until the deadline
     ///   (`connect_timeout + 2 × request_timeout`), with its last answer; at once when its
-    ///   `Retry-After` (429, 503) puts the next attempt past the deadline (nothing is
-    ///   subscribed for that call's new channels);
+    ///   `Retry-After` (429, 503) puts the next attempt past the deadline;
     /// - [`Error::Timeout`] when a new channel is not ready by the deadline for another reason
-    ///   (its socket does not connect; the error names the last failure): its topics stay
-    ///   wanted and its thread keeps trying, reporting through lifecycle events;
+    ///   (its socket does not connect; the error names the last failure): its topics are
+    ///   `pending`, its thread keeps trying, reporting through lifecycle events;
     /// - [`Error::ChannelStopped`] when a new channel's thread stopped before its topics were
     ///   subscribed (retry budget spent, unusable `connectUri`);
     /// - [`Error::Spawn`] when a channel thread cannot be started (the system is out of
@@ -99,14 +225,19 @@ impl Client {
     /// - [`Error::Shutdown`] after [`Client::shutdown`], or when a `shutdown` on another thread
     ///   cut this call short.
     ///
-    /// When an error happens after some channels were updated, those updates stay.
-    pub fn subscribe<I, S>(&self, topics: I) -> Result<SubscribeReport, Error>
+    /// After `Token`, `Api`, `ChannelStopped`, `Spawn` and `Shutdown`, the topics answered
+    /// before the failure are in [`report`](SubscribeError::report) and the others in
+    /// [`not_subscribed`](SubscribeError::not_subscribed): calling again with those once the
+    /// cause is dealt with subscribes the rest.
+    pub fn subscribe<I, S>(&self, topics: I) -> Result<SubscribeReport, SubscribeError>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        self.subscribe_with(topics, false)
-            .map_err(|error| self.shut_down_instead(error))
+        self.subscribe_with(topics, false).map_err(|mut e| {
+            e.inner.error = self.shut_down_instead(e.inner.error);
+            e
+        })
     }
 
     /// Like [`Client::subscribe`], but puts these topics on channels of their own, shared with
@@ -114,26 +245,40 @@ impl Client {
     ///
     /// # Errors
     /// As [`Client::subscribe`].
-    pub fn subscribe_isolated<I, S>(&self, topics: I) -> Result<SubscribeReport, Error>
+    pub fn subscribe_isolated<I, S>(&self, topics: I) -> Result<SubscribeReport, SubscribeError>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        self.subscribe_with(topics, true)
-            .map_err(|error| self.shut_down_instead(error))
+        self.subscribe_with(topics, true).map_err(|mut e| {
+            e.inner.error = self.shut_down_instead(e.inner.error);
+            e
+        })
     }
 
     /// One subscribe call, in steps: resolve duplicates, plan, reserve room on existing
     /// channels, `POST` to them, create new channels, close emptied ones, report.
-    fn subscribe_with<I, S>(&self, topics: I, isolated: bool) -> Result<SubscribeReport, Error>
+    fn subscribe_with<I, S>(
+        &self,
+        topics: I,
+        isolated: bool,
+    ) -> Result<SubscribeReport, SubscribeError>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        self.check_open()?;
-        let wanted = parse_topics(topics)?;
+        let nothing =
+            |error| SubscribeError::before_sending(error, SubscribeReport::default(), vec![]);
+        self.check_open().map_err(nothing)?;
+        let wanted = parse_topics(topics).map_err(nothing)?;
         let mut updates = Some(self.inner.updates.lock());
-        self.check_open()?;
+        if let Err(error) = self.check_open() {
+            return Err(SubscribeError::before_sending(
+                error,
+                SubscribeReport::default(),
+                wanted,
+            ));
+        }
         self.forget_stopped();
         let slots: Vec<Arc<Slot>> = self.inner.slots.read().clone();
         let open: Vec<bool> = slots
@@ -145,35 +290,43 @@ impl Client {
         if new.is_empty() {
             return Ok(report);
         }
-        let plan = self.place(&slots, &open, new.len(), isolated)?;
+        let plan = match self.place(&slots, &open, new.len(), isolated) {
+            Ok(plan) => plan,
+            Err(error) => return Err(SubscribeError::before_sending(error, report, new)),
+        };
         let to_existing = reserve_room(&slots, &plan.to_existing, &new);
         if plan.new_channels.is_empty() {
             updates = None;
         }
 
         let (deadline, budget) = self.deadline();
-        let mut results: Vec<TopicResult> = Vec::new();
-        let (touched, failure) = self.post_reserved(to_existing, deadline, budget, &mut results);
-        if let Some(error) = failure {
-            self.close_emptied(&touched, updates, deadline);
-            return Err(error);
-        }
-        let mut created = self.create_channels(
-            &new,
-            plan.new_channels,
-            isolated,
-            (deadline, budget),
-            &mut results,
-        )?;
+        let mut done = Done::default();
+        let (mut touched, failure) = self.post_reserved(to_existing, deadline, budget, &mut done);
+        let failure = match failure {
+            Some(error) => Some(error),
+            None => {
+                let (created, failure) = self.create_channels(
+                    &new,
+                    plan.new_channels,
+                    isolated,
+                    (deadline, budget),
+                    &mut done,
+                );
+                touched.extend(created);
+                failure
+            }
+        };
         // A channel whose topics were all rejected is closed: no open channel without topics.
-        created.extend(touched);
-        self.close_emptied(&created, updates, deadline);
+        self.close_emptied(&touched, updates, deadline);
 
-        sort_answers(&mut report, new, results);
+        let (pending, not_subscribed) = sort_answers(&mut report, new, done);
         if let Some(engine) = &self.inner.resync {
             engine.after_subscribe(&report.permitted);
         }
-        Ok(report)
+        match failure {
+            None => Ok(report),
+            Some(error) => Err(SubscribeError::new(error, report, pending, not_subscribed)),
+        }
     }
 
     /// Splits `wanted` into the topics to subscribe and the duplicates of topics the `open`
@@ -251,7 +404,7 @@ impl Client {
         })
     }
 
-    /// `POST`s each slot's reserved topics, appending the service's answers to `results`. After
+    /// `POST`s each slot's reserved topics, recording the service's answers in `done`. After
     /// the first failure nothing more is sent, and every slot not subscribed gets its reserved
     /// room back. Returns every slot touched, and the failure if any.
     fn post_reserved(
@@ -259,23 +412,36 @@ impl Client {
         to_existing: Vec<(Arc<Slot>, Vec<Topic>)>,
         deadline: Instant,
         budget: Duration,
-        results: &mut Vec<TopicResult>,
+        done: &mut Done,
     ) -> (Vec<Arc<Slot>>, Option<Error>) {
         let mut failure = None;
         for (slot, add) in &to_existing {
-            if failure.is_none() {
-                match self.post_with_retry(slot, add, deadline, budget) {
+            let posted = match failure {
+                Some(_) => false,
+                None => match self.post_with_retry(slot, add, deadline, budget) {
                     Ok(r) => {
-                        results.extend(r);
-                        continue;
+                        done.results.extend(r);
+                        true
                     }
-                    Err(error) => failure = Some(error),
-                }
-            }
-            // Not subscribed: give the reserved room back.
+                    Err(error) => {
+                        failure = Some(error);
+                        false
+                    }
+                },
+            };
             let mut set = slot.topics();
             for topic in add {
-                set.remove(topic);
+                // The thread's own `PUT` of the set may have answered for it first (and taken
+                // it out of the set, and so out of the `POST`): that answer is the service's.
+                if let Some(rejection) = set.take_rejection(topic) {
+                    done.results.push(rejection);
+                    done.sent.push(topic.clone());
+                } else if posted {
+                    done.sent.push(topic.clone());
+                } else {
+                    // Not subscribed: give the reserved room back.
+                    set.remove(topic);
+                }
             }
         }
         let touched: Vec<Arc<Slot>> = to_existing.into_iter().map(|(slot, _)| slot).collect();
@@ -283,38 +449,45 @@ impl Client {
     }
 
     /// Creates one slot per range of `new` (reusing spare channels first), waits for each to
-    /// have its topics subscribed (`PUT`), and appends the answers to `results`. Stops at the
-    /// first failure.
+    /// have its topics subscribed (`PUT`), and records the answers in `done`. Stops at the first
+    /// failure. Returns the slots created, and the failure if any.
     fn create_channels(
         &self,
         new: &[Topic],
         new_channels: Vec<Range<usize>>,
         isolated: bool,
         (deadline, budget): (Instant, Duration),
-        results: &mut Vec<TopicResult>,
-    ) -> Result<Vec<Arc<Slot>>, Error> {
+        done: &mut Done,
+    ) -> (Vec<Arc<Slot>>, Option<Error>) {
         let shared = &self.inner.shared;
         let mut created = Vec::new();
         for range in new_channels {
-            let topics = TopicSet::of(new[range].iter().cloned());
+            let topics = TopicSet::of(new[range.clone()].iter().cloned());
             let slot = Slot::new(isolated, topics);
             {
                 // Checked under the list's lock: a `shutdown` running now either sees this slot
                 // (and stops it) or has already marked the client shut down.
                 let mut list = self.inner.slots.write();
-                self.check_open()?;
+                if let Err(error) = self.check_open() {
+                    return (created, Some(error));
+                }
                 if let Some(spare) = self.inner.spare_channels.lock().pop() {
                     slot.reuse_channel(spare);
                 }
-                slot.start(shared, list.len())
-                    .map_err(|error| Error::Spawn {
+                if let Err(error) = slot.start(shared, list.len()) {
+                    let error = Error::Spawn {
                         thread: "channel",
                         error,
-                    })?;
+                    };
+                    return (created, Some(error));
+                }
                 list.push(slot.clone());
             }
             match slot.wait_setup(0, deadline) {
-                Some(Ok(r)) => results.extend(r),
+                Some(Ok(r)) => {
+                    done.results.extend(r);
+                    done.sent.extend(new[range].iter().cloned());
+                }
                 Some(Err(failure)) => {
                     slot.stop(false);
                     // Forgotten only once its thread has ended; a stopping slot takes no topics
@@ -322,20 +495,35 @@ impl Client {
                     if slot.join_until(Instant::now() + Duration::from_secs(1)) {
                         self.inner.slots.write().retain(|s| !Arc::ptr_eq(s, &slot));
                     }
-                    return Err(setup_error(failure));
+                    return (created, Some(setup_error(failure)));
                 }
                 None => {
-                    return Err(Error::Timeout {
+                    // Its topics stay wanted: the thread keeps trying.
+                    done.pending.extend(new[range].iter().cloned());
+                    let error = Error::Timeout {
                         operation: "subscribe",
                         after: budget,
                         last_failure: slot.last_failure(),
-                    })
+                    };
+                    created.push(slot);
+                    return (created, Some(error));
                 }
             }
             created.push(slot);
         }
-        Ok(created)
+        (created, None)
     }
+}
+
+/// What a subscribe call got done for its new topics.
+#[derive(Default)]
+struct Done {
+    /// The service's answers.
+    results: Vec<TopicResult>,
+    /// Topics whose request the service took (answered or not).
+    sent: Vec<Topic>,
+    /// Topics on a channel whose thread keeps trying after the deadline.
+    pending: Vec<Topic>,
 }
 
 /// Reserves room for the planned topics in existing slots' sets. Done under the update lock, so
@@ -353,7 +541,7 @@ fn reserve_room(
             let add = new[range.clone()].to_vec();
             let mut set = slot.topics();
             for topic in &add {
-                set.insert(topic.clone());
+                set.reserve(topic.clone());
             }
             drop(set);
             (slot, add)
@@ -362,11 +550,17 @@ fn reserve_room(
 }
 
 /// Sorts the service's answers for the `new` topics into `report`: the first answer for each
-/// topic counts, answers for other topics are ignored.
-fn sort_answers(report: &mut SubscribeReport, new: Vec<Topic>, results: Vec<TopicResult>) {
+/// topic counts, answers for other topics are ignored; a topic sent that the service did not
+/// list is taken as permitted (it stays in the desired set). Returns the topics pending and
+/// those not subscribed (neither sent nor pending).
+fn sort_answers(
+    report: &mut SubscribeReport,
+    new: Vec<Topic>,
+    done: Done,
+) -> (Vec<Topic>, Vec<Topic>) {
     let new_set: HashSet<&Topic> = new.iter().collect();
     let mut answered = HashSet::new();
-    for result in results {
+    for result in done.results {
         let Ok(topic) = Topic::parse(&result.topic) else {
             continue;
         };
@@ -378,10 +572,18 @@ fn sort_answers(report: &mut SubscribeReport, new: Vec<Topic>, results: Vec<Topi
             TopicState::Rejected => report.rejected.push(result),
         }
     }
-    // A topic the service did not list is taken as permitted (it stays in the desired set).
-    for topic in new {
-        if !answered.contains(&topic) {
-            report.permitted.push(topic);
+    let sent: HashSet<&Topic> = done.sent.iter().collect();
+    let pending: HashSet<&Topic> = done.pending.iter().collect();
+    let mut not_subscribed = Vec::new();
+    for topic in &new {
+        if answered.contains(topic) || pending.contains(topic) {
+            continue;
+        }
+        if sent.contains(topic) {
+            report.permitted.push(topic.clone());
+        } else {
+            not_subscribed.push(topic.clone());
         }
     }
+    (done.pending, not_subscribed)
 }
