@@ -102,6 +102,18 @@ impl Region {
     }
 }
 
+/// The login base that goes with `api_base` when that is `<scheme>://api.<domain>[:port]`:
+/// `<scheme>://login.<domain>[:port]`, the pair every region has (docs/protocol.md "Hosts and
+/// regions"). `None` for any other host (an emulator, a gateway): the login host is then
+/// unknown, never guessed.
+pub(crate) fn login_base_for(api_base: &str) -> Option<String> {
+    let (scheme, rest) = api_base.split_once("://")?;
+    let prefix = rest.get(..4)?;
+    let domain = &rest[4..];
+    (prefix.eq_ignore_ascii_case("api.") && !domain.is_empty() && !domain.contains('/'))
+        .then(|| format!("{scheme}://login.{domain}"))
+}
+
 impl fmt::Display for Region {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -187,7 +199,8 @@ pub struct Config {
 }
 
 impl Config {
-    /// REST base URL, e.g. `https://api.mypurecloud.com`.
+    /// REST base URL, e.g. `https://api.mypurecloud.com`. Empty in [`Config::default`]: there
+    /// is no default region, and a built client always has one.
     pub fn api_base(&self) -> &str {
         &self.api_base
     }
@@ -204,12 +217,16 @@ impl Config {
     }
 
     /// How many extra root certificates were added with
+    /// [`ClientBuilder::add_root_certificates`](crate::ClientBuilder::add_root_certificates) or
     /// [`ClientBuilder::add_root_certificates_pem`](crate::ClientBuilder::add_root_certificates_pem).
     pub fn extra_root_certificates(&self) -> usize {
         self.tls.extra.len()
     }
 
-    /// OAuth base URL, e.g. `https://login.mypurecloud.com`.
+    /// OAuth base URL, e.g. `https://login.mypurecloud.com`. Empty in [`Config::default`]; a
+    /// built client has one whenever its API base is `https://api.<domain>` (which gives
+    /// `https://login.<domain>`) or one was set, and always when it runs the client-credentials
+    /// grant.
     pub fn login_base(&self) -> &str {
         &self.login_base
     }
@@ -364,8 +381,10 @@ impl Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            api_base: Region::UsEast1.api_base(),
-            login_base: Region::UsEast1.login_base(),
+            // No default region: a client of an EU org sent to us-east-1 sees what looks like
+            // bad credentials, so the region is a setting `validate` insists on.
+            api_base: String::new(),
+            login_base: String::new(),
             dispatcher_threads: 2,
             queue_capacity: 1024,
             queue_capacity_bytes: 4 << 20,
@@ -460,10 +479,22 @@ impl Config {
     /// dispatch lag threshold above 1 h (the threshold also above zero); backoff durations above
     /// 1 day (base and cap above zero); a ping interval not below the liveness timeout; a base
     /// URL that is not `https` (plain `http` is accepted only for loopback hosts); or a backoff
-    /// base above its cap.
+    /// base above its cap. No region (an empty API base, as in [`Config::default`]) is an
+    /// error naming `region`; an empty login base is accepted (only the client-credentials grant
+    /// needs one, and [`ClientBuilder::build`](crate::ClientBuilder::build) checks that).
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.api_base.is_empty() {
+            return Err(bad(
+                "region",
+                "no region set: call region(Region::EuWest1), region_name(\"eu-west-1\") or \
+                 api_base(\"https://api.<domain>\"); there is no default region (a client sent \
+                 to the wrong one sees its credentials refused)",
+            ));
+        }
         check_base_url("api_base", &self.api_base)?;
-        check_base_url("login_base", &self.login_base)?;
+        if !self.login_base.is_empty() {
+            check_base_url("login_base", &self.login_base)?;
+        }
         let in_range = |field, value: usize, max: usize| {
             if value == 0 || value > max {
                 Err(bad(field, format!("{value} is outside 1..={max}")))
@@ -613,6 +644,50 @@ impl Config {
 mod tests {
     use super::*;
 
+    /// The defaults with a region, the one setting that has none.
+    fn in_a_region() -> Config {
+        Config {
+            api_base: Region::EuWest1.api_base(),
+            login_base: Region::EuWest1.login_base(),
+            ..Config::default()
+        }
+    }
+
+    /// Issue 17, point 12: no region is an error naming it, never us-east-1 by default.
+    #[test]
+    fn no_default_region() {
+        let e = Config::default().validate().unwrap_err();
+        assert_eq!(e.field, "region", "{e}");
+        assert!(e.reason.contains("api_base"), "{e}");
+        let api_only = Config {
+            api_base: "http://127.0.0.1:9".into(),
+            ..Config::default()
+        };
+        api_only.validate().unwrap();
+    }
+
+    #[test]
+    fn the_login_base_follows_an_api_dot_domain_base_only() {
+        assert_eq!(
+            login_base_for("https://api.mypurecloud.ie").as_deref(),
+            Some("https://login.mypurecloud.ie")
+        );
+        assert_eq!(
+            login_base_for("https://API.example.test:8443").as_deref(),
+            Some("https://login.example.test:8443")
+        );
+        for other in [
+            "http://127.0.0.1:9",
+            "https://gw.example.com",
+            "https://api.",
+            "https://api.example.com/x",
+            "api.example.com",
+            "",
+        ] {
+            assert_eq!(login_base_for(other), None, "{other}");
+        }
+    }
+
     /// Issue 17, point 13: a region is a typed value that parses from its name or domain.
     #[test]
     fn regions_parse_from_name_or_domain_and_name_the_unknown() {
@@ -654,7 +729,7 @@ mod tests {
     #[test]
     fn durations_that_would_overflow_or_flood_are_refused() {
         let field = |c: Config| c.validate().unwrap_err().field;
-        let d = Config::default;
+        let d = in_a_region;
         assert_eq!(
             field(Config {
                 request_timeout: Duration::MAX,
@@ -774,10 +849,12 @@ mod tests {
 
     #[test]
     fn defaults_are_valid_and_bad_values_name_their_field() {
-        Config::default().validate().unwrap();
+        // Issue 17 point 12: the defaults alone have no region (`no_default_region`); with one
+        // they are valid.
+        in_a_region().validate().unwrap();
         let mut c = Config {
             queue_capacity: 0,
-            ..Config::default()
+            ..in_a_region()
         };
         assert_eq!(c.validate().unwrap_err().field, "queue_capacity");
         c.queue_capacity = 8;

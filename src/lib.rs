@@ -48,11 +48,12 @@
 //! uses a token obtained elsewhere ([`StaticToken`], never refreshed); and
 //! [`ClientBuilder::token_source`] takes any [`TokenSource`], including a closure:
 //! ```no_run
-//! use genesys_notify::{AccessToken, Client, TokenError};
+//! use genesys_notify::{AccessToken, Client, Region, TokenError};
 //! use std::time::Duration;
 //!
 //! # fn main() -> Result<(), genesys_notify::Error> {
 //! let client = Client::builder()
+//!     .region(Region::UsEast1)
 //!     .token_source(|| -> Result<AccessToken, TokenError> {
 //!         // Ask your own token service; say how long the token lives if you know it.
 //!         Ok(AccessToken::new("token-from-elsewhere", Some(Duration::from_secs(3600))))
@@ -62,29 +63,43 @@
 //! # Ok(())
 //! # }
 //! ```
+//! A [`ClientCredentials`] handed to [`ClientBuilder::token_source`] as it is makes its token
+//! requests like the built-in grant, through the client's proxy and trust roots, and its login
+//! base is held to the HTTPS rule (see [Corporate networks](#corporate-networks-proxies-trust-roots-gateways));
+//! a source of your own makes its own requests.
+//!
 //! Tokens with a known `expires_in` are refreshed ahead of expiry (guarantee 5); sockets do not
 //! use the token, so a refresh touches none. A token source failing is reported as
 //! [`Lifecycle::TokenRefreshFailed`]; a permanent failure (bad credentials) makes the calls that
 //! need a token fail with [`Error::Token`].
 //!
 //! ## Where to connect
-//! [`ClientBuilder::region`] (a [`Region`]) or [`ClientBuilder::region_name`] (`"eu-west-1"` or
-//! `"mypurecloud.ie"`) picks `api.<domain>` and `login.<domain>`; [`ClientBuilder::api_base`] and
-//! [`ClientBuilder::login_base`] set them explicitly (test servers, new regions). Plain `http` is
-//! accepted only for loopback hosts; everything else is TLS with verified certificates (rustls
-//! and the webpki roots).
+//! [`ClientBuilder::region`] (a [`Region`], which also parses from `"eu-west-1"` or
+//! `"mypurecloud.ie"`) or [`ClientBuilder::region_name`] picks `api.<domain>` and
+//! `login.<domain>` (docs/protocol.md "Hosts and regions"); [`ClientBuilder::api_base`] and
+//! [`ClientBuilder::login_base`] set them explicitly (test servers, new regions). There is no
+//! default region: a client of an org in another region would see its credentials refused, so
+//! [`ClientBuilder::build`] fails with [`Error::Config`] naming `region` when neither a region
+//! nor an API base is given. An API base `https://api.<domain>` alone gives the login host
+//! `https://login.<domain>`; any other (an emulator, a gateway) gives none, and the
+//! client-credentials grant then needs [`ClientBuilder::login_base`] (`build` names
+//! `login_base`; an access token needs no login host). Plain `http` is accepted only for
+//! loopback hosts; everything else is TLS with verified certificates (rustls and the webpki
+//! roots).
 //!
 //! ## Corporate networks: proxies, trust roots, gateways
 //! One HTTP `CONNECT` proxy carries the token request, the REST calls and the notification
-//! sockets: [`ClientBuilder::proxy`], else `https_proxy`/`HTTPS_PROXY`/`all_proxy`/`ALL_PROXY`
+//! sockets — including a [`ClientCredentials`] handed to [`ClientBuilder::token_source`]:
+//! [`ClientBuilder::proxy`] (a URL, or a [`Proxy`] parsed with [`Proxy::parse`]), else `https_proxy`/`HTTPS_PROXY`/`all_proxy`/`ALL_PROXY`
 //! from the environment ([`ClientBuilder::proxy_from_env`] turns that off), with
 //! [`ClientBuilder::no_proxy`] or `NO_PROXY` naming hosts that go direct (curl's syntax: host
 //! names cover their subdomains; `.domain`, IP, CIDR and `:port` forms). Loopback goes direct
 //! unless [`ClientBuilder::proxy_loopback`]. A proxy's failure is a typed [`ProxyError`]: one
 //! asking for credentials stops at once, the others are retried with backoff. Servers are
 //! verified against the bundled Mozilla roots, or the system store with
-//! [`ClientBuilder::tls_roots`], plus PEM certificates from
-//! [`ClientBuilder::add_root_certificates_pem`]. [`ClientBuilder::streaming_base`] and
+//! [`ClientBuilder::tls_roots`], plus certificates from [`ClientBuilder::add_root_certificates`]
+//! ([`RootCertificate`]s parsed and checked where you read them) or
+//! [`ClientBuilder::add_root_certificates_pem`] (PEM text, checked at `build`). [`ClientBuilder::streaming_base`] and
 //! [`ClientBuilder::map_connect_uri`] send the sockets to a gateway, keeping the `connectUri`'s
 //! path and query.
 //!
@@ -159,7 +174,10 @@
 //! use genesys_notify::{Client, Event};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! # let client = Client::builder().access_token("token").build()?;
+//! # let client = Client::builder()
+//! #     .region(genesys_notify::Region::UsEast1)
+//! #     .access_token("token")
+//! #     .build()?;
 //! let presence = topics::user_presence("9ed7d9f6-0c59-4360-ac54-40dd35eb9c2f")?;
 //! let _guard = client.on_typed(presence.pattern_any(), |event: &Event, body: &UserPresence| {
 //!     println!("{} is {:?}", event.topic(), body.system_presence());
@@ -233,17 +251,24 @@
 //! Every setting has a setter of the same name on [`ClientBuilder`], in the unit its docs name
 //! (durations as [`Duration`](std::time::Duration)), and a getter on [`Config`]
 //! ([`Client::config`] reads them back). [`ClientBuilder::build`] checks them all and names the
-//! first one out of range in [`Error::Config`]. The defaults follow the service: 30 s ping
+//! first one out of range in [`Error::Config`]; a setter that parses text (a region name, a
+//! proxy URL, PEM, a streaming base) keeps its error for `build`, and the first bad input is
+//! the one reported. To handle such an error where the text is read, parse it yourself
+//! (`str::parse::<Region>`, [`Proxy::parse`], [`RootCertificate::parse_pem`]) and hand the typed
+//! value to [`ClientBuilder::region`], [`ClientBuilder::proxy`] or
+//! [`ClientBuilder::add_root_certificates`]. The region has no default (see
+//! [Where to connect](#where-to-connect)). The other defaults follow the service: 30 s ping
 //! interval (the heartbeat period), 15 s pong timeout, 60 s liveness timeout, 20 s connect and
 //! 30 s request timeouts, 20 channels of 1 000 topics, 2 dispatcher threads of 1 024 events,
 //! 4 MiB messages; snapshots after gaps with at most 2 state requests in flight and 5 retries
 //! each. [`Backoff`] is changed with chainable setters:
 //! ```
-//! use genesys_notify::{Backoff, Backpressure, Client};
+//! use genesys_notify::{Backoff, Backpressure, Client, Region};
 //! use std::time::Duration;
 //!
 //! # fn main() -> Result<(), genesys_notify::Error> {
 //! let client = Client::builder()
+//!     .region("eu-west-1".parse::<Region>()?)
 //!     .access_token("token")
 //!     .dispatcher_threads(4)
 //!     .backpressure(Backpressure::DropOldest)
@@ -256,7 +281,9 @@
 //! ```
 //!
 //! ## Errors
-//! Methods return [`Error`]: [`Error::Config`] (a setting out of range, no token source),
+//! Methods return [`Error`]: [`Error::Config`] (a setting out of range or unparsable — the first
+//! bad one, no region or API base, no login host for the client-credentials grant, no token
+//! source; [`ConfigError::field`] names it),
 //! [`Error::Topic`] (an invalid topic or pattern), [`Error::TooManyTopics`] and
 //! [`Error::TooManyChannels`] (the service's limits), [`Error::Api`] (a REST call failed,
 //! [`ApiError`]), [`Error::Token`] (the token source failed, [`TokenError`]),
@@ -436,9 +463,9 @@ pub use health::{ChannelHealth, ChannelState, Health, ResyncHealth};
 pub use lag::DispatchWait;
 pub use listener::ListenerGuard;
 pub use message::SystemMessage;
-pub use proxy::{Proxy, ProxyConfig};
+pub use proxy::{IntoProxy, Proxy, ProxyConfig};
 pub use resync::{same_system_presence, StateResource, StateSnapshot};
-pub use tls::TlsRoots;
+pub use tls::{RootCertificate, TlsRoots};
 pub use topic::{Pattern, Topic, TopicError, TopicResult, TopicState, MAX_TOPIC_LEN};
 
 // Compile-time proof of the thread-safety the docs promise: a `Client` is shared between

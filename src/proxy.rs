@@ -20,6 +20,19 @@ use std::net::IpAddr;
 ///
 /// The port defaults to 1080, as in curl. Credentials in the URL's user info are sent as
 /// `Proxy-Authorization: Basic`; they never appear in `Debug` output or logs.
+///
+/// Parse it where the URL is read and hand it to
+/// [`ClientBuilder::proxy`](crate::ClientBuilder::proxy), which then cannot fail:
+/// ```
+/// use genesys_notify::{Client, Proxy, Region};
+///
+/// # fn main() -> Result<(), genesys_notify::Error> {
+/// let proxy: Proxy = "http://proxy.corp.example:3128".parse()?;
+/// let builder = Client::builder().region(Region::EuWest1).proxy(proxy);
+/// # drop(builder);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct Proxy {
     host: String,
@@ -46,6 +59,65 @@ impl fmt::Display for Proxy {
         } else {
             write!(f, "http://{}:{}", self.host, self.port)
         }
+    }
+}
+
+/// What [`ClientBuilder::proxy`](crate::ClientBuilder::proxy) takes: a proxy URL as text
+/// (`&str`, `&String`), parsed at that call, or a [`Proxy`] already parsed with
+/// [`Proxy::parse`] (whose error the caller has then handled). Sealed: the crate implements it
+/// for those types only. (Not for an owned `String`, so that `proxy(&url)` stays free of
+/// clippy's `needless_borrows_for_generic_args`, as it was when `proxy` took `&str`.)
+pub trait IntoProxy: sealed::Sealed {
+    /// The proxy, or the [`ConfigError`] (field `proxy`) of [`Proxy::parse`].
+    ///
+    /// # Errors
+    /// Those of [`Proxy::parse`], for text.
+    fn into_proxy(self) -> Result<Proxy, ConfigError>;
+}
+
+mod sealed {
+    /// Keeps [`IntoProxy`](super::IntoProxy) to the crate's own implementations, so that more
+    /// can be added without breaking anyone.
+    pub trait Sealed {}
+    impl Sealed for super::Proxy {}
+    impl Sealed for &super::Proxy {}
+    impl Sealed for &str {}
+    impl Sealed for &String {}
+}
+
+impl IntoProxy for Proxy {
+    fn into_proxy(self) -> Result<Proxy, ConfigError> {
+        Ok(self)
+    }
+}
+
+impl IntoProxy for &Proxy {
+    fn into_proxy(self) -> Result<Proxy, ConfigError> {
+        Ok(self.clone())
+    }
+}
+
+impl IntoProxy for &str {
+    fn into_proxy(self) -> Result<Proxy, ConfigError> {
+        Proxy::parse(self)
+    }
+}
+
+impl IntoProxy for &String {
+    fn into_proxy(self) -> Result<Proxy, ConfigError> {
+        Proxy::parse(self)
+    }
+}
+
+/// `"http://proxy.corp:3128".parse::<Proxy>()`, the same as [`Proxy::parse`].
+///
+/// # Errors
+/// Those of [`Proxy::parse`].
+impl std::str::FromStr for Proxy {
+    type Err = ConfigError;
+
+    fn from_str(url: &str) -> Result<Proxy, ConfigError> {
+        Proxy::parse(url)
     }
 }
 

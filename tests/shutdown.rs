@@ -312,7 +312,10 @@ fn shutdown_returns_in_time_when_the_rest_api_hangs_and_cuts_the_hung_requests()
     let started = Instant::now();
     let result = client.shutdown(timeout);
     let took = started.elapsed();
-    assert!(took < timeout + MARGIN, "shutdown took {took:?}: {result:?}");
+    assert!(
+        took < timeout + MARGIN,
+        "shutdown took {took:?}: {result:?}"
+    );
     // The close frames went out before the (hung) DELETEs.
     assert_close_frames(&emu);
     assert!(proxy.hung() >= 1, "no request reached the hung API");

@@ -116,6 +116,26 @@ fn tail_exits_with_code_2_on_a_bad_topic_or_missing_credentials() {
     assert!(String::from_utf8_lossy(&no_credentials.stderr).contains("GENESYS_CLIENT_ID"));
 }
 
+/// No region and no base URLs: `tail` says which settings are missing (exit code 2) instead
+/// of following some default region, where the credentials would look wrong (issue 17 point 12;
+/// tail already refused, and the library now does too).
+#[test]
+fn tail_exits_2_naming_the_region_when_none_is_given() {
+    let emu = emulator();
+    let output = tail::isolated(&tail::example())
+        .args(["--client-id", emu.client_id()])
+        .args(["--client-secret", emu.client_secret()])
+        .arg(&presence_topics(1)[0])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("no region") && stderr.contains("GENESYS_REGION"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn tail_prints_snapshots_at_subscribe_with_a_snapshot_field() {
     let emu = emulator();

@@ -22,8 +22,18 @@ const MAX_TOKEN_BODY: u64 = 64 * 1024;
 /// and the form body `grant_type=client_credentials` (docs/protocol.md "OAuth"). The response's
 /// `expires_in` (seconds) becomes [`AccessToken::expires_in`].
 ///
+/// Handed to [`ClientBuilder::token_source`](crate::ClientBuilder::token_source), it becomes the
+/// client's own grant: `build()` checks `login_base` against the client's HTTPS rule (`http`
+/// only to loopback hosts) and its client id and secret as
+/// [`ClientBuilder::client_credentials`](crate::ClientBuilder::client_credentials) does, and
+/// its token requests then go through the client's proxy and trust roots like every other
+/// request. Used on its own, or wrapped in another source where the builder cannot see it (a
+/// closure calling `fetch_token`), it connects directly with the bundled Mozilla roots; prefer
+/// `client_credentials` or handing it to `token_source` as it is.
+///
 /// `Debug` shows the token URL and client id; the secret is `<redacted>`.
 pub struct ClientCredentials {
+    login_base: String,
     token_url: String,
     client_id: String,
     client_secret: String,
@@ -46,8 +56,10 @@ impl ClientCredentials {
         client_secret: impl Into<String>,
         request_timeout: Duration,
     ) -> Self {
+        let login_base = login_base.trim_end_matches('/').to_owned();
         ClientCredentials {
-            token_url: format!("{}/oauth/token", login_base.trim_end_matches('/')),
+            token_url: format!("{login_base}/oauth/token"),
+            login_base,
             client_id: client_id.into(),
             client_secret: client_secret.into(),
             request_timeout,
@@ -64,11 +76,32 @@ impl ClientCredentials {
         request_timeout: Duration,
         agent: crate::network::HttpAgent,
     ) -> Self {
-        ClientCredentials {
-            agent: agent.agent,
-            proxied: agent.proxied,
-            ..ClientCredentials::new(login_base, client_id, client_secret, request_timeout)
-        }
+        let mut source =
+            ClientCredentials::new(login_base, client_id, client_secret, request_timeout);
+        source.use_agent(agent);
+        source
+    }
+
+    /// The login base URL, without a trailing `/`.
+    pub(crate) fn login_base(&self) -> &str {
+        &self.login_base
+    }
+
+    /// The bound of one token request.
+    pub(crate) fn request_timeout(&self) -> Duration {
+        self.request_timeout
+    }
+
+    /// The client id and secret, for the builder's checks.
+    pub(crate) fn credentials(&self) -> (&str, &str) {
+        (&self.client_id, &self.client_secret)
+    }
+
+    /// Replaces the agent with one built for the client's proxy and trust roots (network.rs),
+    /// so that no token request of a client goes around its network settings.
+    pub(crate) fn use_agent(&mut self, agent: crate::network::HttpAgent) {
+        self.agent = agent.agent;
+        self.proxied = agent.proxied;
     }
 
     fn basic_auth(&self) -> String {

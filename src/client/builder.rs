@@ -14,16 +14,26 @@ use crate::error::ConfigError;
 use crate::error::Error;
 use crate::event::Lifecycle;
 use crate::listener::Registry;
+use crate::proxy::IntoProxy;
 use crate::redact::Redacted;
 use crate::resync::{Engine, ResyncSettings, StateResource};
+use crate::tls::RootCertificate;
 use parking_lot::{Mutex, RwLock};
+use std::any::Any;
 use std::fmt;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 enum TokenChoice {
-    ClientCredentials { client_id: String, secret: String },
+    /// [`ClientBuilder::client_credentials`]: the grant against the client's login base.
+    ClientCredentials {
+        client_id: String,
+        secret: String,
+    },
+    /// A [`ClientCredentials`] handed to [`ClientBuilder::token_source`]: its own login base,
+    /// the client's network.
+    Grant(ClientCredentials),
     Static(String),
     Source(Box<dyn TokenSource>),
 }
@@ -34,6 +44,7 @@ enum TokenChoice {
 pub struct ClientBuilder {
     config: Config,
     token: Option<TokenChoice>,
+    /// The first bad input of a setter that parses (see [`ClientBuilder::fail`]).
     error: Option<ConfigError>,
     /// User-supplied state resources ([`ClientBuilder::state_resource`]).
     resync_resources: Vec<StateResource>,
@@ -57,6 +68,7 @@ impl fmt::Debug for ClientBuilder {
             Some(TokenChoice::ClientCredentials { client_id, .. }) => {
                 format!("client credentials (client id {client_id}, secret {Redacted:?})")
             }
+            Some(TokenChoice::Grant(grant)) => format!("{grant:?}"),
             Some(TokenChoice::Static(_)) => format!("static token {Redacted:?}"),
             Some(TokenChoice::Source(_)) => "custom token source".to_owned(),
             None => "none".to_owned(),
@@ -80,30 +92,40 @@ macro_rules! setter {
 }
 
 impl ClientBuilder {
-    /// Uses the region's `api.<domain>` and `login.<domain>` hosts.
+    /// Records a bad input for [`ClientBuilder::build`] to report. The first one is kept: it is
+    /// the first the user wrote, and a later one may only follow from it.
+    fn fail(mut self, error: ConfigError) -> Self {
+        self.error.get_or_insert(error);
+        self
+    }
+
+    /// Uses the region's `api.<domain>` and `login.<domain>` hosts (docs/protocol.md "Hosts and
+    /// regions"). There is no default region: one of `region`, [`ClientBuilder::region_name`]
+    /// or [`ClientBuilder::api_base`] is required, else [`ClientBuilder::build`] fails naming
+    /// `region`. A name read from configuration parses with `"eu-west-1".parse::<Region>()`.
     pub fn region(mut self, region: Region) -> Self {
         self.config.api_base = region.api_base();
         self.config.login_base = region.login_base();
         self
     }
 
-    /// Uses the region named like `eu-west-1` (or its domain, like `mypurecloud.ie`).
-    /// An unknown name makes [`ClientBuilder::build`] fail with a [`ConfigError`].
+    /// Uses the region named like `eu-west-1` (or its domain, like `mypurecloud.ie`), ignoring
+    /// case. An unknown name makes [`ClientBuilder::build`] fail with [`Error::Config`] naming
+    /// `region` and listing the known ones (unless an earlier setter already failed: the first
+    /// bad input is the one reported). To handle the error where the name is read, parse it
+    /// (`name.parse::<Region>()?`) and call [`ClientBuilder::region`].
     pub fn region_name(self, name: &str) -> Self {
-        match Region::from_name(name) {
-            Some(region) => self.region(region),
-            None => ClientBuilder {
-                error: Some(ConfigError {
-                    field: "region",
-                    reason: format!("unknown region {name:?}"),
-                }),
-                ..self
-            },
+        match name.parse::<Region>() {
+            Ok(region) => self.region(region),
+            Err(error) => self.fail(error),
         }
     }
 
     /// The REST base URL, e.g. `https://api.mypurecloud.com` (emulators, test servers, new
-    /// regions). Plain `http` is accepted only for loopback hosts.
+    /// regions). Plain `http` is accepted only for loopback hosts. Unless a region or
+    /// [`ClientBuilder::login_base`] sets the login host, a base `https://api.<domain>` gives
+    /// `https://login.<domain>`; any other base gives none, and
+    /// [`ClientBuilder::client_credentials`] then needs `login_base`.
     pub fn api_base(mut self, url: impl Into<String>) -> Self {
         self.config.api_base = url.into().trim_end_matches('/').to_owned();
         self
@@ -139,8 +161,22 @@ impl ClientBuilder {
 
     /// Uses any [`TokenSource`], including a closure returning
     /// `Result<AccessToken, TokenError>`.
-    pub fn token_source(mut self, source: impl TokenSource) -> Self {
-        self.token = Some(TokenChoice::Source(Box::new(source)));
+    ///
+    /// A [`ClientCredentials`] handed here as it is makes its token requests like the client's
+    /// own grant: through the client's proxy, verified against its trust roots, and its login
+    /// base held to the HTTPS rule at [`ClientBuilder::build`] (which fails naming
+    /// `login_base` otherwise). Other sources make their own requests, if any.
+    pub fn token_source<S: TokenSource>(mut self, source: S) -> Self {
+        // Recognised by type, because a `ClientCredentials` built with its public constructor
+        // has its own direct agent, which would go around the proxy and roots set here.
+        let mut source = Some(source);
+        let grant = (&mut source as &mut dyn Any)
+            .downcast_mut::<Option<ClientCredentials>>()
+            .and_then(Option::take);
+        self.token = match grant {
+            Some(grant) => Some(TokenChoice::Grant(grant)),
+            None => source.map(|s| TokenChoice::Source(Box::new(s))),
+        };
         self
     }
 
@@ -244,15 +280,29 @@ impl ClientBuilder {
     /// refresher). No channel is created until the first [`Client::subscribe`].
     ///
     /// # Errors
-    /// [`Error::Config`] for a setting out of range (see [`Config::validate`]), an unknown region
-    /// name, no token source, or an empty client id, client secret or access token (or one
-    /// holding white space or control characters); [`Error::Spawn`] when the dispatcher or
-    /// lifecycle threads could not be started.
+    /// [`Error::Config`] naming the setting:
+    /// - the first bad input given to a setter that parses (an unknown region name, a proxy
+    ///   URL, PEM text, a streaming base), even when later calls were fine;
+    /// - `region` when neither a region nor an API base was set (there is no default region);
+    /// - `login_base` when the client-credentials grant has no login host (an API base not of
+    ///   the form `https://api.<domain>`, without [`ClientBuilder::login_base`]), or a
+    ///   [`ClientCredentials`] handed to [`ClientBuilder::token_source`] has a plain `http`
+    ///   login base to a host that is not loopback;
+    /// - a setting out of range (see [`Config::validate`]);
+    /// - `token` for no token source, or `client_id`, `client_secret`, `access_token` when one
+    ///   is empty or holds white space or control characters.
+    ///
+    /// [`Error::Spawn`] when the dispatcher or lifecycle threads could not be started.
     pub fn build(self) -> Result<Client, Error> {
         if let Some(error) = self.error {
             return Err(Error::Config(error));
         }
-        let config = self.config;
+        let mut config = self.config;
+        if config.login_base.is_empty() {
+            if let Some(login_base) = crate::config::login_base_for(&config.api_base) {
+                config.login_base = login_base;
+            }
+        }
         config.validate()?;
         let resync = ResyncSettings {
             snapshots: config.snapshots,
@@ -261,6 +311,7 @@ impl ClientBuilder {
             custom: self.resync_resources,
         };
         check_credentials(&self.token)?;
+        check_login_base(&self.token, &config)?;
         let network = crate::network::Network::from_config(&config)?;
         let source: Box<dyn TokenSource> = match self.token {
             Some(TokenChoice::ClientCredentials { client_id, secret }) => {
@@ -271,6 +322,10 @@ impl ClientBuilder {
                     config.request_timeout,
                     network.agent(&config.login_base, config.request_timeout),
                 ))
+            }
+            Some(TokenChoice::Grant(mut grant)) => {
+                grant.use_agent(network.agent(grant.login_base(), grant.request_timeout()));
+                Box::new(grant)
             }
             Some(TokenChoice::Static(token)) => Box::new(StaticToken::new(token)),
             Some(TokenChoice::Source(source)) => source,
@@ -364,14 +419,20 @@ impl ClientBuilder {
     /// output or logs. Overrides `HTTPS_PROXY`/`ALL_PROXY`; hosts in [`ClientBuilder::no_proxy`]
     /// and loopback hosts still go direct.
     ///
-    /// An unusable URL (another scheme, no host, bad port) makes [`ClientBuilder::build`] fail
-    /// with [`Error::Config`] naming the field `proxy`.
-    pub fn proxy(mut self, url: &str) -> Self {
-        match crate::proxy::Proxy::parse(url) {
-            Ok(proxy) => self.config.proxy.proxy = Some(proxy),
-            Err(e) => self.error = Some(e),
+    /// Takes the URL as text (`&str`, `&String`) or a [`Proxy`](crate::Proxy) parsed with
+    /// [`Proxy::parse`](crate::Proxy::parse) (see [`IntoProxy`]). Unusable text (another
+    /// scheme, no host, bad port) makes [`ClientBuilder::build`] fail with [`Error::Config`]
+    /// naming the field `proxy`, unless an earlier setter already failed (the first bad input
+    /// is the one reported); parse it first to handle that error where the URL is read.
+    pub fn proxy(self, proxy: impl IntoProxy) -> Self {
+        match proxy.into_proxy() {
+            Ok(proxy) => {
+                let mut builder = self;
+                builder.config.proxy.proxy = Some(proxy);
+                builder
+            }
+            Err(error) => self.fail(error),
         }
-        self
     }
 
     /// The hosts that bypass the proxy, curl's `NO_PROXY` syntax: comma-separated host names
@@ -405,29 +466,48 @@ impl ClientBuilder {
         self
     }
 
+    /// Adds certificates to the trusted roots (of either [`TlsRoots`](crate::TlsRoots) set),
+    /// already parsed and checked with [`RootCertificate::parse_pem`] or
+    /// [`RootCertificate::from_der`], so this setter cannot fail.
+    pub fn add_root_certificates(
+        mut self,
+        certificates: impl IntoIterator<Item = RootCertificate>,
+    ) -> Self {
+        self.config
+            .tls
+            .extra
+            .extend(certificates.into_iter().map(RootCertificate::into_der));
+        self
+    }
+
     /// Adds the `CERTIFICATE` blocks of `pem` (PEM text, e.g. a corporate CA's file) to the
     /// trusted roots. Text without a certificate, or a block that does not decode to an X.509
-    /// certificate, makes
-    /// [`ClientBuilder::build`] fail with [`Error::Config`] naming `root_certificates`.
-    pub fn add_root_certificates_pem(mut self, pem: impl AsRef<[u8]>) -> Self {
-        match crate::tls::parse_pem(pem.as_ref()) {
-            Ok(certs) => self.config.tls.extra.extend(certs),
-            Err(e) => self.error = Some(e),
+    /// certificate, makes [`ClientBuilder::build`] fail with [`Error::Config`] naming
+    /// `root_certificates` (unless an earlier setter already failed: the first bad input is the
+    /// one reported); [`ClientBuilder::add_root_certificates`] with
+    /// [`RootCertificate::parse_pem`] reports it where the file is read instead.
+    pub fn add_root_certificates_pem(self, pem: impl AsRef<[u8]>) -> Self {
+        match RootCertificate::parse_pem(pem) {
+            Ok(certificates) => self.add_root_certificates(certificates),
+            Err(error) => self.fail(error),
         }
-        self
     }
 
     /// Connects the notification sockets to a gateway instead of the host in `connectUri`:
     /// `https://gateway.example.com[:port]` replaces scheme, host and port and keeps the
     /// `connectUri`'s path and query (which carry the channel id). `http` is accepted only for
     /// loopback hosts. An unusable URL makes [`ClientBuilder::build`] fail with
-    /// [`Error::Config`] naming `streaming_base`.
-    pub fn streaming_base(mut self, url: &str) -> Self {
+    /// [`Error::Config`] naming `streaming_base` (unless an earlier setter already failed: the
+    /// first bad input is the one reported).
+    pub fn streaming_base(self, url: &str) -> Self {
         match crate::gateway::StreamingOverride::parse_base(url) {
-            Ok(o) => self.config.streaming = o,
-            Err(e) => self.error = Some(e),
+            Ok(streaming) => {
+                let mut builder = self;
+                builder.config.streaming = streaming;
+                builder
+            }
+            Err(error) => self.fail(error),
         }
-        self
     }
 
     /// Maps each `connectUri` the service gives to the address to connect to, for gateways
@@ -448,6 +528,10 @@ fn check_credentials(token: &Option<TokenChoice>) -> Result<(), ConfigError> {
         Some(TokenChoice::ClientCredentials { client_id, secret }) => {
             vec![("client_id", client_id), ("client_secret", secret)]
         }
+        Some(TokenChoice::Grant(grant)) => {
+            let (client_id, secret) = grant.credentials();
+            vec![("client_id", client_id), ("client_secret", secret)]
+        }
         Some(TokenChoice::Static(token)) => vec![("access_token", token)],
         _ => Vec::new(),
     };
@@ -465,4 +549,30 @@ fn check_credentials(token: &Option<TokenChoice>) -> Result<(), ConfigError> {
         });
     }
     Ok(())
+}
+
+/// The login host the client-credentials grant posts to: the client's (set, or derived from an
+/// `https://api.<domain>` API base), or that of a [`ClientCredentials`] handed to
+/// `token_source`, held to the HTTPS rule of every base URL. A grant without one fails here,
+/// naming `login_base`, rather than posting the credentials to some default region's host.
+fn check_login_base(token: &Option<TokenChoice>, config: &Config) -> Result<(), ConfigError> {
+    let login_base = match token {
+        Some(TokenChoice::ClientCredentials { .. }) => config.login_base.as_str(),
+        Some(TokenChoice::Grant(grant)) => grant.login_base(),
+        _ => return Ok(()),
+    };
+    if login_base.is_empty() {
+        return Err(ConfigError {
+            field: "login_base",
+            reason: format!(
+                "not set, and the API base {} is not https://api.<domain> (which would give \
+                 https://login.<domain>): call login_base(..) or region(..)",
+                crate::url::redacted(&config.api_base)
+            ),
+        });
+    }
+    crate::url::check_base_url(login_base).map_err(|reason| ConfigError {
+        field: "login_base",
+        reason,
+    })
 }

@@ -175,7 +175,10 @@ impl Client {
     /// use genesys_notify::{Client, Event};
     ///
     /// # fn main() -> Result<(), genesys_notify::Error> {
-    /// # let client = Client::builder().access_token("token").build()?;
+    /// # let client = Client::builder()
+    /// #     .region(genesys_notify::Region::UsEast1)
+    /// #     .access_token("token")
+    /// #     .build()?;
     /// let pattern = "v2.users.*.routingStatus";
     /// let _guard = client.on_typed(pattern, |event: &Event, body: &UserRoutingStatus| {
     ///     if body.status() == Some(&RoutingStatusValue::NotResponding) {
@@ -219,7 +222,10 @@ impl Client {
     /// use genesys_notify::Client;
     ///
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # let client = Client::builder().access_token("token").build()?;
+    /// # let client = Client::builder()
+    /// #     .region(genesys_notify::Region::UsEast1)
+    /// #     .access_token("token")
+    /// #     .build()?;
     /// let observations = topics::queue_observations("0b1f2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d")?;
     /// let _guard = client.on_topic(&observations, |_event, body| {
     ///     println!("waiting: {:?}", body.stat("oWaiting", "count"));

@@ -32,10 +32,13 @@
 //! A typed listener for a topic built by [`topics`]:
 //! ```no_run
 //! use genesys_notify::models::{topics, SystemPresence, UserPresence};
-//! use genesys_notify::{Client, Event};
+//! use genesys_notify::{Client, Event, Region};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let client = Client::builder().access_token("token").build()?;
+//! let client = Client::builder()
+//!     .region(Region::UsEast1)
+//!     .access_token("token")
+//!     .build()?;
 //! let presence = topics::user_presence("9ed7d9f6-0c59-4360-ac54-40dd35eb9c2f")?;
 //! let _guard = client.on_typed(presence.pattern_any(), |event: &Event, body: &UserPresence| {
 //!     if body.system_presence() == Some(&SystemPresence::OnQueue) {

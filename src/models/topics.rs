@@ -24,7 +24,10 @@ use std::marker::PhantomData;
 /// use genesys_notify::{Client, Event};
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// # let client = Client::builder().access_token("token").build()?;
+/// # let client = Client::builder()
+/// #     .region(genesys_notify::Region::UsEast1)
+/// #     .access_token("token")
+/// #     .build()?;
 /// let presence = topics::user_presence("9ed7d9f6-0c59-4360-ac54-40dd35eb9c2f")?;
 /// let _guard = client.on_typed(presence.pattern(), |_event: &Event, body: &UserPresence| {
 ///     println!("{:?}", body.system_presence());

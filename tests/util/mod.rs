@@ -4,6 +4,7 @@
 
 pub mod proxy;
 pub mod tail;
+pub mod tls;
 
 use genesys_notify::emulator::{Emulator, EmulatorConfig};
 use genesys_notify::{Backoff, Client, ClientBuilder, Lifecycle, ListenerGuard};
