@@ -1,0 +1,261 @@
+//! The store owns every Redis command the bridge sends: the Lua scripts for leases and fenced
+//! writes, membership heartbeats, and the pipelined batches. It keeps no state of its own.
+//!
+//! Each script touches the keys of one shard only (one hash tag, so one Redis Cluster slot).
+
+use crate::entry::{epoch_ms, members_key, Record, ShardKeys};
+use redis::{ConnectionLike, RedisResult, Script, Value};
+use std::time::SystemTime;
+
+/// `SET lease NX PX ttl`; on success `INCR fence` and record the new holder in `held`, leaving
+/// `until` (the previous holder's last vouched moment) for the new holder to read and to
+/// advance only once it has written its takeover gap.
+/// Returns `{fence, previous holder, previous until, previous released}` or nil when held.
+const ACQUIRE: &str = r"
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return false end
+local fence = redis.call('INCR', KEYS[2])
+local prev = redis.call('HMGET', KEYS[3], 'holder', 'until', 'released')
+redis.call('HSET', KEYS[3], 'holder', ARGV[1], 'fence', fence, 'since', ARGV[3], 'released', '0')
+return {fence, prev[1] or '', prev[2] or '', prev[3] or ''}
+";
+
+/// Renews the lease if still the holder, and advances `until` when given.
+const RENEW: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[2], 'until', ARGV[3]) end
+return 1
+";
+
+/// Releases the lease if still the holder: the fence is incremented too, so that nothing
+/// written with the old token can land after the release.
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('INCR', KEYS[3])
+if ARGV[2] ~= '' then redis.call('HSET', KEYS[2], 'until', ARGV[2]) end
+redis.call('HSET', KEYS[2], 'released', '1')
+return 1
+";
+
+/// Appends a batch of entries to the stream if the fence still holds the writer's token; each
+/// entry gets a `fence` field with that token. ARGV: fence, maxlen, count, then per entry the
+/// number of field/value strings followed by them.
+const WRITE: &str = r"
+local current = redis.call('GET', KEYS[2])
+if current ~= ARGV[1] then
+  return redis.error_reply('FENCED fence is ' .. tostring(current) .. ', writer holds ' .. ARGV[1])
+end
+local i = 4
+local last = false
+for _ = 1, tonumber(ARGV[3]) do
+  local n = tonumber(ARGV[i])
+  local args = {'XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*'}
+  for j = 1, n do args[#args + 1] = ARGV[i + j] end
+  args[#args + 1] = 'fence'
+  args[#args + 1] = ARGV[1]
+  i = i + n + 1
+  last = redis.call(unpack(args))
+end
+return last
+";
+
+/// The previous holder of a shard, as found at acquisition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Previous {
+    /// Its bridge id.
+    pub holder: String,
+    /// Every event it received before this moment is in the stream (its last renewal or
+    /// release), if it ever got that far.
+    pub until: Option<SystemTime>,
+    /// It released the shard cleanly.
+    pub released: bool,
+}
+
+/// A lease just acquired.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Acquired {
+    /// The fencing token to write with.
+    pub fence: u64,
+    /// Who held the shard before, if anyone ever did.
+    pub previous: Option<Previous>,
+}
+
+/// Tries to acquire the lease of a shard for `ttl_ms` (→ `None`: someone holds it).
+pub fn acquire(
+    con: &mut dyn ConnectionLike,
+    keys: &ShardKeys,
+    bridge: &str,
+    ttl_ms: u64,
+) -> RedisResult<Option<Acquired>> {
+    let reply: Option<(u64, String, String, String)> = Script::new(ACQUIRE)
+        .key(&keys.lease)
+        .key(&keys.fence)
+        .key(&keys.held)
+        .arg(bridge)
+        .arg(ttl_ms)
+        .arg(epoch_ms(SystemTime::now()))
+        .invoke(con)?;
+    Ok(reply.map(|(fence, holder, until, released)| Acquired {
+        fence,
+        previous: (!holder.is_empty()).then(|| Previous {
+            holder,
+            until: until
+                .parse::<u64>()
+                .ok()
+                .map(|ms| SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(ms)),
+            released: released == "1",
+        }),
+    }))
+}
+
+/// Renews the lease for `ttl_ms` if `bridge` still holds it (→ false: lost), advancing the
+/// vouched moment to `until` when given.
+pub fn renew(
+    con: &mut dyn ConnectionLike,
+    keys: &ShardKeys,
+    bridge: &str,
+    ttl_ms: u64,
+    until: Option<SystemTime>,
+) -> RedisResult<bool> {
+    let held: i64 = Script::new(RENEW)
+        .key(&keys.lease)
+        .key(&keys.held)
+        .arg(bridge)
+        .arg(ttl_ms)
+        .arg(until.map(|t| epoch_ms(t).to_string()).unwrap_or_default())
+        .invoke(con)?;
+    Ok(held == 1)
+}
+
+/// Releases the lease if `bridge` holds it (→ false: it did not), recording `until`.
+pub fn release(
+    con: &mut dyn ConnectionLike,
+    keys: &ShardKeys,
+    bridge: &str,
+    until: Option<SystemTime>,
+) -> RedisResult<bool> {
+    let released: i64 = Script::new(RELEASE)
+        .key(&keys.lease)
+        .key(&keys.held)
+        .key(&keys.fence)
+        .arg(bridge)
+        .arg(until.map(|t| epoch_ms(t).to_string()).unwrap_or_default())
+        .invoke(con)?;
+    Ok(released == 1)
+}
+
+/// Who holds each shard's lease now (`None`: free), one pipelined round trip.
+pub fn holders(
+    con: &mut dyn ConnectionLike,
+    prefix: &str,
+    shards: u32,
+) -> RedisResult<Vec<Option<String>>> {
+    let mut pipe = redis::pipe();
+    for shard in 0..shards {
+        pipe.cmd("GET").arg(ShardKeys::new(prefix, shard).lease);
+    }
+    pipe.query(con)
+}
+
+/// Records this process as alive (score: now) and returns the processes seen alive within
+/// `window_ms`, sorted by id. Entries older than ten windows are removed.
+pub fn heartbeat(
+    con: &mut dyn ConnectionLike,
+    prefix: &str,
+    bridge: &str,
+    window_ms: u64,
+) -> RedisResult<Vec<String>> {
+    let key = members_key(prefix);
+    let now = epoch_ms(SystemTime::now());
+    let (_, _, mut members): ((), (), Vec<String>) = redis::pipe()
+        .cmd("ZADD")
+        .arg(&key)
+        .arg(now)
+        .arg(bridge)
+        .cmd("ZREMRANGEBYSCORE")
+        .arg(&key)
+        .arg("-inf")
+        .arg(now.saturating_sub(window_ms * 10))
+        .cmd("ZRANGEBYSCORE")
+        .arg(&key)
+        .arg(now.saturating_sub(window_ms))
+        .arg("+inf")
+        .query(con)?;
+    members.sort();
+    Ok(members)
+}
+
+/// Removes this process from the live set (a clean stop).
+pub fn leave(con: &mut dyn ConnectionLike, prefix: &str, bridge: &str) -> RedisResult<()> {
+    redis::cmd("ZREM")
+        .arg(members_key(prefix))
+        .arg(bridge)
+        .query(con)
+}
+
+/// One shard's part of a batch.
+#[derive(Debug)]
+pub struct Chunk<'a> {
+    /// The shard.
+    pub shard: u32,
+    /// Its fencing token.
+    pub fence: u64,
+    /// Its records, in order.
+    pub records: Vec<&'a Record>,
+}
+
+/// How one chunk fared.
+#[derive(Debug)]
+pub enum ChunkResult {
+    /// Appended; the last entry's id.
+    Written(String),
+    /// The shard's fence moved on: another holder took it (or this one released it).
+    Fenced(String),
+    /// Redis refused for another reason (out of memory, a script error): try again later.
+    Refused(String),
+}
+
+/// Writes the chunks in one pipelined round trip, each with one fenced script call. The
+/// outer error is a connection failure: nothing is known to be written.
+pub fn write_batch(
+    con: &mut dyn ConnectionLike,
+    prefix: &str,
+    bridge: &str,
+    maxlen: u64,
+    chunks: &[Chunk<'_>],
+) -> RedisResult<Vec<ChunkResult>> {
+    let now = SystemTime::now();
+    let mut pipe = redis::pipe();
+    pipe.ignore_errors();
+    for chunk in chunks {
+        let keys = ShardKeys::new(prefix, chunk.shard);
+        // EVAL with the text rather than EVALSHA: a restarted Redis has lost its script cache,
+        // and a batch's text is small next to its entries.
+        let cmd = pipe
+            .cmd("EVAL")
+            .arg(WRITE)
+            .arg(2)
+            .arg(&keys.events)
+            .arg(&keys.fence)
+            .arg(chunk.fence)
+            .arg(maxlen)
+            .arg(chunk.records.len());
+        for record in &chunk.records {
+            let fields = record.fields(bridge, now);
+            cmd.arg(fields.len() * 2);
+            for (name, value) in fields {
+                cmd.arg(name).arg(value);
+            }
+        }
+    }
+    let replies: Vec<RedisResult<Value>> = pipe.query(con)?;
+    Ok(replies
+        .into_iter()
+        .map(|reply| match reply {
+            Ok(value) => ChunkResult::Written(redis::from_redis_value(value).unwrap_or_default()),
+            Err(e) if e.code() == Some("FENCED") => ChunkResult::Fenced(e.to_string()),
+            Err(e) => ChunkResult::Refused(e.to_string()),
+        })
+        .collect())
+}
