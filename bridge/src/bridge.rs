@@ -575,7 +575,12 @@ fn lease_ms(settings: &Settings) -> u64 {
 fn tick(shared: &Shared, client: &Client, con: &mut redis::Connection) -> redis::RedisResult<()> {
     let settings = &shared.settings;
     renew_all(shared, client, con)?;
-    let members = store::heartbeat(con, &settings.prefix, &settings.bridge_id, lease_ms(settings))?;
+    let members = store::heartbeat(
+        con,
+        &settings.prefix,
+        &settings.bridge_id,
+        lease_ms(settings),
+    )?;
     let holders = store::holders(con, &settings.prefix, settings.shards)?;
     let p = plan(&settings.bridge_id, &members, &holders);
     for shard in p.release {
@@ -602,7 +607,11 @@ fn tick(shared: &Shared, client: &Client, con: &mut redis::Connection) -> redis:
     Ok(())
 }
 
-fn renew_all(shared: &Shared, client: &Client, con: &mut redis::Connection) -> redis::RedisResult<()> {
+fn renew_all(
+    shared: &Shared,
+    client: &Client,
+    con: &mut redis::Connection,
+) -> redis::RedisResult<()> {
     let settings = &shared.settings;
     let held: Vec<(u32, Held)> = shared
         .held
@@ -638,7 +647,10 @@ fn renew_all(shared: &Shared, client: &Client, con: &mut redis::Connection) -> r
                 }
                 shared.log.note(
                     "lease_renewed",
-                    &format!("shard {shard}: lease had expired, acquired again (fence {})", acquired.fence),
+                    &format!(
+                        "shard {shard}: lease had expired, acquired again (fence {})",
+                        acquired.fence
+                    ),
                     &[("shard", shard.into()), ("fence", acquired.fence.into())],
                 );
             }
@@ -689,7 +701,10 @@ fn activate(shared: &Shared, client: &Client, shard: u32, acquired: store::Acqui
         if let Err(e) = client.subscribe(topics) {
             shared.log.note(
                 "subscribe_failed",
-                &format!("shard {shard}: subscribing {} topic(s) failed: {e}", topics.len()),
+                &format!(
+                    "shard {shard}: subscribing {} topic(s) failed: {e}",
+                    topics.len()
+                ),
                 &[("shard", shard.into())],
             );
         }
@@ -800,10 +815,7 @@ fn release_shard(
 fn flush(shared: &Shared, shards: &[u32], timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
-        if shared
-            .intake
-            .with(|b| shards.iter().all(|s| !b.holds(*s)))
-        {
+        if shared.intake.with(|b| shards.iter().all(|s| !b.holds(*s))) {
             return true;
         }
         if Instant::now() >= deadline {
@@ -871,7 +883,11 @@ fn stop_all(
         &format!(
             "released {released} of {} shard(s){}",
             shards.len(),
-            if flushed { "" } else { "; some events could not be written (covered by the next holder's gap)" }
+            if flushed {
+                ""
+            } else {
+                "; some events could not be written (covered by the next holder's gap)"
+            }
         ),
         &[("released", released.into())],
     );

@@ -309,8 +309,13 @@ mod tests {
         assert_eq!(b.bytes(), total, "in flight still counted");
         b.requeue(batch);
         let again = b.take(10);
-        let times: Vec<_> = again.iter().map(|p| p.record.received_at().unwrap()).collect();
-        let expected: Vec<_> = (0..4).map(|ms| UNIX_EPOCH + Duration::from_millis(ms)).collect();
+        let times: Vec<_> = again
+            .iter()
+            .map(|p| p.record.received_at().unwrap())
+            .collect();
+        let expected: Vec<_> = (0..4)
+            .map(|ms| UNIX_EPOCH + Duration::from_millis(ms))
+            .collect();
         assert_eq!(times, expected);
         let weight: usize = again.iter().map(Pending::weight).sum();
         b.ack(weight);
@@ -324,17 +329,30 @@ mod tests {
         assert_eq!(b.watermark(0, now), now);
         b.push_event(0, "s", event(5_000, 1));
         b.push_event(1, "s", event(1_000, 1));
-        assert_eq!(b.watermark(0, now), UNIX_EPOCH + Duration::from_millis(5_000));
+        assert_eq!(
+            b.watermark(0, now),
+            UNIX_EPOCH + Duration::from_millis(5_000)
+        );
         let batch = b.take(1);
-        assert_eq!(b.watermark(0, now), UNIX_EPOCH + Duration::from_millis(5_000), "in flight");
+        assert_eq!(
+            b.watermark(0, now),
+            UNIX_EPOCH + Duration::from_millis(5_000),
+            "in flight"
+        );
         b.ack(batch.iter().map(Pending::weight).sum());
         assert_eq!(b.watermark(0, now), now);
         // A drop holds the watermark back until its gap is taken.
         b.push_event(0, "s", event(7_000, 1));
         b.push_event(0, "s", event(8_000, 1));
-        assert_eq!(b.watermark(0, now), UNIX_EPOCH + Duration::from_millis(7_000));
+        assert_eq!(
+            b.watermark(0, now),
+            UNIX_EPOCH + Duration::from_millis(7_000)
+        );
         b.discard_shard(0);
         assert_eq!(b.watermark(0, now), now);
-        assert_eq!(b.watermark(1, now), UNIX_EPOCH + Duration::from_millis(1_000));
+        assert_eq!(
+            b.watermark(1, now),
+            UNIX_EPOCH + Duration::from_millis(1_000)
+        );
     }
 }

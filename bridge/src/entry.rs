@@ -146,7 +146,10 @@ impl Record {
                 snapshot,
                 received_at,
             } => vec![
-                ("type", if *snapshot { "snapshot" } else { "event" }.to_owned()),
+                (
+                    "type",
+                    if *snapshot { "snapshot" } else { "event" }.to_owned(),
+                ),
                 ("topic", topic.clone()),
                 ("body", body.clone()),
                 ("correlation_id", correlation_id.clone().unwrap_or_default()),
@@ -218,8 +221,14 @@ mod tests {
     fn shard_hash_is_fnv1a_of_the_lower_cased_name() {
         // FNV-1a 64 test vectors ("" and "a"), so that consumers in other languages can check
         // their implementation against these numbers.
-        assert_eq!(shard_of("", u32::MAX), (0xcbf2_9ce4_8422_2325u64 % 0xffff_ffff) as u32);
-        assert_eq!(shard_of("a", u32::MAX), (0xaf63_dc4c_8601_ec8cu64 % 0xffff_ffff) as u32);
+        assert_eq!(
+            shard_of("", u32::MAX),
+            (0xcbf2_9ce4_8422_2325u64 % 0xffff_ffff) as u32
+        );
+        assert_eq!(
+            shard_of("a", u32::MAX),
+            (0xaf63_dc4c_8601_ec8cu64 % 0xffff_ffff) as u32
+        );
         assert_eq!(
             shard_of("v2.users.ABC.presence", 64),
             shard_of("v2.users.abc.presence", 64)
@@ -234,7 +243,10 @@ mod tests {
     fn shards_spread_topics_evenly() {
         let mut counts = [0usize; 64];
         for i in 0..64_000 {
-            counts[shard_of(&format!("v2.users.9ed7d9f6-0c59-4360-ac54-{i:012x}.presence"), 64) as usize] += 1;
+            counts[shard_of(
+                &format!("v2.users.9ed7d9f6-0c59-4360-ac54-{i:012x}.presence"),
+                64,
+            ) as usize] += 1;
         }
         let (min, max) = (counts.iter().min().unwrap(), counts.iter().max().unwrap());
         assert!(*min > 800 && *max < 1200, "min {min} max {max}");
@@ -264,7 +276,15 @@ mod tests {
         let names: Vec<_> = fields.iter().map(|(k, _)| *k).collect();
         assert_eq!(
             names,
-            ["type", "topic", "body", "correlation_id", "snapshot", "received_at", "bridge"]
+            [
+                "type",
+                "topic",
+                "body",
+                "correlation_id",
+                "snapshot",
+                "received_at",
+                "bridge"
+            ]
         );
         assert_eq!(fields[0].1, "event");
         assert_eq!(fields[3].1, "c-1");
@@ -278,7 +298,14 @@ mod tests {
             received_at: at,
         };
         let fields = snapshot.fields("b1", at);
-        assert_eq!((fields[0].1.as_str(), fields[3].1.as_str(), fields[4].1.as_str()), ("snapshot", "", "1"));
+        assert_eq!(
+            (
+                fields[0].1.as_str(),
+                fields[3].1.as_str(),
+                fields[4].1.as_str()
+            ),
+            ("snapshot", "", "1")
+        );
     }
 
     #[test]

@@ -58,7 +58,12 @@ impl Log {
             _ => {}
         }
         let channel = event.channel().map(|c| c.to_string());
-        let line = self.line(event.name(), channel.as_deref(), &event.to_string(), &fields);
+        let line = self.line(
+            event.name(),
+            channel.as_deref(),
+            &event.to_string(),
+            &fields,
+        );
         let _ = writeln!(std::io::stderr().lock(), "{line}");
     }
 
