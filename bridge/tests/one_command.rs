@@ -202,7 +202,7 @@ fn events_and_gaps_land_in_the_shard_streams_and_sigterm_releases() {
     }
     let all = read_all(&mut con, "genesys", SHARDS);
     for shard in 0..SHARDS {
-        let last = all.iter().filter(|e| e.shard == shard).last().unwrap();
+        let last = all.iter().rfind(|e| e.shard == shard).unwrap();
         assert_eq!(
             (last.get("type"), last.get("event")),
             ("lifecycle", "released")
