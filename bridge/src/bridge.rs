@@ -112,6 +112,16 @@ pub struct Shared {
     /// Subscription topics per shard.
     by_shard: Vec<Vec<String>>,
     stop: AtomicBool,
+    /// One library client per credential.
+    pub clients: Vec<Arc<Client>>,
+    /// Where each held shard's topics are subscribed: (client index, topics).
+    placement: Mutex<BTreeMap<u32, Placement>>,
+    /// The status seen at the last coordinator round, for `/` and `/health`.
+    pub view: Mutex<View>,
+    /// The last gaps written, newest last (at most [`RECENT_GAPS`]).
+    pub recent_gaps: Mutex<std::collections::VecDeque<GapNote>>,
+    /// `events_in` at the last round, for the rate.
+    last_events: AtomicU64,
     /// Wakes the coordinator (a fenced write, a stop).
     wake: crossbeam_channel::Sender<()>,
     /// Redis could not be written to since this moment.
@@ -129,6 +139,66 @@ impl Shared {
     pub fn topics_of(&self, shard: u32) -> &[String] {
         &self.by_shard[shard as usize]
     }
+}
+
+/// Where one shard's topics are subscribed: (index of the client in the pool, its topics).
+type Placement = Vec<(usize, Vec<String>)>;
+
+/// Most gaps kept for the status page.
+pub const RECENT_GAPS: usize = 20;
+
+/// What the coordinator saw at its last round.
+#[derive(Clone, Debug, Default)]
+pub struct View {
+    /// The holder of each shard's lease (`None`: free).
+    pub holders: Vec<Option<String>>,
+    /// The live bridge processes.
+    pub members: Vec<String>,
+    /// Events per second handed over by the library, over the last round.
+    pub events_per_second: f64,
+    /// When the round ran.
+    pub at: Option<SystemTime>,
+}
+
+/// A gap written, for the status page.
+#[derive(Clone, Debug)]
+pub struct GapNote {
+    /// The shard.
+    pub shard: u32,
+    /// `socket`, `takeover` or `dropped`.
+    pub reason: &'static str,
+    /// Start of the hole.
+    pub start: SystemTime,
+    /// End of the hole.
+    pub end: SystemTime,
+    /// Topics affected.
+    pub topics: usize,
+}
+
+/// Queues a gap record for `shard` and remembers it for the status page.
+fn push_gap(shared: &Shared, shard: u32, record: Record) {
+    if let Record::Gap {
+        topics,
+        start,
+        end,
+        reason,
+        ..
+    } = &record
+    {
+        let mut recent = shared.recent_gaps.lock();
+        if recent.len() == RECENT_GAPS {
+            recent.pop_front();
+        }
+        recent.push_back(GapNote {
+            shard,
+            reason: reason.as_str(),
+            start: *start,
+            end: *end,
+            topics: topics.len(),
+        });
+    }
+    shared.stats.gaps.fetch_add(1, Ordering::Relaxed);
+    shared.intake.with(|b| b.push_forced(shard, record));
 }
 
 /// Errors that stop the bridge from starting.
@@ -157,15 +227,17 @@ impl std::error::Error for StartError {}
 /// A running bridge.
 pub struct Bridge {
     shared: Arc<Shared>,
-    client: Arc<Client>,
     _guards: Vec<ListenerGuard>,
     threads: Vec<JoinHandle<()>>,
     wake: crossbeam_channel::Sender<()>,
 }
 
 impl Bridge {
-    /// Starts the bridge for `topics` on `client` (built by the caller; its snapshots setting
-    /// decides whether takeovers are followed by snapshots).
+    /// Starts the bridge for `topics` on `clients` (one per credential, built by the caller;
+    /// their snapshots setting decides whether takeovers are followed by snapshots). A shard's
+    /// topics are subscribed on the client with the most room left (each has
+    /// `max_channels × max_topics_per_channel`, 20 × 1 000 by default), split over several
+    /// when one has too little.
     ///
     /// # Errors
     /// [`StartError::Topic`] for a topic the library refuses; [`StartError::Redis`] for a bad
@@ -173,10 +245,13 @@ impl Bridge {
     /// refuses a listener or a thread cannot start.
     pub fn start(
         settings: Settings,
-        client: Arc<Client>,
+        clients: Vec<Arc<Client>>,
         topics: &[String],
         log: Log,
     ) -> Result<Bridge, StartError> {
+        if clients.is_empty() {
+            return Err(StartError::Client("no client (credential) given".into()));
+        }
         let shards = settings.shards.max(1);
         let mut routes = HashMap::new();
         let mut by_shard = vec![Vec::new(); shards as usize];
@@ -202,6 +277,7 @@ impl Bridge {
         let (wake, woken) = crossbeam_channel::bounded(1);
         let shared = Arc::new(Shared {
             wake: wake.clone(),
+            last_events: AtomicU64::new(0),
             intake: Intake::new(settings.buffer_bytes),
             settings,
             stats: Stats::default(),
@@ -210,27 +286,33 @@ impl Bridge {
             routes,
             by_shard,
             stop: AtomicBool::new(false),
+            clients: clients.clone(),
+            placement: Mutex::new(BTreeMap::new()),
+            view: Mutex::new(View::default()),
+            recent_gaps: Mutex::new(std::collections::VecDeque::new()),
             redis_down_since: Mutex::new(None),
             log,
         });
 
         let mut guards = Vec::new();
-        // `*` stands for exactly one segment: one pattern per segment count covers every
-        // name; the routing table says which ones are ours.
-        for segments in 1..=16 {
-            let pattern = vec!["*"; segments].join(".");
+        for (index, client) in clients.iter().enumerate() {
+            // `*` stands for exactly one segment: one pattern per segment count covers every
+            // name; the routing table says which ones are ours.
+            for segments in 1..=16 {
+                let pattern = vec!["*"; segments].join(".");
+                let sink = shared.clone();
+                let guard = client
+                    .on(&pattern, move |event: &Event| on_event(&sink, event))
+                    .map_err(|e| StartError::Client(format!("listener: {e}")))?;
+                guards.push(guard);
+            }
             let sink = shared.clone();
-            let guard = client
-                .on(&pattern, move |event: &Event| on_event(&sink, event))
-                .map_err(|e| StartError::Client(format!("listener: {e}")))?;
-            guards.push(guard);
+            guards.push(
+                client
+                    .on_lifecycle(move |event: &Lifecycle| on_lifecycle(&sink, index, event))
+                    .map_err(|e| StartError::Client(format!("lifecycle listener: {e}")))?,
+            );
         }
-        let sink = shared.clone();
-        guards.push(
-            client
-                .on_lifecycle(move |event: &Lifecycle| on_lifecycle(&sink, event))
-                .map_err(|e| StartError::Client(format!("lifecycle listener: {e}")))?,
-        );
 
         let mut threads = Vec::new();
         {
@@ -238,14 +320,13 @@ impl Bridge {
             threads.push(spawn("bridge-writer", move || writer(&shared, &redis))?);
         }
         {
-            let (shared, redis, client) = (shared.clone(), redis.clone(), client.clone());
+            let (shared, redis) = (shared.clone(), redis.clone());
             threads.push(spawn("bridge-coordinator", move || {
-                coordinator(&shared, &redis, &client, &woken)
+                coordinator(&shared, &redis, &woken)
             })?);
         }
         Ok(Bridge {
             shared,
-            client,
             _guards: guards,
             threads,
             wake,
@@ -255,11 +336,6 @@ impl Bridge {
     /// The shared state (for the HTTP server and tests).
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
-    }
-
-    /// The library client.
-    pub fn client(&self) -> &Arc<Client> {
-        &self.client
     }
 
     /// Stops: the client is shut down (queued events delivered, within 5 s), what is buffered
@@ -312,8 +388,8 @@ fn on_event(shared: &Shared, event: &Event) {
     }
 }
 
-fn on_lifecycle(shared: &Shared, event: &Lifecycle) {
-    shared.log.lifecycle(event);
+fn on_lifecycle(shared: &Shared, credential: usize, event: &Lifecycle) {
+    shared.log.lifecycle(credential, event);
     if let Lifecycle::Gap {
         start, end, topics, ..
     } = event
@@ -330,19 +406,17 @@ fn on_lifecycle(shared: &Shared, event: &Lifecycle) {
             if !shared.accepting[shard as usize].load(Ordering::Acquire) {
                 continue;
             }
-            shared.stats.gaps.fetch_add(1, Ordering::Relaxed);
-            shared.intake.with(|b| {
-                b.push_forced(
-                    shard,
-                    Record::Gap {
-                        topics,
-                        start: *start,
-                        end: *end,
-                        reason: GapReason::Socket,
-                        dropped: 0,
-                    },
-                )
-            });
+            push_gap(
+                shared,
+                shard,
+                Record::Gap {
+                    topics,
+                    start: *start,
+                    end: *end,
+                    reason: GapReason::Socket,
+                    dropped: 0,
+                },
+            );
         }
     }
 }
@@ -479,7 +553,6 @@ fn writer(shared: &Shared, redis: &redis::Client) {
                         .collect()
                 });
                 for (shard, d) in drops {
-                    shared.stats.gaps.fetch_add(1, Ordering::Relaxed);
                     shared.log.note(
                         "gap",
                         &format!(
@@ -488,18 +561,17 @@ fn writer(shared: &Shared, redis: &redis::Client) {
                         ),
                         &[("shard", shard.into()), ("dropped", d.count.into())],
                     );
-                    shared.intake.with(|b| {
-                        b.push_forced(
-                            shard,
-                            Record::Gap {
-                                topics: d.topics.into_iter().collect(),
-                                start: d.first,
-                                end: d.last,
-                                reason: GapReason::Dropped,
-                                dropped: d.count,
-                            },
-                        )
-                    });
+                    push_gap(
+                        shared,
+                        shard,
+                        Record::Gap {
+                            topics: d.topics.into_iter().collect(),
+                            start: d.first,
+                            end: d.last,
+                            reason: GapReason::Dropped,
+                            dropped: d.count,
+                        },
+                    );
                 }
             }
         }
@@ -538,17 +610,12 @@ fn redis_ok(shared: &Shared) {
 
 /// The coordinator thread: every third of the lease time, heartbeat, renew held leases, then
 /// follow the plan: release extra shards, acquire free ones (subscribing their topics).
-fn coordinator(
-    shared: &Shared,
-    redis: &redis::Client,
-    client: &Client,
-    wake: &crossbeam_channel::Receiver<()>,
-) {
+fn coordinator(shared: &Shared, redis: &redis::Client, wake: &crossbeam_channel::Receiver<()>) {
     let settings = &shared.settings;
     let mut con: Option<redis::Connection> = None;
     loop {
         if shared.stop.load(Ordering::SeqCst) {
-            stop_all(shared, client, &mut con, redis);
+            stop_all(shared, &mut con, redis);
             return;
         }
         if con.is_none() {
@@ -558,7 +625,7 @@ fn coordinator(
             }
         }
         if let Some(c) = con.as_mut() {
-            if let Err(e) = tick(shared, client, c) {
+            if let Err(e) = tick(shared, c) {
                 redis_failed(shared, &format!("coordinator: {e}"));
                 con = None;
             }
@@ -572,9 +639,9 @@ fn lease_ms(settings: &Settings) -> u64 {
 }
 
 /// One round: renewals, then the plan.
-fn tick(shared: &Shared, client: &Client, con: &mut redis::Connection) -> redis::RedisResult<()> {
+fn tick(shared: &Shared, con: &mut redis::Connection) -> redis::RedisResult<()> {
     let settings = &shared.settings;
-    renew_all(shared, client, con)?;
+    renew_all(shared, con)?;
     let members = store::heartbeat(
         con,
         &settings.prefix,
@@ -583,11 +650,35 @@ fn tick(shared: &Shared, client: &Client, con: &mut redis::Connection) -> redis:
     )?;
     let holders = store::holders(con, &settings.prefix, settings.shards)?;
     let p = plan(&settings.bridge_id, &members, &holders);
+    {
+        let now = SystemTime::now();
+        let events = shared.stats.events_in.load(Ordering::Relaxed);
+        let mut view = shared.view.lock();
+        let rate = match view.at.and_then(|at| now.duration_since(at).ok()) {
+            Some(elapsed) if elapsed > Duration::from_millis(100) => {
+                (events.saturating_sub(shared.last_events.swap(events, Ordering::Relaxed))) as f64
+                    / elapsed.as_secs_f64()
+            }
+            _ => {
+                shared.last_events.store(events, Ordering::Relaxed);
+                0.0
+            }
+        };
+        *view = View {
+            holders: holders.clone(),
+            members: members.clone(),
+            events_per_second: rate,
+            at: Some(now),
+        };
+    }
     for shard in p.release {
         if shared.stop.load(Ordering::SeqCst) {
             break;
         }
-        release_shard(shared, client, con, shard)?;
+        release_shard(shared, con, shard)?;
+        if let Some(h) = shared.view.lock().holders.get_mut(shard as usize) {
+            *h = None;
+        }
     }
     let started = Instant::now();
     for shard in p.acquire {
@@ -596,22 +687,21 @@ fn tick(shared: &Shared, client: &Client, con: &mut redis::Connection) -> redis:
         }
         // Subscribing many shards may take a while: keep the leases held meanwhile.
         if started.elapsed() > settings.renew_interval() / 2 {
-            renew_all(shared, client, con)?;
+            renew_all(shared, con)?;
         }
         let keys = ShardKeys::new(&settings.prefix, shard);
         if let Some(acquired) = store::acquire(con, &keys, &settings.bridge_id, lease_ms(settings))?
         {
-            activate(shared, client, shard, acquired);
+            activate(shared, shard, acquired);
+            if let Some(h) = shared.view.lock().holders.get_mut(shard as usize) {
+                *h = Some(settings.bridge_id.clone());
+            }
         }
     }
     Ok(())
 }
 
-fn renew_all(
-    shared: &Shared,
-    client: &Client,
-    con: &mut redis::Connection,
-) -> redis::RedisResult<()> {
+fn renew_all(shared: &Shared, con: &mut redis::Connection) -> redis::RedisResult<()> {
     let settings = &shared.settings;
     let held: Vec<(u32, Held)> = shared
         .held
@@ -656,17 +746,17 @@ fn renew_all(
             }
             Some(acquired) => {
                 // Someone held it in between and may have written: start over as a takeover.
-                lose_shard(shared, client, shard, "held by another process meanwhile");
-                activate(shared, client, shard, acquired);
+                lose_shard(shared, shard, "held by another process meanwhile");
+                activate(shared, shard, acquired);
             }
-            None => lose_shard(shared, client, shard, "lease taken by another process"),
+            None => lose_shard(shared, shard, "lease taken by another process"),
         }
     }
     Ok(())
 }
 
 /// We hold `shard` now: accept its events, subscribe its topics, and write the takeover gap.
-fn activate(shared: &Shared, client: &Client, shard: u32, acquired: store::Acquired) {
+fn activate(shared: &Shared, shard: u32, acquired: store::Acquired) {
     let settings = &shared.settings;
     shared.stats.acquired.fetch_add(1, Ordering::Relaxed);
     shared.held.lock().insert(
@@ -697,18 +787,7 @@ fn activate(shared: &Shared, client: &Client, shard: u32, acquired: store::Acqui
         )
     });
     let topics = shared.topics_of(shard);
-    if !topics.is_empty() {
-        if let Err(e) = client.subscribe(topics) {
-            shared.log.note(
-                "subscribe_failed",
-                &format!(
-                    "shard {shard}: subscribing {} topic(s) failed: {e}",
-                    topics.len()
-                ),
-                &[("shard", shard.into())],
-            );
-        }
-    }
+    subscribe_shard(shared, shard);
     let end = SystemTime::now();
     if let Some(until) = acquired.previous.as_ref().and_then(|p| p.until) {
         if !topics.is_empty() {
@@ -741,9 +820,67 @@ fn activate(shared: &Shared, client: &Client, shard: u32, acquired: store::Acqui
     );
 }
 
+/// Subscribes the topics of `shard`, on the client(s) with the most room.
+fn subscribe_shard(shared: &Shared, shard: u32) {
+    let topics = shared.topics_of(shard);
+    if topics.is_empty() {
+        return;
+    }
+    let mut load: Vec<usize> = vec![0; shared.clients.len()];
+    for parts in shared.placement.lock().values() {
+        for (client, topics) in parts {
+            load[*client] += topics.len();
+        }
+    }
+    let capacity: Vec<usize> = shared
+        .clients
+        .iter()
+        .map(|c| c.config().max_channels() * c.config().max_topics_per_channel())
+        .collect();
+    let mut parts = Vec::new();
+    let mut rest: &[String] = topics;
+    while !rest.is_empty() {
+        let (best, room) = (0..load.len())
+            .map(|i| (i, capacity[i].saturating_sub(load[i])))
+            .max_by_key(|(i, room)| (*room, std::cmp::Reverse(*i)))
+            .unwrap_or((0, 0));
+        // No room anywhere: the library says so (TooManyTopics) for what is left.
+        let take = if room == 0 {
+            rest.len()
+        } else {
+            room.min(rest.len())
+        };
+        let (now, later) = rest.split_at(take);
+        load[best] += now.len();
+        parts.push((best, now.to_vec()));
+        rest = later;
+    }
+    for (client, topics) in &parts {
+        if let Err(e) = shared.clients[*client].subscribe(topics) {
+            shared.log.note(
+                "subscribe_failed",
+                &format!(
+                    "shard {shard}: subscribing {} topic(s) on credential {client} failed: {e}",
+                    topics.len()
+                ),
+                &[("shard", shard.into()), ("credential", (*client).into())],
+            );
+        }
+    }
+    shared.placement.lock().insert(shard, parts);
+}
+
+/// Unsubscribes the topics of `shard` from the client(s) they are on.
+fn unsubscribe_shard(shared: &Shared, shard: u32) {
+    let parts = shared.placement.lock().remove(&shard).unwrap_or_default();
+    for (client, topics) in parts {
+        let _ = shared.clients[client].unsubscribe(&topics);
+    }
+}
+
 /// The lease is gone: stop accepting, forget what is buffered (the new holder's gap covers
 /// it), unsubscribe.
-fn lose_shard(shared: &Shared, client: &Client, shard: u32, why: &str) {
+fn lose_shard(shared: &Shared, shard: u32, why: &str) {
     shared.stats.lost.fetch_add(1, Ordering::Relaxed);
     shared.accepting[shard as usize].store(false, Ordering::Release);
     shared.held.lock().remove(&shard);
@@ -752,10 +889,7 @@ fn lose_shard(shared: &Shared, client: &Client, shard: u32, why: &str) {
         .stats
         .discarded
         .fetch_add(discarded, Ordering::Relaxed);
-    let topics = shared.topics_of(shard);
-    if !topics.is_empty() {
-        let _ = client.unsubscribe(topics);
-    }
+    unsubscribe_shard(shared, shard);
     shared.log.note(
         "lost",
         &format!("shard {shard}: lease lost ({why}); {discarded} buffered event(s) left to the new holder's gap"),
@@ -766,16 +900,12 @@ fn lose_shard(shared: &Shared, client: &Client, shard: u32, why: &str) {
 /// Gives a shard up cleanly: unsubscribe, write what is buffered, release.
 fn release_shard(
     shared: &Shared,
-    client: &Client,
     con: &mut redis::Connection,
     shard: u32,
 ) -> redis::RedisResult<()> {
     let settings = &shared.settings;
-    let topics = shared.topics_of(shard);
     let unsubscribed_at = SystemTime::now();
-    if !topics.is_empty() {
-        let _ = client.unsubscribe(topics);
-    }
+    unsubscribe_shard(shared, shard);
     let fence = shared.held.lock().get(&shard).map(|h| h.fence);
     shared.intake.with(|b| {
         b.push_forced(
@@ -827,17 +957,14 @@ fn flush(shared: &Shared, shards: &[u32], timeout: Duration) -> bool {
 
 /// The clean stop: shut the client down (delivering what it queued), flush, release every
 /// lease, leave the live set.
-fn stop_all(
-    shared: &Shared,
-    client: &Client,
-    con: &mut Option<redis::Connection>,
-    redis: &redis::Client,
-) {
+fn stop_all(shared: &Shared, con: &mut Option<redis::Connection>, redis: &redis::Client) {
     let settings = &shared.settings;
-    if let Err(e) = client.shutdown(Duration::from_secs(5)) {
-        shared
-            .log
-            .note("shutdown", &format!("client shutdown: {e}"), &[]);
+    for client in &shared.clients {
+        if let Err(e) = client.shutdown(Duration::from_secs(5)) {
+            shared
+                .log
+                .note("shutdown", &format!("client shutdown: {e}"), &[]);
+        }
     }
     let shards: Vec<u32> = shared.held.lock().keys().copied().collect();
     for shard in &shards {

@@ -51,6 +51,7 @@
 pub mod bridge;
 pub mod buffer;
 pub mod entry;
+pub mod http;
 pub mod log;
 pub mod plan;
 pub mod store;

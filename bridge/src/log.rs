@@ -33,9 +33,10 @@ impl Log {
         let _ = writeln!(std::io::stderr().lock(), "{line}");
     }
 
-    /// A lifecycle event of the library, as `genesys-tail` writes it.
-    pub fn lifecycle(&self, event: &Lifecycle) {
-        let mut fields: Vec<(&str, serde_json::Value)> = Vec::new();
+    /// A lifecycle event of the library client of credential `credential` (its index in the
+    /// pool, 0 in the one-command form), as `genesys-tail` writes it, plus `credential`.
+    pub fn lifecycle(&self, credential: usize, event: &Lifecycle) {
+        let mut fields: Vec<(&str, serde_json::Value)> = vec![("credential", credential.into())];
         match event {
             Lifecycle::Gap {
                 start, end, topics, ..

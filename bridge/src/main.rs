@@ -144,6 +144,11 @@ struct Args {
     #[arg(long, value_name = "URL")]
     streaming_base: Option<String>,
 
+    /// Serve `/metrics` (Prometheus), `/health` (JSON) and `/` (status page) on this address,
+    /// e.g. `127.0.0.1:9187`.
+    #[arg(long, value_name = "ADDR")]
+    http: Option<String>,
+
     /// How log lines are written on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     lifecycle_format: LogFormat,
@@ -326,18 +331,26 @@ fn run(args: Args, log: Log) -> Result<(), Failure> {
         })?;
     }
 
+    let http = match &args.http {
+        Some(addr) => Some(genesys_bridge::http::bind(addr).map_err(usage)?),
+        None => None,
+    };
     let client = Arc::new(client(&args)?);
     client
         .verify_token()
         .map_err(|e| usage(format!("credentials: {e}")))?;
     let bridge =
-        Bridge::start(settings.clone(), client, &args.topics, log).map_err(|e| match e {
+        Bridge::start(settings.clone(), vec![client], &args.topics, log).map_err(|e| match e {
             StartError::Topic(..) | StartError::Redis(_) => usage(e.to_string()),
             StartError::Client(_) => Failure {
                 code: 1,
                 message: e.to_string(),
             },
         })?;
+    if let Some(server) = http {
+        genesys_bridge::http::serve(server, bridge.shared().clone())
+            .map_err(|message| Failure { code: 1, message })?;
+    }
     log.note(
         "started",
         &format!(
