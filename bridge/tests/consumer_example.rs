@@ -10,6 +10,14 @@ use std::process::Command;
 use std::time::{Duration, SystemTime};
 use util::*;
 
+/// `XPENDING key group`: count, smallest id, greatest id, per-consumer counts.
+type Pending = (
+    u64,
+    Option<String>,
+    Option<String>,
+    Option<Vec<(String, String)>>,
+);
+
 /// The built example: `cargo test` builds examples next to the test binaries.
 fn example() -> PathBuf {
     let mut path = std::env::current_exe().unwrap();
@@ -97,12 +105,7 @@ fn the_consumer_example_applies_events_resyncs_gaps_and_acknowledges() {
     assert_eq!(lines[1]["topics"][0], "v2.users.u1.presence");
     assert_eq!(lines[1]["reason"], "socket");
     assert_eq!(lines[2]["type"], "snapshot");
-    let pending: (
-        u64,
-        Option<String>,
-        Option<String>,
-        Option<Vec<(String, String)>>,
-    ) = redis::cmd("XPENDING")
+    let pending: Pending = redis::cmd("XPENDING")
         .arg(&keys.events)
         .arg("g")
         .query(&mut con)
@@ -129,12 +132,7 @@ fn the_consumer_example_applies_events_resyncs_gaps_and_acknowledges() {
         .arg(">")
         .query(&mut con)
         .unwrap();
-    let pending: (
-        u64,
-        Option<String>,
-        Option<String>,
-        Option<Vec<(String, String)>>,
-    ) = redis::cmd("XPENDING")
+    let pending: Pending = redis::cmd("XPENDING")
         .arg(&keys.events)
         .arg("g")
         .query(&mut con)
@@ -144,12 +142,7 @@ fn the_consumer_example_applies_events_resyncs_gaps_and_acknowledges() {
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert_eq!(lines[0]["action"], "note");
     assert_eq!(lines[0]["event"], "acquired");
-    let pending: (
-        u64,
-        Option<String>,
-        Option<String>,
-        Option<Vec<(String, String)>>,
-    ) = redis::cmd("XPENDING")
+    let pending: Pending = redis::cmd("XPENDING")
         .arg(&keys.events)
         .arg("g")
         .query(&mut con)
