@@ -62,7 +62,7 @@ fn the_consumer_example_applies_events_resyncs_gaps_and_acknowledges() {
         .unwrap()
         .unwrap();
     let now = SystemTime::now();
-    let records = vec![
+    let records = [
         Record::Event {
             topic: "v2.users.u1.presence".into(),
             body: r#"{"seq":1}"#.into(),
