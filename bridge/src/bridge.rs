@@ -7,10 +7,11 @@ use crate::buffer::{Intake, Pending};
 use crate::entry::{shard_of, GapReason, Record, ShardKeys};
 use crate::log::Log;
 use crate::plan::plan;
+use crate::routes::{place, Routes};
 use crate::store::{self, Chunk, ChunkResult};
-use genesys_notify::{Client, Event, Lifecycle, ListenerGuard, Topic};
-use parking_lot::Mutex;
-use std::collections::{BTreeMap, HashMap};
+use genesys_notify::{Client, Event, Lifecycle, ListenerGuard};
+use parking_lot::{Mutex, RwLock};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -107,10 +108,10 @@ pub struct Shared {
     pub held: Mutex<BTreeMap<u32, Held>>,
     /// Fast check for the callbacks: `accepting[shard]`.
     accepting: Vec<AtomicBool>,
-    /// Individual topic name (lower-cased) → (shard, subscription topic).
-    routes: HashMap<String, (u32, Arc<str>)>,
-    /// Subscription topics per shard.
-    by_shard: Vec<Vec<String>>,
+    /// The topics by shard and the event names' routes.
+    routes: RwLock<Arc<Routes>>,
+    /// A new topic set to apply at the coordinator's next round.
+    next_routes: Mutex<Option<Routes>>,
     stop: AtomicBool,
     /// One library client per credential.
     pub clients: Vec<Arc<Client>>,
@@ -136,8 +137,25 @@ impl Shared {
     }
 
     /// The subscription topics of `shard`.
-    pub fn topics_of(&self, shard: u32) -> &[String] {
-        &self.by_shard[shard as usize]
+    pub fn topics_of(&self, shard: u32) -> Vec<String> {
+        self.routes.read().topics_of(shard).to_vec()
+    }
+
+    /// See [`Bridge::set_topics`].
+    ///
+    /// # Errors
+    /// [`StartError::Topic`] for a name the library refuses (nothing changes).
+    pub fn set_topics(&self, topics: &[String]) -> Result<(), StartError> {
+        let routes = Routes::build(topics, self.settings.shards)
+            .map_err(|(name, e)| StartError::Topic(name, e))?;
+        *self.next_routes.lock() = Some(routes);
+        let _ = self.wake.try_send(());
+        Ok(())
+    }
+
+    /// The current topic set.
+    pub fn routes(&self) -> Arc<Routes> {
+        self.routes.read().clone()
     }
 }
 
@@ -253,22 +271,8 @@ impl Bridge {
             return Err(StartError::Client("no client (credential) given".into()));
         }
         let shards = settings.shards.max(1);
-        let mut routes = HashMap::new();
-        let mut by_shard = vec![Vec::new(); shards as usize];
-        for name in topics {
-            let topic = Topic::parse(name).map_err(|e| StartError::Topic(name.clone(), e))?;
-            let shard = shard_of(topic.as_str(), shards);
-            let subscription: Arc<str> = topic.as_str().into();
-            for individual in topic.expand() {
-                // A name already routed (overlapping subscriptions) keeps its first shard.
-                routes
-                    .entry(individual.to_lowercase())
-                    .or_insert((shard, subscription.clone()));
-            }
-            if !by_shard[shard as usize].contains(&topic.as_str().to_owned()) {
-                by_shard[shard as usize].push(topic.as_str().to_owned());
-            }
-        }
+        let routes =
+            Routes::build(topics, shards).map_err(|(name, e)| StartError::Topic(name, e))?;
         let redis = redis::Client::open(settings.redis_url.as_str())
             .map_err(|e| StartError::Redis(e.to_string()))?;
         // Fail fast on a wrong address; later outages are held in the buffer.
@@ -283,8 +287,8 @@ impl Bridge {
             stats: Stats::default(),
             held: Mutex::new(BTreeMap::new()),
             accepting: (0..shards).map(|_| AtomicBool::new(false)).collect(),
-            routes,
-            by_shard,
+            routes: RwLock::new(Arc::new(routes)),
+            next_routes: Mutex::new(None),
             stop: AtomicBool::new(false),
             clients: clients.clone(),
             placement: Mutex::new(BTreeMap::new()),
@@ -333,6 +337,16 @@ impl Bridge {
         })
     }
 
+    /// Replaces the topic set (a periodic refresh of `all_users`): the shards held subscribe
+    /// the topics added and unsubscribe those removed at the coordinator's next round (at
+    /// once: it is woken).
+    ///
+    /// # Errors
+    /// [`StartError::Topic`] for a name the library refuses (nothing changes).
+    pub fn set_topics(&self, topics: &[String]) -> Result<(), StartError> {
+        self.shared.set_topics(topics)
+    }
+
     /// The shared state (for the HTTP server and tests).
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
@@ -365,7 +379,8 @@ fn connect(redis: &redis::Client) -> redis::RedisResult<redis::Connection> {
 }
 
 fn on_event(shared: &Shared, event: &Event) {
-    let Some((shard, subscription)) = shared.routes.get(&event.topic().to_lowercase()) else {
+    let routes = shared.routes.read().clone();
+    let Some((shard, subscription)) = routes.route(event.topic()) else {
         return;
     };
     shared.stats.events_in.fetch_add(1, Ordering::Relaxed);
@@ -624,6 +639,7 @@ fn coordinator(shared: &Shared, redis: &redis::Client, wake: &crossbeam_channel:
                 Err(e) => redis_failed(shared, &format!("coordinator cannot connect: {e}")),
             }
         }
+        apply_routes(shared);
         if let Some(c) = con.as_mut() {
             if let Err(e) = tick(shared, c) {
                 redis_failed(shared, &format!("coordinator: {e}"));
@@ -823,6 +839,11 @@ fn activate(shared: &Shared, shard: u32, acquired: store::Acquired) {
 /// Subscribes the topics of `shard`, on the client(s) with the most room.
 fn subscribe_shard(shared: &Shared, shard: u32) {
     let topics = shared.topics_of(shard);
+    subscribe_topics(shared, shard, &topics);
+}
+
+/// Subscribes `topics` of `shard` on the client(s) with the most room, recording where.
+fn subscribe_topics(shared: &Shared, shard: u32, topics: &[String]) {
     if topics.is_empty() {
         return;
     }
@@ -837,24 +858,7 @@ fn subscribe_shard(shared: &Shared, shard: u32) {
         .iter()
         .map(|c| c.config().max_channels() * c.config().max_topics_per_channel())
         .collect();
-    let mut parts = Vec::new();
-    let mut rest: &[String] = topics;
-    while !rest.is_empty() {
-        let (best, room) = (0..load.len())
-            .map(|i| (i, capacity[i].saturating_sub(load[i])))
-            .max_by_key(|(i, room)| (*room, std::cmp::Reverse(*i)))
-            .unwrap_or((0, 0));
-        // No room anywhere: the library says so (TooManyTopics) for what is left.
-        let take = if room == 0 {
-            rest.len()
-        } else {
-            room.min(rest.len())
-        };
-        let (now, later) = rest.split_at(take);
-        load[best] += now.len();
-        parts.push((best, now.to_vec()));
-        rest = later;
-    }
+    let parts = place(&load, &capacity, topics);
     for (client, topics) in &parts {
         if let Err(e) = shared.clients[*client].subscribe(topics) {
             shared.log.note(
@@ -867,7 +871,12 @@ fn subscribe_shard(shared: &Shared, shard: u32) {
             );
         }
     }
-    shared.placement.lock().insert(shard, parts);
+    shared
+        .placement
+        .lock()
+        .entry(shard)
+        .or_default()
+        .extend(parts);
 }
 
 /// Unsubscribes the topics of `shard` from the client(s) they are on.
@@ -876,6 +885,60 @@ fn unsubscribe_shard(shared: &Shared, shard: u32) {
     for (client, topics) in parts {
         let _ = shared.clients[client].unsubscribe(&topics);
     }
+}
+
+/// Unsubscribes some `topics` of `shard` from the client(s) they are on.
+fn unsubscribe_topics(shared: &Shared, shard: u32, topics: &[String]) {
+    let gone: std::collections::HashSet<&String> = topics.iter().collect();
+    let mut per_client: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+    if let Some(parts) = shared.placement.lock().get_mut(&shard) {
+        for (client, list) in parts.iter_mut() {
+            list.retain(|t| {
+                if gone.contains(t) {
+                    per_client.entry(*client).or_default().push(t.clone());
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+        parts.retain(|(_, list)| !list.is_empty());
+    }
+    for (client, topics) in per_client {
+        let _ = shared.clients[client].unsubscribe(&topics);
+    }
+}
+
+/// Applies a new topic set, if one is waiting: the held shards subscribe what was added and
+/// unsubscribe what was removed.
+fn apply_routes(shared: &Shared) {
+    let Some(next) = shared.next_routes.lock().take() else {
+        return;
+    };
+    let next = Arc::new(next);
+    let old = std::mem::replace(&mut *shared.routes.write(), next.clone());
+    let held: Vec<u32> = shared.held.lock().keys().copied().collect();
+    let (mut added_total, mut removed_total) = (0, 0);
+    for shard in held {
+        let (added, removed) = old.diff(&next, shard);
+        added_total += added.len();
+        removed_total += removed.len();
+        unsubscribe_topics(shared, shard, &removed);
+        subscribe_topics(shared, shard, &added);
+    }
+    shared.log.note(
+        "topics_changed",
+        &format!(
+            "topics: {} now ({} before); in the shards held, {added_total} added, {removed_total} removed",
+            next.len(),
+            old.len()
+        ),
+        &[
+            ("topics", next.len().into()),
+            ("added", added_total.into()),
+            ("removed", removed_total.into()),
+        ],
+    );
 }
 
 /// The lease is gone: stop accepting, forget what is buffered (the new holder's gap covers

@@ -50,8 +50,11 @@
 
 pub mod bridge;
 pub mod buffer;
+pub mod config;
 pub mod entry;
 pub mod http;
 pub mod log;
 pub mod plan;
+pub mod routes;
 pub mod store;
+pub mod users;

@@ -4,8 +4,11 @@
 
 use clap::{Parser, ValueEnum};
 use genesys_bridge::bridge::{Bridge, Settings, StartError};
+use genesys_bridge::config::FileConfig;
 use genesys_bridge::log::{Format, Log};
-use genesys_notify::{Client, Region, Snapshots, TlsRoots};
+use genesys_notify::{
+    Client, ClientCredentials, Region, Snapshots, StaticToken, TlsRoots, TokenSource,
+};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -40,7 +43,7 @@ Example:
   genesys-bridge --redis redis://127.0.0.1:6379 'v2.users.<id>?presence&routingStatus'
 ";
 
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, Clone)]
 #[command(
     name = "genesys-bridge",
     version,
@@ -51,33 +54,38 @@ Example:
 struct Args {
     /// Topics to subscribe, e.g. `v2.users.<id>.presence` or the combined
     /// `v2.users.<id>?presence&routingStatus`.
-    #[arg(required = true, value_name = "TOPIC")]
+    #[arg(value_name = "TOPIC", required_unless_present = "config")]
     topics: Vec<String>,
+
+    /// Configuration file (TOML): Redis and shard settings, the credential pool, topic lists,
+    /// `all_users` kinds (see the README's "Scale out"). Flags and environment win over it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
 
     /// Redis to write to: `redis://HOST:PORT[/DB]` [env: GENESYS_BRIDGE_REDIS].
     #[arg(long, value_name = "URL")]
     redis: Option<String>,
 
-    /// Number of shards; the same in every process of a deployment.
-    #[arg(long, default_value_t = 64)]
-    shards: u32,
+    /// Number of shards; the same in every process of a deployment [default: 64].
+    #[arg(long)]
+    shards: Option<u32>,
 
-    /// Lease time in seconds: a dead process's shards are taken over after this.
-    #[arg(long, value_name = "SECS", default_value_t = 10)]
-    lease_secs: u64,
+    /// Lease time in seconds: a dead process's shards are taken over after this [default: 10].
+    #[arg(long, value_name = "SECS")]
+    lease_secs: Option<u64>,
 
-    /// Key prefix.
-    #[arg(long, default_value = "genesys")]
-    prefix: String,
+    /// Key prefix [default: genesys].
+    #[arg(long)]
+    prefix: Option<String>,
 
-    /// Approximate most entries kept per stream (`XADD MAXLEN ~`).
-    #[arg(long, default_value_t = 100_000)]
-    maxlen: u64,
+    /// Approximate most entries kept per stream (`XADD MAXLEN ~`) [default: 100000].
+    #[arg(long)]
+    maxlen: Option<u64>,
 
     /// Bytes of events held while Redis is unreachable; beyond, events are dropped, counted and
-    /// reported by a gap entry once Redis is back.
-    #[arg(long, value_name = "BYTES", default_value_t = 64 << 20)]
-    buffer_bytes: usize,
+    /// reported by a gap entry once Redis is back [default: 67108864, 64 MiB].
+    #[arg(long, value_name = "BYTES")]
+    buffer_bytes: Option<usize>,
 
     /// This process's id in leases and entries [default: <host>-<pid>-<start time>].
     #[arg(long)]
@@ -194,13 +202,58 @@ fn default_bridge_id() -> String {
     format!("{host}-{}-{start}", std::process::id())
 }
 
-fn client(args: &Args) -> Result<Client, Failure> {
+/// How one client authenticates.
+enum Credential {
+    Token(String),
+    Client { id: String, secret: String },
+}
+
+/// The credential pool: the file's `[[credential]]` tables, else the flags and environment
+/// (one client, or an access token).
+fn credentials(args: &Args, file: &FileConfig) -> Result<Vec<Credential>, Failure> {
+    if let Some(token) = flag_or_env(args.access_token.clone(), "GENESYS_ACCESS_TOKEN") {
+        return Ok(vec![Credential::Token(token)]);
+    }
+    let client_id = flag_or_env(args.client_id.clone(), "GENESYS_CLIENT_ID");
+    let client_secret = flag_or_env(args.client_secret.clone(), "GENESYS_CLIENT_SECRET");
+    if client_id.is_none() && client_secret.is_none() && !file.credentials.is_empty() {
+        return file
+            .credentials
+            .iter()
+            .map(|c| {
+                Ok(Credential::Client {
+                    id: c.client_id.clone(),
+                    secret: c.secret().map_err(usage)?,
+                })
+            })
+            .collect();
+    }
+    match (client_id, client_secret) {
+        (Some(id), Some(secret)) => Ok(vec![Credential::Client { id, secret }]),
+        (id, secret) => {
+            let mut missing = Vec::new();
+            if id.is_none() {
+                missing.push("GENESYS_CLIENT_ID (--client-id)");
+            }
+            if secret.is_none() {
+                missing.push("GENESYS_CLIENT_SECRET (--client-secret)");
+            }
+            Err(usage(format!(
+                "missing credentials: set {}, or give an access token with \
+                 GENESYS_ACCESS_TOKEN (--access-token), or [[credential]] tables in --config",
+                missing.join(" and ")
+            )))
+        }
+    }
+}
+
+fn client(args: &Args, file: &FileConfig, credential: &Credential) -> Result<Client, Failure> {
     let mut builder = Client::builder();
-    let region = flag_or_env(args.region.clone(), "GENESYS_REGION");
-    let api_base = flag_or_env(args.api_base.clone(), "GENESYS_API_BASE");
-    let login_base = flag_or_env(args.login_base.clone(), "GENESYS_LOGIN_BASE");
-    let access_token = flag_or_env(args.access_token.clone(), "GENESYS_ACCESS_TOKEN");
-    let login_needed = access_token.is_none();
+    let region = flag_or_env(args.region.clone(), "GENESYS_REGION").or(file.region.clone());
+    let api_base = flag_or_env(args.api_base.clone(), "GENESYS_API_BASE").or(file.api_base.clone());
+    let login_base =
+        flag_or_env(args.login_base.clone(), "GENESYS_LOGIN_BASE").or(file.login_base.clone());
+    let login_needed = !matches!(credential, Credential::Token(_));
     match &region {
         Some(name) => {
             let region = Region::from_name(name).ok_or_else(|| {
@@ -227,25 +280,9 @@ fn client(args: &Args) -> Result<Client, Failure> {
     if let Some(url) = login_base {
         builder = builder.login_base(url);
     }
-    let client_id = flag_or_env(args.client_id.clone(), "GENESYS_CLIENT_ID");
-    let client_secret = flag_or_env(args.client_secret.clone(), "GENESYS_CLIENT_SECRET");
-    builder = match (access_token, client_id, client_secret) {
-        (Some(token), _, _) => builder.access_token(token),
-        (None, Some(id), Some(secret)) => builder.client_credentials(id, secret),
-        (None, id, secret) => {
-            let mut missing = Vec::new();
-            if id.is_none() {
-                missing.push("GENESYS_CLIENT_ID (--client-id)");
-            }
-            if secret.is_none() {
-                missing.push("GENESYS_CLIENT_SECRET (--client-secret)");
-            }
-            return Err(usage(format!(
-                "missing credentials: set {}, or give an access token with \
-                 GENESYS_ACCESS_TOKEN (--access-token)",
-                missing.join(" and ")
-            )));
-        }
+    builder = match credential {
+        Credential::Token(token) => builder.access_token(token.clone()),
+        Credential::Client { id, secret } => builder.client_credentials(id.clone(), secret.clone()),
     };
     // Takeovers resubscribe a shard's topics: its state is read at once, so that consumers
     // get the current state right after the takeover gap.
@@ -280,29 +317,77 @@ fn client(args: &Args) -> Result<Client, Failure> {
     builder.build().map_err(|e| usage(format!("settings: {e}")))
 }
 
+/// The topics: the file's, the command line's, and one per active user for `all_users`.
+fn gather_topics(
+    args: &Args,
+    file: &FileConfig,
+    client: &Client,
+    credential: &Credential,
+) -> Result<Vec<String>, genesys_bridge::users::UsersError> {
+    let mut topics: Vec<String> = file.topics.clone();
+    topics.extend(args.topics.iter().cloned());
+    if let Some(all) = &file.all_users {
+        let config = client.config();
+        let token: Box<dyn TokenSource> = match credential {
+            Credential::Token(token) => Box::new(StaticToken::new(token.clone())),
+            Credential::Client { id, secret } => Box::new(ClientCredentials::new(
+                config.login_base(),
+                id.clone(),
+                secret.clone(),
+                config.request_timeout(),
+            )),
+        };
+        let ids = genesys_bridge::users::active_users(
+            config.api_base(),
+            token.as_ref(),
+            all.page_size,
+            config.request_timeout(),
+        )?;
+        topics.extend(genesys_bridge::users::user_topics(&ids, &all.kinds));
+    }
+    Ok(topics)
+}
+
 fn run(args: Args, log: Log) -> Result<(), Failure> {
-    let redis = flag_or_env(args.redis.clone(), "GENESYS_BRIDGE_REDIS").ok_or_else(|| {
-        usage("no Redis: give --redis redis://HOST:PORT (or GENESYS_BRIDGE_REDIS)")
-    })?;
-    if args.shards == 0 {
+    let file = match &args.config {
+        Some(path) => FileConfig::load(path).map_err(usage)?,
+        None => FileConfig::default(),
+    };
+    let redis = flag_or_env(args.redis.clone(), "GENESYS_BRIDGE_REDIS")
+        .or(file.redis.clone())
+        .ok_or_else(|| {
+            usage("no Redis: give --redis redis://HOST:PORT (or GENESYS_BRIDGE_REDIS, or redis in --config)")
+        })?;
+    let bridge_id = args
+        .bridge_id
+        .clone()
+        .or(file.bridge_id.clone())
+        .unwrap_or_else(default_bridge_id);
+    let mut settings = Settings::new(redis, bridge_id);
+    settings.shards = args.shards.or(file.shards).unwrap_or(settings.shards);
+    settings.lease = args
+        .lease_secs
+        .or(file.lease_secs)
+        .map_or(settings.lease, Duration::from_secs);
+    settings.prefix = args
+        .prefix
+        .clone()
+        .or(file.prefix.clone())
+        .unwrap_or(settings.prefix);
+    settings.maxlen = args.maxlen.or(file.maxlen).unwrap_or(settings.maxlen);
+    settings.buffer_bytes = args
+        .buffer_bytes
+        .or(file.buffer_bytes)
+        .unwrap_or(settings.buffer_bytes);
+    if settings.shards == 0 {
         return Err(usage("--shards must be at least 1"));
     }
-    if args.lease_secs == 0 {
+    if settings.lease.is_zero() {
         return Err(usage("--lease-secs must be at least 1"));
     }
-    if args.maxlen == 0 {
+    if settings.maxlen == 0 {
         return Err(usage("--maxlen must be at least 1"));
     }
-    let mut settings = Settings::new(
-        redis,
-        args.bridge_id.clone().unwrap_or_else(default_bridge_id),
-    );
-    settings.shards = args.shards;
-    settings.lease = Duration::from_secs(args.lease_secs);
-    settings.prefix = args.prefix.clone();
-    settings.maxlen = args.maxlen;
-    settings.buffer_bytes = args.buffer_bytes;
-
     let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
     {
         let first = parking_lot::Mutex::new(None::<Instant>);
@@ -331,16 +416,30 @@ fn run(args: Args, log: Log) -> Result<(), Failure> {
         })?;
     }
 
-    let http = match &args.http {
-        Some(addr) => Some(genesys_bridge::http::bind(addr).map_err(usage)?),
+    let http = match args.http.clone().or(file.http.clone()) {
+        Some(addr) => Some(genesys_bridge::http::bind(&addr).map_err(usage)?),
         None => None,
     };
-    let client = Arc::new(client(&args)?);
-    client
-        .verify_token()
-        .map_err(|e| usage(format!("credentials: {e}")))?;
+    let pool = credentials(&args, &file)?;
+    let mut clients = Vec::new();
+    for (i, credential) in pool.iter().enumerate() {
+        let client = client(&args, &file, credential)?;
+        client
+            .verify_token()
+            .map_err(|e| usage(format!("credential {i}: {e}")))?;
+        clients.push(Arc::new(client));
+    }
+    let topics = gather_topics(&args, &file, &clients[0], &pool[0]).map_err(|e| Failure {
+        code: 1,
+        message: e.to_string(),
+    })?;
+    if topics.is_empty() {
+        return Err(usage(
+            "no topics: give some on the command line, in --config topics, or all_users",
+        ));
+    }
     let bridge =
-        Bridge::start(settings.clone(), vec![client], &args.topics, log).map_err(|e| match e {
+        Bridge::start(settings.clone(), clients.clone(), &topics, log).map_err(|e| match e {
             StartError::Topic(..) | StartError::Redis(_) => usage(e.to_string()),
             StartError::Client(_) => Failure {
                 code: 1,
@@ -356,16 +455,54 @@ fn run(args: Args, log: Log) -> Result<(), Failure> {
         &format!(
             "bridge {} writing {} topic(s) into {} shard(s) at {}",
             settings.bridge_id,
-            args.topics.len(),
+            topics.len(),
             settings.shards,
             settings.redis_url
         ),
         &[
             ("bridge", settings.bridge_id.clone().into()),
-            ("topics", args.topics.len().into()),
+            ("topics", topics.len().into()),
+            ("credentials", clients.len().into()),
             ("shards", settings.shards.into()),
         ],
     );
+    if let Some(all) = file.all_users.clone() {
+        // New users added, deleted ones dropped: the whole set is read again each period.
+        let (shared, args, file, client, credential) = (
+            bridge.shared().clone(),
+            args.clone(),
+            file.clone(),
+            clients[0].clone(),
+            pool.into_iter().next(),
+        );
+        let spawned = std::thread::Builder::new()
+            .name("bridge-users".into())
+            .spawn(move || loop {
+                std::thread::sleep(all.refresh());
+                let Some(credential) = &credential else {
+                    return;
+                };
+                match gather_topics(&args, &file, &client, credential) {
+                    Ok(topics) => {
+                        if let Err(e) = shared.set_topics(&topics) {
+                            log.note("users_refresh_failed", &e.to_string(), &[]);
+                        }
+                    }
+                    Err(e) => log.note(
+                        "users_refresh_failed",
+                        &format!("{e}; keeping the current topics"),
+                        &[],
+                    ),
+                }
+            });
+        if let Err(e) = spawned {
+            log.note(
+                "warning",
+                &format!("cannot start the users refresh: {e}"),
+                &[],
+            );
+        }
+    }
     let _ = stop_rx.recv();
     log.note("stopping", "signal received, releasing the leases", &[]);
     let shared = bridge.shared().clone();
