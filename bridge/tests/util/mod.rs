@@ -135,13 +135,21 @@ impl BridgeProcess {
         id: &str,
         args: &[String],
     ) -> BridgeProcess {
+        let env = [
+            ("GENESYS_API_BASE", api_base),
+            ("GENESYS_LOGIN_BASE", api_base),
+            ("GENESYS_CLIENT_ID", client_id),
+            ("GENESYS_CLIENT_SECRET", secret),
+        ];
+        Self::start_with_env(&env, id, args)
+    }
+
+    /// Starts `genesys-bridge` with only `env` (and `PATH`) as its environment.
+    pub fn start_with_env(env: &[(&str, &str)], id: &str, args: &[String]) -> BridgeProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_genesys-bridge"))
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("GENESYS_API_BASE", api_base)
-            .env("GENESYS_LOGIN_BASE", api_base)
-            .env("GENESYS_CLIENT_ID", client_id)
-            .env("GENESYS_CLIENT_SECRET", secret)
+            .envs(env.iter().copied())
             .args(["--bridge-id", id, "--lifecycle-format", "json"])
             .args(args)
             .stdin(Stdio::null())
