@@ -14,6 +14,8 @@ const SHARDS: u32 = 8;
 fn events_and_gaps_land_in_the_shard_streams_and_sigterm_releases() {
     let redis = RedisServer::start();
     let emu = Emulator::start().expect("emulator");
+    // User 0 has a presence before the bridge starts: its subscription brings a snapshot.
+    emu.set_user_presence(&user_id(0), "AVAILABLE");
     let combined: Vec<String> = (0..4)
         .map(|i| format!("v2.users.{}?presence&routingStatus", user_id(i)))
         .collect();
@@ -106,6 +108,19 @@ fn events_and_gaps_land_in_the_shard_streams_and_sigterm_releases() {
             .unwrap();
         assert_eq!(fence, current, "written with the holder's fence");
     }
+    // The state read at subscription: a snapshot entry, in the topic's shard.
+    let snapshots: Vec<Entry> = read_all(&mut con, "genesys", SHARDS)
+        .into_iter()
+        .filter(|e| e.get("type") == "snapshot")
+        .collect();
+    let presence0 = format!("v2.users.{}.presence", user_id(0));
+    let snapshot = snapshots
+        .iter()
+        .find(|e| e.get("topic").eq_ignore_ascii_case(&presence0))
+        .expect("a snapshot of user 0's presence");
+    assert_eq!(snapshot.get("snapshot"), "1");
+    assert!(snapshot.get("body").contains("AVAILABLE"), "{}", snapshot.get("body"));
+    assert_eq!(snapshot.shard, shard_of(&combined[0], SHARDS));
     // Each shard that has topics got an `acquired` lifecycle entry first.
     let all = read_all(&mut con, "genesys", SHARDS);
     for shard in 0..SHARDS {
