@@ -48,7 +48,7 @@ impl Settings {
             lease: Duration::from_secs(10),
             maxlen: 100_000,
             buffer_bytes: 64 << 20,
-            batch: 1024,
+            batch: 4096,
             bridge_id: bridge_id.into(),
         }
     }
@@ -729,11 +729,16 @@ fn renew_all(shared: &Shared, con: &mut redis::Connection) -> redis::RedisResult
     // Events can wait in sockets and in the library's queues before they reach the buffer:
     // vouch only for what is a renewal interval old.
     let vouch_before = now - settings.renew_interval();
+    let oldest_waiting = shared.intake.with(|b| b.watermarks());
     for (shard, h) in held {
         let keys = ShardKeys::new(&settings.prefix, shard);
-        let until = h
-            .active
-            .then(|| shared.intake.with(|b| b.watermark(shard, vouch_before)));
+        let until = h.active.then(|| {
+            oldest_waiting
+                .get(&shard)
+                .copied()
+                .unwrap_or(vouch_before)
+                .min(vouch_before)
+        });
         if store::renew(con, &keys, &settings.bridge_id, lease_ms(settings), until)? {
             continue;
         }

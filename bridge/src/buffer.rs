@@ -184,6 +184,22 @@ impl Buffer {
             .fold(now, SystemTime::min)
     }
 
+    /// [`Self::watermark`] of every shard with something waiting, in one pass over the queue
+    /// (shards absent: nothing waits, their watermark is `now`).
+    pub fn watermarks(&self) -> BTreeMap<u32, SystemTime> {
+        let mut oldest: BTreeMap<u32, SystemTime> = self.in_flight_oldest.clone();
+        let queued = self
+            .queue
+            .iter()
+            .filter_map(|p| p.record.received_at().map(|at| (p.shard, at)));
+        let dropped = self.drops.iter().map(|(shard, d)| (*shard, d.first));
+        for (shard, at) in queued.chain(dropped) {
+            let entry = oldest.entry(shard).or_insert(at);
+            *entry = (*entry).min(at);
+        }
+        oldest
+    }
+
     /// Whether a record of `shard` is queued or in flight.
     pub fn holds(&self, shard: u32) -> bool {
         self.in_flight_oldest.contains_key(&shard) || self.queue.iter().any(|p| p.shard == shard)
@@ -232,10 +248,15 @@ impl Intake {
         })
     }
 
-    /// Runs `f` on the buffer under its lock, then wakes the writer.
+    /// Runs `f` on the buffer under its lock, then wakes the writer if it waits for records.
     pub fn with<T>(&self, f: impl FnOnce(&mut Buffer) -> T) -> T {
-        let result = f(&mut self.buffer.lock());
-        self.ready.notify_one();
+        let mut buffer = self.buffer.lock();
+        let result = f(&mut buffer);
+        let ready = !buffer.is_empty();
+        drop(buffer);
+        if ready {
+            self.ready.notify_one();
+        }
         result
     }
 
@@ -348,8 +369,12 @@ mod tests {
             b.watermark(0, now),
             UNIX_EPOCH + Duration::from_millis(7_000)
         );
+        let all = b.watermarks();
+        assert_eq!(all[&0], UNIX_EPOCH + Duration::from_millis(7_000));
+        assert_eq!(all[&1], UNIX_EPOCH + Duration::from_millis(1_000));
         b.discard_shard(0);
         assert_eq!(b.watermark(0, now), now);
+        assert!(!b.watermarks().contains_key(&0));
         assert_eq!(
             b.watermark(1, now),
             UNIX_EPOCH + Duration::from_millis(1_000)

@@ -205,8 +205,9 @@ pub fn metrics(shared: &Shared) -> String {
         out,
         "# HELP genesys_bridge_shard_lag_seconds Age of the oldest event not yet in Redis, per shard held.\n# TYPE genesys_bridge_shard_lag_seconds gauge"
     );
+    let oldest_waiting = shared.intake.with(|b| b.watermarks());
     for shard in held {
-        let oldest = shared.intake.with(|b| b.watermark(shard, now));
+        let oldest = oldest_waiting.get(&shard).copied().unwrap_or(now).min(now);
         let lag = now.duration_since(oldest).unwrap_or_default().as_secs_f64();
         let _ = writeln!(
             out,

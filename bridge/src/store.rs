@@ -218,6 +218,10 @@ pub enum ChunkResult {
 
 /// Writes the chunks in one pipelined round trip, each with one fenced script call. The
 /// outer error is a connection failure: nothing is known to be written.
+///
+/// The script is called by its SHA1 (`EVALSHA`): a batch then carries its entries only. A
+/// Redis that does not know the script (restarted, or a new node) answers `NOSCRIPT` for those
+/// chunks, which are written again with `EVAL` in a second round trip (which also caches it).
 pub fn write_batch(
     con: &mut dyn ConnectionLike,
     prefix: &str,
@@ -226,15 +230,61 @@ pub fn write_batch(
     chunks: &[Chunk<'_>],
 ) -> RedisResult<Vec<ChunkResult>> {
     let now = SystemTime::now();
+    let script = Script::new(WRITE);
+    let pipe = write_pipeline(prefix, bridge, maxlen, chunks, now, |cmd| {
+        cmd.cmd("EVALSHA").arg(script.get_hash());
+    });
+    let replies: Vec<RedisResult<Value>> = pipe.query(con)?;
+    let unknown: Vec<usize> = replies
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| matches!(r, Err(e) if e.code() == Some("NOSCRIPT")))
+        .map(|(i, _)| i)
+        .collect();
+    let mut results: Vec<ChunkResult> = replies.into_iter().map(chunk_result).collect();
+    if !unknown.is_empty() {
+        let again: Vec<Chunk<'_>> = unknown
+            .iter()
+            .map(|i| Chunk {
+                shard: chunks[*i].shard,
+                fence: chunks[*i].fence,
+                records: chunks[*i].records.clone(),
+            })
+            .collect();
+        let pipe = write_pipeline(prefix, bridge, maxlen, &again, now, |cmd| {
+            cmd.cmd("EVAL").arg(WRITE);
+        });
+        let replies: Vec<RedisResult<Value>> = pipe.query(con)?;
+        for (i, reply) in unknown.into_iter().zip(replies) {
+            results[i] = chunk_result(reply);
+        }
+    }
+    Ok(results)
+}
+
+fn chunk_result(reply: RedisResult<Value>) -> ChunkResult {
+    match reply {
+        Ok(value) => ChunkResult::Written(redis::from_redis_value(value).unwrap_or_default()),
+        Err(e) if e.code() == Some("FENCED") => ChunkResult::Fenced(e.to_string()),
+        Err(e) => ChunkResult::Refused(e.to_string()),
+    }
+}
+
+/// One script call per chunk; `call` starts each command (`EVALSHA <sha>` or `EVAL <text>`).
+fn write_pipeline(
+    prefix: &str,
+    bridge: &str,
+    maxlen: u64,
+    chunks: &[Chunk<'_>],
+    now: SystemTime,
+    call: impl Fn(&mut redis::Pipeline),
+) -> redis::Pipeline {
     let mut pipe = redis::pipe();
     pipe.ignore_errors();
     for chunk in chunks {
         let keys = ShardKeys::new(prefix, chunk.shard);
-        // EVAL with the text rather than EVALSHA: a restarted Redis has lost its script cache,
-        // and a batch's text is small next to its entries.
+        call(&mut pipe);
         let cmd = pipe
-            .cmd("EVAL")
-            .arg(WRITE)
             .arg(2)
             .arg(&keys.events)
             .arg(&keys.fence)
@@ -249,13 +299,5 @@ pub fn write_batch(
             }
         }
     }
-    let replies: Vec<RedisResult<Value>> = pipe.query(con)?;
-    Ok(replies
-        .into_iter()
-        .map(|reply| match reply {
-            Ok(value) => ChunkResult::Written(redis::from_redis_value(value).unwrap_or_default()),
-            Err(e) if e.code() == Some("FENCED") => ChunkResult::Fenced(e.to_string()),
-            Err(e) => ChunkResult::Refused(e.to_string()),
-        })
-        .collect())
+    pipe
 }

@@ -119,7 +119,11 @@ fn events_and_gaps_land_in_the_shard_streams_and_sigterm_releases() {
         .find(|e| e.get("topic").eq_ignore_ascii_case(&presence0))
         .expect("a snapshot of user 0's presence");
     assert_eq!(snapshot.get("snapshot"), "1");
-    assert!(snapshot.get("body").contains("AVAILABLE"), "{}", snapshot.get("body"));
+    assert!(
+        snapshot.get("body").contains("AVAILABLE"),
+        "{}",
+        snapshot.get("body")
+    );
     assert_eq!(snapshot.shard, shard_of(&combined[0], SHARDS));
     // Each shard that has topics got an `acquired` lifecycle entry first.
     let all = read_all(&mut con, "genesys", SHARDS);
