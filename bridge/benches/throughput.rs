@@ -2,23 +2,23 @@
 //! of the same entries, in the same run, on the same throwaway `redis-server` (machines are
 //! shared and noisy: only the ratio means something).
 //!
-//! - Bridge: the built `genesys-bridge` (release) with 64 shards and 100 topics, against the
-//!   emulator in this process; a thread publishes small presence events as fast as the
-//!   emulator takes them. Rate: events from the first publication until Redis acknowledged the
-//!   last (`genesys_bridge_entries_written_total` from `/metrics`). CPU per event: the bridge
-//!   process's user + system time (`/proc/<pid>/stat`) over the run, divided by the events.
+//! - Bridge: the built `genesys-bridge` (release) with 64 shards and 100 topics. The emulator in
+//!   this process serves the token, the channel and the subscriptions; the channel's
+//!   `connectUri` points at a load generator (a tungstenite server on loopback) that writes
+//!   pre-encoded small presence notifications as fast as the socket takes them, so that the
+//!   source costs next to nothing. Rate: events from the first frame written until Redis
+//!   acknowledged the last (`genesys_bridge_entries_written_total` from `/metrics`). CPU per
+//!   event: the bridge process's user + system time (`/proc/<pid>/stat`) over the run, divided
+//!   by the events.
 //! - Baseline: the same entries (the bridge's own field encoding, the `fence` field included),
 //!   written with plain `XADD <key> MAXLEN ~ 100000 * ...` commands, pipelined 1 024 per round
 //!   trip over the 64 streams, from one connection; no Lua, no lease, no socket, no buffer.
-//!
-//! The emulator's own publishing rate is printed too: when it is close to the bridge's rate,
-//! the source (this process, on the same cores), not the bridge, bounds the figure.
 //!
 //! Run: `cargo bench -p genesys-bridge --bench throughput` (about a minute), `-- --quick` for a
 //! smoke run. Needs `redis-server` on the PATH.
 
 use genesys_bridge::entry::{shard_of, Record};
-use genesys_notify::emulator::Emulator;
+use genesys_notify::emulator::{Emulator, EmulatorConfig};
 use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
@@ -80,21 +80,34 @@ fn body(seq: u64) -> String {
     )
 }
 
-/// The bridge: publishes `events` and waits until Redis acknowledged them all.
-fn run_bridge(emu: &Emulator, http: &str, pid: u32, events: u64) -> (f64, Duration, f64) {
+/// The bridge: the generator writes `events` frames; waits until Redis acknowledged them.
+fn run_bridge(
+    socket: &mut tungstenite::WebSocket<std::net::TcpStream>,
+    http: &str,
+    pid: u32,
+    events: u64,
+) -> (f64, Duration) {
+    let frames: Vec<String> = (0..events)
+        .map(|seq| {
+            format!(
+                r#"{{"topicName":"{}","version":"2","eventBody":{},"metadata":{{"CorrelationId":"9a1b2c3d-0000-4000-8000-{seq:012x}"}}}}"#,
+                topic(seq as usize % TOPICS),
+                body(seq % 1000)
+            )
+        })
+        .collect();
     let before = written(http);
     let cpu_before = cpu(pid);
     let start = Instant::now();
-    let bodies: Vec<serde_json::Value> = (0..1000u64)
-        .map(|s| serde_json::from_str(&body(s)).unwrap())
-        .collect();
-    for seq in 0..events {
-        emu.publish(
-            &topic(seq as usize % TOPICS),
-            bodies[seq as usize % 1000].clone(),
-        );
+    for (i, frame) in frames.into_iter().enumerate() {
+        socket
+            .write(tungstenite::Message::text(frame))
+            .expect("write a frame");
+        if i % 256 == 255 {
+            socket.flush().expect("flush");
+        }
     }
-    let published = events as f64 / start.elapsed().as_secs_f64();
+    socket.flush().expect("flush");
     let deadline = Instant::now() + Duration::from_secs(300);
     while written(http) < before + events {
         assert!(
@@ -108,7 +121,6 @@ fn run_bridge(emu: &Emulator, http: &str, pid: u32, events: u64) -> (f64, Durati
     (
         events as f64 / elapsed.as_secs_f64(),
         cpu_used / events as u32,
-        published,
     )
 }
 
@@ -239,7 +251,12 @@ fn main() {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    let emu = Emulator::start().unwrap();
+    let generator = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let emu = Emulator::start_with(
+        EmulatorConfig::default()
+            .connect_uri_base(format!("ws://{}", generator.local_addr().unwrap())),
+    )
+    .unwrap();
     let http = format!("127.0.0.1:{}", free_port());
     let mut args: Vec<String> = vec![
         "--redis".into(),
@@ -266,13 +283,19 @@ fn main() {
             .expect("genesys-bridge"),
     );
     let pid = bridge.0.id();
+    // The bridge's one channel connects its socket to the generator.
+    let (stream, _) = generator
+        .accept()
+        .expect("the bridge connects to the generator");
+    stream.set_nodelay(true).unwrap();
+    let mut socket = tungstenite::accept(stream).expect("WebSocket handshake");
     let deadline = Instant::now() + Duration::from_secs(60);
     while emu.channels().iter().map(|c| c.topics.len()).sum::<usize>() < TOPICS {
         assert!(Instant::now() < deadline, "the bridge did not subscribe");
         std::thread::sleep(Duration::from_millis(20));
     }
     // Warm up both sides.
-    run_bridge(&emu, &http, pid, events / 10);
+    run_bridge(&mut socket, &http, pid, events / 10);
     run_raw(&mut con, events / 10);
     let (mut ratios, mut bridge_rates, mut raw_rates, mut cpus) = (vec![], vec![], vec![], vec![]);
     for rep in 0..reps {
@@ -282,9 +305,9 @@ fn main() {
             "rep {rep}: the fenced script alone {script:.0} entries/s ({:.2} of raw XADD)",
             script / raw
         );
-        let (rate, cpu_per_event, published) = run_bridge(&emu, &http, pid, events);
+        let (rate, cpu_per_event) = run_bridge(&mut socket, &http, pid, events);
         println!(
-            "rep {rep}: bridge {rate:.0} events/s (the emulator published at {published:.0}/s), raw XADD {raw:.0} entries/s, ratio {:.2}, bridge CPU {:.1} µs/event",
+            "rep {rep}: bridge {rate:.0} events/s, raw XADD {raw:.0} entries/s, ratio {:.2}, bridge CPU {:.1} µs/event",
             rate / raw,
             cpu_per_event.as_secs_f64() * 1e6
         );
