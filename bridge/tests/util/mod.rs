@@ -295,10 +295,13 @@ pub fn shard_of(topic: &str, shards: u32) -> u32 {
     genesys_bridge::entry::shard_of(topic, shards)
 }
 
-/// `GET path` on `addr` over HTTP/1.0: (status, body).
+/// `GET path` on `addr` over HTTP/1.0: (status, body); (0, "") when nothing listens.
 pub fn http_get(addr: &str, path: &str) -> (u16, String) {
     use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    // Not listening yet (the process is starting): status 0.
+    let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+        return (0, String::new());
+    };
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
