@@ -708,9 +708,12 @@ fn tick(shared: &Shared, con: &mut redis::Connection) -> redis::RedisResult<()> 
         let keys = ShardKeys::new(&settings.prefix, shard);
         if let Some(acquired) = store::acquire(con, &keys, &settings.bridge_id, lease_ms(settings))?
         {
-            activate(shared, shard, acquired);
+            let taken = activate(shared, shard, acquired);
+            if !taken {
+                store::release(con, &keys, &settings.bridge_id, None)?;
+            }
             if let Some(h) = shared.view.lock().holders.get_mut(shard as usize) {
-                *h = Some(settings.bridge_id.clone());
+                *h = taken.then(|| settings.bridge_id.clone());
             }
         }
     }
@@ -768,7 +771,9 @@ fn renew_all(shared: &Shared, con: &mut redis::Connection) -> redis::RedisResult
             Some(acquired) => {
                 // Someone held it in between and may have written: start over as a takeover.
                 lose_shard(shared, shard, "held by another process meanwhile");
-                activate(shared, shard, acquired);
+                if !activate(shared, shard, acquired) {
+                    store::release(con, &keys, &settings.bridge_id, None)?;
+                }
             }
             None => lose_shard(shared, shard, "lease taken by another process"),
         }
@@ -777,7 +782,11 @@ fn renew_all(shared: &Shared, con: &mut redis::Connection) -> redis::RedisResult
 }
 
 /// We hold `shard` now: accept its events, subscribe its topics, and write the takeover gap.
-fn activate(shared: &Shared, shard: u32, acquired: store::Acquired) {
+///
+/// Returns false when its topics could not be subscribed: the shard is then let go locally
+/// (the caller releases the lease without advancing `until`, so that the next holder's gap
+/// still starts where the last one stopped vouching).
+fn activate(shared: &Shared, shard: u32, acquired: store::Acquired) -> bool {
     let settings = &shared.settings;
     shared.stats.acquired.fetch_add(1, Ordering::Relaxed);
     shared.held.lock().insert(
@@ -808,23 +817,32 @@ fn activate(shared: &Shared, shard: u32, acquired: store::Acquired) {
         )
     });
     let topics = shared.topics_of(shard);
-    subscribe_shard(shared, shard);
+    if !subscribe_shard(shared, shard) {
+        unsubscribe_shard(shared, shard);
+        shared.accepting[shard as usize].store(false, Ordering::Release);
+        shared.held.lock().remove(&shard);
+        shared.intake.with(|b| b.discard_shard(shard));
+        shared.log.note(
+            "shard_not_taken",
+            &format!("shard {shard}: its topics could not be subscribed; letting it go"),
+            &[("shard", shard.into())],
+        );
+        return false;
+    }
     let end = SystemTime::now();
     if let Some(until) = acquired.previous.as_ref().and_then(|p| p.until) {
         if !topics.is_empty() {
-            shared.stats.gaps.fetch_add(1, Ordering::Relaxed);
-            shared.intake.with(|b| {
-                b.push_forced(
-                    shard,
-                    Record::Gap {
-                        topics: topics.to_vec(),
-                        start: until,
-                        end,
-                        reason: GapReason::Takeover,
-                        dropped: 0,
-                    },
-                )
-            });
+            push_gap(
+                shared,
+                shard,
+                Record::Gap {
+                    topics: topics.to_vec(),
+                    start: until,
+                    end,
+                    reason: GapReason::Takeover,
+                    dropped: 0,
+                },
+            );
         }
     }
     if let Some(h) = shared.held.lock().get_mut(&shard) {
@@ -839,18 +857,21 @@ fn activate(shared: &Shared, shard: u32, acquired: store::Acquired) {
         ),
         &[("shard", shard.into()), ("fence", acquired.fence.into())],
     );
+    true
 }
 
-/// Subscribes the topics of `shard`, on the client(s) with the most room.
-fn subscribe_shard(shared: &Shared, shard: u32) {
+/// Subscribes the topics of `shard`, on the client(s) with the most room (→ false: a call
+/// failed).
+fn subscribe_shard(shared: &Shared, shard: u32) -> bool {
     let topics = shared.topics_of(shard);
-    subscribe_topics(shared, shard, &topics);
+    subscribe_topics(shared, shard, &topics)
 }
 
-/// Subscribes `topics` of `shard` on the client(s) with the most room, recording where.
-fn subscribe_topics(shared: &Shared, shard: u32, topics: &[String]) {
+/// Subscribes `topics` of `shard` on the client(s) with the most room, recording where
+/// (→ false: a call failed; what succeeded is recorded).
+fn subscribe_topics(shared: &Shared, shard: u32, topics: &[String]) -> bool {
     if topics.is_empty() {
-        return;
+        return true;
     }
     let mut load: Vec<usize> = vec![0; shared.clients.len()];
     for parts in shared.placement.lock().values() {
@@ -864,16 +885,40 @@ fn subscribe_topics(shared: &Shared, shard: u32, topics: &[String]) {
         .map(|c| c.config().max_channels() * c.config().max_topics_per_channel())
         .collect();
     let parts = place(&load, &capacity, topics);
+    let mut ok = true;
     for (client, topics) in &parts {
-        if let Err(e) = shared.clients[*client].subscribe(topics) {
-            shared.log.note(
-                "subscribe_failed",
-                &format!(
-                    "shard {shard}: subscribing {} topic(s) on credential {client} failed: {e}",
-                    topics.len()
-                ),
-                &[("shard", shard.into()), ("credential", (*client).into())],
-            );
+        match shared.clients[*client].subscribe(topics) {
+            Ok(report) => {
+                for rejected in &report.rejected {
+                    shared.log.note(
+                        "topic_rejected",
+                        &format!(
+                            "shard {shard}: topic {} rejected: {} (missing permissions: {})",
+                            rejected.topic,
+                            rejected
+                                .rejection_reason
+                                .as_deref()
+                                .unwrap_or("no reason given"),
+                            rejected.missing_permissions.join(", ")
+                        ),
+                        &[
+                            ("shard", shard.into()),
+                            ("topic", rejected.topic.as_str().into()),
+                        ],
+                    );
+                }
+            }
+            Err(e) => {
+                ok = false;
+                shared.log.note(
+                    "subscribe_failed",
+                    &format!(
+                        "shard {shard}: subscribing {} topic(s) on credential {client} failed: {e}",
+                        topics.len()
+                    ),
+                    &[("shard", shard.into()), ("credential", (*client).into())],
+                );
+            }
         }
     }
     shared
@@ -882,6 +927,7 @@ fn subscribe_topics(shared: &Shared, shard: u32, topics: &[String]) {
         .entry(shard)
         .or_default()
         .extend(parts);
+    ok
 }
 
 /// Unsubscribes the topics of `shard` from the client(s) they are on.
