@@ -11,6 +11,7 @@ use crate::routes::{place, Routes};
 use crate::store::{self, Chunk, ChunkResult};
 use genesys_notify::{Client, Event, Lifecycle, ListenerGuard};
 use parking_lot::{Mutex, RwLock};
+use redis::ConnectionLike;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -20,8 +21,10 @@ use std::time::{Duration, Instant, SystemTime};
 /// The bridge's settings (see the command's `--help` for each).
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// `redis://HOST:PORT[/DB]`.
+    /// `redis://HOST:PORT[/DB]`, or several separated by commas for a Redis Cluster.
     pub redis_url: String,
+    /// `redis_url` is a Redis Cluster's seed node.
+    pub redis_cluster: bool,
     /// Key prefix (`genesys`).
     pub prefix: String,
     /// Number of shards, the same in every process of a deployment (default 64).
@@ -43,6 +46,7 @@ impl Settings {
     pub fn new(redis_url: impl Into<String>, bridge_id: impl Into<String>) -> Settings {
         Settings {
             redis_url: redis_url.into(),
+            redis_cluster: false,
             prefix: crate::entry::DEFAULT_PREFIX.to_owned(),
             shards: 64,
             lease: Duration::from_secs(10),
@@ -273,7 +277,7 @@ impl Bridge {
         let shards = settings.shards.max(1);
         let routes =
             Routes::build(topics, shards).map_err(|(name, e)| StartError::Topic(name, e))?;
-        let redis = redis::Client::open(settings.redis_url.as_str())
+        let redis = RedisTarget::open(&settings.redis_url, settings.redis_cluster)
             .map_err(|e| StartError::Redis(e.to_string()))?;
         // Fail fast on a wrong address; later outages are held in the buffer.
         connect(&redis).map_err(|e| StartError::Redis(e.to_string()))?;
@@ -371,11 +375,46 @@ fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>
         .map_err(|e| StartError::Client(format!("cannot start thread {name}: {e}")))
 }
 
-fn connect(redis: &redis::Client) -> redis::RedisResult<redis::Connection> {
-    let con = redis.get_connection_with_timeout(Duration::from_secs(5))?;
-    con.set_read_timeout(Some(Duration::from_secs(10)))?;
-    con.set_write_timeout(Some(Duration::from_secs(10)))?;
-    Ok(con)
+/// Where Redis is: one server, or a Redis Cluster reached through seed nodes.
+#[derive(Clone)]
+pub enum RedisTarget {
+    /// One server (`redis://HOST:PORT[/DB]`).
+    Single(redis::Client),
+    /// A Redis Cluster; commands follow `MOVED`/`ASK` redirections.
+    Cluster(redis::cluster::ClusterClient),
+}
+
+impl RedisTarget {
+    /// `url` is one `redis://` URL, or several separated by commas (seed nodes of a cluster);
+    /// `cluster` says a single URL is a cluster's seed node.
+    ///
+    /// # Errors
+    /// A URL the `redis` crate cannot parse.
+    pub fn open(url: &str, cluster: bool) -> redis::RedisResult<RedisTarget> {
+        if cluster || url.contains(',') {
+            let nodes: Vec<&str> = url.split(',').map(str::trim).collect();
+            redis::cluster::ClusterClient::builder(nodes)
+                .connection_timeout(Duration::from_secs(5))
+                .response_timeout(Duration::from_secs(10))
+                .build()
+                .map(RedisTarget::Cluster)
+        } else {
+            redis::Client::open(url).map(RedisTarget::Single)
+        }
+    }
+}
+
+/// A connection with timeouts: 5 s to connect, 10 s for an answer.
+fn connect(redis: &RedisTarget) -> redis::RedisResult<Box<dyn ConnectionLike>> {
+    match redis {
+        RedisTarget::Single(client) => {
+            let con = client.get_connection_with_timeout(Duration::from_secs(5))?;
+            con.set_read_timeout(Some(Duration::from_secs(10)))?;
+            con.set_write_timeout(Some(Duration::from_secs(10)))?;
+            Ok(Box::new(con))
+        }
+        RedisTarget::Cluster(client) => Ok(Box::new(client.get_connection()?)),
+    }
 }
 
 fn on_event(shared: &Shared, event: &Event) {
@@ -439,9 +478,9 @@ fn on_lifecycle(shared: &Shared, credential: usize, event: &Lifecycle) {
 /// The writer thread: takes batches from the buffer and writes them, each shard's part
 /// through the fenced script, in one pipelined round trip; only what Redis acknowledged
 /// leaves the buffer.
-fn writer(shared: &Shared, redis: &redis::Client) {
+fn writer(shared: &Shared, redis: &RedisTarget) {
     let settings = &shared.settings;
-    let mut con: Option<redis::Connection> = None;
+    let mut con: Option<Box<dyn ConnectionLike>> = None;
     let mut backoff = Duration::from_millis(50);
     loop {
         let stopping = shared.stop.load(Ordering::SeqCst);
@@ -492,7 +531,9 @@ fn writer(shared: &Shared, redis: &redis::Client) {
                 records: records.iter().map(|p| &p.record).collect(),
             })
             .collect();
-        let Some(c) = con.as_mut() else { continue };
+        let Some(c) = con.as_deref_mut() else {
+            continue;
+        };
         match store::write_batch(
             c,
             &settings.prefix,
@@ -625,9 +666,9 @@ fn redis_ok(shared: &Shared) {
 
 /// The coordinator thread: every third of the lease time, heartbeat, renew held leases, then
 /// follow the plan: release extra shards, acquire free ones (subscribing their topics).
-fn coordinator(shared: &Shared, redis: &redis::Client, wake: &crossbeam_channel::Receiver<()>) {
+fn coordinator(shared: &Shared, redis: &RedisTarget, wake: &crossbeam_channel::Receiver<()>) {
     let settings = &shared.settings;
-    let mut con: Option<redis::Connection> = None;
+    let mut con: Option<Box<dyn ConnectionLike>> = None;
     loop {
         if shared.stop.load(Ordering::SeqCst) {
             stop_all(shared, &mut con, redis);
@@ -640,7 +681,7 @@ fn coordinator(shared: &Shared, redis: &redis::Client, wake: &crossbeam_channel:
             }
         }
         apply_routes(shared);
-        if let Some(c) = con.as_mut() {
+        if let Some(c) = con.as_deref_mut() {
             if let Err(e) = tick(shared, c) {
                 redis_failed(shared, &format!("coordinator: {e}"));
                 con = None;
@@ -655,7 +696,7 @@ fn lease_ms(settings: &Settings) -> u64 {
 }
 
 /// One round: renewals, then the plan.
-fn tick(shared: &Shared, con: &mut redis::Connection) -> redis::RedisResult<()> {
+fn tick(shared: &Shared, con: &mut dyn ConnectionLike) -> redis::RedisResult<()> {
     let settings = &shared.settings;
     renew_all(shared, con)?;
     let members = store::heartbeat(
@@ -720,7 +761,7 @@ fn tick(shared: &Shared, con: &mut redis::Connection) -> redis::RedisResult<()> 
     Ok(())
 }
 
-fn renew_all(shared: &Shared, con: &mut redis::Connection) -> redis::RedisResult<()> {
+fn renew_all(shared: &Shared, con: &mut dyn ConnectionLike) -> redis::RedisResult<()> {
     let settings = &shared.settings;
     let held: Vec<(u32, Held)> = shared
         .held
@@ -1014,7 +1055,7 @@ fn lose_shard(shared: &Shared, shard: u32, why: &str) {
 /// Gives a shard up cleanly: unsubscribe, write what is buffered, release.
 fn release_shard(
     shared: &Shared,
-    con: &mut redis::Connection,
+    con: &mut dyn ConnectionLike,
     shard: u32,
 ) -> redis::RedisResult<()> {
     let settings = &shared.settings;
@@ -1071,7 +1112,7 @@ fn flush(shared: &Shared, shards: &[u32], timeout: Duration) -> bool {
 
 /// The clean stop: shut the client down (delivering what it queued), flush, release every
 /// lease, leave the live set.
-fn stop_all(shared: &Shared, con: &mut Option<redis::Connection>, redis: &redis::Client) {
+fn stop_all(shared: &Shared, con: &mut Option<Box<dyn ConnectionLike>>, redis: &RedisTarget) {
     let settings = &shared.settings;
     for client in &shared.clients {
         if let Err(e) = client.shutdown(Duration::from_secs(5)) {
@@ -1107,7 +1148,7 @@ fn stop_all(shared: &Shared, con: &mut Option<redis::Connection>, redis: &redis:
         shared.accepting[*shard as usize].store(false, Ordering::Release);
         let until = shared.intake.with(|b| b.watermark(*shard, now));
         let active = shared.held.lock().remove(shard).is_some_and(|h| h.active);
-        if let Some(c) = con.as_mut() {
+        if let Some(c) = con.as_deref_mut() {
             let keys = ShardKeys::new(&settings.prefix, *shard);
             if store::release(c, &keys, &settings.bridge_id, active.then_some(until))
                 .unwrap_or(false)
@@ -1116,7 +1157,7 @@ fn stop_all(shared: &Shared, con: &mut Option<redis::Connection>, redis: &redis:
             }
         }
     }
-    if let Some(c) = con.as_mut() {
+    if let Some(c) = con.as_deref_mut() {
         let _ = store::leave(c, &settings.prefix, &settings.bridge_id);
     }
     shared.log.note(

@@ -40,8 +40,10 @@ use std::time::Duration;
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
-    /// `redis://HOST:PORT[/DB]`.
+    /// `redis://HOST:PORT[/DB]`, or a Redis Cluster's seed nodes separated by commas.
     pub redis: Option<String>,
+    /// `redis` names one seed node of a Redis Cluster.
+    pub redis_cluster: Option<bool>,
     /// Shard count.
     pub shards: Option<u32>,
     /// Lease time, in seconds.

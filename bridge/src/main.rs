@@ -62,9 +62,14 @@ struct Args {
     #[arg(long, value_name = "FILE")]
     config: Option<std::path::PathBuf>,
 
-    /// Redis to write to: `redis://HOST:PORT[/DB]` [env: GENESYS_BRIDGE_REDIS].
+    /// Redis to write to: `redis://HOST:PORT[/DB]`, or a Redis Cluster's seed nodes separated by
+    /// commas [env: GENESYS_BRIDGE_REDIS].
     #[arg(long, value_name = "URL")]
     redis: Option<String>,
+
+    /// `--redis` names one seed node of a Redis Cluster (several URLs imply it).
+    #[arg(long)]
+    redis_cluster: bool,
 
     /// Number of shards; the same in every process of a deployment [default: 64].
     #[arg(long)]
@@ -364,6 +369,7 @@ fn run(args: Args, log: Log) -> Result<(), Failure> {
         .or(file.bridge_id.clone())
         .unwrap_or_else(default_bridge_id);
     let mut settings = Settings::new(redis, bridge_id);
+    settings.redis_cluster = args.redis_cluster || file.redis_cluster.unwrap_or(false);
     settings.shards = args.shards.or(file.shards).unwrap_or(settings.shards);
     settings.lease = args
         .lease_secs

@@ -2,6 +2,8 @@
 //! writes, membership heartbeats, and the pipelined batches. It keeps no state of its own.
 //!
 //! Each script touches the keys of one shard only (one hash tag, so one Redis Cluster slot).
+//! Every function takes a plain connection (commands pipelined) or a Redis Cluster connection
+//! (which cannot pipeline across nodes: one call per shard, each routed to its slot's node).
 
 use crate::entry::{epoch_ms, members_key, Record, ShardKeys};
 use redis::{ConnectionLike, RedisResult, Script, Value};
@@ -97,14 +99,16 @@ pub fn acquire(
     bridge: &str,
     ttl_ms: u64,
 ) -> RedisResult<Option<Acquired>> {
-    let reply: Option<(u64, String, String, String)> = Script::new(ACQUIRE)
-        .key(&keys.lease)
-        .key(&keys.fence)
-        .key(&keys.held)
+    let reply: Option<(u64, String, String, String)> = redis::cmd("EVAL")
+        .arg(ACQUIRE)
+        .arg(3)
+        .arg(&keys.lease)
+        .arg(&keys.fence)
+        .arg(&keys.held)
         .arg(bridge)
         .arg(ttl_ms)
         .arg(epoch_ms(SystemTime::now()))
-        .invoke(con)?;
+        .query(con)?;
     Ok(reply.map(|(fence, holder, until, released)| Acquired {
         fence,
         previous: (!holder.is_empty()).then(|| Previous {
@@ -127,13 +131,15 @@ pub fn renew(
     ttl_ms: u64,
     until: Option<SystemTime>,
 ) -> RedisResult<bool> {
-    let held: i64 = Script::new(RENEW)
-        .key(&keys.lease)
-        .key(&keys.held)
+    let held: i64 = redis::cmd("EVAL")
+        .arg(RENEW)
+        .arg(2)
+        .arg(&keys.lease)
+        .arg(&keys.held)
         .arg(bridge)
         .arg(ttl_ms)
         .arg(until.map(|t| epoch_ms(t).to_string()).unwrap_or_default())
-        .invoke(con)?;
+        .query(con)?;
     Ok(held == 1)
 }
 
@@ -144,13 +150,15 @@ pub fn release(
     bridge: &str,
     until: Option<SystemTime>,
 ) -> RedisResult<bool> {
-    let released: i64 = Script::new(RELEASE)
-        .key(&keys.lease)
-        .key(&keys.held)
-        .key(&keys.fence)
+    let released: i64 = redis::cmd("EVAL")
+        .arg(RELEASE)
+        .arg(3)
+        .arg(&keys.lease)
+        .arg(&keys.held)
+        .arg(&keys.fence)
         .arg(bridge)
         .arg(until.map(|t| epoch_ms(t).to_string()).unwrap_or_default())
-        .invoke(con)?;
+        .query(con)?;
     Ok(released == 1)
 }
 
@@ -160,6 +168,16 @@ pub fn holders(
     prefix: &str,
     shards: u32,
 ) -> RedisResult<Vec<Option<String>>> {
+    if !con.supports_pipelining() {
+        // A Redis Cluster connection: the leases live on several nodes, one call each.
+        return (0..shards)
+            .map(|shard| {
+                redis::cmd("GET")
+                    .arg(ShardKeys::new(prefix, shard).lease)
+                    .query(con)
+            })
+            .collect();
+    }
     let mut pipe = redis::pipe();
     for shard in 0..shards {
         pipe.cmd("GET").arg(ShardKeys::new(prefix, shard).lease);
@@ -177,6 +195,25 @@ pub fn heartbeat(
 ) -> RedisResult<Vec<String>> {
     let key = members_key(prefix);
     let now = epoch_ms(SystemTime::now());
+    if !con.supports_pipelining() {
+        let _: () = redis::cmd("ZADD")
+            .arg(&key)
+            .arg(now)
+            .arg(bridge)
+            .query(con)?;
+        let _: () = redis::cmd("ZREMRANGEBYSCORE")
+            .arg(&key)
+            .arg("-inf")
+            .arg(now.saturating_sub(window_ms * 10))
+            .query(con)?;
+        let mut members: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(&key)
+            .arg(now.saturating_sub(window_ms))
+            .arg("+inf")
+            .query(con)?;
+        members.sort();
+        return Ok(members);
+    }
     let (_, _, mut members): ((), (), Vec<String>) = redis::pipe()
         .cmd("ZADD")
         .arg(&key)
@@ -239,6 +276,25 @@ pub fn write_batch(
     chunks: &[Chunk<'_>],
 ) -> RedisResult<Vec<ChunkResult>> {
     let now = SystemTime::now();
+    if !con.supports_pipelining() {
+        // A Redis Cluster connection: each shard's script goes to the node of its slot, one
+        // call each (the cluster pipeline would fail every chunk for one chunk's error).
+        return chunks
+            .iter()
+            .map(|chunk| {
+                let single = std::slice::from_ref(chunk);
+                let pipe = write_pipeline(prefix, bridge, maxlen, single, now, |cmd| {
+                    cmd.cmd("EVAL").arg(WRITE);
+                });
+                let cmd = pipe.cmd_iter().next().expect("one command");
+                match cmd.query::<Value>(con) {
+                    Ok(value) => Ok(chunk_result(Ok(value))),
+                    Err(e) if e.is_io_error() || e.is_connection_dropped() => Err(e),
+                    Err(e) => Ok(chunk_result(Err(e))),
+                }
+            })
+            .collect();
+    }
     let script = Script::new(WRITE);
     let pipe = write_pipeline(prefix, bridge, maxlen, chunks, now, |cmd| {
         cmd.cmd("EVALSHA").arg(script.get_hash());

@@ -250,7 +250,7 @@ impl Entry {
 }
 
 /// Every entry of every shard's stream, per shard in stream order.
-pub fn read_all(con: &mut redis::Connection, prefix: &str, shards: u32) -> Vec<Entry> {
+pub fn read_all(con: &mut dyn redis::ConnectionLike, prefix: &str, shards: u32) -> Vec<Entry> {
     let mut all = Vec::new();
     for shard in 0..shards {
         let key = format!("{prefix}:{{shard-{shard}}}:events");
