@@ -125,6 +125,8 @@ pub struct Shared {
     pub view: Mutex<View>,
     /// The last gaps written, newest last (at most [`RECENT_GAPS`]).
     pub recent_gaps: Mutex<std::collections::VecDeque<GapNote>>,
+    /// When the first other process's lease runs out unless renewed, as of the last round.
+    next_expiry: Mutex<Option<Duration>>,
     /// `events_in` at the last round, for the rate.
     last_events: AtomicU64,
     /// Wakes the coordinator (a fenced write, a stop).
@@ -286,6 +288,7 @@ impl Bridge {
         let shared = Arc::new(Shared {
             wake: wake.clone(),
             last_events: AtomicU64::new(0),
+            next_expiry: Mutex::new(None),
             intake: Intake::new(settings.buffer_bytes),
             settings,
             stats: Stats::default(),
@@ -687,7 +690,13 @@ fn coordinator(shared: &Shared, redis: &RedisTarget, wake: &crossbeam_channel::R
                 con = None;
             }
         }
-        let _ = wake.recv_timeout(settings.renew_interval());
+        // A lease of another process that is about to run out without renewal (a dead
+        // process): look again just after it does, to take the shard over at once.
+        let next = match *shared.next_expiry.lock() {
+            Some(expiry) => (expiry + Duration::from_millis(250)).min(settings.renew_interval()),
+            None => settings.renew_interval(),
+        };
+        let _ = wake.recv_timeout(next);
     }
 }
 
@@ -706,6 +715,10 @@ fn tick(shared: &Shared, con: &mut dyn ConnectionLike) -> redis::RedisResult<()>
         lease_ms(settings),
     )?;
     let holders = store::holders(con, &settings.prefix, settings.shards)?;
+    // Only leases close to running out matter (a live holder renews at a third of the lease).
+    *shared.next_expiry.lock() =
+        store::next_expiry(con, &settings.prefix, &holders, &settings.bridge_id)?
+            .filter(|ttl| *ttl < settings.renew_interval());
     let p = plan(&settings.bridge_id, &members, &holders);
     {
         let now = SystemTime::now();

@@ -162,6 +162,30 @@ pub fn release(
     Ok(released == 1)
 }
 
+/// When the first lease held by another process runs out if it is not renewed (its `PTTL`),
+/// `None` when no other process holds one: a process that died stops renewing, and its
+/// shards can be taken at that moment rather than at the next round.
+pub fn next_expiry(
+    con: &mut dyn ConnectionLike,
+    prefix: &str,
+    holders: &[Option<String>],
+    me: &str,
+) -> RedisResult<Option<std::time::Duration>> {
+    let mut soonest: Option<i64> = None;
+    for (shard, holder) in holders.iter().enumerate() {
+        if holder.as_deref().is_none_or(|h| h == me) {
+            continue;
+        }
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(ShardKeys::new(prefix, shard as u32).lease)
+            .query(con)?;
+        if ttl >= 0 {
+            soonest = Some(soonest.map_or(ttl, |s| s.min(ttl)));
+        }
+    }
+    Ok(soonest.map(|ms| std::time::Duration::from_millis(ms as u64)))
+}
+
 /// Who holds each shard's lease now (`None`: free), one pipelined round trip.
 pub fn holders(
     con: &mut dyn ConnectionLike,
