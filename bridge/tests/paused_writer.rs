@@ -1,7 +1,8 @@
 //! A process paused past its lease (SIGSTOP, as a long GC pause or a stalled VM would) comes
 //! back with events it still wants to write: the fence refuses them, it gives the shards up,
 //! and the streams never see an old fence after a new one. Every published event is in the
-//! streams or inside a gap entry of its topic, and the shards end up shared again.
+//! streams or inside a gap entry of its topic, and the shards end up shared again. SIGINT then
+//! stops the other process, whose released shards the first takes over.
 mod util;
 
 use genesys_notify::emulator::Emulator;
@@ -128,7 +129,24 @@ fn a_paused_process_cannot_write_after_its_shards_were_taken_over() {
     std::thread::sleep(Duration::from_secs(1));
     stop.store(true, Ordering::SeqCst);
     publisher.join().unwrap();
-    assert_eq!(a.terminate(Duration::from_secs(30)), Some(0));
+    // SIGINT releases a's leases at once: b holds all 8 well before a lease could expire.
+    let interrupted = std::time::Instant::now();
+    assert_eq!(
+        a.interrupt(Duration::from_secs(30)),
+        Some(0),
+        "{}",
+        a.dump()
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || count(&holders(&mut con), "b")
+            == SHARDS as usize),
+        "b takes a's released shards\n{}",
+        b.dump()
+    );
+    eprintln!(
+        "after SIGINT, b held every shard in {:.1} s",
+        interrupted.elapsed().as_secs_f64()
+    );
     assert_eq!(b.terminate(Duration::from_secs(30)), Some(0));
 
     let entries = read_all(&mut con, "genesys", SHARDS);

@@ -200,6 +200,14 @@ impl BridgeProcess {
         self.wait(timeout)
     }
 
+    /// Sends SIGINT (Ctrl-C) and waits (at most `timeout`) for the exit code.
+    pub fn interrupt(&mut self, timeout: Duration) -> Option<i32> {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        self.wait(timeout)
+    }
+
     /// SIGKILL, as `kill -9`.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
