@@ -5,6 +5,20 @@
 //! The command (`src/main.rs`) is the product; this library holds its parts so that they can be
 //! tested one by one.
 //!
+//! ## Parts
+//! - [`entry`]: key names, the topic → shard hash, the entry fields (the log's interface);
+//! - [`plan`]: the shard planner (quotas per live process, which shards to acquire or release);
+//! - [`routes`]: the topic set by shard, event-name routing, placement over credentials;
+//! - [`buffer`]: the byte-bounded buffer between the callbacks and the writer, drop accounting;
+//! - [`store`]: every Redis command (lease, renewal, release and write scripts, heartbeats);
+//! - [`bridge`]: the running parts (writer and coordinator threads, the clients' callbacks);
+//! - [`config`]: the TOML file; [`users`]: the `all_users` expansion;
+//! - [`http`]: `/metrics`, `/health`, `/`; [`log`]: the log lines.
+//!
+//! The planner, the routes, the buffer, the entry encoding and the config are I/O-free and
+//! unit-tested; the rest is tested end to end against the emulator and `redis-server`
+//! (`bridge/tests/`).
+//!
 //! ## The log
 //! Topics fall into a fixed number of shards ([`entry::shard_of`]: FNV-1a 64 of the lower-cased
 //! subscription topic, modulo the shard count; the same count in every process). Each shard
