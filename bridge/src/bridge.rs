@@ -486,14 +486,15 @@ fn writer(shared: &Shared, redis: &RedisTarget) {
     let mut con: Option<Box<dyn ConnectionLike>> = None;
     let mut backoff = Duration::from_millis(50);
     loop {
-        let stopping = shared.stop.load(Ordering::SeqCst);
+        // Stopping, with every lease released or given up (the coordinator flushed first, for
+        // at most 10 s): what may be left belongs to no shard held, and is the next holders'.
+        if shared.stop.load(Ordering::SeqCst) && shared.held.lock().is_empty() {
+            return;
+        }
         let batch = shared
             .intake
             .take(settings.batch, Duration::from_millis(100));
         if batch.is_empty() {
-            if stopping && shared.held.lock().is_empty() {
-                return;
-            }
             continue;
         }
         if con.is_none() {
@@ -534,6 +535,12 @@ fn writer(shared: &Shared, redis: &RedisTarget) {
                 records: records.iter().map(|p| &p.record).collect(),
             })
             .collect();
+        if chunks.is_empty() {
+            // Nothing of this batch belongs to a shard still held: done without Redis.
+            let bytes = batch.iter().map(Pending::weight).sum();
+            shared.intake.with(|b| b.ack(bytes));
+            continue;
+        }
         let Some(c) = con.as_deref_mut() else {
             continue;
         };

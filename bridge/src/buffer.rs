@@ -50,8 +50,9 @@ pub struct Buffer {
     /// Bytes of the queued and the in-flight records.
     bytes: usize,
     budget: usize,
-    /// Oldest receive time of the records taken out and not yet acknowledged, per shard.
-    in_flight_oldest: BTreeMap<u32, SystemTime>,
+    /// Shards with records taken out and not yet acknowledged, with the oldest receive time
+    /// of their events among them (`None`: only gap or lifecycle records).
+    in_flight: BTreeMap<u32, Option<SystemTime>>,
     drops: BTreeMap<u32, Drops>,
     dropped_total: u64,
 }
@@ -63,7 +64,7 @@ impl Buffer {
             queue: VecDeque::new(),
             bytes: 0,
             budget,
-            in_flight_oldest: BTreeMap::new(),
+            in_flight: BTreeMap::new(),
             drops: BTreeMap::new(),
             dropped_total: 0,
         }
@@ -116,9 +117,9 @@ impl Buffer {
         let n = self.queue.len().min(max);
         let batch: Vec<Pending> = self.queue.drain(..n).collect();
         for p in &batch {
+            let oldest = self.in_flight.entry(p.shard).or_insert(None);
             if let Some(at) = p.record.received_at() {
-                let oldest = self.in_flight_oldest.entry(p.shard).or_insert(at);
-                *oldest = (*oldest).min(at);
+                *oldest = Some(oldest.map_or(at, |o| o.min(at)));
             }
         }
         batch
@@ -128,7 +129,7 @@ impl Buffer {
     /// last is done.
     pub fn ack(&mut self, bytes: usize) {
         self.bytes = self.bytes.saturating_sub(bytes);
-        self.in_flight_oldest.clear();
+        self.in_flight.clear();
     }
 
     /// Puts records taken out back in front, in their order (Redis did not take them).
@@ -136,7 +137,7 @@ impl Buffer {
         for p in batch.into_iter().rev() {
             self.queue.push_front(p);
         }
-        self.in_flight_oldest.clear();
+        self.in_flight.clear();
     }
 
     /// Forgets the queued records of `shard` (its lease is lost: the next holder's gap covers
@@ -176,7 +177,7 @@ impl Buffer {
             .iter()
             .filter(|p| p.shard == shard)
             .filter_map(|p| p.record.received_at());
-        let in_flight = self.in_flight_oldest.get(&shard).copied();
+        let in_flight = self.in_flight.get(&shard).copied().flatten();
         let dropped = self.drops.get(&shard).map(|d| d.first);
         queued
             .chain(in_flight)
@@ -187,7 +188,11 @@ impl Buffer {
     /// [`Self::watermark`] of every shard with something waiting, in one pass over the queue
     /// (shards absent: nothing waits, their watermark is `now`).
     pub fn watermarks(&self) -> BTreeMap<u32, SystemTime> {
-        let mut oldest: BTreeMap<u32, SystemTime> = self.in_flight_oldest.clone();
+        let mut oldest: BTreeMap<u32, SystemTime> = self
+            .in_flight
+            .iter()
+            .filter_map(|(shard, at)| at.map(|at| (*shard, at)))
+            .collect();
         let queued = self
             .queue
             .iter()
@@ -202,7 +207,7 @@ impl Buffer {
 
     /// Whether a record of `shard` is queued or in flight.
     pub fn holds(&self, shard: u32) -> bool {
-        self.in_flight_oldest.contains_key(&shard) || self.queue.iter().any(|p| p.shard == shard)
+        self.in_flight.contains_key(&shard) || self.queue.iter().any(|p| p.shard == shard)
     }
 
     /// Bytes held (queued and in flight).
@@ -302,6 +307,26 @@ mod tests {
         assert_eq!(d0.topics.iter().collect::<Vec<_>>(), ["sub"]);
         assert!(b.take_drops(0).is_none(), "taken once");
         assert_eq!(b.shards_with_drops(), [1]);
+    }
+
+    #[test]
+    fn a_shard_is_held_while_any_of_its_records_is_in_flight() {
+        let mut b = Buffer::new(1 << 20);
+        b.push_forced(
+            3,
+            Record::Lifecycle {
+                event: "released".into(),
+                message: String::new(),
+            },
+        );
+        let batch = b.take(10);
+        assert!(b.is_empty());
+        assert!(
+            b.holds(3),
+            "a lifecycle record in flight counts: a release must wait for it"
+        );
+        b.ack(batch.iter().map(Pending::weight).sum());
+        assert!(!b.holds(3));
     }
 
     #[test]
