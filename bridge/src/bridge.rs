@@ -714,13 +714,16 @@ fn lease_ms(settings: &Settings) -> u64 {
 /// One round: renewals, then the plan.
 fn tick(shared: &Shared, con: &mut dyn ConnectionLike) -> redis::RedisResult<()> {
     let settings = &shared.settings;
-    renew_all(shared, con)?;
+    // The heartbeat comes before the renewals: a process that dies then leaves the live set
+    // no later than its leases expire, so the others' quotas grow by the time its shards are
+    // free (renewing many shards under load takes a while).
     let members = store::heartbeat(
         con,
         &settings.prefix,
         &settings.bridge_id,
         lease_ms(settings),
     )?;
+    renew_all(shared, con)?;
     let holders = store::holders(con, &settings.prefix, settings.shards)?;
     // Only leases close to running out matter (a live holder renews at a third of the lease).
     *shared.next_expiry.lock() =
@@ -758,8 +761,9 @@ fn tick(shared: &Shared, con: &mut dyn ConnectionLike) -> redis::RedisResult<()>
         }
     }
     let started = Instant::now();
+    let mut missing = p.missing;
     for shard in p.acquire {
-        if shared.stop.load(Ordering::SeqCst) {
+        if shared.stop.load(Ordering::SeqCst) || missing == 0 {
             break;
         }
         // Subscribing many shards may take a while: keep the leases held meanwhile.
@@ -770,6 +774,7 @@ fn tick(shared: &Shared, con: &mut dyn ConnectionLike) -> redis::RedisResult<()>
         if let Some(acquired) = store::acquire(con, &keys, &settings.bridge_id, lease_ms(settings))?
         {
             let taken = activate(shared, shard, acquired);
+            missing -= usize::from(taken);
             if !taken {
                 store::release(con, &keys, &settings.bridge_id, None)?;
             }

@@ -16,8 +16,11 @@ use std::collections::BTreeSet;
 pub struct Plan {
     /// Shards to release (held by this process, beyond its quota), lowest preference first.
     pub release: Vec<u32>,
-    /// Free shards to try to acquire, in order of preference, at most the number missing.
+    /// Every free shard, in this process's order of preference: acquire them in this order
+    /// until [`Plan::missing`] succeeded (others may win some of them: `SET NX` decides).
     pub acquire: Vec<u32>,
+    /// How many shards this process lacks to reach its quota.
+    pub missing: usize,
     /// This process's quota.
     pub quota: usize,
 }
@@ -50,7 +53,7 @@ pub fn plan(me: &str, members: &[String], holders: &[Option<String>]) -> Plan {
             .filter(|s| holders[*s as usize].is_none())
             .collect();
         free.sort_by_key(|s| std::cmp::Reverse(preference(me, *s)));
-        free.truncate(quota - mine.len());
+        result.missing = quota - mine.len();
         result.acquire = free;
     }
     result
@@ -88,9 +91,14 @@ mod tests {
                     holders[s as usize] = None;
                     changed = true;
                 }
+                let mut got = 0;
                 for s in p.acquire {
+                    if got == p.missing {
+                        break;
+                    }
                     if holders[s as usize].is_none() {
                         holders[s as usize] = Some(me.clone());
+                        got += 1;
                         changed = true;
                     }
                 }
@@ -114,6 +122,7 @@ mod tests {
         let p = plan("a", &[], &vec![None; 64]);
         assert_eq!(p.quota, 64);
         assert_eq!(p.acquire.len(), 64);
+        assert_eq!(p.missing, 64);
         assert!(p.release.is_empty());
     }
 
@@ -159,6 +168,18 @@ mod tests {
         for me in &living {
             assert!(plan(me, &living, &holders).acquire.is_empty());
         }
+        // When the shards come free, each living process lists all of them, wanting 11 or 10:
+        // if the other wins a race, it goes on down its list.
+        let freed: Vec<Option<String>> = holders
+            .iter()
+            .map(|h| h.clone().filter(|h| *h != three[2]))
+            .collect();
+        let p = plan(&living[0], &living, &freed);
+        assert_eq!(
+            p.acquire.len(),
+            freed.iter().filter(|h| h.is_none()).count()
+        );
+        assert_eq!(p.missing, 32 - counts(&living[..1], &freed)[0]);
         // Expired: its shards are free, and the two living take all of them.
         let expired: Vec<Option<String>> = holders
             .iter()
