@@ -151,7 +151,7 @@ page_size = 500
         ),
         1
     );
-    assert!(wait_until(Duration::from_secs(30), || events(&mut con)
+    assert!(wait_until(Duration::from_secs(60), || events(&mut con)
         == sample.len() + 1));
     assert!(!bridge.events("topics_changed").is_empty());
 

@@ -34,7 +34,7 @@ fn metrics_health_and_status_page_tell_the_bridge_s_state() {
         &args,
     );
     assert!(
-        wait_until(Duration::from_secs(30), || emu
+        wait_until(Duration::from_secs(60), || emu
             .channels()
             .iter()
             .filter(|c| c.connected)
@@ -47,7 +47,7 @@ fn metrics_health_and_status_page_tell_the_bridge_s_state() {
     for (seq, topic) in topics.iter().enumerate() {
         emu.publish(topic, serde_json::json!({"seq": seq}));
     }
-    assert!(wait_until(Duration::from_secs(30), || {
+    assert!(wait_until(Duration::from_secs(60), || {
         let (_, text) = http_get(&addr, "/metrics");
         metric(&text, "genesys_bridge_events_in_total") == Some(3.0)
             && metric(&text, "genesys_bridge_buffer_bytes") == Some(0.0)

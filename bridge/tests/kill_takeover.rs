@@ -92,7 +92,7 @@ fn a_killed_process_s_shards_are_taken_over_and_nothing_is_lost_without_a_gap() 
             .map(|c| c.topics.len())
             .sum()
     };
-    assert!(wait_until(Duration::from_secs(30), || subscribed(&emu) == TOPICS));
+    assert!(wait_until(Duration::from_secs(60), || subscribed(&emu) == TOPICS));
 
     // Publish continuously: (seq, topic, time just before publishing).
     let published: Arc<Mutex<Vec<(u64, usize, SystemTime)>>> = Arc::default();
@@ -121,7 +121,7 @@ fn a_killed_process_s_shards_are_taken_over_and_nothing_is_lost_without_a_gap() 
         .collect();
     let killed_at = Instant::now();
     bridges[1].kill9();
-    let taken_over = wait_until(LEASE + Duration::from_secs(30), || {
+    let taken_over = wait_until(LEASE + Duration::from_secs(60), || {
         let now = holders(&mut con);
         victims
             .iter()
@@ -151,14 +151,14 @@ fn a_killed_process_s_shards_are_taken_over_and_nothing_is_lost_without_a_gap() 
         counts(&holders(&mut con), &["b0", "b1r", "b2"]),
         dump(&bridges)
     );
-    assert!(wait_until(Duration::from_secs(30), || subscribed(&emu) >= TOPICS));
+    assert!(wait_until(Duration::from_secs(60), || subscribed(&emu) >= TOPICS));
     std::thread::sleep(Duration::from_secs(2));
     stop.store(true, Ordering::SeqCst);
     publisher.join().unwrap();
     for b in bridges.iter_mut() {
         if b.id != "b1" {
             assert_eq!(
-                b.terminate(Duration::from_secs(30)),
+                b.terminate(Duration::from_secs(60)),
                 Some(0),
                 "{}",
                 b.dump()

@@ -41,7 +41,7 @@ fn events_and_gaps_land_in_the_shard_streams_and_sigterm_releases() {
     );
     let subscribed = || emu.channels().iter().map(|c| c.topics.len()).sum::<usize>();
     assert!(
-        wait_until(Duration::from_secs(30), || subscribed() == 7),
+        wait_until(Duration::from_secs(60), || subscribed() == 7),
         "all 7 topics subscribed; log:\n{}",
         bridge.dump()
     );
@@ -74,7 +74,7 @@ fn events_and_gaps_land_in_the_shard_streams_and_sigterm_releases() {
             .collect()
     };
     assert!(
-        wait_until(Duration::from_secs(30), || events(&mut con).len()
+        wait_until(Duration::from_secs(60), || events(&mut con).len()
             >= published.len()),
         "every event written; log:\n{}",
         bridge.dump()
@@ -189,19 +189,19 @@ fn events_and_gaps_land_in_the_shard_streams_and_sigterm_releases() {
         );
     }
     // Events flow again after the gap.
-    assert!(wait_until(Duration::from_secs(30), || emu
+    assert!(wait_until(Duration::from_secs(60), || emu
         .channels()
         .iter()
         .any(|c| c.connected)));
     let name = format!("v2.users.{}.presence", user_id(5));
     assert_eq!(emu.publish(&name, serde_json::json!({"seq": 1000})), 1);
-    assert!(wait_until(Duration::from_secs(30), || events(&mut con)
+    assert!(wait_until(Duration::from_secs(60), || events(&mut con)
         .iter()
         .any(|e| e.get("body").contains("1000"))));
 
     // SIGTERM: exit 0 with every lease released at once (no waiting for expiry).
     assert_eq!(
-        bridge.terminate(Duration::from_secs(30)),
+        bridge.terminate(Duration::from_secs(60)),
         Some(0),
         "log:\n{}",
         bridge.dump()

@@ -43,7 +43,7 @@ fn the_bridge_writes_to_a_three_node_cluster_and_streams_spread_over_the_nodes()
         String::from_utf8_lossy(&created.stdout)
     );
     assert!(
-        wait_until(Duration::from_secs(30), || nodes.iter().all(|n| {
+        wait_until(Duration::from_secs(60), || nodes.iter().all(|n| {
             let info: String = redis::cmd("CLUSTER")
                 .arg("INFO")
                 .query(&mut n.con())
@@ -95,7 +95,7 @@ fn the_bridge_writes_to_a_three_node_cluster_and_streams_spread_over_the_nodes()
             .collect::<Vec<_>>()
     };
     assert!(
-        wait_until(Duration::from_secs(30), || events(&mut con).len()
+        wait_until(Duration::from_secs(60), || events(&mut con).len()
             == topics.len()),
         "every event written; log:\n{}",
         bridge.dump()
@@ -112,7 +112,7 @@ fn the_bridge_writes_to_a_three_node_cluster_and_streams_spread_over_the_nodes()
         assert!(!keys.is_empty(), "node {} holds streams", node.port);
     }
     assert_eq!(
-        bridge.terminate(Duration::from_secs(30)),
+        bridge.terminate(Duration::from_secs(60)),
         Some(0),
         "{}",
         bridge.dump()

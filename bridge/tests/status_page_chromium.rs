@@ -68,7 +68,7 @@ fn the_status_page_loads_in_headless_chromium_with_the_shard_table() {
         &args,
     );
     assert!(
-        wait_until(Duration::from_secs(30), || http_get(&addr, "/")
+        wait_until(Duration::from_secs(60), || http_get(&addr, "/")
             .1
             .matches("<td>b-page</td>")
             .count()

@@ -104,8 +104,27 @@ impl RedisServer {
         }
     }
 
-    /// Starts it again on the same port and directory.
-    pub fn restart(&mut self) {
+    /// Stops it as a restart does (SIGTERM: the append-only file is flushed), killing it if it
+    /// has not exited within 20 s.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port and directory (after [`Self::stop`] or [`Self::kill`]).
+    pub fn start_again(&mut self) {
         self.kill();
         self.spawn();
     }
