@@ -1,0 +1,391 @@
+//! The store owns every Redis command the bridge sends: the Lua scripts for leases and fenced
+//! writes, membership heartbeats, and the pipelined batches. It keeps no state of its own.
+//!
+//! Each script touches the keys of one shard only (one hash tag, so one Redis Cluster slot).
+//! Every function takes a plain connection (commands pipelined) or a Redis Cluster connection
+//! (which cannot pipeline across nodes: one call per shard, each routed to its slot's node).
+
+use crate::entry::{epoch_ms, members_key, Record, ShardKeys};
+use redis::{ConnectionLike, RedisResult, Script, Value};
+use std::time::SystemTime;
+
+/// `SET lease NX PX ttl`; on success `INCR fence` and record the new holder in `held`, leaving
+/// `until` (the previous holder's last vouched moment) for the new holder to read and to
+/// advance only once it has written its takeover gap.
+/// Returns `{fence, previous holder, previous until, previous released}` or nil when held.
+const ACQUIRE: &str = r"
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return false end
+local fence = redis.call('INCR', KEYS[2])
+local prev = redis.call('HMGET', KEYS[3], 'holder', 'until', 'released')
+redis.call('HSET', KEYS[3], 'holder', ARGV[1], 'fence', fence, 'since', ARGV[3], 'released', '0')
+return {fence, prev[1] or '', prev[2] or '', prev[3] or ''}
+";
+
+/// Renews the lease if still the holder, and advances `until` when given.
+const RENEW: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[2], 'until', ARGV[3]) end
+return 1
+";
+
+/// Releases the lease if still the holder: the fence is incremented too, so that nothing
+/// written with the old token can land after the release.
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('INCR', KEYS[3])
+if ARGV[2] ~= '' then redis.call('HSET', KEYS[2], 'until', ARGV[2]) end
+redis.call('HSET', KEYS[2], 'released', '1')
+return 1
+";
+
+/// Appends a batch of entries to the stream if the fence still holds the writer's token; each
+/// entry gets a `fence` field with that token. ARGV: fence, maxlen, count, then per entry the
+/// number of field/value strings followed by them.
+const WRITE: &str = r"
+local current = redis.call('GET', KEYS[2])
+if current ~= ARGV[1] then
+  return redis.error_reply('FENCED fence is ' .. tostring(current) .. ', writer holds ' .. ARGV[1])
+end
+local i = 4
+local last = false
+local stream, maxlen, fence = KEYS[1], ARGV[2], ARGV[1]
+for _ = 1, tonumber(ARGV[3]) do
+  local n = tonumber(ARGV[i])
+  if n == 14 then
+    -- An event or snapshot (7 fields): no table to build, the common case.
+    last = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*',
+      ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6],
+      ARGV[i + 7], ARGV[i + 8], ARGV[i + 9], ARGV[i + 10], ARGV[i + 11], ARGV[i + 12],
+      ARGV[i + 13], ARGV[i + 14], 'fence', fence)
+  else
+    local args = {'XADD', stream, 'MAXLEN', '~', maxlen, '*'}
+    for j = 1, n do args[#args + 1] = ARGV[i + j] end
+    args[#args + 1] = 'fence'
+    args[#args + 1] = fence
+    last = redis.call(unpack(args))
+  end
+  i = i + n + 1
+end
+return last
+";
+
+/// The previous holder of a shard, as found at acquisition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Previous {
+    /// Its bridge id.
+    pub holder: String,
+    /// Every event it received before this moment is in the stream (its last renewal or
+    /// release), if it ever got that far.
+    pub until: Option<SystemTime>,
+    /// It released the shard cleanly.
+    pub released: bool,
+}
+
+/// A lease just acquired.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Acquired {
+    /// The fencing token to write with.
+    pub fence: u64,
+    /// Who held the shard before, if anyone ever did.
+    pub previous: Option<Previous>,
+}
+
+/// Tries to acquire the lease of a shard for `ttl_ms` (→ `None`: someone holds it).
+pub fn acquire(
+    con: &mut dyn ConnectionLike,
+    keys: &ShardKeys,
+    bridge: &str,
+    ttl_ms: u64,
+) -> RedisResult<Option<Acquired>> {
+    let reply: Option<(u64, String, String, String)> = redis::cmd("EVAL")
+        .arg(ACQUIRE)
+        .arg(3)
+        .arg(&keys.lease)
+        .arg(&keys.fence)
+        .arg(&keys.held)
+        .arg(bridge)
+        .arg(ttl_ms)
+        .arg(epoch_ms(SystemTime::now()))
+        .query(con)?;
+    Ok(reply.map(|(fence, holder, until, released)| Acquired {
+        fence,
+        previous: (!holder.is_empty()).then(|| Previous {
+            holder,
+            until: until
+                .parse::<u64>()
+                .ok()
+                .map(|ms| SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(ms)),
+            released: released == "1",
+        }),
+    }))
+}
+
+/// Renews the lease for `ttl_ms` if `bridge` still holds it (→ false: lost), advancing the
+/// vouched moment to `until` when given.
+pub fn renew(
+    con: &mut dyn ConnectionLike,
+    keys: &ShardKeys,
+    bridge: &str,
+    ttl_ms: u64,
+    until: Option<SystemTime>,
+) -> RedisResult<bool> {
+    let held: i64 = redis::cmd("EVAL")
+        .arg(RENEW)
+        .arg(2)
+        .arg(&keys.lease)
+        .arg(&keys.held)
+        .arg(bridge)
+        .arg(ttl_ms)
+        .arg(until.map(|t| epoch_ms(t).to_string()).unwrap_or_default())
+        .query(con)?;
+    Ok(held == 1)
+}
+
+/// Releases the lease if `bridge` holds it (→ false: it did not), recording `until`.
+pub fn release(
+    con: &mut dyn ConnectionLike,
+    keys: &ShardKeys,
+    bridge: &str,
+    until: Option<SystemTime>,
+) -> RedisResult<bool> {
+    let released: i64 = redis::cmd("EVAL")
+        .arg(RELEASE)
+        .arg(3)
+        .arg(&keys.lease)
+        .arg(&keys.held)
+        .arg(&keys.fence)
+        .arg(bridge)
+        .arg(until.map(|t| epoch_ms(t).to_string()).unwrap_or_default())
+        .query(con)?;
+    Ok(released == 1)
+}
+
+/// When the first lease held by another process runs out if it is not renewed (its `PTTL`),
+/// `None` when no other process holds one: a process that died stops renewing, and its
+/// shards can be taken at that moment rather than at the next round.
+pub fn next_expiry(
+    con: &mut dyn ConnectionLike,
+    prefix: &str,
+    holders: &[Option<String>],
+    me: &str,
+) -> RedisResult<Option<std::time::Duration>> {
+    let mut soonest: Option<i64> = None;
+    for (shard, holder) in holders.iter().enumerate() {
+        if holder.as_deref().is_none_or(|h| h == me) {
+            continue;
+        }
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(ShardKeys::new(prefix, shard as u32).lease)
+            .query(con)?;
+        if ttl >= 0 {
+            soonest = Some(soonest.map_or(ttl, |s| s.min(ttl)));
+        }
+    }
+    Ok(soonest.map(|ms| std::time::Duration::from_millis(ms as u64)))
+}
+
+/// Who holds each shard's lease now (`None`: free), one pipelined round trip.
+pub fn holders(
+    con: &mut dyn ConnectionLike,
+    prefix: &str,
+    shards: u32,
+) -> RedisResult<Vec<Option<String>>> {
+    if !con.supports_pipelining() {
+        // A Redis Cluster connection: the leases live on several nodes, one call each.
+        return (0..shards)
+            .map(|shard| {
+                redis::cmd("GET")
+                    .arg(ShardKeys::new(prefix, shard).lease)
+                    .query(con)
+            })
+            .collect();
+    }
+    let mut pipe = redis::pipe();
+    for shard in 0..shards {
+        pipe.cmd("GET").arg(ShardKeys::new(prefix, shard).lease);
+    }
+    pipe.query(con)
+}
+
+/// Records this process as alive (score: now) and returns the processes seen alive within
+/// `window_ms`, sorted by id. Entries older than ten windows are removed.
+pub fn heartbeat(
+    con: &mut dyn ConnectionLike,
+    prefix: &str,
+    bridge: &str,
+    window_ms: u64,
+) -> RedisResult<Vec<String>> {
+    let key = members_key(prefix);
+    let now = epoch_ms(SystemTime::now());
+    if !con.supports_pipelining() {
+        let _: () = redis::cmd("ZADD")
+            .arg(&key)
+            .arg(now)
+            .arg(bridge)
+            .query(con)?;
+        let _: () = redis::cmd("ZREMRANGEBYSCORE")
+            .arg(&key)
+            .arg("-inf")
+            .arg(now.saturating_sub(window_ms * 10))
+            .query(con)?;
+        let mut members: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(&key)
+            .arg(now.saturating_sub(window_ms))
+            .arg("+inf")
+            .query(con)?;
+        members.sort();
+        return Ok(members);
+    }
+    let (_, _, mut members): ((), (), Vec<String>) = redis::pipe()
+        .cmd("ZADD")
+        .arg(&key)
+        .arg(now)
+        .arg(bridge)
+        .cmd("ZREMRANGEBYSCORE")
+        .arg(&key)
+        .arg("-inf")
+        .arg(now.saturating_sub(window_ms * 10))
+        .cmd("ZRANGEBYSCORE")
+        .arg(&key)
+        .arg(now.saturating_sub(window_ms))
+        .arg("+inf")
+        .query(con)?;
+    members.sort();
+    Ok(members)
+}
+
+/// Removes this process from the live set (a clean stop).
+pub fn leave(con: &mut dyn ConnectionLike, prefix: &str, bridge: &str) -> RedisResult<()> {
+    redis::cmd("ZREM")
+        .arg(members_key(prefix))
+        .arg(bridge)
+        .query(con)
+}
+
+/// One shard's part of a batch.
+#[derive(Debug)]
+pub struct Chunk<'a> {
+    /// The shard.
+    pub shard: u32,
+    /// Its fencing token.
+    pub fence: u64,
+    /// Its records, in order.
+    pub records: Vec<&'a Record>,
+}
+
+/// How one chunk fared.
+#[derive(Debug)]
+pub enum ChunkResult {
+    /// Appended; the last entry's id.
+    Written(String),
+    /// The shard's fence moved on: another holder took it (or this one released it).
+    Fenced(String),
+    /// Redis refused for another reason (out of memory, a script error): try again later.
+    Refused(String),
+}
+
+/// Writes the chunks in one pipelined round trip, each with one fenced script call. The
+/// outer error is a connection failure: nothing is known to be written.
+///
+/// The script is called by its SHA1 (`EVALSHA`): a batch then carries its entries only. A
+/// Redis that does not know the script (restarted, or a new node) answers `NOSCRIPT` for those
+/// chunks, which are written again with `EVAL` in a second round trip (which also caches it).
+pub fn write_batch(
+    con: &mut dyn ConnectionLike,
+    prefix: &str,
+    bridge: &str,
+    maxlen: u64,
+    chunks: &[Chunk<'_>],
+) -> RedisResult<Vec<ChunkResult>> {
+    let now = SystemTime::now();
+    if !con.supports_pipelining() {
+        // A Redis Cluster connection: each shard's script goes to the node of its slot, one
+        // call each (the cluster pipeline would fail every chunk for one chunk's error).
+        return chunks
+            .iter()
+            .map(|chunk| {
+                let single = std::slice::from_ref(chunk);
+                let pipe = write_pipeline(prefix, bridge, maxlen, single, now, |cmd| {
+                    cmd.cmd("EVAL").arg(WRITE);
+                });
+                let cmd = pipe.cmd_iter().next().expect("one command");
+                match cmd.query::<Value>(con) {
+                    Ok(value) => Ok(chunk_result(Ok(value))),
+                    Err(e) if e.is_io_error() || e.is_connection_dropped() => Err(e),
+                    Err(e) => Ok(chunk_result(Err(e))),
+                }
+            })
+            .collect();
+    }
+    let script = Script::new(WRITE);
+    let pipe = write_pipeline(prefix, bridge, maxlen, chunks, now, |cmd| {
+        cmd.cmd("EVALSHA").arg(script.get_hash());
+    });
+    let replies: Vec<RedisResult<Value>> = pipe.query(con)?;
+    let unknown: Vec<usize> = replies
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| matches!(r, Err(e) if e.code() == Some("NOSCRIPT")))
+        .map(|(i, _)| i)
+        .collect();
+    let mut results: Vec<ChunkResult> = replies.into_iter().map(chunk_result).collect();
+    if !unknown.is_empty() {
+        let again: Vec<Chunk<'_>> = unknown
+            .iter()
+            .map(|i| Chunk {
+                shard: chunks[*i].shard,
+                fence: chunks[*i].fence,
+                records: chunks[*i].records.clone(),
+            })
+            .collect();
+        let pipe = write_pipeline(prefix, bridge, maxlen, &again, now, |cmd| {
+            cmd.cmd("EVAL").arg(WRITE);
+        });
+        let replies: Vec<RedisResult<Value>> = pipe.query(con)?;
+        for (i, reply) in unknown.into_iter().zip(replies) {
+            results[i] = chunk_result(reply);
+        }
+    }
+    Ok(results)
+}
+
+fn chunk_result(reply: RedisResult<Value>) -> ChunkResult {
+    match reply {
+        Ok(value) => ChunkResult::Written(redis::from_redis_value(value).unwrap_or_default()),
+        Err(e) if e.code() == Some("FENCED") => ChunkResult::Fenced(e.to_string()),
+        Err(e) => ChunkResult::Refused(e.to_string()),
+    }
+}
+
+/// One script call per chunk; `call` starts each command (`EVALSHA <sha>` or `EVAL <text>`).
+fn write_pipeline(
+    prefix: &str,
+    bridge: &str,
+    maxlen: u64,
+    chunks: &[Chunk<'_>],
+    now: SystemTime,
+    call: impl Fn(&mut redis::Pipeline),
+) -> redis::Pipeline {
+    let mut pipe = redis::pipe();
+    pipe.ignore_errors();
+    for chunk in chunks {
+        let keys = ShardKeys::new(prefix, chunk.shard);
+        call(&mut pipe);
+        let cmd = pipe
+            .arg(2)
+            .arg(&keys.events)
+            .arg(&keys.fence)
+            .arg(chunk.fence)
+            .arg(maxlen)
+            .arg(chunk.records.len());
+        for record in &chunk.records {
+            cmd.arg(record.field_count() * 2);
+            record.visit_fields(bridge, now, |name, value| {
+                cmd.arg(name).arg(value);
+            });
+        }
+    }
+    pipe
+}

@@ -1,0 +1,202 @@
+//! Redis restarted mid-run (stopped with SIGTERM, down for a few seconds, started again from
+//! its append-only file; `appendfsync no`, so that a busy disk's fsyncs do not stall the test:
+//! the clean stop flushes the file): the bridge holds events within its byte budget and writes them once
+//! Redis is back; past the budget it drops them, counts them and writes a `dropped` gap entry.
+//! Nothing is lost without a gap entry, and the outage is reported in the log.
+mod util;
+
+use genesys_notify::emulator::Emulator;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use util::*;
+
+const SHARDS: u32 = 4;
+const TOPICS: usize = 20;
+
+fn ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+struct Outcome {
+    published: usize,
+    written: usize,
+    in_gaps: usize,
+    dropped_reported: u64,
+}
+
+/// Runs one bridge with `budget` bytes, publishes continuously, restarts Redis for `down`,
+/// and checks the accounting.
+fn run(budget: usize, down: Duration) -> Outcome {
+    let mut redis = RedisServer::start_with(&[
+        "--save",
+        "",
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "always",
+    ]);
+    let emu = Arc::new(Emulator::start().expect("emulator"));
+    let topics: Vec<String> = (0..TOPICS)
+        .map(|i| format!("v2.users.{}.presence", user_id(i)))
+        .collect();
+    let mut args = vec![
+        "--redis".to_owned(),
+        redis.url(),
+        "--shards".into(),
+        SHARDS.to_string(),
+        "--buffer-bytes".into(),
+        budget.to_string(),
+    ];
+    args.extend(topics.iter().cloned());
+    let mut bridge = BridgeProcess::start(
+        &emu.api_base(),
+        emu.client_id(),
+        emu.client_secret(),
+        "b",
+        &args,
+    );
+    assert!(
+        wait_until(Duration::from_secs(60), || emu
+            .channels()
+            .iter()
+            .filter(|c| c.connected)
+            .map(|c| c.topics.len())
+            .sum::<usize>()
+            == TOPICS),
+        "{}",
+        bridge.dump()
+    );
+    let published: Arc<Mutex<Vec<(u64, usize, SystemTime)>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let publisher = {
+        let (emu, published, stop, topics) =
+            (emu.clone(), published.clone(), stop.clone(), topics.clone());
+        std::thread::spawn(move || {
+            let mut seq = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                seq += 1;
+                let topic = seq as usize % TOPICS;
+                let at = SystemTime::now();
+                emu.publish(&topics[topic], serde_json::json!({"seq": seq}));
+                published.lock().unwrap().push((seq, topic, at));
+                std::thread::sleep(Duration::from_millis(4));
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    redis.stop();
+    std::thread::sleep(down);
+    redis.start_again();
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, Ordering::SeqCst);
+    publisher.join().unwrap();
+    let published = published.lock().unwrap().clone();
+    let mut con = redis.con();
+    let last = published.last().unwrap().0;
+    // Everything is written (or reported) once Redis is back: wait for the last event.
+    assert!(
+        wait_until(Duration::from_secs(60), || read_all(
+            &mut con, "genesys", SHARDS
+        )
+        .iter()
+        .any(|e| e.get("body") == format!("{{\"seq\":{last}}}"))),
+        "the last event written after the restart; log:\n{}",
+        bridge.dump()
+    );
+    assert_eq!(
+        bridge.terminate(Duration::from_secs(60)),
+        Some(0),
+        "{}",
+        bridge.dump()
+    );
+    assert!(
+        !bridge.events("redis_unavailable").is_empty(),
+        "the outage is reported"
+    );
+    assert!(!bridge.events("redis_available").is_empty(), "and its end");
+
+    let entries = read_all(&mut con, "genesys", SHARDS);
+    let mut seen = HashSet::new();
+    let mut gaps: HashMap<String, Vec<(u64, u64)>> = HashMap::new();
+    let mut dropped_reported = 0;
+    for e in &entries {
+        match e.get("type") {
+            "event" => {
+                let body: serde_json::Value = serde_json::from_str(e.get("body")).unwrap();
+                seen.insert(body["seq"].as_u64().unwrap());
+            }
+            "gap" => {
+                if e.get("reason") == "dropped" {
+                    dropped_reported += e.get("dropped").parse::<u64>().unwrap();
+                }
+                let bounds = (
+                    e.get("start").parse().unwrap(),
+                    e.get("end").parse().unwrap(),
+                );
+                for t in serde_json::from_str::<Vec<String>>(e.get("topics")).unwrap() {
+                    gaps.entry(t.to_lowercase()).or_default().push(bounds);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut in_gaps = 0;
+    let mut lost = Vec::new();
+    for (seq, topic, at) in &published {
+        if seen.contains(seq) {
+            continue;
+        }
+        // A dropped event's gap runs from the first to the last receive time of the drops;
+        // publication comes a moment before receipt.
+        let at = ms(*at);
+        let covered = gaps.get(&topics[*topic].to_lowercase()).is_some_and(|g| {
+            g.iter()
+                .any(|(s, e)| s.saturating_sub(1000) <= at && at <= *e)
+        });
+        if covered {
+            in_gaps += 1;
+        } else {
+            lost.push((*seq, at));
+        }
+    }
+    eprintln!(
+        "budget {budget} B, Redis down {down:?}: published {}, written {}, inside gaps {}, dropped and reported {}",
+        published.len(),
+        seen.len(),
+        in_gaps,
+        dropped_reported
+    );
+    assert!(
+        lost.is_empty(),
+        "lost without a gap: {:?}",
+        &lost[..lost.len().min(10)]
+    );
+    Outcome {
+        published: published.len(),
+        written: seen.len(),
+        in_gaps,
+        dropped_reported,
+    }
+}
+
+#[test]
+fn within_the_budget_every_event_is_written_after_the_restart() {
+    let outcome = run(64 << 20, Duration::from_secs(3));
+    assert_eq!(outcome.written, outcome.published, "nothing dropped");
+    assert_eq!(outcome.dropped_reported, 0);
+}
+
+#[test]
+fn past_the_budget_events_are_dropped_counted_and_reported_by_a_gap_entry() {
+    // About 100 events' worth of bytes, for 3 s of events at about 250 per second.
+    let outcome = run(20_000, Duration::from_secs(3));
+    assert!(outcome.dropped_reported > 0, "some events were dropped");
+    assert_eq!(
+        outcome.published,
+        outcome.written + outcome.in_gaps,
+        "each event written or inside a gap"
+    );
+    assert!(outcome.in_gaps as u64 >= outcome.dropped_reported);
+}
