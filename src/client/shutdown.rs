@@ -69,14 +69,15 @@ impl Client {
         if let Some(engine) = &self.inner.resync {
             engine.stop();
         }
+        // REST calls under way (a subscribe's, a renewal's, a state read's, a token request)
+        // are no longer needed: cut them now rather than at their request timeout. Before the
+        // channels are told to stop, so that their own clean-up (`DELETE .../subscriptions`,
+        // on connections of its own, made only once stopped) is never among the calls cut.
+        let network = &self.inner.shared.network;
+        network.interrupt_requests();
         for slot in &slots {
             slot.stop(true);
         }
-        // REST calls under way (a subscribe's, a renewal's, a state read's, a token request)
-        // are no longer needed: cut them now rather than at their request timeout. The
-        // channels' own clean-up (`DELETE .../subscriptions`) opens connections of its own.
-        let network = &self.inner.shared.network;
-        network.interrupt_requests();
         // Near the deadline, whatever REST call is still hanging (a clean-up on a silent
         // server) is cut and no new one starts, so that the threads can still end in time:
         // once this returns, no thread of the client is inside a request.
