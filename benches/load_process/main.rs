@@ -28,7 +28,8 @@
 //! Run: `cargo bench --features emulator --bench load_process` (about 5 minutes on 2 cores), or
 //! with `GENESYS_BENCH_QUICK=1` (or `-- --quick`) for a smoke run. Options: `--reps=N`,
 //! `--only=throughput,latency,clients`, `--sizes=small`, `--kinds=baseline,library1,library2,default`,
-//! `--events=N` (small; large gets N/5), `--clients=100,1000`.
+//! `--events=N` (small; large gets N/5), `--clients=100,1000`; `GENESYS_BENCH_WRAP` runs each
+//! consumer under a profiler (`valgrind --tool=callgrind --separate-threads=yes`).
 
 mod frames;
 mod generator;
@@ -448,7 +449,23 @@ struct ChildProcess {
 
 impl ChildProcess {
     fn spawn(args: &[String]) -> ChildProcess {
-        let mut child = Command::new(std::env::current_exe().expect("this bench's path"))
+        let exe = std::env::current_exe().expect("this bench's path");
+        // Profiling one consumer: `GENESYS_BENCH_WRAP="valgrind --tool=callgrind"` runs each
+        // consumer process under that command (never the generator).
+        let wrap: Vec<String> = std::env::var("GENESYS_BENCH_WRAP")
+            .ok()
+            .filter(|_| args.iter().any(|a| a.starts_with("--consume")))
+            .map(|w| w.split_whitespace().map(str::to_owned).collect())
+            .unwrap_or_default();
+        let mut command = match wrap.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(exe);
+                c
+            }
+            None => Command::new(exe),
+        };
+        let mut child = command
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -536,7 +553,7 @@ impl Orchestra {
         )];
         args.extend(self.service_args());
         let consumer = ChildProcess::spawn(&args);
-        if consumer.expect("ready", Duration::from_secs(20)).is_none() {
+        if consumer.expect("ready", Duration::from_secs(60)).is_none() {
             println!(
                 "  !! {} {}: the consumer never got ready",
                 kind.arg(),
