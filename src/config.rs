@@ -229,7 +229,10 @@ impl Config {
         matches!(self.streaming, crate::gateway::StreamingOverride::Map(_))
     }
 
-    /// Dispatcher threads running callbacks. Default 2. Range 1..=256.
+    /// Dispatcher threads running callbacks. Range 1..=256. Default: one per core but one (the
+    /// socket threads need a core), from 1 to 4 (`std::thread::available_parallelism`): 1 on a
+    /// 2-core machine, where a second one costs more CPU per event and memory than it gains
+    /// (README, "Performance"). Raise it for slow callbacks of many topics on more cores.
     pub fn dispatcher_threads(&self) -> usize {
         self.dispatcher_threads
     }
@@ -361,7 +364,8 @@ impl Default for Config {
         Config {
             api_base: Region::UsEast1.api_base(),
             login_base: Region::UsEast1.login_base(),
-            dispatcher_threads: 2,
+            dispatcher_threads: std::thread::available_parallelism()
+                .map_or(1, |n| n.get().saturating_sub(1).clamp(1, 4)),
             queue_capacity: 1024,
             queue_capacity_bytes: 4 << 20,
             backpressure: Backpressure::Block,
