@@ -28,7 +28,8 @@
 //! Run: `cargo bench --features emulator --bench load_process` (about 5 minutes on 2 cores), or
 //! with `GENESYS_BENCH_QUICK=1` (or `-- --quick`) for a smoke run. Options: `--reps=N`,
 //! `--only=throughput,latency,clients`, `--sizes=small`, `--kinds=baseline,library1,library2,default`,
-//! `--events=N` (small; large gets N/5), `--clients=100,1000`; `GENESYS_BENCH_WRAP` runs each
+//! `--events=N` (small; large gets N/5), `--clients=100,1000`, `--queue-bytes=N` (the library's
+//! `queue_capacity_bytes`); `GENESYS_BENCH_WRAP` runs each
 //! consumer under a profiler (`valgrind --tool=callgrind --separate-threads=yes`).
 
 mod frames;
@@ -298,6 +299,9 @@ fn consume(spec: &str) {
             if let Kind::Library(n) = kind {
                 builder = builder.dispatcher_threads(n);
             }
+            if let Some(bytes) = arg_value("--queue-bytes").and_then(|b| b.parse().ok()) {
+                builder = builder.queue_capacity_bytes(bytes);
+            }
             let client = builder.build().expect("client builds");
             let guard = client
                 .on(size.pattern(), {
@@ -552,6 +556,7 @@ impl Orchestra {
             size.short()
         )];
         args.extend(self.service_args());
+        args.extend(arg_value("--queue-bytes").map(|b| format!("--queue-bytes={b}")));
         let consumer = ChildProcess::spawn(&args);
         if consumer.expect("ready", Duration::from_secs(60)).is_none() {
             println!(
