@@ -251,7 +251,10 @@ impl Config {
         matches!(self.streaming, crate::gateway::StreamingOverride::Map(_))
     }
 
-    /// Dispatcher threads running callbacks. Default 2. Range 1..=256.
+    /// Dispatcher threads running callbacks. Range 1..=256. Default: one per core but one (the
+    /// socket threads need a core), from 1 to 4 (`std::thread::available_parallelism`): 1 on a
+    /// 2-core machine, where a second one costs more CPU per event and memory than it gains
+    /// (README, "Performance"). Raise it for slow callbacks of many topics on more cores.
     pub fn dispatcher_threads(&self) -> usize {
         self.dispatcher_threads
     }
@@ -277,7 +280,8 @@ impl Config {
     /// queued. One queue holds frames that follow each other in the buffers (they add about
     /// 64 KiB); with several dispatcher threads, only the first 32 events of a queue keep such
     /// slices (the rest get copies), so read buffers add at most 1 MiB per queue. With the
-    /// defaults: 2 × 4 MiB of events, 2 × 150 KiB of slots and at most 2 × 1 MiB of buffers.
+    /// defaults, per dispatcher thread (1 on a 2-core machine): 4 MiB of events, 150 KiB of slots
+    /// and at most 1 MiB of buffers.
     pub fn queue_capacity_bytes(&self) -> usize {
         self.queue_capacity_bytes
     }
@@ -378,6 +382,13 @@ impl Config {
     }
 }
 
+/// One dispatcher thread per core but one (each channel's socket thread needs a core too), 1 to
+/// 4: 1 on a 2-core machine, where a second dispatcher took more CPU per event and memory and was
+/// no faster (benches/load_process, README "Performance").
+fn default_dispatcher_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).clamp(1, 4))
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -385,7 +396,7 @@ impl Default for Config {
             // bad credentials, so the region is a setting `validate` insists on.
             api_base: String::new(),
             login_base: String::new(),
-            dispatcher_threads: 2,
+            dispatcher_threads: default_dispatcher_threads(),
             queue_capacity: 1024,
             queue_capacity_bytes: 4 << 20,
             backpressure: Backpressure::Block,

@@ -362,13 +362,18 @@ pub(crate) fn notification_topic(frame: &str) -> Option<Range<usize>> {
     let at = expect(bytes, at, b"\"topicName\"")?;
     let at = expect(bytes, at, b":")?;
     let start = expect(bytes, at, b"\"")?;
-    let len = bytes[start..]
+    // The closing quote is found a word at a time (`str::find` runs memchr), then the name is
+    // checked for escapes and control characters in one pass without early exit, which the
+    // compiler vectorises. The scan testing three cases per byte was 630 instructions for a
+    // 54-byte user topic, a fifth of the socket thread's work per event (callgrind, issue 20).
+    let len = frame.get(start..)?.find('"')?;
+    let topic = &bytes[start..start + len];
+    if topic
         .iter()
-        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
-    if bytes[start + len] != b'"' {
+        .fold(false, |bad, &b| bad | (b == b'\\') | (b < 0x20))
+    {
         return None;
     }
-    let topic = &bytes[start..start + len];
     let is_v2 = topic
         .get(..3)
         .is_some_and(|p| p.eq_ignore_ascii_case(b"v2."));

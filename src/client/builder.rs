@@ -187,7 +187,8 @@ impl ClientBuilder {
     }
 
     setter!(
-        /// Dispatcher threads running callbacks (1..=256, default 2).
+        /// Dispatcher threads running callbacks (1..=256; default one per core but one, 1 to 4:
+        /// 1 on a 2-core machine).
         dispatcher_threads: usize
     );
     setter!(
