@@ -260,8 +260,8 @@
 //! [Where to connect](#where-to-connect)). The other defaults follow the service: 30 s ping
 //! interval (the heartbeat period), 15 s pong timeout, 60 s liveness timeout, 20 s connect and
 //! 30 s request timeouts, 20 channels of 1 000 topics, dispatcher threads of 1 024 events (one
-//! per core but one, 1 to 4), 4 MiB messages; snapshots after gaps with at most 2 state requests in flight and 5 retries
-//! each. [`Backoff`] is changed with chainable setters:
+//! per core but one, 1 to 4), 4 MiB messages; snapshots after gaps with at most 2 state
+//! requests in flight and 5 retries each. [`Backoff`] is changed with chainable setters:
 //! ```
 //! use genesys_notify::{Backoff, Backpressure, Client, Region};
 //! use std::time::Duration;
