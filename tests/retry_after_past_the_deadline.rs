@@ -75,8 +75,10 @@ fn a_retry_after_past_the_deadline_is_returned_at_once_as_the_rate_limit() {
 #[test]
 fn a_token_endpoint_rate_limiting_past_the_deadline_is_returned_at_once() {
     let emu = emulator();
-    let client = client(&emu, Duration::from_secs(20));
+    // Refused before the client exists: a client fetches its first token as soon as it is
+    // built, and one fetched before the refusal would let the subscribe succeed.
     refuse(&emu, Endpoint::Token, 429, Some(1_000_000), 1_000);
+    let client = client(&emu, Duration::from_secs(20));
     let started = Instant::now();
     let error = client
         .subscribe(presence_topics(1))
