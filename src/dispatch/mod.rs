@@ -276,13 +276,7 @@ impl Dispatcher {
     }
 
     fn count_drop(&self, event: &Event) {
-        event
-            .origin
-            .stats
-            .dispatch
-            .dropped
-            .fetch_add(1, Ordering::Relaxed);
-        self.lifecycle.note_dropped();
+        count_drop(event, &self.lifecycle);
     }
 
     /// Events waiting in each queue.
@@ -345,6 +339,17 @@ impl Dispatcher {
         }
         all
     }
+}
+
+/// Counts `event` as dropped: on its channel, and in the coalesced `Lifecycle::Dropped` report.
+pub(super) fn count_drop(event: &Event, sink: &LifecycleSink) {
+    event
+        .origin
+        .stats
+        .dispatch
+        .dropped
+        .fetch_add(1, Ordering::Relaxed);
+    sink.note_dropped();
 }
 
 #[cfg(test)]

@@ -103,13 +103,7 @@ fn run_shard(
             if event.is_snapshot() {
                 gate.dropped(event.topic());
             }
-            event
-                .origin
-                .stats
-                .dispatch
-                .dropped
-                .fetch_add(1, Ordering::Relaxed);
-            sink.note_dropped();
+            super::count_drop(&event, sink);
             continue;
         }
         // A notification queued by its first key alone: its envelope is parsed here, off the
