@@ -106,7 +106,7 @@ struct Args {
     #[arg(long)]
     pattern: Option<String>,
 
-    /// Dispatcher threads running callbacks [library default: 2].
+    /// Dispatcher threads running callbacks [library default: one per core but one, 1 to 4].
     #[arg(long)]
     dispatcher_threads: Option<usize>,
 

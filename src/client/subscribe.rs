@@ -35,7 +35,9 @@ pub struct SubscribeReport {
 /// Why [`Client::subscribe`] failed, and what it had done by then: every valid topic it was
 /// given is in exactly one of `report().permitted`, `report().rejected`, `report().duplicates`,
 /// [`pending`](SubscribeError::pending) and [`not_subscribed`](SubscribeError::not_subscribed)
-/// (a combined topic narrowed to the parts it adds is listed as for a successful call).
+/// (a combined topic narrowed to the parts it adds is listed as for a successful call). One
+/// exception: [`Error::Topic`] (an invalid name) refuses the whole call before anything is
+/// done, and every list is empty: correct the name and make the same call again.
 ///
 /// Converts into [`Error`] (`?` works in functions returning `Error`), dropping the lists.
 /// Boxed inside, so that a `Result` carrying it stays small.

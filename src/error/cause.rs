@@ -29,10 +29,14 @@ impl Cause {
     /// is the error's `Display`. This is how a [`TokenSource`](crate::TokenSource) of yours
     /// reports its own failure: `TokenError::Other(Cause::new(e))`, or
     /// [`TokenError::other`](crate::TokenError::other).
+    ///
+    /// The message is the error's text followed by its sources' (`a: b: c`), skipping a source
+    /// whose text the one before already holds: many errors print something general and keep
+    /// the reason in `source()`, and the error holding this cause prints this message alone.
     pub fn new(error: impl Into<Box<dyn StdError + Send + Sync + 'static>>) -> Cause {
         let error: Box<dyn StdError + Send + Sync + 'static> = error.into();
         Cause {
-            message: error.to_string(),
+            message: chain_text(error.as_ref()),
             error: Some(Arc::from(error)),
         }
     }
@@ -105,6 +109,25 @@ impl Cause {
             Some(ureq::Error::Timeout(_))
         )
     }
+}
+
+/// `error`'s text and its sources', joined by `: `, each source left out when the text before
+/// already holds it (an error that prints its source too); at most 8 links, as a bound.
+fn chain_text(error: &(dyn StdError + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut last = text.clone();
+    let mut next = error.source();
+    for _ in 0..8 {
+        let Some(source) = next else { break };
+        let part = source.to_string();
+        if !part.is_empty() && !last.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        last = part;
+        next = source.source();
+    }
+    text
 }
 
 impl fmt::Display for Cause {
@@ -184,10 +207,12 @@ mod tests {
                 Some(&self.0)
             }
         }
-        let cause = Cause::new(Outer(std::io::Error::from(
+        let cause = Cause::new(Outer(std::io::Error::new(
             std::io::ErrorKind::ConnectionRefused,
+            "refused by 10.0.0.1",
         )));
-        assert_eq!(cause.message(), "outer");
+        // The source's text is part of the message: the outer error only says "outer".
+        assert_eq!(cause.message(), "outer: refused by 10.0.0.1");
         assert!(cause.downcast_ref::<Outer>().is_some());
         assert_eq!(cause.io_kind(), Some(std::io::ErrorKind::ConnectionRefused));
     }
