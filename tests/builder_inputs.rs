@@ -107,6 +107,28 @@ fn build_reports_the_first_bad_input() {
     }
 }
 
+/// A valid region given after an unknown region name replaces it, whichever came first among the
+/// other bad inputs (review finding: the unknown name kept failing the build).
+#[test]
+fn a_valid_region_replaces_an_unknown_name_given_before() {
+    use genesys_notify::Region;
+    let replaced = Client::builder()
+        .access_token("token")
+        .region_name("mars")
+        .region(Region::EuWest1)
+        .build()
+        .unwrap();
+    assert_eq!(replaced.config().api_base(), "https://api.mypurecloud.ie");
+    // The bad proxy given after the unknown name is still reported once the name is replaced.
+    let proxy_after = Client::builder()
+        .access_token("token")
+        .region_name("mars")
+        .proxy("socks5://127.0.0.1:1080")
+        .region(Region::EuWest1)
+        .build();
+    assert_eq!(config_error_field(proxy_after), "proxy");
+}
+
 /// A `ClientCredentials` built with its public constructor and handed to `token_source` made
 /// its token requests with an agent of its own: straight past the configured proxy. The token
 /// host here is `localhost` and the API host `127.0.0.1` (bypassing the proxy), so a tunnel to

@@ -38,14 +38,18 @@ enum TokenChoice {
     Source(Box<dyn TokenSource>),
 }
 
+/// Bad inputs a builder remembers (the first is the one reported).
+const MAX_KEPT_ERRORS: usize = 16;
+
 /// Builds a [`Client`]: where to connect, how to authenticate, and the settings of
 /// [`Config`]. Every setter takes the unit named in its docs.
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct ClientBuilder {
     config: Config,
     token: Option<TokenChoice>,
-    /// The first bad input of a setter that parses (see [`ClientBuilder::fail`]).
-    error: Option<ConfigError>,
+    /// The bad inputs of the setters that parse, in the order given (see
+    /// [`ClientBuilder::fail`]); the first is reported.
+    errors: Vec<ConfigError>,
     /// User-supplied state resources ([`ClientBuilder::state_resource`]).
     resync_resources: Vec<StateResource>,
 }
@@ -56,7 +60,7 @@ impl Client {
         ClientBuilder {
             config: Config::default(),
             token: None,
-            error: None,
+            errors: Vec::new(),
             resync_resources: Vec::new(),
         }
     }
@@ -95,7 +99,10 @@ impl ClientBuilder {
     /// Records a bad input for [`ClientBuilder::build`] to report. The first one is kept: it is
     /// the first the user wrote, and a later one may only follow from it.
     fn fail(mut self, error: ConfigError) -> Self {
-        self.error.get_or_insert(error);
+        // Bounded: a builder fed bad input in a loop keeps the first few.
+        if self.errors.len() < MAX_KEPT_ERRORS {
+            self.errors.push(error);
+        }
         self
     }
 
@@ -106,6 +113,8 @@ impl ClientBuilder {
     pub fn region(mut self, region: Region) -> Self {
         self.config.api_base = region.api_base();
         self.config.login_base = region.login_base();
+        // A valid region replaces an unknown name given before: that input no longer counts.
+        self.errors.retain(|e| e.field != "region");
         self
     }
 
@@ -295,7 +304,7 @@ impl ClientBuilder {
     ///
     /// [`Error::Spawn`] when the dispatcher or lifecycle threads could not be started.
     pub fn build(self) -> Result<Client, Error> {
-        if let Some(error) = self.error {
+        if let Some(error) = self.errors.into_iter().next() {
             return Err(Error::Config(error));
         }
         let mut config = self.config;
