@@ -147,191 +147,27 @@ fn cpu_ns(prefix: &str) -> u64 {
 // ---------------------------------------------------------------------------------------------
 // Frames
 
-const TOPICS: usize = 100;
-const TI_WIDTH: usize = 5;
-const SEQ_WIDTH: usize = 12;
-const SENT_WIDTH: usize = 20;
-const BODY_HEAD: &str = r#"{"bench":{"ti":"#;
-const SEQ_KEY: &str = r#","seq":"#;
-const SENT_KEY: &str = r#","sent":"#;
-/// Offsets of the three fields inside `eventBody`.
-const TI_AT: usize = BODY_HEAD.len();
-const SEQ_AT: usize = TI_AT + TI_WIDTH + SEQ_KEY.len();
-const SENT_AT: usize = SEQ_AT + SEQ_WIDTH + SENT_KEY.len();
+// The frames, their topics and the stamped fields are the out-of-process bench's, so that both
+// modes send the same bytes (benches/load_process/frames.rs). This bench uses the frame side;
+// the out-of-process consumer's side of that module goes unused here.
+#[path = "load_process/frames.rs"]
+#[allow(dead_code)]
+mod frames;
+use frames::{
+    parse_number, ws_frame, Size, Template, SENT_AT, SENT_WIDTH, SEQ_AT, SEQ_WIDTH, TI_AT,
+    TI_WIDTH, TOPICS,
+};
+
+/// How a size is named in this bench's report.
+fn size_label(size: Size) -> &'static str {
+    match size {
+        Size::Small => "small (presence ~400 B)",
+        Size::Large => "large (conversation ~7 KB)",
+    }
+}
+
 const HEARTBEAT: &str =
     r#"{"topicName":"channel.metadata","eventBody":{"message":"WebSocket Heartbeat"}}"#;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Size {
-    /// `v2.users.{id}.presence`, ~400-byte body.
-    Small,
-    /// `v2.users.{id}.conversations`, ~7 KB body.
-    Large,
-}
-
-impl Size {
-    fn label(self) -> &'static str {
-        match self {
-            Size::Small => "small (presence ~400 B)",
-            Size::Large => "large (conversation ~7 KB)",
-        }
-    }
-
-    fn short(self) -> &'static str {
-        match self {
-            Size::Small => "small",
-            Size::Large => "large",
-        }
-    }
-
-    fn pattern(self) -> &'static str {
-        match self {
-            Size::Small => "v2.users.*.presence",
-            Size::Large => "v2.users.*.conversations",
-        }
-    }
-
-    fn topic(self, index: usize) -> String {
-        let kind = match self {
-            Size::Small => "presence",
-            Size::Large => "conversations",
-        };
-        format!("v2.users.{}.{kind}", user_id(index))
-    }
-}
-
-fn user_id(n: usize) -> String {
-    format!("9ed7d9f6-0c59-4360-ac54-{n:012x}")
-}
-
-fn uuid(n: usize, salt: u32) -> String {
-    format!("{salt:08x}-4d2c-4b7e-9a51-{n:012x}")
-}
-
-fn bench_head() -> String {
-    format!(
-        "{BODY_HEAD}{}{SEQ_KEY}{}{SENT_KEY}{}}}",
-        " ".repeat(TI_WIDTH),
-        " ".repeat(SEQ_WIDTH),
-        " ".repeat(SENT_WIDTH)
-    )
-}
-
-fn presence_body(t: usize) -> String {
-    let mut body = format!(
-        r#"{},"source":"PURECLOUD","presenceDefinition":{{"id":"6a3af858-942f-489d-9700-5f9bcdcdae9b","systemPresence":"AVAILABLE","languageLabels":{{"en_US":"Available"}}}},"primary":true,"modifiedDate":"2024-03-05T10:11:12.345Z","userId":"{}","message":""}}"#,
-        bench_head(),
-        user_id(t)
-    );
-    // Pad the free-text message to a 400-byte body.
-    let missing = 400usize.saturating_sub(body.len());
-    body.insert_str(body.len() - 2, &"x".repeat(missing));
-    body
-}
-
-fn conversation_body(t: usize) -> String {
-    let mut participants = Vec::new();
-    let mut n = 0;
-    loop {
-        participants.push(format!(
-            r#"{{"id":"{}","name":"Participant {n}","address":"tel:+3531555{n:04}","startTime":"2024-03-05T10:11:12.345Z","connectedTime":"2024-03-05T10:11:14.001Z","purpose":"{}","state":"connected","direction":"inbound","held":false,"wrapupRequired":true,"wrapupPrompt":"optional","user":{{"id":"{}"}},"queue":{{"id":"{}"}},"attributes":{{"customerId":"C-{n:08}","segment":"gold","language":"en-US","reason":"billing enquiry"}},"calls":[{{"id":"{}","state":"connected","recording":false,"recordingState":"none","muted":false,"confined":false,"held":false,"direction":"inbound","self":{{"nameRaw":"","addressNormalized":"tel:+3531555{n:04}"}},"provider":"Edge","peerId":"{}"}}]}}"#,
-            uuid(n, 0x1111_0000 + t as u32),
-            if n == 0 { "customer" } else { "agent" },
-            user_id(n),
-            uuid(n, 0x2222_0000),
-            uuid(n, 0x3333_0000 + t as u32),
-            uuid(n, 0x4444_0000 + t as u32),
-        ));
-        n += 1;
-        if participants.iter().map(String::len).sum::<usize>() > 6600 {
-            break;
-        }
-    }
-    format!(
-        r#"{},"id":"{}","name":"","participants":[{}],"recordingState":"none","address":"tel:+35315550000"}}"#,
-        bench_head(),
-        uuid(t, 0x5555_0000),
-        participants.join(",")
-    )
-}
-
-/// A server text frame (unmasked): header and payload.
-fn ws_frame(payload: &[u8]) -> Vec<u8> {
-    let mut frame = vec![0x81u8];
-    match payload.len() {
-        n if n < 126 => frame.push(n as u8),
-        n if n < 65_536 => {
-            frame.push(126);
-            frame.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            frame.push(127);
-            frame.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    frame.extend_from_slice(payload);
-    frame
-}
-
-/// A pre-encoded frame of one topic, with where its three fields are.
-#[derive(Clone)]
-struct Template {
-    bytes: Vec<u8>,
-    body_at: usize,
-}
-
-impl Template {
-    fn new(size: Size, t: usize) -> Template {
-        let body = match size {
-            Size::Small => presence_body(t),
-            Size::Large => conversation_body(t),
-        };
-        let head = format!(
-            r#"{{"topicName":"{}","version":"2","eventBody":"#,
-            size.topic(t)
-        );
-        let payload = format!(
-            r#"{head}{body},"metadata":{{"CorrelationId":"{}"}}}}"#,
-            uuid(t, 0x6666_0000)
-        );
-        let bytes = ws_frame(payload.as_bytes());
-        let body_at = bytes.len() - payload.len() + head.len();
-        let mut template = Template { bytes, body_at };
-        template.stamp(t as u64, 0, 0);
-        template
-    }
-
-    fn stamp(&mut self, ti: u64, seq: u64, sent: u64) {
-        let at = self.body_at;
-        put_number(&mut self.bytes[at + TI_AT..at + TI_AT + TI_WIDTH], ti);
-        put_number(&mut self.bytes[at + SEQ_AT..at + SEQ_AT + SEQ_WIDTH], seq);
-        put_number(
-            &mut self.bytes[at + SENT_AT..at + SENT_AT + SENT_WIDTH],
-            sent,
-        );
-    }
-}
-
-/// Writes `value` right-aligned, padded with spaces (valid JSON whitespace).
-fn put_number(field: &mut [u8], mut value: u64) {
-    let mut i = field.len();
-    loop {
-        i -= 1;
-        field[i] = b'0' + (value % 10) as u8;
-        value /= 10;
-        if value == 0 || i == 0 {
-            break;
-        }
-    }
-    field[..i].fill(b' ');
-}
-
-fn parse_number(field: &[u8]) -> u64 {
-    field
-        .iter()
-        .filter(|b| b.is_ascii_digit())
-        .fold(0, |acc, b| acc * 10 + u64::from(b - b'0'))
-}
 
 // ---------------------------------------------------------------------------------------------
 // The consumer side: the same callback for the baseline and the library
@@ -1195,7 +1031,10 @@ fn runs(setup: &Setup<'_>, size: Size, pace: Pace, total: u64, reps: usize) -> V
                 continue;
             }
             let r = run(setup, *kind, size, 1, pace, total);
-            note(&r, &format!("{:?} {} {}", pace, size.label(), kind.label()));
+            note(
+                &r,
+                &format!("{:?} {} {}", pace, size_label(size), kind.label()),
+            );
             results[k].push(r);
         }
     }
@@ -1286,7 +1125,7 @@ fn throughput(setup: &Setup<'_>, mode: &Mode) -> Vec<String> {
             .collect();
         let whole: Vec<f64> = fresh.iter().map(|f| f[0]).collect();
         let added: Vec<f64> = fresh.iter().map(|f| f[1]).collect();
-        header(size.label());
+        header(size_label(*size));
         row("  events/s", &eps, 0);
         row("  client CPU per event (µs)", &cpu, 3);
         println!(

@@ -17,16 +17,16 @@ pub fn now_ns() -> u64 {
 }
 
 pub const TOPICS: usize = 100;
-const TI_WIDTH: usize = 5;
-const SEQ_WIDTH: usize = 12;
-const SENT_WIDTH: usize = 20;
+pub const TI_WIDTH: usize = 5;
+pub const SEQ_WIDTH: usize = 12;
+pub const SENT_WIDTH: usize = 20;
 const BODY_HEAD: &str = r#"{"bench":{"ti":"#;
 const SEQ_KEY: &str = r#","seq":"#;
 const SENT_KEY: &str = r#","sent":"#;
 /// Offsets of the three fields inside `eventBody`.
-const TI_AT: usize = BODY_HEAD.len();
-const SEQ_AT: usize = TI_AT + TI_WIDTH + SEQ_KEY.len();
-const SENT_AT: usize = SEQ_AT + SEQ_WIDTH + SENT_KEY.len();
+pub const TI_AT: usize = BODY_HEAD.len();
+pub const SEQ_AT: usize = TI_AT + TI_WIDTH + SEQ_KEY.len();
+pub const SENT_AT: usize = SEQ_AT + SEQ_WIDTH + SENT_KEY.len();
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Size {
@@ -196,7 +196,7 @@ fn put_number(field: &mut [u8], mut value: u64) {
     field[..i].fill(b' ');
 }
 
-fn parse_number(field: &[u8]) -> u64 {
+pub fn parse_number(field: &[u8]) -> u64 {
     field
         .iter()
         .filter(|b| b.is_ascii_digit())
