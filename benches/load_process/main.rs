@@ -28,9 +28,11 @@
 //! Run: `cargo bench --features emulator --bench load_process` (about 5 minutes on 2 cores), or
 //! with `GENESYS_BENCH_QUICK=1` (or `-- --quick`) for a smoke run. Options: `--reps=N`,
 //! `--only=throughput,latency,clients`, `--sizes=small`, `--kinds=baseline,library1,library2,default`,
-//! `--events=N` (small; large gets N/5), `--clients=100,1000`, `--queue-bytes=N` (the library's
-//! `queue_capacity_bytes`); `GENESYS_BENCH_WRAP` runs each
-//! consumer under a profiler (`valgrind --tool=callgrind --separate-threads=yes`).
+//! `--events=N` (small; large gets N/5), `--clients=100,1000`, `--queue-bytes=N` and
+//! `--queue-events=N` (the library's `queue_capacity_bytes` and `queue_capacity`);
+//! `GENESYS_BENCH_WRAP` runs each consumer under a profiler (`valgrind --tool=callgrind
+//! --separate-threads=yes`); `GENESYS_BENCH_SMAPS=<dir>` saves each consumer's
+//! `/proc/self/smaps` there (where its resident memory is).
 
 mod frames;
 mod generator;
@@ -77,6 +79,19 @@ fn status_kib(key: &str) -> u64 {
         .find_map(|l| l.strip_prefix(key))
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// With `GENESYS_BENCH_SMAPS=<dir>`, copies this process's `/proc/self/smaps` to
+/// `<dir>/<label>.<pid>.smaps` (where the resident bytes are, mapping by mapping: code,
+/// heap, thread stacks, malloc arenas).
+fn dump_smaps(label: &str) {
+    if let Ok(dir) = std::env::var("GENESYS_BENCH_SMAPS") {
+        let path = format!("{dir}/{label}.{}.smaps", std::process::id());
+        // Read and written, not `fs::copy`: procfs files cannot be copied by the kernel.
+        if let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") {
+            let _ = std::fs::write(path, smaps);
+        }
+    }
 }
 
 /// CPU time of this process, every thread (dead ones too), nanoseconds: utime + stime of
@@ -299,6 +314,9 @@ fn consume(spec: &str) {
             if let Kind::Library(n) = kind {
                 builder = builder.dispatcher_threads(n);
             }
+            if let Some(events) = arg_value("--queue-events").and_then(|n| n.parse().ok()) {
+                builder = builder.queue_capacity(events);
+            }
             if let Some(bytes) = arg_value("--queue-bytes").and_then(|b| b.parse().ok()) {
                 builder = builder.queue_capacity_bytes(bytes);
             }
@@ -342,6 +360,7 @@ fn consume(spec: &str) {
         sink.out_of_order(),
     );
     let _ = std::io::stdout().flush();
+    dump_smaps(&spec.replace(',', "-"));
     match running {
         Running::Baseline(b) => b.stop(),
         Running::Library(client, guard) => {
@@ -361,6 +380,7 @@ fn many_clients(n: usize) {
     let received = Arc::new(AtomicU64::new(0));
     let threads0 = thread_count();
     let rss0 = status_kib("VmRSS:");
+    dump_smaps(&format!("clients-{n}-before"));
     let started = Instant::now();
     // Built by 4 threads at once, as a server starting its tenants would.
     let workers = 4;
@@ -401,6 +421,7 @@ fn many_clients(n: usize) {
     let ready = started.elapsed();
     let threads = thread_count() - threads0;
     let rss = status_kib("VmRSS:").saturating_sub(rss0);
+    dump_smaps(&format!("clients-{n}"));
     println!("ready connected={connected}");
     let _ = std::io::stdout().flush();
     let deliver_started = Instant::now();
@@ -455,10 +476,14 @@ impl ChildProcess {
     fn spawn(args: &[String]) -> ChildProcess {
         let exe = std::env::current_exe().expect("this bench's path");
         // Profiling one consumer: `GENESYS_BENCH_WRAP="valgrind --tool=callgrind"` runs each
-        // consumer process under that command (never the generator).
+        // consumer process (and the many-clients process) under that command (never the
+        // generator).
         let wrap: Vec<String> = std::env::var("GENESYS_BENCH_WRAP")
             .ok()
-            .filter(|_| args.iter().any(|a| a.starts_with("--consume")))
+            .filter(|_| {
+                args.iter()
+                    .any(|a| a.starts_with("--consume") || a.starts_with("--clients"))
+            })
             .map(|w| w.split_whitespace().map(str::to_owned).collect())
             .unwrap_or_default();
         let mut command = match wrap.split_first() {
@@ -557,6 +582,7 @@ impl Orchestra {
         )];
         args.extend(self.service_args());
         args.extend(arg_value("--queue-bytes").map(|b| format!("--queue-bytes={b}")));
+        args.extend(arg_value("--queue-events").map(|n| format!("--queue-events={n}")));
         let consumer = ChildProcess::spawn(&args);
         if consumer.expect("ready", Duration::from_secs(60)).is_none() {
             println!(

@@ -3,10 +3,11 @@
 //! to lifecycle listeners; it never runs an event listener and never blocks an emitter for
 //! long (at most 200 ms for an important event).
 
+use super::queue::Queue;
 use super::BLOCK_POLL;
 use crate::event::Lifecycle;
 use crate::listener::Registry;
-use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender};
+use crossbeam_channel::RecvTimeoutError;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,20 +19,97 @@ const IMPORTANT_WAIT: Duration = Duration::from_millis(200);
 /// Bytes of lifecycle events the lifecycle queue holds at most (see [`lifecycle_bytes`]).
 const LIFECYCLE_BYTES: u64 = 16 << 20;
 /// Capacity of the lifecycle queue.
-pub(super) const LIFECYCLE_CAPACITY: usize = 4096;
+const LIFECYCLE_CAPACITY: usize = 4096;
 
 pub(super) enum LifecycleMsg {
-    /// Boxed: the queue is an array of 4096 slots allocated (and touched) at `build()`; a
-    /// slot of a pointer instead of a whole `Lifecycle` saves about half a MiB of every
-    /// client's memory, for one allocation per lifecycle event (they are rare).
+    /// Boxed: a queued message is a slot of 16 bytes instead of a whole `Lifecycle`, for one
+    /// allocation per lifecycle event (they are rare).
     Event(Box<Lifecycle>),
     DropsPending,
     Stop,
 }
 
+/// The lifecycle queue: at most [`LIFECYCLE_CAPACITY`] messages, every kind counted (the
+/// bytes of events are [`LifecycleSink`]'s own limit). Its storage grows with what it holds
+/// and is freed as the lifecycle thread reads it ([`Queue`]): a queue of 4096 slots allocated
+/// at `build()` cost every client 96 KiB it almost never used (issue 20).
+pub(super) fn lifecycle_queue() -> (LifecycleTx, LifecycleRx) {
+    // A blocked sender is woken by any message read, as with a bounded channel: important
+    // events wait at most 200 ms, and should get the first free slot.
+    let queue = Arc::new(Queue::with_wake_depth(
+        LIFECYCLE_CAPACITY,
+        LIFECYCLE_BYTES as usize,
+        LIFECYCLE_CAPACITY - 1,
+    ));
+    (LifecycleTx(queue.clone()), LifecycleRx(queue))
+}
+
+/// The sending end of the lifecycle queue.
+pub(super) struct LifecycleTx(Arc<Queue<LifecycleMsg>>);
+
+impl LifecycleTx {
+    /// Queues `message` if the queue has room; hands it back if not.
+    pub(super) fn try_send(&self, message: LifecycleMsg) -> Result<(), LifecycleMsg> {
+        if self.0.try_reserve(0) {
+            // Never disconnected: the queue holds a receiver.
+            let _ = self.0.tx.send(Some(message));
+            Ok(())
+        } else {
+            Err(message)
+        }
+    }
+
+    /// Queues `message`, waiting up to `timeout` for room; hands it back if there was none.
+    pub(super) fn send_timeout(
+        &self,
+        message: LifecycleMsg,
+        timeout: Duration,
+    ) -> Result<(), LifecycleMsg> {
+        let deadline = Instant::now() + timeout;
+        let mut message = message;
+        loop {
+            message = match self.try_send(message) {
+                Ok(()) => return Ok(()),
+                Err(back) => back,
+            };
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(message);
+            }
+            self.0.wait_for_room(0, left);
+        }
+    }
+}
+
+/// The receiving end of the lifecycle queue (the lifecycle thread's).
+pub(super) struct LifecycleRx(Arc<Queue<LifecycleMsg>>);
+
+impl LifecycleRx {
+    /// Takes the next message, waiting until `deadline` (for ever without one).
+    fn recv_until(&self, deadline: Option<Instant>) -> Result<LifecycleMsg, RecvTimeoutError> {
+        let taken = match deadline {
+            None => self.0.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            Some(due) => self.0.rx.recv_deadline(due),
+        };
+        match taken {
+            Ok(Some(message)) => {
+                self.0.release(0);
+                Ok(message)
+            }
+            // Only `Queue`'s own stop marker is `None`; the lifecycle queue never sends it.
+            Ok(None) => Err(RecvTimeoutError::Disconnected),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.rx.is_empty()
+    }
+}
+
 /// Where lifecycle events go: a bounded queue read by the lifecycle thread.
 pub(crate) struct LifecycleSink {
-    pub(super) tx: Sender<LifecycleMsg>,
+    pub(super) tx: LifecycleTx,
     /// Lifecycle events lost because the queue was full (in events or in bytes).
     pub(crate) lost: AtomicU64,
     /// The bytes of the events in the queue, by [`lifecycle_bytes`].
@@ -118,7 +196,7 @@ fn log_lifecycle(event: &Lifecycle) {
 
 impl LifecycleSink {
     /// A sink queueing into `tx`, with every count at zero.
-    pub(super) fn new(tx: Sender<LifecycleMsg>) -> LifecycleSink {
+    pub(super) fn new(tx: LifecycleTx) -> LifecycleSink {
         LifecycleSink {
             tx,
             lost: AtomicU64::new(0),
@@ -141,9 +219,7 @@ impl LifecycleSink {
         loop {
             match self.tx.send_timeout(message, BLOCK_POLL) {
                 Ok(()) => return,
-                Err(SendTimeoutError::Timeout(back)) if !stop.load(Ordering::Acquire) => {
-                    message = back
-                }
+                Err(back) if !stop.load(Ordering::Acquire) => message = back,
                 Err(_) => return self.count_lost(bytes),
             }
         }
@@ -211,7 +287,7 @@ impl LifecycleSink {
 }
 
 pub(super) fn run_lifecycle(
-    rx: Receiver<LifecycleMsg>,
+    rx: LifecycleRx,
     registry: Arc<Registry>,
     sink: Arc<LifecycleSink>,
     closing: &AtomicBool,
@@ -223,11 +299,7 @@ pub(super) fn run_lifecycle(
             report_drops(&registry, &sink, &mut reported);
             return;
         }
-        let msg = match report_due {
-            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-            Some(due) => rx.recv_deadline(due),
-        };
-        match msg {
+        match rx.recv_until(report_due) {
             Ok(LifecycleMsg::Event(event)) => {
                 sink.queued_bytes
                     .fetch_sub(lifecycle_bytes(&event), Ordering::AcqRel);
@@ -275,13 +347,12 @@ fn deliver_lifecycle(event: &Lifecycle, registry: &Registry, sink: &LifecycleSin
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crossbeam_channel::bounded;
 
     /// Issue 8 #5: reports quoting outside input cannot fill memory while the lifecycle
     /// thread is busy (here: not reading at all).
     #[test]
     fn the_lifecycle_queue_is_bounded_in_bytes() {
-        let (tx, rx) = bounded(LIFECYCLE_CAPACITY);
+        let (tx, rx) = lifecycle_queue();
         let sink = LifecycleSink::new(tx);
         let body = format!("{{\"x\":\"{}\"}}", "b".repeat(64 << 10));
         for _ in 0..1000 {
@@ -296,15 +367,66 @@ mod tests {
                 },
             });
         }
-        let queued = rx.len() as u64;
+        let queued = rx.0.len() as u64;
         assert!(queued < 256, "{queued} reports of 64 KiB queued");
         assert_eq!(sink.lost.load(Ordering::Relaxed), 1000 - queued);
         assert!(sink.queued_bytes.load(Ordering::Relaxed) <= LIFECYCLE_BYTES);
         // What the lifecycle thread takes out frees its bytes.
-        while let Ok(LifecycleMsg::Event(event)) = rx.try_recv() {
+        while let Ok(LifecycleMsg::Event(event)) = rx.recv_until(Some(Instant::now())) {
             sink.queued_bytes
                 .fetch_sub(lifecycle_bytes(&event), Ordering::AcqRel);
         }
         assert_eq!(sink.queued_bytes.load(Ordering::Relaxed), 0);
+    }
+
+    /// Issue 20: the lifecycle queue grows as it fills instead of being an array of 4096
+    /// slots allocated at `build()`; it still takes exactly 4096 messages of every kind, hands
+    /// back what it cannot take, and a sender waiting for room gets the first freed slot.
+    #[test]
+    fn the_lifecycle_queue_holds_exactly_its_capacity_and_a_waiting_sender_gets_a_freed_slot() {
+        let (tx, rx) = lifecycle_queue();
+        for n in 0..LIFECYCLE_CAPACITY {
+            let message = if n % 2 == 0 {
+                LifecycleMsg::DropsPending
+            } else {
+                LifecycleMsg::Event(Box::new(Lifecycle::Dropped { count: 1, total: 1 }))
+            };
+            assert!(tx.try_send(message).is_ok(), "message {n} fits");
+        }
+        assert!(matches!(
+            tx.try_send(LifecycleMsg::Stop),
+            Err(LifecycleMsg::Stop)
+        ));
+        assert!(matches!(
+            tx.send_timeout(LifecycleMsg::Stop, Duration::from_millis(20)),
+            Err(LifecycleMsg::Stop)
+        ));
+        std::thread::scope(|scope| {
+            let waiting = scope.spawn(|| {
+                let started = Instant::now();
+                let sent = tx.send_timeout(LifecycleMsg::Stop, Duration::from_secs(60));
+                (sent, started.elapsed())
+            });
+            // One read frees one slot: the waiting sender takes it, long before its deadline.
+            assert!(matches!(
+                rx.recv_until(None),
+                Ok(LifecycleMsg::DropsPending)
+            ));
+            let (sent, waited) = waiting.join().unwrap();
+            assert!(sent.is_ok());
+            // Without a wake-up it would have waited out the 60 s and found the slot then.
+            assert!(waited < Duration::from_secs(50), "waited {waited:?}");
+        });
+        assert_eq!(rx.0.len(), LIFECYCLE_CAPACITY);
+        let mut last = None;
+        while let Ok(message) = rx.recv_until(Some(Instant::now())) {
+            last = Some(message);
+        }
+        assert!(
+            matches!(last, Some(LifecycleMsg::Stop)),
+            "queued last, read last"
+        );
+        assert!(rx.is_empty());
+        assert_eq!(rx.0.len(), 0);
     }
 }

@@ -24,9 +24,8 @@ use crate::lag::LagRecorder;
 use crate::listener::Registry;
 use crate::snapshot_gate::SnapshotGate;
 use crate::threads::join_until;
-use crossbeam_channel::bounded;
 pub(crate) use lifecycle::LifecycleSink;
-use lifecycle::{run_lifecycle, LifecycleMsg, LIFECYCLE_CAPACITY};
+use lifecycle::{lifecycle_queue, run_lifecycle, LifecycleMsg};
 use parking_lot::Mutex;
 use queue::Queue;
 use shard::Shard;
@@ -100,7 +99,7 @@ impl Dispatcher {
         policy: Backpressure,
         lag_threshold: Duration,
     ) -> std::io::Result<Dispatcher> {
-        let (ltx, lrx) = bounded(LIFECYCLE_CAPACITY);
+        let (ltx, lrx) = lifecycle_queue();
         let lifecycle = Arc::new(LifecycleSink::new(ltx));
         let gate = Arc::new(SnapshotGate::default());
         let closing = Arc::new(AtomicBool::new(false));

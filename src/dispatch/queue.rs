@@ -1,9 +1,10 @@
-//! dispatch/queue.rs owns one dispatcher thread's bounded queue and its accounting of events
-//! and bytes (packed running totals, waking blocked socket threads); it never decides what to
-//! drop (the backpressure policy is the dispatcher's) and never runs a callback.
+//! dispatch/queue.rs owns the bounded queues of dispatch/ (one per dispatcher thread, and the
+//! lifecycle queue) and their accounting of events and bytes (packed running totals, waking
+//! blocked senders); it never decides what to drop (the backpressure policy is the
+//! dispatcher's) and never runs a callback.
 
 use crate::event::Event;
-use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
+use crossbeam_channel::{unbounded, Receiver, Sender};
 use parking_lot::{Condvar, Mutex};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -15,11 +16,6 @@ use std::time::Duration;
 /// settings' ranges ensure both).
 const COUNT_SHIFT: u32 = 40;
 const BYTES_MASK: u64 = (1 << COUNT_SHIFT) - 1;
-/// Queues of up to this many events are arrays allocated at `build()` (about 150 bytes a
-/// slot: 600 KiB at most), the fastest kind; larger ones are lists of small blocks allocated
-/// as events arrive and freed as they leave.
-const EAGER_SLOTS: usize = 4096;
-
 /// With several dispatcher threads, a queue holding this many events copies the frames it takes
 /// out of the socket read buffers ([`Dispatcher::push`]).
 pub(super) const UNPIN_DEPTH: u64 = 32;
@@ -43,14 +39,14 @@ struct ProducerTotals {
     popped_seen: AtomicU64,
 }
 
-/// One dispatcher thread's queue, with its limits in events and in bytes. The hot path touches
-/// no cache line written by the other side: socket threads add to `pushed` (their line) and
-/// check room against a stale but safe copy of `popped`; the dispatcher thread adds to `popped`
-/// (its line). Both ends are kept, the receiver for `DropOldest`. `None` tells the thread to
-/// stop (it takes no room; the channel has one slot more for it).
-pub(super) struct Queue {
-    pub(super) tx: Sender<Option<Event>>,
-    pub(super) rx: Receiver<Option<Event>>,
+/// One dispatcher thread's queue (of events; the lifecycle queue is one of lifecycle messages),
+/// with its limits in events and in bytes. The hot path touches no cache line written by the
+/// other side: socket threads add to `pushed` (their line) and check room against a stale but
+/// safe copy of `popped`; the dispatcher thread adds to `popped` (its line). Both ends are
+/// kept, the receiver for `DropOldest`. `None` tells the thread to stop (it takes no room).
+pub(super) struct Queue<T = Event> {
+    pub(super) tx: Sender<Option<T>>,
+    pub(super) rx: Receiver<Option<T>>,
     producers: Padded<ProducerTotals>,
     popped: Padded<AtomicU64>,
     /// Socket threads waiting for room ([`Backpressure::Block`]).
@@ -59,18 +55,35 @@ pub(super) struct Queue {
     room: Condvar,
     capacity: u64,
     capacity_bytes: u64,
+    /// Blocked senders are woken once the queue holds at most this many events (and half its
+    /// byte capacity): see [`Queue::drained`].
+    wake_depth: u64,
     /// How many times `release` woke the waiters.
     #[cfg(test)]
     wakes: AtomicU64,
 }
 
-impl Queue {
-    pub(super) fn new(capacity: usize, capacity_bytes: usize) -> Queue {
-        let (tx, rx) = if capacity <= EAGER_SLOTS {
-            bounded(capacity + 1)
-        } else {
-            unbounded()
-        };
+impl<T> Queue<T> {
+    /// A queue of at most `capacity` events and `capacity_bytes` bytes whose blocked senders
+    /// are woken once it drained to half ([`Queue::drained`]).
+    pub(super) fn new(capacity: usize, capacity_bytes: usize) -> Queue<T> {
+        Queue::with_wake_depth(capacity, capacity_bytes, capacity / 2)
+    }
+
+    /// A queue whose blocked senders are woken once it holds at most `wake_depth` events.
+    pub(super) fn with_wake_depth(
+        capacity: usize,
+        capacity_bytes: usize,
+        wake_depth: usize,
+    ) -> Queue<T> {
+        // The limits are this struct's accounting, not the channel's: the channel is a list of
+        // blocks of 31 slots, allocated as events arrive and freed as the thread takes them out,
+        // so an idle queue holds no slots at all. An array sized for the capacity was allocated
+        // and touched at `build()`: 1 025 slots of 168 bytes, 172 KiB of every client's memory
+        // (its own mapping in /proc/self/smaps), most of it never used by a client of few
+        // events (issue 20: 100 clients held 17 MiB of such arrays). Profiled at full speed
+        // (100 000 small events, 1 dispatcher thread): no change of events/s beyond the noise.
+        let (tx, rx) = unbounded();
         Queue {
             tx,
             rx,
@@ -84,6 +97,7 @@ impl Queue {
             room: Condvar::new(),
             capacity: capacity as u64,
             capacity_bytes: capacity_bytes as u64,
+            wake_depth: wake_depth as u64,
             #[cfg(test)]
             wakes: AtomicU64::new(0),
         }
@@ -168,7 +182,8 @@ impl Queue {
     }
 
     /// Whether a queue holding `held` (packed) has drained far enough to wake the socket
-    /// threads waiting for room: to half its capacity in events and in bytes. Waking them at
+    /// threads waiting for room: to half its capacity in events (its `wake_depth`; the
+    /// lifecycle queue's is one below its capacity) and in bytes. Waking them at
     /// every freed slot made a full queue cost two thread switches per event (the waiter
     /// queued one event and blocked again; profiled: a third of the client's CPU at full load);
     /// from half, a woken socket thread queues up to half a queue without blocking. An empty
@@ -176,8 +191,7 @@ impl Queue {
     /// capacity is still woken.
     fn drained(&self, held: u64) -> bool {
         let events = held >> COUNT_SHIFT;
-        events == 0
-            || (events <= self.capacity / 2 && (held & BYTES_MASK) <= self.capacity_bytes / 2)
+        events == 0 || (events <= self.wake_depth && (held & BYTES_MASK) <= self.capacity_bytes / 2)
     }
 
     /// What the queue holds now (packed).
@@ -215,7 +229,7 @@ mod tests {
 
     #[test]
     fn queue_limits_count_events_and_bytes_and_an_empty_queue_takes_any_event() {
-        let queue = Queue::new(4, 1000);
+        let queue = Queue::<Event>::new(4, 1000);
         assert!(
             queue.try_reserve(5000),
             "an empty queue takes one big event"
@@ -237,7 +251,7 @@ mod tests {
 
     #[test]
     fn a_blocked_push_wakes_when_room_is_freed() {
-        let queue = Arc::new(Queue::new(1, 1 << 20));
+        let queue = Arc::new(Queue::<Event>::new(1, 1 << 20));
         assert!(queue.try_reserve(10));
         let q = queue.clone();
         let waiter = std::thread::spawn(move || {
@@ -257,7 +271,7 @@ mod tests {
 
     #[test]
     fn blocked_pushes_are_woken_once_the_queue_drained_to_half_not_per_freed_slot() {
-        let queue = Queue::new(8, 1 << 20);
+        let queue = Queue::<Event>::new(8, 1 << 20);
         for _ in 0..8 {
             assert!(queue.try_reserve(10));
         }
@@ -276,7 +290,7 @@ mod tests {
         queue.waiters.0.fetch_sub(1, Ordering::SeqCst);
         // Over half by bytes counts too; an emptied queue always wakes (one event bigger
         // than half the byte capacity is still waited for).
-        let queue = Queue::new(4, 1000);
+        let queue = Queue::<Event>::new(4, 1000);
         assert!(!queue.drained(packed(1, 5000)));
         assert!(queue.drained(0));
         assert!(queue.drained(packed(2, 500)));
@@ -286,7 +300,7 @@ mod tests {
 
     #[test]
     fn a_blocked_push_into_a_full_queue_of_eight_is_woken_as_it_drains() {
-        let queue = Arc::new(Queue::new(8, 1 << 20));
+        let queue = Arc::new(Queue::<Event>::new(8, 1 << 20));
         for _ in 0..8 {
             assert!(queue.try_reserve(10));
         }
@@ -311,5 +325,55 @@ mod tests {
         }
         waiter.join().unwrap();
         assert_eq!(queue.len(), 4);
+    }
+
+    /// Issue 20: the channel grows with what the queue holds (it is no longer an array sized
+    /// for the capacity), so the limits are the accounting's alone; they still hold exactly,
+    /// by count and by bytes, through fills and drains of more than a block of slots.
+    #[test]
+    fn a_growing_queue_holds_exactly_its_capacity_in_events_and_in_bytes() {
+        let queue = Queue::<u32>::new(100, 1 << 20);
+        for round in 0..3 {
+            let mut queued = 0;
+            while queue.try_reserve(10) {
+                queue.tx.send(Some(queued)).unwrap();
+                queued += 1;
+            }
+            assert_eq!(queued, 100, "round {round}: full at the capacity in events");
+            assert_eq!(queue.rx.len(), 100);
+            // Drained in order, each taken out freeing its room.
+            for expected in 0..queued {
+                assert_eq!(queue.rx.try_recv().unwrap(), Some(expected));
+                queue.release(10);
+            }
+            assert_eq!(queue.held(), 0);
+        }
+        let queue = Queue::<u32>::new(1_000_000, 1000);
+        let mut queued = 0;
+        while queue.try_reserve(30) {
+            queue.tx.send(Some(queued)).unwrap();
+            queued += 1;
+        }
+        assert_eq!(
+            queued, 33,
+            "full at the capacity in bytes: 33 × 30 ≤ 1000 < 34 × 30"
+        );
+        assert_eq!(queue.rx.len(), 33);
+    }
+
+    /// The lifecycle queue's kind (wake depth one below the capacity) wakes a blocked sender
+    /// at the first freed slot, as a bounded channel did.
+    #[test]
+    fn a_queue_waking_at_every_freed_slot_wakes_a_blocked_sender_at_once() {
+        let queue = Queue::<u32>::with_wake_depth(8, 1 << 20, 7);
+        for _ in 0..8 {
+            assert!(queue.try_reserve(0));
+        }
+        queue.waiters.0.fetch_add(1, Ordering::SeqCst);
+        queue.release(0);
+        assert_eq!(queue.wakes.load(Ordering::Relaxed), 1, "7 of 8 held: woken");
+        queue.waiters.0.fetch_sub(1, Ordering::SeqCst);
+        assert!(queue.try_reserve(0));
+        assert!(!queue.try_reserve(0), "8 of 8 again");
     }
 }
