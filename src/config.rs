@@ -259,7 +259,17 @@ impl Config {
         self.dispatcher_threads
     }
 
-    /// Capacity of each dispatcher thread's queue, in events. Default 1024. Range 1..=1 048 576.
+    /// Capacity of each dispatcher thread's queue, in events. Default 512 (1024 before issue
+    /// 20). Range 1..=1 048 576.
+    ///
+    /// Why 512: a queue only absorbs the jitter between a socket thread and its dispatcher
+    /// thread; with [`Backpressure::Block`] (the default) a full queue loses nothing, it
+    /// holds the socket thread back, which is woken when the queue has drained to half (256
+    /// events to queue without waiting). On 2 cores, 512 read small events (400 bytes) as fast
+    /// and at the same CPU per event as 1024 (`benches/load_process`), and a full queue of
+    /// them held about 0.5 MiB less (peak RSS 6.4–6.5 against 7.0–7.2 MiB, with a raw baseline
+    /// of 5.3–5.4 MiB). Raise it for bursts that must not hold a socket back, or under
+    /// `DropNewest`/`DropOldest`, where a full queue drops events.
     pub fn queue_capacity(&self) -> usize {
         self.queue_capacity
     }
@@ -268,20 +278,25 @@ impl Config {
     /// frame's length plus about 100 bytes). A queue holding this many bytes is full, as one
     /// holding `queue_capacity` events is, and [`backpressure`](Config::backpressure) applies
     /// (blocked or dropped, and counted, alike); an empty queue always takes one event, however
-    /// large. Default 4 MiB (the default `max_message_size`: about 1 000 events of 4 KB; the
-    /// count limit comes first for smaller ones). Range 64 KiB..=1 GiB.
+    /// large (up to `max_message_size`). Default 1 MiB (4 MiB before issue 20: about 140
+    /// events of 7 KB; the count limit comes first for events under 2 KB). Range 64 KiB..=1 GiB.
+    ///
+    /// Why 1 MiB: a socket thread reading large events faster than the callbacks take them
+    /// fills its queue to this limit, so it is the peak memory of a busy client. On 2 cores,
+    /// 1 MiB read 7 KB events as fast as 4 MiB did and at the same CPU per event
+    /// (`benches/load_process`), and the client's peak RSS fell from 11.2–11.4 MiB to
+    /// 7.3–7.5 MiB (a raw baseline with a queue of 1 024 frames: 6.9–14 MiB).
     ///
     /// The memory bound: events waiting in the dispatcher queues never take more than
     /// `dispatcher_threads × max(queue_capacity_bytes, max_message_size + 100 bytes)`, plus one
-    /// event being delivered per dispatcher thread. The queues themselves cost about 150 bytes
-    /// per slot: a queue of up to 4096 events reserves its slots at `build()` (600 KiB at
-    /// most), a larger one takes slots only for what it holds. A queued event's frame is a slice
-    /// of its socket's 32 KiB read buffer, which stays allocated while any frame of it is
-    /// queued. One queue holds frames that follow each other in the buffers (they add about
-    /// 64 KiB); with several dispatcher threads, only the first 32 events of a queue keep such
-    /// slices (the rest get copies), so read buffers add at most 1 MiB per queue. With the
-    /// defaults, per dispatcher thread (1 on a 2-core machine): 4 MiB of events, 150 KiB of slots
-    /// and at most 1 MiB of buffers.
+    /// event being delivered per dispatcher thread. The queues themselves cost about 170 bytes
+    /// per event they hold, taken as events arrive (blocks of 31 slots) and freed as they leave:
+    /// an idle queue holds none. A queued event's frame is a slice of its socket's 32 KiB read
+    /// buffer, which stays allocated while any frame of it is queued. One queue holds frames
+    /// that follow each other in the buffers (they add about 64 KiB); with several dispatcher
+    /// threads, only the first 32 events of a queue keep such slices (the rest get copies), so
+    /// read buffers add at most 1 MiB per queue. With the defaults, per dispatcher thread (1 on
+    /// a 2-core machine): 1 MiB of events, 85 KiB of slots and at most 1 MiB of buffers.
     pub fn queue_capacity_bytes(&self) -> usize {
         self.queue_capacity_bytes
     }
@@ -397,8 +412,8 @@ impl Default for Config {
             api_base: String::new(),
             login_base: String::new(),
             dispatcher_threads: default_dispatcher_threads(),
-            queue_capacity: 1024,
-            queue_capacity_bytes: 4 << 20,
+            queue_capacity: 512,
+            queue_capacity_bytes: 1 << 20,
             backpressure: Backpressure::Block,
             ping_interval: Duration::from_secs(30),
             pong_timeout: Duration::from_secs(15),

@@ -91,6 +91,21 @@ fn dump_smaps(label: &str) {
         if let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") {
             let _ = std::fs::write(path, smaps);
         }
+        // Each thread's name and its stack pointer in the system call it waits in (the
+        // `syscall` file's second to last field): which stack mapping is whose.
+        let mut tasks = String::new();
+        for task in std::fs::read_dir("/proc/self/task")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let read = |f: &str| std::fs::read_to_string(task.path().join(f)).unwrap_or_default();
+            let syscall = read("syscall");
+            let fields: Vec<&str> = syscall.split_whitespace().collect();
+            let sp = fields.len().checked_sub(2).map_or("", |i| fields[i]);
+            tasks.push_str(&format!("{} {}\n", read("comm").trim(), sp));
+        }
+        let _ = std::fs::write(format!("{dir}/{label}.{}.tasks", std::process::id()), tasks);
     }
 }
 

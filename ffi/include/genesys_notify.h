@@ -382,10 +382,10 @@ gn_result gn_builder_streaming_base(gn_builder *builder, const char *url);
 // (`ClientBuilder::dispatcher_threads`; checked by `gn_builder_build`).
 gn_result gn_builder_dispatcher_threads(gn_builder *builder, size_t threads);
 
-// Capacity of each dispatcher queue in events, default 1024 (`ClientBuilder::queue_capacity`).
+// Capacity of each dispatcher queue in events, default 512 (`ClientBuilder::queue_capacity`).
 gn_result gn_builder_queue_capacity(gn_builder *builder, size_t events);
 
-// Capacity of each dispatcher queue in bytes of queued events, default 4 MiB
+// Capacity of each dispatcher queue in bytes of queued events, default 1 MiB
 // (`ClientBuilder::queue_capacity_bytes`).
 gn_result gn_builder_queue_capacity_bytes(gn_builder *builder, size_t bytes);
 

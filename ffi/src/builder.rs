@@ -278,7 +278,7 @@ pub extern "C" fn gn_builder_dispatcher_threads(
     })
 }
 
-/// Capacity of each dispatcher queue in events, default 1024 (`ClientBuilder::queue_capacity`).
+/// Capacity of each dispatcher queue in events, default 512 (`ClientBuilder::queue_capacity`).
 #[no_mangle]
 pub extern "C" fn gn_builder_queue_capacity(builder: *mut gn_builder, events: usize) -> gn_result {
     step("gn_builder_queue_capacity", builder, || {
@@ -286,7 +286,7 @@ pub extern "C" fn gn_builder_queue_capacity(builder: *mut gn_builder, events: us
     })
 }
 
-/// Capacity of each dispatcher queue in bytes of queued events, default 4 MiB
+/// Capacity of each dispatcher queue in bytes of queued events, default 1 MiB
 /// (`ClientBuilder::queue_capacity_bytes`).
 #[no_mangle]
 pub extern "C" fn gn_builder_queue_capacity_bytes(

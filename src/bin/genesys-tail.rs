@@ -110,7 +110,8 @@ struct Args {
     #[arg(long)]
     dispatcher_threads: Option<usize>,
 
-    /// Capacity of each dispatcher queue, in events [library default: 1024].
+    /// Capacity of each dispatcher queue, in events [library default: 512; a full queue holds
+    /// back the socket under `block`, drops under the other policies].
     #[arg(long)]
     queue_capacity: Option<usize>,
 

@@ -201,11 +201,12 @@ impl ClientBuilder {
         dispatcher_threads: usize
     );
     setter!(
-        /// Capacity of each dispatcher queue, in events (default 1024).
+        /// Capacity of each dispatcher queue, in events (default 512; see
+        /// [`Config::queue_capacity`] for why).
         queue_capacity: usize
     );
     setter!(
-        /// Capacity of each dispatcher queue, in bytes of queued events (default 4 MiB; see
+        /// Capacity of each dispatcher queue, in bytes of queued events (default 1 MiB; see
         /// [`Config::queue_capacity_bytes`] for the memory bound).
         queue_capacity_bytes: usize
     );
