@@ -125,10 +125,13 @@
 //! sends the application ping `{"message":"ping"}` when the socket is idle, and replaces a
 //! silent socket within the liveness bound (guarantee 3).
 //!
-//! Memory: a connected channel costs about 160 KiB at most (measured about 138 KiB over `ws`:
+//! Memory: a connected channel costs about 160 KiB at most (measured 130–139 KiB over `ws`:
 //! its thread's stack and allocator pages, a 32 KiB socket read buffer, its state; rustls adds
 //! about 17 KiB over `wss`; `benches/load.rs` checks the figure), besides the events waiting in
-//! the dispatcher queues, which [`Config::queue_capacity_bytes`] bounds per dispatcher thread.
+//! the dispatcher queues, which [`Config::queue_capacity_bytes`] bounds per dispatcher thread
+//! (the queues take memory only for the events they hold). A client with one channel of one
+//! topic costs about 180 KiB more than none, most of it its threads' touched stacks (README,
+//! "Performance").
 //!
 //! ## Listeners and events
 //! [`Client::on`] registers a callback for a [`Pattern`]: `*` stands for exactly one
@@ -259,8 +262,9 @@
 //! [`ClientBuilder::add_root_certificates`]. The region has no default (see
 //! [Where to connect](#where-to-connect)). The other defaults follow the service: 30 s ping
 //! interval (the heartbeat period), 15 s pong timeout, 60 s liveness timeout, 20 s connect and
-//! 30 s request timeouts, 20 channels of 1 000 topics, dispatcher threads of 1 024 events (one
-//! per core but one, 1 to 4), 4 MiB messages; snapshots after gaps with at most 2 state
+//! 30 s request timeouts, 20 channels of 1 000 topics, dispatcher threads with queues of 512
+//! events and 1 MiB (one thread per core but one, 1 to 4; [`Config::queue_capacity_bytes`] says
+//! why), 4 MiB messages; snapshots after gaps with at most 2 state
 //! requests in flight and 5 retries each. [`Backoff`] is changed with chainable setters:
 //! ```
 //! use genesys_notify::{Backoff, Backpressure, Client, Region};
