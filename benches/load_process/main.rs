@@ -364,7 +364,7 @@ fn consume(spec: &str) {
             .as_ref()
             .map_or(0.0, |h| h.percentile(q) as f64 / 1e3)
     };
-    println!(
+    let result = format!(
         "result received={received} eps={:.0} cpu_ns_per_event={:.1} p50_us={:.1} p99_us={:.1} p999_us={:.1} peak_kib={} out_of_order={}",
         received as f64 / (sink.elapsed_ns() as f64 / 1e9),
         cpu as f64 / received.max(1) as f64,
@@ -374,8 +374,10 @@ fn consume(spec: &str) {
         status_kib("VmHWM:"),
         sink.out_of_order(),
     );
-    let _ = std::io::stdout().flush();
+    // Before the result line: the orchestrator may end this process as soon as it has read it.
     dump_smaps(&spec.replace(',', "-"));
+    println!("{result}");
+    let _ = std::io::stdout().flush();
     match running {
         Running::Baseline(b) => b.stop(),
         Running::Library(client, guard) => {
