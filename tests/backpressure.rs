@@ -116,13 +116,14 @@ fn dropped_reports(lifecycle: &Recorder) -> (u64, u64) {
     (sum, last)
 }
 
-fn run_drop_policy(policy: Backpressure) -> Vec<u64> {
-    let s = blocked_client(policy);
-    for seq in 1..=BURST {
+/// Event 0 held in the listener, then `burst` more into a queue of `capacity` events.
+fn run_drop_policy(policy: Backpressure, capacity: usize, burst: u64) -> Vec<u64> {
+    let s = blocked_client_with(policy, |b| b.queue_capacity(capacity));
+    for seq in 1..=burst {
         assert_eq!(s.emu.publish(&s.topic, presence_body(seq)), 1);
     }
-    let total = BURST + 1;
-    let expected_drops = BURST - CAPACITY as u64;
+    let total = burst + 1;
+    let expected_drops = burst - capacity as u64;
     // The socket thread never waits under a drop policy: it reads the whole burst.
     assert!(
         wait_until(WAIT, || s.client.health().received() == total),
@@ -132,7 +133,7 @@ fn run_drop_policy(policy: Backpressure) -> Vec<u64> {
     let health = s.client.health();
     assert_eq!(
         health.queue_depths(),
-        [CAPACITY],
+        [capacity],
         "{policy:?}: the queue is full"
     );
     assert_eq!(health.dropped(), expected_drops, "{policy:?}");
@@ -150,7 +151,7 @@ fn run_drop_policy(policy: Backpressure) -> Vec<u64> {
     );
     let health = s.client.health();
     assert_eq!(health.received(), total);
-    assert_eq!(health.delivered(), CAPACITY as u64 + 1, "{policy:?}");
+    assert_eq!(health.delivered(), capacity as u64 + 1, "{policy:?}");
     assert_eq!(health.dropped(), expected_drops, "{policy:?}");
     assert_eq!(health.channels()[0].dropped, expected_drops, "{policy:?}");
     assert_eq!(health.unrouted(), 0);
@@ -182,7 +183,7 @@ fn run_drop_policy(policy: Backpressure) -> Vec<u64> {
 
 #[test]
 fn drop_newest_keeps_the_earliest_events() {
-    let delivered = run_drop_policy(Backpressure::DropNewest);
+    let delivered = run_drop_policy(Backpressure::DropNewest, CAPACITY, BURST);
     // Event 0 (in flight) and the first 16 queued.
     let expected: Vec<u64> = (0..=CAPACITY as u64).collect();
     assert_eq!(delivered, expected);
@@ -190,10 +191,25 @@ fn drop_newest_keeps_the_earliest_events() {
 
 #[test]
 fn drop_oldest_keeps_the_latest_events() {
-    let delivered = run_drop_policy(Backpressure::DropOldest);
+    let delivered = run_drop_policy(Backpressure::DropOldest, CAPACITY, BURST);
     // Event 0 (in flight) and the latest 16.
     let mut expected = vec![0];
     expected.extend(BURST - CAPACITY as u64 + 1..=BURST);
+    assert_eq!(delivered, expected);
+}
+
+/// Issue 20: a queue's storage grows block by block (31 events each) with what it holds; a
+/// queue of 70 filled over three blocks, and emptied from the front by `DropOldest` while
+/// filling, keeps its limit and counts every drop.
+#[test]
+fn drop_policies_count_every_drop_in_a_queue_spanning_several_blocks() {
+    let capacity = 70;
+    let burst = 250;
+    let delivered = run_drop_policy(Backpressure::DropNewest, capacity, burst);
+    assert_eq!(delivered, (0..=capacity as u64).collect::<Vec<_>>());
+    let delivered = run_drop_policy(Backpressure::DropOldest, capacity, burst);
+    let mut expected = vec![0];
+    expected.extend(burst - capacity as u64 + 1..=burst);
     assert_eq!(delivered, expected);
 }
 
