@@ -71,6 +71,22 @@ pub fn epoch_ms(time: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
+/// `n` in decimal, written at the end of `digits` (no allocation: the writer formats one
+/// `received_at` per event).
+pub fn decimal(mut n: u64, digits: &mut [u8; 20]) -> &str {
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // ASCII digits only.
+    std::str::from_utf8(&digits[start..]).unwrap_or("0")
+}
+
 /// Why a gap entry was written (the `reason` field).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GapReason {
@@ -202,7 +218,8 @@ impl Record {
                 field("body", body);
                 field("correlation_id", correlation_id.as_deref().unwrap_or(""));
                 field("snapshot", if *snapshot { "1" } else { "0" });
-                field("received_at", &epoch_ms(*received_at).to_string());
+                let mut digits = [0u8; 20];
+                field("received_at", decimal(epoch_ms(*received_at), &mut digits));
                 field("bridge", bridge);
             }
             _ => {
@@ -252,6 +269,14 @@ impl Record {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn decimal_writes_every_digit() {
+        let mut digits = [0u8; 20];
+        for n in [0, 7, 10, 1_733_580_000_123, u64::MAX] {
+            assert_eq!(decimal(n, &mut digits), n.to_string());
+        }
+    }
 
     #[test]
     fn shard_hash_is_fnv1a_of_the_lower_cased_name() {

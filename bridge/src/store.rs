@@ -5,7 +5,7 @@
 //! Every function takes a plain connection (commands pipelined) or a Redis Cluster connection
 //! (which cannot pipeline across nodes: one call per shard, each routed to its slot's node).
 
-use crate::entry::{epoch_ms, members_key, Record, ShardKeys};
+use crate::entry::{decimal, epoch_ms, members_key, Record, ShardKeys};
 use redis::{ConnectionLike, RedisResult, Script, Value};
 use std::time::SystemTime;
 
@@ -351,6 +351,84 @@ pub fn write_batch(
     Ok(results)
 }
 
+/// The SHA1 of the write script, as `EVALSHA` wants it (computed once).
+pub fn write_script_sha() -> &'static str {
+    static SHA: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SHA.get_or_init(|| Script::new(WRITE).get_hash().to_owned())
+}
+
+/// Loads the write script (`SCRIPT LOAD`), so that [`encode_batch`]'s `EVALSHA` calls find it:
+/// once per connection, and again after a `NOSCRIPT` answer (a Redis restarted, or its
+/// scripts flushed, behind the same connection).
+pub fn load_write_script(con: &mut dyn ConnectionLike) -> RedisResult<()> {
+    let _: String = redis::cmd("SCRIPT").arg("LOAD").arg(WRITE).query(con)?;
+    Ok(())
+}
+
+/// Appends to `out` one `EVALSHA` call of the fenced write script per chunk, as RESP bytes
+/// ready for a connection (the same calls [`write_batch`] makes), and returns how many
+/// commands that is: one answer each, read back with [`chunk_reply`]. Nothing is allocated
+/// per entry: the strings are copied once, straight into `out`, which the caller reuses.
+pub fn encode_batch(
+    out: &mut Vec<u8>,
+    prefix: &str,
+    bridge: &str,
+    maxlen: u64,
+    chunks: &[Chunk<'_>],
+    now: SystemTime,
+) -> usize {
+    let mut digits = [0u8; 20];
+    for chunk in chunks {
+        let keys = ShardKeys::new(prefix, chunk.shard);
+        // EVALSHA sha 2 events fence <fence> <maxlen> <count> (8 strings), then per record its number
+        // of strings and the strings.
+        let strings: usize = chunk.records.iter().map(|r| 1 + 2 * r.field_count()).sum();
+        resp_len(out, b'*', 8 + strings);
+        resp_bulk(out, b"EVALSHA");
+        resp_bulk(out, write_script_sha().as_bytes());
+        resp_bulk(out, b"2");
+        resp_bulk(out, keys.events.as_bytes());
+        resp_bulk(out, keys.fence.as_bytes());
+        resp_bulk(out, decimal(chunk.fence, &mut digits).as_bytes());
+        resp_bulk(out, decimal(maxlen, &mut digits).as_bytes());
+        resp_bulk(
+            out,
+            decimal(chunk.records.len() as u64, &mut digits).as_bytes(),
+        );
+        for record in &chunk.records {
+            resp_bulk(
+                out,
+                decimal(2 * record.field_count() as u64, &mut digits).as_bytes(),
+            );
+            record.visit_fields(bridge, now, |name, value| {
+                resp_bulk(out, name.as_bytes());
+                resp_bulk(out, value.as_bytes());
+            });
+        }
+    }
+    chunks.len()
+}
+
+/// `*<n>\r\n` (an array's length) or `$<n>\r\n` (a bulk string's).
+fn resp_len(out: &mut Vec<u8>, kind: u8, n: usize) {
+    let mut digits = [0u8; 20];
+    out.push(kind);
+    out.extend_from_slice(decimal(n as u64, &mut digits).as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// One RESP bulk string.
+fn resp_bulk(out: &mut Vec<u8>, bytes: &[u8]) {
+    resp_len(out, b'$', bytes.len());
+    out.extend_from_slice(bytes);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// How one chunk of [`encode_batch`] fared, from its answer (a server error is a value here).
+pub fn chunk_reply(reply: Value) -> ChunkResult {
+    chunk_result(reply.extract_error())
+}
+
 fn chunk_result(reply: RedisResult<Value>) -> ChunkResult {
     match reply {
         Ok(value) => ChunkResult::Written(redis::from_redis_value(value).unwrap_or_default()),
@@ -388,4 +466,68 @@ fn write_pipeline(
         }
     }
     pipe
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entry::GapReason;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn encoded_batches_are_the_pipelined_evalsha_calls_byte_for_byte() {
+        let at = UNIX_EPOCH + Duration::from_millis(1_733_580_000_123);
+        let event = Record::Event {
+            topic: "v2.users.u1.presence".into(),
+            body: r#"{"a":"é"}"#.into(),
+            correlation_id: Some("c-1".into()),
+            snapshot: false,
+            received_at: at,
+        };
+        let gap = Record::Gap {
+            topics: vec!["v2.users.u1?presence&routingStatus".into()],
+            start: at,
+            end: at + Duration::from_secs(3),
+            reason: GapReason::Dropped,
+            dropped: 12,
+        };
+        let chunks = [
+            Chunk {
+                shard: 3,
+                fence: 41,
+                records: vec![&event, &gap, &event],
+            },
+            Chunk {
+                shard: 60,
+                fence: 7,
+                records: vec![&event],
+            },
+        ];
+        let now = at + Duration::from_secs(9);
+        let expected = write_pipeline("pre", "bridge-1", 5_000, &chunks, now, |cmd| {
+            cmd.cmd("EVALSHA").arg(write_script_sha());
+        })
+        .get_packed_pipeline();
+        let mut out = b"left as it was".to_vec();
+        assert_eq!(
+            encode_batch(&mut out, "pre", "bridge-1", 5_000, &chunks, now),
+            2
+        );
+        assert_eq!(&out[..14], b"left as it was", "appended");
+        assert_eq!(
+            String::from_utf8_lossy(&out[14..]),
+            String::from_utf8_lossy(&expected)
+        );
+    }
+
+    #[test]
+    fn error_answers_map_to_fenced_or_refused() {
+        let answer = |wire: &[u8]| redis::parse_redis_value(wire).unwrap();
+        let fenced = answer(b"-FENCED fence is 5, writer holds 4\r\n");
+        assert!(matches!(chunk_reply(fenced), ChunkResult::Fenced(_)));
+        let oom = answer(b"-OOM command not allowed\r\n");
+        assert!(matches!(chunk_reply(oom), ChunkResult::Refused(_)));
+        let id = answer(b"$3\r\n1-2\r\n");
+        assert!(matches!(chunk_reply(id), ChunkResult::Written(id) if id == "1-2"));
+    }
 }
