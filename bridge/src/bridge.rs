@@ -510,7 +510,8 @@ struct Prepared {
     /// Per shard still held, in command order: the shard, its fence, its records' indexes in
     /// `batch`.
     groups: Vec<(u32, u64, Vec<usize>)>,
-    /// The `EVALSHA` calls, one per group (empty for a Redis Cluster).
+    /// The fenced transaction's first part (`store::encode_transaction`; empty for a Redis
+    /// Cluster, whose writes are encoded by the `redis` crate).
     packed: Vec<u8>,
 }
 
@@ -556,7 +557,7 @@ fn prepare(shared: &Shared, batch: Vec<Pending>, mut packed: Vec<u8>, encode: bo
         packed: Vec::new(),
     };
     if encode {
-        store::encode_batch(
+        store::encode_transaction(
             &mut packed,
             &settings.prefix,
             &settings.bridge_id,
@@ -578,24 +579,31 @@ fn send_and_prepare_next(
     next: &mut Option<Prepared>,
     spare: &mut Vec<u8>,
 ) -> redis::RedisResult<Vec<ChunkResult>> {
-    con.send_packed_command(&current.packed)?;
-    if next.is_none() {
-        let batch = shared.intake.take(shared.settings.batch, Duration::ZERO);
-        if !batch.is_empty() {
-            *next = Some(prepare(shared, batch, std::mem::take(spare), true));
-        }
-    }
-    (0..current.groups.len())
-        .map(|_| con.recv_response().map(store::chunk_reply))
-        .collect()
+    let settings = &shared.settings;
+    store::write_transaction(
+        con,
+        &current.packed,
+        &settings.prefix,
+        &settings.bridge_id,
+        settings.maxlen,
+        &current.chunks(),
+        || {
+            if next.is_none() {
+                let batch = shared.intake.take(settings.batch, Duration::ZERO);
+                if !batch.is_empty() {
+                    *next = Some(prepare(shared, batch, std::mem::take(spare), true));
+                }
+            }
+        },
+    )
 }
 
-/// The writer thread: takes batches from the buffer and writes them, each shard's part
-/// through the fenced script, in one pipelined round trip; only what Redis acknowledged
-/// leaves the buffer. On one server, the next batch is taken and encoded while Redis runs the
-/// previous one, so that Redis does not wait for the encoding (at most two batches out of
-/// the buffer at once; the second is sent only once the first is answered, so that a shard's
-/// entries never overtake each other).
+/// The writer thread: takes batches from the buffer and writes them, fenced (on one server a
+/// transaction checked against every shard's fence, on a Redis Cluster the write script per
+/// shard: see store.rs); only what Redis acknowledged leaves the buffer. On one server, the
+/// next batch is taken and encoded while Redis runs the previous one, so that Redis does not
+/// wait for the encoding (at most two batches out of the buffer at once; the second is sent
+/// only once the first is answered, so that a shard's entries never overtake each other).
 fn writer(shared: &Shared, redis: &RedisTarget) {
     let settings = &shared.settings;
     let mut con: Option<WriterConnection> = None;
@@ -728,6 +736,14 @@ fn writer(shared: &Shared, redis: &RedisTarget) {
                 // Acknowledged records leave; the others go back in front, in order.
                 let Prepared { batch, packed, .. } = current;
                 spare = packed;
+                if retry_shards.is_empty() {
+                    // The common case: the whole batch is done (no partition, no copy).
+                    let bytes = batch.iter().map(Pending::weight).sum();
+                    shared.intake.with(|b| b.ack(bytes));
+                    drop(batch);
+                    write_drop_gaps(shared);
+                    continue;
+                }
                 let (retry, done): (Vec<Pending>, Vec<Pending>) = batch
                     .into_iter()
                     .partition(|p| retry_shards.contains(&p.shard));

@@ -73,7 +73,13 @@ pub fn epoch_ms(time: SystemTime) -> u64 {
 
 /// `n` in decimal, written at the end of `digits` (no allocation: the writer formats one
 /// `received_at` per event).
-pub fn decimal(mut n: u64, digits: &mut [u8; 20]) -> &str {
+pub fn decimal(n: u64, digits: &mut [u8; 20]) -> &str {
+    // ASCII digits only.
+    std::str::from_utf8(decimal_bytes(n, digits)).unwrap_or("0")
+}
+
+/// [`decimal`] as bytes, for the RESP encoding (lengths and counts).
+pub(crate) fn decimal_bytes(mut n: u64, digits: &mut [u8; 20]) -> &[u8] {
     let mut start = digits.len();
     loop {
         start -= 1;
@@ -83,8 +89,7 @@ pub fn decimal(mut n: u64, digits: &mut [u8; 20]) -> &str {
             break;
         }
     }
-    // ASCII digits only.
-    std::str::from_utf8(&digits[start..]).unwrap_or("0")
+    &digits[start..]
 }
 
 /// Why a gap entry was written (the `reason` field).

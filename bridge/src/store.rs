@@ -1,11 +1,20 @@
 //! The store owns every Redis command the bridge sends: the Lua scripts for leases and fenced
-//! writes, membership heartbeats, and the pipelined batches. It keeps no state of its own.
+//! writes, the fenced transactions, membership heartbeats, and the pipelined batches. It keeps
+//! no state of its own.
 //!
 //! Each script touches the keys of one shard only (one hash tag, so one Redis Cluster slot).
 //! Every function takes a plain connection (commands pipelined) or a Redis Cluster connection
 //! (which cannot pipeline across nodes: one call per shard, each routed to its slot's node).
+//!
+//! Fenced writes take one of two forms, both refused atomically when a shard's fence is not the
+//! writer's token: on one server, a transaction ([`write_transaction`]: `WATCH` the batch's
+//! fences, read them, queue plain `XADD`s in `MULTI`, and `EXEC` only if every fence is the
+//! writer's; a fence that moves after the `WATCH` makes `EXEC` write nothing), which costs
+//! Redis about what plain `XADD`s cost; else, and on a Redis Cluster, the write script per
+//! shard and batch ([`write_batch`]), which compares the fence before its `XADD`s (Lua costs
+//! Redis about half as much again per entry).
 
-use crate::entry::{decimal, epoch_ms, members_key, Record, ShardKeys};
+use crate::entry::{decimal, decimal_bytes, epoch_ms, members_key, Record, ShardKeys};
 use redis::{ConnectionLike, RedisResult, Script, Value};
 use std::time::SystemTime;
 
@@ -413,7 +422,7 @@ pub fn encode_batch(
 fn resp_len(out: &mut Vec<u8>, kind: u8, n: usize) {
     let mut digits = [0u8; 20];
     out.push(kind);
-    out.extend_from_slice(decimal(n as u64, &mut digits).as_bytes());
+    out.extend_from_slice(decimal_bytes(n as u64, &mut digits));
     out.extend_from_slice(b"\r\n");
 }
 
@@ -422,6 +431,141 @@ fn resp_bulk(out: &mut Vec<u8>, bytes: &[u8]) {
     resp_len(out, b'$', bytes.len());
     out.extend_from_slice(bytes);
     out.extend_from_slice(b"\r\n");
+}
+
+/// Appends to `out` the first part of a fenced transaction for `chunks` on one server, as
+/// RESP: `WATCH` and `MGET` of the chunks' fence keys, `MULTI`, then one plain
+/// `XADD <events> MAXLEN ~ <maxlen> * <fields> fence <token>` per record. Nothing is written
+/// until [`write_transaction`] sends `EXEC`, which it does only if every fence read is the
+/// chunk's token.
+pub fn encode_transaction(
+    out: &mut Vec<u8>,
+    prefix: &str,
+    bridge: &str,
+    maxlen: u64,
+    chunks: &[Chunk<'_>],
+    now: SystemTime,
+) {
+    let keys: Vec<ShardKeys> = chunks
+        .iter()
+        .map(|c| ShardKeys::new(prefix, c.shard))
+        .collect();
+    for command in [&b"WATCH"[..], b"MGET"] {
+        resp_len(out, b'*', 1 + keys.len());
+        resp_bulk(out, command);
+        for k in &keys {
+            resp_bulk(out, k.fence.as_bytes());
+        }
+    }
+    resp_len(out, b'*', 1);
+    resp_bulk(out, b"MULTI");
+    let mut maxlen_digits = [0u8; 20];
+    let maxlen = decimal(maxlen, &mut maxlen_digits);
+    for (chunk, keys) in chunks.iter().zip(&keys) {
+        let mut fence_digits = [0u8; 20];
+        let fence = decimal(chunk.fence, &mut fence_digits);
+        for record in &chunk.records {
+            resp_len(out, b'*', 8 + 2 * record.field_count());
+            resp_bulk(out, b"XADD");
+            resp_bulk(out, keys.events.as_bytes());
+            resp_bulk(out, b"MAXLEN");
+            resp_bulk(out, b"~");
+            resp_bulk(out, maxlen.as_bytes());
+            resp_bulk(out, b"*");
+            record.visit_fields(bridge, now, |name, value| {
+                resp_bulk(out, name.as_bytes());
+                resp_bulk(out, value.as_bytes());
+            });
+            resp_bulk(out, b"fence");
+            resp_bulk(out, fence.as_bytes());
+        }
+    }
+}
+
+/// Writes `chunks` with the transaction `packed` (from [`encode_transaction`] for the same
+/// chunks) on one server: sends it, reads the fences and the `QUEUED` answers, then `EXEC`
+/// when every fence is the chunk's token, and runs `meanwhile` while Redis executes it (the
+/// writer encodes its next batch). When a fence is not the token, or Redis refused to queue an
+/// `XADD`, or a fence moved between `WATCH` and `EXEC` (`EXEC` answers nil: nothing written),
+/// the transaction is dropped and the batch is written by [`write_batch`] instead, which gives
+/// each shard its own answer (`FENCED` for the stale ones).
+///
+/// The outer error is a connection failure: nothing is known to be written.
+pub fn write_transaction(
+    con: &mut redis::Connection,
+    packed: &[u8],
+    prefix: &str,
+    bridge: &str,
+    maxlen: u64,
+    chunks: &[Chunk<'_>],
+    meanwhile: impl FnOnce(),
+) -> RedisResult<Vec<ChunkResult>> {
+    con.send_packed_command(packed)?;
+    let watched = con.recv_response()?.extract_error().is_ok();
+    let fences = con.recv_response()?;
+    // MULTI must have been accepted for the XADDs to be queued rather than run: it is, on a
+    // connection that is not already inside a transaction (each one ends with EXEC or
+    // DISCARD, or the connection is dropped).
+    let mut queued = con.recv_response()?.extract_error().is_ok() && watched;
+    let records: usize = chunks.iter().map(|c| c.records.len()).sum();
+    for _ in 0..records {
+        queued &= con.recv_response()?.extract_error().is_ok();
+    }
+    let fences_hold = match &fences {
+        Value::Array(values) => {
+            values.len() == chunks.len()
+                && values
+                    .iter()
+                    .zip(chunks)
+                    .all(|(v, c)| fence_of(v) == Some(c.fence))
+        }
+        _ => false,
+    };
+    if !(queued && fences_hold) {
+        con.send_packed_command(b"*1\r\n$7\r\nDISCARD\r\n")?;
+        let _ = con.recv_response()?;
+        meanwhile();
+        return write_batch(con, prefix, bridge, maxlen, chunks);
+    }
+    con.send_packed_command(b"*1\r\n$4\r\nEXEC\r\n")?;
+    meanwhile();
+    match con.recv_response()? {
+        Value::Array(ids) if ids.len() == records => {
+            let mut ids = ids.into_iter();
+            Ok(chunks
+                .iter()
+                .map(|chunk| {
+                    // The shard's first error if any (what was queued before it is written:
+                    // the records go back and may appear twice, at least once), else its last
+                    // entry's id; only that one is converted.
+                    let replies: Vec<Value> = ids.by_ref().take(chunk.records.len()).collect();
+                    match replies
+                        .iter()
+                        .position(|r| matches!(r, Value::ServerError(_)))
+                    {
+                        Some(at) => chunk_reply(replies[at].clone()),
+                        None => replies
+                            .into_iter()
+                            .last()
+                            .map_or(ChunkResult::Written(String::new()), chunk_reply),
+                    }
+                })
+                .collect())
+        }
+        // Nil: a fence moved after the WATCH, nothing was written. An EXECABORT or another
+        // answer: nothing was written either. Each shard gets its own answer from the script.
+        _ => write_batch(con, prefix, bridge, maxlen, chunks),
+    }
+}
+
+/// A fence key's value as `MGET` gives it.
+fn fence_of(value: &Value) -> Option<u64> {
+    match value {
+        Value::BulkString(bytes) => std::str::from_utf8(bytes).ok()?.parse().ok(),
+        Value::SimpleString(text) => text.parse().ok(),
+        Value::Int(n) => u64::try_from(*n).ok(),
+        _ => None,
+    }
 }
 
 /// How one chunk of [`encode_batch`] fared, from its answer (a server error is a value here).
