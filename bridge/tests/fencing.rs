@@ -253,3 +253,86 @@ fn a_transaction_writes_only_the_shards_whose_fence_is_the_writers() {
     let pong: String = redis::cmd("PING").query(&mut con).unwrap();
     assert_eq!(pong, "PONG", "no transaction left open");
 }
+
+/// A TCP relay to `upstream` that holds the client's `EXEC` until told to go on: it says when
+/// one arrived (`at_exec`) and waits for `go`.
+fn exec_holding_relay(
+    upstream: u16,
+) -> (
+    u16,
+    std::sync::mpsc::Receiver<()>,
+    std::sync::mpsc::Sender<()>,
+) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (at_exec, exec_seen) = std::sync::mpsc::channel();
+    let (go, wait_go) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        let (mut client, _) = listener.accept().unwrap();
+        let mut server = std::net::TcpStream::connect(("127.0.0.1", upstream)).unwrap();
+        let (mut client_reader, mut server_writer) =
+            (client.try_clone().unwrap(), server.try_clone().unwrap());
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut server, &mut client);
+        });
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = match client_reader.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            if buf[..n].windows(6).any(|w| w == b"EXEC\r\n") {
+                let _ = at_exec.send(());
+                let _ = wait_go.recv();
+            }
+            if server_writer.write_all(&buf[..n]).is_err() {
+                return;
+            }
+        }
+    });
+    (port, exec_seen, go)
+}
+
+#[test]
+fn a_fence_that_moves_between_the_watch_and_the_exec_makes_the_transaction_write_nothing() {
+    let redis = RedisServer::start();
+    let mut direct = redis.con();
+    let keys = ShardKeys::new("tx", 3);
+    let a = store::acquire(&mut direct, &keys, "a", 60_000)
+        .unwrap()
+        .unwrap();
+    let (port, exec_seen, go) = exec_holding_relay(redis.port);
+    let writer = std::thread::spawn(move || {
+        let mut con = redis::Client::open(format!("redis://127.0.0.1:{port}"))
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        let records: Vec<Record> = (0..3).map(lifecycle).collect();
+        let chunks = [Chunk {
+            shard: 3,
+            fence: a.fence,
+            records: records.iter().collect(),
+        }];
+        transaction(&mut con, &chunks, || {})
+    });
+    // The fences were read and matched; before the EXEC reaches Redis, another process takes
+    // the shard (the fence moves on).
+    exec_seen
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the EXEC is sent");
+    let _: u64 = redis::cmd("INCR")
+        .arg(&keys.fence)
+        .query(&mut direct)
+        .unwrap();
+    go.send(()).unwrap();
+    let results = writer.join().unwrap();
+    match &results[0] {
+        ChunkResult::Fenced(message) => assert!(message.contains("FENCED"), "{message}"),
+        other => panic!("expected Fenced, got {other:?}"),
+    }
+    assert!(
+        stream_of(&mut direct, 3).is_empty(),
+        "nothing written with the stale token"
+    );
+}
