@@ -1059,7 +1059,13 @@ fn activate(shared: &Shared, shard: u32, acquired: store::Acquired) -> bool {
         return false;
     }
     let end = SystemTime::now();
-    if let Some(until) = acquired.previous.as_ref().and_then(|p| p.until) {
+    // A previous holder that never vouched (it died before its first renewal) leaves no
+    // `until`: the gap then starts when it acquired the shard.
+    if let Some(until) = acquired
+        .previous
+        .as_ref()
+        .and_then(store::Previous::gap_start)
+    {
         if !topics.is_empty() {
             push_gap(
                 shared,

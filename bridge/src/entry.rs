@@ -97,8 +97,9 @@ pub(crate) fn decimal_bytes(mut n: u64, digits: &mut [u8; 20]) -> &[u8] {
 pub enum GapReason {
     /// `socket`: a notification channel had no socket (the library's `Lifecycle::Gap`).
     Socket,
-    /// `takeover`: nobody held the shard between the previous holder's last vouched moment and
-    /// the new holder's subscription.
+    /// `takeover`: nobody held the shard between the previous holder's last vouched moment (or,
+    /// if it never vouched, the moment it acquired the shard) and the new holder's
+    /// subscription.
     Takeover,
     /// `dropped`: the bridge dropped events because Redis was unreachable for longer than its
     /// byte budget could hold.

@@ -10,7 +10,8 @@
 //! - [`plan`]: the shard planner (quotas per live process, which shards to acquire or release);
 //! - [`routes`]: the topic set by shard, event-name routing, placement over credentials;
 //! - [`buffer`]: the byte-bounded buffer between the callbacks and the writer, drop accounting;
-//! - [`store`]: every Redis command (lease, renewal, release and write scripts, heartbeats);
+//! - [`store`]: every Redis command (lease, renewal, release and write scripts, the fenced
+//!   write transactions, heartbeats);
 //! - [`bridge`]: the running parts (writer and coordinator threads, the clients' callbacks);
 //! - [`config`]: the TOML file; [`users`]: the `all_users` expansion;
 //! - [`http`]: `/metrics`, `/health`, `/`; [`log`]: the log lines.
@@ -49,8 +50,9 @@
 //! (so an entry may appear twice with the same `correlation_id`). A shard's new holder (after a
 //! takeover or a release) writes a `takeover` gap from the previous holder's last vouched
 //! moment (`held.until`: every event it received before then was acknowledged, minus one
-//! renewal interval for events still in sockets and queues) to the moment its own subscription
-//! was in place. Every event is therefore in the stream, or inside a gap entry of its topic.
+//! renewal interval for events still in sockets and queues; `held.since`, when it acquired
+//! the shard, if it died before its first renewal) to the moment its own subscription was in
+//! place. Every event is therefore in the stream, or inside a gap entry of its topic.
 //! Redis' own durability applies on top (see the README's "Scale out").
 //!
 //! ### Fencing

@@ -21,13 +21,14 @@ use std::time::SystemTime;
 /// `SET lease NX PX ttl`; on success `INCR fence` and record the new holder in `held`, leaving
 /// `until` (the previous holder's last vouched moment) for the new holder to read and to
 /// advance only once it has written its takeover gap.
-/// Returns `{fence, previous holder, previous until, previous released}` or nil when held.
+/// Returns `{fence, previous holder, previous until, previous released, previous since}` or
+/// nil when held.
 const ACQUIRE: &str = r"
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return false end
 local fence = redis.call('INCR', KEYS[2])
-local prev = redis.call('HMGET', KEYS[3], 'holder', 'until', 'released')
+local prev = redis.call('HMGET', KEYS[3], 'holder', 'until', 'released', 'since')
 redis.call('HSET', KEYS[3], 'holder', ARGV[1], 'fence', fence, 'since', ARGV[3], 'released', '0')
-return {fence, prev[1] or '', prev[2] or '', prev[3] or ''}
+return {fence, prev[1] or '', prev[2] or '', prev[3] or '', prev[4] or ''}
 ";
 
 /// Renews the lease if still the holder, and advances `until` when given.
@@ -90,6 +91,18 @@ pub struct Previous {
     pub until: Option<SystemTime>,
     /// It released the shard cleanly.
     pub released: bool,
+    /// When it acquired the shard. A holder that died before its first renewal never set
+    /// `until` (and no holder before it did): every event since this moment may be missing.
+    pub since: Option<SystemTime>,
+}
+
+impl Previous {
+    /// Where the new holder's `takeover` gap starts: the last vouched moment (`until`), else,
+    /// for a holder that never vouched and had no vouching predecessor, the moment it acquired
+    /// the shard (`since`); `None` only for records that carry neither.
+    pub fn gap_start(&self) -> Option<SystemTime> {
+        self.until.or(self.since)
+    }
 }
 
 /// A lease just acquired.
@@ -108,7 +121,7 @@ pub fn acquire(
     bridge: &str,
     ttl_ms: u64,
 ) -> RedisResult<Option<Acquired>> {
-    let reply: Option<(u64, String, String, String)> = redis::cmd("EVAL")
+    let reply: Option<(u64, String, String, String, String)> = redis::cmd("EVAL")
         .arg(ACQUIRE)
         .arg(3)
         .arg(&keys.lease)
@@ -118,17 +131,22 @@ pub fn acquire(
         .arg(ttl_ms)
         .arg(epoch_ms(SystemTime::now()))
         .query(con)?;
-    Ok(reply.map(|(fence, holder, until, released)| Acquired {
-        fence,
-        previous: (!holder.is_empty()).then(|| Previous {
-            holder,
-            until: until
-                .parse::<u64>()
-                .ok()
-                .map(|ms| SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(ms)),
-            released: released == "1",
+    let moment = |ms: &str| {
+        ms.parse::<u64>()
+            .ok()
+            .map(|ms| SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(ms))
+    };
+    Ok(
+        reply.map(|(fence, holder, until, released, since)| Acquired {
+            fence,
+            previous: (!holder.is_empty()).then(|| Previous {
+                holder,
+                until: moment(&until),
+                released: released == "1",
+                since: moment(&since),
+            }),
         }),
-    }))
+    )
 }
 
 /// Renews the lease for `ttl_ms` if `bridge` still holds it (→ false: lost), advancing the

@@ -336,3 +336,29 @@ fn a_fence_that_moves_between_the_watch_and_the_exec_makes_the_transaction_write
         "nothing written with the stale token"
     );
 }
+
+#[test]
+fn a_holder_that_never_vouched_hands_over_the_moment_it_acquired() {
+    let redis = RedisServer::start();
+    let mut con = redis.con();
+    let keys = ShardKeys::new("nv", 9);
+    let before = SystemTime::now() - Duration::from_millis(5);
+    let a = store::acquire(&mut con, &keys, "a", 200).unwrap().unwrap();
+    assert_eq!(a.previous, None);
+    // A dies before its first renewal: no `until` was ever written.
+    let mut b = None;
+    assert!(wait_until(Duration::from_secs(10), || {
+        b = store::acquire(&mut con, &keys, "b", 60_000).unwrap();
+        b.is_some()
+    }));
+    let previous = b.unwrap().previous.unwrap();
+    assert_eq!(previous.holder, "a");
+    assert_eq!(previous.until, None, "A never vouched");
+    let since = previous.since.expect("A's acquisition moment");
+    assert!(since >= before && since <= SystemTime::now(), "{since:?}");
+    assert_eq!(
+        previous.gap_start(),
+        Some(since),
+        "the takeover gap starts when A acquired the shard"
+    );
+}
