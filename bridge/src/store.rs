@@ -378,62 +378,12 @@ pub fn write_batch(
     Ok(results)
 }
 
-/// The SHA1 of the write script, as `EVALSHA` wants it (computed once).
-pub fn write_script_sha() -> &'static str {
-    static SHA: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    SHA.get_or_init(|| Script::new(WRITE).get_hash().to_owned())
-}
-
-/// Loads the write script (`SCRIPT LOAD`), so that [`encode_batch`]'s `EVALSHA` calls find it:
+/// Loads the write script (`SCRIPT LOAD`), so that [`write_batch`]'s `EVALSHA` calls find it:
 /// once per connection, and again after a `NOSCRIPT` answer (a Redis restarted, or its
 /// scripts flushed, behind the same connection).
 pub fn load_write_script(con: &mut dyn ConnectionLike) -> RedisResult<()> {
     let _: String = redis::cmd("SCRIPT").arg("LOAD").arg(WRITE).query(con)?;
     Ok(())
-}
-
-/// Appends to `out` one `EVALSHA` call of the fenced write script per chunk, as RESP bytes
-/// ready for a connection (the same calls [`write_batch`] makes), and returns how many
-/// commands that is: one answer each, read back with [`chunk_reply`]. Nothing is allocated
-/// per entry: the strings are copied once, straight into `out`, which the caller reuses.
-pub fn encode_batch(
-    out: &mut Vec<u8>,
-    prefix: &str,
-    bridge: &str,
-    maxlen: u64,
-    chunks: &[Chunk<'_>],
-    now: SystemTime,
-) -> usize {
-    let mut digits = [0u8; 20];
-    for chunk in chunks {
-        let keys = ShardKeys::new(prefix, chunk.shard);
-        // EVALSHA sha 2 events fence <fence> <maxlen> <count> (8 strings), then per record its number
-        // of strings and the strings.
-        let strings: usize = chunk.records.iter().map(|r| 1 + 2 * r.field_count()).sum();
-        resp_len(out, b'*', 8 + strings);
-        resp_bulk(out, b"EVALSHA");
-        resp_bulk(out, write_script_sha().as_bytes());
-        resp_bulk(out, b"2");
-        resp_bulk(out, keys.events.as_bytes());
-        resp_bulk(out, keys.fence.as_bytes());
-        resp_bulk(out, decimal(chunk.fence, &mut digits).as_bytes());
-        resp_bulk(out, decimal(maxlen, &mut digits).as_bytes());
-        resp_bulk(
-            out,
-            decimal(chunk.records.len() as u64, &mut digits).as_bytes(),
-        );
-        for record in &chunk.records {
-            resp_bulk(
-                out,
-                decimal(2 * record.field_count() as u64, &mut digits).as_bytes(),
-            );
-            record.visit_fields(bridge, now, |name, value| {
-                resp_bulk(out, name.as_bytes());
-                resp_bulk(out, value.as_bytes());
-            });
-        }
-    }
-    chunks.len()
 }
 
 /// `*<n>\r\n` (an array's length) or `$<n>\r\n` (a bulk string's).
@@ -586,7 +536,8 @@ fn fence_of(value: &Value) -> Option<u64> {
     }
 }
 
-/// How one chunk of [`encode_batch`] fared, from its answer (a server error is a value here).
+/// How one chunk fared, from its answer to the script or its shard's answers in `EXEC` (a
+/// server error is a value here).
 pub fn chunk_reply(reply: Value) -> ChunkResult {
     chunk_result(reply.extract_error())
 }
@@ -637,7 +588,7 @@ mod tests {
     use std::time::{Duration, UNIX_EPOCH};
 
     #[test]
-    fn encoded_batches_are_the_pipelined_evalsha_calls_byte_for_byte() {
+    fn a_transaction_is_encoded_as_the_redis_crate_would_send_its_commands() {
         let at = UNIX_EPOCH + Duration::from_millis(1_733_580_000_123);
         let event = Record::Event {
             topic: "v2.users.u1.presence".into(),
@@ -666,19 +617,32 @@ mod tests {
             },
         ];
         let now = at + Duration::from_secs(9);
-        let expected = write_pipeline("pre", "bridge-1", 5_000, &chunks, now, |cmd| {
-            cmd.cmd("EVALSHA").arg(write_script_sha());
-        })
-        .get_packed_pipeline();
+        let keys = [ShardKeys::new("pre", 3), ShardKeys::new("pre", 60)];
+        let mut pipe = redis::pipe();
+        pipe.cmd("WATCH").arg(&keys[0].fence).arg(&keys[1].fence);
+        pipe.cmd("MGET").arg(&keys[0].fence).arg(&keys[1].fence);
+        pipe.cmd("MULTI");
+        for (chunk, keys) in chunks.iter().zip(&keys) {
+            for record in &chunk.records {
+                let cmd = pipe
+                    .cmd("XADD")
+                    .arg(&keys.events)
+                    .arg("MAXLEN")
+                    .arg("~")
+                    .arg(5_000)
+                    .arg("*");
+                for (name, value) in record.fields("bridge-1", now) {
+                    cmd.arg(name).arg(value);
+                }
+                cmd.arg("fence").arg(chunk.fence);
+            }
+        }
         let mut out = b"left as it was".to_vec();
-        assert_eq!(
-            encode_batch(&mut out, "pre", "bridge-1", 5_000, &chunks, now),
-            2
-        );
+        encode_transaction(&mut out, "pre", "bridge-1", 5_000, &chunks, now);
         assert_eq!(&out[..14], b"left as it was", "appended");
         assert_eq!(
             String::from_utf8_lossy(&out[14..]),
-            String::from_utf8_lossy(&expected)
+            String::from_utf8_lossy(&pipe.get_packed_pipeline())
         );
     }
 
