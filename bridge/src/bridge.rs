@@ -478,83 +478,215 @@ fn on_lifecycle(shared: &Shared, credential: usize, event: &Lifecycle) {
     }
 }
 
-/// The writer thread: takes batches from the buffer and writes them, each shard's part
-/// through the fenced script, in one pipelined round trip; only what Redis acknowledged
-/// leaves the buffer.
+/// The writer's connection: one server (commands pipelined, the next batch sent while the
+/// answers of the previous are read) or a Redis Cluster (one call per shard).
+enum WriterConnection {
+    Single(redis::Connection),
+    Cluster(Box<dyn ConnectionLike>),
+}
+
+impl WriterConnection {
+    /// Connects (5 s to connect, 10 s for an answer) and, for one server, loads the write
+    /// script so that batches can call it by its SHA1.
+    fn open(redis: &RedisTarget) -> redis::RedisResult<WriterConnection> {
+        match redis {
+            RedisTarget::Single(client) => {
+                let mut con = client.get_connection_with_timeout(Duration::from_secs(5))?;
+                con.set_read_timeout(Some(Duration::from_secs(10)))?;
+                con.set_write_timeout(Some(Duration::from_secs(10)))?;
+                store::load_write_script(&mut con)?;
+                Ok(WriterConnection::Single(con))
+            }
+            RedisTarget::Cluster(_) => connect(redis).map(WriterConnection::Cluster),
+        }
+    }
+}
+
+/// A batch taken from the buffer, grouped by shard with the fences held when it was taken,
+/// and (for one server) already encoded.
+struct Prepared {
+    /// Every record taken, in buffer order (shards not held any more included).
+    batch: Vec<Pending>,
+    /// Per shard still held, in command order: the shard, its fence, its records' indexes in
+    /// `batch`.
+    groups: Vec<(u32, u64, Vec<usize>)>,
+    /// The fenced transaction's first part (`store::encode_transaction`; empty for a Redis
+    /// Cluster, whose writes are encoded by the `redis` crate).
+    packed: Vec<u8>,
+}
+
+impl Prepared {
+    fn chunks(&self) -> Vec<Chunk<'_>> {
+        self.groups
+            .iter()
+            .map(|(shard, fence, indexes)| Chunk {
+                shard: *shard,
+                fence: *fence,
+                records: indexes.iter().map(|i| &self.batch[*i].record).collect(),
+            })
+            .collect()
+    }
+}
+
+/// Groups `batch` by shard held (records of shards not held any more are left out, counted as
+/// discarded: their new holder's gap covers them, or they were flushed before a release) and,
+/// with `encode`, encodes the writes into `packed` (cleared first, its capacity reused).
+fn prepare(shared: &Shared, batch: Vec<Pending>, mut packed: Vec<u8>, encode: bool) -> Prepared {
+    let settings = &shared.settings;
+    let fences: BTreeMap<u32, u64> = shared
+        .held
+        .lock()
+        .iter()
+        .map(|(s, h)| (*s, h.fence))
+        .collect();
+    let mut grouped: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+    for (i, p) in batch.iter().enumerate() {
+        if fences.contains_key(&p.shard) {
+            grouped.entry(p.shard).or_default().push(i);
+        } else if p.record.received_at().is_some() {
+            shared.stats.discarded.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    packed.clear();
+    let prepared = Prepared {
+        batch,
+        groups: grouped
+            .into_iter()
+            .map(|(shard, indexes)| (shard, fences[&shard], indexes))
+            .collect(),
+        packed: Vec::new(),
+    };
+    if encode {
+        store::encode_transaction(
+            &mut packed,
+            &settings.prefix,
+            &settings.bridge_id,
+            settings.maxlen,
+            &prepared.chunks(),
+            SystemTime::now(),
+        );
+    }
+    Prepared { packed, ..prepared }
+}
+
+/// Sends `current` to one server and, while Redis runs it, takes and encodes the next batch
+/// (`next`, if anything is waiting), then reads the answers. The outer error is a connection
+/// failure: nothing of `current` is known to be written.
+fn send_and_prepare_next(
+    shared: &Shared,
+    con: &mut redis::Connection,
+    current: &Prepared,
+    next: &mut Option<Prepared>,
+    spare: &mut Vec<u8>,
+) -> redis::RedisResult<Vec<ChunkResult>> {
+    let settings = &shared.settings;
+    store::write_transaction(
+        con,
+        &current.packed,
+        &settings.prefix,
+        &settings.bridge_id,
+        settings.maxlen,
+        &current.chunks(),
+        || {
+            if next.is_none() {
+                let batch = shared.intake.take(settings.batch, Duration::ZERO);
+                if !batch.is_empty() {
+                    *next = Some(prepare(shared, batch, std::mem::take(spare), true));
+                }
+            }
+        },
+    )
+}
+
+/// The writer thread: takes batches from the buffer and writes them, fenced (on one server a
+/// transaction checked against every shard's fence, on a Redis Cluster the write script per
+/// shard: see store.rs); only what Redis acknowledged leaves the buffer. On one server, the
+/// next batch is taken and encoded while Redis runs the previous one, so that Redis does not
+/// wait for the encoding (at most two batches out of the buffer at once; the second is sent
+/// only once the first is answered, so that a shard's entries never overtake each other).
 fn writer(shared: &Shared, redis: &RedisTarget) {
     let settings = &shared.settings;
-    let mut con: Option<Box<dyn ConnectionLike>> = None;
+    let mut con: Option<WriterConnection> = None;
     let mut backoff = Duration::from_millis(50);
+    // Taken and encoded while the previous batch was in flight.
+    let mut next: Option<Prepared> = None;
+    // An encoding buffer to reuse.
+    let mut spare: Vec<u8> = Vec::new();
+    let mut load_script = false;
     loop {
         // Stopping, with every lease released or given up (the coordinator flushed first, for
         // at most 10 s): what may be left belongs to no shard held, and is the next holders'.
         if shared.stop.load(Ordering::SeqCst) && shared.held.lock().is_empty() {
+            if let Some(p) = next.take() {
+                shared.intake.with(|b| b.requeue(p.batch));
+            }
             return;
         }
-        let batch = shared
-            .intake
-            .take(settings.batch, Duration::from_millis(100));
-        if batch.is_empty() {
+        let current = match next.take() {
+            Some(prepared) => prepared,
+            None => {
+                let batch = shared
+                    .intake
+                    .take(settings.batch, Duration::from_millis(100));
+                if batch.is_empty() {
+                    continue;
+                }
+                let encode = matches!(redis, RedisTarget::Single(_));
+                prepare(shared, batch, std::mem::take(&mut spare), encode)
+            }
+        };
+        if current.groups.is_empty() {
+            // Nothing of this batch belongs to a shard still held: done without Redis.
+            let bytes = current.batch.iter().map(Pending::weight).sum();
+            shared.intake.with(|b| b.ack(bytes));
+            spare = current.packed;
             continue;
         }
         if con.is_none() {
-            match connect(redis) {
-                Ok(c) => con = Some(c),
+            match WriterConnection::open(redis) {
+                Ok(c) => {
+                    con = Some(c);
+                    load_script = false;
+                }
                 Err(e) => {
                     redis_failed(shared, &format!("cannot connect: {e}"));
-                    shared.intake.with(|b| b.requeue(batch));
+                    shared.intake.with(|b| b.requeue(current.batch));
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(Duration::from_secs(2));
                     continue;
                 }
             }
         }
-        // Records of shards not held any more are left out: their new holder's gap covers
-        // them (a lost lease) or they were flushed before the release.
-        let fences: BTreeMap<u32, u64> = shared
-            .held
-            .lock()
-            .iter()
-            .map(|(s, h)| (*s, h.fence))
-            .collect();
-        let mut grouped: BTreeMap<u32, Vec<&Pending>> = BTreeMap::new();
-        for p in &batch {
-            if fences.contains_key(&p.shard) {
-                grouped.entry(p.shard).or_default().push(p);
-            } else {
-                if p.record.received_at().is_some() {
-                    shared.stats.discarded.fetch_add(1, Ordering::Relaxed);
-                }
+        let outcome = match con.as_mut() {
+            Some(WriterConnection::Single(c)) => {
+                let loaded = if load_script {
+                    store::load_write_script(c)
+                } else {
+                    Ok(())
+                };
+                load_script = false;
+                loaded.and_then(|()| {
+                    send_and_prepare_next(shared, c, &current, &mut next, &mut spare)
+                })
             }
-        }
-        let chunks: Vec<Chunk<'_>> = grouped
-            .iter()
-            .map(|(shard, records)| Chunk {
-                shard: *shard,
-                fence: fences[shard],
-                records: records.iter().map(|p| &p.record).collect(),
-            })
-            .collect();
-        if chunks.is_empty() {
-            // Nothing of this batch belongs to a shard still held: done without Redis.
-            let bytes = batch.iter().map(Pending::weight).sum();
-            shared.intake.with(|b| b.ack(bytes));
-            continue;
-        }
-        let Some(c) = con.as_deref_mut() else {
-            continue;
+            Some(WriterConnection::Cluster(c)) => store::write_batch(
+                c.as_mut(),
+                &settings.prefix,
+                &settings.bridge_id,
+                settings.maxlen,
+                &current.chunks(),
+            ),
+            None => continue,
         };
-        match store::write_batch(
-            c,
-            &settings.prefix,
-            &settings.bridge_id,
-            settings.maxlen,
-            &chunks,
-        ) {
+        match outcome {
             Err(e) => {
                 con = None;
                 redis_failed(shared, &e.to_string());
-                shared.intake.with(|b| b.requeue(batch));
+                // The newest batch back first, so that the order is kept.
+                if let Some(p) = next.take() {
+                    shared.intake.with(|b| b.requeue(p.batch));
+                }
+                shared.intake.with(|b| b.requeue(current.batch));
                 std::thread::sleep(backoff);
                 backoff = (backoff * 2).min(Duration::from_secs(2));
             }
@@ -562,14 +694,14 @@ fn writer(shared: &Shared, redis: &RedisTarget) {
                 backoff = Duration::from_millis(50);
                 redis_ok(shared);
                 let mut retry_shards = Vec::new();
-                for (chunk, result) in chunks.iter().zip(results) {
+                for ((shard, _, indexes), result) in current.groups.iter().zip(results) {
                     match result {
                         ChunkResult::Written(id) => {
                             shared
                                 .stats
                                 .entries_written
-                                .fetch_add(chunk.records.len() as u64, Ordering::Relaxed);
-                            if let Some(h) = shared.held.lock().get_mut(&chunk.shard) {
+                                .fetch_add(indexes.len() as u64, Ordering::Relaxed);
+                            if let Some(h) = shared.held.lock().get_mut(shard) {
                                 h.last_id = id;
                             }
                         }
@@ -577,18 +709,41 @@ fn writer(shared: &Shared, redis: &RedisTarget) {
                             shared.stats.fenced.fetch_add(1, Ordering::Relaxed);
                             shared.log.note(
                                 "fenced",
-                                &format!("shard {}: write refused: {message}", chunk.shard),
-                                &[("shard", chunk.shard.into())],
+                                &format!("shard {shard}: write refused: {message}"),
+                                &[("shard", (*shard).into())],
                             );
-                            retry_shards.push(chunk.shard);
+                            retry_shards.push(*shard);
+                        }
+                        ChunkResult::Refused(message) if message.starts_with("NOSCRIPT") => {
+                            // Redis lost its scripts behind this connection: load it again and
+                            // write these once more.
+                            load_script = true;
+                            retry_shards.push(*shard);
                         }
                         ChunkResult::Refused(message) => {
-                            redis_failed(shared, &format!("shard {}: {message}", chunk.shard));
-                            retry_shards.push(chunk.shard);
+                            redis_failed(shared, &format!("shard {shard}: {message}"));
+                            retry_shards.push(*shard);
                         }
                     }
                 }
+                if !retry_shards.is_empty() {
+                    // Some shard's records go back: the batch taken meanwhile goes back first
+                    // (whole, as it was not sent), so that they keep their order.
+                    if let Some(p) = next.take() {
+                        shared.intake.with(|b| b.requeue(p.batch));
+                    }
+                }
                 // Acknowledged records leave; the others go back in front, in order.
+                let Prepared { batch, packed, .. } = current;
+                spare = packed;
+                if retry_shards.is_empty() {
+                    // The common case: the whole batch is done (no partition, no copy).
+                    let bytes = batch.iter().map(Pending::weight).sum();
+                    shared.intake.with(|b| b.ack(bytes));
+                    drop(batch);
+                    write_drop_gaps(shared);
+                    continue;
+                }
                 let (retry, done): (Vec<Pending>, Vec<Pending>) = batch
                     .into_iter()
                     .partition(|p| retry_shards.contains(&p.shard));
@@ -609,38 +764,46 @@ fn writer(shared: &Shared, redis: &RedisTarget) {
                 if !made_progress {
                     std::thread::sleep(Duration::from_millis(100));
                 }
-                // Events dropped while Redis was away: their gap entry, now that it takes
-                // writes again.
-                let drops: Vec<(u32, crate::buffer::Drops)> = shared.intake.with(|b| {
-                    b.shards_with_drops()
-                        .into_iter()
-                        .filter(|s| fences.contains_key(s))
-                        .filter_map(|s| b.take_drops(s).map(|d| (s, d)))
-                        .collect()
-                });
-                for (shard, d) in drops {
-                    shared.log.note(
-                        "gap",
-                        &format!(
-                            "shard {shard}: {} event(s) dropped past the buffer budget",
-                            d.count
-                        ),
-                        &[("shard", shard.into()), ("dropped", d.count.into())],
-                    );
-                    push_gap(
-                        shared,
-                        shard,
-                        Record::Gap {
-                            topics: d.topics.into_iter().collect(),
-                            start: d.first,
-                            end: d.last,
-                            reason: GapReason::Dropped,
-                            dropped: d.count,
-                        },
-                    );
-                }
+                write_drop_gaps(shared);
             }
         }
+    }
+}
+
+/// Events dropped while Redis was away: their gap entry, now that it takes writes again.
+fn write_drop_gaps(shared: &Shared) {
+    if shared.intake.with(|b| b.shards_with_drops().is_empty()) {
+        return;
+    }
+    // Not nested in the buffer's lock: the callbacks take that one on every event.
+    let held: Vec<u32> = shared.held.lock().keys().copied().collect();
+    let drops: Vec<(u32, crate::buffer::Drops)> = shared.intake.with(|b| {
+        b.shards_with_drops()
+            .into_iter()
+            .filter(|s| held.contains(s))
+            .filter_map(|s| b.take_drops(s).map(|d| (s, d)))
+            .collect()
+    });
+    for (shard, d) in drops {
+        shared.log.note(
+            "gap",
+            &format!(
+                "shard {shard}: {} event(s) dropped past the buffer budget",
+                d.count
+            ),
+            &[("shard", shard.into()), ("dropped", d.count.into())],
+        );
+        push_gap(
+            shared,
+            shard,
+            Record::Gap {
+                topics: d.topics.into_iter().collect(),
+                start: d.first,
+                end: d.last,
+                reason: GapReason::Dropped,
+                dropped: d.count,
+            },
+        );
     }
 }
 
@@ -896,7 +1059,13 @@ fn activate(shared: &Shared, shard: u32, acquired: store::Acquired) -> bool {
         return false;
     }
     let end = SystemTime::now();
-    if let Some(until) = acquired.previous.as_ref().and_then(|p| p.until) {
+    // A previous holder that never vouched (it died before its first renewal) leaves no
+    // `until`: the gap then starts when it acquired the shard.
+    if let Some(until) = acquired
+        .previous
+        .as_ref()
+        .and_then(store::Previous::gap_start)
+    {
         if !topics.is_empty() {
             push_gap(
                 shared,

@@ -2,7 +2,9 @@
 //!
 //! A record stays counted from the moment the callback hands it over until Redis acknowledged
 //! it (at least once): the writer takes a batch out, and either acknowledges it or puts it
-//! back in front, in its order. Past the byte budget, events are dropped and counted per
+//! back in front, in its order. The writer may take the next batch while one is in flight
+//! (to encode it meanwhile): batches are acknowledged in the order taken, and only the batch
+//! taken last is put back whole. Past the byte budget, events are dropped and counted per
 //! shard, with the time range and topics they covered, so that a gap entry can say so once
 //! Redis takes writes again. Gap and lifecycle records are never dropped: they are small, and
 //! losing one would lose the account of a loss.
@@ -50,9 +52,10 @@ pub struct Buffer {
     /// Bytes of the queued and the in-flight records.
     bytes: usize,
     budget: usize,
-    /// Shards with records taken out and not yet acknowledged, with the oldest receive time
-    /// of their events among them (`None`: only gap or lifecycle records).
-    in_flight: BTreeMap<u32, Option<SystemTime>>,
+    /// The batches taken out and not yet acknowledged, oldest first: per batch, its shards
+    /// with the oldest receive time of their events in it (`None`: only gap or lifecycle
+    /// records).
+    in_flight: VecDeque<BTreeMap<u32, Option<SystemTime>>>,
     drops: BTreeMap<u32, Drops>,
     dropped_total: u64,
 }
@@ -64,7 +67,7 @@ impl Buffer {
             queue: VecDeque::new(),
             bytes: 0,
             budget,
-            in_flight: BTreeMap::new(),
+            in_flight: VecDeque::new(),
             drops: BTreeMap::new(),
             dropped_total: 0,
         }
@@ -111,33 +114,41 @@ impl Buffer {
         });
     }
 
-    /// Takes up to `max` records out, oldest first; they stay counted until [`Self::ack`] or
-    /// [`Self::requeue`].
+    /// Takes up to `max` records out, oldest first, as one batch; they stay counted until
+    /// [`Self::ack`] or [`Self::requeue`]. An empty answer is no batch.
     pub fn take(&mut self, max: usize) -> Vec<Pending> {
         let n = self.queue.len().min(max);
         let batch: Vec<Pending> = self.queue.drain(..n).collect();
+        if batch.is_empty() {
+            return batch;
+        }
+        let mut shards: BTreeMap<u32, Option<SystemTime>> = BTreeMap::new();
         for p in &batch {
-            let oldest = self.in_flight.entry(p.shard).or_insert(None);
+            let oldest = shards.entry(p.shard).or_insert(None);
             if let Some(at) = p.record.received_at() {
                 *oldest = Some(oldest.map_or(at, |o| o.min(at)));
             }
         }
+        self.in_flight.push_back(shards);
         batch
     }
 
-    /// Redis acknowledged (or the writer gave up on) records weighing `bytes`; the batch taken
-    /// last is done.
+    /// Redis acknowledged (or the writer gave up on) records weighing `bytes`: the oldest
+    /// batch in flight is done (what of it is not acknowledged, the caller puts back with
+    /// [`Self::requeue`] once the batches taken after it are back).
     pub fn ack(&mut self, bytes: usize) {
         self.bytes = self.bytes.saturating_sub(bytes);
-        self.in_flight.clear();
+        self.in_flight.pop_front();
     }
 
-    /// Puts records taken out back in front, in their order (Redis did not take them).
+    /// Puts records taken out back in front, in their order (Redis did not take them): the
+    /// newest batch in flight, or what is left of the oldest one after its [`Self::ack`].
+    /// To put back several batches, put back the newest first.
     pub fn requeue(&mut self, batch: Vec<Pending>) {
         for p in batch.into_iter().rev() {
             self.queue.push_front(p);
         }
-        self.in_flight.clear();
+        self.in_flight.pop_back();
     }
 
     /// Forgets the queued records of `shard` (its lease is lost: the next holder's gap covers
@@ -177,7 +188,10 @@ impl Buffer {
             .iter()
             .filter(|p| p.shard == shard)
             .filter_map(|p| p.record.received_at());
-        let in_flight = self.in_flight.get(&shard).copied().flatten();
+        let in_flight = self
+            .in_flight
+            .iter()
+            .filter_map(|batch| batch.get(&shard).copied().flatten());
         let dropped = self.drops.get(&shard).map(|d| d.first);
         queued
             .chain(in_flight)
@@ -188,17 +202,18 @@ impl Buffer {
     /// [`Self::watermark`] of every shard with something waiting, in one pass over the queue
     /// (shards absent: nothing waits, their watermark is `now`).
     pub fn watermarks(&self) -> BTreeMap<u32, SystemTime> {
-        let mut oldest: BTreeMap<u32, SystemTime> = self
+        let mut oldest: BTreeMap<u32, SystemTime> = BTreeMap::new();
+        let in_flight = self
             .in_flight
             .iter()
-            .filter_map(|(shard, at)| at.map(|at| (*shard, at)))
-            .collect();
+            .flatten()
+            .filter_map(|(shard, at)| at.map(|at| (*shard, at)));
         let queued = self
             .queue
             .iter()
             .filter_map(|p| p.record.received_at().map(|at| (p.shard, at)));
         let dropped = self.drops.iter().map(|(shard, d)| (*shard, d.first));
-        for (shard, at) in queued.chain(dropped) {
+        for (shard, at) in in_flight.chain(queued).chain(dropped) {
             let entry = oldest.entry(shard).or_insert(at);
             *entry = (*entry).min(at);
         }
@@ -207,7 +222,10 @@ impl Buffer {
 
     /// Whether a record of `shard` is queued or in flight.
     pub fn holds(&self, shard: u32) -> bool {
-        self.in_flight.contains_key(&shard) || self.queue.iter().any(|p| p.shard == shard)
+        self.in_flight
+            .iter()
+            .any(|batch| batch.contains_key(&shard))
+            || self.queue.iter().any(|p| p.shard == shard)
     }
 
     /// Bytes held (queued and in flight).
@@ -327,6 +345,60 @@ mod tests {
         );
         b.ack(batch.iter().map(Pending::weight).sum());
         assert!(!b.holds(3));
+    }
+
+    #[test]
+    fn a_second_batch_in_flight_keeps_its_watermark_after_the_first_is_acknowledged() {
+        let now = UNIX_EPOCH + Duration::from_secs(100);
+        let mut b = Buffer::new(1 << 20);
+        for ms in [1_000, 2_000, 3_000] {
+            b.push_event(0, "s", event(ms, 1));
+        }
+        let first = b.take(1);
+        let second = b.take(1);
+        assert_eq!(
+            b.watermark(0, now),
+            UNIX_EPOCH + Duration::from_millis(1_000)
+        );
+        b.ack(first.iter().map(Pending::weight).sum());
+        assert_eq!(
+            b.watermark(0, now),
+            UNIX_EPOCH + Duration::from_millis(2_000),
+            "the second batch is still in flight"
+        );
+        assert!(b.holds(0));
+        // The second batch back, then the rest: order kept, nothing in flight.
+        b.requeue(second);
+        let all = b.take(10);
+        let times: Vec<_> = all
+            .iter()
+            .map(|p| p.record.received_at().unwrap())
+            .collect();
+        assert_eq!(
+            times,
+            [2_000, 3_000].map(|ms| UNIX_EPOCH + Duration::from_millis(ms))
+        );
+        b.ack(all.iter().map(Pending::weight).sum());
+        assert!(!b.holds(0));
+        assert_eq!(b.watermark(0, now), now);
+
+        // A failed first batch with a second in flight: the newest goes back first.
+        for ms in [4_000, 5_000] {
+            b.push_event(0, "s", event(ms, 1));
+        }
+        let first = b.take(1);
+        let second = b.take(1);
+        b.requeue(second);
+        b.requeue(first);
+        assert!(!b.watermarks().is_empty());
+        let again = b.take(10);
+        assert_eq!(
+            again
+                .iter()
+                .map(|p| p.record.received_at().unwrap())
+                .collect::<Vec<_>>(),
+            [4_000, 5_000].map(|ms| UNIX_EPOCH + Duration::from_millis(ms))
+        );
     }
 
     #[test]

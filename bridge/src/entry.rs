@@ -71,13 +71,35 @@ pub fn epoch_ms(time: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
+/// `n` in decimal, written at the end of `digits` (no allocation: the writer formats one
+/// `received_at` per event).
+pub fn decimal(n: u64, digits: &mut [u8; 20]) -> &str {
+    // ASCII digits only.
+    std::str::from_utf8(decimal_bytes(n, digits)).unwrap_or("0")
+}
+
+/// [`decimal`] as bytes, for the RESP encoding (lengths and counts).
+pub(crate) fn decimal_bytes(mut n: u64, digits: &mut [u8; 20]) -> &[u8] {
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    &digits[start..]
+}
+
 /// Why a gap entry was written (the `reason` field).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GapReason {
     /// `socket`: a notification channel had no socket (the library's `Lifecycle::Gap`).
     Socket,
-    /// `takeover`: nobody held the shard between the previous holder's last vouched moment and
-    /// the new holder's subscription.
+    /// `takeover`: nobody held the shard between the previous holder's last vouched moment (or,
+    /// if it never vouched, the moment it acquired the shard) and the new holder's
+    /// subscription.
     Takeover,
     /// `dropped`: the bridge dropped events because Redis was unreachable for longer than its
     /// byte budget could hold.
@@ -202,7 +224,8 @@ impl Record {
                 field("body", body);
                 field("correlation_id", correlation_id.as_deref().unwrap_or(""));
                 field("snapshot", if *snapshot { "1" } else { "0" });
-                field("received_at", &epoch_ms(*received_at).to_string());
+                let mut digits = [0u8; 20];
+                field("received_at", decimal(epoch_ms(*received_at), &mut digits));
                 field("bridge", bridge);
             }
             _ => {
@@ -252,6 +275,14 @@ impl Record {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn decimal_writes_every_digit() {
+        let mut digits = [0u8; 20];
+        for n in [0, 7, 10, 1_733_580_000_123, u64::MAX] {
+            assert_eq!(decimal(n, &mut digits), n.to_string());
+        }
+    }
 
     #[test]
     fn shard_hash_is_fnv1a_of_the_lower_cased_name() {

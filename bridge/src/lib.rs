@@ -10,7 +10,8 @@
 //! - [`plan`]: the shard planner (quotas per live process, which shards to acquire or release);
 //! - [`routes`]: the topic set by shard, event-name routing, placement over credentials;
 //! - [`buffer`]: the byte-bounded buffer between the callbacks and the writer, drop accounting;
-//! - [`store`]: every Redis command (lease, renewal, release and write scripts, heartbeats);
+//! - [`store`]: every Redis command (lease, renewal, release and write scripts, the fenced
+//!   write transactions, heartbeats);
 //! - [`bridge`]: the running parts (writer and coordinator threads, the clients' callbacks);
 //! - [`config`]: the TOML file; [`users`]: the `all_users` expansion;
 //! - [`http`]: `/metrics`, `/health`, `/`; [`log`]: the log lines.
@@ -44,21 +45,26 @@
 //! - `lifecycle`: `event` (`acquired`, `released`) and `message`.
 //!
 //! ### At least once
-//! An event leaves the bridge's buffer only after Redis acknowledged the script that appended
+//! An event leaves the bridge's buffer only after Redis acknowledged the write that appended
 //! it; a connection failure puts the batch back in front, in order, and it is written again
 //! (so an entry may appear twice with the same `correlation_id`). A shard's new holder (after a
 //! takeover or a release) writes a `takeover` gap from the previous holder's last vouched
 //! moment (`held.until`: every event it received before then was acknowledged, minus one
-//! renewal interval for events still in sockets and queues) to the moment its own subscription
-//! was in place. Every event is therefore in the stream, or inside a gap entry of its topic.
+//! renewal interval for events still in sockets and queues; `held.since`, when it acquired
+//! the shard, if it died before its first renewal) to the moment its own subscription was in
+//! place. Every event is therefore in the stream, or inside a gap entry of its topic.
 //! Redis' own durability applies on top (see the README's "Scale out").
 //!
 //! ### Fencing
-//! The fence is incremented (`INCR`) at every acquisition and every release. Every write is one
-//! Lua script per shard and batch that compares the fence with the writer's token before its
-//! `XADD`s and refuses the whole batch (`FENCED`) otherwise: a paused or partitioned process
-//! that lost its lease cannot append after the new holder started. Within a stream, `fence`
-//! never decreases.
+//! The fence is incremented (`INCR`) at every acquisition and every release. Every write checks
+//! it atomically against the writer's token and appends nothing of a shard whose fence moved
+//! on: on one server a transaction per batch (`WATCH` and `MGET` of the batch's fences, plain
+//! `XADD`s queued in `MULTI`, `EXEC` only when every fence is the writer's token; a fence that
+//! moves after the `WATCH` makes `EXEC` write nothing), and when that cannot go through (a stale
+//! fence) or on a Redis Cluster, one Lua script per shard and batch that compares the fence
+//! before its `XADD`s and refuses the whole batch (`FENCED`) otherwise. A paused or
+//! partitioned process that lost its lease therefore cannot append after the new holder
+//! started. Within a stream, `fence` never decreases.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 

@@ -6,9 +6,7 @@ use clap::{Parser, ValueEnum};
 use genesys_bridge::bridge::{Bridge, Settings, StartError};
 use genesys_bridge::config::FileConfig;
 use genesys_bridge::log::{Format, Log};
-use genesys_notify::{
-    Client, ClientCredentials, Region, Snapshots, StaticToken, TlsRoots, TokenSource,
-};
+use genesys_notify::{Client, Region, Snapshots, TlsRoots};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -322,32 +320,17 @@ fn client(args: &Args, file: &FileConfig, credential: &Credential) -> Result<Cli
     builder.build().map_err(|e| usage(format!("settings: {e}")))
 }
 
-/// The topics: the file's, the command line's, and one per active user for `all_users`.
+/// The topics: the file's, the command line's, and one per active user for `all_users`, read
+/// through `client` (the first credential's: its token, proxy, CA files and timeouts).
 fn gather_topics(
     args: &Args,
     file: &FileConfig,
     client: &Client,
-    credential: &Credential,
 ) -> Result<Vec<String>, genesys_bridge::users::UsersError> {
     let mut topics: Vec<String> = file.topics.clone();
     topics.extend(args.topics.iter().cloned());
     if let Some(all) = &file.all_users {
-        let config = client.config();
-        let token: Box<dyn TokenSource> = match credential {
-            Credential::Token(token) => Box::new(StaticToken::new(token.clone())),
-            Credential::Client { id, secret } => Box::new(ClientCredentials::new(
-                config.login_base(),
-                id.clone(),
-                secret.clone(),
-                config.request_timeout(),
-            )),
-        };
-        let ids = genesys_bridge::users::active_users(
-            config.api_base(),
-            token.as_ref(),
-            all.page_size,
-            config.request_timeout(),
-        )?;
+        let ids = genesys_bridge::users::active_users_of(client, all.page_size)?;
         topics.extend(genesys_bridge::users::user_topics(&ids, &all.kinds));
     }
     Ok(topics)
@@ -435,7 +418,7 @@ fn run(args: Args, log: Log) -> Result<(), Failure> {
             .map_err(|e| usage(format!("credential {i}: {e}")))?;
         clients.push(Arc::new(client));
     }
-    let topics = gather_topics(&args, &file, &clients[0], &pool[0]).map_err(|e| Failure {
+    let topics = gather_topics(&args, &file, &clients[0]).map_err(|e| Failure {
         code: 1,
         message: e.to_string(),
     })?;
@@ -474,21 +457,17 @@ fn run(args: Args, log: Log) -> Result<(), Failure> {
     );
     if let Some(all) = file.all_users.clone() {
         // New users added, deleted ones dropped: the whole set is read again each period.
-        let (shared, args, file, client, credential) = (
+        let (shared, args, file, client) = (
             bridge.shared().clone(),
             args.clone(),
             file.clone(),
             clients[0].clone(),
-            pool.into_iter().next(),
         );
         let spawned = std::thread::Builder::new()
             .name("bridge-users".into())
             .spawn(move || loop {
                 std::thread::sleep(all.refresh());
-                let Some(credential) = &credential else {
-                    return;
-                };
-                match gather_topics(&args, &file, &client, credential) {
+                match gather_topics(&args, &file, &client) {
                     Ok(topics) => {
                         if let Err(e) = shared.set_topics(&topics) {
                             log.note("users_refresh_failed", &e.to_string(), &[]);

@@ -1,24 +1,34 @@
 //! The store owns every Redis command the bridge sends: the Lua scripts for leases and fenced
-//! writes, membership heartbeats, and the pipelined batches. It keeps no state of its own.
+//! writes, the fenced transactions, membership heartbeats, and the pipelined batches. It keeps
+//! no state of its own.
 //!
 //! Each script touches the keys of one shard only (one hash tag, so one Redis Cluster slot).
 //! Every function takes a plain connection (commands pipelined) or a Redis Cluster connection
 //! (which cannot pipeline across nodes: one call per shard, each routed to its slot's node).
+//!
+//! Fenced writes take one of two forms, both refused atomically when a shard's fence is not the
+//! writer's token: on one server, a transaction ([`write_transaction`]: `WATCH` the batch's
+//! fences, read them, queue plain `XADD`s in `MULTI`, and `EXEC` only if every fence is the
+//! writer's; a fence that moves after the `WATCH` makes `EXEC` write nothing), which costs
+//! Redis about what plain `XADD`s cost; else, and on a Redis Cluster, the write script per
+//! shard and batch ([`write_batch`]), which compares the fence before its `XADD`s (Lua costs
+//! Redis about half as much again per entry).
 
-use crate::entry::{epoch_ms, members_key, Record, ShardKeys};
+use crate::entry::{decimal, decimal_bytes, epoch_ms, members_key, Record, ShardKeys};
 use redis::{ConnectionLike, RedisResult, Script, Value};
 use std::time::SystemTime;
 
 /// `SET lease NX PX ttl`; on success `INCR fence` and record the new holder in `held`, leaving
 /// `until` (the previous holder's last vouched moment) for the new holder to read and to
 /// advance only once it has written its takeover gap.
-/// Returns `{fence, previous holder, previous until, previous released}` or nil when held.
+/// Returns `{fence, previous holder, previous until, previous released, previous since}` or
+/// nil when held.
 const ACQUIRE: &str = r"
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return false end
 local fence = redis.call('INCR', KEYS[2])
-local prev = redis.call('HMGET', KEYS[3], 'holder', 'until', 'released')
+local prev = redis.call('HMGET', KEYS[3], 'holder', 'until', 'released', 'since')
 redis.call('HSET', KEYS[3], 'holder', ARGV[1], 'fence', fence, 'since', ARGV[3], 'released', '0')
-return {fence, prev[1] or '', prev[2] or '', prev[3] or ''}
+return {fence, prev[1] or '', prev[2] or '', prev[3] or '', prev[4] or ''}
 ";
 
 /// Renews the lease if still the holder, and advances `until` when given.
@@ -81,6 +91,18 @@ pub struct Previous {
     pub until: Option<SystemTime>,
     /// It released the shard cleanly.
     pub released: bool,
+    /// When it acquired the shard. A holder that died before its first renewal never set
+    /// `until` (and no holder before it did): every event since this moment may be missing.
+    pub since: Option<SystemTime>,
+}
+
+impl Previous {
+    /// Where the new holder's `takeover` gap starts: the last vouched moment (`until`), else,
+    /// for a holder that never vouched and had no vouching predecessor, the moment it acquired
+    /// the shard (`since`); `None` only for records that carry neither.
+    pub fn gap_start(&self) -> Option<SystemTime> {
+        self.until.or(self.since)
+    }
 }
 
 /// A lease just acquired.
@@ -99,7 +121,7 @@ pub fn acquire(
     bridge: &str,
     ttl_ms: u64,
 ) -> RedisResult<Option<Acquired>> {
-    let reply: Option<(u64, String, String, String)> = redis::cmd("EVAL")
+    let reply: Option<(u64, String, String, String, String)> = redis::cmd("EVAL")
         .arg(ACQUIRE)
         .arg(3)
         .arg(&keys.lease)
@@ -109,17 +131,22 @@ pub fn acquire(
         .arg(ttl_ms)
         .arg(epoch_ms(SystemTime::now()))
         .query(con)?;
-    Ok(reply.map(|(fence, holder, until, released)| Acquired {
-        fence,
-        previous: (!holder.is_empty()).then(|| Previous {
-            holder,
-            until: until
-                .parse::<u64>()
-                .ok()
-                .map(|ms| SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(ms)),
-            released: released == "1",
+    let moment = |ms: &str| {
+        ms.parse::<u64>()
+            .ok()
+            .map(|ms| SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(ms))
+    };
+    Ok(
+        reply.map(|(fence, holder, until, released, since)| Acquired {
+            fence,
+            previous: (!holder.is_empty()).then(|| Previous {
+                holder,
+                until: moment(&until),
+                released: released == "1",
+                since: moment(&since),
+            }),
         }),
-    }))
+    )
 }
 
 /// Renews the lease for `ttl_ms` if `bridge` still holds it (→ false: lost), advancing the
@@ -351,6 +378,170 @@ pub fn write_batch(
     Ok(results)
 }
 
+/// Loads the write script (`SCRIPT LOAD`), so that [`write_batch`]'s `EVALSHA` calls find it:
+/// once per connection, and again after a `NOSCRIPT` answer (a Redis restarted, or its
+/// scripts flushed, behind the same connection).
+pub fn load_write_script(con: &mut dyn ConnectionLike) -> RedisResult<()> {
+    let _: String = redis::cmd("SCRIPT").arg("LOAD").arg(WRITE).query(con)?;
+    Ok(())
+}
+
+/// `*<n>\r\n` (an array's length) or `$<n>\r\n` (a bulk string's).
+fn resp_len(out: &mut Vec<u8>, kind: u8, n: usize) {
+    let mut digits = [0u8; 20];
+    out.push(kind);
+    out.extend_from_slice(decimal_bytes(n as u64, &mut digits));
+    out.extend_from_slice(b"\r\n");
+}
+
+/// One RESP bulk string.
+fn resp_bulk(out: &mut Vec<u8>, bytes: &[u8]) {
+    resp_len(out, b'$', bytes.len());
+    out.extend_from_slice(bytes);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends to `out` the first part of a fenced transaction for `chunks` on one server, as
+/// RESP: `WATCH` and `MGET` of the chunks' fence keys, `MULTI`, then one plain
+/// `XADD <events> MAXLEN ~ <maxlen> * <fields> fence <token>` per record. Nothing is written
+/// until [`write_transaction`] sends `EXEC`, which it does only if every fence read is the
+/// chunk's token.
+pub fn encode_transaction(
+    out: &mut Vec<u8>,
+    prefix: &str,
+    bridge: &str,
+    maxlen: u64,
+    chunks: &[Chunk<'_>],
+    now: SystemTime,
+) {
+    let keys: Vec<ShardKeys> = chunks
+        .iter()
+        .map(|c| ShardKeys::new(prefix, c.shard))
+        .collect();
+    for command in [&b"WATCH"[..], b"MGET"] {
+        resp_len(out, b'*', 1 + keys.len());
+        resp_bulk(out, command);
+        for k in &keys {
+            resp_bulk(out, k.fence.as_bytes());
+        }
+    }
+    resp_len(out, b'*', 1);
+    resp_bulk(out, b"MULTI");
+    let mut maxlen_digits = [0u8; 20];
+    let maxlen = decimal(maxlen, &mut maxlen_digits);
+    for (chunk, keys) in chunks.iter().zip(&keys) {
+        let mut fence_digits = [0u8; 20];
+        let fence = decimal(chunk.fence, &mut fence_digits);
+        for record in &chunk.records {
+            resp_len(out, b'*', 8 + 2 * record.field_count());
+            resp_bulk(out, b"XADD");
+            resp_bulk(out, keys.events.as_bytes());
+            resp_bulk(out, b"MAXLEN");
+            resp_bulk(out, b"~");
+            resp_bulk(out, maxlen.as_bytes());
+            resp_bulk(out, b"*");
+            record.visit_fields(bridge, now, |name, value| {
+                resp_bulk(out, name.as_bytes());
+                resp_bulk(out, value.as_bytes());
+            });
+            resp_bulk(out, b"fence");
+            resp_bulk(out, fence.as_bytes());
+        }
+    }
+}
+
+/// Writes `chunks` with the transaction `packed` (from [`encode_transaction`] for the same
+/// chunks) on one server: sends it, reads the fences and the `QUEUED` answers, then `EXEC`
+/// when every fence is the chunk's token, and runs `meanwhile` while Redis executes it (the
+/// writer encodes its next batch). When a fence is not the token, or Redis refused to queue an
+/// `XADD`, or a fence moved between `WATCH` and `EXEC` (`EXEC` answers nil: nothing written),
+/// the transaction is dropped and the batch is written by [`write_batch`] instead, which gives
+/// each shard its own answer (`FENCED` for the stale ones).
+///
+/// The outer error is a connection failure: nothing is known to be written.
+pub fn write_transaction(
+    con: &mut redis::Connection,
+    packed: &[u8],
+    prefix: &str,
+    bridge: &str,
+    maxlen: u64,
+    chunks: &[Chunk<'_>],
+    meanwhile: impl FnOnce(),
+) -> RedisResult<Vec<ChunkResult>> {
+    con.send_packed_command(packed)?;
+    let watched = con.recv_response()?.extract_error().is_ok();
+    let fences = con.recv_response()?;
+    // MULTI must have been accepted for the XADDs to be queued rather than run: it is, on a
+    // connection that is not already inside a transaction (each one ends with EXEC or
+    // DISCARD, or the connection is dropped).
+    let mut queued = con.recv_response()?.extract_error().is_ok() && watched;
+    let records: usize = chunks.iter().map(|c| c.records.len()).sum();
+    for _ in 0..records {
+        queued &= con.recv_response()?.extract_error().is_ok();
+    }
+    let fences_hold = match &fences {
+        Value::Array(values) => {
+            values.len() == chunks.len()
+                && values
+                    .iter()
+                    .zip(chunks)
+                    .all(|(v, c)| fence_of(v) == Some(c.fence))
+        }
+        _ => false,
+    };
+    if !(queued && fences_hold) {
+        con.send_packed_command(b"*1\r\n$7\r\nDISCARD\r\n")?;
+        let _ = con.recv_response()?;
+        meanwhile();
+        return write_batch(con, prefix, bridge, maxlen, chunks);
+    }
+    con.send_packed_command(b"*1\r\n$4\r\nEXEC\r\n")?;
+    meanwhile();
+    match con.recv_response()? {
+        Value::Array(ids) if ids.len() == records => {
+            let mut ids = ids.into_iter();
+            Ok(chunks
+                .iter()
+                .map(|chunk| {
+                    // The shard's first error if any (what was queued before it is written:
+                    // the records go back and may appear twice, at least once), else its last
+                    // entry's id; only that one is converted.
+                    let replies: Vec<Value> = ids.by_ref().take(chunk.records.len()).collect();
+                    match replies
+                        .iter()
+                        .position(|r| matches!(r, Value::ServerError(_)))
+                    {
+                        Some(at) => chunk_reply(replies[at].clone()),
+                        None => replies
+                            .into_iter()
+                            .last()
+                            .map_or(ChunkResult::Written(String::new()), chunk_reply),
+                    }
+                })
+                .collect())
+        }
+        // Nil: a fence moved after the WATCH, nothing was written. An EXECABORT or another
+        // answer: nothing was written either. Each shard gets its own answer from the script.
+        _ => write_batch(con, prefix, bridge, maxlen, chunks),
+    }
+}
+
+/// A fence key's value as `MGET` gives it.
+fn fence_of(value: &Value) -> Option<u64> {
+    match value {
+        Value::BulkString(bytes) => std::str::from_utf8(bytes).ok()?.parse().ok(),
+        Value::SimpleString(text) => text.parse().ok(),
+        Value::Int(n) => u64::try_from(*n).ok(),
+        _ => None,
+    }
+}
+
+/// How one chunk fared, from its answer to the script or its shard's answers in `EXEC` (a
+/// server error is a value here).
+pub fn chunk_reply(reply: Value) -> ChunkResult {
+    chunk_result(reply.extract_error())
+}
+
 fn chunk_result(reply: RedisResult<Value>) -> ChunkResult {
     match reply {
         Ok(value) => ChunkResult::Written(redis::from_redis_value(value).unwrap_or_default()),
@@ -388,4 +579,81 @@ fn write_pipeline(
         }
     }
     pipe
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entry::GapReason;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn a_transaction_is_encoded_as_the_redis_crate_would_send_its_commands() {
+        let at = UNIX_EPOCH + Duration::from_millis(1_733_580_000_123);
+        let event = Record::Event {
+            topic: "v2.users.u1.presence".into(),
+            body: r#"{"a":"é"}"#.into(),
+            correlation_id: Some("c-1".into()),
+            snapshot: false,
+            received_at: at,
+        };
+        let gap = Record::Gap {
+            topics: vec!["v2.users.u1?presence&routingStatus".into()],
+            start: at,
+            end: at + Duration::from_secs(3),
+            reason: GapReason::Dropped,
+            dropped: 12,
+        };
+        let chunks = [
+            Chunk {
+                shard: 3,
+                fence: 41,
+                records: vec![&event, &gap, &event],
+            },
+            Chunk {
+                shard: 60,
+                fence: 7,
+                records: vec![&event],
+            },
+        ];
+        let now = at + Duration::from_secs(9);
+        let keys = [ShardKeys::new("pre", 3), ShardKeys::new("pre", 60)];
+        let mut pipe = redis::pipe();
+        pipe.cmd("WATCH").arg(&keys[0].fence).arg(&keys[1].fence);
+        pipe.cmd("MGET").arg(&keys[0].fence).arg(&keys[1].fence);
+        pipe.cmd("MULTI");
+        for (chunk, keys) in chunks.iter().zip(&keys) {
+            for record in &chunk.records {
+                let cmd = pipe
+                    .cmd("XADD")
+                    .arg(&keys.events)
+                    .arg("MAXLEN")
+                    .arg("~")
+                    .arg(5_000)
+                    .arg("*");
+                for (name, value) in record.fields("bridge-1", now) {
+                    cmd.arg(name).arg(value);
+                }
+                cmd.arg("fence").arg(chunk.fence);
+            }
+        }
+        let mut out = b"left as it was".to_vec();
+        encode_transaction(&mut out, "pre", "bridge-1", 5_000, &chunks, now);
+        assert_eq!(&out[..14], b"left as it was", "appended");
+        assert_eq!(
+            String::from_utf8_lossy(&out[14..]),
+            String::from_utf8_lossy(&pipe.get_packed_pipeline())
+        );
+    }
+
+    #[test]
+    fn error_answers_map_to_fenced_or_refused() {
+        let answer = |wire: &[u8]| redis::parse_redis_value(wire).unwrap();
+        let fenced = answer(b"-FENCED fence is 5, writer holds 4\r\n");
+        assert!(matches!(chunk_reply(fenced), ChunkResult::Fenced(_)));
+        let oom = answer(b"-OOM command not allowed\r\n");
+        assert!(matches!(chunk_reply(oom), ChunkResult::Refused(_)));
+        let id = answer(b"$3\r\n1-2\r\n");
+        assert!(matches!(chunk_reply(id), ChunkResult::Written(id) if id == "1-2"));
+    }
 }

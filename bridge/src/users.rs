@@ -1,12 +1,16 @@
 //! The `all_users` expansion: every active user of the organisation, read from the paged users
 //! API, turned into one combined topic per user (`v2.users.<id>?presence&routingStatus`).
-//! The reading does I/O (one agent, blocking); the topic building is pure.
+//! The reading does I/O (blocking, through the library client of the credential, so with its
+//! token, proxy, trusted roots and request timeout); the page parsing and topic building are
+//! pure.
 //!
 //! `GET {api_base}/api/v2/users?pageSize=<n>&pageNumber=<p>&state=active` with a bearer token,
-//! pages numbered from 1, until `pageNumber >= pageCount` or a page comes back empty. The
-//! emulator serves the same endpoint (its users are those tests gave a state; all active).
+//! pages numbered from 1, until `pageNumber >= pageCount` or a page comes back empty. A user
+//! deleted (or made inactive) is no longer listed, so the next expansion drops its topic. The
+//! emulator serves the same endpoint (its users are those tests gave a state, active until
+//! `Emulator::delete_user`).
 
-use genesys_notify::{AccessToken, TokenError, TokenSource};
+use genesys_notify::{AccessToken, Client, TokenError, TokenSource};
 use std::time::Duration;
 
 /// Most pages read in one expansion (a guard against an API that never ends its paging).
@@ -34,6 +38,14 @@ pub enum UsersError {
         /// What failed.
         error: String,
     },
+    /// The library client's request failed on this page: a status other than 2xx, the proxy,
+    /// the connection or TLS, the timeout, the token, a body that is not JSON.
+    Api {
+        /// Page number (from 1).
+        page: usize,
+        /// The client's error.
+        error: genesys_notify::Error,
+    },
     /// A page was not the JSON expected (`entities` with `id`s).
     Malformed {
         /// Page number (from 1).
@@ -51,6 +63,7 @@ impl std::fmt::Display for UsersError {
                 write!(f, "users API: page {page} answered {status}: {body}")
             }
             UsersError::Request { page, error } => write!(f, "users API: page {page}: {error}"),
+            UsersError::Api { page, error } => write!(f, "users API: page {page}: {error}"),
             UsersError::Malformed { page, error } => {
                 write!(f, "users API: page {page} is not a users page: {error}")
             }
@@ -60,7 +73,47 @@ impl std::fmt::Display for UsersError {
 
 impl std::error::Error for UsersError {}
 
-/// Reads the ids of every active user, `page_size` per request (1 to 500).
+/// The path and query of one page of active users.
+fn page_path(page_size: usize, page: usize) -> String {
+    format!("/api/v2/users?pageSize={page_size}&pageNumber={page}&state=active")
+}
+
+/// Reads pages from 1 with `read` (page number → its JSON) until the last one, and returns
+/// the ids listed.
+fn read_pages(
+    mut read: impl FnMut(usize) -> Result<serde_json::Value, UsersError>,
+) -> Result<Vec<String>, UsersError> {
+    let mut ids = Vec::new();
+    for page in 1..=MAX_PAGES {
+        let (page_ids, page_count) =
+            page_of(&read(page)?).map_err(|error| UsersError::Malformed { page, error })?;
+        let empty = page_ids.is_empty();
+        ids.extend(page_ids);
+        if empty || page_count.is_none_or(|count| page >= count) {
+            break;
+        }
+    }
+    Ok(ids)
+}
+
+/// Reads the ids of every active user through `client` (its access token, proxy, trusted
+/// roots and request timeout: [`Client::get_json`]), `page_size` per request (1 to 500).
+///
+/// # Errors
+/// [`UsersError::Api`] for a failed request (naming the page: a status other than 2xx, the
+/// proxy, the connection, the timeout, the token); [`UsersError::Malformed`] for a page
+/// without `entities` and their `id`s.
+pub fn active_users_of(client: &Client, page_size: usize) -> Result<Vec<String>, UsersError> {
+    read_pages(|page| {
+        client
+            .get_json(&page_path(page_size, page))
+            .map_err(|error| UsersError::Api { page, error })
+    })
+}
+
+/// Reads the ids of every active user, `page_size` per request (1 to 500), over a direct
+/// connection verified against the bundled roots: no proxy, no extra CA. The bridge uses
+/// [`active_users_of`], which goes through the client's network settings.
 ///
 /// # Errors
 /// [`UsersError`]: the token, a status other than 200, a failed request or a malformed page,
@@ -78,12 +131,9 @@ pub fn active_users(
         .build()
         .into();
     let base = api_base.trim_end_matches('/');
-    let mut ids = Vec::new();
-    for page in 1..=MAX_PAGES {
-        let url =
-            format!("{base}/api/v2/users?pageSize={page_size}&pageNumber={page}&state=active");
+    read_pages(|page| {
         let mut response = agent
-            .get(&url)
+            .get(&format!("{base}{}", page_path(page_size, page)))
             .header("Authorization", &format!("Bearer {}", token.secret()))
             .call()
             .map_err(|e| UsersError::Request {
@@ -105,20 +155,21 @@ pub fn active_users(
                 body: body.chars().take(200).collect(),
             });
         }
-        let (page_ids, page_count) =
-            parse_page(&body).map_err(|error| UsersError::Malformed { page, error })?;
-        let empty = page_ids.is_empty();
-        ids.extend(page_ids);
-        if empty || page_count.is_none_or(|count| page >= count) {
-            break;
-        }
-    }
-    Ok(ids)
+        serde_json::from_str(&body).map_err(|e| UsersError::Malformed {
+            page,
+            error: e.to_string(),
+        })
+    })
 }
 
 /// One page: the users' ids and `pageCount`.
 pub fn parse_page(body: &str) -> Result<(Vec<String>, Option<usize>), String> {
     let value: serde_json::Value = serde_json::from_str(body).map_err(|e| e.to_string())?;
+    page_of(&value)
+}
+
+/// One page, parsed: the users' ids and `pageCount`.
+fn page_of(value: &serde_json::Value) -> Result<(Vec<String>, Option<usize>), String> {
     let entities = value["entities"]
         .as_array()
         .ok_or("no \"entities\" array")?;
@@ -161,6 +212,44 @@ mod tests {
             .unwrap_err()
             .contains("id"));
         assert!(parse_page("[]").unwrap_err().contains("entities"));
+    }
+
+    #[test]
+    fn pages_are_read_until_the_page_count_or_an_empty_page() {
+        let page = |ids: &[&str], count: usize| serde_json::json!({"entities": ids.iter().map(|id| serde_json::json!({"id": id})).collect::<Vec<_>>(), "pageCount": count});
+        let mut asked = Vec::new();
+        let ids = read_pages(|n| {
+            asked.push(n);
+            Ok(match n {
+                1 => page(&["a", "b"], 2),
+                _ => page(&["c"], 2),
+            })
+        })
+        .unwrap();
+        assert_eq!(
+            (ids, asked),
+            (vec!["a".into(), "b".into(), "c".into()], vec![1, 2])
+        );
+        let mut asked = 0;
+        let ids = read_pages(|n| {
+            asked += 1;
+            Ok(if n == 1 {
+                page(&["a"], 9)
+            } else {
+                page(&[], 9)
+            })
+        })
+        .unwrap();
+        assert_eq!(
+            (ids, asked),
+            (vec!["a".to_owned()], 2),
+            "an empty page ends it"
+        );
+        let failed = read_pages(|_| Ok(serde_json::json!({"pageCount": 1}))).unwrap_err();
+        assert!(
+            matches!(failed, UsersError::Malformed { page: 1, .. }),
+            "{failed}"
+        );
     }
 
     #[test]

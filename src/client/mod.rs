@@ -131,6 +131,23 @@ impl Client {
         self.inner.shared.api.token_me().map_err(Error::from)
     }
 
+    /// `GET {api_base}{path}` with the client's access token and its network settings (proxy,
+    /// trusted roots, [`Config::request_timeout`] for the whole exchange), and the JSON
+    /// answer: for REST reads the client does not make itself, such as the paged users list
+    /// (`/api/v2/users?pageSize=500&pageNumber=1`). `path` is the path and query, starting
+    /// with `/`. A 401 gets one token refresh and one more attempt, as the client's own calls;
+    /// nothing else is retried.
+    ///
+    /// # Errors
+    /// [`Error::Shutdown`] after [`Client::shutdown`]; [`Error::Token`] when no token can be
+    /// obtained; [`Error::Api`] for a status other than 2xx (its variant names the status),
+    /// a proxy or transport failure, the timeout, or a body that is not JSON
+    /// ([`ApiError::Decode`](crate::error::ApiError::Decode)).
+    pub fn get_json(&self, path: &str) -> Result<serde_json::Value, Error> {
+        self.check_open()?;
+        self.inner.shared.api.get_json(path).map_err(Error::from)
+    }
+
     /// Every topic subscribed now, sorted. Topics of a channel that stopped for good (retry
     /// budget spent, permanent failure) are not listed: they no longer flow.
     pub fn topics(&self) -> Vec<Topic> {

@@ -8,7 +8,8 @@
 //! - `/api/v2/users/{id}/presences/purecloud`: 404 for an unknown user;
 //! - `/api/v2/users?id=..&expand=presence,routingStatus&pageSize=..&pageNumber=..`: at most
 //!   [`USERS_ID_LIMIT`] ids and a page size of at most [`USERS_PAGE_SIZE_MAX`] (default 25),
-//!   else 400; unknown users are left out;
+//!   else 400; unknown users are left out; `state` (`active` by default, as the real API;
+//!   `deleted`, `any`) filters the users listed, so a deleted user is no longer listed;
 //! - `/api/v2/users/{id}/routingstatus`: `OFF_QUEUE` for a user without one, as the real API.
 //!
 //! Presence answers carry `systemPresence` in the display form (`"On Queue"`), as REST samples
@@ -56,6 +57,20 @@ pub struct UserRoutingStatus {
 struct User {
     presence: Option<UserPresence>,
     routing: Option<UserRoutingStatus>,
+    /// Deleted by [`Emulator::delete_user`]: `GET /api/v2/users` lists it only when asked for
+    /// `state=deleted` (or `any`).
+    deleted: bool,
+}
+
+impl User {
+    /// The user's `state` as the users API gives it.
+    fn state(&self) -> &'static str {
+        if self.deleted {
+            "deleted"
+        } else {
+            "active"
+        }
+    }
 }
 
 /// The state resources' part of the emulator state (under the state lock).
@@ -372,12 +387,21 @@ impl Resources {
                     .filter(|(k, _)| k == "expand")
                     .flat_map(|(_, v)| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
                     .collect();
+                // The API lists active users unless `state` says otherwise (`inactive`, `deleted`,
+                // `any`); the emulator's users are active until deleted.
+                let state = params
+                    .iter()
+                    .find(|(k, _)| k == "state")
+                    .map_or("active", |(_, v)| v.as_str());
+                let listed = |id: &String| {
+                    self.users
+                        .get(id)
+                        .is_some_and(|u| state.eq_ignore_ascii_case("any") || u.state() == state)
+                };
                 let selected: Vec<&String> = if ids.is_empty() {
-                    self.users.keys().collect()
+                    self.users.keys().filter(|id| listed(id)).collect()
                 } else {
-                    ids.iter()
-                        .filter(|id| self.users.contains_key(*id))
-                        .collect()
+                    ids.iter().filter(|id| listed(id)).collect()
                 };
                 let total = selected.len();
                 let entities: Vec<Value> = selected
@@ -389,7 +413,7 @@ impl Resources {
                         let mut entity = json!({
                             "id": id,
                             "name": format!("User {}", &id[..id.len().min(8)]),
-                            "state": "active",
+                            "state": user.state(),
                             "selfUri": format!("/api/v2/users/{id}"),
                         });
                         if expand.iter().any(|e| e == "routingstatus") {
@@ -462,6 +486,22 @@ impl Emulator {
             .resources
             .observe(&format!("v2.users.{user}.presence"), &text);
         body
+    }
+
+    /// Deletes a user, as an administrator deleting it in Genesys Cloud: `GET /api/v2/users`
+    /// no longer lists it (the API lists `state=active` users by default), except with
+    /// `state=deleted` or `state=any`. Its presence and routing status stay readable by id, and
+    /// publishing on its topics still works: the emulator does not unsubscribe anyone. Returns
+    /// false when the emulator knows no such user (none was given a state).
+    pub fn delete_user(&self, user: &str) -> bool {
+        let mut st = self.shared.state.lock();
+        match st.resources.users.get_mut(&user.to_ascii_lowercase()) {
+            Some(u) => {
+                u.deleted = true;
+                true
+            }
+            None => false,
+        }
     }
 
     /// Sets a user's routing status (`startTime` now) without publishing anything, and returns

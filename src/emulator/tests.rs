@@ -1011,3 +1011,57 @@ fn emulator_is_send_and_sync_and_hides_the_secret() {
     let config = EmulatorConfig::default().client_secret("s3cr3t-value");
     assert!(!format!("{config:?}").contains("s3cr3t-value"));
 }
+
+#[test]
+fn deleted_users_leave_the_users_list_unless_asked_for() {
+    let emu = Emulator::start().unwrap();
+    let token = emu.issue_token();
+    for user in ["u1", "u2", "u3"] {
+        emu.set_user_presence(user, "AVAILABLE");
+    }
+    assert!(emu.delete_user("U2"), "ids compare ignoring case");
+    assert!(!emu.delete_user("nobody"));
+    let listed = |query: &str| -> Vec<(String, String)> {
+        let answer = call(
+            &emu,
+            "GET",
+            &format!("/api/v2/users?pageSize=10{query}"),
+            Some(&token),
+            None,
+        );
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        let page = answer.json();
+        assert_eq!(
+            page["total"].as_u64().unwrap() as usize,
+            page["entities"].as_array().unwrap().len()
+        );
+        page["entities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["id"].as_str().unwrap().to_owned(),
+                    e["state"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let pair = |id: &str, state: &str| (id.to_owned(), state.to_owned());
+    assert_eq!(
+        listed(""),
+        [pair("u1", "active"), pair("u3", "active")],
+        "active by default"
+    );
+    assert_eq!(listed("&state=active"), listed(""));
+    assert_eq!(listed("&state=deleted"), [pair("u2", "deleted")]);
+    assert_eq!(
+        listed("&state=any"),
+        [
+            pair("u1", "active"),
+            pair("u2", "deleted"),
+            pair("u3", "active")
+        ]
+    );
+    assert!(emu.user_presence("u2").is_some(), "still readable by id");
+}
