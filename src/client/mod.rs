@@ -26,7 +26,7 @@ use crate::api::ChannelInfo;
 use crate::auth::RefresherHandle;
 use crate::channel::{Shared, Slot};
 use crate::config::Config;
-use crate::error::Error;
+use crate::error::{ConfigError, Error};
 use crate::event::{Event, Lifecycle};
 use crate::health::Health;
 use crate::listener::{ListenerGuard, Registry};
@@ -142,9 +142,13 @@ impl Client {
     /// [`Error::Shutdown`] after [`Client::shutdown`]; [`Error::Token`] when no token can be
     /// obtained; [`Error::Api`] for a status other than 2xx (its variant names the status),
     /// a proxy or transport failure, the timeout, or a body that is not JSON
-    /// ([`ApiError::Decode`](crate::error::ApiError::Decode)).
+    /// ([`ApiError::Decode`](crate::error::ApiError::Decode)); [`Error::Config`] (field
+    /// `"path"`) before any request when `path` does not start with one `/` or holds white
+    /// space, control characters or a `#`: the token is only ever sent to `api_base`'s host
+    /// (a path such as `@other.host/x` or `//other.host/x` would name another host).
     pub fn get_json(&self, path: &str) -> Result<serde_json::Value, Error> {
         self.check_open()?;
+        check_rest_path(path)?;
         self.inner.shared.api.get_json(path).map_err(Error::from)
     }
 
@@ -262,5 +266,52 @@ impl Client {
     /// (models/typed.rs).
     pub(crate) fn lifecycle_sink(&self) -> &Arc<crate::dispatch::LifecycleSink> {
         &self.inner.shared.dispatcher.lifecycle
+    }
+}
+
+/// `get_json`'s path: the path and query of a URL on `api_base`'s host, never anything that
+/// would move the request (and its access token) to another host.
+fn check_rest_path(path: &str) -> Result<(), Error> {
+    let reason = if !path.starts_with('/') {
+        Some("must start with '/'")
+    } else if path.starts_with("//") {
+        Some("must not start with '//' (that names another host)")
+    } else if path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        Some("must not hold white space or control characters")
+    } else if path.contains('#') {
+        Some("must not hold a fragment ('#')")
+    } else {
+        None
+    };
+    match reason {
+        None => Ok(()),
+        Some(reason) => Err(Error::Config(ConfigError {
+            field: "path",
+            reason: format!("{path:?} {reason}"),
+        })),
+    }
+}
+
+#[cfg(test)]
+mod path_tests {
+    use super::check_rest_path;
+
+    #[test]
+    fn a_rest_path_cannot_send_the_token_to_another_host() {
+        for good in ["/api/v2/users", "/api/v2/users?pageSize=500&pageNumber=2"] {
+            assert!(check_rest_path(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "api/v2/users",
+            "@evil.example/x",
+            "//evil.example/x",
+            "/api/v2 users",
+            "/api/v2/users\r\nX: y",
+            "/api/v2/users#frag",
+        ] {
+            let err = check_rest_path(bad).expect_err(bad).to_string();
+            assert!(err.contains("path"), "{bad}: {err}");
+        }
     }
 }
