@@ -485,6 +485,11 @@ impl ClientBuilder {
     /// The hosts that bypass the proxy, curl's `NO_PROXY` syntax: comma-separated host names
     /// (each also covers its subdomains), `.domain` or `*.domain`, IP addresses or CIDR blocks,
     /// each optionally with `:port`; `*` for all. Overrides `NO_PROXY` from the environment.
+    /// [`ClientBuilder::build`] fails naming `no_proxy` and the first bad entry (its position
+    /// and what is wrong) for an empty entry (a stray comma), a port outside 1..=65535, an
+    /// address or CIDR block that does not parse (`::::`), a `*` other than alone or as a
+    /// leading `*.` (`*.*.*`), or a character no host name holds. `NO_PROXY` read from the
+    /// environment is checked the same way, except that empty entries are skipped there.
     pub fn no_proxy(mut self, list: &str) -> Self {
         self.config.proxy.no_proxy = Some(list.to_owned());
         self
