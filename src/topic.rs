@@ -472,8 +472,13 @@ mod tests {
             })
         );
         // Every message says what is wrong and where.
-        let text = Topic::parse(" v2.users.x.presence").unwrap_err().to_string();
-        assert!(text.contains("white space") && text.contains("position 0"), "{text}");
+        let text = Topic::parse(" v2.users.x.presence")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("white space") && text.contains("position 0"),
+            "{text}"
+        );
         let text = Topic::parse("v2").unwrap_err().to_string();
         assert!(text.contains("single segment"), "{text}");
         // Patterns are not trimmed either, and `*` alone is still a pattern.

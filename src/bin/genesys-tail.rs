@@ -10,6 +10,8 @@ use genesys_notify::{
 };
 use std::io::Write;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The program's name: `genesys-tail` installed, `tail` as the example.
@@ -40,12 +42,28 @@ Output:
 Exit codes:
   0    stopped by Ctrl-C, SIGTERM or SIGHUP (also while still subscribing) or because
        stdout was closed (| head -1): sockets closed, subscriptions removed
-  1    a runtime failure (the service kept failing, a channel stopped for good, stdout
-       not writable: a full disk, an I/O error)
-  2    input to fix: missing or wrong credentials, bad topic, a pattern that is invalid or
-       matches none of the topics, bad settings,
-       every topic rejected, a proxy asking for credentials
+  1    a runtime failure not listed below (a channel stopped for good, stdout not
+       writable: a full disk, an I/O error)
+  2    input to fix: missing or wrong credentials (the token endpoint refused them, or
+       the API refused the token), bad topic, a pattern that is invalid or matches none
+       of the topics, bad settings or flags out of range, every topic rejected, a proxy
+       asking for credentials, a base URL that is not the service's
+  3    network: the service could not be reached (connection refused, DNS, timeout,
+       TLS, proxy down)
+  4    permission: the service answered 403 (the token lacks a permission)
+  5    rate limited: the service kept answering 429
+  6    server: the service kept failing (5xx, answers that do not parse)
   130  a second Ctrl-C (or SIGTERM): exit without waiting for the clean shutdown
+  Errors are written as `genesys-tail: error: <what was done>: <class>: <error>`; as JSON,
+  {\"event\":\"error\",\"message\",\"exit_code\",\"class\"} with class one of input,
+  credentials, network, permission, rate_limited, server, runtime.
+
+Summary (the last line of stderr, also after stdout closed):
+  received N: written W, not written U (stdout closed), dropped D, unrouted R; malformed
+  frames M. received = written + not written + dropped + unrouted (notifications read from
+  the sockets); as JSON: received, delivered (= written + not_written), written,
+  not_written, dropped, unrouted, malformed, snapshots_written, snapshots_not_written, and
+  stopped_by (signal, stdout_closed, failure).
 
 Corporate networks:
   The proxy comes from --proxy, else from https_proxy / HTTPS_PROXY / all_proxy / ALL_PROXY,
@@ -271,46 +289,312 @@ impl From<BackpressureArg> for Backpressure {
     }
 }
 
+/// What kind of failure ended tail: its exit code, and the word that labels it on stderr (and
+/// in the JSON `error` line's `class`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Class {
+    /// Input to fix: bad flags, settings, topics, credentials refused by the token endpoint, a
+    /// proxy asking for credentials, a wrong base URL: exit 2.
+    Input,
+    /// The token endpoint refused the credentials (400/401, `invalid_client`) or the API
+    /// refused the token (401): exit 2, as before (input to fix), labelled apart.
+    Credentials,
+    /// The service could not be reached: connection refused, DNS, timeouts, TLS, a proxy that
+    /// is down: exit 3.
+    Network,
+    /// The token lacks a permission (403): exit 4.
+    Permission,
+    /// The service kept answering 429: exit 5.
+    RateLimited,
+    /// The service kept failing (5xx, answers that do not parse): exit 6.
+    Server,
+    /// Any other runtime failure (a channel stopped for good, stdout not writable): exit 1.
+    Runtime,
+}
+
+impl Class {
+    fn code(self) -> u8 {
+        match self {
+            Class::Runtime => 1,
+            Class::Input | Class::Credentials => 2,
+            Class::Network => 3,
+            Class::Permission => 4,
+            Class::RateLimited => 5,
+            Class::Server => 6,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Class::Input => "input",
+            Class::Credentials => "credentials",
+            Class::Network => "network",
+            Class::Permission => "permission",
+            Class::RateLimited => "rate_limited",
+            Class::Server => "server",
+            Class::Runtime => "runtime",
+        }
+    }
+
+    /// What the class means, for the message.
+    fn meaning(self) -> &'static str {
+        match self {
+            Class::Input => "input to fix",
+            Class::Credentials => "credentials refused",
+            Class::Network => "network: the service could not be reached",
+            Class::Permission => "permission denied",
+            Class::RateLimited => "rate limited by the service",
+            Class::Server => "the service failed",
+            Class::Runtime => "failure",
+        }
+    }
+
+    fn of_token(error: &genesys_notify::TokenError) -> Class {
+        use genesys_notify::TokenError as T;
+        match error {
+            T::InvalidCredentials { .. } | T::UnusableToken { .. } => Class::Credentials,
+            T::RateLimited { .. } => Class::RateLimited,
+            T::Server { status: 403, .. } => Class::Permission,
+            T::Server { status, .. } if *status >= 500 || *status == 408 => Class::Server,
+            // A 404 or 3xx from the token endpoint: the login base URL is wrong.
+            T::Server { .. } => Class::Input,
+            T::Transport(_) => Class::Network,
+            T::Proxy(e) if e.is_transient() => Class::Network,
+            T::Proxy(_) => Class::Input,
+            _ => Class::Runtime,
+        }
+    }
+
+    fn of_api(error: &genesys_notify::ApiError) -> Class {
+        use genesys_notify::ApiError as A;
+        match error {
+            A::Unauthorized { .. } => Class::Credentials,
+            A::Forbidden { .. } => Class::Permission,
+            A::RateLimited { .. } => Class::RateLimited,
+            // `verify_token` answered 404: the API base URL is wrong.
+            A::Server { status: 404, .. } | A::NotFound => Class::Input,
+            A::Server { status, .. } if *status >= 500 => Class::Server,
+            A::Decode(_) => Class::Server,
+            A::Transport(_) => Class::Network,
+            A::Proxy(e) if e.is_transient() => Class::Network,
+            A::Proxy(_) => Class::Input,
+            A::Token(e) => Class::of_token(e),
+            _ => Class::Runtime,
+        }
+    }
+
+    fn of(error: &Error) -> Class {
+        match error {
+            Error::Config(_)
+            | Error::Topic { .. }
+            | Error::TooManyTopics { .. }
+            | Error::TooManyChannels { .. } => Class::Input,
+            Error::Token(e) => Class::of_token(e),
+            Error::Api(e) => Class::of_api(e),
+            // A call that ran out of time while the service could not be reached.
+            Error::Timeout { .. } => Class::Network,
+            _ => Class::Runtime,
+        }
+    }
+}
+
 /// A failure and the exit code it leads to.
 struct Failure {
-    code: u8,
+    class: Class,
     message: String,
+}
+
+impl Failure {
+    fn new(code: u8, message: impl Into<String>) -> Failure {
+        let class = if code == 2 {
+            Class::Input
+        } else {
+            Class::Runtime
+        };
+        Failure {
+            class,
+            message: message.into(),
+        }
+    }
 }
 
 /// Input the user must fix: exit code 2.
 fn usage(message: impl Into<String>) -> Failure {
-    Failure {
-        code: 2,
-        message: message.into(),
-    }
+    Failure::new(2, message)
 }
 
-/// A client error: credentials and configuration problems are the user's to fix (2), the rest
-/// is a runtime failure (1).
+/// A client error, classified (see [`Class`]): the message says what tail was doing, what
+/// kind of failure it met, and the error.
 fn from_error(context: &str, error: Error) -> Failure {
-    let code = match &error {
-        Error::Config(_)
-        | Error::Topic { .. }
-        | Error::TooManyTopics { .. }
-        | Error::TooManyChannels { .. } => 2,
-        Error::Token(e) if e.is_permanent() => 2,
-        Error::Api(genesys_notify::ApiError::Unauthorized { .. }) => 2,
-        // `verify_token` answered 404: the API base URL is wrong.
-        Error::Api(genesys_notify::ApiError::Server { status: 404, .. }) => 2,
-        Error::Api(genesys_notify::ApiError::Proxy(e)) if !e.is_transient() => 2,
-        _ => 1,
+    let class = Class::of(&error);
+    let message = match (class, &error) {
+        // Configuration errors name the library's setting: say which flag or variable it is.
+        (_, Error::Config(e)) => format!("{context}: {}: {}", setting_name(e.field), e.reason),
+        (Class::Input | Class::Runtime, _) => format!("{context}: {error}"),
+        _ => format!("{context}: {}: {error}", class.meaning()),
     };
-    Failure {
-        code,
-        message: format!("{context}: {error}"),
+    Failure { class, message }
+}
+
+/// The flag (and environment variable) behind a library setting, for messages about it.
+fn setting_name(field: &str) -> String {
+    let (flag, var) = match field {
+        "region" => ("--region", Some("GENESYS_REGION")),
+        "api_base" => ("--api-base", Some("GENESYS_API_BASE")),
+        "login_base" => ("--login-base", Some("GENESYS_LOGIN_BASE")),
+        "client_id" => ("--client-id", Some("GENESYS_CLIENT_ID")),
+        "client_secret" => ("--client-secret", Some("GENESYS_CLIENT_SECRET")),
+        "access_token" => ("--access-token", Some("GENESYS_ACCESS_TOKEN")),
+        "proxy" => (
+            "--proxy",
+            Some("https_proxy/HTTPS_PROXY/all_proxy/ALL_PROXY"),
+        ),
+        "no_proxy" => ("--no-proxy", Some("no_proxy/NO_PROXY")),
+        "streaming_base" => ("--streaming-base", None),
+        "dispatcher_threads" => ("--dispatcher-threads", None),
+        "queue_capacity" => ("--queue-capacity", None),
+        "ping_interval" => ("--ping-interval-secs", None),
+        "liveness_timeout" => ("--liveness-timeout-secs", None),
+        "root_certificates" | "tls_roots" => ("--ca-file", None),
+        other => return format!("setting {other}"),
+    };
+    match var {
+        Some(var) => format!("{flag} (or {var})"),
+        None => flag.to_owned(),
     }
 }
 
-/// The flag's value, else the environment variable's (empty counts as unset).
-fn flag_or_env(flag: Option<String>, var: &str) -> Option<String> {
-    flag.or_else(|| std::env::var(var).ok())
-        .map(|v| v.trim().to_owned())
-        .filter(|v| !v.is_empty())
+/// The accepted range of each numeric flag, in the flag's own unit (the library's limits,
+/// `Config::validate`, in whole seconds where the flag counts seconds).
+const RANGES: [(&str, u64, u64, &str); 4] = [
+    ("--dispatcher-threads", 1, 256, "threads"),
+    ("--queue-capacity", 1, 1 << 20, "events"),
+    ("--ping-interval-secs", 1, 3600, "seconds"),
+    ("--liveness-timeout-secs", 1, 3600, "seconds"),
+];
+
+/// Checks the numeric flags against [`RANGES`] and each other, naming the flag as typed, the
+/// accepted range in its unit and the value given (the library would name its own setting and
+/// unit: `liveness_timeout`, `0ns`).
+fn check_ranges(args: &Args) -> Result<(), Failure> {
+    let given = [
+        args.dispatcher_threads.map(|n| n as u64),
+        args.queue_capacity.map(|n| n as u64),
+        args.ping_interval_secs,
+        args.liveness_timeout_secs,
+    ];
+    for ((flag, min, max, unit), value) in RANGES.iter().zip(given) {
+        if let Some(value) = value.filter(|v| !(*min..=*max).contains(v)) {
+            return Err(usage(format!(
+                "{flag} {value} is out of range: give {min} to {max} ({unit})"
+            )));
+        }
+    }
+    let defaults = genesys_notify::Config::default();
+    let ping = args
+        .ping_interval_secs
+        .map(Duration::from_secs)
+        .unwrap_or(defaults.ping_interval());
+    let liveness = args
+        .liveness_timeout_secs
+        .map(Duration::from_secs)
+        .unwrap_or(defaults.liveness_timeout());
+    if ping >= liveness {
+        let side = |flag: &str, given: Option<u64>, value: Duration| match given {
+            Some(secs) => format!("{flag} {secs}"),
+            None => format!("{flag}'s default {}", value.as_secs()),
+        };
+        return Err(usage(format!(
+            "{} must be below {} (seconds): a ping is sent after that much silence, and the \
+             socket is presumed dead after the other",
+            side("--ping-interval-secs", args.ping_interval_secs, ping),
+            side(
+                "--liveness-timeout-secs",
+                args.liveness_timeout_secs,
+                liveness
+            ),
+        )));
+    }
+    Ok(())
+}
+
+/// The flag's value, else the environment variable's (an empty variable counts as unset, as
+/// shells leave them), trimmed.
+///
+/// # Errors
+/// A flag given empty (`--api-base ""`): the user asked for something and gave nothing; and
+/// a variable that is not valid UTF-8.
+fn flag_or_env(flag: Option<String>, name: &str, var: &str) -> Result<Option<String>, Failure> {
+    if let Some(value) = flag {
+        let value = value.trim();
+        if value.is_empty() {
+            return Err(usage(format!(
+                "{name} is empty; give a value or leave it out"
+            )));
+        }
+        return Ok(Some(value.to_owned()));
+    }
+    match std::env::var(var) {
+        Ok(value) => Ok(Some(value.trim().to_owned()).filter(|v| !v.is_empty())),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => Err(usage(format!(
+            "{var} is not valid UTF-8; set it to a valid value or unset it"
+        ))),
+    }
+}
+
+/// What tail did with the events the client handed to it, for the summary: the client's
+/// health counts what reached tail's listeners (`delivered`), these what tail then wrote.
+#[derive(Default)]
+struct Output {
+    /// Notification lines written to stdout.
+    written: AtomicU64,
+    /// Notifications handed to tail but not written: stdout was closed or failing by then.
+    not_written: AtomicU64,
+    /// Snapshot lines (state read over REST) written to stdout.
+    snapshots_written: AtomicU64,
+    /// Snapshot lines not written (stdout closed or failing).
+    snapshots_not_written: AtomicU64,
+    /// Set once stdout cannot be written (closed, or an I/O error): nothing more is tried, each
+    /// later event is only counted as not written.
+    closed: AtomicBool,
+}
+
+impl Output {
+    fn count(&self, snapshot: bool, written: bool) {
+        let counter = match (snapshot, written) {
+            (false, true) => &self.written,
+            (false, false) => &self.not_written,
+            (true, true) => &self.snapshots_written,
+            (true, false) => &self.snapshots_not_written,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Writes one event as a line on stdout (unless stdout is already known to be closed) and
+    /// counts it; the error of a write that failed.
+    fn write(&self, event: &Event) -> std::io::Result<()> {
+        let snapshot = event.is_snapshot();
+        if self.closed.load(Ordering::Acquire) {
+            self.count(snapshot, false);
+            return Ok(());
+        }
+        let frame = event.frame_json().trim();
+        // JSON text can hold a raw line break only between tokens, so replacing it keeps the
+        // JSON intact and makes one line.
+        let line = if frame.contains(['\n', '\r']) {
+            std::borrow::Cow::Owned(frame.replace(['\n', '\r'], " "))
+        } else {
+            std::borrow::Cow::Borrowed(frame)
+        };
+        let mut out = std::io::stdout().lock();
+        let result = writeln!(out, "{line}").and_then(|()| out.flush());
+        if result.is_err() {
+            self.closed.store(true, Ordering::Release);
+        }
+        self.count(snapshot, result.is_ok());
+        result
+    }
 }
 
 /// Why the main thread stops waiting.
@@ -325,6 +609,7 @@ enum Stop {
 
 fn run(args: Args) -> Result<(), Failure> {
     let format = args.lifecycle_format;
+    check_ranges(&args)?;
     // Topics first: a typo is reported before any network call.
     let mut topics = Vec::new();
     for name in &args.topics {
@@ -359,10 +644,10 @@ fn run(args: Args) -> Result<(), Failure> {
     }
 
     let mut builder = Client::builder();
-    let region = flag_or_env(args.region, "GENESYS_REGION");
-    let api_base = flag_or_env(args.api_base, "GENESYS_API_BASE");
-    let login_base = flag_or_env(args.login_base, "GENESYS_LOGIN_BASE");
-    let access_token = flag_or_env(args.access_token, "GENESYS_ACCESS_TOKEN");
+    let region = flag_or_env(args.region, "--region", "GENESYS_REGION")?;
+    let api_base = flag_or_env(args.api_base, "--api-base", "GENESYS_API_BASE")?;
+    let login_base = flag_or_env(args.login_base, "--login-base", "GENESYS_LOGIN_BASE")?;
+    let access_token = flag_or_env(args.access_token, "--access-token", "GENESYS_ACCESS_TOKEN")?;
     // An access token needs no OAuth host: the API base alone says where to go.
     let login_needed = access_token.is_none();
     match &region {
@@ -392,8 +677,12 @@ fn run(args: Args) -> Result<(), Failure> {
         builder = builder.login_base(url);
     }
 
-    let client_id = flag_or_env(args.client_id, "GENESYS_CLIENT_ID");
-    let client_secret = flag_or_env(args.client_secret, "GENESYS_CLIENT_SECRET");
+    let client_id = flag_or_env(args.client_id, "--client-id", "GENESYS_CLIENT_ID")?;
+    let client_secret = flag_or_env(
+        args.client_secret,
+        "--client-secret",
+        "GENESYS_CLIENT_SECRET",
+    )?;
     builder = match (access_token, client_id, client_secret) {
         (Some(token), _, _) => builder.access_token(token),
         (None, Some(id), Some(secret)) => builder.client_credentials(id, secret),
@@ -469,10 +758,7 @@ fn run(args: Args) -> Result<(), Failure> {
         let (stop, phase, client) = (stop_tx.clone(), phase.clone(), handler_client.clone());
         let first_press = parking_lot::Mutex::new(None::<Instant>);
         ctrlc::set_handler(move || on_signal(&first_press, &phase, &client, &stop, format))
-            .map_err(|e| Failure {
-                code: 1,
-                message: format!("cannot install the Ctrl-C handler: {e}"),
-            })?;
+            .map_err(|e| Failure::new(1, format!("cannot install the Ctrl-C handler: {e}")))?;
     }
 
     // Shared with the Ctrl-C handler, which cuts a hanging first subscribe short.
@@ -481,7 +767,7 @@ fn run(args: Args) -> Result<(), Failure> {
     // Fail fast on wrong credentials, before any channel is created.
     client
         .verify_token()
-        .map_err(|e| from_error("credentials", e))?;
+        .map_err(|e| from_error("checking the token with the service", e))?;
 
     let fatal = stop_tx.clone();
     let _lifecycle = client
@@ -511,21 +797,14 @@ fn run(args: Args) -> Result<(), Failure> {
             names
         }
     };
+    let output = Arc::new(Output::default());
     let mut guards: Vec<ListenerGuard> = Vec::new();
     for pattern in &patterns {
         let closed = stop_tx.clone();
+        let output = output.clone();
         let guard = client
             .on(pattern, move |event: &Event| {
-                let frame = event.frame_json().trim();
-                // JSON text can hold a raw line break only between tokens, so replacing it keeps
-                // the JSON intact and makes one line.
-                let line = if frame.contains(['\n', '\r']) {
-                    std::borrow::Cow::Owned(frame.replace(['\n', '\r'], " "))
-                } else {
-                    std::borrow::Cow::Borrowed(frame)
-                };
-                let mut out = std::io::stdout().lock();
-                if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush()) {
+                if let Err(e) = output.write(event) {
                     // Nobody reads any more (`| head -1`): the documented clean stop. Any other
                     // error (a full disk, an I/O error) loses notifications: a failure, never 0.
                     let stop = if e.kind() == std::io::ErrorKind::BrokenPipe {
@@ -540,7 +819,7 @@ fn run(args: Args) -> Result<(), Failure> {
         guards.push(guard);
     }
 
-    watch_stdout(stop_tx.clone(), format);
+    watch_stdout(stop_tx.clone(), output.clone(), format);
 
     // Under the lock: a signal from now on shuts the client down (see `on_signal`).
     *phase.lock() = Phase::Subscribing;
@@ -608,7 +887,7 @@ fn run(args: Args) -> Result<(), Failure> {
     );
 
     let stop = stop_rx.recv().unwrap_or(Stop::CtrlC);
-    let result = match stop {
+    let (result, stopped_by, unwritten_because) = match stop {
         Stop::CtrlC => {
             note(
                 format,
@@ -616,35 +895,75 @@ fn run(args: Args) -> Result<(), Failure> {
                 "Ctrl-C (or termination signal), shutting down",
                 &[],
             );
-            Ok(())
+            (Ok(()), "signal", "stdout failing")
         }
-        Stop::StdoutClosed => Ok(()),
-        Stop::Fatal(message) => Err(Failure { code: 1, message }),
+        Stop::StdoutClosed => (Ok(()), "stdout_closed", "stdout closed"),
+        Stop::Fatal(message) => (Err(Failure::new(1, message)), "failure", "stdout failing"),
     };
-    let health = client.health();
-    client
-        .shutdown(Duration::from_secs(5))
-        .map_err(|e| from_error("shutdown", e))?;
+    // The summary is read once the client is shut down: the events still queued have been
+    // handed to tail by then (and counted as written or not), so the numbers add up.
+    let shutdown = client.shutdown(Duration::from_secs(5));
+    summary(
+        &client.health(),
+        &output,
+        stopped_by,
+        unwritten_because,
+        format,
+    );
+    shutdown.map_err(|e| from_error("shutdown", e))?;
+    result
+}
+
+/// The last line of stderr: what the client received and what became of it. `received =
+/// written + not written + dropped + unrouted` (notifications; malformed frames apart), once
+/// the client is shut down; snapshot lines are counted apart, since they are not received
+/// from the socket.
+fn summary(
+    health: &genesys_notify::Health,
+    output: &Output,
+    stopped_by: &str,
+    unwritten_because: &str,
+    format: LifecycleFormat,
+) {
+    let written = output.written.load(Ordering::Relaxed);
+    let not_written = output.not_written.load(Ordering::Relaxed);
+    let snapshots_written = output.snapshots_written.load(Ordering::Relaxed);
+    let snapshots_not_written = output.snapshots_not_written.load(Ordering::Relaxed);
+    let mut message = format!(
+        "received {}: written {written}, not written {not_written}{}, dropped {}, unrouted {}; \
+         malformed frames {}",
+        health.received(),
+        if not_written > 0 {
+            format!(" ({unwritten_because})")
+        } else {
+            String::new()
+        },
+        health.dropped(),
+        health.unrouted(),
+        health.malformed()
+    );
+    if snapshots_written + snapshots_not_written > 0 {
+        message.push_str(&format!(
+            "; snapshot lines written {snapshots_written}, not written {snapshots_not_written}"
+        ));
+    }
     note(
         format,
         "summary",
-        &format!(
-            "received {}, delivered {}, dropped {}, unrouted {}, malformed {}",
-            health.received(),
-            health.delivered(),
-            health.dropped(),
-            health.unrouted(),
-            health.malformed()
-        ),
+        &message,
         &[
             ("received", health.received().into()),
             ("delivered", health.delivered().into()),
+            ("written", written.into()),
+            ("not_written", not_written.into()),
             ("dropped", health.dropped().into()),
             ("unrouted", health.unrouted().into()),
             ("malformed", health.malformed().into()),
+            ("snapshots_written", snapshots_written.into()),
+            ("snapshots_not_written", snapshots_not_written.into()),
+            ("stopped_by", stopped_by.into()),
         ],
     );
-    result
 }
 
 /// `text` with its control characters escaped (`\n`, `\u{1b}`): one line.
@@ -737,7 +1056,11 @@ fn on_signal(
 /// would fail, but without a next event nothing is written. poll(2) reports `POLLERR` on a
 /// pipe whose reading end is closed; a terminal or a file never reports it.
 #[cfg(unix)]
-fn watch_stdout(stop: crossbeam_channel::Sender<Stop>, format: LifecycleFormat) {
+fn watch_stdout(
+    stop: crossbeam_channel::Sender<Stop>,
+    output: Arc<Output>,
+    format: LifecycleFormat,
+) {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     use std::os::fd::AsFd;
     let spawned = std::thread::Builder::new()
@@ -752,6 +1075,7 @@ fn watch_stdout(stop: crossbeam_channel::Sender<Stop>, format: LifecycleFormat) 
                     Ok(_) => {
                         let revents = fds[0].revents().unwrap_or(PollFlags::empty());
                         if revents.intersects(PollFlags::POLLERR | PollFlags::POLLHUP) {
+                            output.closed.store(true, Ordering::Release);
                             let _ = stop.try_send(Stop::StdoutClosed);
                             return;
                         }
@@ -778,7 +1102,12 @@ fn watch_stdout(stop: crossbeam_channel::Sender<Stop>, format: LifecycleFormat) 
 }
 
 #[cfg(not(unix))]
-fn watch_stdout(_stop: crossbeam_channel::Sender<Stop>, _format: LifecycleFormat) {}
+fn watch_stdout(
+    _stop: crossbeam_channel::Sender<Stop>,
+    _output: Arc<Output>,
+    _format: LifecycleFormat,
+) {
+}
 
 /// Whether the command line asks for JSON lines on stderr, read from the raw arguments: a
 /// command line clap refuses is reported in the format it asked for too.
@@ -822,9 +1151,12 @@ fn main() -> ExitCode {
                 format,
                 "error",
                 &message,
-                &[("exit_code", failure.code.into())],
+                &[
+                    ("exit_code", failure.class.code().into()),
+                    ("class", failure.class.label().into()),
+                ],
             );
-            ExitCode::from(failure.code)
+            ExitCode::from(failure.class.code())
         }
     }
 }
