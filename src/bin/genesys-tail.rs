@@ -35,7 +35,8 @@ Output:
             {\"time\":\"…\",\"event\":\"gap\",\"channel\":\"stre…abcd\",\"message\":\"…\",…}
           event names the lifecycle kind (channel_created, subscribed, connected, disconnected,
           reconnecting, gap, resynced, system_message, ...); gap adds start, end and topics,
-          reconnecting adds attempt and delay_ms, dropped adds count and total.
+          reconnecting adds attempt and delay_ms, dropped adds count and total,
+          request_failed adds count (repeats within 5 s are coalesced into one line).
           tail's own lines (following, topic_rejected, stopping, summary, error with its
           exit_code) then are JSON objects of the same shape, with \"channel\": null.
 
@@ -228,6 +229,9 @@ fn lifecycle_line(event: &Lifecycle, format: LifecycleFormat) -> String {
                 Lifecycle::Dropped { count, total, .. } => {
                     line["count"] = (*count).into();
                     line["total"] = (*total).into();
+                }
+                Lifecycle::RequestFailed { count, .. } => {
+                    line["count"] = (*count).into();
                 }
                 _ => {}
             }
