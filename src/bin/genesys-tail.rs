@@ -5,8 +5,7 @@
 
 use clap::{Parser, ValueEnum};
 use genesys_notify::{
-    Backpressure, Client, Error, Event, Lifecycle, ListenerGuard, Pattern, Region, Snapshots,
-    Topic, TopicError,
+    Backpressure, Client, Error, Event, Lifecycle, ListenerGuard, Pattern, Region, Snapshots, Topic,
 };
 use std::io::Write;
 use std::process::ExitCode;
@@ -614,22 +613,27 @@ enum Stop {
 fn run(args: Args) -> Result<(), Failure> {
     let format = args.lifecycle_format;
     check_ranges(&args)?;
-    // Topics first: a typo is reported before any network call.
+    // Topics first: a typo is reported before any network call, every bad one at once.
     let mut topics = Vec::new();
+    let mut bad = Vec::new();
     for name in &args.topics {
-        let topic = Topic::parse(name).map_err(|e: TopicError| {
-            usage(format!(
-                "bad topic {name:?}: {e}\n(topics look like v2.users.<id>.presence or \
-                 v2.users.<id>?presence&routingStatus)"
-            ))
-        })?;
-        topics.push(topic);
+        match Topic::parse(name) {
+            Ok(topic) => topics.push(topic),
+            Err(e) => bad.push(format!("bad topic {name:?}: {e}")),
+        }
+    }
+    if !bad.is_empty() {
+        return Err(usage(format!(
+            "{} (topics look like v2.users.<id>.presence or \
+             v2.users.<id>?presence&routingStatus)",
+            bad.join("; ")
+        )));
     }
 
     if let Some(pattern) = &args.pattern {
         let parsed = Pattern::parse(pattern).map_err(|e| {
             usage(format!(
-                "bad --pattern {pattern:?}: {e}\n(patterns look like v2.users.*.presence)"
+                "bad --pattern {pattern:?}: {e} (patterns look like v2.users.*.presence)"
             ))
         })?;
         // Only subscribed topics bring events: a pattern matching none of them would print
@@ -1138,7 +1142,10 @@ fn main() -> ExitCode {
                 LifecycleFormat::Json,
                 "error",
                 if detail.is_empty() { &message } else { detail },
-                &[("exit_code", code.into())],
+                &[
+                    ("exit_code", code.into()),
+                    ("class", Class::Input.label().into()),
+                ],
             );
             return ExitCode::from(u8::try_from(code).unwrap_or(2));
         }
