@@ -340,5 +340,19 @@ fn explicit_bases_win_over_the_region_in_either_order() {
         assert_eq!(client.config().api_base(), emu.api_base());
         assert_eq!(client.config().login_base(), "https://login.mypurecloud.ie");
         client.shutdown(Duration::from_secs(5)).unwrap();
+
+        // An explicit api.<domain> base brings its login host, over the region's.
+        let mut b = Client::builder().client_credentials("id", "secret");
+        if region_first {
+            b = b.region(Region::UsEast1);
+        }
+        b = b.api_base("https://api.mypurecloud.de");
+        if !region_first {
+            b = b.region(Region::UsEast1);
+        }
+        let client = b.build().unwrap();
+        assert_eq!(client.config().api_base(), "https://api.mypurecloud.de");
+        assert_eq!(client.config().login_base(), "https://login.mypurecloud.de");
+        client.shutdown(Duration::from_secs(5)).unwrap();
     }
 }

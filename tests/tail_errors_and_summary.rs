@@ -105,6 +105,23 @@ fn each_failure_is_labelled_by_its_class_with_its_exit_code() {
         assert_eq!(line["class"], class, "{status}: {line}");
         assert_eq!(line["exit_code"], code, "{status}: {line}");
     }
+
+    // A permission refused later, by the subscription request itself.
+    let emu = emulator();
+    emu.inject(Fault::HttpStatus {
+        endpoint: Endpoint::Subscriptions,
+        status: 403,
+        retry_after: None,
+        times: 1000,
+    });
+    let mut command = tail_command(&emu);
+    command
+        .args(["--lifecycle-format", "json"])
+        .arg(&presence_topics(1)[0]);
+    let output = run(command);
+    let line = error_line(&output);
+    assert_eq!(output.status.code(), Some(4), "{line}");
+    assert_eq!(line["class"], "permission", "{line}");
 }
 
 /// Review finding: a flag out of range was reported with the library's setting name and unit

@@ -386,6 +386,28 @@ impl Class {
         }
     }
 
+    fn of_channel(error: &genesys_notify::ChannelError) -> Class {
+        use genesys_notify::ChannelError as C;
+        match error {
+            C::Request { error, .. } => Class::of_api(error),
+            C::NotificationsApiNotFound { .. } => Class::Input,
+            C::Connect {
+                status: Some(403), ..
+            } => Class::Permission,
+            C::Connect {
+                status: Some(429), ..
+            } => Class::RateLimited,
+            C::Connect {
+                status: Some(status),
+                ..
+            } if *status >= 500 => Class::Server,
+            C::Connect { .. } | C::Disconnected(_) => Class::Network,
+            C::Proxy(e) if e.is_transient() => Class::Network,
+            C::Proxy(_) => Class::Input,
+            _ => Class::Runtime,
+        }
+    }
+
     fn of(error: &Error) -> Class {
         match error {
             Error::Config(_)
@@ -408,6 +430,16 @@ struct Failure {
 }
 
 impl Failure {
+    /// `context: <class meaning>: error` (the class named unless it is input or a plain
+    /// runtime failure, whose errors say enough).
+    fn classified(class: Class, context: &str, error: &dyn std::fmt::Display) -> Failure {
+        let message = match class {
+            Class::Input | Class::Runtime => format!("{context}: {error}"),
+            _ => format!("{context}: {}: {error}", class.meaning()),
+        };
+        Failure { class, message }
+    }
+
     fn new(code: u8, message: impl Into<String>) -> Failure {
         let class = if code == 2 {
             Class::Input
@@ -430,13 +462,14 @@ fn usage(message: impl Into<String>) -> Failure {
 /// kind of failure it met, and the error.
 fn from_error(context: &str, error: Error) -> Failure {
     let class = Class::of(&error);
-    let message = match (class, &error) {
+    match &error {
         // Configuration errors name the library's setting: say which flag or variable it is.
-        (_, Error::Config(e)) => format!("{context}: {}: {}", setting_name(e.field), e.reason),
-        (Class::Input | Class::Runtime, _) => format!("{context}: {error}"),
-        _ => format!("{context}: {}: {error}", class.meaning()),
-    };
-    Failure { class, message }
+        Error::Config(e) => Failure {
+            class,
+            message: format!("{context}: {}: {}", setting_name(e.field), e.reason),
+        },
+        _ => Failure::classified(class, context, &error),
+    }
 }
 
 /// The flag (and environment variable) behind a library setting, for messages about it.
@@ -607,7 +640,7 @@ enum Stop {
     /// stdout is gone (e.g. `| head` ended).
     StdoutClosed,
     /// The client gave up on a channel for good.
-    Fatal(String),
+    Fatal(Failure),
 }
 
 fn run(args: Args) -> Result<(), Failure> {
@@ -783,10 +816,18 @@ fn run(args: Args) -> Result<(), Failure> {
             say!("{}", lifecycle_line(event, format));
             match event {
                 Lifecycle::RetryBudgetExhausted { last_error, .. } => {
-                    let _ = fatal.try_send(Stop::Fatal(format!("retries exhausted: {last_error}")));
+                    let _ = fatal.try_send(Stop::Fatal(Failure::classified(
+                        Class::of_channel(last_error),
+                        "retries exhausted",
+                        last_error,
+                    )));
                 }
                 Lifecycle::PermanentFailure { error, .. } => {
-                    let _ = fatal.try_send(Stop::Fatal(error.to_string()));
+                    let _ = fatal.try_send(Stop::Fatal(Failure::classified(
+                        Class::of_channel(error),
+                        "a channel stopped for good",
+                        error,
+                    )));
                 }
                 _ => {}
             }
@@ -818,7 +859,10 @@ fn run(args: Args) -> Result<(), Failure> {
                     let stop = if e.kind() == std::io::ErrorKind::BrokenPipe {
                         Stop::StdoutClosed
                     } else {
-                        Stop::Fatal(format!("cannot write a notification to stdout: {e}"))
+                        Stop::Fatal(Failure::new(
+                            1,
+                            format!("cannot write a notification to stdout: {e}"),
+                        ))
                     };
                     let _ = closed.try_send(stop);
                 }
@@ -906,7 +950,7 @@ fn run(args: Args) -> Result<(), Failure> {
             (Ok(()), "signal", "stdout failing")
         }
         Stop::StdoutClosed => (Ok(()), "stdout_closed", "stdout closed"),
-        Stop::Fatal(message) => (Err(Failure::new(1, message)), "failure", "stdout failing"),
+        Stop::Fatal(failure) => (Err(failure), "failure", "stdout failing"),
     };
     // The summary is read once the client is shut down: the events still queued have been
     // handed to tail by then (and counted as written or not), so the numbers add up.

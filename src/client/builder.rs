@@ -115,9 +115,10 @@ impl ClientBuilder {
     /// or [`ClientBuilder::api_base`] is required, else [`ClientBuilder::build`] fails naming
     /// `region`. A name read from configuration parses with `"eu-west-1".parse::<Region>()`.
     ///
-    /// Precedence: an explicit [`ClientBuilder::api_base`] or [`ClientBuilder::login_base`]
-    /// wins over the region's host, whichever is called first; the region gives the hosts not
-    /// set explicitly. Of two regions, the last one counts.
+    /// Precedence, whatever the order of the calls: an explicit [`ClientBuilder::login_base`]
+    /// wins; else the login host of an explicit [`ClientBuilder::api_base`] of the form
+    /// `https://api.<domain>` (`https://login.<domain>`); else the region's. An explicit
+    /// `api_base` wins over the region's API host. Of two regions, the last one counts.
     pub fn region(mut self, region: Region) -> Self {
         if !self.explicit_bases.0 {
             self.config.api_base = region.api_base();
@@ -345,7 +346,10 @@ impl ClientBuilder {
             return Err(Error::Config(error));
         }
         let mut config = self.config;
-        if config.login_base.is_empty() {
+        // An explicit `https://api.<domain>` base gives its own login host over a region's;
+        // an explicit login base wins over both.
+        let (api_explicit, login_explicit) = self.explicit_bases;
+        if !login_explicit && (config.login_base.is_empty() || api_explicit) {
             if let Some(login_base) = crate::config::login_base_for(&config.api_base) {
                 config.login_base = login_base;
             }
