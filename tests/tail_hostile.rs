@@ -284,3 +284,39 @@ fn help_documents_every_exit_code_and_the_summary() {
         assert!(help.contains(field), "{field}: {help}");
     }
 }
+
+/// A hostile server's text (a frame with terminal escape sequences, a rejection naming
+/// "permissions" with control characters) reaches the readable stderr lines escaped: no raw
+/// control character, one line per report.
+#[test]
+fn server_text_cannot_write_control_characters_to_the_terminal() {
+    let emu = emulator();
+    let topics = presence_topics(2);
+    emu.deny_topic(&topics[1], &["presence:\u{1b}[2Jview\nx"]);
+    let mut child = tail_command(&emu)
+        .args(&topics)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = lines(child.stderr.take().unwrap());
+    tail::wait_following(&emu);
+    emu.publish_raw(&topics[0], "bad \u{1b}[2J\u{7} frame".into());
+    let started = Instant::now();
+    let mut seen = Vec::new();
+    while !seen.iter().any(|l: &String| l.contains("malformed")) {
+        assert!(started.elapsed() < Duration::from_secs(20), "{seen:#?}");
+        if let Ok(line) = err.recv_timeout(Duration::from_millis(200)) {
+            seen.push(line);
+        }
+    }
+    assert_eq!(sigterm(&mut child), Some(0));
+    seen.extend(err.try_iter());
+    assert!(seen.iter().any(|l| l.contains("rejected")), "{seen:#?}");
+    for line in &seen {
+        assert!(
+            !line.contains(|c: char| c.is_control()),
+            "raw control character: {line:?}"
+        );
+    }
+}

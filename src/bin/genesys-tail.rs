@@ -250,7 +250,9 @@ fn note_line(
     fields: &[(&str, serde_json::Value)],
 ) -> String {
     match format {
-        LifecycleFormat::Text => format!("{NAME}: {message}"),
+        // Messages may quote the service's text (an error body, a rejection reason): escaped
+        // control characters keep them one line and keep the terminal's state ours.
+        LifecycleFormat::Text => format!("{NAME}: {}", one_line(message)),
         LifecycleFormat::Json => {
             let time = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
             let mut line = serde_json::json!({
