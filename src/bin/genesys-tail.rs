@@ -36,8 +36,10 @@ Output:
           reconnecting, gap, resynced, system_message, ...); gap adds start, end and topics,
           reconnecting adds attempt and delay_ms, dropped adds count and total,
           request_failed adds count (repeats within 5 s are coalesced into one line).
-          tail's own lines (following, topic_rejected, stopping, summary, error with its
-          exit_code) then are JSON objects of the same shape, with \"channel\": null.
+          tail's own lines then are JSON objects of the same shape, with \"channel\": null:
+          following adds topics (how many), topic_rejected adds topic and
+          missing_permissions, stopping and warning add nothing, summary adds the counts
+          below, error adds exit_code and class, exiting (a second Ctrl-C) adds exit_code.
 
 Exit codes:
   0    stopped by Ctrl-C, SIGTERM or SIGHUP (also while still subscribing) or because
