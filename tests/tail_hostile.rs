@@ -320,3 +320,28 @@ fn server_text_cannot_write_control_characters_to_the_terminal() {
         );
     }
 }
+
+/// A stale `GENESYS_ACCESS_TOKEN` left in the environment does not beat client credentials
+/// given as flags: tail follows with the credentials, saying what it ignored.
+#[test]
+fn client_credential_flags_win_over_an_access_token_from_the_environment() {
+    let emu = emulator();
+    let topic = presence_topics(1).remove(0);
+    let mut child = tail_command(&emu)
+        .env("GENESYS_ACCESS_TOKEN", "stale-token")
+        .arg(&topic)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = lines(child.stderr.take().unwrap());
+    tail::wait_following(&emu);
+    assert_eq!(sigterm(&mut child), Some(0));
+    let stderr: Vec<String> = err.try_iter().collect();
+    assert!(
+        stderr
+            .iter()
+            .any(|l| l.contains("GENESYS_ACCESS_TOKEN ignored")),
+        "{stderr:#?}"
+    );
+}

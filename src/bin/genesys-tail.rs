@@ -67,6 +67,13 @@ Summary (the last line of stderr, also after stdout closed):
   not_written, dropped, unrouted, malformed, snapshots_written, snapshots_not_written, and
   stopped_by (signal, stdout_closed, failure).
 
+Settings:
+  A flag wins over its environment variable (an empty variable counts as unset, an empty
+  flag is an error). Across settings too: --region wins over GENESYS_API_BASE and
+  GENESYS_LOGIN_BASE from the environment (--api-base and --login-base win over the
+  region), and --client-id with --client-secret win over GENESYS_ACCESS_TOKEN from the
+  environment; a warning names what was ignored.
+
 Corporate networks:
   The proxy comes from --proxy, else from https_proxy / HTTPS_PROXY / all_proxy / ALL_PROXY,
   with no_proxy / NO_PROXY (or --no-proxy) naming hosts that go direct (host names cover their
@@ -558,6 +565,63 @@ fn check_ranges(args: &Args) -> Result<(), Failure> {
     Ok(())
 }
 
+/// A setting's value and whether it came from a flag (`true`) or the environment.
+type Given = Option<(String, bool)>;
+
+/// Where to connect and how to authenticate, as given on the command line or in the
+/// environment.
+#[derive(Debug, Default)]
+struct Settings {
+    region: Given,
+    api_base: Given,
+    login_base: Given,
+    access_token: Given,
+    client_id: Given,
+    client_secret: Given,
+}
+
+impl Settings {
+    /// Flags win over the environment, also across settings: a `--region` flag sets both
+    /// hosts, so base URLs from the environment give way to it (the `--api-base` and
+    /// `--login-base` flags still override it), and client credentials given as flags win
+    /// over an access token from the environment. An access token given as a flag wins over
+    /// client credentials, with a warning naming what is ignored. Returns the settings to use
+    /// and the warnings.
+    fn resolve(mut self) -> (Settings, Vec<String>) {
+        let mut warnings = Vec::new();
+        let flag = |g: &Given| matches!(g, Some((_, true)));
+        let env = |g: &Given| matches!(g, Some((_, false)));
+        if flag(&self.region) {
+            for (base, var) in [
+                (&mut self.api_base, "GENESYS_API_BASE"),
+                (&mut self.login_base, "GENESYS_LOGIN_BASE"),
+            ] {
+                if env(base) {
+                    *base = None;
+                    warnings.push(format!("{var} ignored: --region was given"));
+                }
+            }
+        }
+        if env(&self.access_token) && flag(&self.client_id) && flag(&self.client_secret) {
+            self.access_token = None;
+            warnings.push(
+                "GENESYS_ACCESS_TOKEN ignored: --client-id and --client-secret were given".into(),
+            );
+        }
+        if flag(&self.access_token) && (flag(&self.client_id) || flag(&self.client_secret)) {
+            warnings
+                .push("--client-id and --client-secret ignored: --access-token was given".into());
+        }
+        (self, warnings)
+    }
+}
+
+/// [`flag_or_env`] and where the value came from.
+fn given(flag: Option<String>, name: &str, var: &str) -> Result<Given, Failure> {
+    let from_flag = flag.is_some();
+    Ok(flag_or_env(flag, name, var)?.map(|v| (v, from_flag)))
+}
+
 /// The flag's value, else the environment variable's (an empty variable counts as unset, as
 /// shells leave them), trimmed.
 ///
@@ -689,10 +753,27 @@ fn run(args: Args) -> Result<(), Failure> {
     }
 
     let mut builder = Client::builder();
-    let region = flag_or_env(args.region, "--region", "GENESYS_REGION")?;
-    let api_base = flag_or_env(args.api_base, "--api-base", "GENESYS_API_BASE")?;
-    let login_base = flag_or_env(args.login_base, "--login-base", "GENESYS_LOGIN_BASE")?;
-    let access_token = flag_or_env(args.access_token, "--access-token", "GENESYS_ACCESS_TOKEN")?;
+    let (settings, warnings) = Settings {
+        region: given(args.region, "--region", "GENESYS_REGION")?,
+        api_base: given(args.api_base, "--api-base", "GENESYS_API_BASE")?,
+        login_base: given(args.login_base, "--login-base", "GENESYS_LOGIN_BASE")?,
+        access_token: given(args.access_token, "--access-token", "GENESYS_ACCESS_TOKEN")?,
+        client_id: given(args.client_id, "--client-id", "GENESYS_CLIENT_ID")?,
+        client_secret: given(
+            args.client_secret,
+            "--client-secret",
+            "GENESYS_CLIENT_SECRET",
+        )?,
+    }
+    .resolve();
+    for warning in &warnings {
+        note(format, "warning", warning, &[]);
+    }
+    let value = |g: Option<(String, bool)>| g.map(|(v, _)| v);
+    let region = value(settings.region);
+    let api_base = value(settings.api_base);
+    let login_base = value(settings.login_base);
+    let access_token = value(settings.access_token);
     // An access token needs no OAuth host: the API base alone says where to go.
     let login_needed = access_token.is_none();
     match &region {
@@ -722,12 +803,8 @@ fn run(args: Args) -> Result<(), Failure> {
         builder = builder.login_base(url);
     }
 
-    let client_id = flag_or_env(args.client_id, "--client-id", "GENESYS_CLIENT_ID")?;
-    let client_secret = flag_or_env(
-        args.client_secret,
-        "--client-secret",
-        "GENESYS_CLIENT_SECRET",
-    )?;
+    let client_id = value(settings.client_id);
+    let client_secret = value(settings.client_secret);
     builder = match (access_token, client_id, client_secret) {
         (Some(token), _, _) => builder.access_token(token),
         (None, Some(id), Some(secret)) => builder.client_credentials(id, secret),
@@ -1217,5 +1294,80 @@ fn main() -> ExitCode {
             );
             ExitCode::from(failure.class.code())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flag(v: &str) -> Given {
+        Some((v.to_owned(), true))
+    }
+
+    fn env(v: &str) -> Given {
+        Some((v.to_owned(), false))
+    }
+
+    /// Hostile pass: a stale GENESYS_ACCESS_TOKEN in the environment beat client credentials
+    /// given as flags, and GENESYS_API_BASE in the environment beat a --region flag.
+    #[test]
+    fn flags_win_over_the_environment_across_settings() {
+        let (s, warnings) = Settings {
+            region: flag("eu-west-1"),
+            api_base: env("https://api.mypurecloud.com"),
+            login_base: env("https://login.mypurecloud.com"),
+            access_token: env("stale"),
+            client_id: flag("id"),
+            client_secret: flag("secret"),
+        }
+        .resolve();
+        assert_eq!(s.api_base, None);
+        assert_eq!(s.login_base, None);
+        assert_eq!(s.access_token, None);
+        assert_eq!(s.client_id, flag("id"));
+        assert_eq!(warnings.len(), 3, "{warnings:?}");
+
+        // Flags for the bases still override the region flag; the environment alone is kept.
+        let (s, warnings) = Settings {
+            region: flag("eu-west-1"),
+            api_base: flag("https://gw.example.com"),
+            access_token: env("token"),
+            client_id: env("id"),
+            client_secret: env("secret"),
+            ..Settings::default()
+        }
+        .resolve();
+        assert_eq!(s.api_base, flag("https://gw.example.com"));
+        assert_eq!(s.access_token, env("token"));
+        assert!(warnings.is_empty(), "{warnings:?}");
+
+        // An access token flag wins, saying what it ignores.
+        let (s, warnings) = Settings {
+            access_token: flag("token"),
+            client_id: flag("id"),
+            ..Settings::default()
+        }
+        .resolve();
+        assert_eq!(s.access_token, flag("token"));
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+    }
+
+    #[test]
+    fn classes_have_distinct_exit_codes_and_keep_the_old_ones() {
+        let all = [
+            Class::Input,
+            Class::Credentials,
+            Class::Network,
+            Class::Permission,
+            Class::RateLimited,
+            Class::Server,
+            Class::Runtime,
+        ];
+        let codes: std::collections::BTreeSet<u8> = all.iter().map(|c| c.code()).collect();
+        assert_eq!(codes.len(), all.len() - 1, "input and credentials share 2");
+        assert_eq!(Class::Input.code(), 2);
+        assert_eq!(Class::Credentials.code(), 2);
+        assert_eq!(Class::Runtime.code(), 1);
     }
 }
