@@ -967,6 +967,13 @@ fn run(args: Args) -> Result<(), Failure> {
                 &[],
             );
             let _ = client.shutdown(Duration::from_secs(5));
+            summary(
+                &client.health(),
+                &output,
+                "signal",
+                "stdout failing",
+                format,
+            );
             return Ok(());
         }
         Err(e) => return Err(from_error("subscribe", e)),
