@@ -48,7 +48,11 @@ pub enum TopicError {
     BadCombination,
     /// The name has a single segment (`v2`, `presence`): every Genesys topic has at least two
     /// dot-separated segments (`v2.users.<id>.presence`), so this one can never bring events.
-    SingleSegment,
+    #[non_exhaustive]
+    SingleSegment {
+        /// The name as given (at most [`MAX_TOPIC_LEN`] characters, as checked before).
+        name: String,
+    },
 }
 
 impl fmt::Display for TopicError {
@@ -85,9 +89,10 @@ impl fmt::Display for TopicError {
                 "topic name has an empty dot-separated segment (two dots in a row, or a leading \
                  or trailing dot)",
             ),
-            TopicError::SingleSegment => f.write_str(
-                "topic name has a single segment; topics have at least two dot-separated \
-                 segments, like v2.users.<id>.presence",
+            TopicError::SingleSegment { name } => write!(
+                f,
+                "topic name {name:?} has a single segment; topics have at least two \
+                 dot-separated segments, like v2.users.<id>.presence"
             ),
             TopicError::Reserved => f.write_str(
                 "channel.metadata and v2.system.* arrive without subscribing and cannot be subscribed",
@@ -148,7 +153,7 @@ impl Topic {
     /// holds ([`TopicError::InvalidCharacter`]: white space anywhere, leading and trailing
     /// included, since nothing is trimmed; control characters; quotes, slashes, ...), has an
     /// empty segment (`v2..users`, a leading or trailing dot: [`TopicError::EmptySegment`]),
-    /// has a single segment (`v2`: [`TopicError::SingleSegment`]), is reserved
+    /// has a single segment (`v2`: [`TopicError::SingleSegment`], which names it), is reserved
     /// (`channel.metadata`, `v2.system.*`: [`TopicError::Reserved`]), contains a `*` wildcard
     /// ([`TopicError::Wildcard`]) or is a malformed combined topic
     /// ([`TopicError::BadCombination`]). The error does not repeat the name: callers that
@@ -174,7 +179,9 @@ impl Topic {
         }
         check_segments(base)?;
         if suffix.is_none() && !base.contains('.') {
-            return Err(TopicError::SingleSegment);
+            return Err(TopicError::SingleSegment {
+                name: name.to_owned(),
+            });
         }
         let name = if let Some(suffix) = suffix {
             let mut parts = std::collections::BTreeSet::new();
@@ -458,8 +465,16 @@ mod tests {
                 ..
             })
         ));
-        assert_eq!(Topic::parse("v2"), Err(TopicError::SingleSegment));
-        assert_eq!(Topic::parse("presence"), Err(TopicError::SingleSegment));
+        assert_eq!(
+            Topic::parse("v2"),
+            Err(TopicError::SingleSegment { name: "v2".into() })
+        );
+        assert_eq!(
+            Topic::parse("Presence"),
+            Err(TopicError::SingleSegment {
+                name: "Presence".into()
+            })
+        );
         assert_eq!(Topic::parse("v2..users"), Err(TopicError::EmptySegment));
         assert_eq!(Topic::parse("v2.users.x."), Err(TopicError::EmptySegment));
         assert_eq!(Topic::parse(".v2.users"), Err(TopicError::EmptySegment));
@@ -480,7 +495,10 @@ mod tests {
             "{text}"
         );
         let text = Topic::parse("v2").unwrap_err().to_string();
-        assert!(text.contains("single segment"), "{text}");
+        assert!(
+            text.contains("single segment") && text.contains("\"v2\""),
+            "{text}"
+        );
         // Patterns are not trimmed either, and `*` alone is still a pattern.
         assert!(Pattern::parse(" v2.users.*.presence").is_err());
         assert!(Pattern::parse("*").is_ok());
