@@ -62,6 +62,29 @@ fn each_failure_is_labelled_by_its_class_with_its_exit_code() {
     assert!(stderr.contains("network"), "{stderr}");
     assert!(!stderr.contains("credentials refused"), "{stderr}");
 
+    // Network too: TLS to a host whose certificate no trusted root signed.
+    let emu = emulator();
+    let (port, _ca) = tls::tls_terminator(emu.api_base().trim_start_matches("http://").to_owned());
+    let untrusted = format!("https://localhost:{port}");
+    let mut tls = tail::isolated(&tail::example());
+    tls.args(["--api-base", &untrusted, "--login-base", &untrusted])
+        .args([
+            "--client-id",
+            emu.client_id(),
+            "--client-secret",
+            emu.client_secret(),
+        ])
+        .args(["--lifecycle-format", "json"])
+        .arg(&presence_topics(1)[0]);
+    let output = run(tls);
+    let line = error_line(&output);
+    assert_eq!(output.status.code(), Some(3), "{line}");
+    assert_eq!(line["class"], "network", "{line}");
+    assert!(
+        line["message"].as_str().unwrap().contains("certificate"),
+        "{line}"
+    );
+
     // Credentials: the token endpoint refuses the client secret.
     let emu = emulator_with(EmulatorConfig::default().client_secret("the-right-one"));
     let mut wrong = tail::pointed_at(&tail::example(), &emu);
