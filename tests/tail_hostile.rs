@@ -345,3 +345,24 @@ fn client_credential_flags_win_over_an_access_token_from_the_environment() {
         "{stderr:#?}"
     );
 }
+
+/// `--api-base https://api.<domain>` with client credentials needs no `--login-base` (the
+/// library derives `https://login.<domain>`): tail goes on to the service (here a domain that
+/// never resolves, RFC 6761: a network failure, exit 3) instead of asking for a region.
+#[test]
+fn an_api_dot_domain_base_needs_no_login_base() {
+    let output = tail::isolated(&tail::example())
+        .args(["--api-base", "https://api.genesys-notify.invalid"])
+        .args(["--client-id", "id", "--client-secret", "secret"])
+        .args(["--lifecycle-format", "json"])
+        .arg(&presence_topics(1)[0])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("no region"), "{stderr}");
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("login.genesys-notify.invalid") || stderr.contains("\"network\""),
+        "{stderr}"
+    );
+}

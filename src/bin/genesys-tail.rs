@@ -787,11 +787,20 @@ fn run(args: Args) -> Result<(), Failure> {
             })?;
             builder = builder.region(region);
         }
-        None if api_base.is_none() || (login_needed && login_base.is_none()) => {
+        // An API base `https://api.<domain>` gives its login host `https://login.<domain>`.
+        None if api_base.is_none()
+            || (login_needed
+                && login_base.is_none()
+                && !api_base.as_deref().is_some_and(|url| {
+                    url.split_once("://")
+                        .is_some_and(|(_, rest)| rest.to_ascii_lowercase().starts_with("api."))
+                })) =>
+        {
             return Err(usage(
                 "no region: set GENESYS_REGION (or --region), e.g. eu-west-1, or give both \
                  GENESYS_API_BASE and GENESYS_LOGIN_BASE (or --api-base and --login-base; \
-                 with an access token, the API base alone)",
+                 with an access token, or an API base https://api.<domain>, the API base \
+                 alone)",
             ))
         }
         None => {}
