@@ -366,3 +366,32 @@ fn an_api_dot_domain_base_needs_no_login_base() {
         "{stderr}"
     );
 }
+
+/// An invalid value in the environment is named with the variable it came from.
+#[test]
+fn a_bad_environment_value_names_its_variable() {
+    let output = tail::isolated(&tail::example())
+        .env("GENESYS_REGION", "mars-north-1")
+        .env("GENESYS_ACCESS_TOKEN", "token")
+        .arg(&presence_topics(1)[0])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("mars-north-1") && stderr.contains("GENESYS_REGION"),
+        "{stderr}"
+    );
+    let output = tail::isolated(&tail::example())
+        .env("GENESYS_API_BASE", "ftp://api.example.com")
+        .env("GENESYS_ACCESS_TOKEN", "token")
+        .arg(&presence_topics(1)[0])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("GENESYS_API_BASE") && stderr.contains("ftp"),
+        "{stderr}"
+    );
+}

@@ -770,6 +770,10 @@ fn run(args: Args) -> Result<(), Failure> {
         note(format, "warning", warning, &[]);
     }
     let value = |g: Option<(String, bool)>| g.map(|(v, _)| v);
+    let region_source = match &settings.region {
+        Some((_, true)) => "--region",
+        _ => "GENESYS_REGION",
+    };
     let region = value(settings.region);
     let api_base = value(settings.api_base);
     let login_base = value(settings.login_base);
@@ -781,7 +785,7 @@ fn run(args: Args) -> Result<(), Failure> {
             let region = Region::from_name(name).ok_or_else(|| {
                 let known: Vec<&str> = Region::all().map(Region::name).collect();
                 usage(format!(
-                    "unknown region {name:?}; known regions: {}",
+                    "unknown region {name:?} (from {region_source}); known regions: {}",
                     known.join(", ")
                 ))
             })?;
