@@ -329,8 +329,11 @@ fn an_outage_reports_the_first_failure_and_then_the_repeats_with_their_count() {
         .collect();
     assert_eq!(counts.first(), Some(&1), "{counts:?}");
     assert!(counts.len() < FAILURES, "not coalesced: {counts:?}");
-    assert_eq!(counts.iter().sum::<u64>(), FAILURES as u64, "{counts:?}");
-    assert_eq!(client.health().request_failures(), FAILURES as u64);
+    // Every failure is in one report or another and in the health count (a loaded machine may
+    // add a timed-out request of its own to the 503s).
+    let reported = counts.iter().sum::<u64>();
+    assert_eq!(client.health().request_failures(), reported, "{counts:?}");
+    assert!(reported >= FAILURES as u64, "{counts:?}");
     assert_in_order(&events, &["RequestFailed", "ChannelCreated", "Connected"]);
     // Every report was delivered before the recovery was.
     let created = events
