@@ -28,8 +28,9 @@
 //!
 //! Exit codes: 0 after Ctrl-C, SIGTERM or SIGHUP, or once nobody reads stdout (`| head -1`), 2
 //! for input to fix (missing or wrong credentials, bad topic names, topics all rejected, bad
-//! settings, a proxy asking for credentials), 1 for other failures (stdout not writable
-//! included), 130 for a second Ctrl-C.
+//! settings, a proxy asking for credentials), 3 when the service cannot be reached, 4 for a
+//! permission missing (403), 5 for rate limiting (429), 6 for a failing service (5xx), 1 for
+//! other failures (stdout not writable included), 130 for a second Ctrl-C.
 //!
 //! The source is shared with the installed `genesys-tail` binary (feature `cli`); `--help`
 //! lists every flag, the output formats, the exit codes and examples.

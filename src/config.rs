@@ -490,9 +490,9 @@ fn bad(field: &'static str, reason: impl Into<String>) -> ConfigError {
     }
 }
 
-/// Checks a base URL for `field` (see [`crate::url::check_base_url`]).
+/// Checks a REST or OAuth base URL for `field` (see [`crate::url::check_rest_base`]).
 fn check_base_url(field: &'static str, url: &str) -> Result<(), ConfigError> {
-    crate::url::check_base_url(url).map_err(|reason| bad(field, reason))
+    crate::url::check_rest_base(url).map_err(|reason| bad(field, reason))
 }
 
 impl Config {
@@ -504,7 +504,9 @@ impl Config {
     /// 50 ms or above 1 h; a connect or request timeout of zero or above 1 h; a drop timeout or
     /// dispatch lag threshold above 1 h (the threshold also above zero); backoff durations above
     /// 1 day (base and cap above zero); a ping interval not below the liveness timeout; a base
-    /// URL that is not `https` (plain `http` is accepted only for loopback hosts); or a backoff
+    /// URL that is not `https` (plain `http` is accepted only for loopback hosts) or that holds
+    /// white space, user info, a query, a fragment, an invalid port or a path ending in `/api`
+    /// or `/api/v2` (a other path is kept as a gateway's prefix); or a backoff
     /// base above its cap. No region (an empty API base, as in [`Config::default`]) is an
     /// error naming `region`; an empty login base is accepted (only the client-credentials grant
     /// needs one, and [`ClientBuilder::build`](crate::ClientBuilder::build) checks that).

@@ -388,14 +388,26 @@ pub enum Lifecycle {
         retry_in: Duration,
     },
     /// A REST call for a channel failed (it is retried per the backoff policy).
+    ///
+    /// Repeats are coalesced so that an outage does not flood listeners: the first failure of
+    /// a kind (same channel, same `operation`, same class of error: the variant and HTTP
+    /// status) is reported at once with `count` 1; further ones within the next 5 s are
+    /// counted, and reported as one event whose `count` is their number and whose `error` is
+    /// the last of them, once those 5 s are over, or at once when the channel recovers (before
+    /// the `Connected`, `ChannelCreated`, `ChannelReplaced` or `Subscribed` event that shows
+    /// it). A failure after a quiet window is reported at once again.
+    /// [`Health::request_failures`](crate::Health::request_failures) counts every failure.
     #[non_exhaustive]
     RequestFailed {
         /// The channel.
         channel: Option<ChannelId>,
         /// What was being done ("create channel", "subscribe", ...).
         operation: &'static str,
-        /// The error.
+        /// The error (the last one, for a coalesced report).
         error: ApiError,
+        /// How many failures this event stands for: 1 for one reported at once, the number of
+        /// repeats since the last report for a coalesced one.
+        count: u64,
     },
     /// A frame could not be understood: not JSON, no `topicName`, a binary frame, or oversize.
     /// The stream carries on.
@@ -704,8 +716,18 @@ impl fmt::Display for LifecycleText<'_> {
                 )
             }
             Lifecycle::RequestFailed {
-                operation, error, ..
-            } => write!(f, "{operation} failed: {error}"),
+                operation,
+                error,
+                count,
+                ..
+            } => match count {
+                0 | 1 => write!(f, "{operation} failed: {error}"),
+                n => write!(
+                    f,
+                    "{operation} failed {n} more times since the last report (coalesced), the \
+                     last: {error}"
+                ),
+            },
             Lifecycle::MalformedMessage { reason, .. } => {
                 write!(f, "malformed message skipped: {reason}")
             }
@@ -846,6 +868,7 @@ mod lifecycle_text_tests {
                 channel: None,
                 operation: "create channel",
                 error: ApiError::NotFound,
+                count: 1,
             },
             Lifecycle::MalformedMessage {
                 channel: channel.clone(),

@@ -108,7 +108,7 @@ pub fn config_text(text: &str) {
             Some(region)
         );
     }
-    let ok = crate::url::check_base_url(text).is_ok();
+    let ok = !text.is_empty() && crate::url::check_rest_base(text).is_ok();
     let config = crate::config::Config {
         api_base: text.to_owned(),
         ..crate::config::Config::default()
@@ -116,7 +116,7 @@ pub fn config_text(text: &str) {
     assert_eq!(
         config.validate().is_ok(),
         ok,
-        "validate checks api_base as check_base_url"
+        "validate checks api_base as check_rest_base"
     );
 }
 

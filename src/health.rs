@@ -319,6 +319,9 @@ pub struct Health {
     /// holds at most 4096 events and, for the ones that are not important (gaps, disconnects,
     /// stops always get their chance), at most 16 MiB of them.
     pub(crate) lifecycle_dropped: u64,
+    /// Failed REST calls of the channels ([`Lifecycle::RequestFailed`](crate::Lifecycle)),
+    /// every one, coalesced reports included.
+    pub(crate) request_failures: u64,
     /// Every channel since the client started, forgotten ones included.
     pub(crate) totals: Totals,
     /// State reads and snapshots ([`Snapshots`](crate::Snapshots)); all zero when they are
@@ -374,6 +377,13 @@ impl Health {
     /// disconnects, stops always get their chance), at most 16 MiB of them.
     pub fn lifecycle_dropped(&self) -> u64 {
         self.lifecycle_dropped
+    }
+
+    /// Failed REST calls made for channels (create, subscribe, check, renew), every one since
+    /// the client started: [`Lifecycle::RequestFailed`](crate::Lifecycle::RequestFailed)
+    /// reports coalesce repeats, this counts each.
+    pub fn request_failures(&self) -> u64 {
+        self.request_failures
     }
 
     /// State reads and snapshots ([`Snapshots`](crate::Snapshots)); all zero when they are off.

@@ -93,7 +93,8 @@
 //! [`ClientBuilder::proxy`] (a URL, or a [`Proxy`] parsed with [`Proxy::parse`]), else `https_proxy`/`HTTPS_PROXY`/`all_proxy`/`ALL_PROXY`
 //! from the environment ([`ClientBuilder::proxy_from_env`] turns that off), with
 //! [`ClientBuilder::no_proxy`] or `NO_PROXY` naming hosts that go direct (curl's syntax: host
-//! names cover their subdomains; `.domain`, IP, CIDR and `:port` forms). Loopback goes direct
+//! names cover their subdomains; `.domain`, IP, CIDR and `:port` forms; an entry that is none
+//! of these fails [`ClientBuilder::build`] naming it). Loopback goes direct
 //! unless [`ClientBuilder::proxy_loopback`]. A proxy's failure is a typed [`ProxyError`]: one
 //! asking for credentials stops at once, the others are retried with backoff. Servers are
 //! verified against the bundled Mozilla roots, or the system store with
@@ -104,7 +105,9 @@
 //! path and query.
 //!
 //! ## Topics and channels
-//! Topic names are validated and lower-cased ([`Topic`]; at most [`MAX_TOPIC_LEN`] characters).
+//! Topic names are validated and lower-cased ([`Topic`]; at most [`MAX_TOPIC_LEN`] characters,
+//! at least two dot-separated segments, none empty; nothing is trimmed: white space anywhere is
+//! an error, as are control characters).
 //! A combined topic such as `v2.users.<id>?presence&routingStatus` counts as one subscription,
 //! but its events arrive under the individual names (`v2.users.<id>.presence`, ...).
 //!

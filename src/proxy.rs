@@ -256,43 +256,127 @@ enum Bypass {
 }
 
 impl Bypass {
-    fn parse(entry: &str) -> Option<Bypass> {
-        let entry = entry.trim();
-        if entry.is_empty() {
-            return None;
-        }
+    /// Parses one entry (already trimmed, not empty), the forms curl and Go accept.
+    ///
+    /// # Errors
+    /// Why the entry is nonsense: a port outside 1..=65535, an address that does not parse, a
+    /// CIDR prefix longer than the address, a `*` other than `*` alone or a leading `*.`, an
+    /// empty label (`a..b`), or a character no host name holds.
+    fn parse(entry: &str) -> Result<Bypass, String> {
         if entry == "*" {
-            return Some(Bypass::All);
+            return Ok(Bypass::All);
         }
-        // `[v6]:port`, `v6`, `v6/64`, `host:port`, `host`, `1.2.3.0/24`.
+        let port = |text: &str| match text.parse::<u16>() {
+            Ok(port) if port > 0 => Ok(port),
+            _ => Err(format!("port {text:?} is not in 1..=65535")),
+        };
+        // `[v6]:port`, `[v6]`, `v6`, `v6/64`, `host:port`, `host`, `1.2.3.0/24[:port]`.
         let (body, port) = if let Some(v6) = entry.strip_prefix('[') {
-            let (addr, after) = v6.split_once(']')?;
-            (addr, after.strip_prefix(':').and_then(|p| p.parse().ok()))
+            let (addr, after) = v6
+                .split_once(']')
+                .ok_or("'[' without its ']' (write [v6-address]:port)")?;
+            if addr.parse::<std::net::Ipv6Addr>().is_err() {
+                return Err(format!("{addr:?} in brackets is not an IPv6 address"));
+            }
+            match after {
+                "" => (addr, None),
+                _ => match after.strip_prefix(':') {
+                    Some(p) => (addr, Some(port(p)?)),
+                    None => return Err(format!("{after:?} after ']' (write [v6-address]:port)")),
+                },
+            }
         } else if entry.matches(':').count() == 1 {
-            let (host, port) = entry.split_once(':')?;
-            (host, Some(port.parse().ok()?))
+            let (host, p) = entry.split_once(':').unwrap_or((entry, ""));
+            (host, Some(port(p)?))
         } else {
             (entry, None)
         };
-        let (addr, prefix) = match body.split_once('/') {
-            Some((addr, bits)) => (addr, Some(bits.parse::<u8>().ok()?)),
-            None => (body, None),
-        };
-        if let Ok(ip) = addr.parse::<IpAddr>() {
+        if let Some((addr, bits)) = body.split_once('/') {
+            let ip = addr
+                .parse::<IpAddr>()
+                .map_err(|_| format!("{addr:?} before '/' is not an IP address"))?;
             let full = if ip.is_ipv4() { 32 } else { 128 };
-            let prefix = prefix.unwrap_or(full);
-            return (prefix <= full).then_some(Bypass::Block {
+            return match bits.parse::<u8>() {
+                Ok(prefix) if prefix <= full => Ok(Bypass::Block {
+                    net: ip,
+                    prefix,
+                    port,
+                }),
+                _ => Err(format!("CIDR prefix {bits:?} is not in 0..={full}")),
+            };
+        }
+        if let Ok(ip) = body.parse::<IpAddr>() {
+            let prefix = if ip.is_ipv4() { 32 } else { 128 };
+            return Ok(Bypass::Block {
                 net: ip,
                 prefix,
                 port,
             });
         }
+        if body.contains(':') {
+            return Err(format!("{body:?} is not an IPv6 address"));
+        }
+        // `*.domain` and `.domain` mean the domain and its subdomains, as a plain name does;
+        // a trailing dot (a fully qualified name) is dropped.
         let name = body
-            .trim_start_matches('*')
-            .trim_start_matches('.')
-            .trim_end_matches('.')
-            .to_ascii_lowercase();
-        (!name.is_empty()).then_some(Bypass::Domain { name, port })
+            .strip_prefix("*.")
+            .or_else(|| body.strip_prefix('.'))
+            .unwrap_or(body);
+        let name = name.strip_suffix('.').unwrap_or(name);
+        if name.is_empty() {
+            return Err("no host name".into());
+        }
+        if name.contains('*') {
+            return Err("'*' is allowed alone (every host) or as a leading \"*.\" only".into());
+        }
+        let labels: Vec<&str> = name.split('.').collect();
+        if labels.iter().any(|label| label.is_empty()) {
+            return Err("empty label (two dots in a row, or a leading dot after \"*.\")".into());
+        }
+        if let Some(c) = name
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_')) && *c != '.')
+        {
+            return Err(format!("{c:?} is not allowed in a host name"));
+        }
+        if labels.len() == 4 && labels.iter().all(|l| l.bytes().all(|b| b.is_ascii_digit())) {
+            return Err(format!("{name:?} is not a valid IPv4 address"));
+        }
+        Ok(Bypass::Domain {
+            name: name.to_ascii_lowercase(),
+            port,
+        })
+    }
+
+    /// Parses a whole list (comma-separated; white space around entries ignored). With
+    /// `empty_entries_allowed` (lists read from the environment, where `localhost,` is common
+    /// and curl and Go ignore the empty entry) empty entries are skipped; otherwise they are
+    /// refused.
+    ///
+    /// # Errors
+    /// Text naming the first bad entry, its position (from 1) and what is wrong.
+    fn parse_list(list: &str, empty_entries_allowed: bool) -> Result<Vec<Bypass>, String> {
+        if list.trim().is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut bypass = Vec::new();
+        for (index, entry) in list.split(',').enumerate() {
+            let entry = entry.trim();
+            if entry.is_empty() {
+                if empty_entries_allowed {
+                    continue;
+                }
+                return Err(format!(
+                    "entry {} of {list:?} is empty (a stray comma)",
+                    index + 1
+                ));
+            }
+            bypass.push(
+                Bypass::parse(entry)
+                    .map_err(|why| format!("entry {} {entry:?}: {why}", index + 1))?,
+            );
+        }
+        Ok(bypass)
     }
 
     fn matches(&self, host: &str, port: u16) -> bool {
@@ -415,19 +499,28 @@ impl ProxyConfig {
             }
             None => None,
         };
-        let list = match &self.no_proxy {
-            Some(list) => Some(list.clone()),
-            None if self.from_env => from_env(&["no_proxy", "NO_PROXY"]),
-            None => None,
+        let bypass = match &self.no_proxy {
+            Some(list) => Bypass::parse_list(list, false).map_err(|reason| ConfigError {
+                field: "no_proxy",
+                reason,
+            })?,
+            None if self.from_env => match ["no_proxy", "NO_PROXY"]
+                .iter()
+                .find_map(|n| env(n).filter(|v| !v.trim().is_empty()).map(|v| (n, v)))
+            {
+                Some((name, list)) => {
+                    Bypass::parse_list(&list, true).map_err(|reason| ConfigError {
+                        field: "no_proxy",
+                        reason: format!("from the environment ({name}): {reason}"),
+                    })?
+                }
+                None => Vec::new(),
+            },
+            None => Vec::new(),
         };
         Ok(ProxyPolicy {
             proxy,
-            bypass: list
-                .as_deref()
-                .unwrap_or("")
-                .split(',')
-                .filter_map(Bypass::parse)
-                .collect(),
+            bypass,
             proxy_loopback: self.proxy_loopback,
         })
     }
@@ -610,6 +703,77 @@ mod tests {
             &[("HTTPS_PROXY", "http://proxy:3128"), ("no_proxy", "*")],
         );
         assert!(all.for_target("api.mypurecloud.com", 443).is_none());
+    }
+
+    /// Review finding: nonsense `no_proxy` entries were accepted (and silently ignored).
+    #[test]
+    fn nonsense_no_proxy_entries_are_refused_naming_the_entry() {
+        let explicit = |list: &str| ProxyConfig {
+            no_proxy: Some(list.into()),
+            ..ProxyConfig::new()
+        };
+        for (list, says) in [
+            ("::::", "\"::::\""),
+            ("*.*.*", "'*'"),
+            ("a.com,,b.com", "entry 2"),
+            ("a.com,", "empty"),
+            ("host:0", "port"),
+            ("host:65536", "port"),
+            ("host:http", "port"),
+            ("[fd00::1]:99999", "port"),
+            ("[nothost]:443", "IPv6"),
+            ("[fd00::1", "']'"),
+            ("10.0.0.0/33", "prefix"),
+            ("example.com/8", "IP address"),
+            ("a..b", "empty label"),
+            ("*", "*"),
+            ("ex ample.com", "' '"),
+            ("999.1.1.1", "IPv4"),
+            ("*.", "no host"),
+            ("ex*ample.com", "'*'"),
+        ] {
+            let result = explicit(list).resolve(&env(&[]));
+            if list == "*" {
+                assert!(result.is_ok());
+                continue;
+            }
+            let e = result.unwrap_err();
+            assert_eq!(e.field, "no_proxy", "{list}");
+            assert!(e.reason.contains(says), "{list:?}: {}", e.reason);
+        }
+        // What curl and Go accept still works.
+        for list in [
+            "",
+            "*",
+            "example.com",
+            ".example.com",
+            "*.example.com",
+            "example.com.",
+            "host:8443",
+            "10.0.0.0/8",
+            "192.168.1.1",
+            "fd00::/8",
+            "fd00::1",
+            "[fd00::1]:443",
+            "[fd00::1]",
+            " a.com , b.com ",
+            "under_score.local",
+        ] {
+            assert!(explicit(list).resolve(&env(&[])).is_ok(), "{list:?}");
+        }
+        // From the environment a stray comma is skipped (common, and curl skips it), but
+        // nonsense is an error naming the variable.
+        assert!(ProxyConfig::new()
+            .resolve(&env(&[("NO_PROXY", "localhost,")]))
+            .is_ok());
+        let e = ProxyConfig::new()
+            .resolve(&env(&[("no_proxy", "localhost,::::")]))
+            .unwrap_err();
+        assert!(
+            e.reason.contains("no_proxy") && e.reason.contains("entry 2"),
+            "{}",
+            e.reason
+        );
     }
 
     #[test]

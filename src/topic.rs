@@ -46,6 +46,13 @@ pub enum TopicError {
     Wildcard,
     /// A combined topic (`base?a&b`) is malformed: empty base or empty suffix.
     BadCombination,
+    /// The name has a single segment (`v2`, `presence`): every Genesys topic has at least two
+    /// dot-separated segments (`v2.users.<id>.presence`), so this one can never bring events.
+    #[non_exhaustive]
+    SingleSegment {
+        /// The name as given (at most [`MAX_TOPIC_LEN`] characters, as checked before).
+        name: String,
+    },
 }
 
 impl fmt::Display for TopicError {
@@ -59,11 +66,34 @@ impl fmt::Display for TopicError {
             TopicError::InvalidCharacter {
                 character,
                 position,
+            } if character.is_whitespace() => write!(
+                f,
+                "topic name has white space ({character:?}) at position {position}: topic names \
+                 hold none, not even around them (no trimming is done)"
+            ),
+            TopicError::InvalidCharacter {
+                character,
+                position,
+            } if character.is_control() => write!(
+                f,
+                "topic name has the control character {character:?} at position {position}"
+            ),
+            TopicError::InvalidCharacter {
+                character,
+                position,
             } => write!(
                 f,
                 "topic name has the invalid character {character:?} at position {position}"
             ),
-            TopicError::EmptySegment => f.write_str("topic name has an empty dot-separated segment"),
+            TopicError::EmptySegment => f.write_str(
+                "topic name has an empty dot-separated segment (two dots in a row, or a leading \
+                 or trailing dot)",
+            ),
+            TopicError::SingleSegment { name } => write!(
+                f,
+                "topic name {name:?} has a single segment; topics have at least two \
+                 dot-separated segments, like v2.users.<id>.presence"
+            ),
             TopicError::Reserved => f.write_str(
                 "channel.metadata and v2.system.* arrive without subscribing and cannot be subscribed",
             ),
@@ -118,12 +148,18 @@ impl Topic {
     /// (`v2.users.<uuid>?presence&routingStatus`).
     ///
     /// # Errors
-    /// [`TopicError`] when the name is empty, longer than 200 characters, holds characters no
-    /// topic holds, has an empty segment, is reserved (`channel.metadata`, `v2.system.*`), or
-    /// contains a `*` wildcard.
+    /// [`TopicError`] when the name is empty ([`TopicError::Empty`], also for white space
+    /// only), longer than 200 characters ([`TopicError::TooLong`]), holds characters no topic
+    /// holds ([`TopicError::InvalidCharacter`]: white space anywhere, leading and trailing
+    /// included, since nothing is trimmed; control characters; quotes, slashes, ...), has an
+    /// empty segment (`v2..users`, a leading or trailing dot: [`TopicError::EmptySegment`]),
+    /// has a single segment (`v2`: [`TopicError::SingleSegment`], which names it), is reserved
+    /// (`channel.metadata`, `v2.system.*`: [`TopicError::Reserved`]), contains a `*` wildcard
+    /// ([`TopicError::Wildcard`]) or is a malformed combined topic
+    /// ([`TopicError::BadCombination`]). The error does not repeat the name: callers that
+    /// report it name it ([`Error::Topic`](crate::Error::Topic) does).
     pub fn parse(name: &str) -> Result<Topic, TopicError> {
-        let name = name.trim();
-        if name.is_empty() {
+        if name.trim().is_empty() {
             return Err(TopicError::Empty);
         }
         let len = name.chars().count();
@@ -142,6 +178,11 @@ impl Topic {
             return Err(TopicError::BadCombination);
         }
         check_segments(base)?;
+        if suffix.is_none() && !base.contains('.') {
+            return Err(TopicError::SingleSegment {
+                name: name.to_owned(),
+            });
+        }
         let name = if let Some(suffix) = suffix {
             let mut parts = std::collections::BTreeSet::new();
             // Each part is one last segment (`presence`, `routingstatus`), named once.
@@ -292,11 +333,11 @@ impl Pattern {
     /// Validates and lower-cases a pattern.
     ///
     /// # Errors
-    /// [`TopicError`] when it is empty, too long, has invalid characters or empty segments, or a
-    /// `*` that is not a whole segment ([`TopicError::Wildcard`]).
+    /// [`TopicError`] when it is empty, too long, has invalid characters (white space included:
+    /// nothing is trimmed) or empty segments, or a `*` that is not a whole segment
+    /// ([`TopicError::Wildcard`]). A single segment (`*`) is accepted.
     pub fn parse(text: &str) -> Result<Pattern, TopicError> {
-        let text = text.trim();
-        if text.is_empty() {
+        if text.trim().is_empty() {
             return Err(TopicError::Empty);
         }
         let len = text.chars().count();
@@ -383,12 +424,94 @@ mod tests {
     const USER: &str = "9ED7D9F6-0c59-4360-ac54-40dd35eb9c2f";
 
     #[test]
-    fn topic_is_lower_cased_and_trimmed() {
-        let t = Topic::parse(&format!("  v2.users.{USER}.Presence ")).unwrap();
+    fn topic_is_lower_cased() {
+        let t = Topic::parse(&format!("v2.users.{USER}.Presence")).unwrap();
         assert_eq!(
             t.as_str(),
             "v2.users.9ed7d9f6-0c59-4360-ac54-40dd35eb9c2f.presence"
         );
+    }
+
+    /// Review finding: white space around a name was trimmed and a one-segment name accepted.
+    #[test]
+    fn white_space_single_segments_and_control_characters_are_refused() {
+        let name = format!("v2.users.{USER}.presence");
+        assert_eq!(
+            Topic::parse(&format!(" {name}")),
+            Err(TopicError::InvalidCharacter {
+                character: ' ',
+                position: 0
+            })
+        );
+        let trailing = format!("{name}\n");
+        assert_eq!(
+            Topic::parse(&trailing),
+            Err(TopicError::InvalidCharacter {
+                character: '\n',
+                position: name.len()
+            })
+        );
+        assert_eq!(
+            Topic::parse("v2.users.x\tpresence"),
+            Err(TopicError::InvalidCharacter {
+                character: '\t',
+                position: 10
+            })
+        );
+        assert!(matches!(
+            Topic::parse("v2.users.\u{1b}[31m.presence"),
+            Err(TopicError::InvalidCharacter {
+                character: '\u{1b}',
+                ..
+            })
+        ));
+        assert_eq!(
+            Topic::parse("v2"),
+            Err(TopicError::SingleSegment { name: "v2".into() })
+        );
+        assert_eq!(
+            Topic::parse("Presence"),
+            Err(TopicError::SingleSegment {
+                name: "Presence".into()
+            })
+        );
+        assert_eq!(Topic::parse("v2..users"), Err(TopicError::EmptySegment));
+        assert_eq!(Topic::parse("v2.users.x."), Err(TopicError::EmptySegment));
+        assert_eq!(Topic::parse(".v2.users"), Err(TopicError::EmptySegment));
+        assert_eq!(Topic::parse("   "), Err(TopicError::Empty));
+        assert_eq!(
+            Topic::parse(&format!("v2.users.{}", "é".repeat(3))),
+            Err(TopicError::InvalidCharacter {
+                character: 'é',
+                position: 9
+            })
+        );
+        // Every message says what is wrong and where.
+        let text = Topic::parse(" v2.users.x.presence")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("white space") && text.contains("position 0"),
+            "{text}"
+        );
+        let text = Topic::parse("v2").unwrap_err().to_string();
+        assert!(
+            text.contains("single segment") && text.contains("\"v2\""),
+            "{text}"
+        );
+        // Patterns are not trimmed either, and `*` alone is still a pattern.
+        assert!(Pattern::parse(" v2.users.*.presence").is_err());
+        assert!(Pattern::parse("*").is_ok());
+        // What stays valid: plain, combined, 200 characters.
+        for ok in [
+            name.clone(),
+            format!("v2.users.{USER}?presence&routingStatus"),
+            "v2.routing.queues.q1.observations".to_owned(),
+            "v2.detail.events.conversation.c1.acw".to_owned(),
+            format!("v2.{}", "a".repeat(MAX_TOPIC_LEN - 3)),
+        ] {
+            assert!(Topic::parse(&ok).is_ok(), "{ok}");
+        }
     }
 
     #[test]

@@ -33,6 +33,68 @@ pub(crate) fn check_base_url(url: &str) -> Result<(), String> {
     }
 }
 
+/// Checks a REST or OAuth base URL (`api_base`, `login_base`): what [`check_base_url`] checks,
+/// and also that it is not empty, holds no white space or control character, uses `https`
+/// (or `http` to a loopback host) and not a WebSocket scheme, has no query (`?`) or fragment
+/// (`#`), and does not end in `/api` or `/api/v2` (request paths start with `/api/v2/`, so such
+/// a base would double them). Any other path is kept as a prefix of every request path (a
+/// gateway); a wrong one fails the first request with a message naming the URL.
+///
+/// # Errors
+/// Why the URL is refused, as text naming the URL (user info redacted) and what to give
+/// instead.
+pub(crate) fn check_rest_base(url: &str) -> Result<(), String> {
+    const EXAMPLE: &str = "give the scheme and host, like https://api.mypurecloud.com";
+    if url.trim().is_empty() {
+        return Err(format!("is empty: {EXAMPLE}"));
+    }
+    if let Some((position, character)) = url
+        .chars()
+        .enumerate()
+        .find(|(_, c)| c.is_whitespace() || c.is_control())
+    {
+        return Err(format!(
+            "{:?} holds {character:?} at position {position}: URLs hold no white space or \
+             control characters",
+            redacted(url)
+        ));
+    }
+    check_base_url(url)?;
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    if !matches!(scheme.to_ascii_lowercase().as_str(), "https" | "http") {
+        return Err(format!(
+            "{:?}: unsupported scheme {scheme:?} for a REST or OAuth base; {EXAMPLE}",
+            redacted(url)
+        ));
+    }
+    let after = &rest[authority_of(rest).len()..];
+    if after.contains(['?', '#']) {
+        return Err(format!(
+            "{:?} has a query or fragment: {EXAMPLE}",
+            redacted(url)
+        ));
+    }
+    let path = after.trim_end_matches('/').to_ascii_lowercase();
+    if path.ends_with("/api") || path.ends_with("/api/v2") {
+        return Err(format!(
+            "{:?} ends in {path:?}, which every request path starts with: {EXAMPLE}",
+            redacted(url)
+        ));
+    }
+    let authority = authority_of(rest);
+    let port = match authority.strip_prefix('[') {
+        Some(v6) => v6.split_once(']').and_then(|(_, p)| p.strip_prefix(':')),
+        None => authority.split_once(':').map(|(_, p)| p),
+    };
+    if port.is_some_and(|p| p.parse::<u16>().map_or(true, |p| p == 0)) {
+        return Err(format!(
+            "{:?} has an invalid port (1 to 65535)",
+            redacted(url)
+        ));
+    }
+    Ok(())
+}
+
 /// The authority of `[user@]host[:port][/path]`: everything before the path, query or fragment.
 fn authority_of(rest: &str) -> &str {
     rest.split(['/', '?', '#']).next().unwrap_or("")
@@ -86,6 +148,40 @@ mod tests {
         assert!(check_base_url("http://10.0.0.1").is_err());
         assert!(check_base_url("ftp://x").is_err());
         assert!(check_base_url("api.mypurecloud.com").is_err());
+    }
+
+    /// Review finding: `api_base("")` was reported as a missing region; queries, fragments,
+    /// WebSocket schemes and doubled `/api/v2` prefixes were accepted.
+    #[test]
+    fn rest_bases_are_origins_or_gateway_prefixes() {
+        for ok in [
+            "https://api.mypurecloud.com",
+            "http://127.0.0.1:8080",
+            "http://[::1]:8080",
+            "https://gateway.example.com:8443/genesys",
+        ] {
+            assert_eq!(check_rest_base(ok), Ok(()), "{ok}");
+        }
+        for (bad, says) in [
+            ("", "empty"),
+            ("   ", "empty"),
+            (" https://api.mypurecloud.com", "white space"),
+            ("https://api.mypurecloud.com\n", "control"),
+            ("wss://api.mypurecloud.com", "unsupported scheme"),
+            ("ftp://api.mypurecloud.com", "unsupported scheme"),
+            ("https://api.mypurecloud.com?x=1", "query"),
+            ("https://api.mypurecloud.com/#top", "fragment"),
+            ("https://api.mypurecloud.com/api/v2", "/api/v2"),
+            ("https://api.mypurecloud.com/API/", "/api"),
+            ("http://api.mypurecloud.com", "loopback"),
+            ("https://u:p@api.mypurecloud.com", "user info"),
+            ("https://api.mypurecloud.com:99999", "port"),
+            ("https://api.mypurecloud.com:x", "port"),
+            ("api.mypurecloud.com", "absolute"),
+        ] {
+            let error = check_rest_base(bad).unwrap_err();
+            assert!(error.contains(says), "{bad:?}: {error}");
+        }
     }
 
     #[test]

@@ -258,3 +258,101 @@ fn client_credentials_handed_to_token_source_trust_the_clients_roots() {
     assert!(emu.token_requests() >= 1);
     client.shutdown(Duration::from_secs(5)).unwrap();
 }
+
+/// Review finding: `api_base("")` was reported as a missing region. Every bad base URL is a
+/// configuration error naming the setting given and what is wrong with it.
+#[test]
+fn bad_base_urls_are_errors_naming_the_setting() {
+    let config_error = |result: Result<Client, Error>| match result {
+        Err(Error::Config(e)) => e,
+        Ok(_) => panic!("build() succeeded; a configuration error was expected"),
+        Err(other) => panic!("expected a configuration error, got {other:?}"),
+    };
+    let token = || Client::builder().access_token("token");
+    let e = config_error(token().api_base("").build());
+    assert_eq!(e.field, "api_base", "{e}");
+    assert!(e.reason.contains("empty"), "{e}");
+    let e = config_error(token().region(Region::EuWest1).api_base("  ").build());
+    assert_eq!(e.field, "api_base", "{e}");
+    let e = config_error(
+        Client::builder()
+            .client_credentials("id", "secret")
+            .region(Region::EuWest1)
+            .login_base("")
+            .build(),
+    );
+    assert_eq!(e.field, "login_base", "{e}");
+    assert!(e.reason.contains("empty"), "{e}");
+    for (url, says) in [
+        ("https://api.mypurecloud.ie?x=1", "query"),
+        ("https://api.mypurecloud.ie/#x", "fragment"),
+        ("https://u:pw@api.mypurecloud.ie", "user info"),
+        ("ftp://api.mypurecloud.ie", "scheme"),
+        ("wss://api.mypurecloud.ie", "scheme"),
+        ("http://api.mypurecloud.ie", "loopback"),
+        ("https://api.mypurecloud.ie/api/v2", "/api/v2"),
+        ("https://api.mypurecloud.ie:0", "port"),
+        ("api.mypurecloud.ie", "absolute"),
+    ] {
+        let e = config_error(token().api_base(url).build());
+        assert_eq!(e.field, "api_base", "{url}: {e}");
+        assert!(e.reason.contains(says), "{url}: {e}");
+        assert!(!e.to_string().contains("pw@"), "{e}");
+        let e = config_error(
+            Client::builder()
+                .client_credentials("id", "secret")
+                .api_base("https://api.mypurecloud.ie")
+                .login_base(url.replace("api.", "login."))
+                .build(),
+        );
+        assert_eq!(e.field, "login_base", "{url}: {e}");
+    }
+}
+
+/// Review finding: `region()` after `login_base()` overwrote the login base. An explicit base
+/// wins over the region's, in either order; the region fills in the other.
+#[test]
+fn explicit_bases_win_over_the_region_in_either_order() {
+    let emu = emulator();
+    for region_first in [true, false] {
+        let mut b = Client::builder().client_credentials("id", "secret");
+        if region_first {
+            b = b.region(Region::EuWest1);
+        }
+        b = b.login_base(emu.login_base());
+        if !region_first {
+            b = b.region(Region::EuWest1);
+        }
+        let client = b.build().unwrap();
+        assert_eq!(client.config().login_base(), emu.login_base());
+        assert_eq!(client.config().api_base(), "https://api.mypurecloud.ie");
+        client.shutdown(Duration::from_secs(5)).unwrap();
+
+        let mut b = Client::builder().access_token("token");
+        if region_first {
+            b = b.region_name("eu-west-1");
+        }
+        b = b.api_base(emu.api_base());
+        if !region_first {
+            b = b.region_name("eu-west-1");
+        }
+        let client = b.build().unwrap();
+        assert_eq!(client.config().api_base(), emu.api_base());
+        assert_eq!(client.config().login_base(), "https://login.mypurecloud.ie");
+        client.shutdown(Duration::from_secs(5)).unwrap();
+
+        // An explicit api.<domain> base brings its login host, over the region's.
+        let mut b = Client::builder().client_credentials("id", "secret");
+        if region_first {
+            b = b.region(Region::UsEast1);
+        }
+        b = b.api_base("https://api.mypurecloud.de");
+        if !region_first {
+            b = b.region(Region::UsEast1);
+        }
+        let client = b.build().unwrap();
+        assert_eq!(client.config().api_base(), "https://api.mypurecloud.de");
+        assert_eq!(client.config().login_base(), "https://login.mypurecloud.de");
+        client.shutdown(Duration::from_secs(5)).unwrap();
+    }
+}

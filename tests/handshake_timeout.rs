@@ -48,6 +48,11 @@ fn reconnect_delays(rec: &Recorder) -> Vec<(u32, Duration, String)> {
         .collect()
 }
 
+/// Robust under load (review point 9): it waits for the `Connected` report before reading the
+/// recorder (lifecycle events reach listeners on their own thread, after the events may
+/// flow), judges the first retry only (a loaded machine may add later reconnections of its
+/// own), and bounds the hung attempt by the 5 s connect timeout it replaced rather than by a
+/// tight margin.
 #[test]
 fn hung_first_handshake_times_out_then_succeeds() {
     let emu = emulator();
@@ -58,22 +63,25 @@ fn hung_first_handshake_times_out_then_succeeds() {
     let topics = presence_topics(1);
     let _ = client.subscribe(&topics).unwrap();
     assert!(flows(&emu, &topics[0], &seqs, 1));
+    assert!(rec.wait(SOON, |e| matches!(e, Lifecycle::Connected { .. })));
 
     let retries = reconnect_delays(&rec);
-    assert_eq!(retries.len(), 1, "{retries:?}");
-    let (attempt, delay, error) = &retries[0];
-    assert_eq!(*attempt, 1);
+    // The first retry is the one after the hung handshake.
+    let (attempt, delay, error) = retries.first().expect("a retry after the hung handshake");
+    assert_eq!(*attempt, 1, "{retries:?}");
     assert!(error.contains("did not finish in time"), "{error}");
     let pairs = hung_then_connected(&emu);
-    assert_eq!(pairs.len(), 1);
+    assert_eq!(pairs.len(), 1, "one handshake was hung");
     let gap = pairs[0].1.duration_since(pairs[0].0);
     // The hung attempt lasted the connect timeout, then the client waited its backoff delay.
     assert!(
         gap + Duration::from_millis(50) >= CONNECT_TIMEOUT + *delay,
         "next attempt {gap:?} after the hung one (delay {delay:?})"
     );
+    // Abandoned at the 1 s connect timeout set here, not at the builder's 5 s (the margin
+    // absorbs a loaded machine).
     assert!(
-        gap <= CONNECT_TIMEOUT + *delay + Duration::from_millis(1500),
+        gap < Duration::from_secs(5) + *delay,
         "hung attempt abandoned late: {gap:?}"
     );
     assert_in_order(
@@ -81,7 +89,7 @@ fn hung_first_handshake_times_out_then_succeeds() {
         &["ChannelCreated", "Reconnecting", "Subscribed", "Connected"],
     );
     println!("hung handshake → next attempt after {gap:?} (backoff {delay:?})");
-    client.shutdown(Duration::from_secs(2)).unwrap();
+    client.shutdown(Duration::from_secs(5)).unwrap();
 }
 
 #[test]

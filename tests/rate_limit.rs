@@ -291,3 +291,61 @@ fn head_channel_429_delays_the_reconnection() {
     assert!(flows(&s.emu, &s.topics[0], &s.seqs, 1));
     s.client.shutdown(Duration::from_secs(2)).unwrap();
 }
+
+/// Review finding: during an outage `RequestFailed` flooded listeners, one per failed request.
+/// Now the first failure is reported at once, its repeats in one report carrying their number
+/// (at the latest when the channel recovers, before `ChannelCreated`), and the health snapshot
+/// still counts every failure.
+#[test]
+fn an_outage_reports_the_first_failure_and_then_the_repeats_with_their_count() {
+    let emu = emulator();
+    const FAILURES: usize = 12;
+    emu.inject(Fault::HttpStatus {
+        endpoint: Endpoint::CreateChannel,
+        status: 503,
+        retry_after: None,
+        times: FAILURES,
+    });
+    let client = fast(&emu).build().unwrap();
+    let rec = Recorder::new(&client);
+    let topics = presence_topics(1);
+    let report = client.subscribe(&topics).unwrap();
+    assert_eq!(report.permitted.len(), 1);
+    assert_eq!(
+        calls(&emu, "POST", "/api/v2/notifications/channels")
+            .iter()
+            .filter(|r| r.status == 503)
+            .count(),
+        FAILURES
+    );
+    assert!(rec.wait(SOON, |e| matches!(e, Lifecycle::Connected { .. })));
+    let events = rec.snapshot();
+    let counts: Vec<u64> = events
+        .iter()
+        .filter_map(|e| match e {
+            Lifecycle::RequestFailed { count, .. } => Some(*count),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(counts.first(), Some(&1), "{counts:?}");
+    assert!(counts.len() < FAILURES, "not coalesced: {counts:?}");
+    // Every failure is in one report or another and in the health count (a loaded machine may
+    // add a timed-out request of its own to the 503s).
+    let reported = counts.iter().sum::<u64>();
+    assert_eq!(client.health().request_failures(), reported, "{counts:?}");
+    assert!(reported >= FAILURES as u64, "{counts:?}");
+    assert_in_order(&events, &["RequestFailed", "ChannelCreated", "Connected"]);
+    // Every report of the channel creation was delivered before its recovery was.
+    let created = events
+        .iter()
+        .position(|e| matches!(e, Lifecycle::ChannelCreated { .. }))
+        .unwrap();
+    assert!(events[created..].iter().all(|e| !matches!(
+        e,
+        Lifecycle::RequestFailed {
+            operation: "create channel",
+            ..
+        }
+    )));
+    client.shutdown(Duration::from_secs(2)).unwrap();
+}

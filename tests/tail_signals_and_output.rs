@@ -258,6 +258,14 @@ fn ctrl_c_while_the_first_subscribe_hangs_stops_tail_promptly_and_cleanly() {
     assert_eq!(signal_and_wait(&mut child, "-INT"), Some(0));
     let stderr = read_all(child.stderr.take());
     assert!(!stderr.contains("error"), "{stderr}");
+    // Stopped while subscribing, it still ends with its summary (hostile pass: it had none).
+    assert!(
+        stderr
+            .lines()
+            .last()
+            .is_some_and(|l| l.contains("received 0")),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -5,11 +5,12 @@
 
 use clap::{Parser, ValueEnum};
 use genesys_notify::{
-    Backpressure, Client, Error, Event, Lifecycle, ListenerGuard, Pattern, Region, Snapshots,
-    Topic, TopicError,
+    Backpressure, Client, Error, Event, Lifecycle, ListenerGuard, Pattern, Region, Snapshots, Topic,
 };
 use std::io::Write;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The program's name: `genesys-tail` installed, `tail` as the example.
@@ -33,19 +34,45 @@ Output:
             {\"time\":\"…\",\"event\":\"gap\",\"channel\":\"stre…abcd\",\"message\":\"…\",…}
           event names the lifecycle kind (channel_created, subscribed, connected, disconnected,
           reconnecting, gap, resynced, system_message, ...); gap adds start, end and topics,
-          reconnecting adds attempt and delay_ms, dropped adds count and total.
-          tail's own lines (following, topic_rejected, stopping, summary, error with its
-          exit_code) then are JSON objects of the same shape, with \"channel\": null.
+          reconnecting adds attempt and delay_ms, dropped adds count and total,
+          request_failed adds count (repeats within 5 s are coalesced into one line).
+          tail's own lines then are JSON objects of the same shape, with \"channel\": null:
+          following adds topics (how many), topic_rejected adds topic and
+          missing_permissions, stopping and warning add nothing, summary adds the counts
+          below, error adds exit_code and class, exiting (a second Ctrl-C) adds exit_code.
 
 Exit codes:
   0    stopped by Ctrl-C, SIGTERM or SIGHUP (also while still subscribing) or because
        stdout was closed (| head -1): sockets closed, subscriptions removed
-  1    a runtime failure (the service kept failing, a channel stopped for good, stdout
-       not writable: a full disk, an I/O error)
-  2    input to fix: missing or wrong credentials, bad topic, a pattern that is invalid or
-       matches none of the topics, bad settings,
-       every topic rejected, a proxy asking for credentials
+  1    a runtime failure not listed below (a channel stopped for good, stdout not
+       writable: a full disk, an I/O error)
+  2    input to fix: missing or wrong credentials (the token endpoint refused them, or
+       the API refused the token), bad topic, a pattern that is invalid or matches none
+       of the topics, bad settings or flags out of range, every topic rejected, a proxy
+       asking for credentials, a base URL that is not the service's
+  3    network: the service could not be reached (connection refused, DNS, timeout,
+       TLS, proxy down)
+  4    permission: the service answered 403 (the token lacks a permission)
+  5    rate limited: the service kept answering 429
+  6    server: the service kept failing (5xx, answers that do not parse)
   130  a second Ctrl-C (or SIGTERM): exit without waiting for the clean shutdown
+  Errors are written as `genesys-tail: error: <what was done>: <class>: <error>`; as JSON,
+  {\"event\":\"error\",\"message\",\"exit_code\",\"class\"} with class one of input,
+  credentials, network, permission, rate_limited, server, runtime.
+
+Summary (the last line of stderr, also after stdout closed):
+  received N: written W, not written U (stdout closed), dropped D, unrouted R; malformed
+  frames M. received = written + not written + dropped + unrouted (notifications read from
+  the sockets); as JSON: received, delivered (= written + not_written), written,
+  not_written, dropped, unrouted, malformed, snapshots_written, snapshots_not_written, and
+  stopped_by (signal, stdout_closed, failure).
+
+Settings:
+  A flag wins over its environment variable (an empty variable counts as unset, an empty
+  flag is an error). Across settings too: --region wins over GENESYS_API_BASE and
+  GENESYS_LOGIN_BASE from the environment (--api-base and --login-base win over the
+  region), and --client-id with --client-secret win over GENESYS_ACCESS_TOKEN from the
+  environment; a warning names what was ignored.
 
 Corporate networks:
   The proxy comes from --proxy, else from https_proxy / HTTPS_PROXY / all_proxy / ALL_PROXY,
@@ -212,6 +239,9 @@ fn lifecycle_line(event: &Lifecycle, format: LifecycleFormat) -> String {
                     line["count"] = (*count).into();
                     line["total"] = (*total).into();
                 }
+                Lifecycle::RequestFailed { count, .. } => {
+                    line["count"] = (*count).into();
+                }
                 _ => {}
             }
             line.to_string()
@@ -230,7 +260,9 @@ fn note_line(
     fields: &[(&str, serde_json::Value)],
 ) -> String {
     match format {
-        LifecycleFormat::Text => format!("{NAME}: {message}"),
+        // Messages may quote the service's text (an error body, a rejection reason): escaped
+        // control characters keep them one line and keep the terminal's state ours.
+        LifecycleFormat::Text => format!("{NAME}: {}", one_line(message)),
         LifecycleFormat::Json => {
             let time = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
             let mut line = serde_json::json!({
@@ -272,46 +304,402 @@ impl From<BackpressureArg> for Backpressure {
     }
 }
 
+/// What kind of failure ended tail: its exit code, and the word that labels it on stderr (and
+/// in the JSON `error` line's `class`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Class {
+    /// Input to fix: bad flags, settings, topics, credentials refused by the token endpoint, a
+    /// proxy asking for credentials, a wrong base URL: exit 2.
+    Input,
+    /// The token endpoint refused the credentials (400/401, `invalid_client`) or the API
+    /// refused the token (401): exit 2, as before (input to fix), labelled apart.
+    Credentials,
+    /// The service could not be reached: connection refused, DNS, timeouts, TLS, a proxy that
+    /// is down: exit 3.
+    Network,
+    /// The token lacks a permission (403): exit 4.
+    Permission,
+    /// The service kept answering 429: exit 5.
+    RateLimited,
+    /// The service kept failing (5xx, answers that do not parse): exit 6.
+    Server,
+    /// Any other runtime failure (a channel stopped for good, stdout not writable): exit 1.
+    Runtime,
+}
+
+impl Class {
+    fn code(self) -> u8 {
+        match self {
+            Class::Runtime => 1,
+            Class::Input | Class::Credentials => 2,
+            Class::Network => 3,
+            Class::Permission => 4,
+            Class::RateLimited => 5,
+            Class::Server => 6,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Class::Input => "input",
+            Class::Credentials => "credentials",
+            Class::Network => "network",
+            Class::Permission => "permission",
+            Class::RateLimited => "rate_limited",
+            Class::Server => "server",
+            Class::Runtime => "runtime",
+        }
+    }
+
+    /// What the class means, for the message.
+    fn meaning(self) -> &'static str {
+        match self {
+            Class::Input => "input to fix",
+            Class::Credentials => "credentials refused",
+            Class::Network => "network: the service could not be reached",
+            Class::Permission => "permission denied",
+            Class::RateLimited => "rate limited by the service",
+            Class::Server => "the service failed",
+            Class::Runtime => "failure",
+        }
+    }
+
+    fn of_token(error: &genesys_notify::TokenError) -> Class {
+        use genesys_notify::TokenError as T;
+        match error {
+            T::InvalidCredentials { .. } | T::UnusableToken { .. } => Class::Credentials,
+            T::RateLimited { .. } => Class::RateLimited,
+            T::Server { status: 403, .. } => Class::Permission,
+            T::Server { status, .. } if *status >= 500 || *status == 408 => Class::Server,
+            // A 404 or 3xx from the token endpoint: the login base URL is wrong.
+            T::Server { .. } => Class::Input,
+            T::Transport(_) => Class::Network,
+            T::Proxy(e) if e.is_transient() => Class::Network,
+            T::Proxy(_) => Class::Input,
+            _ => Class::Runtime,
+        }
+    }
+
+    fn of_api(error: &genesys_notify::ApiError) -> Class {
+        use genesys_notify::ApiError as A;
+        match error {
+            A::Unauthorized { .. } => Class::Credentials,
+            A::Forbidden { .. } => Class::Permission,
+            A::RateLimited { .. } => Class::RateLimited,
+            // `verify_token` answered 404: the API base URL is wrong.
+            A::Server { status: 404, .. } | A::NotFound => Class::Input,
+            A::Server { status, .. } if *status >= 500 => Class::Server,
+            A::Decode(_) => Class::Server,
+            A::Transport(_) => Class::Network,
+            A::Proxy(e) if e.is_transient() => Class::Network,
+            A::Proxy(_) => Class::Input,
+            A::Token(e) => Class::of_token(e),
+            _ => Class::Runtime,
+        }
+    }
+
+    fn of_channel(error: &genesys_notify::ChannelError) -> Class {
+        use genesys_notify::ChannelError as C;
+        match error {
+            C::Request { error, .. } => Class::of_api(error),
+            C::NotificationsApiNotFound { .. } => Class::Input,
+            C::Connect {
+                status: Some(403), ..
+            } => Class::Permission,
+            C::Connect {
+                status: Some(429), ..
+            } => Class::RateLimited,
+            C::Connect {
+                status: Some(status),
+                ..
+            } if *status >= 500 => Class::Server,
+            C::Connect { .. } | C::Disconnected(_) => Class::Network,
+            C::Proxy(e) if e.is_transient() => Class::Network,
+            C::Proxy(_) => Class::Input,
+            _ => Class::Runtime,
+        }
+    }
+
+    fn of(error: &Error) -> Class {
+        match error {
+            Error::Config(_)
+            | Error::Topic { .. }
+            | Error::TooManyTopics { .. }
+            | Error::TooManyChannels { .. } => Class::Input,
+            Error::Token(e) => Class::of_token(e),
+            Error::Api(e) => Class::of_api(e),
+            // A call that ran out of time while the service could not be reached.
+            Error::Timeout { .. } => Class::Network,
+            _ => Class::Runtime,
+        }
+    }
+}
+
 /// A failure and the exit code it leads to.
 struct Failure {
-    code: u8,
+    class: Class,
     message: String,
+}
+
+impl Failure {
+    /// `context: <class meaning>: error` (the class named unless it is input or a plain
+    /// runtime failure, whose errors say enough).
+    fn classified(class: Class, context: &str, error: &dyn std::fmt::Display) -> Failure {
+        let message = match class {
+            Class::Input | Class::Runtime => format!("{context}: {error}"),
+            _ => format!("{context}: {}: {error}", class.meaning()),
+        };
+        Failure { class, message }
+    }
+
+    fn new(code: u8, message: impl Into<String>) -> Failure {
+        let class = if code == 2 {
+            Class::Input
+        } else {
+            Class::Runtime
+        };
+        Failure {
+            class,
+            message: message.into(),
+        }
+    }
 }
 
 /// Input the user must fix: exit code 2.
 fn usage(message: impl Into<String>) -> Failure {
-    Failure {
-        code: 2,
-        message: message.into(),
-    }
+    Failure::new(2, message)
 }
 
-/// A client error: credentials and configuration problems are the user's to fix (2), the rest
-/// is a runtime failure (1).
+/// A client error, classified (see [`Class`]): the message says what tail was doing, what
+/// kind of failure it met, and the error.
 fn from_error(context: &str, error: Error) -> Failure {
-    let code = match &error {
-        Error::Config(_)
-        | Error::Topic { .. }
-        | Error::TooManyTopics { .. }
-        | Error::TooManyChannels { .. } => 2,
-        Error::Token(e) if e.is_permanent() => 2,
-        Error::Api(genesys_notify::ApiError::Unauthorized { .. }) => 2,
-        // `verify_token` answered 404: the API base URL is wrong.
-        Error::Api(genesys_notify::ApiError::Server { status: 404, .. }) => 2,
-        Error::Api(genesys_notify::ApiError::Proxy(e)) if !e.is_transient() => 2,
-        _ => 1,
-    };
-    Failure {
-        code,
-        message: format!("{context}: {error}"),
+    let class = Class::of(&error);
+    match &error {
+        // Configuration errors name the library's setting: say which flag or variable it is.
+        Error::Config(e) => Failure {
+            class,
+            message: format!("{context}: {}: {}", setting_name(e.field), e.reason),
+        },
+        _ => Failure::classified(class, context, &error),
     }
 }
 
-/// The flag's value, else the environment variable's (empty counts as unset).
-fn flag_or_env(flag: Option<String>, var: &str) -> Option<String> {
-    flag.or_else(|| std::env::var(var).ok())
-        .map(|v| v.trim().to_owned())
-        .filter(|v| !v.is_empty())
+/// The flag (and environment variable) behind a library setting, for messages about it.
+fn setting_name(field: &str) -> String {
+    let (flag, var) = match field {
+        "region" => ("--region", Some("GENESYS_REGION")),
+        "api_base" => ("--api-base", Some("GENESYS_API_BASE")),
+        "login_base" => ("--login-base", Some("GENESYS_LOGIN_BASE")),
+        "client_id" => ("--client-id", Some("GENESYS_CLIENT_ID")),
+        "client_secret" => ("--client-secret", Some("GENESYS_CLIENT_SECRET")),
+        "access_token" => ("--access-token", Some("GENESYS_ACCESS_TOKEN")),
+        "proxy" => (
+            "--proxy",
+            Some("https_proxy/HTTPS_PROXY/all_proxy/ALL_PROXY"),
+        ),
+        "no_proxy" => ("--no-proxy", Some("no_proxy/NO_PROXY")),
+        "streaming_base" => ("--streaming-base", None),
+        "dispatcher_threads" => ("--dispatcher-threads", None),
+        "queue_capacity" => ("--queue-capacity", None),
+        "ping_interval" => ("--ping-interval-secs", None),
+        "liveness_timeout" => ("--liveness-timeout-secs", None),
+        "root_certificates" | "tls_roots" => ("--ca-file", None),
+        other => return format!("setting {other}"),
+    };
+    match var {
+        Some(var) => format!("{flag} (or {var})"),
+        None => flag.to_owned(),
+    }
+}
+
+/// The accepted range of each numeric flag, in the flag's own unit (the library's limits,
+/// `Config::validate`, in whole seconds where the flag counts seconds).
+const RANGES: [(&str, u64, u64, &str); 4] = [
+    ("--dispatcher-threads", 1, 256, "threads"),
+    ("--queue-capacity", 1, 1 << 20, "events"),
+    ("--ping-interval-secs", 1, 3600, "seconds"),
+    ("--liveness-timeout-secs", 1, 3600, "seconds"),
+];
+
+/// Checks the numeric flags against [`RANGES`] and each other, naming the flag as typed, the
+/// accepted range in its unit and the value given (the library would name its own setting and
+/// unit: `liveness_timeout`, `0ns`).
+fn check_ranges(args: &Args) -> Result<(), Failure> {
+    let given = [
+        args.dispatcher_threads.map(|n| n as u64),
+        args.queue_capacity.map(|n| n as u64),
+        args.ping_interval_secs,
+        args.liveness_timeout_secs,
+    ];
+    for ((flag, min, max, unit), value) in RANGES.iter().zip(given) {
+        if let Some(value) = value.filter(|v| !(*min..=*max).contains(v)) {
+            return Err(usage(format!(
+                "{flag} {value} is out of range: give {min} to {max} ({unit})"
+            )));
+        }
+    }
+    let defaults = genesys_notify::Config::default();
+    let ping = args
+        .ping_interval_secs
+        .map(Duration::from_secs)
+        .unwrap_or(defaults.ping_interval());
+    let liveness = args
+        .liveness_timeout_secs
+        .map(Duration::from_secs)
+        .unwrap_or(defaults.liveness_timeout());
+    if ping >= liveness {
+        let side = |flag: &str, given: Option<u64>, value: Duration| match given {
+            Some(secs) => format!("{flag} {secs}"),
+            None => format!("{flag}'s default {}", value.as_secs()),
+        };
+        return Err(usage(format!(
+            "{} must be below {} (seconds): a ping is sent after that much silence, and the \
+             socket is presumed dead after the other",
+            side("--ping-interval-secs", args.ping_interval_secs, ping),
+            side(
+                "--liveness-timeout-secs",
+                args.liveness_timeout_secs,
+                liveness
+            ),
+        )));
+    }
+    Ok(())
+}
+
+/// A setting's value and whether it came from a flag (`true`) or the environment.
+type Given = Option<(String, bool)>;
+
+/// Where to connect and how to authenticate, as given on the command line or in the
+/// environment.
+#[derive(Debug, Default)]
+struct Settings {
+    region: Given,
+    api_base: Given,
+    login_base: Given,
+    access_token: Given,
+    client_id: Given,
+    client_secret: Given,
+}
+
+impl Settings {
+    /// Flags win over the environment, also across settings: a `--region` flag sets both
+    /// hosts, so base URLs from the environment give way to it (the `--api-base` and
+    /// `--login-base` flags still override it), and client credentials given as flags win
+    /// over an access token from the environment. An access token given as a flag wins over
+    /// client credentials, with a warning naming what is ignored. Returns the settings to use
+    /// and the warnings.
+    fn resolve(mut self) -> (Settings, Vec<String>) {
+        let mut warnings = Vec::new();
+        let flag = |g: &Given| matches!(g, Some((_, true)));
+        let env = |g: &Given| matches!(g, Some((_, false)));
+        if flag(&self.region) {
+            for (base, var) in [
+                (&mut self.api_base, "GENESYS_API_BASE"),
+                (&mut self.login_base, "GENESYS_LOGIN_BASE"),
+            ] {
+                if env(base) {
+                    *base = None;
+                    warnings.push(format!("{var} ignored: --region was given"));
+                }
+            }
+        }
+        if env(&self.access_token) && flag(&self.client_id) && flag(&self.client_secret) {
+            self.access_token = None;
+            warnings.push(
+                "GENESYS_ACCESS_TOKEN ignored: --client-id and --client-secret were given".into(),
+            );
+        }
+        if flag(&self.access_token) && (flag(&self.client_id) || flag(&self.client_secret)) {
+            warnings
+                .push("--client-id and --client-secret ignored: --access-token was given".into());
+        }
+        (self, warnings)
+    }
+}
+
+/// [`flag_or_env`] and where the value came from.
+fn given(flag: Option<String>, name: &str, var: &str) -> Result<Given, Failure> {
+    let from_flag = flag.is_some();
+    Ok(flag_or_env(flag, name, var)?.map(|v| (v, from_flag)))
+}
+
+/// The flag's value, else the environment variable's (an empty variable counts as unset, as
+/// shells leave them), trimmed.
+///
+/// # Errors
+/// A flag given empty (`--api-base ""`): the user asked for something and gave nothing; and
+/// a variable that is not valid UTF-8.
+fn flag_or_env(flag: Option<String>, name: &str, var: &str) -> Result<Option<String>, Failure> {
+    if let Some(value) = flag {
+        let value = value.trim();
+        if value.is_empty() {
+            return Err(usage(format!(
+                "{name} is empty; give a value or leave it out"
+            )));
+        }
+        return Ok(Some(value.to_owned()));
+    }
+    match std::env::var(var) {
+        Ok(value) => Ok(Some(value.trim().to_owned()).filter(|v| !v.is_empty())),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => Err(usage(format!(
+            "{var} is not valid UTF-8; set it to a valid value or unset it"
+        ))),
+    }
+}
+
+/// What tail did with the events the client handed to it, for the summary: the client's
+/// health counts what reached tail's listeners (`delivered`), these what tail then wrote.
+#[derive(Default)]
+struct Output {
+    /// Notification lines written to stdout.
+    written: AtomicU64,
+    /// Notifications handed to tail but not written: stdout was closed or failing by then.
+    not_written: AtomicU64,
+    /// Snapshot lines (state read over REST) written to stdout.
+    snapshots_written: AtomicU64,
+    /// Snapshot lines not written (stdout closed or failing).
+    snapshots_not_written: AtomicU64,
+    /// Set once stdout cannot be written (closed, or an I/O error): nothing more is tried, each
+    /// later event is only counted as not written.
+    closed: AtomicBool,
+}
+
+impl Output {
+    fn count(&self, snapshot: bool, written: bool) {
+        let counter = match (snapshot, written) {
+            (false, true) => &self.written,
+            (false, false) => &self.not_written,
+            (true, true) => &self.snapshots_written,
+            (true, false) => &self.snapshots_not_written,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Writes one event as a line on stdout (unless stdout is already known to be closed) and
+    /// counts it; the error of a write that failed.
+    fn write(&self, event: &Event) -> std::io::Result<()> {
+        let snapshot = event.is_snapshot();
+        if self.closed.load(Ordering::Acquire) {
+            self.count(snapshot, false);
+            return Ok(());
+        }
+        let frame = event.frame_json().trim();
+        // JSON text can hold a raw line break only between tokens, so replacing it keeps the
+        // JSON intact and makes one line.
+        let line = if frame.contains(['\n', '\r']) {
+            std::borrow::Cow::Owned(frame.replace(['\n', '\r'], " "))
+        } else {
+            std::borrow::Cow::Borrowed(frame)
+        };
+        let mut out = std::io::stdout().lock();
+        let result = writeln!(out, "{line}").and_then(|()| out.flush());
+        if result.is_err() {
+            self.closed.store(true, Ordering::Release);
+        }
+        self.count(snapshot, result.is_ok());
+        result
+    }
 }
 
 /// Why the main thread stops waiting.
@@ -321,27 +709,33 @@ enum Stop {
     /// stdout is gone (e.g. `| head` ended).
     StdoutClosed,
     /// The client gave up on a channel for good.
-    Fatal(String),
+    Fatal(Failure),
 }
 
 fn run(args: Args) -> Result<(), Failure> {
     let format = args.lifecycle_format;
-    // Topics first: a typo is reported before any network call.
+    check_ranges(&args)?;
+    // Topics first: a typo is reported before any network call, every bad one at once.
     let mut topics = Vec::new();
+    let mut bad = Vec::new();
     for name in &args.topics {
-        let topic = Topic::parse(name).map_err(|e: TopicError| {
-            usage(format!(
-                "bad topic {name:?}: {e}\n(topics look like v2.users.<id>.presence or \
-                 v2.users.<id>?presence&routingStatus)"
-            ))
-        })?;
-        topics.push(topic);
+        match Topic::parse(name) {
+            Ok(topic) => topics.push(topic),
+            Err(e) => bad.push(format!("bad topic {name:?}: {e}")),
+        }
+    }
+    if !bad.is_empty() {
+        return Err(usage(format!(
+            "{} (topics look like v2.users.<id>.presence or \
+             v2.users.<id>?presence&routingStatus)",
+            bad.join("; ")
+        )));
     }
 
     if let Some(pattern) = &args.pattern {
         let parsed = Pattern::parse(pattern).map_err(|e| {
             usage(format!(
-                "bad --pattern {pattern:?}: {e}\n(patterns look like v2.users.*.presence)"
+                "bad --pattern {pattern:?}: {e} (patterns look like v2.users.*.presence)"
             ))
         })?;
         // Only subscribed topics bring events: a pattern matching none of them would print
@@ -360,10 +754,31 @@ fn run(args: Args) -> Result<(), Failure> {
     }
 
     let mut builder = Client::builder();
-    let region = flag_or_env(args.region, "GENESYS_REGION");
-    let api_base = flag_or_env(args.api_base, "GENESYS_API_BASE");
-    let login_base = flag_or_env(args.login_base, "GENESYS_LOGIN_BASE");
-    let access_token = flag_or_env(args.access_token, "GENESYS_ACCESS_TOKEN");
+    let (settings, warnings) = Settings {
+        region: given(args.region, "--region", "GENESYS_REGION")?,
+        api_base: given(args.api_base, "--api-base", "GENESYS_API_BASE")?,
+        login_base: given(args.login_base, "--login-base", "GENESYS_LOGIN_BASE")?,
+        access_token: given(args.access_token, "--access-token", "GENESYS_ACCESS_TOKEN")?,
+        client_id: given(args.client_id, "--client-id", "GENESYS_CLIENT_ID")?,
+        client_secret: given(
+            args.client_secret,
+            "--client-secret",
+            "GENESYS_CLIENT_SECRET",
+        )?,
+    }
+    .resolve();
+    for warning in &warnings {
+        note(format, "warning", warning, &[]);
+    }
+    let value = |g: Option<(String, bool)>| g.map(|(v, _)| v);
+    let region_source = match &settings.region {
+        Some((_, true)) => "--region",
+        _ => "GENESYS_REGION",
+    };
+    let region = value(settings.region);
+    let api_base = value(settings.api_base);
+    let login_base = value(settings.login_base);
+    let access_token = value(settings.access_token);
     // An access token needs no OAuth host: the API base alone says where to go.
     let login_needed = access_token.is_none();
     match &region {
@@ -371,17 +786,26 @@ fn run(args: Args) -> Result<(), Failure> {
             let region = Region::from_name(name).ok_or_else(|| {
                 let known: Vec<&str> = Region::all().map(Region::name).collect();
                 usage(format!(
-                    "unknown region {name:?}; known regions: {}",
+                    "unknown region {name:?} (from {region_source}); known regions: {}",
                     known.join(", ")
                 ))
             })?;
             builder = builder.region(region);
         }
-        None if api_base.is_none() || (login_needed && login_base.is_none()) => {
+        // An API base `https://api.<domain>` gives its login host `https://login.<domain>`.
+        None if api_base.is_none()
+            || (login_needed
+                && login_base.is_none()
+                && !api_base.as_deref().is_some_and(|url| {
+                    url.split_once("://")
+                        .is_some_and(|(_, rest)| rest.to_ascii_lowercase().starts_with("api."))
+                })) =>
+        {
             return Err(usage(
                 "no region: set GENESYS_REGION (or --region), e.g. eu-west-1, or give both \
                  GENESYS_API_BASE and GENESYS_LOGIN_BASE (or --api-base and --login-base; \
-                 with an access token, the API base alone)",
+                 with an access token, or an API base https://api.<domain>, the API base \
+                 alone)",
             ))
         }
         None => {}
@@ -393,8 +817,8 @@ fn run(args: Args) -> Result<(), Failure> {
         builder = builder.login_base(url);
     }
 
-    let client_id = flag_or_env(args.client_id, "GENESYS_CLIENT_ID");
-    let client_secret = flag_or_env(args.client_secret, "GENESYS_CLIENT_SECRET");
+    let client_id = value(settings.client_id);
+    let client_secret = value(settings.client_secret);
     builder = match (access_token, client_id, client_secret) {
         (Some(token), _, _) => builder.access_token(token),
         (None, Some(id), Some(secret)) => builder.client_credentials(id, secret),
@@ -470,10 +894,7 @@ fn run(args: Args) -> Result<(), Failure> {
         let (stop, phase, client) = (stop_tx.clone(), phase.clone(), handler_client.clone());
         let first_press = parking_lot::Mutex::new(None::<Instant>);
         ctrlc::set_handler(move || on_signal(&first_press, &phase, &client, &stop, format))
-            .map_err(|e| Failure {
-                code: 1,
-                message: format!("cannot install the Ctrl-C handler: {e}"),
-            })?;
+            .map_err(|e| Failure::new(1, format!("cannot install the Ctrl-C handler: {e}")))?;
     }
 
     // Shared with the Ctrl-C handler, which cuts a hanging first subscribe short.
@@ -482,7 +903,7 @@ fn run(args: Args) -> Result<(), Failure> {
     // Fail fast on wrong credentials, before any channel is created.
     client
         .verify_token()
-        .map_err(|e| from_error("credentials", e))?;
+        .map_err(|e| from_error("checking the token with the service", e))?;
 
     let fatal = stop_tx.clone();
     let _lifecycle = client
@@ -490,10 +911,18 @@ fn run(args: Args) -> Result<(), Failure> {
             say!("{}", lifecycle_line(event, format));
             match event {
                 Lifecycle::RetryBudgetExhausted { last_error, .. } => {
-                    let _ = fatal.try_send(Stop::Fatal(format!("retries exhausted: {last_error}")));
+                    let _ = fatal.try_send(Stop::Fatal(Failure::classified(
+                        Class::of_channel(last_error),
+                        "retries exhausted",
+                        last_error,
+                    )));
                 }
                 Lifecycle::PermanentFailure { error, .. } => {
-                    let _ = fatal.try_send(Stop::Fatal(error.to_string()));
+                    let _ = fatal.try_send(Stop::Fatal(Failure::classified(
+                        Class::of_channel(error),
+                        "a channel stopped for good",
+                        error,
+                    )));
                 }
                 _ => {}
             }
@@ -512,27 +941,23 @@ fn run(args: Args) -> Result<(), Failure> {
             names
         }
     };
+    let output = Arc::new(Output::default());
     let mut guards: Vec<ListenerGuard> = Vec::new();
     for pattern in &patterns {
         let closed = stop_tx.clone();
+        let output = output.clone();
         let guard = client
             .on(pattern, move |event: &Event| {
-                let frame = event.frame_json().trim();
-                // JSON text can hold a raw line break only between tokens, so replacing it keeps
-                // the JSON intact and makes one line.
-                let line = if frame.contains(['\n', '\r']) {
-                    std::borrow::Cow::Owned(frame.replace(['\n', '\r'], " "))
-                } else {
-                    std::borrow::Cow::Borrowed(frame)
-                };
-                let mut out = std::io::stdout().lock();
-                if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush()) {
+                if let Err(e) = output.write(event) {
                     // Nobody reads any more (`| head -1`): the documented clean stop. Any other
                     // error (a full disk, an I/O error) loses notifications: a failure, never 0.
                     let stop = if e.kind() == std::io::ErrorKind::BrokenPipe {
                         Stop::StdoutClosed
                     } else {
-                        Stop::Fatal(format!("cannot write a notification to stdout: {e}"))
+                        Stop::Fatal(Failure::new(
+                            1,
+                            format!("cannot write a notification to stdout: {e}"),
+                        ))
                     };
                     let _ = closed.try_send(stop);
                 }
@@ -541,7 +966,7 @@ fn run(args: Args) -> Result<(), Failure> {
         guards.push(guard);
     }
 
-    watch_stdout(stop_tx.clone(), format);
+    watch_stdout(stop_tx.clone(), output.clone(), format);
 
     // Under the lock: a signal from now on shuts the client down (see `on_signal`).
     *phase.lock() = Phase::Subscribing;
@@ -556,6 +981,13 @@ fn run(args: Args) -> Result<(), Failure> {
                 &[],
             );
             let _ = client.shutdown(Duration::from_secs(5));
+            summary(
+                &client.health(),
+                &output,
+                "signal",
+                "stdout failing",
+                format,
+            );
             return Ok(());
         }
         Err(e) => return Err(from_error("subscribe", e)),
@@ -609,7 +1041,7 @@ fn run(args: Args) -> Result<(), Failure> {
     );
 
     let stop = stop_rx.recv().unwrap_or(Stop::CtrlC);
-    let result = match stop {
+    let (result, stopped_by, unwritten_because) = match stop {
         Stop::CtrlC => {
             note(
                 format,
@@ -617,35 +1049,75 @@ fn run(args: Args) -> Result<(), Failure> {
                 "Ctrl-C (or termination signal), shutting down",
                 &[],
             );
-            Ok(())
+            (Ok(()), "signal", "stdout failing")
         }
-        Stop::StdoutClosed => Ok(()),
-        Stop::Fatal(message) => Err(Failure { code: 1, message }),
+        Stop::StdoutClosed => (Ok(()), "stdout_closed", "stdout closed"),
+        Stop::Fatal(failure) => (Err(failure), "failure", "stdout failing"),
     };
-    let health = client.health();
-    client
-        .shutdown(Duration::from_secs(5))
-        .map_err(|e| from_error("shutdown", e))?;
+    // The summary is read once the client is shut down: the events still queued have been
+    // handed to tail by then (and counted as written or not), so the numbers add up.
+    let shutdown = client.shutdown(Duration::from_secs(5));
+    summary(
+        &client.health(),
+        &output,
+        stopped_by,
+        unwritten_because,
+        format,
+    );
+    shutdown.map_err(|e| from_error("shutdown", e))?;
+    result
+}
+
+/// The last line of stderr: what the client received and what became of it. `received =
+/// written + not written + dropped + unrouted` (notifications; malformed frames apart), once
+/// the client is shut down; snapshot lines are counted apart, since they are not received
+/// from the socket.
+fn summary(
+    health: &genesys_notify::Health,
+    output: &Output,
+    stopped_by: &str,
+    unwritten_because: &str,
+    format: LifecycleFormat,
+) {
+    let written = output.written.load(Ordering::Relaxed);
+    let not_written = output.not_written.load(Ordering::Relaxed);
+    let snapshots_written = output.snapshots_written.load(Ordering::Relaxed);
+    let snapshots_not_written = output.snapshots_not_written.load(Ordering::Relaxed);
+    let mut message = format!(
+        "received {}: written {written}, not written {not_written}{}, dropped {}, unrouted {}; \
+         malformed frames {}",
+        health.received(),
+        if not_written > 0 {
+            format!(" ({unwritten_because})")
+        } else {
+            String::new()
+        },
+        health.dropped(),
+        health.unrouted(),
+        health.malformed()
+    );
+    if snapshots_written + snapshots_not_written > 0 {
+        message.push_str(&format!(
+            "; snapshot lines written {snapshots_written}, not written {snapshots_not_written}"
+        ));
+    }
     note(
         format,
         "summary",
-        &format!(
-            "received {}, delivered {}, dropped {}, unrouted {}, malformed {}",
-            health.received(),
-            health.delivered(),
-            health.dropped(),
-            health.unrouted(),
-            health.malformed()
-        ),
+        &message,
         &[
             ("received", health.received().into()),
             ("delivered", health.delivered().into()),
+            ("written", written.into()),
+            ("not_written", not_written.into()),
             ("dropped", health.dropped().into()),
             ("unrouted", health.unrouted().into()),
             ("malformed", health.malformed().into()),
+            ("snapshots_written", snapshots_written.into()),
+            ("snapshots_not_written", snapshots_not_written.into()),
+            ("stopped_by", stopped_by.into()),
         ],
     );
-    result
 }
 
 /// `text` with its control characters escaped (`\n`, `\u{1b}`): one line.
@@ -738,7 +1210,11 @@ fn on_signal(
 /// would fail, but without a next event nothing is written. poll(2) reports `POLLERR` on a
 /// pipe whose reading end is closed; a terminal or a file never reports it.
 #[cfg(unix)]
-fn watch_stdout(stop: crossbeam_channel::Sender<Stop>, format: LifecycleFormat) {
+fn watch_stdout(
+    stop: crossbeam_channel::Sender<Stop>,
+    output: Arc<Output>,
+    format: LifecycleFormat,
+) {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     use std::os::fd::AsFd;
     let spawned = std::thread::Builder::new()
@@ -753,6 +1229,7 @@ fn watch_stdout(stop: crossbeam_channel::Sender<Stop>, format: LifecycleFormat) 
                     Ok(_) => {
                         let revents = fds[0].revents().unwrap_or(PollFlags::empty());
                         if revents.intersects(PollFlags::POLLERR | PollFlags::POLLHUP) {
+                            output.closed.store(true, Ordering::Release);
                             let _ = stop.try_send(Stop::StdoutClosed);
                             return;
                         }
@@ -779,7 +1256,12 @@ fn watch_stdout(stop: crossbeam_channel::Sender<Stop>, format: LifecycleFormat) 
 }
 
 #[cfg(not(unix))]
-fn watch_stdout(_stop: crossbeam_channel::Sender<Stop>, _format: LifecycleFormat) {}
+fn watch_stdout(
+    _stop: crossbeam_channel::Sender<Stop>,
+    _output: Arc<Output>,
+    _format: LifecycleFormat,
+) {
+}
 
 /// Whether the command line asks for JSON lines on stderr, read from the raw arguments: a
 /// command line clap refuses is reported in the format it asked for too.
@@ -806,7 +1288,10 @@ fn main() -> ExitCode {
                 LifecycleFormat::Json,
                 "error",
                 if detail.is_empty() { &message } else { detail },
-                &[("exit_code", code.into())],
+                &[
+                    ("exit_code", code.into()),
+                    ("class", Class::Input.label().into()),
+                ],
             );
             return ExitCode::from(u8::try_from(code).unwrap_or(2));
         }
@@ -823,9 +1308,87 @@ fn main() -> ExitCode {
                 format,
                 "error",
                 &message,
-                &[("exit_code", failure.code.into())],
+                &[
+                    ("exit_code", failure.class.code().into()),
+                    ("class", failure.class.label().into()),
+                ],
             );
-            ExitCode::from(failure.code)
+            ExitCode::from(failure.class.code())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flag(v: &str) -> Given {
+        Some((v.to_owned(), true))
+    }
+
+    fn env(v: &str) -> Given {
+        Some((v.to_owned(), false))
+    }
+
+    /// Hostile pass: a stale GENESYS_ACCESS_TOKEN in the environment beat client credentials
+    /// given as flags, and GENESYS_API_BASE in the environment beat a --region flag.
+    #[test]
+    fn flags_win_over_the_environment_across_settings() {
+        let (s, warnings) = Settings {
+            region: flag("eu-west-1"),
+            api_base: env("https://api.mypurecloud.com"),
+            login_base: env("https://login.mypurecloud.com"),
+            access_token: env("stale"),
+            client_id: flag("id"),
+            client_secret: flag("secret"),
+        }
+        .resolve();
+        assert_eq!(s.api_base, None);
+        assert_eq!(s.login_base, None);
+        assert_eq!(s.access_token, None);
+        assert_eq!(s.client_id, flag("id"));
+        assert_eq!(warnings.len(), 3, "{warnings:?}");
+
+        // Flags for the bases still override the region flag; the environment alone is kept.
+        let (s, warnings) = Settings {
+            region: flag("eu-west-1"),
+            api_base: flag("https://gw.example.com"),
+            access_token: env("token"),
+            client_id: env("id"),
+            client_secret: env("secret"),
+            ..Settings::default()
+        }
+        .resolve();
+        assert_eq!(s.api_base, flag("https://gw.example.com"));
+        assert_eq!(s.access_token, env("token"));
+        assert!(warnings.is_empty(), "{warnings:?}");
+
+        // An access token flag wins, saying what it ignores.
+        let (s, warnings) = Settings {
+            access_token: flag("token"),
+            client_id: flag("id"),
+            ..Settings::default()
+        }
+        .resolve();
+        assert_eq!(s.access_token, flag("token"));
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+    }
+
+    #[test]
+    fn classes_have_distinct_exit_codes_and_keep_the_old_ones() {
+        let all = [
+            Class::Input,
+            Class::Credentials,
+            Class::Network,
+            Class::Permission,
+            Class::RateLimited,
+            Class::Server,
+            Class::Runtime,
+        ];
+        let codes: std::collections::BTreeSet<u8> = all.iter().map(|c| c.code()).collect();
+        assert_eq!(codes.len(), all.len() - 1, "input and credentials share 2");
+        assert_eq!(Class::Input.code(), 2);
+        assert_eq!(Class::Credentials.code(), 2);
+        assert_eq!(Class::Runtime.code(), 1);
     }
 }

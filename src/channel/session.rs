@@ -370,6 +370,7 @@ impl Session {
                             channel: Some(self.id().clone()),
                             operation: operation.as_str(),
                             error,
+                            count: 1,
                         });
                         None
                     }

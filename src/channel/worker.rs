@@ -407,6 +407,7 @@ impl Worker {
             channel: self.slot.channel_id(),
             operation: operation.as_str(),
             error: error.clone(),
+            count: 1,
         });
         let worked = self.slot.setup_generation() > 0;
         let decision = failure::rest(operation, &error, worked, &self.shared.config.api_base);

@@ -52,6 +52,9 @@ pub struct ClientBuilder {
     errors: Vec<ConfigError>,
     /// User-supplied state resources ([`ClientBuilder::state_resource`]).
     resync_resources: Vec<StateResource>,
+    /// Whether [`ClientBuilder::api_base`] / [`ClientBuilder::login_base`] were called: an
+    /// explicit base wins over a region's, whatever the order of the calls.
+    explicit_bases: (bool, bool),
 }
 
 impl Client {
@@ -62,6 +65,7 @@ impl Client {
             token: None,
             errors: Vec::new(),
             resync_resources: Vec::new(),
+            explicit_bases: (false, false),
         }
     }
 }
@@ -110,9 +114,18 @@ impl ClientBuilder {
     /// regions"). There is no default region: one of `region`, [`ClientBuilder::region_name`]
     /// or [`ClientBuilder::api_base`] is required, else [`ClientBuilder::build`] fails naming
     /// `region`. A name read from configuration parses with `"eu-west-1".parse::<Region>()`.
+    ///
+    /// Precedence, whatever the order of the calls: an explicit [`ClientBuilder::login_base`]
+    /// wins; else the login host of an explicit [`ClientBuilder::api_base`] of the form
+    /// `https://api.<domain>` (`https://login.<domain>`); else the region's. An explicit
+    /// `api_base` wins over the region's API host. Of two regions, the last one counts.
     pub fn region(mut self, region: Region) -> Self {
-        self.config.api_base = region.api_base();
-        self.config.login_base = region.login_base();
+        if !self.explicit_bases.0 {
+            self.config.api_base = region.api_base();
+        }
+        if !self.explicit_bases.1 {
+            self.config.login_base = region.login_base();
+        }
         // A valid region replaces an unknown name given before: that input no longer counts.
         self.errors.retain(|e| e.field != "region");
         self
@@ -134,16 +147,41 @@ impl ClientBuilder {
     /// regions). Plain `http` is accepted only for loopback hosts. Unless a region or
     /// [`ClientBuilder::login_base`] sets the login host, a base `https://api.<domain>` gives
     /// `https://login.<domain>`; any other base gives none, and
-    /// [`ClientBuilder::client_credentials`] then needs `login_base`.
+    /// [`ClientBuilder::client_credentials`] then needs `login_base`. It wins over
+    /// [`ClientBuilder::region`] in either order. A path is kept as a prefix of every request
+    /// path (a gateway); [`ClientBuilder::build`] refuses an empty URL, white space, user info,
+    /// a query or fragment, a WebSocket or other scheme, and a path ending in `/api/v2`, naming
+    /// `api_base`.
     pub fn api_base(mut self, url: impl Into<String>) -> Self {
-        self.config.api_base = url.into().trim_end_matches('/').to_owned();
+        let url = url.into();
+        self.explicit_bases.0 = true;
+        self.config.api_base = url.trim_end_matches('/').to_owned();
+        if url.trim().is_empty() {
+            // Not "no region": the user gave a base, and it is empty.
+            return self.fail(ConfigError {
+                field: "api_base",
+                reason: "is empty: give the scheme and host, like https://api.mypurecloud.com"
+                    .into(),
+            });
+        }
         self
     }
 
     /// The OAuth base URL, e.g. `https://login.mypurecloud.com`. Plain `http` is accepted only
-    /// for loopback hosts.
+    /// for loopback hosts. It wins over [`ClientBuilder::region`] in either order;
+    /// [`ClientBuilder::build`] refuses what it refuses for [`ClientBuilder::api_base`], naming
+    /// `login_base`.
     pub fn login_base(mut self, url: impl Into<String>) -> Self {
-        self.config.login_base = url.into().trim_end_matches('/').to_owned();
+        let url = url.into();
+        self.explicit_bases.1 = true;
+        self.config.login_base = url.trim_end_matches('/').to_owned();
+        if url.trim().is_empty() {
+            return self.fail(ConfigError {
+                field: "login_base",
+                reason: "is empty: give the scheme and host, like https://login.mypurecloud.com"
+                    .into(),
+            });
+        }
         self
     }
 
@@ -309,7 +347,10 @@ impl ClientBuilder {
             return Err(Error::Config(error));
         }
         let mut config = self.config;
-        if config.login_base.is_empty() {
+        // An explicit `https://api.<domain>` base gives its own login host over a region's;
+        // an explicit login base wins over both.
+        let (api_explicit, login_explicit) = self.explicit_bases;
+        if !login_explicit && (config.login_base.is_empty() || api_explicit) {
             if let Some(login_base) = crate::config::login_base_for(&config.api_base) {
                 config.login_base = login_base;
             }
@@ -449,6 +490,11 @@ impl ClientBuilder {
     /// The hosts that bypass the proxy, curl's `NO_PROXY` syntax: comma-separated host names
     /// (each also covers its subdomains), `.domain` or `*.domain`, IP addresses or CIDR blocks,
     /// each optionally with `:port`; `*` for all. Overrides `NO_PROXY` from the environment.
+    /// [`ClientBuilder::build`] fails naming `no_proxy` and the first bad entry (its position
+    /// and what is wrong) for an empty entry (a stray comma), a port outside 1..=65535, an
+    /// address or CIDR block that does not parse (`::::`), a `*` other than alone or as a
+    /// leading `*.` (`*.*.*`), or a character no host name holds. `NO_PROXY` read from the
+    /// environment is checked the same way, except that empty entries are skipped there.
     pub fn no_proxy(mut self, list: &str) -> Self {
         self.config.proxy.no_proxy = Some(list.to_owned());
         self
@@ -582,7 +628,7 @@ fn check_login_base(token: &Option<TokenChoice>, config: &Config) -> Result<(), 
             ),
         });
     }
-    crate::url::check_base_url(login_base).map_err(|reason| ConfigError {
+    crate::url::check_rest_base(login_base).map_err(|reason| ConfigError {
         field: "login_base",
         reason,
     })

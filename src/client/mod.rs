@@ -250,6 +250,7 @@ impl Client {
             dropped: sink.dropped_total.load(Ordering::Relaxed),
             listener_panics: sink.listener_panics.load(Ordering::Relaxed),
             lifecycle_dropped: sink.lost.load(Ordering::Relaxed),
+            request_failures: sink.request_failures.load(Ordering::Relaxed),
             totals: shared.stats.totals(),
             resync: self
                 .inner

@@ -75,6 +75,7 @@ impl Client {
                 channel: slot.channel_id(),
                 operation: "subscribe",
                 error: error.clone(),
+                count: 1,
             });
         // A shutdown wakes this wait; nothing is sent after it.
         if slot.sleep_caller(delay, error.retry_after().unwrap_or_default()) {

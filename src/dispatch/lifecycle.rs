@@ -1,16 +1,28 @@
 //! dispatch/lifecycle.rs owns the lifecycle queue and thread: [`LifecycleSink`] (what every
 //! thread emits lifecycle events into, bounded in events and bytes), drop reports, and delivery
-//! to lifecycle listeners; it never runs an event listener and never blocks an emitter for
+//! to lifecycle listeners, and the coalescing of repeated [`Lifecycle::RequestFailed`]
+//! reports ([`Coalescer`]); it never runs an event listener and never blocks an emitter for
 //! long (at most 200 ms for an important event).
 
 use super::queue::Queue;
 use super::BLOCK_POLL;
+use crate::channel_id::ChannelId;
+use crate::error::ApiError;
 use crate::event::Lifecycle;
 use crate::listener::Registry;
 use crossbeam_channel::RecvTimeoutError;
+use parking_lot::Mutex;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// How long repeats of one kind of failed REST call are counted before they are reported as
+/// one [`Lifecycle::RequestFailed`] (documented there).
+const REQUEST_FAILED_WINDOW: Duration = Duration::from_secs(5);
+/// Kinds of failure the coalescer keeps apart at most; past that, failures are reported one by
+/// one (channels × operations × error classes stay far below it).
+const MAX_FAILURE_KINDS: usize = 256;
 
 /// The least time between two [`Lifecycle::Dropped`] reports.
 const DROP_REPORT_EVERY: Duration = Duration::from_millis(100);
@@ -26,6 +38,8 @@ pub(super) enum LifecycleMsg {
     /// allocation per lifecycle event (they are rare).
     Event(Box<Lifecycle>),
     DropsPending,
+    /// Repeated request failures are being counted; report them at this time at the latest.
+    FailuresPending(Instant),
     Stop,
 }
 
@@ -107,6 +121,141 @@ impl LifecycleRx {
     }
 }
 
+/// What makes two failed requests "the same failure" for coalescing: the channel, the
+/// operation and the class of error (its variant and HTTP status).
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct FailureKind {
+    channel: Option<ChannelId>,
+    operation: &'static str,
+    variant: std::mem::Discriminant<ApiError>,
+    status: Option<u16>,
+}
+
+/// The repeats of one kind of failure since it was last reported.
+struct Repeats {
+    reported_at: Instant,
+    count: u64,
+    last: Option<ApiError>,
+}
+
+/// Coalesces [`Lifecycle::RequestFailed`] reports (I/O-free; times are given): the first of a
+/// kind goes out at once, repeats within [`REQUEST_FAILED_WINDOW`] are counted and go out as
+/// one report when the window is over ([`Coalescer::due`]) or the channel recovers
+/// ([`Coalescer::recovered`]).
+#[derive(Default)]
+pub(super) struct Coalescer {
+    kinds: HashMap<FailureKind, Repeats>,
+}
+
+impl Coalescer {
+    /// A failed request: the event to report now (`count` set), or `None` when it is counted
+    /// for a later report due at the returned time.
+    fn failure(&mut self, event: Lifecycle, now: Instant) -> Result<Lifecycle, Instant> {
+        let Lifecycle::RequestFailed {
+            channel,
+            operation,
+            error,
+            ..
+        } = event
+        else {
+            return Ok(event);
+        };
+        let kind = FailureKind {
+            channel: channel.clone(),
+            operation,
+            variant: std::mem::discriminant(&error),
+            status: error.status(),
+        };
+        let report = |count| Lifecycle::RequestFailed {
+            channel: channel.clone(),
+            operation,
+            error: error.clone(),
+            count,
+        };
+        let full = self.kinds.len() >= MAX_FAILURE_KINDS;
+        match self.kinds.get_mut(&kind) {
+            Some(repeats)
+                if now.saturating_duration_since(repeats.reported_at) < REQUEST_FAILED_WINDOW =>
+            {
+                repeats.count += 1;
+                repeats.last = Some(error);
+                Err(repeats.reported_at + REQUEST_FAILED_WINDOW)
+            }
+            Some(repeats) => {
+                // The window is over and nobody reported its repeats yet: this report covers
+                // them too.
+                let count = repeats.count + 1;
+                *repeats = Repeats {
+                    reported_at: now,
+                    count: 0,
+                    last: None,
+                };
+                Ok(report(count))
+            }
+            None if full => Ok(report(1)),
+            None => {
+                self.kinds.insert(
+                    kind,
+                    Repeats {
+                        reported_at: now,
+                        count: 0,
+                        last: None,
+                    },
+                );
+                Ok(report(1))
+            }
+        }
+    }
+
+    /// The reports of repeats whose window is over at `now` (all of them with `all`), and when
+    /// the next one is due. Kinds quiet for a whole window are forgotten.
+    fn due(&mut self, now: Instant, all: bool) -> (Vec<Lifecycle>, Option<Instant>) {
+        let mut reports = Vec::new();
+        let mut next: Option<Instant> = None;
+        self.kinds.retain(|kind, repeats| {
+            let over = now.saturating_duration_since(repeats.reported_at) >= REQUEST_FAILED_WINDOW;
+            if repeats.count > 0 && (over || all) {
+                reports.push(Self::report(kind, repeats));
+                repeats.reported_at = now;
+                repeats.count = 0;
+                return !all;
+            }
+            if repeats.count > 0 {
+                let at = repeats.reported_at + REQUEST_FAILED_WINDOW;
+                next = Some(next.map_or(at, |n| n.min(at)));
+            }
+            !over && !all
+        });
+        (reports, next)
+    }
+
+    /// `channel` works again (connected, created, subscribed): the repeats counted for it (and
+    /// for requests made before it had an id) are reported now, and its next failure is
+    /// reported at once.
+    fn recovered(&mut self, channel: &ChannelId) -> Vec<Lifecycle> {
+        let mut reports = Vec::new();
+        self.kinds.retain(|kind, repeats| {
+            if kind.channel.as_ref().is_some_and(|c| c != channel) {
+                return true;
+            }
+            if repeats.count > 0 {
+                reports.push(Self::report(kind, repeats));
+            }
+            false
+        });
+        reports
+    }
+
+    fn report(kind: &FailureKind, repeats: &mut Repeats) -> Lifecycle {
+        Lifecycle::RequestFailed {
+            channel: kind.channel.clone(),
+            operation: kind.operation,
+            error: repeats.last.take().unwrap_or(ApiError::NotFound),
+            count: repeats.count,
+        }
+    }
+}
+
 /// Where lifecycle events go: a bounded queue read by the lifecycle thread.
 pub(crate) struct LifecycleSink {
     pub(super) tx: LifecycleTx,
@@ -120,6 +269,10 @@ pub(crate) struct LifecycleSink {
     pub(crate) listener_panics: AtomicU64,
     /// Told of every [`Lifecycle::Gap`] (the resync engine); must not block.
     pub(crate) gap_tap: std::sync::OnceLock<GapTap>,
+    /// Every [`Lifecycle::RequestFailed`] emitted, coalesced or not.
+    pub(crate) request_failures: AtomicU64,
+    /// Repeated request failures counted for a later report.
+    coalescer: Mutex<Coalescer>,
 }
 
 /// A function told of every gap: the channel and its topics.
@@ -205,6 +358,8 @@ impl LifecycleSink {
             dropped_total: AtomicU64::new(0),
             listener_panics: AtomicU64::new(0),
             gap_tap: std::sync::OnceLock::new(),
+            request_failures: AtomicU64::new(0),
+            coalescer: Mutex::new(Coalescer::default()),
         }
     }
 
@@ -225,8 +380,40 @@ impl LifecycleSink {
         }
     }
 
-    /// Logs the event and queues it for lifecycle listeners.
+    /// Logs the event and queues it for lifecycle listeners; a repeated request failure is
+    /// counted for a coalesced report instead (see [`Coalescer`]).
     pub(crate) fn emit(&self, event: Lifecycle) {
+        let event = match event {
+            Lifecycle::RequestFailed { .. } => {
+                self.request_failures.fetch_add(1, Ordering::Relaxed);
+                let counted = self.coalescer.lock().failure(event, Instant::now());
+                match counted {
+                    Ok(event) => event,
+                    Err(due) => {
+                        let _ = self.tx.try_send(LifecycleMsg::FailuresPending(due));
+                        return;
+                    }
+                }
+            }
+            Lifecycle::Connected { ref channel, .. }
+            | Lifecycle::ChannelCreated { ref channel, .. }
+            | Lifecycle::ChannelReplaced {
+                new: ref channel, ..
+            }
+            | Lifecycle::Subscribed { ref channel, .. } => {
+                // The repeats counted before the recovery are reported before it.
+                let repeats = self.coalescer.lock().recovered(channel);
+                for report in repeats {
+                    self.emit_one(report);
+                }
+                event
+            }
+            event => event,
+        };
+        self.emit_one(event);
+    }
+
+    fn emit_one(&self, event: Lifecycle) {
         log_lifecycle(&event);
         // Events users act on (resync after a gap, a stopped channel) wait briefly for room;
         // the rest never hold up a socket thread. Either way a loss is counted.
@@ -293,13 +480,27 @@ pub(super) fn run_lifecycle(
     closing: &AtomicBool,
 ) {
     let mut report_due: Option<Instant> = None;
+    let mut failures_due: Option<Instant> = None;
     let mut reported: u64 = 0;
+    let report_failures = |all: bool| {
+        let (reports, next) = sink.coalescer.lock().due(Instant::now(), all);
+        for report in &reports {
+            log_lifecycle(report);
+            deliver_lifecycle(report, &registry, &sink);
+        }
+        next
+    };
     loop {
         if closing.load(Ordering::Acquire) && rx.is_empty() {
+            report_failures(true);
             report_drops(&registry, &sink, &mut reported);
             return;
         }
-        match rx.recv_until(report_due) {
+        let wake = match (report_due, failures_due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        match rx.recv_until(wake) {
             Ok(LifecycleMsg::Event(event)) => {
                 sink.queued_bytes
                     .fetch_sub(lifecycle_bytes(&event), Ordering::AcqRel);
@@ -308,11 +509,18 @@ pub(super) fn run_lifecycle(
             Ok(LifecycleMsg::DropsPending) => {
                 report_due.get_or_insert_with(|| Instant::now() + DROP_REPORT_EVERY);
             }
+            Ok(LifecycleMsg::FailuresPending(due)) => {
+                failures_due = Some(failures_due.map_or(due, |d| d.min(due)));
+            }
             Ok(LifecycleMsg::Stop) | Err(RecvTimeoutError::Disconnected) => {
+                report_failures(true);
                 report_drops(&registry, &sink, &mut reported);
                 return;
             }
             Err(RecvTimeoutError::Timeout) => {}
+        }
+        if failures_due.is_some_and(|due| Instant::now() >= due) {
+            failures_due = report_failures(false);
         }
         if report_due.is_some_and(|due| Instant::now() >= due) {
             report_due = None;
@@ -347,6 +555,141 @@ fn deliver_lifecycle(event: &Lifecycle, registry: &Registry, sink: &LifecycleSin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn failed(channel: Option<&str>, error: ApiError) -> Lifecycle {
+        Lifecycle::RequestFailed {
+            channel: channel.map(ChannelId::new),
+            operation: "create channel",
+            error,
+            count: 1,
+        }
+    }
+
+    fn count(event: &Lifecycle) -> u64 {
+        match event {
+            Lifecycle::RequestFailed { count, .. } => *count,
+            other => panic!("not a request failure: {other:?}"),
+        }
+    }
+
+    fn server(status: u16) -> ApiError {
+        ApiError::Server {
+            status,
+            message: "down".into(),
+            retry_after: None,
+        }
+    }
+
+    /// Review finding: during an outage every failed request was one event. The first of a
+    /// kind is reported at once, its repeats in one event carrying their number once the
+    /// window is over, and a different kind is reported at once.
+    #[test]
+    fn repeated_request_failures_are_coalesced_with_their_count() {
+        let mut c = Coalescer::default();
+        let t0 = Instant::now();
+        let first = c.failure(failed(None, server(503)), t0).unwrap();
+        assert_eq!(count(&first), 1);
+        let step = Duration::from_millis(100);
+        for i in 1..=30 {
+            let due = c
+                .failure(failed(None, server(503)), t0 + step * i)
+                .unwrap_err();
+            assert_eq!(due, t0 + REQUEST_FAILED_WINDOW);
+        }
+        // Another class (429, another status) or another channel is its own kind.
+        assert_eq!(
+            count(&c.failure(failed(None, server(500)), t0 + step).unwrap()),
+            1
+        );
+        assert_eq!(
+            count(
+                &c.failure(failed(Some("c1"), server(503)), t0 + step)
+                    .unwrap()
+            ),
+            1
+        );
+        // Nothing is due before the window ends; then one report of the 30 repeats.
+        let (reports, next) = c.due(t0 + step * 40, false);
+        assert!(reports.is_empty());
+        assert_eq!(next, Some(t0 + REQUEST_FAILED_WINDOW));
+        let (reports, next) = c.due(t0 + REQUEST_FAILED_WINDOW, false);
+        assert_eq!(reports.len(), 1, "{reports:?}");
+        assert_eq!(count(&reports[0]), 30);
+        assert_eq!(next, None);
+        // The outage goes on: the next repeats are counted again, a window from that report.
+        let later = t0 + REQUEST_FAILED_WINDOW + step;
+        let due = c.failure(failed(None, server(503)), later).unwrap_err();
+        assert_eq!(due, t0 + REQUEST_FAILED_WINDOW * 2);
+        let (reports, _) = c.due(due, false);
+        assert_eq!(reports.len(), 1);
+        assert_eq!(count(&reports[0]), 1);
+        // After a quiet window a failure is reported at once.
+        let quiet = t0 + REQUEST_FAILED_WINDOW * 4;
+        assert_eq!(
+            count(&c.failure(failed(None, server(503)), quiet).unwrap()),
+            1
+        );
+    }
+
+    /// The repeats counted before a channel recovers are reported at the recovery, and its
+    /// next failure is reported at once.
+    #[test]
+    fn a_recovery_reports_the_repeats_and_resets() {
+        let mut c = Coalescer::default();
+        let t0 = Instant::now();
+        let c1 = ChannelId::new("c1");
+        assert!(c.failure(failed(None, server(503)), t0).is_ok());
+        assert!(c.failure(failed(None, server(503)), t0).is_err());
+        assert!(c.failure(failed(Some("c2"), server(503)), t0).is_ok());
+        assert!(c.failure(failed(Some("c2"), server(503)), t0).is_err());
+        let reports = c.recovered(&c1);
+        assert_eq!(reports.len(), 1, "the id-less repeats, not c2's");
+        assert_eq!(count(&reports[0]), 1);
+        assert!(c.failure(failed(None, server(503)), t0).is_ok());
+        // Shutting down reports whatever is still counted.
+        let (reports, next) = c.due(t0, true);
+        assert_eq!(reports.len(), 1);
+        assert_eq!(next, None);
+        assert!(c.kinds.is_empty());
+    }
+
+    /// Every failure is counted for the health snapshot, coalesced or not, and only the first
+    /// is queued at once.
+    #[test]
+    fn the_sink_counts_every_failure_and_queues_the_first() {
+        let (tx, rx) = lifecycle_queue();
+        let sink = LifecycleSink::new(tx);
+        let drain = || {
+            let mut taken = Vec::new();
+            while let Ok(message) = rx.recv_until(Some(Instant::now())) {
+                taken.push(message);
+            }
+            taken
+        };
+        for _ in 0..50 {
+            sink.emit(failed(None, server(503)));
+        }
+        assert_eq!(sink.request_failures.load(Ordering::Relaxed), 50);
+        let queued: Vec<LifecycleMsg> = drain();
+        let events = queued
+            .iter()
+            .filter(|m| matches!(m, LifecycleMsg::Event(_)))
+            .count();
+        assert_eq!(events, 1);
+        sink.emit(Lifecycle::ChannelCreated {
+            channel: ChannelId::new("c1"),
+        });
+        let after: Vec<Lifecycle> = drain()
+            .into_iter()
+            .filter_map(|m| match m {
+                LifecycleMsg::Event(e) => Some(*e),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(after.len(), 2, "{after:?}");
+        assert_eq!(count(&after[0]), 49);
+        assert!(matches!(after[1], Lifecycle::ChannelCreated { .. }));
+    }
 
     /// Issue 8 #5: reports quoting outside input cannot fill memory while the lifecycle
     /// thread is busy (here: not reading at all).

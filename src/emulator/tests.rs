@@ -939,25 +939,36 @@ fn oversize_frame_is_exact_json() {
     }
 }
 
+/// The channel's expiry is driven with an injected time (`State::sweep(now)`, the sweep every
+/// request and the timer thread run with the real time): no sleep, so a loaded machine cannot
+/// make the resubscription late or the check early (review point 9: it slept 2/3 of a
+/// 1.2 s lifetime twice).
 #[test]
 fn channel_expires_unless_resubscribed() {
-    // Resubscribed at 2/3 of its lifetime and checked at 4/3: a third of the lifetime (400 ms)
-    // of slack on either side for a loaded machine.
-    let lifetime = Duration::from_millis(1200);
+    // Long enough that the real clock never expires it during the test.
+    let lifetime = Duration::from_secs(3600);
     let config = EmulatorConfig::default().channel_lifetime(lifetime);
     let (emu, token, id, mut ws) = setup(config, &["v2.users.u.presence"]);
-    std::thread::sleep(lifetime * 2 / 3);
+    let deadline = |emu: &Emulator| emu.shared.state.lock().channel_mut(&id).unwrap().deadline;
+    let first = deadline(&emu);
+    // Resubscribing extends the channel by its lifetime from now.
+    std::thread::sleep(Duration::from_millis(20));
     assert_eq!(
         subscribe(&emu, &token, &id, &["v2.users.u.presence"]).status,
         200
     );
-    std::thread::sleep(lifetime * 2 / 3);
+    let extended = deadline(&emu);
+    assert!(extended > first, "resubscribing did not extend the channel");
+    // The first deadline passes: the channel lives on, extended.
+    emu.shared.state.lock().sweep(first);
     let head = format!("/api/v2/notifications/channels/{id}");
     assert_eq!(
         call(&emu, "HEAD", &head, Some(&token), None).status,
         200,
         "extended"
     );
+    // The extended deadline passes: the channel expires and its socket is closed.
+    emu.shared.state.lock().sweep(extended);
     assert_eq!(expect_close(&mut ws).0, CLOSE_CHANNEL_EXPIRED);
     assert_eq!(call(&emu, "HEAD", &head, Some(&token), None).status, 404);
     assert_eq!(
