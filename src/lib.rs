@@ -438,6 +438,7 @@ mod message;
 pub mod models;
 mod network;
 mod plan;
+mod pool;
 mod proxy;
 mod redact;
 mod resync;
@@ -463,6 +464,7 @@ pub use health::{ChannelHealth, ChannelState, Health, ResyncHealth};
 pub use lag::DispatchWait;
 pub use listener::ListenerGuard;
 pub use message::SystemMessage;
+pub use pool::{ThreadPool, MAX_POOL_THREADS};
 pub use proxy::{IntoProxy, Proxy, ProxyConfig};
 pub use resync::{same_system_presence, StateResource, StateSnapshot};
 pub use tls::{RootCertificate, TlsRoots};
@@ -479,6 +481,7 @@ const _: () = {
     send_sync::<Event>();
     send_sync::<Lifecycle>();
     send_sync::<Health>();
+    send_sync::<ThreadPool>();
 };
 
 // README.md's Rust blocks are doc tests: the Usage example must compile. (Its emulator example

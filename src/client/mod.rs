@@ -23,7 +23,7 @@ pub use subscribe::{SubscribeError, SubscribeReport};
 pub use unsubscribe::UnsubscribeError;
 
 use crate::api::ChannelInfo;
-use crate::auth::RefresherHandle;
+use crate::auth::Refresher;
 use crate::channel::{Shared, Slot};
 use crate::config::Config;
 use crate::error::Error;
@@ -42,7 +42,7 @@ use std::time::{Duration, Instant};
 struct Inner {
     shared: Arc<Shared>,
     registry: Arc<Registry>,
-    refresher: Mutex<Option<RefresherHandle>>,
+    refresher: Mutex<Option<Refresher>>,
     /// Held while a subscribe call plans and reserves room (and while it creates channels),
     /// and for the whole of an unsubscribe call.
     updates: Mutex<()>,
@@ -99,7 +99,9 @@ impl Client {
     }
 
     fn check_open(&self) -> Result<(), Error> {
-        if self.inner.shut_down.load(Ordering::Acquire) {
+        if self.inner.shut_down.load(Ordering::Acquire)
+            || self.inner.shared.dispatcher.pool_shut_down()
+        {
             Err(Error::Shutdown)
         } else {
             Ok(())

@@ -42,6 +42,9 @@ pub(crate) struct LifecycleSink {
     pub(crate) listener_panics: AtomicU64,
     /// Told of every [`Lifecycle::Gap`] (the resync engine); must not block.
     pub(crate) gap_tap: std::sync::OnceLock<GapTap>,
+    /// Told after each message queued, when a pool serves the queue (dispatch/pooled.rs): it
+    /// schedules the queue's mailbox. Unset with a lifecycle thread of its own.
+    pub(super) wake: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
 /// A function told of every gap: the channel and its topics.
@@ -127,6 +130,14 @@ impl LifecycleSink {
             dropped_total: AtomicU64::new(0),
             listener_panics: AtomicU64::new(0),
             gap_tap: std::sync::OnceLock::new(),
+            wake: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// A message was queued: a pooled queue's mailbox is scheduled.
+    pub(super) fn queued(&self) {
+        if let Some(wake) = self.wake.get() {
+            wake();
         }
     }
 
@@ -140,7 +151,7 @@ impl LifecycleSink {
         let mut message = LifecycleMsg::Event(Box::new(event));
         loop {
             match self.tx.send_timeout(message, BLOCK_POLL) {
-                Ok(()) => return,
+                Ok(()) => return self.queued(),
                 Err(SendTimeoutError::Timeout(back)) if !stop.load(Ordering::Acquire) => {
                     message = back
                 }
@@ -188,7 +199,9 @@ impl LifecycleSink {
                     .try_send(LifecycleMsg::Event(Box::new(event)))
                     .is_ok()
         };
-        if !sent {
+        if sent {
+            self.queued();
+        } else {
             self.count_lost(bytes);
         }
     }
@@ -201,13 +214,31 @@ impl LifecycleSink {
 
     pub(super) fn note_dropped(&self) {
         self.dropped_total.fetch_add(1, Ordering::AcqRel);
-        if !self.drops_pending.swap(true, Ordering::AcqRel)
-            && self.tx.try_send(LifecycleMsg::DropsPending).is_err()
-        {
-            // Not queued: let a later drop try again rather than silence reports for good.
-            self.drops_pending.store(false, Ordering::Release);
+        if !self.drops_pending.swap(true, Ordering::AcqRel) {
+            if self.tx.try_send(LifecycleMsg::DropsPending).is_ok() {
+                self.queued();
+            } else {
+                // Not queued: let a later drop try again rather than silence reports for good.
+                self.drops_pending.store(false, Ordering::Release);
+            }
         }
     }
+}
+
+/// What a lifecycle queue's consumer carries from one message to the next.
+#[derive(Default)]
+pub(super) struct LifecycleCursor {
+    /// When the coalesced drop report is due.
+    pub(super) report_due: Option<Instant>,
+    reported: u64,
+}
+
+/// What [`handle_lifecycle`] says of the queue after a message.
+#[derive(PartialEq)]
+pub(super) enum After {
+    More,
+    /// The stop marker (or a disconnected queue): the last drop report was made.
+    Stopped,
 }
 
 pub(super) fn run_lifecycle(
@@ -216,37 +247,61 @@ pub(super) fn run_lifecycle(
     sink: Arc<LifecycleSink>,
     closing: &AtomicBool,
 ) {
-    let mut report_due: Option<Instant> = None;
-    let mut reported: u64 = 0;
+    let mut cursor = LifecycleCursor::default();
     loop {
         if closing.load(Ordering::Acquire) && rx.is_empty() {
-            report_drops(&registry, &sink, &mut reported);
+            report_drops(&registry, &sink, &mut cursor.reported);
             return;
         }
-        let msg = match report_due {
+        let msg = match cursor.report_due {
             None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
             Some(due) => rx.recv_deadline(due),
         };
-        match msg {
-            Ok(LifecycleMsg::Event(event)) => {
-                sink.queued_bytes
-                    .fetch_sub(lifecycle_bytes(&event), Ordering::AcqRel);
-                deliver_lifecycle(&event, &registry, &sink);
-            }
-            Ok(LifecycleMsg::DropsPending) => {
-                report_due.get_or_insert_with(|| Instant::now() + DROP_REPORT_EVERY);
-            }
-            Ok(LifecycleMsg::Stop) | Err(RecvTimeoutError::Disconnected) => {
-                report_drops(&registry, &sink, &mut reported);
-                return;
-            }
-            Err(RecvTimeoutError::Timeout) => {}
-        }
-        if report_due.is_some_and(|due| Instant::now() >= due) {
-            report_due = None;
-            report_drops(&registry, &sink, &mut reported);
+        if handle_lifecycle(msg, &registry, &sink, &mut cursor) == After::Stopped {
+            return;
         }
     }
+}
+
+/// Handles one message taken from the lifecycle queue (or a wait that timed out), and makes the
+/// drop report if it is due.
+pub(super) fn handle_lifecycle(
+    msg: Result<LifecycleMsg, RecvTimeoutError>,
+    registry: &Registry,
+    sink: &LifecycleSink,
+    cursor: &mut LifecycleCursor,
+) -> After {
+    match msg {
+        Ok(LifecycleMsg::Event(event)) => {
+            sink.queued_bytes
+                .fetch_sub(lifecycle_bytes(&event), Ordering::AcqRel);
+            deliver_lifecycle(&event, registry, sink);
+        }
+        Ok(LifecycleMsg::DropsPending) => {
+            cursor
+                .report_due
+                .get_or_insert_with(|| Instant::now() + DROP_REPORT_EVERY);
+        }
+        Ok(LifecycleMsg::Stop) | Err(RecvTimeoutError::Disconnected) => {
+            report_drops(registry, sink, &mut cursor.reported);
+            return After::Stopped;
+        }
+        Err(RecvTimeoutError::Timeout) => {}
+    }
+    if cursor.report_due.is_some_and(|due| Instant::now() >= due) {
+        cursor.report_due = None;
+        report_drops(registry, sink, &mut cursor.reported);
+    }
+    After::More
+}
+
+/// The last drop report, once the queue is closing and empty.
+pub(super) fn final_report(
+    registry: &Registry,
+    sink: &LifecycleSink,
+    cursor: &mut LifecycleCursor,
+) {
+    report_drops(registry, sink, &mut cursor.reported);
 }
 
 fn report_drops(registry: &Registry, sink: &LifecycleSink, reported: &mut u64) {

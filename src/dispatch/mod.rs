@@ -11,9 +11,12 @@
 //! This file holds the [`Dispatcher`] itself (starting its threads, sharding and pushing events
 //! per the backpressure policy, shutting down); queue.rs the bounded queue and its accounting,
 //! route.rs the per-thread route cache, shard.rs a dispatcher thread's loop, lifecycle.rs the
-//! lifecycle queue and thread.
+//! lifecycle queue and thread, pooled.rs the same queues served by a shared
+//! [`ThreadPool`](crate::pool::ThreadPool) instead (a client built with one starts no
+//! dispatcher or lifecycle thread).
 
 mod lifecycle;
+mod pooled;
 mod queue;
 mod route;
 mod shard;
@@ -22,12 +25,14 @@ use crate::config::Backpressure;
 use crate::event::Event;
 use crate::lag::LagRecorder;
 use crate::listener::Registry;
+use crate::pool::ThreadPool;
 use crate::snapshot_gate::SnapshotGate;
 use crate::threads::join_until;
 use crossbeam_channel::bounded;
 pub(crate) use lifecycle::LifecycleSink;
 use lifecycle::{run_lifecycle, LifecycleMsg, LIFECYCLE_CAPACITY};
 use parking_lot::Mutex;
+use pooled::{wait_done, LifecycleBox, ShardBox};
 use queue::Queue;
 use shard::Shard;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -81,6 +86,15 @@ pub(crate) struct Dispatcher {
     /// Set by `shutdown`: threads end once their queue is empty even if their stop marker
     /// could not be queued.
     closing: Arc<AtomicBool>,
+    /// With a thread pool: the mailboxes serving the queues (no thread above is started).
+    pooled: Option<Pooled>,
+}
+
+/// A pooled client's mailboxes (pooled.rs), one per queue, and its pool.
+struct Pooled {
+    pool: ThreadPool,
+    shards: Vec<Arc<ShardBox>>,
+    lifecycle: Arc<LifecycleBox>,
 }
 
 /// The limits of each dispatcher queue.
@@ -145,7 +159,79 @@ impl Dispatcher {
             closing,
             threads: Mutex::new(handles),
             lifecycle_thread: Mutex::new(Some(lifecycle_thread)),
+            pooled: None,
         })
+    }
+
+    /// A dispatcher served by `pool`: `shards` queues (each served by one worker at a time) and
+    /// the lifecycle queue, no thread of its own.
+    pub(crate) fn start_pooled(
+        registry: Arc<Registry>,
+        pool: &ThreadPool,
+        shards: usize,
+        limits: QueueLimits,
+        policy: Backpressure,
+        lag_threshold: Duration,
+    ) -> Dispatcher {
+        let (ltx, lrx) = bounded(LIFECYCLE_CAPACITY);
+        let lifecycle = Arc::new(LifecycleSink::new(ltx));
+        let gate = Arc::new(SnapshotGate::default());
+        let closing = Arc::new(AtomicBool::new(false));
+        let mut queues = Vec::with_capacity(shards);
+        let mut boxes = Vec::with_capacity(shards);
+        let mut lag = Vec::with_capacity(shards);
+        for _ in 0..shards {
+            let queue = Arc::new(Queue::new(limits.capacity, limits.capacity_bytes));
+            let recorder = Arc::new(LagRecorder::new());
+            let shard = Shard {
+                queue: queue.clone(),
+                registry: registry.clone(),
+                sink: lifecycle.clone(),
+                lag: recorder.clone(),
+                lag_threshold,
+                closing: closing.clone(),
+                gate: gate.clone(),
+            };
+            boxes.push(ShardBox::new(shard, pool.downgrade()));
+            queues.push(queue);
+            lag.push(recorder);
+        }
+        let lifecycle_box = LifecycleBox::new(
+            lrx,
+            registry,
+            lifecycle.clone(),
+            closing.clone(),
+            pool.downgrade(),
+        );
+        Dispatcher {
+            queues,
+            policy,
+            lifecycle,
+            lag,
+            gate,
+            closing,
+            threads: Mutex::new(Vec::new()),
+            lifecycle_thread: Mutex::new(None),
+            pooled: Some(Pooled {
+                pool: pool.clone(),
+                shards: boxes,
+                lifecycle: lifecycle_box,
+            }),
+        }
+    }
+
+    /// Whether this dispatcher is served by a pool that was shut down: nothing is delivered.
+    pub(crate) fn pool_shut_down(&self) -> bool {
+        self.pooled.as_ref().is_some_and(|p| p.pool.is_shut_down())
+    }
+
+    /// Hands an event to queue `index` (room reserved) and, with a pool, schedules the queue.
+    fn send(&self, index: usize, event: Option<Event>) {
+        // Never disconnected: the queue holds a receiver.
+        let _ = self.queues[index].tx.send(event);
+        if let Some(pooled) = &self.pooled {
+            pooled.shards[index].schedule();
+        }
     }
 
     fn shard_of(&self, topic: &str) -> usize {
@@ -174,7 +260,8 @@ impl Dispatcher {
         stop: &AtomicBool,
         interrupted: &dyn Fn() -> bool,
     ) -> Pushed {
-        let queue = &self.queues[self.shard_of(event.topic())];
+        let index = self.shard_of(event.topic());
+        let queue = &self.queues[index];
         // A frame is a slice of its socket's read buffer, kept allocated while any frame of it
         // is queued. One queue holds a contiguous run of frames, so the buffers it keeps are
         // about the bytes it holds. With several queues, one queue's frames can be sparse in
@@ -188,8 +275,7 @@ impl Dispatcher {
         }
         let bytes = event.queued_bytes() as u64;
         if queue.try_reserve(bytes) {
-            // Never disconnected: the queue holds a receiver.
-            let _ = queue.tx.send(Some(event));
+            self.send(index, Some(event));
             return Pushed::Queued;
         }
         match self.policy {
@@ -210,7 +296,7 @@ impl Dispatcher {
                     }
                     Ok(None) => {
                         // Took the stop marker of a shutdown: put it back and give up.
-                        let _ = queue.tx.send(None);
+                        self.send(index, None);
                         self.count_drop(&event);
                         return Pushed::DroppedNewest;
                     }
@@ -218,7 +304,7 @@ impl Dispatcher {
                     Err(_) => std::thread::yield_now(),
                 }
                 if queue.try_reserve(bytes) {
-                    let _ = queue.tx.send(Some(event));
+                    self.send(index, Some(event));
                     return Pushed::DroppedOldest;
                 }
             },
@@ -234,7 +320,7 @@ impl Dispatcher {
                     }
                     queue.wait_for_room(bytes, BLOCK_POLL);
                     if queue.try_reserve(bytes) {
-                        let _ = queue.tx.send(Some(event));
+                        self.send(index, Some(event));
                         return Pushed::QueuedAfter(started.elapsed());
                     }
                 }
@@ -246,11 +332,12 @@ impl Dispatcher {
     /// room whatever the policy (snapshots are never dropped), until `stop` becomes true.
     /// Returns whether it was queued.
     pub(crate) fn push_snapshot(&self, event: Event, stop: &AtomicBool) -> bool {
-        let queue = &self.queues[self.shard_of(event.topic())];
+        let index = self.shard_of(event.topic());
+        let queue = &self.queues[index];
         let bytes = event.queued_bytes() as u64;
         loop {
             if queue.try_reserve(bytes) {
-                let _ = queue.tx.send(Some(event));
+                self.send(index, Some(event));
                 return true;
             }
             if stop.load(Ordering::Acquire) {
@@ -288,6 +375,9 @@ impl Dispatcher {
     /// Waits until `deadline`; threads still busy in a callback then are left to finish alone,
     /// and a later call joins them. Returns whether every thread was joined.
     pub(crate) fn shutdown(&self, deadline: Instant) -> bool {
+        if let Some(pooled) = &self.pooled {
+            return self.shutdown_pooled(pooled, deadline);
+        }
         let me = std::thread::current().id();
         // The stop marker goes behind the queued events: each thread drains its queue first.
         // (Markers take no room, so this never waits.) Sent once: a later call only joins.
@@ -336,6 +426,44 @@ impl Dispatcher {
                 all = false;
                 *lifecycle_thread = Some(handle);
             }
+        }
+        all
+    }
+
+    /// The pooled form of [`Dispatcher::shutdown`]: the queues are drained by the pool, then
+    /// the lifecycle queue. On a worker of the pool (a callback shutting down its own client or
+    /// another one) it does not wait for them: with every worker busy, waiting could only end
+    /// at the deadline. Their events are then counted as dropped, listeners being cleared by
+    /// the client's shutdown. With the pool shut down, nothing is left to wait for.
+    fn shutdown_pooled(&self, pooled: &Pooled, deadline: Instant) -> bool {
+        if !self.closing.load(Ordering::Acquire) {
+            for index in 0..self.queues.len() {
+                self.send(index, None);
+            }
+        }
+        let wait = !pooled.pool.on_worker() && !pooled.pool.is_shut_down();
+        let mut all = true;
+        if wait {
+            for shard in &pooled.shards {
+                all &= wait_done(deadline, || shard.done());
+            }
+        }
+        if !self.closing.swap(true, Ordering::AcqRel) {
+            let sent = if wait {
+                let left = deadline.saturating_duration_since(Instant::now());
+                self.lifecycle
+                    .tx
+                    .send_timeout(LifecycleMsg::Stop, left)
+                    .is_ok()
+            } else {
+                self.lifecycle.tx.try_send(LifecycleMsg::Stop).is_ok()
+            };
+            // Not sent (full): the mailbox ends once the queue is empty (`closing`).
+            let _ = sent;
+            pooled.lifecycle.schedule();
+        }
+        if wait {
+            all &= wait_done(deadline, || pooled.lifecycle.done());
         }
         all
     }
