@@ -312,7 +312,8 @@ impl ClientBuilder {
     }
 
     /// Validates the settings and starts the client's threads (dispatchers, lifecycle, token
-    /// refresher). No channel is created until the first [`Client::subscribe`].
+    /// refresher; none of them with [`ClientBuilder::thread_pool`]). No channel is created
+    /// until the first [`Client::subscribe`].
     ///
     /// # Errors
     /// [`Error::Config`] naming the setting:

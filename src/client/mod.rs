@@ -151,7 +151,8 @@ impl Client {
     /// one dot-separated segment, case is ignored: `v2.users.*.presence`). Many listeners may
     /// share a topic; each gets every matching event of a topic in the order received.
     ///
-    /// Callbacks run on the dispatcher threads; a panic is caught and reported
+    /// Callbacks run on the dispatcher threads (or the [`ThreadPool`](crate::ThreadPool)'s
+    /// threads, see [`ClientBuilder::thread_pool`]); a panic is caught and reported
     /// ([`Lifecycle::ListenerPanicked`]). Keep the returned guard: dropping it unregisters the
     /// callback, and once the drop returns the callback is not running and never runs again.
     /// Registering does not subscribe: call [`Client::subscribe`] for the topics.
@@ -184,7 +185,7 @@ impl Client {
     }
 
     /// Registers `callback` for [`Lifecycle`] events, which run on the client's lifecycle thread
-    /// in the order they happened. The guard works as for [`Client::on`].
+    /// (or a thread of its [`ThreadPool`](crate::ThreadPool)) in the order they happened. The guard works as for [`Client::on`].
     ///
     /// # Errors
     /// [`Error::Shutdown`].
