@@ -107,8 +107,8 @@ impl fmt::Debug for ThreadPool {
 impl ThreadPool {
     /// Starts a pool of `threads` worker threads (named `genesys-pool-N`) and one timer thread
     /// (`genesys-pool-timer`). Each client built with it may use up to `threads` of them at
-    /// once for its callbacks (see [`ClientBuilder::dispatcher_threads`]
-    /// (crate::ClientBuilder::dispatcher_threads)).
+    /// once for its callbacks (see
+    /// [`ClientBuilder::dispatcher_threads`](crate::ClientBuilder::dispatcher_threads)).
     ///
     /// # Errors
     /// [`Error::Config`] naming `threads` when `threads` is 0 or above 256;
