@@ -328,3 +328,46 @@ fn a_shut_down_pool_fails_later_calls_and_builds_clearly() {
         .iter()
         .all(|c| !c.connected)));
 }
+
+/// A pooled client's drops are counted and reported (`Lifecycle::Dropped`, coalesced by a timer
+/// of the pool), as without a pool.
+#[test]
+fn a_pooled_clients_drops_are_counted_and_reported() {
+    let emu = emulator_for(1);
+    let pool = ThreadPool::new(2).unwrap();
+    let client = builder(&emu)
+        .thread_pool(&pool)
+        .queue_capacity(2)
+        .backpressure(genesys_notify::Backpressure::DropNewest)
+        .build()
+        .unwrap();
+    let lifecycle = Recorder::new(&client);
+    let (entered_tx, entered) = crossbeam_channel::unbounded();
+    let (release, release_rx) = crossbeam_channel::unbounded::<()>();
+    let delivered = Arc::new(AtomicUsize::new(0));
+    let count = delivered.clone();
+    let topic = presence_topics(1).pop().unwrap();
+    let _guard = client
+        .on(&topic, move |_: &Event| {
+            if count.fetch_add(1, Ordering::SeqCst) == 0 {
+                let _ = entered_tx.send(());
+                let _ = release_rx.recv_timeout(WAIT);
+            }
+        })
+        .unwrap();
+    assert!(client.subscribe([&topic]).unwrap().rejected.is_empty());
+    wait_sockets(&emu, 1);
+    publish(&emu, &topic, 0..1);
+    entered.recv_timeout(WAIT).unwrap();
+    publish(&emu, &topic, 1..21);
+    let dropped = || client.health().dropped();
+    assert!(wait_until(WAIT, || dropped() + 2 >= 20), "{}", dropped());
+    release.send(()).unwrap();
+    assert!(wait_until(WAIT, || {
+        lifecycle.count(|e| matches!(e, Lifecycle::Dropped { total, .. } if *total == dropped()))
+            > 0
+    }));
+    assert!(wait_until(WAIT, || delivered.load(Ordering::SeqCst) as u64
+        + dropped()
+        == 21));
+}

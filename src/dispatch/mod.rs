@@ -505,6 +505,96 @@ mod tests {
         Event::new(text, located, origin.clone(), Instant::now())
     }
 
+    /// Issue 20: pooled queues share the pool's threads by batches. With one pool thread held
+    /// by client A's first callback while 500 more of A's events and one of B's are queued, B's
+    /// event runs after at most one batch of A's, not after all of them; each client's events
+    /// keep their order; shutting A down leaves B served.
+    #[test]
+    fn a_flooding_pooled_client_shares_the_pool_thread_by_batches() {
+        let pool = ThreadPool::new(1).unwrap();
+        let log: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (release_tx, release_rx) = crossbeam_channel::bounded::<()>(1);
+        let (entered_tx, entered_rx) = crossbeam_channel::bounded::<()>(1);
+        let limits = QueueLimits {
+            capacity: 1024,
+            capacity_bytes: 1 << 30,
+        };
+        let start = |registry: &Arc<Registry>| {
+            Dispatcher::start_pooled(
+                registry.clone(),
+                &pool,
+                1,
+                limits,
+                Backpressure::Block,
+                Duration::from_secs(60),
+            )
+        };
+        let (a_registry, b_registry) = (
+            Arc::new(Registry::new(usize::MAX)),
+            Arc::new(Registry::new(usize::MAX)),
+        );
+        let record = log.clone();
+        let _a = a_registry.add_event(
+            "v2.*.*".parse().unwrap(),
+            Box::new(move |event: &Event| {
+                let mut log = record.lock();
+                if log.is_empty() {
+                    drop(log);
+                    let _ = entered_tx.send(());
+                    let _ = release_rx.recv_timeout(Duration::from_secs(30));
+                    log = record.lock();
+                }
+                log.push(format!("a {}", event.topic()));
+            }),
+        );
+        let record = log.clone();
+        let _b = b_registry.add_event(
+            "v2.*.*".parse().unwrap(),
+            Box::new(move |event: &Event| record.lock().push(format!("b {}", event.topic()))),
+        );
+        let (a, b) = (start(&a_registry), start(&b_registry));
+        let origin = test_origin();
+        let stop = AtomicBool::new(false);
+        let push = |d: &Dispatcher, topic: &str| {
+            assert!(matches!(
+                d.push(live(topic, &origin), &stop, &|| false),
+                Pushed::Queued
+            ));
+        };
+        push(&a, "v2.a.0");
+        entered_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        for n in 1..=500 {
+            push(&a, &format!("v2.a.{n}"));
+        }
+        push(&b, "v2.b.x");
+        release_tx.send(()).unwrap();
+        let started = Instant::now();
+        while log.lock().len() < 502 {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "not all delivered"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let log = log.lock().clone();
+        let b_at = log.iter().position(|e| e == "b v2.b.x").unwrap();
+        assert!(
+            b_at <= 1 + pooled::BATCH && b_at < 500,
+            "B waited behind {b_at} of A's events"
+        );
+        let a_order: Vec<String> = log
+            .iter()
+            .filter(|e| e.starts_with("a "))
+            .cloned()
+            .collect();
+        let expected: Vec<String> = (0..=500).map(|n| format!("a v2.a.{n}")).collect();
+        assert_eq!(a_order, expected);
+        assert!(a.shutdown(Instant::now() + Duration::from_secs(10)));
+        push(&b, "v2.b.after");
+        assert!(b.shutdown(Instant::now() + Duration::from_secs(10)));
+        drop(pool);
+    }
+
     /// Issue 17 point 6: a push blocked under `Block` gives way when `interrupted` says so,
     /// handing the event back uncounted; pushed again once there is room, it is queued.
     #[test]
