@@ -443,9 +443,11 @@ impl Dispatcher {
         }
         let wait = !pooled.pool.on_worker() && !pooled.pool.is_shut_down();
         let mut all = true;
+        // A pool shut down meanwhile serves nothing more: no waiting for it.
+        let gone = || pooled.pool.is_shut_down();
         if wait {
             for shard in &pooled.shards {
-                all &= wait_done(deadline, || shard.done());
+                all &= wait_done(deadline, || shard.done() || gone());
             }
         }
         if !self.closing.swap(true, Ordering::AcqRel) {
@@ -463,7 +465,7 @@ impl Dispatcher {
             pooled.lifecycle.schedule();
         }
         if wait {
-            all &= wait_done(deadline, || pooled.lifecycle.done());
+            all &= wait_done(deadline, || pooled.lifecycle.done() || gone());
         }
         all
     }
