@@ -371,3 +371,56 @@ fn a_pooled_clients_drops_are_counted_and_reported() {
         + dropped()
         == 21));
 }
+
+/// Callbacks of a client on a one-thread pool call back into their client (guarantee 6): an
+/// event callback subscribes, unsubscribes, registers and reads health; a lifecycle callback
+/// subscribes while the lifecycle events it causes wait for this very thread.
+#[test]
+fn pooled_callbacks_may_call_back_into_their_client_on_a_one_thread_pool() {
+    let emu = emulator_for(2);
+    let pool = ThreadPool::new(1).unwrap();
+    let client = Arc::new(builder(&emu).thread_pool(&pool).build().unwrap());
+    let topics = presence_topics(30);
+    let (weak, rest, first) = (
+        Arc::downgrade(&client),
+        topics[1..20].to_vec(),
+        topics[0].clone(),
+    );
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let _event = client
+        .on(&first, move |_: &Event| {
+            let Some(client) = weak.upgrade() else { return };
+            let subscribed = client.subscribe(&rest).map(|r| r.permitted.len());
+            let removed = client.unsubscribe(&rest[..5]).map(|r| r.len());
+            let listener = client.on("v2.users.*.presence", |_| {}).is_ok();
+            let channels = client.health().channels().len();
+            let _ = tx.send((subscribed.ok(), removed.ok(), listener, channels));
+        })
+        .unwrap();
+    let (weak, late) = (Arc::downgrade(&client), topics[20..].to_vec());
+    let once = AtomicBool::new(false);
+    let (ltx, lrx) = crossbeam_channel::unbounded();
+    let _lifecycle = client
+        .on_lifecycle(move |event: &Lifecycle| {
+            if !matches!(event, Lifecycle::Connected { .. }) || once.swap(true, Ordering::SeqCst) {
+                return;
+            }
+            let Some(client) = weak.upgrade() else { return };
+            let _ = ltx.send(client.subscribe(&late).map(|r| r.permitted.len()).ok());
+        })
+        .unwrap();
+    assert!(client.subscribe([&first]).unwrap().rejected.is_empty());
+    assert_eq!(
+        lrx.recv_timeout(WAIT)
+            .expect("the lifecycle callback returned"),
+        Some(10)
+    );
+    wait_sockets(&emu, 1);
+    publish(&emu, &first, 0..1);
+    assert_eq!(
+        rx.recv_timeout(WAIT).expect("the event callback returned"),
+        (Some(19), Some(5), true, 1)
+    );
+    assert_eq!(client.topics().len(), 25);
+    client.shutdown(WAIT).unwrap();
+}

@@ -222,7 +222,9 @@ impl ClientBuilder {
 
     setter!(
         /// Dispatcher threads running callbacks (1..=256; default one per core but one, 1 to 4:
-        /// 1 on a 2-core machine).
+        /// 1 on a 2-core machine). With [`ClientBuilder::thread_pool`]: the queues this client's
+        /// events are split into by topic (at most the pool's thread count), each served by one
+        /// pool thread at a time.
         dispatcher_threads: usize
     );
     setter!(
