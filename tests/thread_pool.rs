@@ -424,3 +424,35 @@ fn pooled_callbacks_may_call_back_into_their_client_on_a_one_thread_pool() {
     assert_eq!(client.topics().len(), 25);
     client.shutdown(WAIT).unwrap();
 }
+
+/// A pooled client starts its resync thread only when it first resynchronises: after a gap,
+/// the gap's topics are read over REST and delivered as snapshots, as without a pool.
+#[test]
+fn a_pooled_client_resyncs_after_a_gap() {
+    use genesys_notify::emulator::{Fault, Target};
+    let emu = emulator_for(1);
+    let pool = ThreadPool::new(1).unwrap();
+    let user = user_id(3);
+    emu.set_user_presence(&user, "AVAILABLE");
+    let client = builder(&emu).thread_pool(&pool).build().unwrap();
+    let recorder = Recorder::new(&client);
+    let snapshots = Arc::new(AtomicUsize::new(0));
+    let count = snapshots.clone();
+    let topic = format!("v2.users.{user}.presence");
+    let _guard = client
+        .on(&topic, move |e: &Event| {
+            if e.is_snapshot() {
+                count.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+        .unwrap();
+    assert!(client.subscribe([&topic]).unwrap().rejected.is_empty());
+    wait_sockets(&emu, 1);
+    emu.inject(Fault::DropSocket {
+        target: Target::AllSockets,
+    });
+    assert!(recorder.wait(WAIT, |e| matches!(e, Lifecycle::Gap { .. })));
+    assert!(wait_until(WAIT, || snapshots.load(Ordering::SeqCst) >= 1));
+    assert!(recorder.wait(WAIT, |e| matches!(e, Lifecycle::Resynced { .. })));
+    client.shutdown(WAIT).unwrap();
+}
