@@ -157,7 +157,13 @@ impl RefreshState {
                 }
             }
         };
-        if self.busy.swap(true, Ordering::AcqRel) {
+        // SeqCst with `stop_within`'s store and load: either the stop sees this fetch as busy
+        // and waits for it, or this sees the stop and does not fetch.
+        if self.busy.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        if self.stopped.load(Ordering::SeqCst) {
+            self.busy.store(false, Ordering::SeqCst);
             return;
         }
         let outcome = manager.obtain(Some(generation));
@@ -188,7 +194,7 @@ impl RefreshState {
                 }
             }
         };
-        self.busy.store(false, Ordering::Release);
+        self.busy.store(false, Ordering::SeqCst);
         if let Some((error, retry_in)) = failed {
             manager.emit(AuthEvent::RefreshFailed { error, retry_in });
         }
@@ -199,11 +205,11 @@ impl RefreshState {
 impl PooledRefresher {
     /// Stops refreshing; waits at most `grace` for a fetch under way. Returns whether none is.
     pub(crate) fn stop_within(&self, grace: Duration) -> bool {
-        self.state.stopped.store(true, Ordering::Release);
+        self.state.stopped.store(true, Ordering::SeqCst);
         let deadline = Instant::now()
             .checked_add(grace)
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365));
-        while self.state.busy.load(Ordering::Acquire) {
+        while self.state.busy.load(Ordering::SeqCst) {
             if Instant::now() >= deadline {
                 return false;
             }
