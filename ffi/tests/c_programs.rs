@@ -69,6 +69,14 @@ fn events_under_valgrind_no_invalid_access_no_definite_leak() {
 }
 
 #[test]
+fn pool_under_valgrind_no_invalid_access_no_definite_leak() {
+    let program = compile_c("pool", Link::Shared);
+    if let Some(out) = under_valgrind(&program, &[]) {
+        assert!(out.ends_with("pool: ok\n"), "{out}");
+    }
+}
+
+#[test]
 fn bad_input_under_valgrind_no_invalid_access_no_definite_leak() {
     let program = compile_c("bad_input", Link::Shared);
     if let Some(out) = under_valgrind(&program, &[]) {
