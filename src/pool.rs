@@ -55,9 +55,11 @@ static NEXT_POOL_ID: AtomicU64 = AtomicU64::new(1);
 ///
 /// What sharing costs: a callback runs on one of the pool's threads, so a callback that blocks
 /// holds that thread for as long as it blocks, and with `threads` such callbacks at once (of
-/// any clients) every pooled client's events wait. A client's own events and lifecycle events
-/// are never run by two threads at once, so its per-topic order holds as without a pool. A
-/// panicking callback is caught and reported as without a pool; the thread lives on.
+/// any clients) every pooled client's events wait. Each of a client's queues (its events split
+/// by topic into up to [`Config::dispatcher_threads`](crate::Config::dispatcher_threads)
+/// queues, and its lifecycle queue) is served by one thread at a time, so per-topic order and
+/// lifecycle order hold as without a pool. A panicking callback is caught and reported as
+/// without a pool; the thread lives on.
 #[derive(Clone)]
 pub struct ThreadPool {
     inner: Arc<PoolInner>,
