@@ -204,6 +204,61 @@
 //! `DropOldest` it can be dropped later as the oldest queued event, and is then also counted in
 //! [`ResyncHealth::snapshots_dropped`].
 //!
+//! ## Many clients in one process
+//! A program serving many organisations runs one [`Client`] per organisation (per OAuth
+//! client). On its own, each client starts its dispatcher threads, a lifecycle thread, a token
+//! refresher thread and, with snapshots on, a resync thread, besides one thread per
+//! notification channel. Build them with one shared [`ThreadPool`] instead
+//! ([`ClientBuilder::thread_pool`]) and each adds only its channel threads (and a resync thread
+//! if it ever resynchronises): the pool's workers run every pooled client's callbacks, event
+//! and lifecycle, and its timer thread schedules their token refreshes, whose fetch runs on a
+//! worker.
+//! ```no_run
+//! use genesys_notify::{Client, Event, Region, ThreadPool};
+//! use std::time::Duration;
+//!
+//! # fn main() -> Result<(), genesys_notify::Error> {
+//! let pool = ThreadPool::new(4)?; // 4 workers and a timer thread, for every client below
+//! let mut tenants = Vec::new();
+//! for (org, id, secret) in [("acme", "id-1", "secret-1"), ("globex", "id-2", "secret-2")] {
+//!     let client = Client::builder()
+//!         .region(Region::EuWest1)
+//!         .client_credentials(id, secret)
+//!         .thread_pool(&pool)
+//!         .build()?;
+//!     let guard = client.on("v2.users.*.presence", move |event: &Event| {
+//!         println!("{org}: {}", event.topic());
+//!     })?;
+//!     tenants.push((client, guard));
+//! }
+//! # for (client, _) in &tenants { client.shutdown(Duration::from_secs(5))?; }
+//! # Ok(())
+//! # }
+//! ```
+//! What each client keeps: its queues (capacity in events and bytes, backpressure policy) and
+//! their order: a client's queue is served by one pool thread at a time, a worker takes at
+//! most 64 events from it and then puts it back behind the other clients' queues, so one busy
+//! client cannot starve the others. A panicking callback is caught and reported, as without a
+//! pool. Its lifecycle events arrive in order. Its [`Client::shutdown`] delivers what its
+//! queues hold and ends only its own work; the pool and the other clients go on. Guards keep
+//! their promise, and a callback may drop its own guard or shut down its own client (called on
+//! a pool thread, a shutdown does not wait for the client's queues to drain: what they still
+//! hold is counted as dropped).
+//!
+//! What it gives up: isolation between clients beyond the pool's thread count. A callback that
+//! blocks holds one pool thread for as long as it blocks; while every pool thread is held (by
+//! callbacks of any clients) no pooled client's callbacks run, their events wait in their
+//! queues and then their backpressure policy applies. Size the pool for the callbacks that may
+//! block at once, or hand slow work to threads of your own. A token endpoint that hangs holds
+//! one pool thread for that client's fetch, at most the request timeout. Each client uses at
+//! most [`Config::dispatcher_threads`] (and at most the pool's thread count) of the pool's
+//! threads at once for its events.
+//!
+//! The pool ends when its last handle and the last client built with it are gone: its threads
+//! end on their own and are never waited for (dropping a handle never blocks, and a pool never
+//! holds a process at exit). [`ThreadPool::shutdown`] ends it now and joins its threads within
+//! a timeout; its clients' later calls then fail with [`Error::Shutdown`].
+//!
 //! ## Recovery
 //! Any close or error you did not ask for leads to reconnection with exponential backoff and
 //! full jitter ([`Backoff`]), honouring `Retry-After`, within the retry budget
@@ -445,6 +500,7 @@ mod message;
 pub mod models;
 mod network;
 mod plan;
+mod pool;
 mod proxy;
 mod redact;
 mod resync;
@@ -470,6 +526,7 @@ pub use health::{ChannelHealth, ChannelState, Health, ResyncHealth};
 pub use lag::DispatchWait;
 pub use listener::ListenerGuard;
 pub use message::SystemMessage;
+pub use pool::{ThreadPool, MAX_POOL_THREADS};
 pub use proxy::{IntoProxy, Proxy, ProxyConfig};
 pub use resync::{same_system_presence, StateResource, StateSnapshot};
 pub use tls::{RootCertificate, TlsRoots};
@@ -486,6 +543,7 @@ const _: () = {
     send_sync::<Event>();
     send_sync::<Lifecycle>();
     send_sync::<Health>();
+    send_sync::<ThreadPool>();
 };
 
 // README.md's Rust blocks are doc tests: the Usage example must compile. (Its emulator example

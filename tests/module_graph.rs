@@ -35,7 +35,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     (
         "REST, auth and network",
-        &["http", "trust", "tunnel", "network", "auth", "api"],
+        &["http", "trust", "tunnel", "network", "pool", "auth", "api"],
     ),
     (
         "channel, dispatch and resync",

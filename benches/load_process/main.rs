@@ -23,7 +23,10 @@
 //! repetition (paired ratios; the runs of one repetition follow each other):
 //! throughput (events/s from the first event's send to the last event's callback), CPU per
 //! event, p99 latency at 10 000 events/s, peak RSS. `--only=clients` (or the full run) adds
-//! 100 and 1 000 clients of one topic each in one process.
+//! 100 and 1 000 clients of one topic each in one process: each N once with threads of their
+//! own, then once built with one shared `ThreadPool` (`--pool-threads=N`, default 2; its
+//! threads are started before the count, so the figures are per additional client; `--clients-pool=off`
+//! leaves that line out).
 //!
 //! Run: `cargo bench --features emulator --bench load_process` (about 5 minutes on 2 cores), or
 //! with `GENESYS_BENCH_QUICK=1` (or `-- --quick`) for a smoke run. Options: `--reps=N`,
@@ -39,7 +42,7 @@ mod generator;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 use frames::{now_ns, Sink, Size, TOPICS};
-use genesys_notify::{ChannelState, Client, Event, ListenerGuard};
+use genesys_notify::{ChannelState, Client, Event, ListenerGuard, ThreadPool};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::io::{BufRead, BufReader, Write};
@@ -395,6 +398,10 @@ fn many_clients(n: usize) {
     watch_parent(Duration::from_secs(300));
     let service = Service::from_args("2");
     let received = Arc::new(AtomicU64::new(0));
+    // `--pool-threads=N`: every client built with one shared pool, started before the counts
+    // below, so that they are per additional client.
+    let pool = arg_value("--pool-threads")
+        .map(|t| ThreadPool::new(t.parse().expect("a thread count")).expect("the pool starts"));
     let threads0 = thread_count();
     let rss0 = status_kib("VmRSS:");
     dump_smaps(&format!("clients-{n}-before"));
@@ -406,11 +413,16 @@ fn many_clients(n: usize) {
             .map(|w| {
                 let service = &service;
                 let received = received.clone();
+                let pool = pool.as_ref();
                 scope.spawn(move || {
                     (w..n)
                         .step_by(workers)
                         .map(|i| {
-                            let client = service.builder().build().expect("client builds");
+                            let builder = match pool {
+                                Some(pool) => service.builder().thread_pool(pool),
+                                None => service.builder(),
+                            };
+                            let client = builder.build().expect("client builds");
                             let received = received.clone();
                             let topic = format!("v2.users.{}.presence", frames::user_id(i));
                             let guard = client
@@ -824,12 +836,26 @@ fn latency(o: &mut Orchestra, mode: &Mode, kinds: &[Kind]) {
 
 fn clients(o: &mut Orchestra, mode: &Mode) {
     println!("\n## Many clients in one process: N clients of one topic each, default settings (one run each)");
-    for &n in &mode.clients {
+    let pool_threads = arg_value("--pool-threads").unwrap_or_else(|| "2".into());
+    let pooled = arg_value("--clients-pool").is_none_or(|v| v != "off");
+    let runs = mode.clients.iter().flat_map(|&n| {
+        let alone = (n, None);
+        let shared = pooled.then(|| (n, Some(pool_threads.clone())));
+        std::iter::once(alone).chain(shared)
+    });
+    for (n, pool) in runs.collect::<Vec<_>>() {
         let mut args = vec![format!("--clients={n}")];
+        let label = match &pool {
+            Some(threads) => {
+                args.push(format!("--pool-threads={threads}"));
+                format!("N={n} pooled ({threads} pool threads + timer, not counted)")
+            }
+            None => format!("N={n}"),
+        };
         args.extend(o.service_args());
         let consumer = ChildProcess::spawn(&args);
         let Some(ready) = consumer.expect("ready", Duration::from_secs(120)) else {
-            println!("  N={n}: never ready");
+            println!("  {label}: never ready");
             continue;
         };
         o.generator.send(&format!("publish {n}"));
@@ -837,7 +863,7 @@ fn clients(o: &mut Orchestra, mode: &Mode) {
         let result = consumer.expect("result", Duration::from_secs(120));
         consumer.finish(Duration::from_secs(30));
         println!(
-            "  N={n}: {} | {} | {}",
+            "  {label}: {} | {} | {}",
             ready,
             published.unwrap_or_default(),
             result.unwrap_or_else(|| "no result".into())

@@ -6,7 +6,7 @@ use clap::{Parser, ValueEnum};
 use genesys_bridge::bridge::{Bridge, Settings, StartError};
 use genesys_bridge::config::FileConfig;
 use genesys_bridge::log::{Format, Log};
-use genesys_notify::{Client, Region, Snapshots, TlsRoots};
+use genesys_notify::{Client, Config, Region, Snapshots, ThreadPool, TlsRoots};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -250,8 +250,16 @@ fn credentials(args: &Args, file: &FileConfig) -> Result<Vec<Credential>, Failur
     }
 }
 
-fn client(args: &Args, file: &FileConfig, credential: &Credential) -> Result<Client, Failure> {
+fn client(
+    args: &Args,
+    file: &FileConfig,
+    credential: &Credential,
+    pool: Option<&ThreadPool>,
+) -> Result<Client, Failure> {
     let mut builder = Client::builder();
+    if let Some(pool) = pool {
+        builder = builder.thread_pool(pool);
+    }
     let region = flag_or_env(args.region.clone(), "GENESYS_REGION").or(file.region.clone());
     let api_base = flag_or_env(args.api_base.clone(), "GENESYS_API_BASE").or(file.api_base.clone());
     let login_base =
@@ -410,9 +418,21 @@ fn run(args: Args, log: Log) -> Result<(), Failure> {
         None => None,
     };
     let pool = credentials(&args, &file)?;
+    // Several credentials: their clients share one thread pool (as many threads as one
+    // client's default dispatcher threads) instead of dispatcher, lifecycle and token threads
+    // each.
+    let threads = match pool.len() {
+        1 => None,
+        _ => Some(
+            ThreadPool::new(Config::default().dispatcher_threads()).map_err(|e| Failure {
+                code: 1,
+                message: format!("cannot start the thread pool: {e}"),
+            })?,
+        ),
+    };
     let mut clients = Vec::new();
     for (i, credential) in pool.iter().enumerate() {
-        let client = client(&args, &file, credential)?;
+        let client = client(&args, &file, credential, threads.as_ref())?;
         client
             .verify_token()
             .map_err(|e| usage(format!("credential {i}: {e}")))?;

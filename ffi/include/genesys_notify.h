@@ -260,6 +260,10 @@ typedef struct gn_lifecycle gn_lifecycle;
 // did with each topic. Freed by `gn_report_free`; the strings it hands out live as long as it.
 typedef struct gn_report gn_report;
 
+// A thread pool shared by clients (`ThreadPool`). Made by `gn_thread_pool_new`, freed by
+// `gn_thread_pool_free`. Its functions may be called from any thread.
+typedef struct gn_thread_pool gn_thread_pool;
+
 // Called for each matching notification, on a dispatcher thread: `userdata` as given to
 // `gn_client_on`, and the event, valid only during the call. Each listener sees one topic's
 // events in the order received; different topics may run at once on different threads. It
@@ -703,6 +707,40 @@ size_t gn_lifecycle_topic_count(const gn_lifecycle *ev);
 // The `index`th topic the event names (see `gn_lifecycle_topic_count`); empty (with a
 // message) when out of range.
 gn_str gn_lifecycle_topic(const gn_lifecycle *ev, size_t index);
+
+// Starts a pool of `threads` worker threads and one timer thread (`ThreadPool::new`);
+// `*out` receives it. Clients built with it (`gn_builder_thread_pool`) run their callbacks and
+// token refreshes on these threads instead of threads of their own: each adds only its
+// channel threads. A callback that blocks holds one of the pool's threads, and with all of
+// them held every pooled client's events wait.
+//
+// Errors: `GN_INVALID_ARGUMENT` when `out` is NULL; `GN_CONFIG` when `threads` is 0 or above
+// 256; `GN_SYSTEM` when a thread could not be started.
+gn_result gn_thread_pool_new(size_t threads, gn_thread_pool **out);
+
+// Ends the pool within `timeout_ms` milliseconds (`ThreadPool::shutdown`): each thread ends
+// after the callback it is running, events still queued are not delivered. Clients built with
+// it then fail their calls with `GN_SHUTDOWN` (they must still be shut down or freed, which
+// closes their sockets), and `gn_builder_build` with it fails with `GN_CONFIG`. The handle must
+// still be freed.
+//
+// Errors: `GN_TIMEOUT` when a thread did not end in time (a callback that does not return);
+// `GN_INVALID_ARGUMENT` for a handle that is not live.
+gn_result gn_thread_pool_shutdown(gn_thread_pool *pool, uint64_t timeout_ms);
+
+// Frees the handle. The pool's threads end once no client built with it and no builder it was
+// given to is left (they are never waited for); clients keep working meanwhile. NULL is a
+// no-op.
+//
+// Errors: `GN_INVALID_ARGUMENT` for a handle that is not live (freed already).
+gn_result gn_thread_pool_free(gn_thread_pool *pool);
+
+// Builds this builder's clients with `pool` (`ClientBuilder::thread_pool`): they start no
+// dispatcher, lifecycle or token-refresher thread of their own. The builder holds the pool
+// until it is freed, so the pool's handle may be freed first.
+//
+// Errors: `GN_INVALID_ARGUMENT` when the builder or the pool is not live.
+gn_result gn_builder_thread_pool(gn_builder *builder, const gn_thread_pool *pool);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -65,7 +65,7 @@ pub enum gn_tls_roots {
     GN_TLS_ROOTS_PLATFORM = 1,
 }
 
-fn step(
+pub(crate) fn step(
     name: &str,
     builder: *mut gn_builder,
     make: impl FnOnce() -> Result<Step, Failure>,

@@ -7,7 +7,8 @@
 //! contract; each function's comment there names the Rust API it stands for.
 //!
 //! ## The rules of the ABI
-//! - **Handles** (`gn_builder`, `gn_client`, `gn_guard`, `gn_report`, `gn_emulator`) are
+//! - **Handles** (`gn_builder`, `gn_client`, `gn_guard`, `gn_report`, `gn_emulator`,
+//!   `gn_thread_pool`) are
 //!   opaque tokens, never pointers to memory: a freed, twice-freed or mistaken handle is
 //!   refused with `GN_INVALID_ARGUMENT`, never dereferenced. Free functions accept NULL.
 //! - **Results**: every fallible call returns a [`gn_result`] (stable numbers) and, on
@@ -36,6 +37,7 @@ mod client;
 mod emulator;
 mod handle;
 mod listener;
+mod pool;
 mod result;
 
 pub use builder::*;
@@ -43,6 +45,7 @@ pub use client::*;
 #[cfg(feature = "emulator")]
 pub use emulator::*;
 pub use listener::*;
+pub use pool::*;
 pub use result::gn_result;
 
 use std::ffi::{c_char, CString};

@@ -2,7 +2,8 @@
 //! (target/<profile>/libgenesys_notify_c.so and .a) and include/genesys_notify.h, and run
 //! against the emulator: tests/c/events.c (10 000 events in per-topic order, guards freed
 //! from outside and from inside their callbacks, a gap after a socket fault, unsubscribe,
-//! shutdown) and tests/c/bad_input.c (every kind of bad input gets a code and a message). Then
+//! shutdown), tests/c/pool.c (clients sharing a `gn_thread_pool`) and tests/c/bad_input.c
+//! (every kind of bad input gets a code and a message). Then
 //! the same programs under valgrind: no leak definitely lost, no invalid read or write.
 
 mod util;
@@ -20,6 +21,20 @@ fn events_in_order_guards_gap_unsubscribe_and_shutdown() {
     assert!(out.contains("received 10000 events"), "{out}");
     assert!(out.contains("lifecycle: gap of"), "{out}");
     assert!(out.ends_with("events: ok\n"), "{out}");
+}
+
+#[test]
+fn clients_sharing_a_thread_pool() {
+    let program = compile_c("pool", Link::Shared);
+    let out = run(
+        &mut std::process::Command::new(&program),
+        Duration::from_secs(120),
+    );
+    assert!(
+        out.contains("5 pooled clients received 50 events each in order"),
+        "{out}"
+    );
+    assert!(out.ends_with("pool: ok\n"), "{out}");
 }
 
 #[test]
@@ -50,6 +65,14 @@ fn events_under_valgrind_no_invalid_access_no_definite_leak() {
     if let Some(out) = under_valgrind(&program, &["1000"]) {
         assert!(out.contains("received 1000 events"), "{out}");
         assert!(out.ends_with("events: ok\n"), "{out}");
+    }
+}
+
+#[test]
+fn pool_under_valgrind_no_invalid_access_no_definite_leak() {
+    let program = compile_c("pool", Link::Shared);
+    if let Some(out) = under_valgrind(&program, &[]) {
+        assert!(out.ends_with("pool: ok\n"), "{out}");
     }
 }
 

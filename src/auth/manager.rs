@@ -70,6 +70,9 @@ pub(crate) struct TokenManager {
     pub(super) state: Mutex<State>,
     /// Notified when a fetch completes, the token is invalidated, or a refresher is stopped.
     pub(super) changed: Condvar,
+    /// Told, outside the lock, when the token changed (a new one, or one forgotten after a
+    /// 401): a pooled refresher sets its next time from it (pooled.rs). Must not block.
+    pub(super) on_change: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
 impl fmt::Debug for TokenManager {
@@ -105,7 +108,14 @@ impl TokenManager {
                 generation: 0,
             }),
             changed: Condvar::new(),
+            on_change: std::sync::OnceLock::new(),
         })
+    }
+
+    fn changed_token(&self) {
+        if let Some(hook) = self.on_change.get() {
+            hook();
+        }
     }
 
     /// The current token if it is still usable (not within min(5 s, lifetime/10) of expiry),
@@ -127,6 +137,8 @@ impl TokenManager {
             st.current = None;
             st.generation += 1;
             self.changed.notify_all();
+            drop(st);
+            self.changed_token();
         }
     }
 
@@ -184,6 +196,9 @@ impl TokenManager {
         st.last_outcome = Some(result.clone());
         self.changed.notify_all();
         drop(st);
+        if event.is_some() {
+            self.changed_token();
+        }
         if let Some(event) = event {
             log::debug!(
                 "access token obtained (expires in {:?})",

@@ -31,12 +31,14 @@
 //! # Layout
 //! One concept per file: `token` (what a token is, [`TokenSource`], [`StaticToken`]),
 //! `client_credentials` (the grant over HTTP), `refresh` (when to refresh and how long a failed
-//! refresh waits; pure), `manager` (the cached token and its single-flight fetch) and `refresher`
-//! (the thread refreshing ahead of expiry). The HTTP helpers shared with the REST calls live in
+//! refresh waits; pure), `manager` (the cached token and its single-flight fetch), `refresher`
+//! (the thread refreshing ahead of expiry) and `pooled` (the same refreshes on a shared thread
+//! pool's timer and workers, for clients built with one). The HTTP helpers shared with the REST calls live in
 //! `crate::http`.
 
 mod client_credentials;
 mod manager;
+mod pooled;
 mod refresh;
 mod refresher;
 #[cfg(test)]
@@ -47,7 +49,7 @@ pub use client_credentials::ClientCredentials;
 #[cfg(all(feature = "fuzzing", test))]
 pub(crate) use client_credentials::SUSPECT_LIFETIME;
 pub(crate) use manager::{AuthEvent, TokenManager};
-pub(crate) use refresher::RefresherHandle;
+pub(crate) use pooled::Refresher;
 pub use token::{AccessToken, StaticToken, TokenSource};
 #[cfg(feature = "fuzzing")]
 pub(crate) use {client_credentials::token_response, refresh::refresh_at};

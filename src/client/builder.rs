@@ -4,7 +4,9 @@
 
 use super::{Client, Inner};
 use crate::api::Api;
-use crate::auth::{AuthEvent, ClientCredentials, StaticToken, TokenManager, TokenSource};
+use crate::auth::{
+    AuthEvent, ClientCredentials, Refresher, StaticToken, TokenManager, TokenSource,
+};
 use crate::backoff::Backoff;
 use crate::channel::Shared;
 use crate::config::Snapshots;
@@ -14,6 +16,7 @@ use crate::error::ConfigError;
 use crate::error::Error;
 use crate::event::Lifecycle;
 use crate::listener::Registry;
+use crate::pool::ThreadPool;
 use crate::proxy::IntoProxy;
 use crate::redact::Redacted;
 use crate::resync::{Engine, ResyncSettings, StateResource};
@@ -55,6 +58,8 @@ pub struct ClientBuilder {
     /// Whether [`ClientBuilder::api_base`] / [`ClientBuilder::login_base`] were called: an
     /// explicit base wins over a region's, whatever the order of the calls.
     explicit_bases: (bool, bool),
+    /// [`ClientBuilder::thread_pool`].
+    pool: Option<ThreadPool>,
 }
 
 impl Client {
@@ -66,6 +71,7 @@ impl Client {
             errors: Vec::new(),
             resync_resources: Vec::new(),
             explicit_bases: (false, false),
+            pool: None,
         }
     }
 }
@@ -85,6 +91,7 @@ impl fmt::Debug for ClientBuilder {
             .field("config", &self.config)
             .field("token", &token)
             .field("state_resources", &self.resync_resources)
+            .field("thread_pool", &self.pool)
             .finish()
     }
 }
@@ -227,6 +234,24 @@ impl ClientBuilder {
         self
     }
 
+    /// Runs this client's callbacks (event and lifecycle) and token refreshes on `pool`, shared
+    /// with the other clients built with it, instead of threads of its own: the client then
+    /// starts no dispatcher, lifecycle or token-refresher thread, only its channel threads (one
+    /// per notification channel) and, when a resync is needed, its resync thread. Its events
+    /// go through queues of its own as without a pool ([`Config::queue_capacity`],
+    /// [`Config::queue_capacity_bytes`], [`Config::backpressure`]), split by topic into
+    /// [`Config::dispatcher_threads`] queues, at most the pool's thread count; each queue is
+    /// served by one pool thread at a time, so per-topic order holds.
+    ///
+    /// What it gives up: a callback that blocks holds one of the pool's threads, and while all
+    /// of them are held every pooled client's events wait in their queues (then their
+    /// backpressure policy applies). See the crate docs, "Many clients in one process".
+    /// [`ClientBuilder::config`] keeps the pool.
+    pub fn thread_pool(mut self, pool: &ThreadPool) -> Self {
+        self.pool = Some(pool.clone());
+        self
+    }
+
     /// Replaces every setting at once (the token choice is kept).
     pub fn config(mut self, config: Config) -> Self {
         self.config = config;
@@ -235,7 +260,9 @@ impl ClientBuilder {
 
     setter!(
         /// Dispatcher threads running callbacks (1..=256; default one per core but one, 1 to 4:
-        /// 1 on a 2-core machine).
+        /// 1 on a 2-core machine). With [`ClientBuilder::thread_pool`]: the queues this client's
+        /// events are split into by topic (at most the pool's thread count), each served by one
+        /// pool thread at a time.
         dispatcher_threads: usize
     );
     setter!(
@@ -326,7 +353,8 @@ impl ClientBuilder {
     }
 
     /// Validates the settings and starts the client's threads (dispatchers, lifecycle, token
-    /// refresher). No channel is created until the first [`Client::subscribe`].
+    /// refresher; none of them with [`ClientBuilder::thread_pool`]). No channel is created
+    /// until the first [`Client::subscribe`].
     ///
     /// # Errors
     /// [`Error::Config`] naming the setting:
@@ -340,6 +368,9 @@ impl ClientBuilder {
     /// - a setting out of range (see [`Config::validate`]);
     /// - `token` for no token source, or `client_id`, `client_secret`, `access_token` when one
     ///   is empty or holds white space or control characters.
+    ///
+    /// - `thread_pool` when the [`ThreadPool`] given to [`ClientBuilder::thread_pool`] was shut
+    ///   down.
     ///
     /// [`Error::Spawn`] when the dispatcher or lifecycle threads could not be started.
     pub fn build(self) -> Result<Client, Error> {
@@ -356,6 +387,12 @@ impl ClientBuilder {
             }
         }
         config.validate()?;
+        if self.pool.as_ref().is_some_and(ThreadPool::is_shut_down) {
+            return Err(Error::Config(ConfigError {
+                field: "thread_pool",
+                reason: "the thread pool has been shut down".into(),
+            }));
+        }
         let resync = ResyncSettings {
             snapshots: config.snapshots,
             concurrency: config.resync_concurrency,
@@ -395,17 +432,28 @@ impl ClientBuilder {
             error,
         };
         let registry = Arc::new(Registry::new(config.listener_warning_threshold));
-        let dispatcher = Dispatcher::start(
-            registry.clone(),
-            config.dispatcher_threads,
-            crate::dispatch::QueueLimits {
-                capacity: config.queue_capacity,
-                capacity_bytes: config.queue_capacity_bytes,
-            },
-            config.backpressure,
-            config.dispatch_lag_threshold,
-        )
-        .map_err(thread_error)?;
+        let limits = crate::dispatch::QueueLimits {
+            capacity: config.queue_capacity,
+            capacity_bytes: config.queue_capacity_bytes,
+        };
+        let dispatcher = match &self.pool {
+            Some(pool) => Dispatcher::start_pooled(
+                registry.clone(),
+                pool,
+                config.dispatcher_threads.min(pool.threads()),
+                limits,
+                config.backpressure,
+                config.dispatch_lag_threshold,
+            ),
+            None => Dispatcher::start(
+                registry.clone(),
+                config.dispatcher_threads,
+                limits,
+                config.backpressure,
+                config.dispatch_lag_threshold,
+            )
+            .map_err(thread_error)?,
+        };
         let sink = dispatcher.lifecycle.clone();
         let tokens = TokenManager::new(
             source,
@@ -418,7 +466,10 @@ impl ClientBuilder {
                 })
             }),
         );
-        let refresher = tokens.start_refresher();
+        let refresher = match &self.pool {
+            Some(pool) => Refresher::Pooled(tokens.start_pooled_refresher(pool.downgrade())),
+            None => Refresher::Thread(tokens.start_refresher()),
+        };
         let api = Api::with_agent(
             &config.api_base,
             tokens.clone(),
@@ -434,7 +485,9 @@ impl ClientBuilder {
             stats: Default::default(),
         });
         let slots = Arc::new(RwLock::new(Vec::new()));
-        let engine = Engine::start(shared.clone(), slots.clone(), resync).map_err(thread_error)?;
+        // A pooled client starts its resync thread at its first resync (most never have one).
+        let engine = Engine::start(shared.clone(), slots.clone(), resync, self.pool.is_some())
+            .map_err(thread_error)?;
         if let Some(engine) = &engine {
             let weak = Arc::downgrade(engine);
             let _ = shared

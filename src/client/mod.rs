@@ -23,7 +23,7 @@ pub use subscribe::{SubscribeError, SubscribeReport};
 pub use unsubscribe::UnsubscribeError;
 
 use crate::api::ChannelInfo;
-use crate::auth::RefresherHandle;
+use crate::auth::Refresher;
 use crate::channel::{Shared, Slot};
 use crate::config::Config;
 use crate::error::{ConfigError, Error};
@@ -42,7 +42,7 @@ use std::time::{Duration, Instant};
 struct Inner {
     shared: Arc<Shared>,
     registry: Arc<Registry>,
-    refresher: Mutex<Option<RefresherHandle>>,
+    refresher: Mutex<Option<Refresher>>,
     /// Held while a subscribe call plans and reserves room (and while it creates channels),
     /// and for the whole of an unsubscribe call.
     updates: Mutex<()>,
@@ -99,7 +99,9 @@ impl Client {
     }
 
     fn check_open(&self) -> Result<(), Error> {
-        if self.inner.shut_down.load(Ordering::Acquire) {
+        if self.inner.shut_down.load(Ordering::Acquire)
+            || self.inner.shared.dispatcher.pool_shut_down()
+        {
             Err(Error::Shutdown)
         } else {
             Ok(())
@@ -170,7 +172,8 @@ impl Client {
     /// one dot-separated segment, case is ignored: `v2.users.*.presence`). Many listeners may
     /// share a topic; each gets every matching event of a topic in the order received.
     ///
-    /// Callbacks run on the dispatcher threads; a panic is caught and reported
+    /// Callbacks run on the dispatcher threads (or the [`ThreadPool`](crate::ThreadPool)'s
+    /// threads, see [`ClientBuilder::thread_pool`]); a panic is caught and reported
     /// ([`Lifecycle::ListenerPanicked`]). Keep the returned guard: dropping it unregisters the
     /// callback, and once the drop returns the callback is not running and never runs again.
     /// Registering does not subscribe: call [`Client::subscribe`] for the topics.
@@ -203,7 +206,7 @@ impl Client {
     }
 
     /// Registers `callback` for [`Lifecycle`] events, which run on the client's lifecycle thread
-    /// in the order they happened. The guard works as for [`Client::on`].
+    /// (or a thread of its [`ThreadPool`](crate::ThreadPool)) in the order they happened. The guard works as for [`Client::on`].
     ///
     /// # Errors
     /// [`Error::Shutdown`].

@@ -100,7 +100,7 @@ pub(super) struct LifecycleRx(Arc<Queue<LifecycleMsg>>);
 
 impl LifecycleRx {
     /// Takes the next message, waiting until `deadline` (for ever without one).
-    fn recv_until(&self, deadline: Option<Instant>) -> Result<LifecycleMsg, RecvTimeoutError> {
+    pub(super) fn recv_until(&self, deadline: Option<Instant>) -> Result<LifecycleMsg, RecvTimeoutError> {
         let taken = match deadline {
             None => self.0.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
             Some(due) => self.0.rx.recv_deadline(due),
@@ -116,7 +116,7 @@ impl LifecycleRx {
         }
     }
 
-    fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.0.rx.is_empty()
     }
 }
@@ -273,6 +273,9 @@ pub(crate) struct LifecycleSink {
     pub(crate) request_failures: AtomicU64,
     /// Repeated request failures counted for a later report.
     coalescer: Mutex<Coalescer>,
+    /// Told after each message queued, when a pool serves the queue (dispatch/pooled.rs): it
+    /// schedules the queue's mailbox. Unset with a lifecycle thread of its own.
+    pub(super) wake: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
 /// A function told of every gap: the channel and its topics.
@@ -360,6 +363,14 @@ impl LifecycleSink {
             gap_tap: std::sync::OnceLock::new(),
             request_failures: AtomicU64::new(0),
             coalescer: Mutex::new(Coalescer::default()),
+            wake: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// A message was queued: a pooled queue's mailbox is scheduled.
+    pub(super) fn queued(&self) {
+        if let Some(wake) = self.wake.get() {
+            wake();
         }
     }
 
@@ -373,7 +384,7 @@ impl LifecycleSink {
         let mut message = LifecycleMsg::Event(Box::new(event));
         loop {
             match self.tx.send_timeout(message, BLOCK_POLL) {
-                Ok(()) => return,
+                Ok(()) => return self.queued(),
                 Err(back) if !stop.load(Ordering::Acquire) => message = back,
                 Err(_) => return self.count_lost(bytes),
             }
@@ -390,7 +401,9 @@ impl LifecycleSink {
                 match counted {
                     Ok(event) => event,
                     Err(due) => {
-                        let _ = self.tx.try_send(LifecycleMsg::FailuresPending(due));
+                        if self.tx.try_send(LifecycleMsg::FailuresPending(due)).is_ok() {
+                            self.queued();
+                        }
                         return;
                     }
                 }
@@ -451,7 +464,9 @@ impl LifecycleSink {
                     .try_send(LifecycleMsg::Event(Box::new(event)))
                     .is_ok()
         };
-        if !sent {
+        if sent {
+            self.queued();
+        } else {
             self.count_lost(bytes);
         }
     }
@@ -464,13 +479,43 @@ impl LifecycleSink {
 
     pub(super) fn note_dropped(&self) {
         self.dropped_total.fetch_add(1, Ordering::AcqRel);
-        if !self.drops_pending.swap(true, Ordering::AcqRel)
-            && self.tx.try_send(LifecycleMsg::DropsPending).is_err()
-        {
-            // Not queued: let a later drop try again rather than silence reports for good.
-            self.drops_pending.store(false, Ordering::Release);
+        if !self.drops_pending.swap(true, Ordering::AcqRel) {
+            if self.tx.try_send(LifecycleMsg::DropsPending).is_ok() {
+                self.queued();
+            } else {
+                // Not queued: let a later drop try again rather than silence reports for good.
+                self.drops_pending.store(false, Ordering::Release);
+            }
         }
     }
+}
+
+/// What a lifecycle queue's consumer carries from one message to the next.
+#[derive(Default)]
+pub(super) struct LifecycleCursor {
+    /// When the coalesced drop report is due.
+    report_due: Option<Instant>,
+    /// When the coalesced report of repeated request failures is due.
+    failures_due: Option<Instant>,
+    reported: u64,
+}
+
+impl LifecycleCursor {
+    /// The next time a report is due, if any: the consumer must look again by then.
+    pub(super) fn next_due(&self) -> Option<Instant> {
+        match (self.report_due, self.failures_due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// What [`handle_lifecycle`] says of the queue after a message.
+#[derive(PartialEq)]
+pub(super) enum After {
+    More,
+    /// The stop marker (or a disconnected queue): the last reports were made.
+    Stopped,
 }
 
 pub(super) fn run_lifecycle(
@@ -479,54 +524,77 @@ pub(super) fn run_lifecycle(
     sink: Arc<LifecycleSink>,
     closing: &AtomicBool,
 ) {
-    let mut report_due: Option<Instant> = None;
-    let mut failures_due: Option<Instant> = None;
-    let mut reported: u64 = 0;
-    let report_failures = |all: bool| {
-        let (reports, next) = sink.coalescer.lock().due(Instant::now(), all);
-        for report in &reports {
-            log_lifecycle(report);
-            deliver_lifecycle(report, &registry, &sink);
-        }
-        next
-    };
+    let mut cursor = LifecycleCursor::default();
     loop {
         if closing.load(Ordering::Acquire) && rx.is_empty() {
-            report_failures(true);
-            report_drops(&registry, &sink, &mut reported);
+            final_report(&registry, &sink, &mut cursor);
             return;
         }
-        let wake = match (report_due, failures_due) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        match rx.recv_until(wake) {
-            Ok(LifecycleMsg::Event(event)) => {
-                sink.queued_bytes
-                    .fetch_sub(lifecycle_bytes(&event), Ordering::AcqRel);
-                deliver_lifecycle(&event, &registry, &sink);
-            }
-            Ok(LifecycleMsg::DropsPending) => {
-                report_due.get_or_insert_with(|| Instant::now() + DROP_REPORT_EVERY);
-            }
-            Ok(LifecycleMsg::FailuresPending(due)) => {
-                failures_due = Some(failures_due.map_or(due, |d| d.min(due)));
-            }
-            Ok(LifecycleMsg::Stop) | Err(RecvTimeoutError::Disconnected) => {
-                report_failures(true);
-                report_drops(&registry, &sink, &mut reported);
-                return;
-            }
-            Err(RecvTimeoutError::Timeout) => {}
-        }
-        if failures_due.is_some_and(|due| Instant::now() >= due) {
-            failures_due = report_failures(false);
-        }
-        if report_due.is_some_and(|due| Instant::now() >= due) {
-            report_due = None;
-            report_drops(&registry, &sink, &mut reported);
+        let msg = rx.recv_until(cursor.next_due());
+        if handle_lifecycle(msg, &registry, &sink, &mut cursor) == After::Stopped {
+            return;
         }
     }
+}
+
+/// Handles one message taken from the lifecycle queue (or a wait that timed out), and makes the
+/// drop report and the coalesced failure reports that are due.
+pub(super) fn handle_lifecycle(
+    msg: Result<LifecycleMsg, RecvTimeoutError>,
+    registry: &Registry,
+    sink: &LifecycleSink,
+    cursor: &mut LifecycleCursor,
+) -> After {
+    match msg {
+        Ok(LifecycleMsg::Event(event)) => {
+            sink.queued_bytes
+                .fetch_sub(lifecycle_bytes(&event), Ordering::AcqRel);
+            deliver_lifecycle(&event, registry, sink);
+        }
+        Ok(LifecycleMsg::DropsPending) => {
+            cursor
+                .report_due
+                .get_or_insert_with(|| Instant::now() + DROP_REPORT_EVERY);
+        }
+        Ok(LifecycleMsg::FailuresPending(due)) => {
+            cursor.failures_due = Some(cursor.failures_due.map_or(due, |d| d.min(due)));
+        }
+        Ok(LifecycleMsg::Stop) | Err(RecvTimeoutError::Disconnected) => {
+            final_report(registry, sink, cursor);
+            return After::Stopped;
+        }
+        Err(RecvTimeoutError::Timeout) => {}
+    }
+    if cursor.failures_due.is_some_and(|due| Instant::now() >= due) {
+        cursor.failures_due = report_failures(registry, sink, false);
+    }
+    if cursor.report_due.is_some_and(|due| Instant::now() >= due) {
+        cursor.report_due = None;
+        report_drops(registry, sink, &mut cursor.reported);
+    }
+    After::More
+}
+
+/// The last reports (repeated failures still counted, drops), once the queue is closing and
+/// empty.
+pub(super) fn final_report(
+    registry: &Registry,
+    sink: &LifecycleSink,
+    cursor: &mut LifecycleCursor,
+) {
+    cursor.failures_due = report_failures(registry, sink, true);
+    report_drops(registry, sink, &mut cursor.reported);
+}
+
+/// Delivers the coalesced failure reports that are due (all of them with `all`); returns when
+/// the next is due.
+fn report_failures(registry: &Registry, sink: &LifecycleSink, all: bool) -> Option<Instant> {
+    let (reports, next) = sink.coalescer.lock().due(Instant::now(), all);
+    for report in &reports {
+        log_lifecycle(report);
+        deliver_lifecycle(report, registry, sink);
+    }
+    next
 }
 
 fn report_drops(registry: &Registry, sink: &LifecycleSink, reported: &mut u64) {

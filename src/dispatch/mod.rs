@@ -11,9 +11,12 @@
 //! This file holds the [`Dispatcher`] itself (starting its threads, sharding and pushing events
 //! per the backpressure policy, shutting down); queue.rs the bounded queue and its accounting,
 //! route.rs the per-thread route cache, shard.rs a dispatcher thread's loop, lifecycle.rs the
-//! lifecycle queue and thread.
+//! lifecycle queue and thread, pooled.rs the same queues served by a shared
+//! [`ThreadPool`](crate::pool::ThreadPool) instead (a client built with one starts no
+//! dispatcher or lifecycle thread).
 
 mod lifecycle;
+mod pooled;
 mod queue;
 mod route;
 mod shard;
@@ -22,11 +25,13 @@ use crate::config::Backpressure;
 use crate::event::Event;
 use crate::lag::LagRecorder;
 use crate::listener::Registry;
+use crate::pool::ThreadPool;
 use crate::snapshot_gate::SnapshotGate;
 use crate::threads::join_until;
 pub(crate) use lifecycle::LifecycleSink;
 use lifecycle::{lifecycle_queue, run_lifecycle, LifecycleMsg};
 use parking_lot::Mutex;
+use pooled::{wait_done, LifecycleBox, ShardBox};
 use queue::Queue;
 use shard::Shard;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -80,6 +85,15 @@ pub(crate) struct Dispatcher {
     /// Set by `shutdown`: threads end once their queue is empty even if their stop marker
     /// could not be queued.
     closing: Arc<AtomicBool>,
+    /// With a thread pool: the mailboxes serving the queues (no thread above is started).
+    pooled: Option<Pooled>,
+}
+
+/// A pooled client's mailboxes (pooled.rs), one per queue, and its pool.
+struct Pooled {
+    pool: ThreadPool,
+    shards: Vec<Arc<ShardBox>>,
+    lifecycle: Arc<LifecycleBox>,
 }
 
 /// The limits of each dispatcher queue.
@@ -144,7 +158,79 @@ impl Dispatcher {
             closing,
             threads: Mutex::new(handles),
             lifecycle_thread: Mutex::new(Some(lifecycle_thread)),
+            pooled: None,
         })
+    }
+
+    /// A dispatcher served by `pool`: `shards` queues (each served by one worker at a time) and
+    /// the lifecycle queue, no thread of its own.
+    pub(crate) fn start_pooled(
+        registry: Arc<Registry>,
+        pool: &ThreadPool,
+        shards: usize,
+        limits: QueueLimits,
+        policy: Backpressure,
+        lag_threshold: Duration,
+    ) -> Dispatcher {
+        let (ltx, lrx) = lifecycle_queue();
+        let lifecycle = Arc::new(LifecycleSink::new(ltx));
+        let gate = Arc::new(SnapshotGate::default());
+        let closing = Arc::new(AtomicBool::new(false));
+        let mut queues = Vec::with_capacity(shards);
+        let mut boxes = Vec::with_capacity(shards);
+        let mut lag = Vec::with_capacity(shards);
+        for _ in 0..shards {
+            let queue = Arc::new(Queue::new(limits.capacity, limits.capacity_bytes));
+            let recorder = Arc::new(LagRecorder::new());
+            let shard = Shard {
+                queue: queue.clone(),
+                registry: registry.clone(),
+                sink: lifecycle.clone(),
+                lag: recorder.clone(),
+                lag_threshold,
+                closing: closing.clone(),
+                gate: gate.clone(),
+            };
+            boxes.push(ShardBox::new(shard, pool.downgrade()));
+            queues.push(queue);
+            lag.push(recorder);
+        }
+        let lifecycle_box = LifecycleBox::new(
+            lrx,
+            registry,
+            lifecycle.clone(),
+            closing.clone(),
+            pool.downgrade(),
+        );
+        Dispatcher {
+            queues,
+            policy,
+            lifecycle,
+            lag,
+            gate,
+            closing,
+            threads: Mutex::new(Vec::new()),
+            lifecycle_thread: Mutex::new(None),
+            pooled: Some(Pooled {
+                pool: pool.clone(),
+                shards: boxes,
+                lifecycle: lifecycle_box,
+            }),
+        }
+    }
+
+    /// Whether this dispatcher is served by a pool that was shut down: nothing is delivered.
+    pub(crate) fn pool_shut_down(&self) -> bool {
+        self.pooled.as_ref().is_some_and(|p| p.pool.is_shut_down())
+    }
+
+    /// Hands an event to queue `index` (room reserved) and, with a pool, schedules the queue.
+    fn send(&self, index: usize, event: Option<Event>) {
+        // Never disconnected: the queue holds a receiver.
+        let _ = self.queues[index].tx.send(event);
+        if let Some(pooled) = &self.pooled {
+            pooled.shards[index].schedule();
+        }
     }
 
     fn shard_of(&self, topic: &str) -> usize {
@@ -173,7 +259,8 @@ impl Dispatcher {
         stop: &AtomicBool,
         interrupted: &dyn Fn() -> bool,
     ) -> Pushed {
-        let queue = &self.queues[self.shard_of(event.topic())];
+        let index = self.shard_of(event.topic());
+        let queue = &self.queues[index];
         // A frame is a slice of its socket's read buffer, kept allocated while any frame of it
         // is queued. One queue holds a contiguous run of frames, so the buffers it keeps are
         // about the bytes it holds. With several queues, one queue's frames can be sparse in
@@ -187,8 +274,7 @@ impl Dispatcher {
         }
         let bytes = event.queued_bytes() as u64;
         if queue.try_reserve(bytes) {
-            // Never disconnected: the queue holds a receiver.
-            let _ = queue.tx.send(Some(event));
+            self.send(index, Some(event));
             return Pushed::Queued;
         }
         match self.policy {
@@ -209,7 +295,7 @@ impl Dispatcher {
                     }
                     Ok(None) => {
                         // Took the stop marker of a shutdown: put it back and give up.
-                        let _ = queue.tx.send(None);
+                        self.send(index, None);
                         self.count_drop(&event);
                         return Pushed::DroppedNewest;
                     }
@@ -217,7 +303,7 @@ impl Dispatcher {
                     Err(_) => std::thread::yield_now(),
                 }
                 if queue.try_reserve(bytes) {
-                    let _ = queue.tx.send(Some(event));
+                    self.send(index, Some(event));
                     return Pushed::DroppedOldest;
                 }
             },
@@ -233,7 +319,7 @@ impl Dispatcher {
                     }
                     queue.wait_for_room(bytes, BLOCK_POLL);
                     if queue.try_reserve(bytes) {
-                        let _ = queue.tx.send(Some(event));
+                        self.send(index, Some(event));
                         return Pushed::QueuedAfter(started.elapsed());
                     }
                 }
@@ -245,11 +331,12 @@ impl Dispatcher {
     /// room whatever the policy (snapshots are never dropped), until `stop` becomes true.
     /// Returns whether it was queued.
     pub(crate) fn push_snapshot(&self, event: Event, stop: &AtomicBool) -> bool {
-        let queue = &self.queues[self.shard_of(event.topic())];
+        let index = self.shard_of(event.topic());
+        let queue = &self.queues[index];
         let bytes = event.queued_bytes() as u64;
         loop {
             if queue.try_reserve(bytes) {
-                let _ = queue.tx.send(Some(event));
+                self.send(index, Some(event));
                 return true;
             }
             if stop.load(Ordering::Acquire) {
@@ -287,6 +374,9 @@ impl Dispatcher {
     /// Waits until `deadline`; threads still busy in a callback then are left to finish alone,
     /// and a later call joins them. Returns whether every thread was joined.
     pub(crate) fn shutdown(&self, deadline: Instant) -> bool {
+        if let Some(pooled) = &self.pooled {
+            return self.shutdown_pooled(pooled, deadline);
+        }
         let me = std::thread::current().id();
         // The stop marker goes behind the queued events: each thread drains its queue first.
         // (Markers take no room, so this never waits.) Sent once: a later call only joins.
@@ -338,6 +428,46 @@ impl Dispatcher {
         }
         all
     }
+
+    /// The pooled form of [`Dispatcher::shutdown`]: the queues are drained by the pool, then
+    /// the lifecycle queue. On a worker of the pool (a callback shutting down its own client or
+    /// another one) it does not wait for them: with every worker busy, waiting could only end
+    /// at the deadline. Their events are then counted as dropped, listeners being cleared by
+    /// the client's shutdown. With the pool shut down, nothing is left to wait for.
+    fn shutdown_pooled(&self, pooled: &Pooled, deadline: Instant) -> bool {
+        if !self.closing.load(Ordering::Acquire) {
+            for index in 0..self.queues.len() {
+                self.send(index, None);
+            }
+        }
+        let wait = !pooled.pool.on_worker() && !pooled.pool.is_shut_down();
+        let mut all = true;
+        // A pool shut down meanwhile serves nothing more: no waiting for it.
+        let gone = || pooled.pool.is_shut_down();
+        if wait {
+            for shard in &pooled.shards {
+                all &= wait_done(deadline, || shard.done() || gone());
+            }
+        }
+        if !self.closing.swap(true, Ordering::AcqRel) {
+            let sent = if wait {
+                let left = deadline.saturating_duration_since(Instant::now());
+                self.lifecycle
+                    .tx
+                    .send_timeout(LifecycleMsg::Stop, left)
+                    .is_ok()
+            } else {
+                self.lifecycle.tx.try_send(LifecycleMsg::Stop).is_ok()
+            };
+            // Not sent (full): the mailbox ends once the queue is empty (`closing`).
+            let _ = sent;
+            pooled.lifecycle.schedule();
+        }
+        if wait {
+            all &= wait_done(deadline, || pooled.lifecycle.done() || gone());
+        }
+        all
+    }
 }
 
 /// Counts `event` as dropped: on its channel, and in the coalesced `Lifecycle::Dropped` report.
@@ -374,6 +504,94 @@ mod tests {
             panic!("a notification");
         };
         Event::new(text, located, origin.clone(), Instant::now())
+    }
+
+    /// Issue 20: pooled queues share the pool's threads by batches. With one pool thread held
+    /// by client A's first callback while 500 more of A's events and one of B's are queued, B's
+    /// event runs after at most one batch of A's, not after all of them; each client's events
+    /// keep their order; shutting A down leaves B served.
+    #[test]
+    fn a_flooding_pooled_client_shares_the_pool_thread_by_batches() {
+        let pool = ThreadPool::new(1).unwrap();
+        let log: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (release_tx, release_rx) = crossbeam_channel::bounded::<()>(1);
+        let (entered_tx, entered_rx) = crossbeam_channel::bounded::<()>(1);
+        let limits = QueueLimits {
+            capacity: 1024,
+            capacity_bytes: 1 << 30,
+        };
+        let start = |registry: &Arc<Registry>| {
+            Dispatcher::start_pooled(
+                registry.clone(),
+                &pool,
+                1,
+                limits,
+                Backpressure::Block,
+                Duration::from_secs(60),
+            )
+        };
+        let (a_registry, b_registry) = (
+            Arc::new(Registry::new(usize::MAX)),
+            Arc::new(Registry::new(usize::MAX)),
+        );
+        let record = log.clone();
+        let _a = a_registry.add_event(
+            "v2.*.*".parse().unwrap(),
+            Box::new(move |event: &Event| {
+                let mut log = record.lock();
+                if log.is_empty() {
+                    drop(log);
+                    let _ = entered_tx.send(());
+                    let _ = release_rx.recv_timeout(Duration::from_secs(30));
+                    log = record.lock();
+                }
+                log.push(format!("a {}", event.topic()));
+            }),
+        );
+        let record = log.clone();
+        let _b = b_registry.add_event(
+            "v2.*.*".parse().unwrap(),
+            Box::new(move |event: &Event| record.lock().push(format!("b {}", event.topic()))),
+        );
+        let (a, b) = (start(&a_registry), start(&b_registry));
+        let origin = test_origin();
+        let stop = AtomicBool::new(false);
+        let push = |d: &Dispatcher, topic: &str| {
+            assert!(matches!(
+                d.push(live(topic, &origin), &stop, &|| false),
+                Pushed::Queued
+            ));
+        };
+        push(&a, "v2.a.0");
+        entered_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        for n in 1..=500 {
+            push(&a, &format!("v2.a.{n}"));
+        }
+        push(&b, "v2.b.x");
+        release_tx.send(()).unwrap();
+        let started = Instant::now();
+        while log.lock().len() < 502 {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "not all delivered"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let log = log.lock().clone();
+        let b_at = log.iter().position(|e| e == "b v2.b.x").unwrap();
+        // A's first event, then at most one batch (pooled::BATCH, 64) of A's before B's.
+        assert!(b_at <= 65, "B waited behind {b_at} of A's events");
+        let a_order: Vec<String> = log
+            .iter()
+            .filter(|e| e.starts_with("a "))
+            .cloned()
+            .collect();
+        let expected: Vec<String> = (0..=500).map(|n| format!("a v2.a.{n}")).collect();
+        assert_eq!(a_order, expected);
+        assert!(a.shutdown(Instant::now() + Duration::from_secs(10)));
+        push(&b, "v2.b.after");
+        assert!(b.shutdown(Instant::now() + Duration::from_secs(10)));
+        drop(pool);
     }
 
     /// Issue 17 point 6: a push blocked under `Block` gives way when `interrupted` says so,

@@ -25,109 +25,114 @@ pub(super) struct Shard {
     pub(super) gate: Arc<SnapshotGate>,
 }
 
+/// What a dispatcher queue's consumer carries from one event to the next: the route cache and
+/// the registry version it reflects, and the lag alarm. Owned by one thread at a time.
+pub(super) struct Cursor {
+    version: u64,
+    /// Set once a shutdown cleared the listeners: what is still queued behind it (a shutdown
+    /// called from a callback of this thread) can no longer be delivered.
+    cleared: bool,
+    routes: RouteCache,
+    alarm: LagAlarm,
+}
+
+impl Cursor {
+    pub(super) fn new(lag_threshold: Duration) -> Cursor {
+        Cursor {
+            version: 0,
+            cleared: false,
+            routes: RouteCache::default(),
+            alarm: LagAlarm::new(lag_threshold, Instant::now()),
+        }
+    }
+}
+
 impl Shard {
+    /// A dispatcher thread's loop: until the stop marker, or until the queue is empty once the
+    /// dispatcher is closing.
     pub(super) fn run(self) {
         CALLBACK_THREAD.with(|c| c.set(true));
+        let mut cursor = Cursor::new(self.lag_threshold);
+        loop {
+            if self.closing.load(Ordering::Acquire) && self.queue.rx.is_empty() {
+                break;
+            }
+            let Ok(Some(event)) = self.queue.rx.recv() else {
+                break;
+            };
+            self.handle(&mut cursor, event);
+        }
+    }
+
+    /// Delivers one event taken out of the queue (or counts it).
+    pub(super) fn handle(&self, cursor: &mut Cursor, mut event: Event) {
         let Shard {
             queue,
             registry,
             sink,
             lag,
             lag_threshold,
-            closing,
             gate,
+            ..
         } = self;
-        run_shard(
-            &queue,
-            &registry,
-            &sink,
-            &lag,
-            lag_threshold,
-            &closing,
-            &gate,
-        );
-    }
-}
-
-fn run_shard(
-    queue: &Queue,
-    registry: &Registry,
-    sink: &LifecycleSink,
-    lag: &LagRecorder,
-    lag_threshold: Duration,
-    closing: &AtomicBool,
-    gate: &SnapshotGate,
-) {
-    let mut version = 0;
-    // Set once a shutdown cleared the listeners: what is still queued behind it (a shutdown
-    // called from a callback of this thread) can no longer be delivered.
-    let mut cleared = false;
-    let mut routes = RouteCache::default();
-    let mut alarm = LagAlarm::new(lag_threshold, Instant::now());
-    loop {
-        if closing.load(Ordering::Acquire) && queue.rx.is_empty() {
-            break;
-        }
-        let Ok(Some(mut event)) = queue.rx.recv() else {
-            break;
-        };
         queue.release(event.queued_bytes() as u64);
         let dequeued = Instant::now();
+        let alarm = &mut cursor.alarm;
         if dequeued.saturating_duration_since(alarm.window_started) >= WINDOW {
             alarm.window_started = dequeued;
             if let Some(p99) = alarm.window_ended(lag.turn().p99) {
                 sink.emit(Lifecycle::DispatchLagHigh {
                     p99,
-                    threshold: lag_threshold,
+                    threshold: *lag_threshold,
                 });
             }
         }
         lag.record(dequeued.saturating_duration_since(event.received_instant));
-        if registry.version() != version {
-            let (changes, now) = registry.changes_since(version);
-            version = now;
+        if registry.version() != cursor.version {
+            let (changes, now) = registry.changes_since(cursor.version);
+            cursor.version = now;
             match changes {
                 Changes::Patterns(patterns) => {
                     for pattern in &patterns {
-                        routes.forget_matching(pattern);
+                        cursor.routes.forget_matching(pattern);
                     }
                 }
-                Changes::Everything => routes = RouteCache::default(),
+                Changes::Everything => cursor.routes = RouteCache::default(),
                 Changes::Cleared => {
-                    routes = RouteCache::default();
-                    cleared = true;
+                    cursor.routes = RouteCache::default();
+                    cursor.cleared = true;
                 }
             }
         }
-        if cleared {
+        if cursor.cleared {
             if event.is_snapshot() {
                 gate.dropped(event.topic());
             }
             super::count_drop(&event, sink);
-            continue;
+            return;
         }
         // A notification queued by its first key alone: its envelope is parsed here, off the
         // socket thread (message::notification_topic).
         if let Err(malformed) = event.locate() {
             report_malformed(&event, malformed, sink);
-            continue;
+            return;
         }
         let topic = event.topic();
         // The order and freshness rule of snapshots (snapshot_gate.rs).
         if event.is_snapshot() {
             if !gate.admit(topic) {
-                continue;
+                return;
             }
         } else {
             gate.note_live(topic, event.received_instant);
         }
-        if let Some(route) = routes.get(topic) {
+        if let Some(route) = cursor.routes.get(topic) {
             deliver(&event, route, false, sink);
-            continue;
+            return;
         }
         let route: Route = registry.route(topic).into();
         deliver(&event, &route, true, sink);
-        routes.insert(topic, route);
+        cursor.routes.insert(topic, route);
     }
 }
 

@@ -80,7 +80,8 @@ pub enum Error {
         /// Why it stopped.
         reason: StopReason,
     },
-    /// The client was shut down.
+    /// The client was shut down, or the [`ThreadPool`](crate::ThreadPool) it was built with
+    /// was ([`ThreadPool::shutdown`](crate::ThreadPool::shutdown)).
     Shutdown,
     /// The operating system refused to start one of the client's threads (too many threads, or
     /// out of memory); nothing was started for the call that failed.

@@ -124,14 +124,20 @@ pub(crate) struct Engine {
     failures: AtomicU64,
     in_progress: AtomicUsize,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// Set when the thread starts at the first job rather than at `start` (pooled clients).
+    unstarted: AtomicBool,
+    /// This engine, for a thread started late.
+    me: std::sync::OnceLock<Weak<Engine>>,
 }
 
 impl Engine {
-    /// Starts the resync thread. `None` when snapshots are off: then nothing is ever read.
+    /// Starts the resync thread, or with `lazy` at the first job. `None` when snapshots are
+    /// off: then nothing is ever read.
     pub(crate) fn start(
         shared: Arc<Shared>,
         slots: Arc<RwLock<Vec<Arc<Slot>>>>,
         settings: ResyncSettings,
+        lazy: bool,
     ) -> std::io::Result<Option<Arc<Engine>>> {
         if settings.snapshots == Snapshots::Off {
             return Ok(None);
@@ -162,13 +168,23 @@ impl Engine {
             failures: AtomicU64::new(0),
             in_progress: AtomicUsize::new(0),
             thread: Mutex::new(None),
+            unstarted: AtomicBool::new(lazy),
+            me: std::sync::OnceLock::new(),
         });
-        let weak = Arc::downgrade(&engine);
+        let _ = engine.me.set(Arc::downgrade(&engine));
+        if !lazy {
+            engine.spawn()?;
+        }
+        Ok(Some(engine))
+    }
+
+    fn spawn(&self) -> std::io::Result<()> {
+        let weak = self.me.get().cloned().unwrap_or_default();
         let handle = std::thread::Builder::new()
             .name("genesys-resync".into())
             .spawn(move || run(&weak))?;
-        *engine.thread.lock() = Some(handle);
-        Ok(Some(engine))
+        *self.thread.lock() = Some(handle);
+        Ok(())
     }
 
     /// A gap of `channel` ended (its socket is back and `topics` are subscribed).
@@ -232,6 +248,14 @@ impl Engine {
             }),
         }
         self.wake.notify_one();
+        drop(queue);
+        if self.unstarted.swap(false, Ordering::AcqRel) {
+            if let Err(error) = self.spawn() {
+                // Tried again at the next job.
+                log::error!("could not start the resync thread: {error}");
+                self.unstarted.store(true, Ordering::Release);
+            }
+        }
     }
 
     /// Asks the thread to stop: every wait ends now, no request is started after this.
