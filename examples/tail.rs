@@ -15,7 +15,7 @@
 //!
 //! ```text
 //! export GENESYS_REGION=eu-west-1 GENESYS_CLIENT_ID=... GENESYS_CLIENT_SECRET=...
-//! cargo run --example tail -- 'v2.users.<user-id>?presence&routingStatus' 'v2.routing.queues.<queue-id>.users'
+//! cargo run --example tail --features cli -- 'v2.users.<user-id>?presence&routingStatus' 'v2.routing.queues.<queue-id>.users'
 //! # or installed: cargo install --path . --features cli, then
 //! genesys-tail 'v2.users.<user-id>?presence&routingStatus'
 //! ```
