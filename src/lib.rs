@@ -481,6 +481,8 @@ mod auth;
 mod backoff;
 mod channel;
 mod channel_id;
+#[cfg(feature = "cli")]
+pub mod cli;
 mod client;
 mod config;
 mod dispatch;

@@ -41,7 +41,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "channel, dispatch and resync",
         &["listener", "dispatch", "channel", "resync"],
     ),
-    ("the face", &["client", "fuzzing", "emulator"]),
+    ("the face", &["client", "cli", "fuzzing", "emulator"]),
 ];
 
 /// Most lines of code (not blank, not a comment, before the file's `mod tests`) in one file.

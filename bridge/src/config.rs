@@ -30,7 +30,8 @@
 //! Every key is optional except that a deployment needs Redis (here or `--redis`), a place
 //! (region or bases, here or in flags/environment), credentials (here, or the environment's
 //! one) and topics (here, on the command line or through `all_users`). Command-line flags win
-//! over the environment, which wins over the file. Unknown keys are an error.
+//! over the environment, which wins over the file, also across settings (a region wins over
+//! base URLs given at a lower level; see `genesys_notify::cli`). Unknown keys are an error.
 
 use serde::Deserialize;
 use std::path::Path;

@@ -6,7 +6,10 @@ use clap::{Parser, ValueEnum};
 use genesys_bridge::bridge::{Bridge, Settings, StartError};
 use genesys_bridge::config::FileConfig;
 use genesys_bridge::log::{Format, Log};
-use genesys_notify::{Client, Config, Region, Snapshots, ThreadPool, TlsRoots};
+use genesys_notify::cli::{
+    Credential, CredentialArgs, Given, NetworkArgs, Origin, Settings as Connection, SettingsError,
+};
+use genesys_notify::{Client, Config, Snapshots, ThreadPool};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -29,6 +32,20 @@ Logs (stderr): readable lines (<time> <channel or -> <message>) or, with
 --lifecycle-format json, one JSON object per line: time, event, channel, message and details
 (the library's lifecycle events as genesys-tail writes them, and the bridge's own: acquired,
 released, lost, fenced, gap, redis_unavailable, redis_available, stopped, summary).
+
+Settings:
+  A flag wins over its environment variable (an empty variable counts as unset, an empty
+  flag is an error), and both win over --config. Across settings too: a region wins over
+  base URLs given at a lower level (--region over GENESYS_API_BASE and GENESYS_LOGIN_BASE
+  from the environment; --api-base and --login-base win over the region), and --client-id
+  with --client-secret win over GENESYS_ACCESS_TOKEN from the environment; a warning names
+  what was ignored.
+
+Corporate networks:
+  The proxy comes from --proxy, else from https_proxy / HTTPS_PROXY / all_proxy / ALL_PROXY,
+  with no_proxy / NO_PROXY (or --no-proxy) naming hosts that go direct (host names cover their
+  subdomains; .domain, IP, CIDR and :port forms work). --no-proxy-env ignores the environment.
+  Loopback hosts go direct unless --proxy-loopback.
 
 Exit codes:
   0    stopped by SIGINT or SIGTERM: leases released
@@ -94,66 +111,17 @@ struct Args {
     #[arg(long)]
     bridge_id: Option<String>,
 
-    /// Region, e.g. `eu-west-1` or `mypurecloud.ie` [env: GENESYS_REGION].
-    #[arg(long)]
-    region: Option<String>,
-
-    /// REST base URL, overrides the region's `https://api.<domain>` [env: GENESYS_API_BASE].
-    #[arg(long, value_name = "URL")]
-    api_base: Option<String>,
-
-    /// OAuth base URL, overrides the region's `https://login.<domain>`; not needed with an
-    /// access token [env: GENESYS_LOGIN_BASE].
-    #[arg(long, value_name = "URL")]
-    login_base: Option<String>,
-
-    /// OAuth client id [env: GENESYS_CLIENT_ID].
-    #[arg(long)]
-    client_id: Option<String>,
-
-    /// OAuth client secret [env: GENESYS_CLIENT_SECRET]. Prefer the environment variable: command
-    /// lines are visible to other users of the machine.
-    #[arg(long)]
-    client_secret: Option<String>,
-
-    /// An access token to use instead of client credentials; it is not refreshed
-    /// [env: GENESYS_ACCESS_TOKEN].
-    #[arg(long)]
-    access_token: Option<String>,
+    /// Where to connect and how to authenticate (shared with genesys-tail).
+    #[command(flatten)]
+    credentials: CredentialArgs,
 
     /// Never read topics' state over REST (no snapshot entries after gaps and takeovers).
     #[arg(long)]
     no_snapshots: bool,
 
-    /// HTTP CONNECT proxy for every connection to Genesys Cloud (token, REST, sockets):
-    /// `http://[user:password@]host[:port]`. Default: https_proxy / HTTPS_PROXY / all_proxy /
-    /// ALL_PROXY.
-    #[arg(long, value_name = "URL")]
-    proxy: Option<String>,
-
-    /// Hosts that bypass the proxy, comma-separated, curl's NO_PROXY syntax.
-    #[arg(long, value_name = "HOSTS")]
-    no_proxy: Option<String>,
-
-    /// Ignore the proxy settings of the environment.
-    #[arg(long)]
-    no_proxy_env: bool,
-
-    /// Send loopback hosts through the proxy too.
-    #[arg(long)]
-    proxy_loopback: bool,
-
-    /// Trust the CA certificates in this PEM file too. Repeatable.
-    #[arg(long, value_name = "PEM_FILE")]
-    ca_file: Vec<std::path::PathBuf>,
-
-    /// Trust the operating system's certificate store instead of the bundled Mozilla roots.
-    #[arg(long)]
-    platform_roots: bool,
-
-    /// Connect the notification sockets to this gateway instead of the connectUri's host.
-    #[arg(long, value_name = "URL")]
-    streaming_base: Option<String>,
+    /// Proxy, trust and gateway (shared with genesys-tail).
+    #[command(flatten)]
+    network: NetworkArgs,
 
     /// Serve `/metrics` (Prometheus), `/health` (JSON) and `/` (status page) on this address,
     /// e.g. `127.0.0.1:9187`.
@@ -186,10 +154,11 @@ fn usage(message: impl Into<String>) -> Failure {
     }
 }
 
-/// The flag, else the environment variable; an empty value counts as unset.
-fn flag_or_env(flag: Option<String>, var: &str) -> Option<String> {
-    flag.or_else(|| std::env::var(var).ok())
-        .filter(|v| !v.is_empty())
+/// A settings problem of the shared flags: input to fix.
+impl From<SettingsError> for Failure {
+    fn from(error: SettingsError) -> Failure {
+        usage(error.to_string())
+    }
 }
 
 fn default_bridge_id() -> String {
@@ -205,54 +174,73 @@ fn default_bridge_id() -> String {
     format!("{host}-{}-{start}", std::process::id())
 }
 
-/// How one client authenticates.
-enum Credential {
-    Token(String),
-    Client { id: String, secret: String },
+/// Where to connect and how to authenticate: the flags, else the environment, else the file
+/// (region and bases), resolved across settings (see `genesys_notify::cli`).
+fn connection(args: &Args, file: &FileConfig) -> Result<(Connection, Vec<String>), Failure> {
+    let mut settings = args.credentials.settings()?;
+    for (setting, value, source) in [
+        (&mut settings.region, &file.region, "region in --config"),
+        (
+            &mut settings.api_base,
+            &file.api_base,
+            "api_base in --config",
+        ),
+        (
+            &mut settings.login_base,
+            &file.login_base,
+            "login_base in --config",
+        ),
+    ] {
+        if setting.is_none() {
+            *setting = Given::fallback(value.as_deref(), source);
+        }
+    }
+    Ok(settings.resolve())
 }
 
-/// The credential pool: the file's `[[credential]]` tables, else the flags and environment
-/// (one client, or an access token).
-fn credentials(args: &Args, file: &FileConfig) -> Result<Vec<Credential>, Failure> {
-    if let Some(token) = flag_or_env(args.access_token.clone(), "GENESYS_ACCESS_TOKEN") {
-        return Ok(vec![Credential::Token(token)]);
-    }
-    let client_id = flag_or_env(args.client_id.clone(), "GENESYS_CLIENT_ID");
-    let client_secret = flag_or_env(args.client_secret.clone(), "GENESYS_CLIENT_SECRET");
-    if client_id.is_none() && client_secret.is_none() && !file.credentials.is_empty() {
+/// The credential pool: the file's `[[credential]]` tables when neither flags nor environment
+/// give credentials, else theirs (one client, or an access token).
+fn credentials(settings: &Connection, file: &FileConfig) -> Result<Vec<Credential>, Failure> {
+    let none_given = settings.access_token.is_none()
+        && settings.client_id.is_none()
+        && settings.client_secret.is_none();
+    if none_given && !file.credentials.is_empty() {
         return file
             .credentials
             .iter()
             .map(|c| {
-                Ok(Credential::Client {
+                Ok(Credential::ClientCredentials {
                     id: c.client_id.clone(),
                     secret: c.secret().map_err(usage)?,
                 })
             })
             .collect();
     }
-    match (client_id, client_secret) {
-        (Some(id), Some(secret)) => Ok(vec![Credential::Client { id, secret }]),
-        (id, secret) => {
-            let mut missing = Vec::new();
-            if id.is_none() {
-                missing.push("GENESYS_CLIENT_ID (--client-id)");
-            }
-            if secret.is_none() {
-                missing.push("GENESYS_CLIENT_SECRET (--client-secret)");
-            }
-            Err(usage(format!(
-                "missing credentials: set {}, or give an access token with \
-                 GENESYS_ACCESS_TOKEN (--access-token), or [[credential]] tables in --config",
-                missing.join(" and ")
-            )))
-        }
+    Ok(vec![settings.credential(Some(
+        ", or [[credential]] tables in --config",
+    ))?])
+}
+
+/// The flag, variable or file entry behind a library setting, for messages about it.
+fn setting_name(settings: &Connection, field: &str) -> String {
+    let given = match field {
+        "region" => &settings.region,
+        "api_base" => &settings.api_base,
+        "login_base" => &settings.login_base,
+        _ => &None,
+    };
+    match given {
+        Some(Given {
+            origin: Origin::Fallback(source),
+            ..
+        }) => source.clone(),
+        _ => genesys_notify::cli::setting_flag(field).unwrap_or_else(|| format!("setting {field}")),
     }
 }
 
 fn client(
     args: &Args,
-    file: &FileConfig,
+    settings: &Connection,
     credential: &Credential,
     pool: Option<&ThreadPool>,
 ) -> Result<Client, Failure> {
@@ -260,41 +248,8 @@ fn client(
     if let Some(pool) = pool {
         builder = builder.thread_pool(pool);
     }
-    let region = flag_or_env(args.region.clone(), "GENESYS_REGION").or(file.region.clone());
-    let api_base = flag_or_env(args.api_base.clone(), "GENESYS_API_BASE").or(file.api_base.clone());
-    let login_base =
-        flag_or_env(args.login_base.clone(), "GENESYS_LOGIN_BASE").or(file.login_base.clone());
-    let login_needed = !matches!(credential, Credential::Token(_));
-    match &region {
-        Some(name) => {
-            let region = Region::from_name(name).ok_or_else(|| {
-                let known: Vec<&str> = Region::all().map(Region::name).collect();
-                usage(format!(
-                    "unknown region {name:?}; known regions: {}",
-                    known.join(", ")
-                ))
-            })?;
-            builder = builder.region(region);
-        }
-        None if api_base.is_none() || (login_needed && login_base.is_none()) => {
-            return Err(usage(
-                "no region: set GENESYS_REGION (or --region), e.g. eu-west-1, or give both \
-                 GENESYS_API_BASE and GENESYS_LOGIN_BASE (or --api-base and --login-base; \
-                 with an access token, the API base alone)",
-            ))
-        }
-        None => {}
-    }
-    if let Some(url) = api_base {
-        builder = builder.api_base(url);
-    }
-    if let Some(url) = login_base {
-        builder = builder.login_base(url);
-    }
-    builder = match credential {
-        Credential::Token(token) => builder.access_token(token.clone()),
-        Credential::Client { id, secret } => builder.client_credentials(id.clone(), secret.clone()),
-    };
+    let builder = settings.endpoints(builder, credential.needs_login())?;
+    let mut builder = credential.apply(builder);
     // Takeovers resubscribe a shard's topics: its state is read at once, so that consumers
     // get the current state right after the takeover gap.
     builder = builder.snapshots(if args.no_snapshots {
@@ -302,30 +257,15 @@ fn client(
     } else {
         Snapshots::AfterGapsAndSubscribe
     });
-    if let Some(url) = &args.proxy {
-        builder = builder.proxy(url);
-    }
-    if let Some(list) = &args.no_proxy {
-        builder = builder.no_proxy(list);
-    }
-    if args.no_proxy_env {
-        builder = builder.proxy_from_env(false);
-    }
-    if args.proxy_loopback {
-        builder = builder.proxy_loopback(true);
-    }
-    if args.platform_roots {
-        builder = builder.tls_roots(TlsRoots::Platform);
-    }
-    for path in &args.ca_file {
-        let pem = std::fs::read(path)
-            .map_err(|e| usage(format!("cannot read --ca-file {}: {e}", path.display())))?;
-        builder = builder.add_root_certificates_pem(pem);
-    }
-    if let Some(url) = &args.streaming_base {
-        builder = builder.streaming_base(url);
-    }
-    builder.build().map_err(|e| usage(format!("settings: {e}")))
+    builder = args.network.apply(builder)?;
+    builder.build().map_err(|e| match &e {
+        genesys_notify::Error::Config(c) => usage(format!(
+            "settings: {}: {}",
+            setting_name(settings, c.field),
+            c.reason
+        )),
+        _ => usage(format!("settings: {e}")),
+    })
 }
 
 /// The topics: the file's, the command line's, and one per active user for `all_users`, read
@@ -349,7 +289,7 @@ fn run(args: Args, log: Log) -> Result<(), Failure> {
         Some(path) => FileConfig::load(path).map_err(usage)?,
         None => FileConfig::default(),
     };
-    let redis = flag_or_env(args.redis.clone(), "GENESYS_BRIDGE_REDIS")
+    let redis = genesys_notify::cli::flag_or_env(args.redis.clone(), "--redis", "GENESYS_BRIDGE_REDIS")?
         .or(file.redis.clone())
         .ok_or_else(|| {
             usage("no Redis: give --redis redis://HOST:PORT (or GENESYS_BRIDGE_REDIS, or redis in --config)")
@@ -417,7 +357,11 @@ fn run(args: Args, log: Log) -> Result<(), Failure> {
         Some(addr) => Some(genesys_bridge::http::bind(&addr).map_err(usage)?),
         None => None,
     };
-    let pool = credentials(&args, &file)?;
+    let (connection, warnings) = connection(&args, &file)?;
+    for warning in &warnings {
+        log.note("warning", warning, &[]);
+    }
+    let pool = credentials(&connection, &file)?;
     // Several credentials: their clients share one thread pool (as many threads as one
     // client's default dispatcher threads) instead of dispatcher, lifecycle and token threads
     // each.
@@ -432,7 +376,7 @@ fn run(args: Args, log: Log) -> Result<(), Failure> {
     };
     let mut clients = Vec::new();
     for (i, credential) in pool.iter().enumerate() {
-        let client = client(&args, &file, credential, threads.as_ref())?;
+        let client = client(&args, &connection, credential, threads.as_ref())?;
         client
             .verify_token()
             .map_err(|e| usage(format!("credential {i}: {e}")))?;

@@ -1,11 +1,12 @@
-// genesys-tail (also `cargo run --example tail`): follow Genesys Cloud notification topics
-// from the command line. The user-facing description is in `Args`'s `--help` text below and in
+// genesys-tail (also `cargo run --example tail`): follow Genesys Cloud
+// notification topics from the command line. The user-facing description is in `Args`'s `--help` text below and in
 // examples/tail.rs; this file is the one source of both the installed binary (feature `cli`)
 // and the example.
 
 use clap::{Parser, ValueEnum};
+use genesys_notify::cli::{CredentialArgs, NetworkArgs, SettingsError};
 use genesys_notify::{
-    Backpressure, Client, Error, Event, Lifecycle, ListenerGuard, Pattern, Region, Snapshots, Topic,
+    Backpressure, Client, Error, Event, Lifecycle, ListenerGuard, Pattern, Snapshots, Topic,
 };
 use std::io::Write;
 use std::process::ExitCode;
@@ -101,32 +102,9 @@ struct Args {
     #[arg(required = true, value_name = "TOPIC")]
     topics: Vec<String>,
 
-    /// Region, e.g. `eu-west-1` or `mypurecloud.ie` [env: GENESYS_REGION].
-    #[arg(long)]
-    region: Option<String>,
-
-    /// REST base URL, overrides the region's `https://api.<domain>` [env: GENESYS_API_BASE].
-    #[arg(long, value_name = "URL")]
-    api_base: Option<String>,
-
-    /// OAuth base URL, overrides the region's `https://login.<domain>`; not needed with an
-    /// access token [env: GENESYS_LOGIN_BASE].
-    #[arg(long, value_name = "URL")]
-    login_base: Option<String>,
-
-    /// OAuth client id [env: GENESYS_CLIENT_ID].
-    #[arg(long)]
-    client_id: Option<String>,
-
-    /// OAuth client secret [env: GENESYS_CLIENT_SECRET]. Prefer the environment variable: command
-    /// lines are visible to other users of the machine.
-    #[arg(long)]
-    client_secret: Option<String>,
-
-    /// An access token to use instead of client credentials; it is not refreshed
-    /// [env: GENESYS_ACCESS_TOKEN].
-    #[arg(long)]
-    access_token: Option<String>,
+    /// Where to connect and how to authenticate (shared with genesys-bridge).
+    #[command(flatten)]
+    credentials: CredentialArgs,
 
     /// Only print notifications whose topic name matches this pattern (`*` stands for one
     /// dot-separated segment, e.g. `v2.users.*.presence`). Default: every subscribed topic.
@@ -164,38 +142,9 @@ struct Args {
     #[arg(long)]
     snapshots_at_subscribe: bool,
 
-    /// HTTP CONNECT proxy for every connection (token, REST, sockets):
-    /// `http://[user:password@]host[:port]`. Default: the environment (see below).
-    #[arg(long, value_name = "URL")]
-    proxy: Option<String>,
-
-    /// Hosts that bypass the proxy, comma-separated, curl's NO_PROXY syntax
-    /// (overrides NO_PROXY).
-    #[arg(long, value_name = "HOSTS")]
-    no_proxy: Option<String>,
-
-    /// Ignore the proxy settings of the environment (https_proxy, HTTPS_PROXY, all_proxy,
-    /// ALL_PROXY, no_proxy, NO_PROXY).
-    #[arg(long)]
-    no_proxy_env: bool,
-
-    /// Send loopback hosts (localhost, 127.0.0.0/8, ::1) through the proxy too.
-    #[arg(long)]
-    proxy_loopback: bool,
-
-    /// Trust the CA certificates in this PEM file too (e.g. a corporate CA that inspects TLS).
-    /// Repeatable.
-    #[arg(long, value_name = "PEM_FILE")]
-    ca_file: Vec<std::path::PathBuf>,
-
-    /// Trust the operating system's certificate store instead of the bundled Mozilla roots.
-    #[arg(long)]
-    platform_roots: bool,
-
-    /// Connect the notification sockets to this gateway (`https://host[:port]`) instead of the
-    /// host in the service's connectUri; the connectUri's path and query are kept.
-    #[arg(long, value_name = "URL")]
-    streaming_base: Option<String>,
+    /// Proxy, trust and gateway (shared with genesys-bridge).
+    #[command(flatten)]
+    network: NetworkArgs,
 
     /// How lifecycle events are written on stderr.
     #[arg(long, value_enum, default_value_t = LifecycleFormat::Text)]
@@ -486,29 +435,23 @@ fn from_error(context: &str, error: Error) -> Failure {
 
 /// The flag (and environment variable) behind a library setting, for messages about it.
 fn setting_name(field: &str) -> String {
-    let (flag, var) = match field {
-        "region" => ("--region", Some("GENESYS_REGION")),
-        "api_base" => ("--api-base", Some("GENESYS_API_BASE")),
-        "login_base" => ("--login-base", Some("GENESYS_LOGIN_BASE")),
-        "client_id" => ("--client-id", Some("GENESYS_CLIENT_ID")),
-        "client_secret" => ("--client-secret", Some("GENESYS_CLIENT_SECRET")),
-        "access_token" => ("--access-token", Some("GENESYS_ACCESS_TOKEN")),
-        "proxy" => (
-            "--proxy",
-            Some("https_proxy/HTTPS_PROXY/all_proxy/ALL_PROXY"),
-        ),
-        "no_proxy" => ("--no-proxy", Some("no_proxy/NO_PROXY")),
-        "streaming_base" => ("--streaming-base", None),
-        "dispatcher_threads" => ("--dispatcher-threads", None),
-        "queue_capacity" => ("--queue-capacity", None),
-        "ping_interval" => ("--ping-interval-secs", None),
-        "liveness_timeout" => ("--liveness-timeout-secs", None),
-        "root_certificates" | "tls_roots" => ("--ca-file", None),
-        other => return format!("setting {other}"),
+    let flag = match field {
+        "dispatcher_threads" => "--dispatcher-threads",
+        "queue_capacity" => "--queue-capacity",
+        "ping_interval" => "--ping-interval-secs",
+        "liveness_timeout" => "--liveness-timeout-secs",
+        other => {
+            return genesys_notify::cli::setting_flag(other)
+                .unwrap_or_else(|| format!("setting {other}"))
+        }
     };
-    match var {
-        Some(var) => format!("{flag} (or {var})"),
-        None => flag.to_owned(),
+    flag.to_owned()
+}
+
+/// A settings problem of the shared flags: input to fix.
+impl From<SettingsError> for Failure {
+    fn from(error: SettingsError) -> Failure {
+        usage(error.to_string())
     }
 }
 
@@ -564,88 +507,6 @@ fn check_ranges(args: &Args) -> Result<(), Failure> {
         )));
     }
     Ok(())
-}
-
-/// A setting's value and whether it came from a flag (`true`) or the environment.
-type Given = Option<(String, bool)>;
-
-/// Where to connect and how to authenticate, as given on the command line or in the
-/// environment.
-#[derive(Debug, Default)]
-struct Settings {
-    region: Given,
-    api_base: Given,
-    login_base: Given,
-    access_token: Given,
-    client_id: Given,
-    client_secret: Given,
-}
-
-impl Settings {
-    /// Flags win over the environment, also across settings: a `--region` flag sets both
-    /// hosts, so base URLs from the environment give way to it (the `--api-base` and
-    /// `--login-base` flags still override it), and client credentials given as flags win
-    /// over an access token from the environment. An access token given as a flag wins over
-    /// client credentials, with a warning naming what is ignored. Returns the settings to use
-    /// and the warnings.
-    fn resolve(mut self) -> (Settings, Vec<String>) {
-        let mut warnings = Vec::new();
-        let flag = |g: &Given| matches!(g, Some((_, true)));
-        let env = |g: &Given| matches!(g, Some((_, false)));
-        if flag(&self.region) {
-            for (base, var) in [
-                (&mut self.api_base, "GENESYS_API_BASE"),
-                (&mut self.login_base, "GENESYS_LOGIN_BASE"),
-            ] {
-                if env(base) {
-                    *base = None;
-                    warnings.push(format!("{var} ignored: --region was given"));
-                }
-            }
-        }
-        if env(&self.access_token) && flag(&self.client_id) && flag(&self.client_secret) {
-            self.access_token = None;
-            warnings.push(
-                "GENESYS_ACCESS_TOKEN ignored: --client-id and --client-secret were given".into(),
-            );
-        }
-        if flag(&self.access_token) && (flag(&self.client_id) || flag(&self.client_secret)) {
-            warnings
-                .push("--client-id and --client-secret ignored: --access-token was given".into());
-        }
-        (self, warnings)
-    }
-}
-
-/// [`flag_or_env`] and where the value came from.
-fn given(flag: Option<String>, name: &str, var: &str) -> Result<Given, Failure> {
-    let from_flag = flag.is_some();
-    Ok(flag_or_env(flag, name, var)?.map(|v| (v, from_flag)))
-}
-
-/// The flag's value, else the environment variable's (an empty variable counts as unset, as
-/// shells leave them), trimmed.
-///
-/// # Errors
-/// A flag given empty (`--api-base ""`): the user asked for something and gave nothing; and
-/// a variable that is not valid UTF-8.
-fn flag_or_env(flag: Option<String>, name: &str, var: &str) -> Result<Option<String>, Failure> {
-    if let Some(value) = flag {
-        let value = value.trim();
-        if value.is_empty() {
-            return Err(usage(format!(
-                "{name} is empty; give a value or leave it out"
-            )));
-        }
-        return Ok(Some(value.to_owned()));
-    }
-    match std::env::var(var) {
-        Ok(value) => Ok(Some(value.trim().to_owned()).filter(|v| !v.is_empty())),
-        Err(std::env::VarError::NotPresent) => Ok(None),
-        Err(std::env::VarError::NotUnicode(_)) => Err(usage(format!(
-            "{var} is not valid UTF-8; set it to a valid value or unset it"
-        ))),
-    }
 }
 
 /// What tail did with the events the client handed to it, for the summary: the client's
@@ -753,90 +614,14 @@ fn run(args: Args) -> Result<(), Failure> {
         }
     }
 
-    let mut builder = Client::builder();
-    let (settings, warnings) = Settings {
-        region: given(args.region, "--region", "GENESYS_REGION")?,
-        api_base: given(args.api_base, "--api-base", "GENESYS_API_BASE")?,
-        login_base: given(args.login_base, "--login-base", "GENESYS_LOGIN_BASE")?,
-        access_token: given(args.access_token, "--access-token", "GENESYS_ACCESS_TOKEN")?,
-        client_id: given(args.client_id, "--client-id", "GENESYS_CLIENT_ID")?,
-        client_secret: given(
-            args.client_secret,
-            "--client-secret",
-            "GENESYS_CLIENT_SECRET",
-        )?,
-    }
-    .resolve();
+    let (settings, warnings) = args.credentials.settings()?.resolve();
     for warning in &warnings {
         note(format, "warning", warning, &[]);
     }
-    let value = |g: Option<(String, bool)>| g.map(|(v, _)| v);
-    let region_source = match &settings.region {
-        Some((_, true)) => "--region",
-        _ => "GENESYS_REGION",
-    };
-    let region = value(settings.region);
-    let api_base = value(settings.api_base);
-    let login_base = value(settings.login_base);
-    let access_token = value(settings.access_token);
-    // An access token needs no OAuth host: the API base alone says where to go.
-    let login_needed = access_token.is_none();
-    match &region {
-        Some(name) => {
-            let region = Region::from_name(name).ok_or_else(|| {
-                let known: Vec<&str> = Region::all().map(Region::name).collect();
-                usage(format!(
-                    "unknown region {name:?} (from {region_source}); known regions: {}",
-                    known.join(", ")
-                ))
-            })?;
-            builder = builder.region(region);
-        }
-        // An API base `https://api.<domain>` gives its login host `https://login.<domain>`.
-        None if api_base.is_none()
-            || (login_needed
-                && login_base.is_none()
-                && !api_base.as_deref().is_some_and(|url| {
-                    url.split_once("://")
-                        .is_some_and(|(_, rest)| rest.to_ascii_lowercase().starts_with("api."))
-                })) =>
-        {
-            return Err(usage(
-                "no region: set GENESYS_REGION (or --region), e.g. eu-west-1, or give both \
-                 GENESYS_API_BASE and GENESYS_LOGIN_BASE (or --api-base and --login-base; \
-                 with an access token, or an API base https://api.<domain>, the API base \
-                 alone)",
-            ))
-        }
-        None => {}
-    }
-    if let Some(url) = api_base {
-        builder = builder.api_base(url);
-    }
-    if let Some(url) = login_base {
-        builder = builder.login_base(url);
-    }
-
-    let client_id = value(settings.client_id);
-    let client_secret = value(settings.client_secret);
-    builder = match (access_token, client_id, client_secret) {
-        (Some(token), _, _) => builder.access_token(token),
-        (None, Some(id), Some(secret)) => builder.client_credentials(id, secret),
-        (None, id, secret) => {
-            let mut missing = Vec::new();
-            if id.is_none() {
-                missing.push("GENESYS_CLIENT_ID (--client-id)");
-            }
-            if secret.is_none() {
-                missing.push("GENESYS_CLIENT_SECRET (--client-secret)");
-            }
-            return Err(usage(format!(
-                "missing credentials: set {}, or give an access token with \
-                 GENESYS_ACCESS_TOKEN (--access-token)",
-                missing.join(" and ")
-            )));
-        }
-    };
+    // The region and bases are checked first: "no region" comes before missing credentials.
+    let login_needed = settings.access_token.is_none();
+    let mut builder = settings.endpoints(Client::builder(), login_needed)?;
+    builder = settings.credential(None)?.apply(builder);
 
     if let Some(n) = args.dispatcher_threads {
         builder = builder.dispatcher_threads(n);
@@ -861,29 +646,7 @@ fn run(args: Args) -> Result<(), Failure> {
         builder = builder.snapshots(Snapshots::AfterGapsAndSubscribe);
     }
 
-    if let Some(url) = &args.proxy {
-        builder = builder.proxy(url);
-    }
-    if let Some(list) = &args.no_proxy {
-        builder = builder.no_proxy(list);
-    }
-    if args.no_proxy_env {
-        builder = builder.proxy_from_env(false);
-    }
-    if args.proxy_loopback {
-        builder = builder.proxy_loopback(true);
-    }
-    if args.platform_roots {
-        builder = builder.tls_roots(genesys_notify::TlsRoots::Platform);
-    }
-    for path in &args.ca_file {
-        let pem = std::fs::read(path)
-            .map_err(|e| usage(format!("cannot read --ca-file {}: {e}", path.display())))?;
-        builder = builder.add_root_certificates_pem(pem);
-    }
-    if let Some(url) = &args.streaming_base {
-        builder = builder.streaming_base(url);
-    }
+    builder = args.network.apply(builder)?;
 
     let (stop_tx, stop_rx) = crossbeam_channel::bounded::<Stop>(4);
     // Installed before anything talks to the service, so that a signal at any moment stops
@@ -1321,58 +1084,6 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn flag(v: &str) -> Given {
-        Some((v.to_owned(), true))
-    }
-
-    fn env(v: &str) -> Given {
-        Some((v.to_owned(), false))
-    }
-
-    /// Hostile pass: a stale GENESYS_ACCESS_TOKEN in the environment beat client credentials
-    /// given as flags, and GENESYS_API_BASE in the environment beat a --region flag.
-    #[test]
-    fn flags_win_over_the_environment_across_settings() {
-        let (s, warnings) = Settings {
-            region: flag("eu-west-1"),
-            api_base: env("https://api.mypurecloud.com"),
-            login_base: env("https://login.mypurecloud.com"),
-            access_token: env("stale"),
-            client_id: flag("id"),
-            client_secret: flag("secret"),
-        }
-        .resolve();
-        assert_eq!(s.api_base, None);
-        assert_eq!(s.login_base, None);
-        assert_eq!(s.access_token, None);
-        assert_eq!(s.client_id, flag("id"));
-        assert_eq!(warnings.len(), 3, "{warnings:?}");
-
-        // Flags for the bases still override the region flag; the environment alone is kept.
-        let (s, warnings) = Settings {
-            region: flag("eu-west-1"),
-            api_base: flag("https://gw.example.com"),
-            access_token: env("token"),
-            client_id: env("id"),
-            client_secret: env("secret"),
-            ..Settings::default()
-        }
-        .resolve();
-        assert_eq!(s.api_base, flag("https://gw.example.com"));
-        assert_eq!(s.access_token, env("token"));
-        assert!(warnings.is_empty(), "{warnings:?}");
-
-        // An access token flag wins, saying what it ignores.
-        let (s, warnings) = Settings {
-            access_token: flag("token"),
-            client_id: flag("id"),
-            ..Settings::default()
-        }
-        .resolve();
-        assert_eq!(s.access_token, flag("token"));
-        assert_eq!(warnings.len(), 1, "{warnings:?}");
-    }
 
     #[test]
     fn classes_have_distinct_exit_codes_and_keep_the_old_ones() {

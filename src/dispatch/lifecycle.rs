@@ -100,7 +100,10 @@ pub(super) struct LifecycleRx(Arc<Queue<LifecycleMsg>>);
 
 impl LifecycleRx {
     /// Takes the next message, waiting until `deadline` (for ever without one).
-    pub(super) fn recv_until(&self, deadline: Option<Instant>) -> Result<LifecycleMsg, RecvTimeoutError> {
+    pub(super) fn recv_until(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<LifecycleMsg, RecvTimeoutError> {
         let taken = match deadline {
             None => self.0.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
             Some(due) => self.0.rx.recv_deadline(due),
