@@ -129,16 +129,23 @@ impl std::str::FromStr for Region {
     type Err = ConfigError;
 
     fn from_str(name: &str) -> Result<Region, ConfigError> {
-        Region::from_name(name).ok_or_else(|| ConfigError {
-            field: "region",
-            reason: format!(
-                "unknown region {:?} (known: {})",
-                name.chars().take(64).collect::<String>(),
-                Region::all()
-                    .map(Region::name)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+        Region::from_name(name).ok_or_else(|| {
+            let known = Region::all()
+                .map(Region::name)
+                .collect::<Vec<_>>()
+                .join(", ");
+            let reason = if name.trim().is_empty() {
+                format!("is empty: give a region name such as eu-west-1 (known: {known})")
+            } else {
+                format!(
+                    "unknown region {:?} (known: {known})",
+                    name.chars().take(64).collect::<String>()
+                )
+            };
+            ConfigError {
+                field: "region",
+                reason,
+            }
         })
     }
 }
@@ -733,6 +740,11 @@ mod tests {
             e.reason.contains("eu-west-9") && e.reason.contains("eu-central-1"),
             "{e}"
         );
+        // Review finding: an empty name said `unknown region ""`.
+        for empty in ["", "  "] {
+            let e = empty.parse::<Region>().unwrap_err();
+            assert!(e.to_string().starts_with("invalid region: is empty"), "{e}");
+        }
     }
 
     #[test]
