@@ -180,7 +180,8 @@ impl ThreadPool {
     /// `thread_pool`. A later call only waits for threads still running.
     ///
     /// Called from a callback, it cannot join the thread running that callback, which ends
-    /// right after it.
+    /// right after it; called from a callback while another call is joining the threads, it
+    /// returns `Ok(())` at once (that call joins this thread once the callback returns).
     ///
     /// # Errors
     /// [`Error::Timeout`] when some thread did not end within `timeout` (a callback that does
@@ -190,8 +191,25 @@ impl ThreadPool {
             .checked_add(timeout)
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365));
         self.inner.close();
+        // One call joins at a time. A callback cannot wait for another call: that call may be
+        // joining this very thread (two callbacks shutting the pool down at once each waited
+        // for the other's thread until their timeout).
+        let handles = if self.on_worker() {
+            self.inner.handles.try_lock()
+        } else {
+            self.inner.handles.try_lock_until(deadline)
+        };
+        let Some(mut handles) = handles else {
+            if self.on_worker() {
+                return Ok(());
+            }
+            return Err(Error::Timeout {
+                operation: "thread pool shutdown",
+                after: timeout,
+                last_failure: None,
+            });
+        };
         let me = std::thread::current().id();
-        let mut handles = self.inner.handles.lock();
         let mut left = Vec::new();
         for handle in handles.drain(..) {
             if handle.thread().id() == me {

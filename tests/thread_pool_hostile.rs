@@ -1,0 +1,367 @@
+//! Pooled clients used the way a careless or hostile user would: callbacks that shut down other
+//! clients or the pool, drop the last handle or client, drop guards of other clients, flood a
+//! one-thread pool under `Block`. None may deadlock, hang beyond its timeouts, or panic; a
+//! guard's drop still means its callback is not running and never runs again. Each scenario runs
+//! under a watchdog with a generous deadline, so a deadlock fails the test instead of hanging it.
+mod util;
+
+use genesys_notify::emulator::{Emulator, EmulatorConfig};
+use genesys_notify::{Backpressure, Client, Event, ListenerGuard, ThreadPool};
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use util::*;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn emulator_for(clients: usize) -> Emulator {
+    emulator_with(EmulatorConfig::default().max_channels(clients + 5))
+}
+
+/// Runs `scenario` on a thread of its own and fails if it does not end within `limit`.
+fn within<T: Send + 'static>(limit: Duration, scenario: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    std::thread::spawn(move || {
+        let _ = tx.send(scenario());
+    });
+    rx.recv_timeout(limit)
+        .expect("the scenario deadlocked or hung")
+}
+
+fn subscribed(emu: &Emulator, pool: &ThreadPool, topic: &str) -> Client {
+    let client = builder(emu).thread_pool(pool).build().unwrap();
+    assert!(client.subscribe([topic]).unwrap().rejected.is_empty());
+    client
+}
+
+fn publish(emu: &Emulator, topic: &str, seqs: std::ops::Range<u64>) {
+    for seq in seqs {
+        assert_eq!(emu.publish(topic, presence_body(seq)), 1, "{topic} {seq}");
+    }
+}
+
+/// Two callbacks on a two-thread pool call `ThreadPool::shutdown` at the same moment: each
+/// skips its own thread; neither may wait for the other's thread (which waits for it).
+#[test]
+fn two_callbacks_shutting_the_pool_down_at_once_do_not_wait_for_each_other() {
+    within(Duration::from_secs(120), || {
+        let emu = emulator_for(2);
+        let pool = ThreadPool::new(2).unwrap();
+        let topics = presence_topics(2);
+        let clients: Vec<Client> = topics.iter().map(|t| subscribed(&emu, &pool, t)).collect();
+        wait_sockets(&emu, 2);
+        // Both callbacks are inside before either calls shutdown.
+        let barrier = Arc::new(std::sync::Barrier::new(2));
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let mut guards = Vec::new();
+        for (client, topic) in clients.iter().zip(&topics) {
+            let (pool, barrier, tx) = (pool.clone(), barrier.clone(), tx.clone());
+            guards.push(
+                client
+                    .on(topic, move |_: &Event| {
+                        barrier.wait();
+                        let started = Instant::now();
+                        let outcome = pool.shutdown(WAIT);
+                        let _ = tx.send((outcome, started.elapsed()));
+                    })
+                    .unwrap(),
+            );
+        }
+        for topic in &topics {
+            publish(&emu, topic, 0..1);
+        }
+        for _ in 0..2 {
+            let (outcome, took) = rx.recv_timeout(Duration::from_secs(90)).unwrap();
+            assert!(outcome.is_ok(), "{outcome:?} after {took:?}");
+            assert!(
+                took < WAIT,
+                "waited {took:?} for the other callback's thread"
+            );
+        }
+        assert!(pool.is_shut_down());
+        for client in &clients {
+            client.shutdown(WAIT).unwrap();
+        }
+    });
+}
+
+/// On a one-thread pool, A's callback shuts B down, and B's shutdown returns promptly and
+/// cleanly; B delivers nothing afterwards; A keeps delivering.
+#[test]
+fn a_callback_shuts_down_another_pooled_client_on_a_one_thread_pool() {
+    within(Duration::from_secs(120), || {
+        let emu = emulator_for(2);
+        let pool = ThreadPool::new(1).unwrap();
+        let topics = presence_topics(2);
+        let a = subscribed(&emu, &pool, &topics[0]);
+        let b = Arc::new(subscribed(&emu, &pool, &topics[1]));
+        let b_seen = Arc::new(AtomicUsize::new(0));
+        let seen = b_seen.clone();
+        let _b_guard = b
+            .on(&topics[1], move |_: &Event| {
+                seen.fetch_add(1, Ordering::SeqCst);
+            })
+            .unwrap();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let a_seen = Arc::new(AtomicUsize::new(0));
+        let (target, seen) = (Arc::downgrade(&b), a_seen.clone());
+        let _a_guard = a
+            .on(&topics[0], move |_: &Event| {
+                if seen.fetch_add(1, Ordering::SeqCst) == 0 {
+                    if let Some(b) = target.upgrade() {
+                        let _ = tx.send(b.shutdown(WAIT));
+                    }
+                }
+            })
+            .unwrap();
+        wait_sockets(&emu, 2);
+        publish(&emu, &topics[0], 0..1);
+        let outcome = rx.recv_timeout(Duration::from_secs(60)).unwrap();
+        assert!(outcome.is_ok(), "{outcome:?}");
+        assert!(wait_until(WAIT, || emu
+            .channels()
+            .iter()
+            .filter(|c| c.connected)
+            .count()
+            == 1));
+        let before = b_seen.load(Ordering::SeqCst);
+        publish(&emu, &topics[0], 1..5);
+        assert!(wait_until(WAIT, || a_seen.load(Ordering::SeqCst) == 5));
+        assert_eq!(b_seen.load(Ordering::SeqCst), before);
+        a.shutdown(WAIT).unwrap();
+        drop(b);
+        pool.shutdown(WAIT).unwrap();
+    });
+}
+
+/// A callback that holds the last handle of its pool and the last reference to its client
+/// drops both: nothing hangs, and the pool's threads end.
+#[test]
+fn a_callback_dropping_its_own_client_and_the_last_pool_handle() {
+    within(Duration::from_secs(120), || {
+        let emu = emulator_for(2);
+        let pool = ThreadPool::new(1).unwrap();
+        let topics = presence_topics(2);
+        let client = subscribed(&emu, &pool, &topics[0]);
+        let other = subscribed(&emu, &pool, &topics[1]);
+        let other_seen = Arc::new(AtomicUsize::new(0));
+        let seen = other_seen.clone();
+        let _other_guard = other
+            .on(&topics[1], move |_: &Event| {
+                seen.fetch_add(1, Ordering::SeqCst);
+            })
+            .unwrap();
+        type Held = (Option<Client>, Option<ThreadPool>);
+        let held: Arc<Mutex<Held>> = Arc::new(Mutex::new((None, None)));
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let slot = held.clone();
+        let _guard = client
+            .on(&topics[0], move |_: &Event| {
+                let (client, pool) = std::mem::take(&mut *slot.lock());
+                drop(pool);
+                drop(client);
+                let _ = tx.send(());
+            })
+            .unwrap();
+        *held.lock() = (Some(client), Some(pool));
+        wait_sockets(&emu, 2);
+        publish(&emu, &topics[0], 0..1);
+        rx.recv_timeout(Duration::from_secs(60))
+            .expect("the callback returned");
+        assert!(wait_until(WAIT, || emu
+            .channels()
+            .iter()
+            .filter(|c| c.connected)
+            .count()
+            == 1));
+        // The other client holds the pool: still served.
+        publish(&emu, &topics[1], 0..3);
+        assert!(wait_until(WAIT, || other_seen.load(Ordering::SeqCst) == 3));
+        other.shutdown(WAIT).unwrap();
+    });
+}
+
+/// Clients keep working after the pool's handle is dropped right after they are built.
+#[test]
+fn clients_hold_their_pool_after_its_handle_is_dropped() {
+    within(Duration::from_secs(120), || {
+        let emu = emulator_for(2);
+        let pool = ThreadPool::new(2).unwrap();
+        let topics = presence_topics(2);
+        let clients: Vec<Client> = topics.iter().map(|t| subscribed(&emu, &pool, t)).collect();
+        drop(pool);
+        let seen = Arc::new(AtomicUsize::new(0));
+        let guards: Vec<ListenerGuard> = clients
+            .iter()
+            .zip(&topics)
+            .map(|(c, t)| {
+                let seen = seen.clone();
+                c.on(t, move |_: &Event| {
+                    seen.fetch_add(1, Ordering::SeqCst);
+                })
+                .unwrap()
+            })
+            .collect();
+        wait_sockets(&emu, 2);
+        for t in &topics {
+            publish(&emu, t, 0..10);
+        }
+        assert!(wait_until(WAIT, || seen.load(Ordering::SeqCst) == 20));
+        drop(guards);
+        for c in &clients {
+            c.shutdown(WAIT).unwrap();
+        }
+    });
+}
+
+/// Client A's callback blocks; client B's callback, on the other worker, drops A's guard: the
+/// drop returns only once A's callback has returned, and A's callback never runs again.
+#[test]
+fn a_guard_dropped_from_another_clients_callback_waits_for_its_running_callback() {
+    within(Duration::from_secs(120), || {
+        let emu = emulator_for(2);
+        let pool = ThreadPool::new(2).unwrap();
+        let topics = presence_topics(2);
+        let a = subscribed(&emu, &pool, &topics[0]);
+        let b = subscribed(&emu, &pool, &topics[1]);
+        let running = Arc::new(AtomicBool::new(false));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let (entered_tx, entered) = crossbeam_channel::unbounded();
+        let (flag, count) = (running.clone(), calls.clone());
+        let a_guard = a
+            .on(&topics[0], move |_: &Event| {
+                count.fetch_add(1, Ordering::SeqCst);
+                flag.store(true, Ordering::SeqCst);
+                let _ = entered_tx.send(());
+                std::thread::sleep(Duration::from_millis(500));
+                flag.store(false, Ordering::SeqCst);
+            })
+            .unwrap();
+        let slot = Arc::new(Mutex::new(Some(a_guard)));
+        let (done_tx, done) = crossbeam_channel::unbounded();
+        let (guard_slot, flag) = (slot.clone(), running.clone());
+        let _b_guard = b
+            .on(&topics[1], move |_: &Event| {
+                if let Some(guard) = guard_slot.lock().take() {
+                    drop(guard);
+                    let _ = done_tx.send(flag.load(Ordering::SeqCst));
+                }
+            })
+            .unwrap();
+        wait_sockets(&emu, 2);
+        publish(&emu, &topics[0], 0..1);
+        entered.recv_timeout(WAIT).unwrap();
+        publish(&emu, &topics[1], 0..1);
+        let still_running = done.recv_timeout(WAIT).unwrap();
+        assert!(
+            !still_running,
+            "the guard's drop returned while its callback ran"
+        );
+        publish(&emu, &topics[0], 1..4);
+        // B sees its later events, so A's were read meanwhile.
+        let marker = Arc::new(AtomicUsize::new(0));
+        let m = marker.clone();
+        let _marker = a
+            .on(&topics[0], move |_: &Event| {
+                m.fetch_add(1, Ordering::SeqCst);
+            })
+            .unwrap();
+        publish(&emu, &topics[0], 4..5);
+        assert!(wait_until(WAIT, || marker.load(Ordering::SeqCst) >= 1));
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "ran after its guard was dropped"
+        );
+        a.shutdown(WAIT).unwrap();
+        b.shutdown(WAIT).unwrap();
+    });
+}
+
+/// `Block` with a slow callback and a queue of 2 on a one-thread pool: the socket thread waits
+/// for room, the pool's thread serves the queue, and another client on the same pool is still
+/// served; everything arrives, nothing is dropped.
+#[test]
+fn block_with_a_slow_callback_on_a_one_thread_pool_does_not_deadlock() {
+    within(Duration::from_secs(180), || {
+        let emu = emulator_for(2);
+        let pool = ThreadPool::new(1).unwrap();
+        let topics = presence_topics(2);
+        let slow = builder(&emu)
+            .thread_pool(&pool)
+            .queue_capacity(2)
+            .backpressure(Backpressure::Block)
+            .build()
+            .unwrap();
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let sink = got.clone();
+        let _slow_guard = slow
+            .on(&topics[0], move |e: &Event| {
+                std::thread::sleep(Duration::from_millis(20));
+                sink.lock()
+                    .push(e.body_value().unwrap()["seq"].as_u64().unwrap());
+            })
+            .unwrap();
+        assert!(slow.subscribe([&topics[0]]).unwrap().rejected.is_empty());
+        let fast = subscribed(&emu, &pool, &topics[1]);
+        let fast_seen = Arc::new(AtomicUsize::new(0));
+        let seen = fast_seen.clone();
+        let _fast_guard = fast
+            .on(&topics[1], move |_: &Event| {
+                seen.fetch_add(1, Ordering::SeqCst);
+            })
+            .unwrap();
+        wait_sockets(&emu, 2);
+        publish(&emu, &topics[0], 0..100);
+        publish(&emu, &topics[1], 0..10);
+        assert!(wait_until(WAIT, || fast_seen.load(Ordering::SeqCst) == 10));
+        assert!(
+            wait_until(Duration::from_secs(60), || got.lock().len() == 100),
+            "{}",
+            got.lock().len()
+        );
+        assert_eq!(*got.lock(), (0..100).collect::<Vec<u64>>());
+        assert_eq!(slow.health().dropped(), 0);
+        slow.shutdown(WAIT).unwrap();
+        fast.shutdown(WAIT).unwrap();
+    });
+}
+
+/// A callback calls `ThreadPool::shutdown` on a two-thread pool while the other thread runs a
+/// callback of another client: it returns within its timeout; both clients still shut down.
+#[test]
+fn a_callback_shutting_its_pool_down_while_others_deliver() {
+    within(Duration::from_secs(120), || {
+        let emu = emulator_for(2);
+        let pool = ThreadPool::new(2).unwrap();
+        let topics = presence_topics(2);
+        let a = subscribed(&emu, &pool, &topics[0]);
+        let b = subscribed(&emu, &pool, &topics[1]);
+        let busy = Arc::new(AtomicUsize::new(0));
+        let count = busy.clone();
+        let _b_guard = b
+            .on(&topics[1], move |_: &Event| {
+                count.fetch_add(1, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(10));
+            })
+            .unwrap();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let handle = pool.clone();
+        let _a_guard = a
+            .on(&topics[0], move |_: &Event| {
+                let _ = tx.send(handle.shutdown(WAIT));
+            })
+            .unwrap();
+        wait_sockets(&emu, 2);
+        publish(&emu, &topics[1], 0..50);
+        publish(&emu, &topics[0], 0..1);
+        let outcome = rx.recv_timeout(Duration::from_secs(60)).unwrap();
+        assert!(outcome.is_ok(), "{outcome:?}");
+        assert!(pool.is_shut_down());
+        a.shutdown(WAIT).unwrap();
+        b.shutdown(WAIT).unwrap();
+        // A later pool shutdown only waits for threads still running: none.
+        pool.shutdown(WAIT).unwrap();
+    });
+}
