@@ -68,7 +68,11 @@ pub struct ThreadPool {
 /// A handle that does not keep the pool alive (held by the jobs and queues of clients, which the
 /// pool's own run queue holds).
 #[derive(Clone)]
-pub(crate) struct WeakPool(Weak<PoolInner>);
+pub(crate) struct WeakPool {
+    inner: Weak<PoolInner>,
+    /// The pool's `closed`, readable without upgrading (checked before each callback).
+    closed: Arc<AtomicBool>,
+}
 
 struct PoolInner {
     id: u64,
@@ -171,8 +175,8 @@ impl ThreadPool {
         self.inner.closed.load(Ordering::Acquire)
     }
 
-    /// Ends the pool now: each worker ends after the job it is running (a batch of callbacks, a
-    /// token fetch), jobs still queued are dropped, and the threads are joined within
+    /// Ends the pool now: each worker ends after the callback or token fetch it is running (a
+    /// batch of callbacks under way stops there), jobs still queued are dropped, and the threads are joined within
     /// `timeout`. Clients built with the pool stop delivering events; their calls that need
     /// the pool then fail with [`Error::Shutdown`] (shut them down or drop them: that still
     /// closes their sockets within their own timeout, events left in their queues are not
@@ -233,7 +237,10 @@ impl ThreadPool {
     }
 
     pub(crate) fn downgrade(&self) -> WeakPool {
-        WeakPool(Arc::downgrade(&self.inner))
+        WeakPool {
+            inner: Arc::downgrade(&self.inner),
+            closed: self.inner.closed.clone(),
+        }
     }
 
     /// Whether the calling thread is one of this pool's workers.
@@ -308,20 +315,28 @@ impl WeakPool {
     /// Queues `job` for a worker. Returns false (and drops the job) when the pool has ended or
     /// was shut down.
     pub(crate) fn submit(&self, job: Job) -> bool {
-        self.0.upgrade().is_some_and(|pool| pool.submit(job))
+        self.inner.upgrade().is_some_and(|pool| pool.submit(job))
     }
 
     /// Queues `job` for a worker at `at` (at once if `at` has passed). Returns false (and drops
     /// the job) when the pool has ended or was shut down. A job whose time has not come when
     /// the pool ends is dropped without running.
     pub(crate) fn submit_at(&self, at: Instant, job: Job) -> bool {
-        self.0.upgrade().is_some_and(|pool| pool.submit_at(at, job))
+        self.inner
+            .upgrade()
+            .is_some_and(|pool| pool.submit_at(at, job))
+    }
+
+    /// Whether [`ThreadPool::shutdown`] was called: a batch under way stops before its next
+    /// callback.
+    pub(crate) fn is_shut_down(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
     }
 
     /// Whether the pool was shut down or has ended.
     #[cfg(test)]
     fn is_closed(&self) -> bool {
-        self.0
+        self.inner
             .upgrade()
             .is_none_or(|pool| pool.closed.load(Ordering::Acquire))
     }

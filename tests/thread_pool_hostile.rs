@@ -263,8 +263,10 @@ fn a_guard_dropped_from_another_clients_callback_waits_for_its_running_callback(
         let marker = Arc::new(AtomicUsize::new(0));
         let m = marker.clone();
         let _marker = a
-            .on(&topics[0], move |_: &Event| {
-                m.fetch_add(1, Ordering::SeqCst);
+            .on(&topics[0], move |e: &Event| {
+                if e.body_value().unwrap()["seq"] == 4 {
+                    m.fetch_add(1, Ordering::SeqCst);
+                }
             })
             .unwrap();
         publish(&emu, &topics[0], 4..5);
@@ -363,5 +365,339 @@ fn a_callback_shutting_its_pool_down_while_others_deliver() {
         b.shutdown(WAIT).unwrap();
         // A later pool shutdown only waits for threads still running: none.
         pool.shutdown(WAIT).unwrap();
+    });
+}
+
+/// `DropOldest` on a pooled client whose only listener is held in a callback: every drop is
+/// counted and `Lifecycle::Dropped` reports the total through the pool's timer while the
+/// callback still holds its thread (the other thread serves the lifecycle queue).
+#[test]
+fn a_pooled_clients_drop_oldest_drops_are_reported_while_its_callback_is_held() {
+    use genesys_notify::Lifecycle;
+    within(Duration::from_secs(120), || {
+        let emu = emulator_for(1);
+        let pool = ThreadPool::new(2).unwrap();
+        let client = builder(&emu)
+            .thread_pool(&pool)
+            .queue_capacity(2)
+            .backpressure(Backpressure::DropOldest)
+            .build()
+            .unwrap();
+        let lifecycle = Recorder::new(&client);
+        let (entered_tx, entered) = crossbeam_channel::unbounded();
+        let (release, release_rx) = crossbeam_channel::unbounded::<()>();
+        let delivered = Arc::new(AtomicUsize::new(0));
+        let count = delivered.clone();
+        let topic = presence_topics(1).pop().unwrap();
+        let _guard = client
+            .on(&topic, move |_: &Event| {
+                if count.fetch_add(1, Ordering::SeqCst) == 0 {
+                    let _ = entered_tx.send(());
+                    let _ = release_rx.recv_timeout(Duration::from_secs(90));
+                }
+            })
+            .unwrap();
+        assert!(client.subscribe([&topic]).unwrap().rejected.is_empty());
+        wait_sockets(&emu, 1);
+        publish(&emu, &topic, 0..1);
+        entered.recv_timeout(WAIT).unwrap();
+        publish(&emu, &topic, 1..21);
+        // 20 queued behind the held callback, 2 kept: 18 dropped.
+        assert!(wait_until(WAIT, || client.health().dropped() == 18));
+        assert!(
+            lifecycle.wait(
+                WAIT,
+                |e| matches!(e, Lifecycle::Dropped { total, .. } if *total == 18)
+            ),
+            "{:?}",
+            lifecycle.snapshot()
+        );
+        release.send(()).unwrap();
+        assert!(wait_until(WAIT, || delivered.load(Ordering::SeqCst) == 3));
+        client.shutdown(WAIT).unwrap();
+    });
+}
+
+/// Repeated failures of a pooled client's channel creation, then silence (its retry budget
+/// spent): the coalesced `RequestFailed` with the repeats' count arrives through the pool's
+/// timer, with no later message to carry it and before any shutdown.
+#[test]
+fn a_pooled_clients_coalesced_request_failures_arrive_without_another_message() {
+    use genesys_notify::emulator::{Endpoint, Fault};
+    use genesys_notify::{Backoff, Lifecycle};
+    within(Duration::from_secs(120), || {
+        let emu = emulator_for(1);
+        emu.inject(Fault::HttpStatus {
+            endpoint: Endpoint::CreateChannel,
+            status: 503,
+            retry_after: None,
+            times: 1000,
+        });
+        let pool = ThreadPool::new(1).unwrap();
+        let client = builder(&emu)
+            .thread_pool(&pool)
+            .backoff(
+                Backoff::default()
+                    .base(Duration::from_millis(20))
+                    .cap(Duration::from_millis(100))
+                    .max_retries(Some(4)),
+            )
+            .build()
+            .unwrap();
+        let lifecycle = Recorder::new(&client);
+        let topic = presence_topics(1).pop().unwrap();
+        let _ = client.subscribe([&topic]);
+        let repeats = || {
+            lifecycle
+                .snapshot()
+                .iter()
+                .filter_map(|e| match e {
+                    Lifecycle::RequestFailed { count, .. } => Some(*count),
+                    _ => None,
+                })
+                .sum::<u64>()
+        };
+        assert!(
+            wait_until(WAIT, || repeats() == client.health().request_failures()
+                && repeats() > 1),
+            "reported {} of {}: {:?}",
+            repeats(),
+            client.health().request_failures(),
+            lifecycle.snapshot()
+        );
+        client.shutdown(WAIT).unwrap();
+    });
+}
+
+/// Callbacks of two clients, on the two threads of a pool, drop each other's guards while both
+/// run: neither waits forever for the other (a cycle of waits), and neither runs again.
+#[test]
+fn two_clients_callbacks_dropping_each_others_guards_at_once() {
+    within(Duration::from_secs(120), || {
+        let emu = emulator_for(2);
+        let pool = ThreadPool::new(2).unwrap();
+        let topics = presence_topics(2);
+        let clients: Vec<Client> = topics.iter().map(|t| subscribed(&emu, &pool, t)).collect();
+        let slots: Vec<Arc<Mutex<Option<ListenerGuard>>>> =
+            (0..2).map(|_| Arc::default()).collect();
+        let calls: Vec<Arc<AtomicUsize>> = (0..2).map(|_| Arc::default()).collect();
+        let barrier = Arc::new(std::sync::Barrier::new(2));
+        let (tx, rx) = crossbeam_channel::unbounded();
+        for n in 0..2 {
+            let (other, count, barrier, tx) = (
+                slots[1 - n].clone(),
+                calls[n].clone(),
+                barrier.clone(),
+                tx.clone(),
+            );
+            let guard = clients[n]
+                .on(&topics[n], move |_: &Event| {
+                    count.fetch_add(1, Ordering::SeqCst);
+                    barrier.wait();
+                    let taken = other.lock().take();
+                    drop(taken);
+                    let _ = tx.send(n);
+                })
+                .unwrap();
+            *slots[n].lock() = Some(guard);
+        }
+        wait_sockets(&emu, 2);
+        for t in &topics {
+            publish(&emu, t, 0..1);
+        }
+        for _ in 0..2 {
+            rx.recv_timeout(Duration::from_secs(60))
+                .expect("a guard drop never returned");
+        }
+        for t in &topics {
+            publish(&emu, t, 1..3);
+        }
+        // A marker listener on each client sees the later events through.
+        let marker = Arc::new(AtomicUsize::new(0));
+        let markers: Vec<ListenerGuard> = clients
+            .iter()
+            .zip(&topics)
+            .map(|(c, t)| {
+                let m = marker.clone();
+                c.on(t, move |e: &Event| {
+                    if e.body_value().unwrap()["seq"] == 3 {
+                        m.fetch_add(1, Ordering::SeqCst);
+                    }
+                })
+                .unwrap()
+            })
+            .collect();
+        for t in &topics {
+            publish(&emu, t, 3..4);
+        }
+        assert!(wait_until(WAIT, || marker.load(Ordering::SeqCst) == 2));
+        for count in &calls {
+            assert_eq!(count.load(Ordering::SeqCst), 1);
+        }
+        drop(markers);
+        for c in &clients {
+            c.shutdown(WAIT).unwrap();
+        }
+    });
+}
+
+/// On a one-thread pool, A's callback subscribes client B while B's socket thread is blocked
+/// (`Block`) on B's full queue, which only that same pool thread can drain: B's socket thread
+/// serves the subscribe while it waits, so it completes well before the subscribe deadline.
+#[test]
+fn a_callback_subscribes_another_client_blocked_on_its_full_queue_on_a_one_thread_pool() {
+    within(Duration::from_secs(120), || {
+        let emu = emulator_for(2);
+        let pool = ThreadPool::new(1).unwrap();
+        let topics = presence_topics(4);
+        let a = subscribed(&emu, &pool, &topics[0]);
+        let b = Arc::new(
+            builder(&emu)
+                .thread_pool(&pool)
+                .queue_capacity(2)
+                .backpressure(Backpressure::Block)
+                .build()
+                .unwrap(),
+        );
+        let b_seen = Arc::new(AtomicUsize::new(0));
+        let seen = b_seen.clone();
+        let _b_guard = b
+            .on(&topics[1], move |_: &Event| {
+                seen.fetch_add(1, Ordering::SeqCst);
+            })
+            .unwrap();
+        assert!(b.subscribe([&topics[1]]).unwrap().rejected.is_empty());
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let (target, more) = (Arc::downgrade(&b), topics[2..].to_vec());
+        let (entered_tx, entered) = crossbeam_channel::unbounded();
+        let (go, go_rx) = crossbeam_channel::unbounded::<()>();
+        let _a_guard = a
+            .on(&topics[0], move |_: &Event| {
+                let _ = entered_tx.send(());
+                let _ = go_rx.recv_timeout(Duration::from_secs(60));
+                if let Some(b) = target.upgrade() {
+                    let started = Instant::now();
+                    let outcome = b.subscribe(&more).map(|r| r.permitted.len());
+                    let _ = tx.send((outcome.ok(), started.elapsed()));
+                }
+            })
+            .unwrap();
+        wait_sockets(&emu, 2);
+        publish(&emu, &topics[0], 0..1);
+        entered.recv_timeout(WAIT).unwrap();
+        // B's queue fills (2) and its socket thread blocks on the third.
+        publish(&emu, &topics[1], 0..6);
+        assert!(wait_until(WAIT, || b
+            .health()
+            .queue_depths()
+            .iter()
+            .sum::<usize>()
+            == 2));
+        std::thread::sleep(Duration::from_millis(200));
+        go.send(()).unwrap();
+        let (outcome, took) = rx.recv_timeout(Duration::from_secs(90)).unwrap();
+        assert_eq!(outcome, Some(2));
+        assert!(took < Duration::from_secs(20), "took {took:?}");
+        assert!(wait_until(WAIT, || b_seen.load(Ordering::SeqCst) == 6));
+        assert_eq!(b.health().dropped(), 0);
+        a.shutdown(WAIT).unwrap();
+        b.shutdown(WAIT).unwrap();
+    });
+}
+
+/// The pool is shut down while a `Block` client's socket thread waits on its full queue: the
+/// client's shutdown still returns within its timeout, and cleanly.
+#[test]
+fn a_client_blocked_on_its_queue_shuts_down_after_its_pool_was_shut_down() {
+    within(Duration::from_secs(120), || {
+        let emu = emulator_for(1);
+        let pool = ThreadPool::new(1).unwrap();
+        let topic = presence_topics(1).pop().unwrap();
+        let client = builder(&emu)
+            .thread_pool(&pool)
+            .queue_capacity(2)
+            .backpressure(Backpressure::Block)
+            .build()
+            .unwrap();
+        let (entered_tx, entered) = crossbeam_channel::unbounded();
+        let (release, release_rx) = crossbeam_channel::unbounded::<()>();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let count = calls.clone();
+        let _guard = client
+            .on(&topic, move |_: &Event| {
+                if count.fetch_add(1, Ordering::SeqCst) == 0 {
+                    let _ = entered_tx.send(());
+                    let _ = release_rx.recv_timeout(Duration::from_secs(60));
+                }
+            })
+            .unwrap();
+        assert!(client.subscribe([&topic]).unwrap().rejected.is_empty());
+        wait_sockets(&emu, 1);
+        publish(&emu, &topic, 0..6);
+        entered.recv_timeout(WAIT).unwrap();
+        assert!(wait_until(WAIT, || client
+            .health()
+            .queue_depths()
+            .iter()
+            .sum::<usize>()
+            == 2));
+        // The pool's only thread is held: its shutdown gives up on it, then it is released.
+        let outcome = pool.shutdown(Duration::from_millis(200));
+        assert!(outcome.is_err(), "{outcome:?}");
+        release.send(()).unwrap();
+        pool.shutdown(WAIT).unwrap();
+        let started = Instant::now();
+        let outcome = client.shutdown(Duration::from_secs(10));
+        assert!(outcome.is_ok(), "{outcome:?}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        // Nothing more was delivered after the pool ended.
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    });
+}
+
+/// Lifecycle callbacks of a pooled client that panic are reported and cost nothing else: the
+/// next lifecycle listener sees `Connected` before the shutdown's `Disconnected`, the panics are
+/// reported, and events flow.
+#[test]
+fn panicking_lifecycle_callbacks_of_a_pooled_client() {
+    use genesys_notify::Lifecycle;
+    within(Duration::from_secs(120), || {
+        let emu = emulator_for(1);
+        let pool = ThreadPool::new(1).unwrap();
+        let client = builder(&emu).thread_pool(&pool).build().unwrap();
+        let _panics = client
+            .on_lifecycle(|e: &Lifecycle| {
+                if matches!(e, Lifecycle::Connected { .. }) {
+                    panic!("a lifecycle listener's bug")
+                }
+            })
+            .unwrap();
+        let recorder = Recorder::new(&client);
+        let topic = presence_topics(1).pop().unwrap();
+        let seen = Arc::new(AtomicUsize::new(0));
+        let s = seen.clone();
+        let _guard = client
+            .on(&topic, move |_: &Event| {
+                s.fetch_add(1, Ordering::SeqCst);
+            })
+            .unwrap();
+        assert!(client.subscribe([&topic]).unwrap().rejected.is_empty());
+        wait_sockets(&emu, 1);
+        publish(&emu, &topic, 0..5);
+        assert!(wait_until(WAIT, || seen.load(Ordering::SeqCst) == 5));
+        // A lifecycle listener's panic is counted and logged (not reported as a lifecycle
+        // event, which could only panic it again).
+        assert!(wait_until(WAIT, || client.health().listener_panics() > 0));
+        client.shutdown(WAIT).unwrap();
+        let events = recorder.snapshot();
+        let connected = events
+            .iter()
+            .position(|e| matches!(e, Lifecycle::Connected { .. }))
+            .expect("connected");
+        let disconnected = events
+            .iter()
+            .rposition(|e| matches!(e, Lifecycle::Disconnected { .. }))
+            .expect("disconnected");
+        assert!(connected < disconnected, "{events:?}");
     });
 }
