@@ -13,6 +13,9 @@ use util::*;
 
 const WAIT: Duration = Duration::from_secs(30);
 
+/// A client (and maybe a pool handle) its own callback takes and drops.
+type Held = Arc<Mutex<Option<(Client, Option<ThreadPool>)>>>;
+
 fn library_threads() -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir("/proc/self/task")
         .unwrap()
@@ -35,7 +38,7 @@ fn the_last_client_and_pool_handle_dropped_inside_callbacks_end_the_pool() {
     let (tx, rx) = crossbeam_channel::unbounded();
     for (n, topic) in topics.iter().enumerate() {
         let client = builder(&emu).thread_pool(&pool).build().unwrap();
-        let slot: Arc<Mutex<Option<(Client, Option<ThreadPool>)>>> = Arc::default();
+        let slot: Held = Arc::default();
         let (me, tx) = (slot.clone(), tx.clone());
         let guard = client
             .on(topic, move |_: &Event| {
