@@ -701,3 +701,71 @@ fn panicking_lifecycle_callbacks_of_a_pooled_client() {
         assert!(connected < disconnected, "{events:?}");
     });
 }
+
+/// Several clients with several dispatcher queues each on a three-thread pool, events of many
+/// topics interleaved: every topic's events arrive in order, and no two callbacks of one topic
+/// ever overlap (a queue is never served by two workers at once).
+#[test]
+fn per_topic_order_holds_for_many_clients_and_topics_on_a_multi_thread_pool() {
+    const CLIENTS: usize = 4;
+    const TOPICS: usize = 6;
+    const EVENTS: u64 = 25;
+    within(Duration::from_secs(240), || {
+        let emu = emulator_for(CLIENTS);
+        let pool = ThreadPool::new(3).unwrap();
+        let all = presence_topics(CLIENTS * TOPICS);
+        type Seen = Arc<Mutex<Vec<u64>>>;
+        let mut clients = Vec::new();
+        let mut tracks: Vec<(String, Seen)> = Vec::new();
+        let overlaps = Arc::new(AtomicUsize::new(0));
+        let mut guards = Vec::new();
+        for c in 0..CLIENTS {
+            let client = builder(&emu)
+                .thread_pool(&pool)
+                .dispatcher_threads(3)
+                .build()
+                .unwrap();
+            let mine = &all[c * TOPICS..(c + 1) * TOPICS];
+            for topic in mine {
+                let seen: Seen = Arc::default();
+                let inside = Arc::new(AtomicBool::new(false));
+                let (sink, overlaps) = (seen.clone(), overlaps.clone());
+                guards.push(
+                    client
+                        .on(topic, move |e: &Event| {
+                            if inside.swap(true, Ordering::SeqCst) {
+                                overlaps.fetch_add(1, Ordering::SeqCst);
+                            }
+                            std::thread::yield_now();
+                            sink.lock()
+                                .push(e.body_value().unwrap()["seq"].as_u64().unwrap());
+                            inside.store(false, Ordering::SeqCst);
+                        })
+                        .unwrap(),
+                );
+                tracks.push((topic.clone(), seen));
+            }
+            assert!(client.subscribe(mine).unwrap().rejected.is_empty());
+            clients.push(client);
+        }
+        wait_sockets(&emu, CLIENTS);
+        for seq in 0..EVENTS {
+            for (topic, _) in &tracks {
+                publish(&emu, topic, seq..seq + 1);
+            }
+        }
+        let expected: Vec<u64> = (0..EVENTS).collect();
+        for (topic, seen) in &tracks {
+            assert!(
+                wait_until(Duration::from_secs(60), || *seen.lock() == expected),
+                "{topic}: {:?}",
+                seen.lock()
+            );
+        }
+        assert_eq!(overlaps.load(Ordering::SeqCst), 0);
+        drop(guards);
+        for c in &clients {
+            c.shutdown(WAIT).unwrap();
+        }
+    });
+}
