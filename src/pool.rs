@@ -176,11 +176,13 @@ impl ThreadPool {
     }
 
     /// Ends the pool now: each worker ends after the callback or token fetch it is running (a
-    /// batch of callbacks under way stops there), jobs still queued are dropped, and the threads are joined within
-    /// `timeout`. Clients built with the pool stop delivering events; their calls that need
-    /// the pool then fail with [`Error::Shutdown`] (shut them down or drop them: that still
-    /// closes their sockets within their own timeout, events left in their queues are not
-    /// delivered). Building a client with a shut-down pool fails with [`Error::Config`] naming
+    /// batch of callbacks under way stops there), jobs still queued are dropped, and the
+    /// threads are joined within `timeout`. Clients built with the pool stop delivering
+    /// events; their calls that need the pool then fail with [`Error::Shutdown`] (shut them
+    /// down or drop them: that still closes their sockets within their own timeout, and counts
+    /// the events left in their queues, never delivered, as dropped in
+    /// [`Health::dropped`](crate::Health::dropped); no lifecycle event reports them, there is
+    /// no thread left to run lifecycle listeners). Building a client with a shut-down pool fails with [`Error::Config`] naming
     /// `thread_pool`. A later call only waits for threads still running.
     ///
     /// Called from a callback, it cannot join the thread running that callback, which ends

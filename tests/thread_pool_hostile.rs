@@ -769,3 +769,59 @@ fn per_topic_order_holds_for_many_clients_and_topics_on_a_multi_thread_pool() {
         }
     });
 }
+
+/// Events still queued when the pool is shut down are never delivered: the client's shutdown
+/// counts them as dropped (guarantee 1, no silent loss), so that every event received is
+/// delivered or counted.
+#[test]
+fn events_left_queued_by_a_shut_down_pool_are_counted_as_dropped() {
+    within(Duration::from_secs(120), || {
+        let emu = emulator_for(1);
+        let pool = ThreadPool::new(1).unwrap();
+        let topic = presence_topics(1).pop().unwrap();
+        let client = builder(&emu)
+            .thread_pool(&pool)
+            .queue_capacity(16)
+            .backpressure(Backpressure::DropNewest)
+            .build()
+            .unwrap();
+        let (entered_tx, entered) = crossbeam_channel::unbounded();
+        let (release, release_rx) = crossbeam_channel::unbounded::<()>();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let count = calls.clone();
+        let _guard = client
+            .on(&topic, move |_: &Event| {
+                if count.fetch_add(1, Ordering::SeqCst) == 0 {
+                    let _ = entered_tx.send(());
+                    let _ = release_rx.recv_timeout(Duration::from_secs(60));
+                }
+            })
+            .unwrap();
+        assert!(client.subscribe([&topic]).unwrap().rejected.is_empty());
+        wait_sockets(&emu, 1);
+        publish(&emu, &topic, 0..6);
+        entered.recv_timeout(WAIT).unwrap();
+        assert!(wait_until(WAIT, || client.health().received() == 6));
+        assert!(wait_until(WAIT, || client
+            .health()
+            .queue_depths()
+            .iter()
+            .sum::<usize>()
+            == 5));
+        assert!(pool.shutdown(Duration::from_millis(100)).is_err());
+        release.send(()).unwrap();
+        pool.shutdown(WAIT).unwrap();
+        client.shutdown(WAIT).unwrap();
+        let health = client.health();
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(health.received(), 6);
+        assert_eq!(
+            health.delivered() + health.dropped() + health.unrouted(),
+            6,
+            "delivered {} dropped {} unrouted {}",
+            health.delivered(),
+            health.dropped(),
+            health.unrouted()
+        );
+    });
+}

@@ -106,7 +106,8 @@ fn a_panicking_token_source_of_a_pooled_client_is_retried_and_costs_no_thread() 
     assert!(client.subscribe([&topic]).unwrap().rejected.is_empty());
     wait_sockets(&emu, 1);
     assert_eq!(emu.publish(&topic, presence_body(0)), 1);
-    rx.recv_timeout(WAIT).expect("delivered on the pool's thread");
+    rx.recv_timeout(WAIT)
+        .expect("delivered on the pool's thread");
     panicking.shutdown(WAIT).unwrap();
     client.shutdown(WAIT).unwrap();
 }
