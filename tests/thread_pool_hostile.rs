@@ -825,3 +825,38 @@ fn events_left_queued_by_a_shut_down_pool_are_counted_as_dropped() {
         );
     });
 }
+
+/// As documented (`ClientBuilder::thread_pool`): with the pool's only thread held by another
+/// client's callback, a client's shutdown from outside the pool waits for it at most its
+/// timeout and says so; a later call, once the thread is free, finishes cleanly.
+#[test]
+fn a_shutdown_waiting_for_a_held_pool_times_out_then_a_later_one_finishes() {
+    within(Duration::from_secs(120), || {
+        let emu = emulator_for(2);
+        let pool = ThreadPool::new(1).unwrap();
+        let topics = presence_topics(2);
+        let a = subscribed(&emu, &pool, &topics[0]);
+        let b = subscribed(&emu, &pool, &topics[1]);
+        let (entered_tx, entered) = crossbeam_channel::unbounded();
+        let (release, release_rx) = crossbeam_channel::unbounded::<()>();
+        let _a_guard = a
+            .on(&topics[0], move |_: &Event| {
+                let _ = entered_tx.send(());
+                let _ = release_rx.recv_timeout(Duration::from_secs(60));
+            })
+            .unwrap();
+        wait_sockets(&emu, 2);
+        publish(&emu, &topics[0], 0..1);
+        entered.recv_timeout(WAIT).unwrap();
+        let started = Instant::now();
+        let outcome = b.shutdown(Duration::from_secs(1));
+        assert!(
+            matches!(outcome, Err(genesys_notify::Error::Timeout { .. })),
+            "{outcome:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(20));
+        release.send(()).unwrap();
+        b.shutdown(WAIT).unwrap();
+        a.shutdown(WAIT).unwrap();
+    });
+}
