@@ -186,7 +186,7 @@ impl ThreadPool {
     /// `thread_pool`. A later call only waits for threads still running.
     ///
     /// Called from a callback, it cannot join the thread running that callback, which ends
-    /// right after it; called from a callback while another call is joining the threads, it
+    /// right after it (a later call from elsewhere joins it); called from a callback while another call is joining the threads, it
     /// returns `Ok(())` at once (that call joins this thread once the callback returns).
     ///
     /// # Errors
@@ -217,15 +217,19 @@ impl ThreadPool {
         };
         let me = std::thread::current().id();
         let mut left = Vec::new();
+        let mut clean = true;
         for handle in handles.drain(..) {
             if handle.thread().id() == me {
+                // Kept, not joined: this thread ends once its callback returns, and a later
+                // call from elsewhere joins it (it returned at once without it).
+                left.push(handle);
                 continue;
             }
             if let Some(handle) = crate::threads::join_until(handle, deadline) {
+                clean = false;
                 left.push(handle);
             }
         }
-        let clean = left.is_empty();
         *handles = left;
         if clean {
             Ok(())

@@ -860,3 +860,35 @@ fn a_shutdown_waiting_for_a_held_pool_times_out_then_a_later_one_finishes() {
         a.shutdown(WAIT).unwrap();
     });
 }
+
+/// A callback shuts its pool down and then goes on working: a later `ThreadPool::shutdown`
+/// from outside joins that thread too, so it returns only once that callback has returned.
+#[test]
+fn a_later_pool_shutdown_joins_the_thread_whose_callback_shut_the_pool_down() {
+    within(Duration::from_secs(120), || {
+        let emu = emulator_for(1);
+        let pool = ThreadPool::new(1).unwrap();
+        let topic = presence_topics(1).pop().unwrap();
+        let client = subscribed(&emu, &pool, &topic);
+        let finished = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let (handle, done) = (pool.clone(), finished.clone());
+        let _guard = client
+            .on(&topic, move |_: &Event| {
+                let _ = tx.send(handle.shutdown(WAIT));
+                std::thread::sleep(Duration::from_millis(500));
+                done.store(true, Ordering::SeqCst);
+            })
+            .unwrap();
+        wait_sockets(&emu, 1);
+        publish(&emu, &topic, 0..1);
+        let outcome = rx.recv_timeout(WAIT).unwrap();
+        assert!(outcome.is_ok(), "{outcome:?}");
+        pool.shutdown(WAIT).unwrap();
+        assert!(
+            finished.load(Ordering::SeqCst),
+            "returned while a pool thread still ran a callback"
+        );
+        client.shutdown(WAIT).unwrap();
+    });
+}
