@@ -182,12 +182,14 @@ impl ThreadPool {
     /// down or drop them: that still closes their sockets within their own timeout, and counts
     /// the events left in their queues, never delivered, as dropped in
     /// [`Health::dropped`](crate::Health::dropped); no lifecycle event reports them, there is
-    /// no thread left to run lifecycle listeners). Building a client with a shut-down pool fails with [`Error::Config`] naming
-    /// `thread_pool`. A later call only waits for threads still running.
+    /// no thread left to run lifecycle listeners). Building a client with a shut-down pool
+    /// fails with [`Error::Config`] naming `thread_pool`. A later call only waits for threads
+    /// still running.
     ///
     /// Called from a callback, it cannot join the thread running that callback, which ends
-    /// right after it (a later call from elsewhere joins it); called from a callback while another call is joining the threads, it
-    /// returns `Ok(())` at once (that call joins this thread once the callback returns).
+    /// right after it (a later call from elsewhere joins it); called from a callback while
+    /// another call is joining the threads, it returns `Ok(())` at once (that call joins this
+    /// thread once the callback returns).
     ///
     /// # Errors
     /// [`Error::Timeout`] when some thread did not end within `timeout` (a callback that does
