@@ -47,6 +47,7 @@
 
 use crate::client::ClientBuilder;
 use crate::config::Region;
+use crate::redact::Redacted;
 use crate::tls::TlsRoots;
 use std::fmt;
 use std::path::PathBuf;
@@ -54,7 +55,7 @@ use std::path::PathBuf;
 /// Where to connect and how to authenticate: `--region`, `--api-base`, `--login-base`,
 /// `--client-id`, `--client-secret`, `--access-token`, each also read from its environment
 /// variable by [`CredentialArgs::settings`] (`GENESYS_REGION`, ...). `#[command(flatten)]` it.
-#[derive(clap::Args, Clone, Debug, Default)]
+#[derive(clap::Args, Clone, Default)]
 pub struct CredentialArgs {
     /// Region, e.g. `eu-west-1` or `mypurecloud.ie` [env: GENESYS_REGION].
     #[arg(long)]
@@ -88,7 +89,7 @@ pub struct CredentialArgs {
 /// `--proxy-loopback`), trust (`--ca-file`, `--platform-roots`) and `--streaming-base`.
 /// `#[command(flatten)]` it; [`NetworkArgs::apply`] hands them to a [`ClientBuilder`] (the proxy
 /// environment variables are read by the client itself, see [`ClientBuilder::proxy_from_env`]).
-#[derive(clap::Args, Clone, Debug, Default)]
+#[derive(clap::Args, Clone, Default)]
 pub struct NetworkArgs {
     /// HTTP CONNECT proxy for every connection (token, REST, sockets):
     /// `http://[user:password@]host[:port]`. Default: the environment (see below).
@@ -122,6 +123,64 @@ pub struct NetworkArgs {
     /// host in the service's connectUri; the connectUri's path and query are kept.
     #[arg(long, value_name = "URL")]
     pub streaming_base: Option<String>,
+}
+
+/// A secret in debug output: whether it is there, never what it is (guarantee 8).
+fn hidden<T>(secret: &Option<T>) -> Option<Redacted> {
+    secret.as_ref().map(|_| Redacted)
+}
+
+/// A URL in debug output without its `user:password@` part.
+fn without_userinfo(url: &str) -> String {
+    let start = url.find("://").map_or(0, |at| at + 3);
+    let end = url[start..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |at| start + at);
+    match url[start..end].rfind('@') {
+        Some(at) => format!("{}<redacted>@{}", &url[..start], &url[start + at + 1..]),
+        None => url.to_owned(),
+    }
+}
+
+impl fmt::Debug for CredentialArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CredentialArgs")
+            .field("region", &self.region)
+            .field("api_base", &self.api_base)
+            .field("login_base", &self.login_base)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &hidden(&self.client_secret))
+            .field("access_token", &hidden(&self.access_token))
+            .finish()
+    }
+}
+
+impl fmt::Debug for NetworkArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NetworkArgs")
+            .field("proxy", &self.proxy.as_deref().map(without_userinfo))
+            .field("no_proxy", &self.no_proxy)
+            .field("no_proxy_env", &self.no_proxy_env)
+            .field("proxy_loopback", &self.proxy_loopback)
+            .field("ca_file", &self.ca_file)
+            .field("platform_roots", &self.platform_roots)
+            .field("streaming_base", &self.streaming_base)
+            .finish()
+    }
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let origin = |given: &Option<Given>| given.as_ref().map(|g| (Redacted, g.origin.clone()));
+        f.debug_struct("Settings")
+            .field("region", &self.region)
+            .field("api_base", &self.api_base)
+            .field("login_base", &self.login_base)
+            .field("access_token", &origin(&self.access_token))
+            .field("client_id", &self.client_id)
+            .field("client_secret", &origin(&self.client_secret))
+            .finish()
+    }
 }
 
 /// A settings problem the user must fix, worded for them: it names the flag and the
@@ -213,7 +272,7 @@ fn source_name(given: &Given, (flag, var): (&str, &str)) -> String {
 /// Where to connect and how to authenticate, each setting with its origin. Built by
 /// [`CredentialArgs::settings`]; a program may fill what is still `None` from a source of its
 /// own ([`Given::fallback`]) before [`Settings::resolve`].
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Settings {
     /// `--region` / `GENESYS_REGION`.
     pub region: Option<Given>,

@@ -248,7 +248,9 @@
 //! What it gives up: isolation between clients beyond the pool's thread count. A callback that
 //! blocks holds one pool thread for as long as it blocks; while every pool thread is held (by
 //! callbacks of any clients) no pooled client's callbacks run, their events wait in their
-//! queues and then their backpressure policy applies. Size the pool for the callbacks that may
+//! queues and then their backpressure policy applies, and a [`Client::shutdown`] from outside
+//! the pool, which delivers what its queues hold first, waits for a thread too (at most its
+//! timeout, then [`Error::Timeout`]). Size the pool for the callbacks that may
 //! block at once, or hand slow work to threads of your own. A token endpoint that hangs holds
 //! one pool thread for that client's fetch, at most the request timeout. Each client uses at
 //! most [`Config::dispatcher_threads`] (and at most the pool's thread count) of the pool's
@@ -257,7 +259,9 @@
 //! The pool ends when its last handle and the last client built with it are gone: its threads
 //! end on their own and are never waited for (dropping a handle never blocks, and a pool never
 //! holds a process at exit). [`ThreadPool::shutdown`] ends it now and joins its threads within
-//! a timeout; its clients' later calls then fail with [`Error::Shutdown`].
+//! a timeout (a batch of callbacks under way stops after the callback running); its clients'
+//! later calls then fail with [`Error::Shutdown`], and their shutdown counts the events left
+//! in their queues, never delivered, as dropped.
 //!
 //! ## Recovery
 //! Any close or error you did not ask for leads to reconnection with exponential backoff and

@@ -68,7 +68,11 @@ pub struct ThreadPool {
 /// A handle that does not keep the pool alive (held by the jobs and queues of clients, which the
 /// pool's own run queue holds).
 #[derive(Clone)]
-pub(crate) struct WeakPool(Weak<PoolInner>);
+pub(crate) struct WeakPool {
+    inner: Weak<PoolInner>,
+    /// The pool's `closed`, readable without upgrading (checked before each callback).
+    closed: Arc<AtomicBool>,
+}
 
 struct PoolInner {
     id: u64,
@@ -171,16 +175,21 @@ impl ThreadPool {
         self.inner.closed.load(Ordering::Acquire)
     }
 
-    /// Ends the pool now: each worker ends after the job it is running (a batch of callbacks, a
-    /// token fetch), jobs still queued are dropped, and the threads are joined within
-    /// `timeout`. Clients built with the pool stop delivering events; their calls that need
-    /// the pool then fail with [`Error::Shutdown`] (shut them down or drop them: that still
-    /// closes their sockets within their own timeout, events left in their queues are not
-    /// delivered). Building a client with a shut-down pool fails with [`Error::Config`] naming
-    /// `thread_pool`. A later call only waits for threads still running.
+    /// Ends the pool now: each worker ends after the callback or token fetch it is running (a
+    /// batch of callbacks under way stops there), jobs still queued are dropped, and the
+    /// threads are joined within `timeout`. Clients built with the pool stop delivering
+    /// events; their calls that need the pool then fail with [`Error::Shutdown`] (shut them
+    /// down or drop them: that still closes their sockets within their own timeout, and counts
+    /// the events left in their queues, never delivered, as dropped in
+    /// [`Health::dropped`](crate::Health::dropped); no lifecycle event reports them, there is
+    /// no thread left to run lifecycle listeners). Building a client with a shut-down pool
+    /// fails with [`Error::Config`] naming `thread_pool`. A later call only waits for threads
+    /// still running.
     ///
     /// Called from a callback, it cannot join the thread running that callback, which ends
-    /// right after it.
+    /// right after it (a later call from elsewhere joins it); called from a callback while
+    /// another call is joining the threads, it returns `Ok(())` at once (that call joins this
+    /// thread once the callback returns).
     ///
     /// # Errors
     /// [`Error::Timeout`] when some thread did not end within `timeout` (a callback that does
@@ -190,18 +199,39 @@ impl ThreadPool {
             .checked_add(timeout)
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365));
         self.inner.close();
+        // One call joins at a time. A callback cannot wait for another call: that call may be
+        // joining this very thread (two callbacks shutting the pool down at once each waited
+        // for the other's thread until their timeout).
+        let handles = if self.on_worker() {
+            self.inner.handles.try_lock()
+        } else {
+            self.inner.handles.try_lock_until(deadline)
+        };
+        let Some(mut handles) = handles else {
+            if self.on_worker() {
+                return Ok(());
+            }
+            return Err(Error::Timeout {
+                operation: "thread pool shutdown",
+                after: timeout,
+                last_failure: None,
+            });
+        };
         let me = std::thread::current().id();
-        let mut handles = self.inner.handles.lock();
         let mut left = Vec::new();
+        let mut clean = true;
         for handle in handles.drain(..) {
             if handle.thread().id() == me {
+                // Kept, not joined: this thread ends once its callback returns, and a later
+                // call from elsewhere joins it (it returned at once without it).
+                left.push(handle);
                 continue;
             }
             if let Some(handle) = crate::threads::join_until(handle, deadline) {
+                clean = false;
                 left.push(handle);
             }
         }
-        let clean = left.is_empty();
         *handles = left;
         if clean {
             Ok(())
@@ -215,7 +245,10 @@ impl ThreadPool {
     }
 
     pub(crate) fn downgrade(&self) -> WeakPool {
-        WeakPool(Arc::downgrade(&self.inner))
+        WeakPool {
+            inner: Arc::downgrade(&self.inner),
+            closed: self.inner.closed.clone(),
+        }
     }
 
     /// Whether the calling thread is one of this pool's workers.
@@ -290,20 +323,28 @@ impl WeakPool {
     /// Queues `job` for a worker. Returns false (and drops the job) when the pool has ended or
     /// was shut down.
     pub(crate) fn submit(&self, job: Job) -> bool {
-        self.0.upgrade().is_some_and(|pool| pool.submit(job))
+        self.inner.upgrade().is_some_and(|pool| pool.submit(job))
     }
 
     /// Queues `job` for a worker at `at` (at once if `at` has passed). Returns false (and drops
     /// the job) when the pool has ended or was shut down. A job whose time has not come when
     /// the pool ends is dropped without running.
     pub(crate) fn submit_at(&self, at: Instant, job: Job) -> bool {
-        self.0.upgrade().is_some_and(|pool| pool.submit_at(at, job))
+        self.inner
+            .upgrade()
+            .is_some_and(|pool| pool.submit_at(at, job))
+    }
+
+    /// Whether [`ThreadPool::shutdown`] was called: a batch under way stops before its next
+    /// callback.
+    pub(crate) fn is_shut_down(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
     }
 
     /// Whether the pool was shut down or has ended.
     #[cfg(test)]
     fn is_closed(&self) -> bool {
-        self.0
+        self.inner
             .upgrade()
             .is_none_or(|pool| pool.closed.load(Ordering::Acquire))
     }

@@ -606,3 +606,43 @@ fn server_texts_naming_the_channel_show_it_shortened() {
         assert!(!line.contains(&id), "{line}");
     }
 }
+
+/// Guarantee 8 for `genesys_notify::cli`: a program that prints its parsed flags with `{:?}`
+/// (a `#[derive(Debug)]` command line flattening these) shows neither the client secret, nor
+/// the access token, nor a proxy's password; it still shows which were given.
+#[cfg(feature = "cli")]
+#[test]
+fn cli_flags_and_settings_keep_secrets_out_of_debug_output() {
+    use genesys_notify::cli::{CredentialArgs, NetworkArgs};
+    let credentials = CredentialArgs {
+        region: Some("eu-west-1".into()),
+        client_id: Some("the-client-id".into()),
+        client_secret: Some("s3cr3t-client-secret".into()),
+        access_token: Some("s3cr3t-access-token".into()),
+        ..CredentialArgs::default()
+    };
+    let network = NetworkArgs {
+        proxy: Some("http://proxyuser:s3cr3t-proxy-password@proxy.corp:3128".into()),
+        ..NetworkArgs::default()
+    };
+    let settings = credentials.settings().unwrap();
+    let shown = format!("{credentials:?} {credentials:#?} {network:?} {settings:?} {settings:#?}");
+    for secret in [
+        "s3cr3t-client-secret",
+        "s3cr3t-access-token",
+        "s3cr3t-proxy-password",
+    ] {
+        assert!(!shown.contains(secret), "{secret} in {shown}");
+    }
+    for shown_part in [
+        "the-client-id",
+        "eu-west-1",
+        "proxy.corp:3128",
+        "client_secret",
+    ] {
+        assert!(
+            shown.contains(shown_part),
+            "{shown_part} missing from {shown}"
+        );
+    }
+}

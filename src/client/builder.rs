@@ -245,7 +245,9 @@ impl ClientBuilder {
     ///
     /// What it gives up: a callback that blocks holds one of the pool's threads, and while all
     /// of them are held every pooled client's events wait in their queues (then their
-    /// backpressure policy applies). See the crate docs, "Many clients in one process".
+    /// backpressure policy applies), and so does a [`Client::shutdown`] called from outside
+    /// the pool, which delivers those events first (at most its timeout). See the crate docs,
+    /// "Many clients in one process".
     /// [`ClientBuilder::config`] keeps the pool.
     pub fn thread_pool(mut self, pool: &ThreadPool) -> Self {
         self.pool = Some(pool.clone());

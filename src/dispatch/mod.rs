@@ -433,7 +433,8 @@ impl Dispatcher {
     /// the lifecycle queue. On a worker of the pool (a callback shutting down its own client or
     /// another one) it does not wait for them: with every worker busy, waiting could only end
     /// at the deadline. Their events are then counted as dropped, listeners being cleared by
-    /// the client's shutdown. With the pool shut down, nothing is left to wait for.
+    /// the client's shutdown. With the pool shut down, nothing is left to wait for, and the
+    /// events left in the queues are counted as dropped.
     fn shutdown_pooled(&self, pooled: &Pooled, deadline: Instant) -> bool {
         if !self.closing.load(Ordering::Acquire) {
             for index in 0..self.queues.len() {
@@ -466,7 +467,24 @@ impl Dispatcher {
         if wait {
             all &= wait_done(deadline, || pooled.lifecycle.done() || gone());
         }
+        if gone() {
+            self.discard_undelivered();
+        }
         all
+    }
+
+    /// Counts as dropped the events left in the queues of a client whose pool was shut down:
+    /// nothing will deliver them (guarantee 1: none vanishes uncounted). The socket threads are
+    /// stopped by then; a worker still in a batch stops before its next callback.
+    fn discard_undelivered(&self) {
+        for queue in &self.queues {
+            while let Ok(message) = queue.rx.try_recv() {
+                if let Some(event) = message {
+                    queue.release(event.queued_bytes() as u64);
+                    self.drop_queued(&event);
+                }
+            }
+        }
     }
 }
 

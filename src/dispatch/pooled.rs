@@ -112,6 +112,10 @@ impl ShardBox {
         // the queue is still served afterwards.
         let batch = catch_unwind(AssertUnwindSafe(|| {
             for _ in 0..BATCH {
+                // The pool was shut down: no callback after the one that was running.
+                if self.scheduling.pool.is_shut_down() {
+                    return;
+                }
                 if self.shard.closing.load(Ordering::Acquire) && queue.rx.is_empty() {
                     finished = true;
                     return;
@@ -190,6 +194,9 @@ impl LifecycleBox {
         let mut finished = false;
         let batch = catch_unwind(AssertUnwindSafe(|| {
             for _ in 0..BATCH {
+                if self.scheduling.pool.is_shut_down() {
+                    return;
+                }
                 if self.closing.load(Ordering::Acquire) && self.rx.is_empty() {
                     final_report(&self.registry, &self.sink, &mut cursor);
                     finished = true;
