@@ -233,8 +233,13 @@ impl LifecycleBox {
                 );
             }
         }
+        let due = cursor.next_due().filter(|_| !finished);
         *self.cursor.lock() = Some((cursor, timer));
-        if self.scheduling.end_batch(finished, || self.rx.is_empty()) {
+        let more = self.scheduling.end_batch(finished, || self.rx.is_empty());
+        // A timer that fired while this batch ran found the mailbox scheduled and did nothing,
+        // and is not set again for the same time: a report already due is made by another
+        // batch now (checked after `scheduled` is cleared, so no firing falls in between).
+        if more || due.is_some_and(|due| due <= Instant::now()) {
             self.schedule();
         }
     }
