@@ -7,19 +7,14 @@
 mod util;
 
 use genesys_notify::emulator::{Emulator, EmulatorConfig};
-use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 use util::*;
 
 const SHARDS: u32 = 64;
 const TOPICS: usize = 200;
 const LEASE: Duration = Duration::from_secs(10);
-
-fn ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
-}
 
 fn holders(con: &mut redis::Connection) -> Vec<Option<String>> {
     let mut pipe = redis::pipe();
@@ -168,46 +163,15 @@ fn a_killed_process_s_shards_are_taken_over_and_nothing_is_lost_without_a_gap() 
 
     // The accounting.
     let entries = read_all(&mut con, "genesys", SHARDS);
-    let mut seen: HashSet<u64> = HashSet::new();
-    let mut gaps: HashMap<String, Vec<(u64, u64)>> = HashMap::new();
-    let mut takeover_gaps = 0;
-    for e in &entries {
-        match e.get("type") {
-            "event" => {
-                let body: serde_json::Value = serde_json::from_str(e.get("body")).unwrap();
-                seen.insert(body["seq"].as_u64().unwrap());
-            }
-            "gap" => {
-                takeover_gaps += usize::from(e.get("reason") == "takeover");
-                let bounds = (
-                    e.get("start").parse().unwrap(),
-                    e.get("end").parse().unwrap(),
-                );
-                for t in serde_json::from_str::<Vec<String>>(e.get("topics")).unwrap() {
-                    gaps.entry(t.to_lowercase()).or_default().push(bounds);
-                }
-            }
-            _ => {}
-        }
-    }
     let published = published.lock().unwrap();
-    let mut in_gaps = 0;
-    let mut lost = Vec::new();
-    for (seq, topic, at) in published.iter() {
-        if seen.contains(seq) {
-            continue;
-        }
-        let at = ms(*at);
-        let covered = gaps
-            .get(&topics[*topic].to_lowercase())
-            .is_some_and(|g| g.iter().any(|(s, e)| *s <= at && at <= *e));
-        if covered {
-            in_gaps += 1;
-        } else {
-            lost.push((*seq, *topic, at));
-        }
-    }
-    let events_written = entries.iter().filter(|e| e.get("type") == "event").count();
+    let Accounting {
+        seen,
+        events_written,
+        in_gaps,
+        lost,
+        takeover_gaps,
+        ..
+    } = account(&entries, &published, &topics, 0);
     eprintln!(
         "published {}, in the streams {} ({} entries, duplicates {}), inside gaps {}, lost {}; takeover gaps {}",
         published.len(),
@@ -230,26 +194,5 @@ fn a_killed_process_s_shards_are_taken_over_and_nothing_is_lost_without_a_gap() 
     assert!(seen.len() > published.len() / 2, "most events were written");
 
     // Fencing: along each stream the fence never decreases, and one fence is one writer.
-    let mut per_shard: BTreeMap<u32, Vec<&Entry>> = BTreeMap::new();
-    for e in &entries {
-        per_shard.entry(e.shard).or_default().push(e);
-    }
-    for (shard, list) in per_shard {
-        let mut last = 0u64;
-        let mut writer_of: HashMap<u64, &str> = HashMap::new();
-        for e in list {
-            let fence: u64 = e.get("fence").parse().unwrap();
-            assert!(
-                fence >= last,
-                "shard {shard}: fence went back from {last} to {fence}"
-            );
-            last = fence;
-            let writer = writer_of.entry(fence).or_insert(e.get("bridge"));
-            assert_eq!(
-                *writer,
-                e.get("bridge"),
-                "shard {shard}: fence {fence} used by two bridges"
-            );
-        }
-    }
+    assert_fencing(&entries);
 }

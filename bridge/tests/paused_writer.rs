@@ -6,11 +6,10 @@
 mod util;
 
 use genesys_notify::emulator::Emulator;
-use std::collections::{BTreeMap, HashMap, HashSet};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 use util::*;
 
 const SHARDS: u32 = 8;
@@ -150,59 +149,10 @@ fn a_paused_process_cannot_write_after_its_shards_were_taken_over() {
     assert_eq!(b.terminate(Duration::from_secs(60)), Some(0));
 
     let entries = read_all(&mut con, "genesys", SHARDS);
-    let mut per_shard: BTreeMap<u32, Vec<&Entry>> = BTreeMap::new();
-    for e in &entries {
-        per_shard.entry(e.shard).or_default().push(e);
-    }
-    for (shard, list) in per_shard {
-        let mut last = 0u64;
-        let mut writer_of: HashMap<u64, &str> = HashMap::new();
-        for e in list {
-            let fence: u64 = e.get("fence").parse().unwrap();
-            assert!(
-                fence >= last,
-                "shard {shard}: fence went back from {last} to {fence}"
-            );
-            last = fence;
-            let writer = writer_of.entry(fence).or_insert(e.get("bridge"));
-            assert_eq!(
-                *writer,
-                e.get("bridge"),
-                "shard {shard}: fence {fence} used by two bridges"
-            );
-        }
-    }
-    let mut seen = HashSet::new();
-    let mut gaps: HashMap<String, Vec<(u64, u64)>> = HashMap::new();
-    for e in &entries {
-        match e.get("type") {
-            "event" => {
-                let body: serde_json::Value = serde_json::from_str(e.get("body")).unwrap();
-                seen.insert(body["seq"].as_u64().unwrap());
-            }
-            "gap" => {
-                let bounds = (
-                    e.get("start").parse().unwrap(),
-                    e.get("end").parse().unwrap(),
-                );
-                for t in serde_json::from_str::<Vec<String>>(e.get("topics")).unwrap() {
-                    gaps.entry(t.to_lowercase()).or_default().push(bounds);
-                }
-            }
-            _ => {}
-        }
-    }
-    let lost: Vec<u64> = published
-        .lock()
-        .unwrap()
+    assert_fencing(&entries);
+    let lost: Vec<u64> = account(&entries, &published.lock().unwrap(), &topics, 0)
+        .lost
         .iter()
-        .filter(|(seq, topic, at)| {
-            let at = at.duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
-            !seen.contains(seq)
-                && !gaps
-                    .get(&topics[*topic].to_lowercase())
-                    .is_some_and(|g| g.iter().any(|(s, e)| *s <= at && at <= *e))
-        })
         .map(|(seq, _, _)| *seq)
         .collect();
     assert!(

@@ -6,18 +6,13 @@
 mod util;
 
 use genesys_notify::emulator::Emulator;
-use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 use util::*;
 
 const SHARDS: u32 = 4;
 const TOPICS: usize = 20;
-
-fn ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
-}
 
 struct Outcome {
     published: usize,
@@ -118,49 +113,16 @@ fn run(budget: usize, down: Duration) -> Outcome {
     assert!(!bridge.events("redis_available").is_empty(), "and its end");
 
     let entries = read_all(&mut con, "genesys", SHARDS);
-    let mut seen = HashSet::new();
-    let mut gaps: HashMap<String, Vec<(u64, u64)>> = HashMap::new();
-    let mut dropped_reported = 0;
-    for e in &entries {
-        match e.get("type") {
-            "event" => {
-                let body: serde_json::Value = serde_json::from_str(e.get("body")).unwrap();
-                seen.insert(body["seq"].as_u64().unwrap());
-            }
-            "gap" => {
-                if e.get("reason") == "dropped" {
-                    dropped_reported += e.get("dropped").parse::<u64>().unwrap();
-                }
-                let bounds = (
-                    e.get("start").parse().unwrap(),
-                    e.get("end").parse().unwrap(),
-                );
-                for t in serde_json::from_str::<Vec<String>>(e.get("topics")).unwrap() {
-                    gaps.entry(t.to_lowercase()).or_default().push(bounds);
-                }
-            }
-            _ => {}
-        }
-    }
-    let mut in_gaps = 0;
-    let mut lost = Vec::new();
-    for (seq, topic, at) in &published {
-        if seen.contains(seq) {
-            continue;
-        }
-        // A dropped event's gap runs from the first to the last receive time of the drops;
-        // publication comes a moment before receipt.
-        let at = ms(*at);
-        let covered = gaps.get(&topics[*topic].to_lowercase()).is_some_and(|g| {
-            g.iter()
-                .any(|(s, e)| s.saturating_sub(1000) <= at && at <= *e)
-        });
-        if covered {
-            in_gaps += 1;
-        } else {
-            lost.push((*seq, at));
-        }
-    }
+    // A dropped event's gap runs from the first to the last receive time of the drops;
+    // publication comes a moment before receipt.
+    let Accounting {
+        seen,
+        in_gaps,
+        lost,
+        dropped_reported,
+        ..
+    } = account(&entries, &published, &topics, 1000);
+    let lost: Vec<(u64, u64)> = lost.iter().map(|(seq, _, at)| (*seq, *at)).collect();
     eprintln!(
         "budget {budget} B, Redis down {down:?}: published {}, written {}, inside gaps {}, dropped and reported {}",
         published.len(),

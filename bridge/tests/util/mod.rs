@@ -353,3 +353,118 @@ pub fn metric(text: &str, name: &str) -> Option<f64> {
         .filter(|l| !l.starts_with('#'))
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
+
+/// Fencing, per shard: along each stream the fence never decreases, and one fence is one
+/// writer (the entries' `bridge` field).
+pub fn assert_fencing(entries: &[Entry]) {
+    let mut per_shard: BTreeMap<u32, Vec<&Entry>> = BTreeMap::new();
+    for e in entries {
+        per_shard.entry(e.shard).or_default().push(e);
+    }
+    for (shard, list) in per_shard {
+        let mut last = 0u64;
+        let mut writer_of: std::collections::HashMap<u64, &str> = std::collections::HashMap::new();
+        for e in list {
+            let fence: u64 = e.get("fence").parse().unwrap();
+            assert!(
+                fence >= last,
+                "shard {shard}: fence went back from {last} to {fence}"
+            );
+            last = fence;
+            let writer = writer_of.entry(fence).or_insert(e.get("bridge"));
+            assert_eq!(
+                *writer,
+                e.get("bridge"),
+                "shard {shard}: fence {fence} used by two bridges"
+            );
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn ms(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+/// Where the published events went: written to the streams, inside a gap entry for their
+/// topic, or lost.
+pub struct Accounting {
+    /// The `seq` of every event entry in the streams (each once).
+    pub seen: std::collections::HashSet<u64>,
+    /// Event entries in the streams, duplicates included.
+    pub events_written: usize,
+    /// Published events not in the streams but inside a gap entry for their topic.
+    pub in_gaps: usize,
+    /// Published events neither in the streams nor inside a gap: (seq, topic index, published
+    /// at in ms since the epoch).
+    pub lost: Vec<(u64, usize, u64)>,
+    /// Gap entries with reason `takeover`.
+    pub takeover_gaps: usize,
+    /// The sum of the `dropped` counts of gap entries with reason `dropped`.
+    pub dropped_reported: u64,
+}
+
+/// Accounts for each published `(seq, topic index, at)` (the emulator event's body is
+/// `{"seq": seq}`, its topic `topics[topic index]`) against the stream entries. An event not
+/// written counts as inside a gap when its topic has a gap entry with `start - slack_ms <= at
+/// <= end` (in ms since the epoch).
+pub fn account(
+    entries: &[Entry],
+    published: &[(u64, usize, std::time::SystemTime)],
+    topics: &[String],
+    slack_ms: u64,
+) -> Accounting {
+    let mut seen = std::collections::HashSet::new();
+    let mut gaps: std::collections::HashMap<String, Vec<(u64, u64)>> =
+        std::collections::HashMap::new();
+    let mut takeover_gaps = 0;
+    let mut dropped_reported = 0;
+    for e in entries {
+        match e.get("type") {
+            "event" => {
+                let body: serde_json::Value = serde_json::from_str(e.get("body")).unwrap();
+                seen.insert(body["seq"].as_u64().unwrap());
+            }
+            "gap" => {
+                takeover_gaps += usize::from(e.get("reason") == "takeover");
+                if e.get("reason") == "dropped" {
+                    dropped_reported += e.get("dropped").parse::<u64>().unwrap();
+                }
+                let bounds = (
+                    e.get("start").parse().unwrap(),
+                    e.get("end").parse().unwrap(),
+                );
+                for t in serde_json::from_str::<Vec<String>>(e.get("topics")).unwrap() {
+                    gaps.entry(t.to_lowercase()).or_default().push(bounds);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut in_gaps = 0;
+    let mut lost = Vec::new();
+    for (seq, topic, at) in published {
+        if seen.contains(seq) {
+            continue;
+        }
+        let at = ms(*at);
+        let covered = gaps.get(&topics[*topic].to_lowercase()).is_some_and(|g| {
+            g.iter()
+                .any(|(s, e)| s.saturating_sub(slack_ms) <= at && at <= *e)
+        });
+        if covered {
+            in_gaps += 1;
+        } else {
+            lost.push((*seq, *topic, at));
+        }
+    }
+    let events_written = entries.iter().filter(|e| e.get("type") == "event").count();
+    Accounting {
+        seen,
+        events_written,
+        in_gaps,
+        lost,
+        takeover_gaps,
+        dropped_reported,
+    }
+}
