@@ -515,13 +515,35 @@ mod tests {
     /// A live event of `topic` as a socket thread queues it.
     fn live(topic: &str, origin: &Arc<crate::event::Origin>) -> Event {
         let frame = format!(r#"{{"topicName":"{topic}","eventBody":{{}}}}"#);
-        let text = crate::event::FrameText::try_from(tungstenite::Bytes::from(frame)).unwrap();
+        event_of(tungstenite::Bytes::from(frame), origin)
+    }
+
+    /// The event of one notification frame, `frame` (which may be a slice of a larger read
+    /// buffer) as a socket thread queues it.
+    fn event_of(frame: tungstenite::Bytes, origin: &Arc<crate::event::Origin>) -> Event {
+        let text = crate::event::FrameText::try_from(frame).unwrap();
         let Ok(crate::message::Inbound::Notification(located)) =
             crate::message::parse(text.as_str())
         else {
             panic!("a notification");
         };
         Event::new(text, located, origin.clone(), Instant::now())
+    }
+
+    /// A dispatcher of `threads` unpooled queues of `capacity` events and `capacity_bytes`
+    /// bytes each, with a lag threshold of 60 s.
+    fn start_dispatcher(
+        registry: Arc<Registry>,
+        threads: usize,
+        capacity: usize,
+        capacity_bytes: usize,
+        policy: Backpressure,
+    ) -> Dispatcher {
+        let limits = QueueLimits {
+            capacity,
+            capacity_bytes,
+        };
+        Dispatcher::start(registry, threads, limits, policy, Duration::from_secs(60)).unwrap()
     }
 
     /// Issue 20: pooled queues share the pool's threads by batches. With one pool thread held
@@ -631,18 +653,7 @@ mod tests {
                 }
             }),
         );
-        let limits = QueueLimits {
-            capacity: 1,
-            capacity_bytes: 1 << 20,
-        };
-        let dispatcher = Dispatcher::start(
-            registry,
-            1,
-            limits,
-            Backpressure::Block,
-            Duration::from_secs(60),
-        )
-        .unwrap();
+        let dispatcher = start_dispatcher(registry, 1, 1, 1 << 20, Backpressure::Block);
         let origin = test_origin();
         let stop = AtomicBool::new(false);
         let never = || false;
@@ -695,18 +706,7 @@ mod tests {
                 let _ = release_rx.recv_timeout(Duration::from_secs(30));
             }),
         );
-        let limits = QueueLimits {
-            capacity: 2,
-            capacity_bytes: 1 << 20,
-        };
-        let dispatcher = Dispatcher::start(
-            registry,
-            1,
-            limits,
-            Backpressure::DropOldest,
-            Duration::from_secs(60),
-        )
-        .unwrap();
+        let dispatcher = start_dispatcher(registry, 1, 2, 1 << 20, Backpressure::DropOldest);
         let origin = test_origin();
         let snapshot_origin = test_origin();
         let stop = AtomicBool::new(false);
@@ -769,18 +769,7 @@ mod tests {
                 seen.push(event.frame_json().as_ptr() as usize);
             }),
         );
-        let limits = QueueLimits {
-            capacity: 1024,
-            capacity_bytes: 1 << 30,
-        };
-        let dispatcher = Dispatcher::start(
-            registry,
-            2,
-            limits,
-            Backpressure::Block,
-            Duration::from_secs(60),
-        )
-        .unwrap();
+        let dispatcher = start_dispatcher(registry, 2, 1024, 1 << 30, Backpressure::Block);
         // One read buffer holding 200 frames, as a socket's does.
         let frames: Vec<String> = (0..200)
             .map(|n| format!(r#"{{"topicName":"v2.a.b","eventBody":{{"n":{n}}}}}"#))
@@ -789,23 +778,13 @@ mod tests {
         let inside = |at: usize| {
             (buffer.as_ptr() as usize..buffer.as_ptr() as usize + buffer.len()).contains(&at)
         };
-        let origin = Arc::new(crate::event::Origin {
-            channel: crate::channel_id::ChannelId::new("c1"),
-            stats: Arc::new(crate::health::ChannelStats::new()),
-            epoch: (Instant::now(), std::time::SystemTime::now()),
-        });
+        let origin = test_origin();
         let stop = AtomicBool::new(false);
         let mut start = 0;
         for frame in &frames {
             let slice = buffer.slice(start..start + frame.len());
             start += frame.len();
-            let text = crate::event::FrameText::try_from(slice).unwrap();
-            let Ok(crate::message::Inbound::Notification(located)) =
-                crate::message::parse(text.as_str())
-            else {
-                panic!("a notification");
-            };
-            let event = Event::new(text, located, origin.clone(), Instant::now());
+            let event = event_of(slice, &origin);
             assert!(inside(event.frame_json().as_ptr() as usize));
             assert!(matches!(
                 dispatcher.push(event, &stop, &|| false),
