@@ -41,6 +41,53 @@ fn publish(emu: &Emulator, topic: &str, seqs: std::ops::Range<u64>) {
     }
 }
 
+/// A client on `pool` with a queue of `capacity` events under `policy`.
+fn pooled(emu: &Emulator, pool: &ThreadPool, capacity: usize, policy: Backpressure) -> Client {
+    builder(emu)
+        .thread_pool(pool)
+        .queue_capacity(capacity)
+        .backpressure(policy)
+        .build()
+        .unwrap()
+}
+
+/// The events queued in `client`'s dispatcher queues.
+fn queued(client: &Client) -> usize {
+    client.health().queue_depths().iter().sum::<usize>()
+}
+
+/// A listener whose first call says so on `entered` and then holds its thread until `release`
+/// sends (or `hold` passes); `calls` counts its calls.
+struct Held {
+    _guard: ListenerGuard,
+    calls: Arc<AtomicUsize>,
+    entered: crossbeam_channel::Receiver<()>,
+    release: crossbeam_channel::Sender<()>,
+}
+
+/// Adds a [`Held`] listener of `topic` to `client`, then subscribes it to `topic`.
+fn hold_first_call(client: &Client, topic: &str, hold: Duration) -> Held {
+    let (entered_tx, entered) = crossbeam_channel::unbounded();
+    let (release, release_rx) = crossbeam_channel::unbounded::<()>();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let count = calls.clone();
+    let guard = client
+        .on(topic, move |_: &Event| {
+            if count.fetch_add(1, Ordering::SeqCst) == 0 {
+                let _ = entered_tx.send(());
+                let _ = release_rx.recv_timeout(hold);
+            }
+        })
+        .unwrap();
+    assert!(client.subscribe([topic]).unwrap().rejected.is_empty());
+    Held {
+        _guard: guard,
+        calls,
+        entered,
+        release,
+    }
+}
+
 /// Two callbacks on a two-thread pool call `ThreadPool::shutdown` at the same moment: each
 /// skips its own thread; neither may wait for the other's thread (which waits for it).
 #[test]
@@ -290,12 +337,7 @@ fn block_with_a_slow_callback_on_a_one_thread_pool_does_not_deadlock() {
         let emu = emulator_for(2);
         let pool = ThreadPool::new(1).unwrap();
         let topics = presence_topics(2);
-        let slow = builder(&emu)
-            .thread_pool(&pool)
-            .queue_capacity(2)
-            .backpressure(Backpressure::Block)
-            .build()
-            .unwrap();
+        let slow = pooled(&emu, &pool, 2, Backpressure::Block);
         let got = Arc::new(Mutex::new(Vec::new()));
         let sink = got.clone();
         let _slow_guard = slow
@@ -377,30 +419,13 @@ fn a_pooled_clients_drop_oldest_drops_are_reported_while_its_callback_is_held() 
     within(Duration::from_secs(120), || {
         let emu = emulator_for(1);
         let pool = ThreadPool::new(2).unwrap();
-        let client = builder(&emu)
-            .thread_pool(&pool)
-            .queue_capacity(2)
-            .backpressure(Backpressure::DropOldest)
-            .build()
-            .unwrap();
+        let client = pooled(&emu, &pool, 2, Backpressure::DropOldest);
         let lifecycle = Recorder::new(&client);
-        let (entered_tx, entered) = crossbeam_channel::unbounded();
-        let (release, release_rx) = crossbeam_channel::unbounded::<()>();
-        let delivered = Arc::new(AtomicUsize::new(0));
-        let count = delivered.clone();
         let topic = presence_topics(1).pop().unwrap();
-        let _guard = client
-            .on(&topic, move |_: &Event| {
-                if count.fetch_add(1, Ordering::SeqCst) == 0 {
-                    let _ = entered_tx.send(());
-                    let _ = release_rx.recv_timeout(Duration::from_secs(90));
-                }
-            })
-            .unwrap();
-        assert!(client.subscribe([&topic]).unwrap().rejected.is_empty());
+        let held = hold_first_call(&client, &topic, Duration::from_secs(90));
         wait_sockets(&emu, 1);
         publish(&emu, &topic, 0..1);
-        entered.recv_timeout(WAIT).unwrap();
+        held.entered.recv_timeout(WAIT).unwrap();
         publish(&emu, &topic, 1..21);
         // 20 queued behind the held callback, 2 kept: 18 dropped.
         assert!(wait_until(WAIT, || client.health().dropped() == 18));
@@ -412,8 +437,8 @@ fn a_pooled_clients_drop_oldest_drops_are_reported_while_its_callback_is_held() 
             "{:?}",
             lifecycle.snapshot()
         );
-        release.send(()).unwrap();
-        assert!(wait_until(WAIT, || delivered.load(Ordering::SeqCst) == 3));
+        held.release.send(()).unwrap();
+        assert!(wait_until(WAIT, || held.calls.load(Ordering::SeqCst) == 3));
         client.shutdown(WAIT).unwrap();
     });
 }
@@ -551,14 +576,7 @@ fn a_callback_subscribes_another_client_blocked_on_its_full_queue_on_a_one_threa
         let pool = ThreadPool::new(1).unwrap();
         let topics = presence_topics(4);
         let a = subscribed(&emu, &pool, &topics[0]);
-        let b = Arc::new(
-            builder(&emu)
-                .thread_pool(&pool)
-                .queue_capacity(2)
-                .backpressure(Backpressure::Block)
-                .build()
-                .unwrap(),
-        );
+        let b = Arc::new(pooled(&emu, &pool, 2, Backpressure::Block));
         let b_seen = Arc::new(AtomicUsize::new(0));
         let seen = b_seen.clone();
         let _b_guard = b
@@ -587,12 +605,7 @@ fn a_callback_subscribes_another_client_blocked_on_its_full_queue_on_a_one_threa
         entered.recv_timeout(WAIT).unwrap();
         // B's queue fills (2) and its socket thread blocks on the third.
         publish(&emu, &topics[1], 0..6);
-        assert!(wait_until(WAIT, || b
-            .health()
-            .queue_depths()
-            .iter()
-            .sum::<usize>()
-            == 2));
+        assert!(wait_until(WAIT, || queued(&b) == 2));
         std::thread::sleep(Duration::from_millis(200));
         go.send(()).unwrap();
         let (outcome, took) = rx.recv_timeout(Duration::from_secs(90)).unwrap();
@@ -613,45 +626,23 @@ fn a_client_blocked_on_its_queue_shuts_down_after_its_pool_was_shut_down() {
         let emu = emulator_for(1);
         let pool = ThreadPool::new(1).unwrap();
         let topic = presence_topics(1).pop().unwrap();
-        let client = builder(&emu)
-            .thread_pool(&pool)
-            .queue_capacity(2)
-            .backpressure(Backpressure::Block)
-            .build()
-            .unwrap();
-        let (entered_tx, entered) = crossbeam_channel::unbounded();
-        let (release, release_rx) = crossbeam_channel::unbounded::<()>();
-        let calls = Arc::new(AtomicUsize::new(0));
-        let count = calls.clone();
-        let _guard = client
-            .on(&topic, move |_: &Event| {
-                if count.fetch_add(1, Ordering::SeqCst) == 0 {
-                    let _ = entered_tx.send(());
-                    let _ = release_rx.recv_timeout(Duration::from_secs(60));
-                }
-            })
-            .unwrap();
-        assert!(client.subscribe([&topic]).unwrap().rejected.is_empty());
+        let client = pooled(&emu, &pool, 2, Backpressure::Block);
+        let held = hold_first_call(&client, &topic, Duration::from_secs(60));
         wait_sockets(&emu, 1);
         publish(&emu, &topic, 0..6);
-        entered.recv_timeout(WAIT).unwrap();
-        assert!(wait_until(WAIT, || client
-            .health()
-            .queue_depths()
-            .iter()
-            .sum::<usize>()
-            == 2));
+        held.entered.recv_timeout(WAIT).unwrap();
+        assert!(wait_until(WAIT, || queued(&client) == 2));
         // The pool's only thread is held: its shutdown gives up on it, then it is released.
         let outcome = pool.shutdown(Duration::from_millis(200));
         assert!(outcome.is_err(), "{outcome:?}");
-        release.send(()).unwrap();
+        held.release.send(()).unwrap();
         pool.shutdown(WAIT).unwrap();
         let started = Instant::now();
         let outcome = client.shutdown(Duration::from_secs(10));
         assert!(outcome.is_ok(), "{outcome:?}");
         assert!(started.elapsed() < Duration::from_secs(10));
         // Nothing more was delivered after the pool ended.
-        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(held.calls.load(Ordering::SeqCst), 1);
     });
 }
 
@@ -779,41 +770,19 @@ fn events_left_queued_by_a_shut_down_pool_are_counted_as_dropped() {
         let emu = emulator_for(1);
         let pool = ThreadPool::new(1).unwrap();
         let topic = presence_topics(1).pop().unwrap();
-        let client = builder(&emu)
-            .thread_pool(&pool)
-            .queue_capacity(16)
-            .backpressure(Backpressure::DropNewest)
-            .build()
-            .unwrap();
-        let (entered_tx, entered) = crossbeam_channel::unbounded();
-        let (release, release_rx) = crossbeam_channel::unbounded::<()>();
-        let calls = Arc::new(AtomicUsize::new(0));
-        let count = calls.clone();
-        let _guard = client
-            .on(&topic, move |_: &Event| {
-                if count.fetch_add(1, Ordering::SeqCst) == 0 {
-                    let _ = entered_tx.send(());
-                    let _ = release_rx.recv_timeout(Duration::from_secs(60));
-                }
-            })
-            .unwrap();
-        assert!(client.subscribe([&topic]).unwrap().rejected.is_empty());
+        let client = pooled(&emu, &pool, 16, Backpressure::DropNewest);
+        let held = hold_first_call(&client, &topic, Duration::from_secs(60));
         wait_sockets(&emu, 1);
         publish(&emu, &topic, 0..6);
-        entered.recv_timeout(WAIT).unwrap();
+        held.entered.recv_timeout(WAIT).unwrap();
         assert!(wait_until(WAIT, || client.health().received() == 6));
-        assert!(wait_until(WAIT, || client
-            .health()
-            .queue_depths()
-            .iter()
-            .sum::<usize>()
-            == 5));
+        assert!(wait_until(WAIT, || queued(&client) == 5));
         assert!(pool.shutdown(Duration::from_millis(100)).is_err());
-        release.send(()).unwrap();
+        held.release.send(()).unwrap();
         pool.shutdown(WAIT).unwrap();
         client.shutdown(WAIT).unwrap();
         let health = client.health();
-        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(held.calls.load(Ordering::SeqCst), 1);
         assert_eq!(health.received(), 6);
         assert_eq!(
             health.delivered() + health.dropped() + health.unrouted(),
