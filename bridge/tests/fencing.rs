@@ -33,6 +33,24 @@ fn stream_len(con: &mut redis::Connection) -> u64 {
         .unwrap()
 }
 
+/// Acquires `keys`' lease for `bridge`; it must be free.
+fn acquired(
+    con: &mut redis::Connection,
+    keys: &ShardKeys,
+    bridge: &str,
+    ttl_ms: u64,
+) -> store::Acquired {
+    store::acquire(con, keys, bridge, ttl_ms).unwrap().unwrap()
+}
+
+/// `result` is a write refused by the fence.
+fn assert_fenced(result: &ChunkResult) {
+    match result {
+        ChunkResult::Fenced(message) => assert!(message.contains("FENCED"), "{message}"),
+        other => panic!("expected Fenced, got {other:?}"),
+    }
+}
+
 #[test]
 fn a_stale_holder_cannot_write_after_another_acquired() {
     let redis = RedisServer::start();
@@ -74,10 +92,12 @@ fn a_stale_holder_cannot_write_after_another_acquired() {
     })
     .is_some()));
     // A wakes up and writes with its old token: refused whole, nothing appended.
-    match write(&mut con, "a", a.fence, &[lifecycle(3), lifecycle(4)]) {
-        ChunkResult::Fenced(message) => assert!(message.contains("FENCED"), "{message}"),
-        other => panic!("expected Fenced, got {other:?}"),
-    }
+    assert_fenced(&write(
+        &mut con,
+        "a",
+        a.fence,
+        &[lifecycle(3), lifecycle(4)],
+    ));
     assert_eq!(stream_len(&mut con), 2);
     assert!(
         !store::renew(&mut con, &keys, "a", 300, None).unwrap(),
@@ -94,9 +114,7 @@ fn a_release_fences_the_old_token_and_frees_the_lease_at_once() {
     let redis = RedisServer::start();
     let mut con = redis.con();
     let keys = ShardKeys::new("t", 3);
-    let a = store::acquire(&mut con, &keys, "a", 60_000)
-        .unwrap()
-        .unwrap();
+    let a = acquired(&mut con, &keys, "a", 60_000);
     let until = SystemTime::now();
     assert!(store::release(&mut con, &keys, "a", Some(until)).unwrap());
     assert!(matches!(
@@ -138,9 +156,7 @@ fn maxlen_trims_the_stream_approximately() {
     let redis = RedisServer::start();
     let mut con = redis.con();
     let keys = ShardKeys::new("t", 3);
-    let a = store::acquire(&mut con, &keys, "a", 60_000)
-        .unwrap()
-        .unwrap();
+    let a = acquired(&mut con, &keys, "a", 60_000);
     let records: Vec<Record> = (0..3000).map(lifecycle).collect();
     let chunk = Chunk {
         shard: 3,
@@ -180,8 +196,8 @@ fn a_transaction_writes_only_the_shards_whose_fence_is_the_writers() {
     let redis = RedisServer::start();
     let mut con = redis.con();
     let (k3, k5) = (ShardKeys::new("tx", 3), ShardKeys::new("tx", 5));
-    let a3 = store::acquire(&mut con, &k3, "a", 60_000).unwrap().unwrap();
-    let a5 = store::acquire(&mut con, &k5, "a", 60_000).unwrap().unwrap();
+    let a3 = acquired(&mut con, &k3, "a", 60_000);
+    let a5 = acquired(&mut con, &k5, "a", 60_000);
     let records: Vec<Record> = (0..4).map(lifecycle).collect();
     let chunks = |f3: u64, f5: u64| {
         vec![
@@ -226,14 +242,11 @@ fn a_transaction_writes_only_the_shards_whose_fence_is_the_writers() {
     // B takes shard 5 over; A writes to both with its old tokens: shard 3 is written, shard 5
     // refused whole.
     let _: () = redis::cmd("DEL").arg(&k5.lease).query(&mut con).unwrap();
-    let b5 = store::acquire(&mut con, &k5, "b", 60_000).unwrap().unwrap();
+    let b5 = acquired(&mut con, &k5, "b", 60_000);
     assert!(b5.fence > a5.fence);
     let results = transaction(&mut con, &chunks(a3.fence, a5.fence), || {});
     assert!(matches!(results[0], ChunkResult::Written(_)), "{results:?}");
-    match &results[1] {
-        ChunkResult::Fenced(message) => assert!(message.contains("FENCED"), "{message}"),
-        other => panic!("expected Fenced, got {other:?}"),
-    }
+    assert_fenced(&results[1]);
     assert_eq!(stream_of(&mut con, 3).len(), 6);
     assert_eq!(
         stream_of(&mut con, 5).len(),
@@ -299,9 +312,7 @@ fn a_fence_that_moves_between_the_watch_and_the_exec_makes_the_transaction_write
     let redis = RedisServer::start();
     let mut direct = redis.con();
     let keys = ShardKeys::new("tx", 3);
-    let a = store::acquire(&mut direct, &keys, "a", 60_000)
-        .unwrap()
-        .unwrap();
+    let a = acquired(&mut direct, &keys, "a", 60_000);
     let (port, exec_seen, go) = exec_holding_relay(redis.port);
     let writer = std::thread::spawn(move || {
         let mut con = redis::Client::open(format!("redis://127.0.0.1:{port}"))
@@ -327,10 +338,7 @@ fn a_fence_that_moves_between_the_watch_and_the_exec_makes_the_transaction_write
         .unwrap();
     go.send(()).unwrap();
     let results = writer.join().unwrap();
-    match &results[0] {
-        ChunkResult::Fenced(message) => assert!(message.contains("FENCED"), "{message}"),
-        other => panic!("expected Fenced, got {other:?}"),
-    }
+    assert_fenced(&results[0]);
     assert!(
         stream_of(&mut direct, 3).is_empty(),
         "nothing written with the stale token"
@@ -343,7 +351,7 @@ fn a_holder_that_never_vouched_hands_over_the_moment_it_acquired() {
     let mut con = redis.con();
     let keys = ShardKeys::new("nv", 9);
     let before = SystemTime::now() - Duration::from_millis(5);
-    let a = store::acquire(&mut con, &keys, "a", 200).unwrap().unwrap();
+    let a = acquired(&mut con, &keys, "a", 200);
     assert_eq!(a.previous, None);
     // A dies before its first renewal: no `until` was ever written.
     let mut b = None;
