@@ -7,9 +7,8 @@
 mod util;
 
 use genesys_notify::emulator::{Emulator, EmulatorConfig};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use util::*;
 
 const SHARDS: u32 = 64;
@@ -90,23 +89,12 @@ fn a_killed_process_s_shards_are_taken_over_and_nothing_is_lost_without_a_gap() 
     assert!(wait_until(Duration::from_secs(60), || subscribed(&emu) == TOPICS));
 
     // Publish continuously: (seq, topic, time just before publishing).
-    let published: Arc<Mutex<Vec<(u64, usize, SystemTime)>>> = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let publisher = {
-        let (emu, published, stop, topics) =
-            (emu.clone(), published.clone(), stop.clone(), topics.clone());
-        std::thread::spawn(move || {
-            let mut seq = 0u64;
-            while !stop.load(Ordering::SeqCst) {
-                seq += 1;
-                let topic = (seq as usize * 7919) % TOPICS;
-                let at = SystemTime::now();
-                emu.publish(&topics[topic], serde_json::json!({"seq": seq}));
-                published.lock().unwrap().push((seq, topic, at));
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        })
-    };
+    let publisher = Publisher::start(
+        &emu,
+        &topics,
+        |seq| (seq as usize * 7919) % TOPICS,
+        Duration::from_millis(5),
+    );
     std::thread::sleep(Duration::from_secs(2));
 
     // kill -9 b1; its shards go to b0 and b2 within the lease time + 5 s.
@@ -148,8 +136,7 @@ fn a_killed_process_s_shards_are_taken_over_and_nothing_is_lost_without_a_gap() 
     );
     assert!(wait_until(Duration::from_secs(60), || subscribed(&emu) >= TOPICS));
     std::thread::sleep(Duration::from_secs(2));
-    stop.store(true, Ordering::SeqCst);
-    publisher.join().unwrap();
+    let published = publisher.stop();
     for b in bridges.iter_mut() {
         if b.id != "b1" {
             assert_eq!(
@@ -163,7 +150,6 @@ fn a_killed_process_s_shards_are_taken_over_and_nothing_is_lost_without_a_gap() 
 
     // The accounting.
     let entries = read_all(&mut con, "genesys", SHARDS);
-    let published = published.lock().unwrap();
     let Accounting {
         seen,
         events_written,

@@ -7,9 +7,8 @@ mod util;
 
 use genesys_notify::emulator::Emulator;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
+use std::time::Duration;
 use util::*;
 
 const SHARDS: u32 = 8;
@@ -81,23 +80,12 @@ fn a_paused_process_cannot_write_after_its_shards_were_taken_over() {
         .sum::<usize>()
         == TOPICS));
 
-    let published: Arc<Mutex<Vec<(u64, usize, SystemTime)>>> = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let publisher = {
-        let (emu, published, stop, topics) =
-            (emu.clone(), published.clone(), stop.clone(), topics.clone());
-        std::thread::spawn(move || {
-            let mut seq = 0u64;
-            while !stop.load(Ordering::SeqCst) {
-                seq += 1;
-                let topic = seq as usize % TOPICS;
-                let at = SystemTime::now();
-                emu.publish(&topics[topic], serde_json::json!({"seq": seq}));
-                published.lock().unwrap().push((seq, topic, at));
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        })
-    };
+    let publisher = Publisher::start(
+        &emu,
+        &topics,
+        |seq| seq as usize % TOPICS,
+        Duration::from_millis(5),
+    );
     std::thread::sleep(Duration::from_secs(1));
     // b freezes for well past its lease; a takes every shard.
     signal(b.pid(), "-STOP");
@@ -126,8 +114,7 @@ fn a_paused_process_cannot_write_after_its_shards_were_taken_over() {
         b.dump()
     );
     std::thread::sleep(Duration::from_secs(1));
-    stop.store(true, Ordering::SeqCst);
-    publisher.join().unwrap();
+    let published = publisher.stop();
     // SIGINT releases a's leases at once: b holds all 8 well before a lease could expire.
     let interrupted = std::time::Instant::now();
     assert_eq!(
@@ -150,7 +137,7 @@ fn a_paused_process_cannot_write_after_its_shards_were_taken_over() {
 
     let entries = read_all(&mut con, "genesys", SHARDS);
     assert_fencing(&entries);
-    let lost: Vec<u64> = account(&entries, &published.lock().unwrap(), &topics, 0)
+    let lost: Vec<u64> = account(&entries, &published, &topics, 0)
         .lost
         .iter()
         .map(|(seq, _, _)| *seq)

@@ -6,9 +6,8 @@
 mod util;
 
 use genesys_notify::emulator::Emulator;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
+use std::time::Duration;
 use util::*;
 
 const SHARDS: u32 = 4;
@@ -63,31 +62,18 @@ fn run(budget: usize, down: Duration) -> Outcome {
         "{}",
         bridge.dump()
     );
-    let published: Arc<Mutex<Vec<(u64, usize, SystemTime)>>> = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let publisher = {
-        let (emu, published, stop, topics) =
-            (emu.clone(), published.clone(), stop.clone(), topics.clone());
-        std::thread::spawn(move || {
-            let mut seq = 0u64;
-            while !stop.load(Ordering::SeqCst) {
-                seq += 1;
-                let topic = seq as usize % TOPICS;
-                let at = SystemTime::now();
-                emu.publish(&topics[topic], serde_json::json!({"seq": seq}));
-                published.lock().unwrap().push((seq, topic, at));
-                std::thread::sleep(Duration::from_millis(4));
-            }
-        })
-    };
+    let publisher = Publisher::start(
+        &emu,
+        &topics,
+        |seq| seq as usize % TOPICS,
+        Duration::from_millis(4),
+    );
     std::thread::sleep(Duration::from_secs(1));
     redis.stop();
     std::thread::sleep(down);
     redis.start_again();
     std::thread::sleep(Duration::from_secs(2));
-    stop.store(true, Ordering::SeqCst);
-    publisher.join().unwrap();
-    let published = published.lock().unwrap().clone();
+    let published = publisher.stop();
     let mut con = redis.con();
     let last = published.last().unwrap().0;
     // Everything is written (or reported) once Redis is back: wait for the last event.

@@ -468,3 +468,60 @@ pub fn account(
         dropped_reported,
     }
 }
+
+/// What [`Publisher`] records of each event: its `seq`, the index of its topic and the time just
+/// before it was published.
+pub type Published = Vec<(u64, usize, std::time::SystemTime)>;
+
+/// A thread publishing `{"seq": seq}` (seq 1, 2, ...) to `topics[pick(seq)]` on the emulator
+/// until stopped, recording each event.
+pub struct Publisher {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+    published: Arc<Mutex<Published>>,
+}
+
+impl Publisher {
+    /// Starts publishing, pausing `every` after each event.
+    pub fn start(
+        emu: &Arc<genesys_notify::emulator::Emulator>,
+        topics: &[String],
+        pick: fn(u64) -> usize,
+        every: Duration,
+    ) -> Publisher {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let published: Arc<Mutex<Published>> = Arc::default();
+        let thread = {
+            let (emu, published, stop, topics) = (
+                emu.clone(),
+                published.clone(),
+                stop.clone(),
+                topics.to_vec(),
+            );
+            std::thread::spawn(move || {
+                let mut seq = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    seq += 1;
+                    let topic = pick(seq);
+                    let at = std::time::SystemTime::now();
+                    emu.publish(&topics[topic], serde_json::json!({"seq": seq}));
+                    published.lock().unwrap().push((seq, topic, at));
+                    std::thread::sleep(every);
+                }
+            })
+        };
+        Publisher {
+            stop,
+            thread,
+            published,
+        }
+    }
+
+    /// Stops publishing and returns what was published.
+    pub fn stop(self) -> Published {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.thread.join().unwrap();
+        let published = self.published.lock().unwrap().clone();
+        published
+    }
+}
