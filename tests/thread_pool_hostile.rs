@@ -41,6 +41,17 @@ fn publish(emu: &Emulator, topic: &str, seqs: std::ops::Range<u64>) {
     }
 }
 
+/// An emulator, a pool of `threads` and clients A and B on it, each subscribed to one of two
+/// presence topics (A to `topics[0]`, B to `topics[1]`).
+fn two_subscribed(threads: usize) -> (Emulator, ThreadPool, Vec<String>, Client, Client) {
+    let emu = emulator_for(2);
+    let pool = ThreadPool::new(threads).unwrap();
+    let topics = presence_topics(2);
+    let a = subscribed(&emu, &pool, &topics[0]);
+    let b = subscribed(&emu, &pool, &topics[1]);
+    (emu, pool, topics, a, b)
+}
+
 /// A client on `pool` with a queue of `capacity` events under `policy`.
 fn pooled(emu: &Emulator, pool: &ThreadPool, capacity: usize, policy: Backpressure) -> Client {
     builder(emu)
@@ -138,11 +149,8 @@ fn two_callbacks_shutting_the_pool_down_at_once_do_not_wait_for_each_other() {
 #[test]
 fn a_callback_shuts_down_another_pooled_client_on_a_one_thread_pool() {
     within(Duration::from_secs(120), || {
-        let emu = emulator_for(2);
-        let pool = ThreadPool::new(1).unwrap();
-        let topics = presence_topics(2);
-        let a = subscribed(&emu, &pool, &topics[0]);
-        let b = Arc::new(subscribed(&emu, &pool, &topics[1]));
+        let (emu, pool, topics, a, b) = two_subscribed(1);
+        let b = Arc::new(b);
         let b_seen = Arc::new(AtomicUsize::new(0));
         let seen = b_seen.clone();
         let _b_guard = b
@@ -267,11 +275,7 @@ fn clients_hold_their_pool_after_its_handle_is_dropped() {
 #[test]
 fn a_guard_dropped_from_another_clients_callback_waits_for_its_running_callback() {
     within(Duration::from_secs(120), || {
-        let emu = emulator_for(2);
-        let pool = ThreadPool::new(2).unwrap();
-        let topics = presence_topics(2);
-        let a = subscribed(&emu, &pool, &topics[0]);
-        let b = subscribed(&emu, &pool, &topics[1]);
+        let (emu, _pool, topics, a, b) = two_subscribed(2);
         let running = Arc::new(AtomicBool::new(false));
         let calls = Arc::new(AtomicUsize::new(0));
         let (entered_tx, entered) = crossbeam_channel::unbounded();
@@ -377,11 +381,7 @@ fn block_with_a_slow_callback_on_a_one_thread_pool_does_not_deadlock() {
 #[test]
 fn a_callback_shutting_its_pool_down_while_others_deliver() {
     within(Duration::from_secs(120), || {
-        let emu = emulator_for(2);
-        let pool = ThreadPool::new(2).unwrap();
-        let topics = presence_topics(2);
-        let a = subscribed(&emu, &pool, &topics[0]);
-        let b = subscribed(&emu, &pool, &topics[1]);
+        let (emu, pool, topics, a, b) = two_subscribed(2);
         let busy = Arc::new(AtomicUsize::new(0));
         let count = busy.clone();
         let _b_guard = b
@@ -801,11 +801,7 @@ fn events_left_queued_by_a_shut_down_pool_are_counted_as_dropped() {
 #[test]
 fn a_shutdown_waiting_for_a_held_pool_times_out_then_a_later_one_finishes() {
     within(Duration::from_secs(120), || {
-        let emu = emulator_for(2);
-        let pool = ThreadPool::new(1).unwrap();
-        let topics = presence_topics(2);
-        let a = subscribed(&emu, &pool, &topics[0]);
-        let b = subscribed(&emu, &pool, &topics[1]);
+        let (emu, _pool, topics, a, b) = two_subscribed(1);
         let (entered_tx, entered) = crossbeam_channel::unbounded();
         let (release, release_rx) = crossbeam_channel::unbounded::<()>();
         let _a_guard = a
