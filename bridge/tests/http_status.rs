@@ -12,9 +12,7 @@ fn metrics_health_and_status_page_tell_the_bridge_s_state() {
     let mut redis = RedisServer::start();
     let emu = Emulator::start().expect("emulator");
     let addr = format!("127.0.0.1:{}", free_port());
-    let topics: Vec<String> = (0..3)
-        .map(|i| format!("v2.users.{}.presence", user_id(i)))
-        .collect();
+    let topics = presence_topics(3);
     let mut args = vec![
         "--redis".to_owned(),
         redis.url(),
@@ -26,21 +24,9 @@ fn metrics_health_and_status_page_tell_the_bridge_s_state() {
         addr.clone(),
     ];
     args.extend(topics.iter().cloned());
-    let mut bridge = BridgeProcess::start(
-        &emu.api_base(),
-        emu.client_id(),
-        emu.client_secret(),
-        "b-http",
-        &args,
-    );
+    let mut bridge = BridgeProcess::on_emulator(&emu, "b-http", &args);
     assert!(
-        wait_until(Duration::from_secs(60), || emu
-            .channels()
-            .iter()
-            .filter(|c| c.connected)
-            .map(|c| c.topics.len())
-            .sum::<usize>()
-            == 3),
+        wait_until(Duration::from_secs(60), || subscribed_topics(&emu) == 3),
         "{}",
         bridge.dump()
     );

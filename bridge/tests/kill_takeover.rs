@@ -41,9 +41,7 @@ fn balanced(con: &mut redis::Connection, ids: &[&str]) -> bool {
 fn a_killed_process_s_shards_are_taken_over_and_nothing_is_lost_without_a_gap() {
     let redis = RedisServer::start();
     let emu = Arc::new(Emulator::start_with(EmulatorConfig::default()).expect("emulator"));
-    let topics: Vec<String> = (0..TOPICS)
-        .map(|i| format!("v2.users.{}.presence", user_id(i)))
-        .collect();
+    let topics = presence_topics(TOPICS);
     let mut args = vec![
         "--redis".to_owned(),
         redis.url(),
@@ -51,15 +49,7 @@ fn a_killed_process_s_shards_are_taken_over_and_nothing_is_lost_without_a_gap() 
         SHARDS.to_string(),
     ];
     args.extend(topics.iter().cloned());
-    let start = |id: &str| {
-        BridgeProcess::start(
-            &emu.api_base(),
-            emu.client_id(),
-            emu.client_secret(),
-            id,
-            &args,
-        )
-    };
+    let start = |id: &str| BridgeProcess::on_emulator(&emu, id, &args);
     let mut bridges: Vec<BridgeProcess> = ["b0", "b1", "b2"].iter().map(|id| start(id)).collect();
     let mut con = redis.con();
     let dump = |bridges: &[BridgeProcess]| -> String {
@@ -79,14 +69,9 @@ fn a_killed_process_s_shards_are_taken_over_and_nothing_is_lost_without_a_gap() 
         dump(&bridges)
     );
     // Every topic subscribed by exactly one process before publishing starts.
-    let subscribed = |emu: &Emulator| -> usize {
-        emu.channels()
-            .iter()
-            .filter(|c| c.connected)
-            .map(|c| c.topics.len())
-            .sum()
-    };
-    assert!(wait_until(Duration::from_secs(60), || subscribed(&emu) == TOPICS));
+    assert!(wait_until(Duration::from_secs(60), || subscribed_topics(
+        &emu
+    ) == TOPICS));
 
     // Publish continuously: (seq, topic, time just before publishing).
     let publisher = Publisher::start(
@@ -134,7 +119,9 @@ fn a_killed_process_s_shards_are_taken_over_and_nothing_is_lost_without_a_gap() 
         counts(&holders(&mut con), &["b0", "b1r", "b2"]),
         dump(&bridges)
     );
-    assert!(wait_until(Duration::from_secs(60), || subscribed(&emu) >= TOPICS));
+    assert!(wait_until(Duration::from_secs(60), || subscribed_topics(
+        &emu
+    ) >= TOPICS));
     std::thread::sleep(Duration::from_secs(2));
     let published = publisher.stop();
     for b in bridges.iter_mut() {

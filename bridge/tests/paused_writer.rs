@@ -37,9 +37,7 @@ fn signal(pid: u32, sig: &str) {
 fn a_paused_process_cannot_write_after_its_shards_were_taken_over() {
     let redis = RedisServer::start();
     let emu = Arc::new(Emulator::start().expect("emulator"));
-    let topics: Vec<String> = (0..TOPICS)
-        .map(|i| format!("v2.users.{}.presence", user_id(i)))
-        .collect();
+    let topics = presence_topics(TOPICS);
     let mut args = vec![
         "--redis".to_owned(),
         redis.url(),
@@ -49,15 +47,7 @@ fn a_paused_process_cannot_write_after_its_shards_were_taken_over() {
         "3".into(),
     ];
     args.extend(topics.iter().cloned());
-    let start = |id: &str| {
-        BridgeProcess::start(
-            &emu.api_base(),
-            emu.client_id(),
-            emu.client_secret(),
-            id,
-            &args,
-        )
-    };
+    let start = |id: &str| BridgeProcess::on_emulator(&emu, id, &args);
     let mut a = start("a");
     let mut b = start("b");
     let mut con = redis.con();
@@ -72,13 +62,9 @@ fn a_paused_process_cannot_write_after_its_shards_were_taken_over() {
         a.dump(),
         b.dump()
     );
-    assert!(wait_until(Duration::from_secs(60), || emu
-        .channels()
-        .iter()
-        .filter(|c| c.connected)
-        .map(|c| c.topics.len())
-        .sum::<usize>()
-        == TOPICS));
+    assert!(wait_until(Duration::from_secs(60), || subscribed_topics(
+        &emu
+    ) == TOPICS));
 
     let publisher = Publisher::start(
         &emu,

@@ -54,9 +54,7 @@ fn the_bridge_writes_to_a_three_node_cluster_and_streams_spread_over_the_nodes()
     );
 
     let emu = Emulator::start().expect("emulator");
-    let topics: Vec<String> = (0..40)
-        .map(|i| format!("v2.users.{}.presence", user_id(i)))
-        .collect();
+    let topics = presence_topics(40);
     let mut args = vec![
         "--redis".to_owned(),
         nodes[0].url(),
@@ -65,20 +63,9 @@ fn the_bridge_writes_to_a_three_node_cluster_and_streams_spread_over_the_nodes()
         SHARDS.to_string(),
     ];
     args.extend(topics.iter().cloned());
-    let mut bridge = BridgeProcess::start(
-        &emu.api_base(),
-        emu.client_id(),
-        emu.client_secret(),
-        "b-cluster",
-        &args,
-    );
+    let mut bridge = BridgeProcess::on_emulator(&emu, "b-cluster", &args);
     assert!(
-        wait_until(Duration::from_secs(60), || emu
-            .channels()
-            .iter()
-            .filter(|c| c.connected)
-            .map(|c| c.topics.len())
-            .sum::<usize>()
+        wait_until(Duration::from_secs(60), || subscribed_topics(&emu)
             == topics.len()),
         "{}",
         bridge.dump()

@@ -32,9 +32,7 @@ fn run(budget: usize, down: Duration) -> Outcome {
         "always",
     ]);
     let emu = Arc::new(Emulator::start().expect("emulator"));
-    let topics: Vec<String> = (0..TOPICS)
-        .map(|i| format!("v2.users.{}.presence", user_id(i)))
-        .collect();
+    let topics = presence_topics(TOPICS);
     let mut args = vec![
         "--redis".to_owned(),
         redis.url(),
@@ -44,20 +42,9 @@ fn run(budget: usize, down: Duration) -> Outcome {
         budget.to_string(),
     ];
     args.extend(topics.iter().cloned());
-    let mut bridge = BridgeProcess::start(
-        &emu.api_base(),
-        emu.client_id(),
-        emu.client_secret(),
-        "b",
-        &args,
-    );
+    let mut bridge = BridgeProcess::on_emulator(&emu, "b", &args);
     assert!(
-        wait_until(Duration::from_secs(60), || emu
-            .channels()
-            .iter()
-            .filter(|c| c.connected)
-            .map(|c| c.topics.len())
-            .sum::<usize>()
+        wait_until(Duration::from_secs(60), || subscribed_topics(&emu)
             == TOPICS),
         "{}",
         bridge.dump()

@@ -163,6 +163,21 @@ impl BridgeProcess {
         Self::start_with_env(&env, id, args)
     }
 
+    /// Starts `genesys-bridge` against `emu` (with its client credentials), with `args`, id `id`.
+    pub fn on_emulator(
+        emu: &genesys_notify::emulator::Emulator,
+        id: &str,
+        args: &[String],
+    ) -> BridgeProcess {
+        Self::start(
+            &emu.api_base(),
+            emu.client_id(),
+            emu.client_secret(),
+            id,
+            args,
+        )
+    }
+
     /// Starts `genesys-bridge` with only `env` (and `PATH`) as its environment.
     pub fn start_with_env(env: &[(&str, &str)], id: &str, args: &[String]) -> BridgeProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_genesys-bridge"))
@@ -524,4 +539,20 @@ impl Publisher {
         let published = self.published.lock().unwrap().clone();
         published
     }
+}
+
+/// The presence topics of the first `n` test users (see [`user_id`]).
+pub fn presence_topics(n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| format!("v2.users.{}.presence", user_id(i)))
+        .collect()
+}
+
+/// How many topics the emulator's connected channels are subscribed to.
+pub fn subscribed_topics(emu: &genesys_notify::emulator::Emulator) -> usize {
+    emu.channels()
+        .iter()
+        .filter(|c| c.connected)
+        .map(|c| c.topics.len())
+        .sum()
 }
