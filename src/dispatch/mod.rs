@@ -29,7 +29,7 @@ use crate::pool::ThreadPool;
 use crate::snapshot_gate::SnapshotGate;
 use crate::threads::join_until;
 pub(crate) use lifecycle::LifecycleSink;
-use lifecycle::{lifecycle_queue, run_lifecycle, LifecycleMsg};
+use lifecycle::{lifecycle_queue, run_lifecycle, LifecycleMsg, LifecycleRx};
 use parking_lot::Mutex;
 use pooled::{wait_done, LifecycleBox, ShardBox};
 use queue::Queue;
@@ -105,6 +105,52 @@ pub(crate) struct QueueLimits {
     pub capacity_bytes: usize,
 }
 
+/// What both kinds of dispatcher are made of: the lifecycle queue and its sink, the snapshot
+/// gate, the closing flag, and `shards` dispatcher queues with their consumers (not started).
+struct Parts {
+    lifecycle: Arc<LifecycleSink>,
+    lifecycle_rx: LifecycleRx,
+    gate: Arc<SnapshotGate>,
+    closing: Arc<AtomicBool>,
+    queues: Vec<Arc<Queue>>,
+    lag: Vec<Arc<LagRecorder>>,
+    shards: Vec<Shard>,
+}
+
+impl Parts {
+    fn new(
+        registry: &Arc<Registry>,
+        shards: usize,
+        limits: QueueLimits,
+        lag_threshold: Duration,
+    ) -> Parts {
+        let (ltx, lifecycle_rx) = lifecycle_queue();
+        let lifecycle = Arc::new(LifecycleSink::new(ltx));
+        let gate = Arc::new(SnapshotGate::default());
+        let closing = Arc::new(AtomicBool::new(false));
+        let shards: Vec<Shard> = (0..shards)
+            .map(|_| Shard {
+                queue: Arc::new(Queue::new(limits.capacity, limits.capacity_bytes)),
+                registry: registry.clone(),
+                sink: lifecycle.clone(),
+                lag: Arc::new(LagRecorder::new()),
+                lag_threshold,
+                closing: closing.clone(),
+                gate: gate.clone(),
+            })
+            .collect();
+        Parts {
+            queues: shards.iter().map(|s| s.queue.clone()).collect(),
+            lag: shards.iter().map(|s| s.lag.clone()).collect(),
+            lifecycle,
+            lifecycle_rx,
+            gate,
+            closing,
+            shards,
+        }
+    }
+}
+
 impl Dispatcher {
     pub(crate) fn start(
         registry: Arc<Registry>,
@@ -113,49 +159,35 @@ impl Dispatcher {
         policy: Backpressure,
         lag_threshold: Duration,
     ) -> std::io::Result<Dispatcher> {
-        let (ltx, lrx) = lifecycle_queue();
-        let lifecycle = Arc::new(LifecycleSink::new(ltx));
-        let gate = Arc::new(SnapshotGate::default());
-        let closing = Arc::new(AtomicBool::new(false));
+        let parts = Parts::new(&registry, threads, limits, lag_threshold);
         let lifecycle_thread = {
-            let (registry, sink, closing) = (registry.clone(), lifecycle.clone(), closing.clone());
+            let (rx, sink, closing) = (
+                parts.lifecycle_rx,
+                parts.lifecycle.clone(),
+                parts.closing.clone(),
+            );
             std::thread::Builder::new()
                 .name("genesys-lifecycle".into())
                 .spawn(move || {
                     CALLBACK_THREAD.with(|c| c.set(true));
-                    run_lifecycle(lrx, registry, sink, &closing)
+                    run_lifecycle(rx, registry, sink, &closing)
                 })?
         };
-        let mut queues = Vec::with_capacity(threads);
         let mut handles = Vec::with_capacity(threads);
-        let mut lag = Vec::with_capacity(threads);
-        for index in 0..threads {
-            let queue = Arc::new(Queue::new(limits.capacity, limits.capacity_bytes));
-            let recorder = Arc::new(LagRecorder::new());
-            let shard = Shard {
-                queue: queue.clone(),
-                registry: registry.clone(),
-                sink: lifecycle.clone(),
-                lag: recorder.clone(),
-                lag_threshold,
-                closing: closing.clone(),
-                gate: gate.clone(),
-            };
+        for (index, shard) in parts.shards.into_iter().enumerate() {
             handles.push(
                 std::thread::Builder::new()
                     .name(format!("genesys-dispatch-{index}"))
                     .spawn(move || shard.run())?,
             );
-            queues.push(queue);
-            lag.push(recorder);
         }
         Ok(Dispatcher {
-            queues,
+            queues: parts.queues,
             policy,
-            lifecycle,
-            lag,
-            gate,
-            closing,
+            lifecycle: parts.lifecycle,
+            lag: parts.lag,
+            gate: parts.gate,
+            closing: parts.closing,
             threads: Mutex::new(handles),
             lifecycle_thread: Mutex::new(Some(lifecycle_thread)),
             pooled: None,
@@ -172,43 +204,26 @@ impl Dispatcher {
         policy: Backpressure,
         lag_threshold: Duration,
     ) -> Dispatcher {
-        let (ltx, lrx) = lifecycle_queue();
-        let lifecycle = Arc::new(LifecycleSink::new(ltx));
-        let gate = Arc::new(SnapshotGate::default());
-        let closing = Arc::new(AtomicBool::new(false));
-        let mut queues = Vec::with_capacity(shards);
-        let mut boxes = Vec::with_capacity(shards);
-        let mut lag = Vec::with_capacity(shards);
-        for _ in 0..shards {
-            let queue = Arc::new(Queue::new(limits.capacity, limits.capacity_bytes));
-            let recorder = Arc::new(LagRecorder::new());
-            let shard = Shard {
-                queue: queue.clone(),
-                registry: registry.clone(),
-                sink: lifecycle.clone(),
-                lag: recorder.clone(),
-                lag_threshold,
-                closing: closing.clone(),
-                gate: gate.clone(),
-            };
-            boxes.push(ShardBox::new(shard, pool.downgrade()));
-            queues.push(queue);
-            lag.push(recorder);
-        }
+        let parts = Parts::new(&registry, shards, limits, lag_threshold);
+        let boxes = parts
+            .shards
+            .into_iter()
+            .map(|shard| ShardBox::new(shard, pool.downgrade()))
+            .collect();
         let lifecycle_box = LifecycleBox::new(
-            lrx,
+            parts.lifecycle_rx,
             registry,
-            lifecycle.clone(),
-            closing.clone(),
+            parts.lifecycle.clone(),
+            parts.closing.clone(),
             pool.downgrade(),
         );
         Dispatcher {
-            queues,
+            queues: parts.queues,
             policy,
-            lifecycle,
-            lag,
-            gate,
-            closing,
+            lifecycle: parts.lifecycle,
+            lag: parts.lag,
+            gate: parts.gate,
+            closing: parts.closing,
             threads: Mutex::new(Vec::new()),
             lifecycle_thread: Mutex::new(None),
             pooled: Some(Pooled {
