@@ -154,8 +154,8 @@ fn cpu_ns(prefix: &str) -> u64 {
 #[allow(dead_code)]
 mod frames;
 use frames::{
-    parse_number, ws_frame, Size, Template, SENT_AT, SENT_WIDTH, SEQ_AT, SEQ_WIDTH, TI_AT,
-    TI_WIDTH, TOPICS,
+    parse_number, ws_frame, Histogram, Size, Template, SENT_AT, SENT_WIDTH, SEQ_AT, SEQ_WIDTH,
+    TI_AT, TI_WIDTH, TOPICS,
 };
 
 /// How a size is named in this bench's report.
@@ -171,67 +171,6 @@ const HEARTBEAT: &str =
 
 // ---------------------------------------------------------------------------------------------
 // The consumer side: the same callback for the baseline and the library
-
-/// Log-linear latency histogram: 32 sub-buckets per power of two (about 3 % resolution).
-struct Histogram {
-    buckets: Vec<AtomicU64>,
-}
-
-const SUB_BITS: u32 = 5;
-const SUB: u64 = 1 << SUB_BITS;
-
-impl Histogram {
-    fn new() -> Histogram {
-        Histogram {
-            buckets: (0..64 * SUB).map(|_| AtomicU64::new(0)).collect(),
-        }
-    }
-
-    fn index(v: u64) -> usize {
-        if v < SUB {
-            return v as usize;
-        }
-        let msb = 63 - v.leading_zeros();
-        let shift = msb - SUB_BITS;
-        ((u64::from(shift) + 1) * SUB + ((v >> shift) - SUB)) as usize
-    }
-
-    /// The middle of bucket `i`.
-    fn value(i: usize) -> u64 {
-        let i = i as u64;
-        if i < SUB {
-            return i;
-        }
-        let shift = i / SUB - 1;
-        let low = (i % SUB + SUB) << shift;
-        low + (1u64 << shift) / 2
-    }
-
-    fn record(&self, v: u64) {
-        self.buckets[Self::index(v)].fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn percentile(&self, p: f64) -> u64 {
-        let counts: Vec<u64> = self
-            .buckets
-            .iter()
-            .map(|b| b.load(Ordering::Relaxed))
-            .collect();
-        let total: u64 = counts.iter().sum();
-        if total == 0 {
-            return 0;
-        }
-        let rank = ((p / 100.0) * total as f64).ceil().max(1.0) as u64;
-        let mut seen = 0;
-        for (i, c) in counts.iter().enumerate() {
-            seen += c;
-            if seen >= rank {
-                return Self::value(i);
-            }
-        }
-        0
-    }
-}
 
 /// Per-topic counters, each on its own cache lines (a topic is handled by one thread at a time).
 #[repr(align(128))]

@@ -212,7 +212,7 @@ const SUB_BITS: u32 = 5;
 const SUB: u64 = 1 << SUB_BITS;
 
 impl Histogram {
-    fn new() -> Histogram {
+    pub fn new() -> Histogram {
         Histogram {
             buckets: (0..64 * SUB).map(|_| AtomicU64::new(0)).collect(),
         }
@@ -238,7 +238,7 @@ impl Histogram {
         low + (1u64 << shift) / 2
     }
 
-    fn record(&self, v: u64) {
+    pub fn record(&self, v: u64) {
         self.buckets[Self::index(v)].fetch_add(1, Ordering::Relaxed);
     }
 
